@@ -1,0 +1,67 @@
+//! The manifest (inside the ciphertext) and the sidecar (beside it, plaintext, no secret).
+
+use crate::material::Identity;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest/sidecar format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why the artifact was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// A regular backup.
+    #[default]
+    Backup,
+    /// The file a restore was about to overwrite.
+    PreRestore,
+}
+
+/// One file in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative name inside the tar.
+    pub path: String,
+    /// Where it came from on the node.
+    pub remote_path: String,
+    pub size: u64,
+    /// Unix permission bits on the node.
+    pub mode: u32,
+    /// Lowercase hex SHA-256 of the plaintext.
+    pub sha256: String,
+}
+
+/// What a bundle holds; stored as `manifest.json` inside it and repeated in the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub node: String,
+    pub keystore: String,
+    /// `p12`, ...
+    pub kind: String,
+    #[serde(default)]
+    pub purpose: Purpose,
+    pub created_at: DateTime<Utc>,
+    pub coldkeep_version: String,
+    /// `host:port` the material was fetched from.
+    pub host: String,
+    /// SHA256 fingerprint of the node's host key at fetch time.
+    #[serde(default)]
+    pub host_key: String,
+    pub files: Vec<FileEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// The recipients it was encrypted to.
+    pub recipients: Vec<String>,
+}
+
+/// The plaintext `.json` beside each `.age`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sidecar {
+    #[serde(flatten)]
+    pub manifest: Manifest,
+    /// Lowercase hex SHA-256 of the `.age` file.
+    pub ciphertext_sha256: String,
+    pub ciphertext_size: u64,
+}

@@ -1,0 +1,132 @@
+//! Command-line interface (clap derive). Only argument shapes live here.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// coldkeep keeps server key material safe: it fetches PKCS#12 keys from your nodes over SSH
+/// (strict host-key checking), encrypts them with age to your public keys, and keeps them in a
+/// cold-storage directory and its replicas. Backing up never needs a private key.
+#[derive(Debug, Parser)]
+#[command(name = "coldkeep", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file [default: ./coldkeep.yaml, then /etc/coldkeep/coldkeep.yaml]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "COLDKEEP_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v info, -vv debug); RUST_LOG overrides
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Typical use:
+  coldkeep config check                 validate the config and show what it covers
+  coldkeep backup                       back up every node (exit 1 if any failed)
+  coldkeep list                         what is stored (no private key needed)
+  coldkeep verify --identity key.txt    decrypt in memory and check every file hash
+  coldkeep verify --live --node NAME    is the latest backup the key the node uses now?
+  coldkeep demo                         a throwaway node on loopback, end to end
+
+Exit codes: 0 all done, 1 some node/keystore/artifact failed, 2 usage or config error.";
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch key material from nodes and store it encrypted
+    Backup(BackupArgs),
+    /// Show stored artifacts (works without any private key)
+    List(ListArgs),
+    /// Check stored artifacts (hashes and headers; with --identity, decrypt and check contents)
+    Verify(VerifyArgs),
+    /// Config file commands
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run backup -> list -> verify against a throwaway sshd node on loopback
+    Demo(DemoArgs),
+}
+
+/// Which nodes to act on.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NodeSelector {
+    /// Only this node (repeatable)
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+    /// Only nodes with this label (repeatable; a node needs any of them)
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub select: NodeSelector,
+    /// Connect and fetch, check the material, but write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this node
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this node
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// age identity file or SSH private key: decrypt in memory and check every file
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Compare the latest backup with the file the node has now (needs --node)
+    #[arg(long, requires = "node")]
+    pub live: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print a summary (nodes, keystores, recipients)
+    Check {
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo (keys, node tree, store, config) [default: a new temp directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

@@ -1,0 +1,1 @@
+//! Report tables and JSON output shared by commands.

@@ -1,0 +1,40 @@
+//! Secrets: `{env: NAME}` or `{file: PATH}`, never inline.
+
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// An environment variable's value.
+    Env(String),
+    /// A file's content, with one trailing newline removed.
+    File(PathBuf),
+}
+
+/// A secret could not be read; never contains the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("cannot read secret file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Secret {
+    /// Reads the secret now.
+    pub fn resolve(&self) -> Result<Zeroizing<String>, SecretError> {
+        todo!()
+    }
+
+    /// Where it comes from, for messages (`env COLDKEEP_X`, `file /path`).
+    pub fn describe(&self) -> String {
+        match self {
+            Secret::Env(n) => format!("env {n}"),
+            Secret::File(p) => format!("file {}", p.display()),
+        }
+    }
+}

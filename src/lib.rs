@@ -1,0 +1,15 @@
+//! coldkeep: back up server key material over SSH into age-encrypted cold storage.
+//!
+//! Data flows one way: [`config`] -> [`remote`] -> [`material`] -> [`bundle`] -> [`store`] ->
+//! [`commands`]. A lower layer never imports a higher one.
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod material;
+pub mod remote;
+pub mod sandbox;
+pub mod store;

@@ -1,0 +1,35 @@
+//! The `coldkeep` binary: parse arguments, set up logging, run the command, exit.
+
+use clap::Parser;
+use coldkeep::cli::{Cli, LogFormat};
+use coldkeep::error::exit_for;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let code = match coldkeep::commands::run(cli) {
+        Ok(exit) => exit as i32,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_for(&err) as i32
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("coldkeep={default}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
