@@ -38,6 +38,8 @@ Typical use:
   coldkeep list                         what is stored (no private key needed)
   coldkeep verify --identity key.txt    decrypt in memory and check every file hash
   coldkeep verify --live --node NAME    is the latest backup the key the node uses now?
+  coldkeep check                        do backup names match configs and nodectl's cn-config.yaml?
+  coldkeep restore --node NAME -i KEY   put the latest backup back (asks before replacing)
   coldkeep demo                         a throwaway node on loopback, end to end
 
 Exit codes: 0 all done, 1 some node/keystore/artifact failed, 2 usage or config error.";
@@ -58,6 +60,10 @@ pub enum Command {
     List(ListArgs),
     /// Check stored artifacts (hashes and headers; with --identity, decrypt and check contents)
     Verify(VerifyArgs),
+    /// Push a backup back to its node, after name checks, keeping a copy of what it replaces
+    Restore(RestoreArgs),
+    /// Pre-install check: do backed-up P12 names match the node configs and nodectl?
+    Check(CheckArgs),
     /// Config file commands
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -129,4 +135,57 @@ pub struct DemoArgs {
     /// Directory for the demo (keys, node tree, store, config) [default: a new temp directory]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Steps, stopping at the first failure with nothing changed on the node:
+  1. decrypt the artifact in memory and verify every hash and the manifest
+  2. name checks: backup file name = configured path's name = nodectl's key_name/key_location
+     for every profile (when nodectl_config is set); the P12 opens with the configured password
+  3. the target directory exists (install the node with nodectl first, same P12 file name)
+  4. identical file on the node: nothing to do; a different file is saved to the store as a
+     pre-restore artifact, and replaced only with --yes or an interactive yes
+  5. upload to a temp name beside the target with the final mode, mv -f over it, read back")]
+pub struct RestoreArgs {
+    /// The node to restore to
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// The keystore (needed when the node has more than one)
+    #[arg(long, value_name = "NAME")]
+    pub keystore: Option<String>,
+    /// Artifact id (or a unique prefix), or `latest`
+    #[arg(long, value_name = "ID", default_value = "latest")]
+    pub backup: String,
+    /// Take the backup from another node's artifacts (disaster recovery onto a replacement host)
+    #[arg(long, value_name = "NODE")]
+    pub from_node: Option<String>,
+    /// age identity file or SSH private key that decrypts the artifact
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: PathBuf,
+    /// Replace a different existing file without asking
+    #[arg(long)]
+    pub yes: bool,
+    /// Run the checks and print the plan; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Only this node (repeatable)
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+    /// Read nodectl's config from this local file instead of from the nodes (provisioning)
+    #[arg(long, value_name = "FILE")]
+    pub nodectl_config: Option<PathBuf>,
+    /// Also decrypt the latest backups: does the P12 open with the configured password?
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }

@@ -49,7 +49,7 @@ pub struct Opened {
 
 /// Decryption keys: age identity files (`AGE-SECRET-KEY-1...`) or SSH private keys.
 pub struct Identities {
-    keys: Vec<Box<dyn age::Identity>>,
+    keys: Vec<Box<dyn age::Identity + Send + Sync>>,
 }
 
 impl Identities {
@@ -61,7 +61,7 @@ impl Identities {
     }
 
     /// Builds identities from already-constructed keys (tests, demo).
-    pub fn from_keys(keys: Vec<Box<dyn age::Identity>>) -> Identities {
+    pub fn from_keys(keys: Vec<Box<dyn age::Identity + Send + Sync>>) -> Identities {
         Identities { keys }
     }
 

@@ -1,30 +1,72 @@
 //! The commands: thin orchestration over config, remote, material, bundle and store.
 
+pub mod artifact;
 pub mod backup;
+pub mod check;
 pub mod config_check;
 pub mod demo;
+pub mod fleet;
+pub mod keystore;
 pub mod list;
 pub mod report;
+pub mod restore;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand};
-use crate::config::Config;
-use crate::error::Exit;
+use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};
+use crate::config::{Config, NodeConfig};
+use crate::error::{Exit, UsageError};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    match cli.command {
-        Command::Demo(args) => demo::run(&args),
-        command => {
-            let path = crate::config::resolve_path(cli.config.as_deref())?;
-            let config = Config::load(&path)?;
-            match command {
-                Command::Backup(args) => backup::run(&config, &args),
-                Command::List(args) => list::run(&config, &args),
-                Command::Verify(args) => verify::run(&config, &args),
-                Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, json),
-                Command::Demo(_) => unreachable!(),
-            }
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args);
+    }
+    let path = crate::config::resolve_path(cli.config.as_deref())?;
+    let config = Config::load(&path)?;
+    match &cli.command {
+        Command::Backup(args) => backup::run(&config, args),
+        Command::List(args) => list::run(&config, args),
+        Command::Verify(args) => verify::run(&config, args),
+        Command::Restore(args) => restore::run(&config, args),
+        Command::Check(args) => check::run(&config, args),
+        Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
+        Command::Demo(_) => unreachable!("handled above"),
+    }
+}
+
+/// The nodes a selector picks, in config order. No selector means every node. Naming a node
+/// that is not in the config is a usage error, so a typo never silently backs up nothing.
+pub fn select_nodes<'c>(
+    config: &'c Config,
+    select: &NodeSelector,
+) -> Result<Vec<&'c NodeConfig>, UsageError> {
+    check_node_names(config, &select.nodes)?;
+    let picked: Vec<&NodeConfig> = config
+        .nodes
+        .iter()
+        .filter(|n| select.nodes.is_empty() || select.nodes.contains(&n.name))
+        .filter(|n| select.labels.is_empty() || n.labels.iter().any(|l| select.labels.contains(l)))
+        .collect();
+    if picked.is_empty() {
+        return Err(UsageError(format!(
+            "no node matches the selection (labels: {})",
+            select.labels.join(", ")
+        )));
+    }
+    Ok(picked)
+}
+
+/// Errors unless every name is a configured node.
+pub fn check_node_names(config: &Config, names: &[String]) -> Result<(), UsageError> {
+    for name in names {
+        if config.node(name).is_none() {
+            let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "no node named {name:?} in {} (nodes: {})",
+                config.source.display(),
+                known.join(", ")
+            )));
         }
     }
+    Ok(())
 }

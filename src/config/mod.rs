@@ -104,10 +104,7 @@ impl Recipient {
                 key: RecipientKey::Ssh(key),
             });
         }
-        Err(
-            "expected an age recipient (age1...) or an SSH public key (ssh-ed25519 / ssh-rsa)"
-                .into(),
-        )
+        Err("expected an age recipient (age1...) or an SSH public key (ssh-ed25519 / ssh-rsa)".into())
     }
 
     /// The recipient as written (trimmed); an SSH key keeps its comment.

@@ -18,10 +18,7 @@ pub enum SecretError {
     #[error("environment variable {0} is not set")]
     EnvMissing(String),
     #[error("cannot read secret file {}: {source}", path.display())]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    File { path: PathBuf, source: std::io::Error },
 }
 
 impl Secret {

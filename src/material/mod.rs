@@ -1,5 +1,6 @@
 //! Key material: recognise, validate and identify what was fetched.
 
+pub mod nodectl;
 pub mod p12;
 
 use serde::{Deserialize, Serialize};

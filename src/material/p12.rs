@@ -55,3 +55,20 @@ pub fn inspect(bytes: &[u8], password: Option<&str>) -> Result<P12Identity, P12E
     let _ = (bytes, password);
     todo!()
 }
+
+/// How [`generate`] writes the file. (temporary stub; replaced by the p12 module's version)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenerateStyle {
+    Legacy,
+    Modern,
+}
+
+/// Generates a cl-keytool-like P12 (stub).
+pub fn generate(
+    password: &str,
+    alias: &str,
+    style: GenerateStyle,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, P12Error> {
+    let _ = (password, alias, style);
+    todo!()
+}

@@ -10,10 +10,7 @@ use zeroize::Zeroizing;
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    Connect { addr: String, source: std::io::Error },
     #[error("timed out after {secs}s while {during}")]
     Timeout { during: String, secs: u64 },
     #[error("SSH handshake with {addr} failed: {detail}")]
@@ -70,10 +67,7 @@ pub enum RemoteError {
 impl RemoteError {
     /// Worth retrying later (connection refused, timeouts); host-key and auth errors are not.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            RemoteError::Connect { .. } | RemoteError::Timeout { .. }
-        )
+        matches!(self, RemoteError::Connect { .. } | RemoteError::Timeout { .. })
     }
 }
 
@@ -145,6 +139,12 @@ impl Session {
     /// file stays under its name and the temp file is removed (best effort).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         let _ = (path, bytes, mode);
+        todo!()
+    }
+
+    /// Removes temp files an interrupted [`Session::push`] to `path` left in its directory.
+    pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
+        let _ = path;
         todo!()
     }
 

@@ -1,0 +1,318 @@
+//! End-to-end tests of `coldkeep backup`, `list` and `verify` through the real binary, against
+//! real sshd nodes on loopback (see `coldkeep::sandbox`).
+
+mod support;
+
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use support::fleet::{FIXTURE, Fleet, age_files, legacy_p12, text};
+
+#[test]
+fn three_nodes_back_up_list_verify_and_recover_with_the_age_cli() {
+    let fleet = Fleet::new(&["v1", "v2", "v3"]);
+    let mut yaml = String::new();
+    let mut originals = Vec::new();
+    for name in ["v1", "v2", "v3"] {
+        let bytes = legacy_p12("pw-0123456789");
+        let path = fleet.put(name, &format!("home/nodeadmin/tessellation/{name}.p12"), &bytes, 0o400);
+        yaml.push_str(&fleet.node_yaml(name, fleet.node(name).port, &path, ""));
+        originals.push((name, bytes));
+    }
+    fleet.write_config(&yaml);
+
+    let out = fleet.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("3 of 3 keystores backed up"), "{}", text(&out.stdout));
+
+    let (code, list) = fleet.run_json(&["list", "--json"]);
+    assert_eq!(code, 0);
+    let artifacts = list["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 3);
+    for a in artifacts {
+        assert_eq!(a["copies"].as_array().unwrap().len(), 2, "primary and replica: {a}");
+        assert_eq!(a["identity"]["kind"], "p12");
+        assert_eq!(a["identity"]["pfx_version"], 3);
+    }
+
+    let out = fleet.run(&["verify", "--identity", fleet.age_identity.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("3 of 3 artifacts verified"));
+
+    // Recovery without coldkeep: age -d | tar x gives the exact bytes under the original name.
+    for (name, bytes) in &originals {
+        let artifact = age_files(&fleet.store().join(name)).pop().unwrap();
+        let dest = fleet.dir.join("recovered").join(name);
+        fs::create_dir_all(&dest).unwrap();
+        let cmd = format!(
+            "age -d -i '{}' '{}' | tar x -C '{}'",
+            fleet.age_identity.display(),
+            artifact.display(),
+            dest.display()
+        );
+        let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(&fs::read(dest.join(format!("{name}.p12"))).unwrap(), bytes);
+        let manifest: Value = serde_json::from_slice(&fs::read(dest.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["node"], *name);
+        assert_eq!(manifest["files"][0]["mode"], 0o400);
+    }
+}
+
+#[test]
+fn cl_keytool_fixture_is_identified_by_its_node_id() {
+    let fleet = Fleet::new(&["validator-0"]);
+    let bytes = fs::read(format!("{FIXTURE}/key.p12")).unwrap();
+    let path = fleet.put("validator-0", "home/nodeadmin/tessellation/key.p12", &bytes, 0o400);
+    let pw = fleet.secret_file("p12-password", "password");
+    let extra = format!("        password: {{file: {}}}\n", pw.display());
+    fleet.write_config(&fleet.node_yaml("validator-0", fleet.node("validator-0").port, &path, &extra));
+
+    let out = fleet.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let (_, list) = fleet.run_json(&["list", "--json"]);
+    let identity = &list["artifacts"][0]["identity"];
+    let peer_id = fs::read_to_string(format!("{FIXTURE}/peer_id")).unwrap();
+    assert_eq!(identity["node_id"], peer_id.trim());
+    assert_eq!(identity["aliases"][0], "alias");
+    let out = fleet.run(&["verify", "--identity", fleet.age_identity.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+}
+
+#[test]
+fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
+    let names = ["good", "unknown-host", "changed-key", "wrong-client-key", "missing", "not-p12", "wrong-pw"];
+    let fleet = Fleet::new(&names);
+    let p12 = legacy_p12("right-password");
+    let pw = fleet.secret_file("pw", "right-password");
+    let bad_pw = fleet.secret_file("bad-pw", "wrong-password");
+
+    // unknown-host: drop its known_hosts line. changed-key: record another node's key for it.
+    let kh = fs::read_to_string(&fleet.sandbox.known_hosts).unwrap();
+    let port_of = |n: &str| fleet.node(n).port;
+    let other_key = fs::read_to_string(format!("{}.pub", fleet.node("good").host_key.display())).unwrap();
+    let mut new_kh: String = kh
+        .lines()
+        .filter(|l| {
+            !l.starts_with(&format!("[127.0.0.1]:{} ", port_of("unknown-host")))
+                && !l.starts_with(&format!("[127.0.0.1]:{} ", port_of("changed-key")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let key_fields: Vec<&str> = other_key.split_whitespace().take(2).collect();
+    new_kh.push_str(&format!("[127.0.0.1]:{} {}\n", port_of("changed-key"), key_fields.join(" ")));
+    fs::write(&fleet.sandbox.known_hosts, new_kh).unwrap();
+
+    // wrong-client-key: a key the node does not accept.
+    let stranger = fleet.dir.join("stranger_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    let mut yaml = String::new();
+    for name in names {
+        let rel = format!("home/nodeadmin/tessellation/{name}.p12");
+        let path = match name {
+            "missing" => fleet.node(name).root.join(&rel).display().to_string(),
+            "not-p12" => fleet.put(name, &rel, b"-----BEGIN CERTIFICATE-----\nnot a key\n", 0o400),
+            _ => fleet.put(name, &rel, &p12, 0o400),
+        };
+        let secret = if name == "wrong-pw" { &bad_pw } else { &pw };
+        let mut entry = fleet.node_yaml(name, port_of(name), &path, &format!("        password: {{file: {}}}\n", secret.display()));
+        if name == "wrong-client-key" {
+            entry = entry.replacen("    labels:", &format!("    identity: {}\n    labels:", stranger.display()), 1);
+        }
+        yaml.push_str(&entry);
+    }
+    yaml.push_str(&fleet.node_yaml("port-closed", closed_port, "/nonexistent.p12", ""));
+    fleet.write_config(&yaml);
+
+    let out = fleet.run(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = |node: &str| {
+        report["outcomes"].as_array().unwrap().iter().find(|o| o["node"] == node).unwrap().clone()
+    };
+    assert_eq!(outcome("good")["ok"], true);
+    let error = |node: &str| {
+        let o = outcome(node);
+        assert_eq!(o["ok"], false, "{node} should fail: {o}");
+        o["error"].as_str().unwrap().to_string()
+    };
+    let unknown = error("unknown-host");
+    assert!(unknown.contains("unknown") && unknown.contains(&fleet.node("unknown-host").host_key_fingerprint), "{unknown}");
+    assert!(error("changed-key").contains("CHANGED"));
+    assert!(error("wrong-client-key").contains("authentication"));
+    assert!(error("missing").contains("does not exist"));
+    assert!(error("not-p12").contains("not a PKCS#12"), "{}", error("not-p12"));
+    assert!(error("wrong-pw").contains("wrong password"), "{}", error("wrong-pw"));
+    assert!(error("port-closed").contains("cannot connect"), "{}", error("port-closed"));
+
+    // Only the good node has an artifact, and it verifies.
+    assert_eq!(age_files(&fleet.store()).len(), 1);
+    assert_eq!(age_files(&fleet.store().join("good")).len(), 1);
+    let out = fleet.run(&["verify", "--identity", fleet.age_identity.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // The human summary names every failure.
+    let out = fleet.run(&["backup", "--node", "missing", "--node", "not-p12"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("2 failed:") && stdout.contains("missing/p12:") && stdout.contains("not-p12/p12:"), "{stdout}");
+}
+
+#[test]
+fn store_is_private_and_no_plaintext_key_reaches_local_disk() {
+    let fleet = Fleet::new(&["n1"]);
+    let p12 = legacy_p12("pw-0123456789");
+    let path = fleet.put("n1", "keys/n1.p12", &p12, 0o400);
+    let pw = fleet.secret_file("pw", "pw-0123456789");
+    let extra = format!("        password: {{file: {}}}\n", pw.display());
+    fleet.write_config(&fleet.node_yaml("n1", fleet.node("n1").port, &path, &extra));
+    for args in [&["backup"][..], &["verify", "--identity", fleet.age_identity.to_str().unwrap()][..]] {
+        let out = fleet.run(args);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    }
+
+    for root in [fleet.store(), fleet.replica()] {
+        let mut seen = 0;
+        for entry in walkdir::WalkDir::new(&root) {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            let want = if entry.file_type().is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, want, "{}", entry.path().display());
+            seen += 1;
+        }
+        assert!(seen >= 5, "root, node, keystore dirs, .age, .json in {}", root.display());
+    }
+
+    // Scan everything the agent could have written (store, replica, HOME, TMPDIR, cwd, the
+    // sandbox's client side) for any 32-byte window of the P12. Only the node's own tree holds it.
+    let node_root = fleet.node("n1").root.clone();
+    let windows: Vec<&[u8]> = p12.chunks(32).filter(|c| c.len() == 32).collect();
+    for entry in walkdir::WalkDir::new(&fleet.dir).into_iter().filter_map(Result::ok) {
+        if entry.path().starts_with(&node_root) || !entry.file_type().is_file() {
+            continue;
+        }
+        let data = fs::read(entry.path()).unwrap();
+        for w in &windows {
+            assert!(
+                !data.windows(32).any(|d| d == *w),
+                "plaintext P12 bytes found in {}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn verify_finds_flipped_truncated_and_edited_artifacts() {
+    let fleet = Fleet::new(&["n1"]);
+    let path = fleet.put("n1", "keys/n1.p12", &legacy_p12("pw-0123456789"), 0o400);
+    fleet.write_config(&fleet.node_yaml("n1", fleet.node("n1").port, &path, ""));
+    for _ in 0..3 {
+        assert_eq!(fleet.run(&["backup"]).status.code(), Some(0));
+    }
+    let mut artifacts = age_files(&fleet.store());
+    artifacts.sort();
+    assert_eq!(artifacts.len(), 3);
+    let identity = fleet.age_identity.to_str().unwrap();
+    assert_eq!(fleet.run(&["verify", "--identity", identity]).status.code(), Some(0));
+
+    // Flip one byte in the middle of the first, truncate the second's replica copy.
+    let mut bytes = fs::read(&artifacts[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&artifacts[0], &bytes).unwrap();
+    let replica_copy = fleet.replica().join(artifacts[1].strip_prefix(fleet.store()).unwrap());
+    let len = fs::metadata(&replica_copy).unwrap().len();
+    fs::OpenOptions::new().write(true).open(&replica_copy).unwrap().set_len(len - 10).unwrap();
+
+    let (code, out) = fleet.run_json(&["verify", "--json"]);
+    assert_eq!(code, 1);
+    let checks = out["artifacts"].as_array().unwrap();
+    let bad: Vec<&Value> = checks.iter().filter(|c| c["ok"] == false).collect();
+    assert_eq!(bad.len(), 2, "{out}");
+    let id_of = |p: &Path| p.file_stem().unwrap().to_str().unwrap().to_string();
+    assert!(bad.iter().any(|c| c["id"] == id_of(&artifacts[0]).as_str()));
+    assert!(bad.iter().any(|c| c["id"] == id_of(&artifacts[1]).as_str()
+        && c["problems"].to_string().contains("replica")));
+
+    // Editing a sidecar's identity (and nothing else) is caught by the deep check only.
+    let sidecar = artifacts[2].with_extension("json");
+    let mut json: Value = serde_json::from_slice(&fs::read(&sidecar).unwrap()).unwrap();
+    json["files"][0]["mode"] = Value::from(0o644);
+    fs::write(&sidecar, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let replica_sidecar = fleet.replica().join(sidecar.strip_prefix(fleet.store()).unwrap());
+    fs::write(&replica_sidecar, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let (_, shallow) = fleet.run_json(&["verify", "--json"]);
+    let third = |v: &Value| v["artifacts"].as_array().unwrap().iter().find(|c| c["id"] == id_of(&artifacts[2]).as_str()).unwrap().clone();
+    assert_eq!(third(&shallow)["ok"], true);
+    let (code, deep) = fleet.run_json(&["verify", "--json", "--identity", identity]);
+    assert_eq!(code, 1);
+    assert!(third(&deep)["problems"].to_string().contains("sidecar was edited"), "{deep}");
+}
+
+#[test]
+fn verify_live_says_whether_the_node_still_uses_the_backed_up_key() {
+    let fleet = Fleet::new(&["n1"]);
+    let path = fleet.put("n1", "keys/n1.p12", &legacy_p12("pw-0123456789"), 0o400);
+    let pw = fleet.secret_file("pw", "pw-0123456789");
+    let extra = format!("        password: {{file: {}}}\n", pw.display());
+    fleet.write_config(&fleet.node_yaml("n1", fleet.node("n1").port, &path, &extra));
+
+    let out = fleet.run(&["verify", "--live", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("no backup"), "{}", text(&out.stdout));
+
+    assert_eq!(fleet.run(&["backup"]).status.code(), Some(0));
+    let out = fleet.run(&["verify", "--live", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("matches"));
+
+    // The node now uses another key.
+    fleet.put("n1", "keys/n1.p12", &legacy_p12("pw-0123456789"), 0o400);
+    let (code, json) = fleet.run_json(&["verify", "--live", "--node", "n1", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json[0]["matches"], false);
+    assert!(json[0]["detail"].as_str().unwrap().contains("different key"), "{json}");
+}
+
+#[test]
+fn dry_run_checks_everything_and_writes_nothing() {
+    let fleet = Fleet::new(&["n1"]);
+    let path = fleet.put("n1", "keys/n1.p12", &legacy_p12("pw-0123456789"), 0o400);
+    fleet.write_config(&fleet.node_yaml("n1", fleet.node("n1").port, &path, ""));
+    let out = fleet.run(&["backup", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("dry run"));
+    assert!(!fleet.store().exists() || age_files(&fleet.store()).is_empty());
+}
+
+#[test]
+fn usage_and_config_errors_exit_2_and_do_nothing() {
+    let fleet = Fleet::new(&[]);
+    fleet.write_config("  - name: n1\n    host: 127.0.0.1\n    port: not-a-port\n    keystores: []\n");
+    let out = fleet.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("{}:", fleet.config.display())), "{stderr}");
+    assert!(stderr.contains(":16:"), "line of `port:` expected: {stderr}");
+    assert!(!fleet.store().exists());
+
+    fleet.write_config(&fleet.node_yaml("n1", 22, "/keys/n1.p12", ""));
+    let out = fleet.run(&["backup", "--node", "typo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no node named \"typo\""), "{}", text(&out.stderr));
+    assert!(!fleet.store().exists());
+}

@@ -1,0 +1,170 @@
+//! A test fleet for CLI tests: real sshd nodes, an age identity (made by the `age-keygen` CLI),
+//! a store and a replica, all under one temp dir, and a way to run the real binary against them.
+
+use coldkeep::material::p12::{self, GenerateStyle};
+use coldkeep::sandbox::{Sandbox, SandboxNode};
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tessellation-local-test-key-0");
+
+/// A test fleet: sshd nodes, an age identity, a store and a replica, all under one temp dir.
+pub struct Fleet {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub sandbox: Sandbox,
+    pub nodes: Vec<SandboxNode>,
+    pub age_identity: PathBuf,
+    pub recipient: String,
+    pub config: PathBuf,
+}
+
+impl Fleet {
+    pub fn new(names: &[&str]) -> Fleet {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        for sub in ["home", "tmp", "cwd", "secrets"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let sandbox = Sandbox::new(&dir.join("ssh")).unwrap();
+        let nodes = names.iter().map(|n| sandbox.start_node(n, true).unwrap()).collect();
+        let age_identity = dir.join("age-identity.txt");
+        let keygen = Command::new("age-keygen").arg("-o").arg(&age_identity).output().unwrap();
+        assert!(keygen.status.success(), "age-keygen: {}", String::from_utf8_lossy(&keygen.stderr));
+        let recipient = String::from_utf8_lossy(&keygen.stderr)
+            .trim()
+            .strip_prefix("Public key: ")
+            .expect("age-keygen prints the public key")
+            .to_string();
+        let config = dir.join("coldkeep.yaml");
+        Fleet { _tmp: tmp, dir, sandbox, nodes, age_identity, recipient, config }
+    }
+
+    pub fn node(&self, name: &str) -> &SandboxNode {
+        self.nodes.iter().find(|n| n.name == name).unwrap()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    pub fn replica(&self) -> PathBuf {
+        self.dir.join("replica")
+    }
+
+    /// Puts a file into a node's tree and returns its absolute ("remote") path.
+    pub fn put(&self, node: &str, rel: &str, bytes: &[u8], mode: u32) -> String {
+        let path = self.node(node).root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if path.exists() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    }
+
+    pub fn secret_file(&self, name: &str, value: &str) -> PathBuf {
+        let path = self.dir.join("secrets").join(name);
+        fs::write(&path, format!("{value}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// Writes the config: `nodes_yaml` is the list under `nodes:`, indented by two spaces.
+    pub fn write_config(&self, nodes_yaml: &str) {
+        let text = format!(
+            "store:\n  path: {}\n  replicas: [{}]\nencryption:\n  recipients: [{}]\n\
+             ssh:\n  user: {}\n  identity: {}\n  known_hosts: {}\n  connect_timeout: 5s\n  io_timeout: 20s\n\
+             jobs: 4\nnodes:\n{nodes_yaml}",
+            self.store().display(),
+            self.replica().display(),
+            self.recipient,
+            self.sandbox.user,
+            self.sandbox.client_key.display(),
+            self.sandbox.known_hosts.display(),
+        );
+        fs::write(&self.config, text).unwrap();
+    }
+
+    /// A node entry for the config with one p12 keystore.
+    pub fn node_yaml(&self, name: &str, port: u16, p12_path: &str, extra_keystore: &str) -> String {
+        format!(
+            "  - name: {name}\n    host: 127.0.0.1\n    port: {port}\n    labels: [test]\n    keystores:\n\
+             \x20     - name: p12\n        kind: p12\n        path: {p12_path}\n{extra_keystore}"
+        )
+    }
+
+    /// Runs the coldkeep binary with this fleet's config, a private HOME and TMPDIR, no agent.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_coldkeep"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.join("cwd"))
+            .env("HOME", self.dir.join("home"))
+            .env("TMPDIR", self.dir.join("tmp"))
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("COLDKEEP_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.run(args);
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: stdout {} stderr {}", text(&out.stdout), text(&out.stderr))
+        });
+        (out.status.code().unwrap(), json)
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn legacy_p12(password: &str) -> Vec<u8> {
+    p12::generate(password, "nodeadmin-alias", GenerateStyle::Legacy).unwrap().to_vec()
+}
+
+/// Every `.age` file under a directory.
+pub fn age_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "age"))
+        .map(|e| e.into_path())
+        .collect()
+}
+
+
+/// A nodectl cn-config.yaml shaped like nodectl's own (v2.2 mainnet template): profiles
+/// `dag-l0` (uses `global`) and `dag-l1` (uses `global`, or `l1_override` = (location, name)).
+pub fn cn_config(key_location: &str, key_name: &str, l1_override: Option<(&str, &str)>) -> String {
+    let profile = |name: &str, layer: u32, p12: (&str, &str)| {
+        format!(
+            "  {name}:\n    profile_enable: True\n    environment: mainnet\n    description: Constellation Network layer{layer}\n\
+             \x20   node_type: validator\n    meta_type: ml\n    layer: {layer}\n    collateral: default\n    service: default\n\
+             \x20   edge_point: default\n    public_port: default\n    p2p_port: default\n    cli_port: default\n\
+             \x20   directory_backups: default\n    directory_uploads: default\n    java_xms: default\n\
+             \x20   p12_nodeadmin: global\n    p12_key_location: {}\n    p12_key_name: {}\n    p12_passphrase: global\n\
+             \x20   seed_location: default\n    custom_args_enable: False\n    custom_env_vars_enable: False\n",
+            p12.0, p12.1
+        )
+    };
+    let l1 = l1_override.unwrap_or(("global", "global"));
+    format!(
+        "---\n# NODECTL CONFIGURATION FILE\n# =========================================================\nnodectl:\n{}{}\
+         \x20 global_auto_restart:\n    auto_restart: False\n    auto_upgrade: False\n    on_boot: False\n    rapid_restart: False\n\
+         \x20 global_p12:\n    nodeadmin: nodeadmin\n    key_location: {key_location}\n    key_name: {key_name}\n\
+         \x20   passphrase: None\n    encryption: False\n\
+         \x20 global_elements:\n    yaml_config_name: mainnet\n    metagraph_name: hypergraph\n    nodectl_yaml: v2.2.0\n\
+         \x20   developer_mode: False\n    log_level: INFO\n",
+        profile("dag-l0", 0, ("global", "global")),
+        profile("dag-l1", 1, l1),
+    )
+}
