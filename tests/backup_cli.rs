@@ -17,28 +17,53 @@ fn three_nodes_back_up_list_verify_and_recover_with_the_age_cli() {
     let mut originals = Vec::new();
     for name in ["v1", "v2", "v3"] {
         let bytes = legacy_p12("pw-0123456789");
-        let path = fleet.put(name, &format!("home/nodeadmin/tessellation/{name}.p12"), &bytes, 0o400);
+        let path = fleet.put(
+            name,
+            &format!("home/nodeadmin/tessellation/{name}.p12"),
+            &bytes,
+            0o400,
+        );
         yaml.push_str(&fleet.node_yaml(name, fleet.node(name).port, &path, ""));
         originals.push((name, bytes));
     }
     fleet.write_config(&yaml);
 
     let out = fleet.run(&["backup"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("3 of 3 keystores backed up"), "{}", text(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("3 of 3 keystores backed up"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let (code, list) = fleet.run_json(&["list", "--json"]);
     assert_eq!(code, 0);
     let artifacts = list["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 3);
     for a in artifacts {
-        assert_eq!(a["copies"].as_array().unwrap().len(), 2, "primary and replica: {a}");
+        assert_eq!(
+            a["copies"].as_array().unwrap().len(),
+            2,
+            "primary and replica: {a}"
+        );
         assert_eq!(a["identity"]["kind"], "p12");
         assert_eq!(a["identity"]["pfx_version"], 3);
     }
 
     let out = fleet.run(&["verify", "--identity", fleet.age_identity.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("3 of 3 artifacts verified"));
 
     // Recovery without coldkeep: age -d | tar x gives the exact bytes under the original name.
@@ -65,25 +90,50 @@ fn three_nodes_back_up_list_verify_and_recover_with_the_age_cli() {
 fn cl_keytool_fixture_is_identified_by_its_node_id() {
     let fleet = Fleet::new(&["validator-0"]);
     let bytes = fs::read(format!("{FIXTURE}/key.p12")).unwrap();
-    let path = fleet.put("validator-0", "home/nodeadmin/tessellation/key.p12", &bytes, 0o400);
+    let path = fleet.put(
+        "validator-0",
+        "home/nodeadmin/tessellation/key.p12",
+        &bytes,
+        0o400,
+    );
     let pw = fleet.secret_file("p12-password", "password");
     let extra = format!("        password: {{file: {}}}\n", pw.display());
     fleet.write_config(&fleet.node_yaml("validator-0", fleet.node("validator-0").port, &path, &extra));
 
     let out = fleet.run(&["backup"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let (_, list) = fleet.run_json(&["list", "--json"]);
     let identity = &list["artifacts"][0]["identity"];
     let peer_id = fs::read_to_string(format!("{FIXTURE}/peer_id")).unwrap();
     assert_eq!(identity["node_id"], peer_id.trim());
     assert_eq!(identity["aliases"][0], "alias");
     let out = fleet.run(&["verify", "--identity", fleet.age_identity.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
-    let names = ["good", "unknown-host", "changed-key", "wrong-client-key", "missing", "not-p12", "wrong-pw"];
+    let names = [
+        "good",
+        "unknown-host",
+        "changed-key",
+        "wrong-client-key",
+        "missing",
+        "not-p12",
+        "wrong-pw",
+    ];
     let fleet = Fleet::new(&names);
     let p12 = legacy_p12("right-password");
     let pw = fleet.secret_file("pw", "right-password");
@@ -102,7 +152,11 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
         .map(|l| format!("{l}\n"))
         .collect();
     let key_fields: Vec<&str> = other_key.split_whitespace().take(2).collect();
-    new_kh.push_str(&format!("[127.0.0.1]:{} {}\n", port_of("changed-key"), key_fields.join(" ")));
+    new_kh.push_str(&format!(
+        "[127.0.0.1]:{} {}\n",
+        port_of("changed-key"),
+        key_fields.join(" ")
+    ));
     fs::write(&fleet.sandbox.known_hosts, new_kh).unwrap();
 
     // wrong-client-key: a key the node does not accept.
@@ -128,9 +182,18 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
             _ => fleet.put(name, &rel, &p12, 0o400),
         };
         let secret = if name == "wrong-pw" { &bad_pw } else { &pw };
-        let mut entry = fleet.node_yaml(name, port_of(name), &path, &format!("        password: {{file: {}}}\n", secret.display()));
+        let mut entry = fleet.node_yaml(
+            name,
+            port_of(name),
+            &path,
+            &format!("        password: {{file: {}}}\n", secret.display()),
+        );
         if name == "wrong-client-key" {
-            entry = entry.replacen("    labels:", &format!("    identity: {}\n    labels:", stranger.display()), 1);
+            entry = entry.replacen(
+                "    labels:",
+                &format!("    identity: {}\n    labels:", stranger.display()),
+                1,
+            );
         }
         yaml.push_str(&entry);
     }
@@ -141,7 +204,13 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let outcome = |node: &str| {
-        report["outcomes"].as_array().unwrap().iter().find(|o| o["node"] == node).unwrap().clone()
+        report["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["node"] == node)
+            .unwrap()
+            .clone()
     };
     assert_eq!(outcome("good")["ok"], true);
     let error = |node: &str| {
@@ -150,13 +219,24 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
         o["error"].as_str().unwrap().to_string()
     };
     let unknown = error("unknown-host");
-    assert!(unknown.contains("unknown") && unknown.contains(&fleet.node("unknown-host").host_key_fingerprint), "{unknown}");
+    assert!(
+        unknown.contains("unknown") && unknown.contains(&fleet.node("unknown-host").host_key_fingerprint),
+        "{unknown}"
+    );
     assert!(error("changed-key").contains("CHANGED"));
     assert!(error("wrong-client-key").contains("authentication"));
     assert!(error("missing").contains("does not exist"));
     assert!(error("not-p12").contains("not a PKCS#12"), "{}", error("not-p12"));
-    assert!(error("wrong-pw").contains("wrong password"), "{}", error("wrong-pw"));
-    assert!(error("port-closed").contains("cannot connect"), "{}", error("port-closed"));
+    assert!(
+        error("wrong-pw").contains("wrong password"),
+        "{}",
+        error("wrong-pw")
+    );
+    assert!(
+        error("port-closed").contains("cannot connect"),
+        "{}",
+        error("port-closed")
+    );
 
     // Only the good node has an artifact, and it verifies.
     assert_eq!(age_files(&fleet.store()).len(), 1);
@@ -168,7 +248,10 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
     let out = fleet.run(&["backup", "--node", "missing", "--node", "not-p12"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("2 failed:") && stdout.contains("missing/p12:") && stdout.contains("not-p12/p12:"), "{stdout}");
+    assert!(
+        stdout.contains("2 failed:") && stdout.contains("missing/p12:") && stdout.contains("not-p12/p12:"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -179,9 +262,18 @@ fn store_is_private_and_no_plaintext_key_reaches_local_disk() {
     let pw = fleet.secret_file("pw", "pw-0123456789");
     let extra = format!("        password: {{file: {}}}\n", pw.display());
     fleet.write_config(&fleet.node_yaml("n1", fleet.node("n1").port, &path, &extra));
-    for args in [&["backup"][..], &["verify", "--identity", fleet.age_identity.to_str().unwrap()][..]] {
+    for args in [
+        &["backup"][..],
+        &["verify", "--identity", fleet.age_identity.to_str().unwrap()][..],
+    ] {
         let out = fleet.run(args);
-        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
     }
 
     for root in [fleet.store(), fleet.replica()] {
@@ -193,14 +285,21 @@ fn store_is_private_and_no_plaintext_key_reaches_local_disk() {
             assert_eq!(mode, want, "{}", entry.path().display());
             seen += 1;
         }
-        assert!(seen >= 5, "root, node, keystore dirs, .age, .json in {}", root.display());
+        assert!(
+            seen >= 5,
+            "root, node, keystore dirs, .age, .json in {}",
+            root.display()
+        );
     }
 
     // Scan everything the agent could have written (store, replica, HOME, TMPDIR, cwd, the
     // sandbox's client side) for any 32-byte window of the P12. Only the node's own tree holds it.
     let node_root = fleet.node("n1").root.clone();
     let windows: Vec<&[u8]> = p12.chunks(32).filter(|c| c.len() == 32).collect();
-    for entry in walkdir::WalkDir::new(&fleet.dir).into_iter().filter_map(Result::ok) {
+    for entry in walkdir::WalkDir::new(&fleet.dir)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
         if entry.path().starts_with(&node_root) || !entry.file_type().is_file() {
             continue;
         }
@@ -227,16 +326,26 @@ fn verify_finds_flipped_truncated_and_edited_artifacts() {
     artifacts.sort();
     assert_eq!(artifacts.len(), 3);
     let identity = fleet.age_identity.to_str().unwrap();
-    assert_eq!(fleet.run(&["verify", "--identity", identity]).status.code(), Some(0));
+    assert_eq!(
+        fleet.run(&["verify", "--identity", identity]).status.code(),
+        Some(0)
+    );
 
     // Flip one byte in the middle of the first, truncate the second's replica copy.
     let mut bytes = fs::read(&artifacts[0]).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     fs::write(&artifacts[0], &bytes).unwrap();
-    let replica_copy = fleet.replica().join(artifacts[1].strip_prefix(fleet.store()).unwrap());
+    let replica_copy = fleet
+        .replica()
+        .join(artifacts[1].strip_prefix(fleet.store()).unwrap());
     let len = fs::metadata(&replica_copy).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&replica_copy).unwrap().set_len(len - 10).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&replica_copy)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
 
     let (code, out) = fleet.run_json(&["verify", "--json"]);
     assert_eq!(code, 1);
@@ -245,8 +354,11 @@ fn verify_finds_flipped_truncated_and_edited_artifacts() {
     assert_eq!(bad.len(), 2, "{out}");
     let id_of = |p: &Path| p.file_stem().unwrap().to_str().unwrap().to_string();
     assert!(bad.iter().any(|c| c["id"] == id_of(&artifacts[0]).as_str()));
-    assert!(bad.iter().any(|c| c["id"] == id_of(&artifacts[1]).as_str()
-        && c["problems"].to_string().contains("replica")));
+    assert!(
+        bad.iter().any(
+            |c| c["id"] == id_of(&artifacts[1]).as_str() && c["problems"].to_string().contains("replica")
+        )
+    );
 
     // Editing a sidecar's identity (and nothing else) is caught by the deep check only.
     let sidecar = artifacts[2].with_extension("json");
@@ -256,11 +368,24 @@ fn verify_finds_flipped_truncated_and_edited_artifacts() {
     let replica_sidecar = fleet.replica().join(sidecar.strip_prefix(fleet.store()).unwrap());
     fs::write(&replica_sidecar, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
     let (_, shallow) = fleet.run_json(&["verify", "--json"]);
-    let third = |v: &Value| v["artifacts"].as_array().unwrap().iter().find(|c| c["id"] == id_of(&artifacts[2]).as_str()).unwrap().clone();
+    let third = |v: &Value| {
+        v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id_of(&artifacts[2]).as_str())
+            .unwrap()
+            .clone()
+    };
     assert_eq!(third(&shallow)["ok"], true);
     let (code, deep) = fleet.run_json(&["verify", "--json", "--identity", identity]);
     assert_eq!(code, 1);
-    assert!(third(&deep)["problems"].to_string().contains("sidecar was edited"), "{deep}");
+    assert!(
+        third(&deep)["problems"]
+            .to_string()
+            .contains("sidecar was edited"),
+        "{deep}"
+    );
 }
 
 #[test]
@@ -277,7 +402,13 @@ fn verify_live_says_whether_the_node_still_uses_the_backed_up_key() {
 
     assert_eq!(fleet.run(&["backup"]).status.code(), Some(0));
     let out = fleet.run(&["verify", "--live", "--node", "n1"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("matches"));
 
     // The node now uses another key.
@@ -285,7 +416,10 @@ fn verify_live_says_whether_the_node_still_uses_the_backed_up_key() {
     let (code, json) = fleet.run_json(&["verify", "--live", "--node", "n1", "--json"]);
     assert_eq!(code, 1);
     assert_eq!(json[0]["matches"], false);
-    assert!(json[0]["detail"].as_str().unwrap().contains("different key"), "{json}");
+    assert!(
+        json[0]["detail"].as_str().unwrap().contains("different key"),
+        "{json}"
+    );
 }
 
 #[test]
@@ -306,13 +440,20 @@ fn usage_and_config_errors_exit_2_and_do_nothing() {
     let out = fleet.run(&["backup"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&format!("{}:", fleet.config.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:", fleet.config.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains(":16:"), "line of `port:` expected: {stderr}");
     assert!(!fleet.store().exists());
 
     fleet.write_config(&fleet.node_yaml("n1", 22, "/keys/n1.p12", ""));
     let out = fleet.run(&["backup", "--node", "typo"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no node named \"typo\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no node named \"typo\""),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!fleet.store().exists());
 }

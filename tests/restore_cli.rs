@@ -32,18 +32,36 @@ fn setup(nodes: &[&str], name: &str, nodectl: Option<&str>) -> Setup {
         );
         let mut extra = format!("        password: {{file: {}}}\n", pw.display());
         if let Some(cn) = nodectl {
-            let cn_path = fleet.node(node).root.join("var/tessellation/nodectl/cn-config.yaml");
+            let cn_path = fleet
+                .node(node)
+                .root
+                .join("var/tessellation/nodectl/cn-config.yaml");
             extra.push_str(&format!("        nodectl_config: {}\n", cn_path.display()));
             let dir = fleet.node(node).root.join(DIR);
-            fleet.put(node, "var/tessellation/nodectl/cn-config.yaml", cn.replace("@DIR@", dir.to_str().unwrap()).as_bytes(), 0o644);
+            fleet.put(
+                node,
+                "var/tessellation/nodectl/cn-config.yaml",
+                cn.replace("@DIR@", dir.to_str().unwrap()).as_bytes(),
+                0o644,
+            );
         }
         yaml.push_str(&fleet.node_yaml(node, fleet.node(node).port, &remote, &extra));
     }
     fleet.write_config(&yaml);
     let out = fleet.run(&["backup", "--node", nodes[0]]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let path = fleet.node(nodes[0]).root.join(DIR).join(name);
-    Setup { fleet, original, path }
+    Setup {
+        fleet,
+        original,
+        path,
+    }
 }
 
 impl Setup {
@@ -52,7 +70,10 @@ impl Setup {
         let mut args = vec!["restore", "--identity", &identity];
         args.extend_from_slice(extra);
         let out = self.fleet.run(&args);
-        (out.status.code().unwrap(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+        (
+            out.status.code().unwrap(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
     }
 
     fn mode(&self) -> u32 {
@@ -101,7 +122,11 @@ fn identical_file_is_left_alone() {
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["action"], "already-in-place");
     assert_eq!(fs::metadata(&s.path).unwrap().modified().unwrap(), before);
-    assert_eq!(s.artifact_count(), 1, "no pre-restore artifact for an identical file");
+    assert_eq!(
+        s.artifact_count(),
+        1,
+        "no pre-restore artifact for an identical file"
+    );
 }
 
 #[test]
@@ -134,7 +159,12 @@ fn a_different_file_is_saved_then_replaced_only_with_yes() {
     // The replaced file is in the store as a pre-restore artifact, and decrypts to its bytes.
     let saved = json["previous_saved_as"].as_str().unwrap().to_string();
     let (_, list) = s.fleet.run_json(&["list", "--json"]);
-    let pre = list["artifacts"].as_array().unwrap().iter().find(|a| a["id"] == saved.as_str()).unwrap();
+    let pre = list["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == saved.as_str())
+        .unwrap();
     assert_eq!(pre["purpose"], "pre-restore");
     let age = s.fleet.store().join("v1/p12").join(format!("{saved}.age"));
     let out = std::process::Command::new("sh")
@@ -153,37 +183,64 @@ fn a_different_file_is_saved_then_replaced_only_with_yes() {
 fn name_mismatch_with_the_config_is_refused_with_a_table() {
     let s = setup(&["v1"], "nodeadmin-node.p12", None);
     // The operator reinstalled with another file name; the config now says so.
-    let config = fs::read_to_string(&s.fleet.config).unwrap().replace("nodeadmin-node.p12", "other-name.p12");
+    let config = fs::read_to_string(&s.fleet.config)
+        .unwrap()
+        .replace("nodeadmin-node.p12", "other-name.p12");
     fs::write(&s.fleet.config, config).unwrap();
     let before = s.files_in_dir();
     let (code, out) = s.restore(&["--node", "v1", "--yes"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("MISMATCH") && out.contains("SOURCE") && out.contains("other-name.p12"), "{out}");
+    assert!(
+        out.contains("MISMATCH") && out.contains("SOURCE") && out.contains("other-name.p12"),
+        "{out}"
+    );
     assert_eq!(s.files_in_dir(), before);
 }
 
 #[test]
 fn nodectl_names_are_checked_for_every_profile() {
     // global_p12 names another file: refused.
-    let s = setup(&["v1"], "nodeadmin-node.p12", Some(&cn_config("@DIR@/", "temp-node.p12", None)));
+    let s = setup(
+        &["v1"],
+        "nodeadmin-node.p12",
+        Some(&cn_config("@DIR@/", "temp-node.p12", None)),
+    );
     fs::remove_file(&s.path).unwrap();
     let (code, out) = s.restore(&["--node", "v1", "--yes"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("nodectl dag-l0 (global_p12)") && out.contains("temp-node.p12"), "{out}");
+    assert!(
+        out.contains("nodectl dag-l0 (global_p12)") && out.contains("temp-node.p12"),
+        "{out}"
+    );
     assert!(!s.path.exists(), "nothing written on refusal");
 
     // global_p12 right, but dag-l1 overrides with another directory: refused.
-    let cn_path = s.fleet.node("v1").root.join("var/tessellation/nodectl/cn-config.yaml");
+    let cn_path = s
+        .fleet
+        .node("v1")
+        .root
+        .join("var/tessellation/nodectl/cn-config.yaml");
     let dir = s.fleet.node("v1").root.join(DIR);
-    let l1 = cn_config(&format!("{}/", dir.display()), "nodeadmin-node.p12", Some(("/home/other/", "nodeadmin-node.p12")));
+    let l1 = cn_config(
+        &format!("{}/", dir.display()),
+        "nodeadmin-node.p12",
+        Some(("/home/other/", "nodeadmin-node.p12")),
+    );
     fs::write(&cn_path, l1).unwrap();
     let (code, out) = s.restore(&["--node", "v1", "--yes"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("nodectl dag-l1") && out.contains("/home/other"), "{out}");
+    assert!(
+        out.contains("nodectl dag-l1") && out.contains("/home/other"),
+        "{out}"
+    );
     assert!(!s.path.exists());
 
     // Everything agrees: restored.
-    fs::write(&cn_path, cn_config(&format!("{}/", dir.display()), "nodeadmin-node.p12", None)).unwrap();
+    fs::write(
+        &cn_path,
+        cn_config(&format!("{}/", dir.display()), "nodeadmin-node.p12", None),
+    )
+    .unwrap();
     let (code, out) = s.restore(&["--node", "v1", "--yes"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(fs::read(&s.path).unwrap(), s.original);
@@ -195,7 +252,10 @@ fn a_missing_target_directory_means_install_with_nodectl_first() {
     fs::remove_dir_all(s.path.parent().unwrap()).unwrap();
     let (code, out) = s.restore(&["--node", "v1", "--yes"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("does not exist") && out.contains("install the node with nodectl first"), "{out}");
+    assert!(
+        out.contains("does not exist") && out.contains("install the node with nodectl first"),
+        "{out}"
+    );
     assert!(!s.path.parent().unwrap().exists());
 }
 
@@ -207,8 +267,23 @@ fn tampered_artifacts_and_wrong_identities_are_refused_before_any_remote_change(
 
     // A wrong identity.
     let other = s.fleet.dir.join("other-identity.txt");
-    assert!(std::process::Command::new("age-keygen").arg("-o").arg(&other).output().unwrap().status.success());
-    let out = s.fleet.run(&["restore", "--node", "v1", "--yes", "--identity", other.to_str().unwrap()]);
+    assert!(
+        std::process::Command::new("age-keygen")
+            .arg("-o")
+            .arg(&other)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let out = s.fleet.run(&[
+        "restore",
+        "--node",
+        "v1",
+        "--yes",
+        "--identity",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("decrypt"), "{}", text(&out.stderr));
 
@@ -225,7 +300,11 @@ fn tampered_artifacts_and_wrong_identities_are_refused_before_any_remote_change(
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no intact copy"), "{out}");
 
-    assert_eq!(fs::read(&s.path).unwrap(), temporary, "the node's file is untouched");
+    assert_eq!(
+        fs::read(&s.path).unwrap(),
+        temporary,
+        "the node's file is untouched"
+    );
     assert_eq!(s.artifact_count(), 1, "no pre-restore artifact was taken");
 }
 
@@ -234,7 +313,12 @@ fn a_damaged_primary_copy_falls_back_to_an_intact_replica() {
     let s = setup(&["v1"], "nodeadmin-node.p12", None);
     for f in age_files(&s.fleet.store()) {
         let len = fs::metadata(&f).unwrap().len();
-        fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len / 2).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
     }
     fs::remove_file(&s.path).unwrap();
     let (code, out) = s.restore(&["--node", "v1"]);
@@ -247,7 +331,11 @@ fn temp_files_of_an_interrupted_upload_are_removed_by_the_next_run() {
     let s = setup(&["v1"], "nodeadmin-node.p12", None);
     // What a connection cut during upload leaves behind: a partial temp file beside the target.
     let dir = s.path.parent().unwrap();
-    fs::write(dir.join(".nodeadmin-node.p12.coldkeep-tmp-0123abcd"), &s.original[..100]).unwrap();
+    fs::write(
+        dir.join(".nodeadmin-node.p12.coldkeep-tmp-0123abcd"),
+        &s.original[..100],
+    )
+    .unwrap();
     s.replace_on_node(&legacy_p12("another-password"), 0o400);
     let (code, out) = s.restore(&["--node", "v1", "--yes"]);
     assert_eq!(code, 0, "{out}");
@@ -271,17 +359,31 @@ fn from_node_restores_onto_a_replacement_host() {
 
 #[test]
 fn check_passes_when_names_agree_and_fails_on_each_disagreement() {
-    let s = setup(&["v1", "v2"], "nodeadmin-node.p12", Some(&cn_config("@DIR@/", "nodeadmin-node.p12", None)));
+    let s = setup(
+        &["v1", "v2"],
+        "nodeadmin-node.p12",
+        Some(&cn_config("@DIR@/", "nodeadmin-node.p12", None)),
+    );
     let identity = s.fleet.age_identity.to_str().unwrap();
 
     // v1 agrees everywhere; v2 has no backup yet.
     let (code, json) = s.fleet.run_json(&["check", "--json", "--identity", identity]);
     assert_eq!(code, 1);
-    let by_node = |j: &Value, n: &str| j.as_array().unwrap().iter().find(|c| c["node"] == n).unwrap().clone();
+    let by_node = |j: &Value, n: &str| {
+        j.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == n)
+            .unwrap()
+            .clone()
+    };
     let v1 = by_node(&json, "v1");
     assert_eq!(v1["ok"], true, "{v1}");
     assert_eq!(v1["nodectl"].as_array().unwrap().len(), 2);
-    assert!(v1["identity"].as_str().unwrap().contains("nodeadmin-alias"), "{v1}");
+    assert!(
+        v1["identity"].as_str().unwrap().contains("nodeadmin-alias"),
+        "{v1}"
+    );
     assert!(by_node(&json, "v2")["problems"].to_string().contains("no backup"));
 
     let out = s.fleet.run(&["check", "--node", "v1"]);
@@ -289,23 +391,52 @@ fn check_passes_when_names_agree_and_fails_on_each_disagreement() {
     assert!(text(&out.stdout).contains("agree"));
 
     // nodectl on the node now names another file for dag-l1.
-    let cn_path = s.fleet.node("v1").root.join("var/tessellation/nodectl/cn-config.yaml");
+    let cn_path = s
+        .fleet
+        .node("v1")
+        .root
+        .join("var/tessellation/nodectl/cn-config.yaml");
     let dir = format!("{}/", s.fleet.node("v1").root.join(DIR).display());
-    fs::write(&cn_path, cn_config(&dir, "nodeadmin-node.p12", Some((&dir, "temp.p12")))).unwrap();
+    fs::write(
+        &cn_path,
+        cn_config(&dir, "nodeadmin-node.p12", Some((&dir, "temp.p12"))),
+    )
+    .unwrap();
     let out = s.fleet.run(&["check", "--node", "v1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("MISMATCH") && text(&out.stdout).contains("temp.p12"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("MISMATCH") && text(&out.stdout).contains("temp.p12"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // Offline, for a node not installed yet: a local cn-config.yaml; the node is not contacted.
     let local = s.fleet.dir.join("cn-config.yaml");
     fs::write(&local, cn_config(&dir, "nodeadmin-node.p12", None)).unwrap();
     let mut killed = s.fleet;
     killed.nodes.iter_mut().for_each(|n| n.kill());
-    let out = killed.run(&["check", "--node", "v1", "--nodectl-config", local.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = killed.run(&[
+        "check",
+        "--node",
+        "v1",
+        "--nodectl-config",
+        local.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 
     // Without the local file, the killed node is reported as unreachable.
     let (code, json) = killed.run_json(&["check", "--json"]);
     assert_eq!(code, 1);
-    assert!(by_node(&json, "v1")["problems"].to_string().contains("unreachable"), "{json}");
+    assert!(
+        by_node(&json, "v1")["problems"]
+            .to_string()
+            .contains("unreachable"),
+        "{json}"
+    );
 }

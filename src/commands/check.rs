@@ -42,8 +42,11 @@ pub struct KeystoreCheck {
 /// Runs `coldkeep check`.
 pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     super::check_node_names(config, &args.nodes)?;
-    let nodes: Vec<&NodeConfig> =
-        config.nodes.iter().filter(|n| args.nodes.is_empty() || args.nodes.contains(&n.name)).collect();
+    let nodes: Vec<&NodeConfig> = config
+        .nodes
+        .iter()
+        .filter(|n| args.nodes.is_empty() || args.nodes.contains(&n.name))
+        .collect();
     let local_nodectl = match &args.nodectl_config {
         Some(path) => Some(read_local_nodectl(path)?),
         None => None,
@@ -52,7 +55,13 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     let store = Store::new(&config.store);
     let listing = store.list(None)?;
     let checks: Vec<KeystoreCheck> = run_parallel(&nodes, config.jobs, |node| {
-        check_node(node, &store, &listing.artifacts, local_nodectl.as_deref(), ids.as_ref())
+        check_node(
+            node,
+            &store,
+            &listing.artifacts,
+            local_nodectl.as_deref(),
+            ids.as_ref(),
+        )
     })
     .into_iter()
     .flatten()
@@ -62,12 +71,20 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     } else {
         print_human(&checks);
     }
-    Ok(if checks.iter().all(|c| c.ok) { Exit::Ok } else { Exit::Failed })
+    Ok(if checks.iter().all(|c| c.ok) {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }
 
 fn read_local_nodectl(path: &std::path::Path) -> anyhow::Result<Vec<P12Location>> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(meta.len() <= nodectl::MAX_SIZE, "{} is too large for a cn-config.yaml", path.display());
+    anyhow::ensure!(
+        meta.len() <= nodectl::MAX_SIZE,
+        "{} is too large for a cn-config.yaml",
+        path.display()
+    );
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     nodectl::p12_locations(&text).with_context(|| path.display().to_string())
 }
@@ -79,10 +96,18 @@ fn check_node(
     local_nodectl: Option<&[P12Location]>,
     ids: Option<&Identities>,
 ) -> Vec<KeystoreCheck> {
-    let p12s: Vec<&KeystoreConfig> = node.keystores.iter().filter(|k| k.kind == KeystoreKind::P12).collect();
+    let p12s: Vec<&KeystoreConfig> = node
+        .keystores
+        .iter()
+        .filter(|k| k.kind == KeystoreKind::P12)
+        .collect();
     // Connect only when some keystore needs nodectl's config from the node.
     let needs_node = local_nodectl.is_none() && p12s.iter().any(|k| k.nodectl_config.is_some());
-    let session = if needs_node { Some(Session::connect(node).map_err(|e| e.to_string())) } else { None };
+    let session = if needs_node {
+        Some(Session::connect(node).map_err(|e| e.to_string()))
+    } else {
+        None
+    };
     let checks = p12s
         .iter()
         .map(|ks| {
@@ -102,9 +127,17 @@ fn check_node(
                 None => check.problems.push("no backup in the store".into()),
                 Some(a) => {
                     check.backup_id = Some(a.id.clone());
-                    let name = a.sidecar.manifest.files.first().map(|f| f.path.clone()).unwrap_or_default();
+                    let name = a
+                        .sidecar
+                        .manifest
+                        .files
+                        .first()
+                        .map(|f| f.path.clone())
+                        .unwrap_or_default();
                     if name != want_name {
-                        check.problems.push(format!("backup file name {name} differs from the configured {want_name}"));
+                        check.problems.push(format!(
+                            "backup file name {name} differs from the configured {want_name}"
+                        ));
                     }
                     check.backup_name = Some(name);
                     if let Some(ids) = ids {
@@ -145,7 +178,9 @@ fn check_node(
 }
 
 fn nodectl_from_node(session: &Session, path: &str) -> Result<Vec<P12Location>, String> {
-    let file = session.fetch(path, nodectl::MAX_SIZE).map_err(|e| format!("nodectl config: {e}"))?;
+    let file = session
+        .fetch(path, nodectl::MAX_SIZE)
+        .map_err(|e| format!("nodectl config: {e}"))?;
     nodectl::p12_locations(&String::from_utf8_lossy(&file.bytes)).map_err(|e| format!("{path}: {e}"))
 }
 
@@ -169,7 +204,13 @@ fn print_human(checks: &[KeystoreCheck]) {
         } else {
             c.nodectl
                 .iter()
-                .map(|l| format!("{}: {}", l.profile, l.path().unwrap_or_else(|| "(not set)".into())))
+                .map(|l| {
+                    format!(
+                        "{}: {}",
+                        l.profile,
+                        l.path().unwrap_or_else(|| "(not set)".into())
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -178,11 +219,21 @@ fn print_human(checks: &[KeystoreCheck]) {
             _ => "-".into(),
         };
         let result = if c.ok {
-            c.identity.clone().map(|i| format!("ok: {i}")).unwrap_or_else(|| "ok".into())
+            c.identity
+                .clone()
+                .map(|i| format!("ok: {i}"))
+                .unwrap_or_else(|| "ok".into())
         } else {
             format!("MISMATCH: {}", c.problems.join("; "))
         };
-        table.row(vec![c.node.clone(), c.keystore.clone(), c.configured_path.clone(), backup, nodectl, result]);
+        table.row(vec![
+            c.node.clone(),
+            c.keystore.clone(),
+            c.configured_path.clone(),
+            backup,
+            nodectl,
+            result,
+        ]);
     }
     if table.is_empty() {
         println!("No P12 keystores to check.");
@@ -191,7 +242,10 @@ fn print_human(checks: &[KeystoreCheck]) {
     print!("{}", table.render());
     let bad = checks.iter().filter(|c| !c.ok).count();
     if bad == 0 {
-        println!("\nAll {} P12 keystores agree: backups, configs and nodectl name the same file.", checks.len());
+        println!(
+            "\nAll {} P12 keystores agree: backups, configs and nodectl name the same file.",
+            checks.len()
+        );
     } else {
         println!("\n{bad} of {} P12 keystores need attention.", checks.len());
     }

@@ -60,12 +60,7 @@ pub fn bundle_parts(
     purpose: Purpose,
     recipients: Vec<String>,
 ) -> (Manifest, Vec<PlainFile>) {
-    let entry = bundle::file_entry(
-        bundle_name(&ks.path),
-        &ks.path,
-        &file.bytes,
-        file.mode,
-    );
+    let entry = bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode);
     let manifest = Manifest {
         format: FORMAT_VERSION,
         node: node.name.clone(),

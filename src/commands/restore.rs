@@ -66,7 +66,11 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
     let picked = artifact::pick(&store, from, &ks.name, &args.backup)?;
     let opened = artifact::open_verified(&store, &picked, &ids)?;
     let [file] = opened.files.as_slice() else {
-        bail!("artifact {} holds {} files; a P12 backup holds one", picked.id, opened.files.len());
+        bail!(
+            "artifact {} holds {} files; a P12 backup holds one",
+            picked.id,
+            opened.files.len()
+        );
     };
 
     // 2a. Names the backup and the config give, and the password.
@@ -85,13 +89,13 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
             ok: true,
         },
     ];
-    let identity = match ks.password {
-        Some(_) => Some(
-            keystore::identify(ks, &file.data)
-                .with_context(|| format!("the backup does not open with {}'s configured password", ks.name))?,
-        ),
-        None => opened.manifest.identity.clone(),
-    };
+    let identity =
+        match ks.password {
+            Some(_) => Some(keystore::identify(ks, &file.data).with_context(|| {
+                format!("the backup does not open with {}'s configured password", ks.name)
+            })?),
+            None => opened.manifest.identity.clone(),
+        };
 
     let session = Session::connect(node)?;
 
@@ -106,7 +110,8 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
             ),
             Err(e) => return Err(e).context("reading nodectl's config"),
         };
-        let locations = nodectl::p12_locations(&text).with_context(|| format!("{cn_config} on {}", node.name))?;
+        let locations =
+            nodectl::p12_locations(&text).with_context(|| format!("{cn_config} on {}", node.name))?;
         rows.extend(nodectl_rows(&locations, want_dir, want_name));
     }
     if rows.iter().any(|r| !r.ok) {
@@ -141,7 +146,11 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
     };
     let existing = match session.stat(&ks.path)? {
         Some(s) if s.is_file => Some(session.fetch(&ks.path, ks.max_size.max(file.data.len() as u64))?),
-        Some(_) => bail!("{} on {} exists and is not a regular file; refusing", ks.path, node.name),
+        Some(_) => bail!(
+            "{} on {} exists and is not a regular file; refusing",
+            ks.path,
+            node.name
+        ),
         None => None,
     };
     if let Some(current) = &existing {
@@ -153,7 +162,12 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         }
     }
     if args.dry_run {
-        outcome.action = if existing.is_some() { "would-replace" } else { "would-create" }.into();
+        outcome.action = if existing.is_some() {
+            "would-replace"
+        } else {
+            "would-create"
+        }
+        .into();
         session.close();
         return finish(&outcome, args.json);
     }
@@ -181,15 +195,26 @@ fn pick_keystore<'n>(node: &'n NodeConfig, name: Option<&str>) -> Result<&'n Key
                 "node {} has {} keystores; name one with --keystore ({})",
                 node.name,
                 node.keystores.len(),
-                node.keystores.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+                node.keystores
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     };
     let ks = ks.ok_or_else(|| {
-        UsageError(format!("node {} has no keystore {:?}", node.name, name.unwrap_or_default()))
+        UsageError(format!(
+            "node {} has no keystore {:?}",
+            node.name,
+            name.unwrap_or_default()
+        ))
     })?;
     if ks.kind != KeystoreKind::P12 {
-        return Err(UsageError(format!("restore of {} keystores is not supported yet", ks.kind.as_str())));
+        return Err(UsageError(format!(
+            "restore of {} keystores is not supported yet",
+            ks.kind.as_str()
+        )));
     }
     Ok(ks)
 }
@@ -228,7 +253,12 @@ pub fn name_table(rows: &[NameRow]) -> String {
     let mut table = Table::new(&["SOURCE", "DIRECTORY", "NAME", ""]);
     for r in rows {
         let mark = if r.ok { "ok" } else { "MISMATCH" };
-        table.row(vec![r.source.clone(), r.directory.clone(), r.name.clone(), mark.into()]);
+        table.row(vec![
+            r.source.clone(),
+            r.directory.clone(),
+            r.name.clone(),
+            mark.into(),
+        ]);
     }
     table.render()
 }
@@ -244,7 +274,9 @@ fn confirm(yes: bool, node: &str, path: &str) -> anyhow::Result<()> {
              (no terminal to ask on). Nothing was changed."
         );
     }
-    eprint!("{path} on {node} holds a different file. It will be saved to the store first. Replace it? [y/N] ");
+    eprint!(
+        "{path} on {node} holds a different file. It will be saved to the store first. Replace it? [y/N] "
+    );
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -269,7 +301,12 @@ fn save_pre_restore(
     let identity = keystore::identify(ks, &current.bytes)
         .or_else(|_| p12::inspect(&current.bytes, None).map(Identity::P12))
         .ok();
-    let recipients = config.encryption.recipients.iter().map(|r| r.as_str().to_string()).collect();
+    let recipients = config
+        .encryption
+        .recipients
+        .iter()
+        .map(|r| r.as_str().to_string())
+        .collect();
     let (manifest, files) = keystore::bundle_parts(
         node,
         ks,
@@ -281,7 +318,11 @@ fn save_pre_restore(
     );
     let sealed = bundle::seal(&manifest, &files, &config.encryption.recipients)?;
     let size = sealed.ciphertext.len() as u64;
-    let sidecar = Sidecar { manifest, ciphertext_sha256: sealed.sha256, ciphertext_size: size };
+    let sidecar = Sidecar {
+        manifest,
+        ciphertext_sha256: sealed.sha256,
+        ciphertext_size: size,
+    };
     let id = store
         .write(&sidecar, &sealed.ciphertext)
         .context("saving the current file before replacing it (nothing was changed on the node)")?;
@@ -291,9 +332,12 @@ fn save_pre_restore(
 /// Uploads atomically, after removing temp files an interrupted earlier restore left behind.
 fn push(session: &Session, ks: &KeystoreConfig, data: &[u8], mode: u32) -> anyhow::Result<()> {
     session.remove_stale_temps(&ks.path)?;
-    session
-        .push(&ks.path, data, mode)
-        .with_context(|| format!("uploading to {} (the previous file, if any, is still in place)", ks.path))
+    session.push(&ks.path, data, mode).with_context(|| {
+        format!(
+            "uploading to {} (the previous file, if any, is still in place)",
+            ks.path
+        )
+    })
 }
 
 fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
@@ -302,7 +346,9 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let what = match outcome.action.as_str() {
-        "already-in-place" => "already in place: the node has the identical file; nothing changed".to_string(),
+        "already-in-place" => {
+            "already in place: the node has the identical file; nothing changed".to_string()
+        }
         "created" => format!("restored: created {} (mode {})", outcome.path, outcome.mode),
         "replaced" => format!("restored: replaced {} (mode {} kept)", outcome.path, outcome.mode),
         "would-create" => format!("dry run: would create {} (mode {})", outcome.path, outcome.mode),
@@ -313,12 +359,18 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
         other => other.to_string(),
     };
     println!("{}/{}: {what}", outcome.node, outcome.keystore);
-    println!("  artifact: {} (backup of {})", outcome.artifact, outcome.from_node);
+    println!(
+        "  artifact: {} (backup of {})",
+        outcome.artifact, outcome.from_node
+    );
     if let Some(identity) = &outcome.identity {
         println!("  identity: {}", identity.short());
     }
     if let Some(saved) = &outcome.previous_saved_as {
-        println!("  previous file saved as pre-restore artifact {saved} (see `coldkeep list --node {}`)", outcome.node);
+        println!(
+            "  previous file saved as pre-restore artifact {saved} (see `coldkeep list --node {}`)",
+            outcome.node
+        );
     }
     Ok(Exit::Ok)
 }
@@ -329,7 +381,10 @@ mod tests {
 
     #[test]
     fn split_paths() {
-        assert_eq!(split_path("/home/nodeadmin/tessellation/a.p12"), ("/home/nodeadmin/tessellation", "a.p12"));
+        assert_eq!(
+            split_path("/home/nodeadmin/tessellation/a.p12"),
+            ("/home/nodeadmin/tessellation", "a.p12")
+        );
         assert_eq!(split_path("/a.p12"), ("/", "a.p12"));
     }
 
@@ -342,11 +397,19 @@ mod tests {
                 name: Some("a.p12".into()),
                 from_global: true,
             },
-            nodectl::P12Location { profile: "dag-l1".into(), directory: None, name: None, from_global: false },
+            nodectl::P12Location {
+                profile: "dag-l1".into(),
+                directory: None,
+                name: None,
+                from_global: false,
+            },
         ];
         let rows = nodectl_rows(&locs, "/home/nodeadmin/tessellation", "a.p12");
         assert!(rows[0].ok && !rows[1].ok);
         let table = name_table(&rows);
-        assert!(table.contains("nodectl dag-l0 (global_p12)") && table.contains("MISMATCH"), "{table}");
+        assert!(
+            table.contains("nodectl dag-l0 (global_p12)") && table.contains("MISMATCH"),
+            "{table}"
+        );
     }
 }

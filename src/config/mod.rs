@@ -3,7 +3,9 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+mod raw;
 mod secret;
+mod validate;
 
 pub use secret::{Secret, SecretError};
 
@@ -17,8 +19,7 @@ pub const DEFAULT_PATHS: &[&str] = &["./coldkeep.yaml", "/etc/coldkeep/coldkeep.
 pub const DEFAULT_P12_MAX_SIZE: u64 = 1024 * 1024;
 
 /// A config error located in the source file.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}:{}:{}: {}{}", file.display(), line, column, message, snippet.as_deref().map(|s| format!("\n{s}")).unwrap_or_default())]
+#[derive(Debug, Clone)]
 pub struct ConfigError {
     /// The config file.
     pub file: PathBuf,
@@ -30,6 +31,42 @@ pub struct ConfigError {
     pub message: String,
     /// The offending source line(s) with a caret, when available.
     pub snippet: Option<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )?;
+        }
+        if let Some(snippet) = &self.snippet {
+            write!(f, "\n{snippet}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// An error about the whole file (no position).
+    fn whole(file: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            snippet: None,
+        }
+    }
 }
 
 /// The validated config.
@@ -186,14 +223,14 @@ pub struct KeystoreConfig {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let _ = path;
-        todo!()
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::whole(path, format!("cannot read config file: {e}")))?;
+        Config::parse(&text, path)
     }
 
     /// Validates config text; `source` is used in error messages and to resolve relative paths.
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
-        let _ = (text, source);
-        todo!()
+        validate::parse(text, source)
     }
 
     /// The node with this name.
@@ -204,6 +241,20 @@ impl Config {
 
 /// Picks the config file: the explicit one (flag or env), else the first default that exists.
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    let _ = explicit;
-    todo!()
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    DEFAULT_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            ConfigError::whole(
+                Path::new(DEFAULT_PATHS[0]),
+                format!(
+                    "no config file: pass --config FILE or set COLDKEEP_CONFIG (looked for {})",
+                    DEFAULT_PATHS.join(", ")
+                ),
+            )
+        })
 }

@@ -24,7 +24,24 @@ pub enum SecretError {
 impl Secret {
     /// Reads the secret now.
     pub fn resolve(&self) -> Result<Zeroizing<String>, SecretError> {
-        todo!()
+        let mut value = match self {
+            Secret::Env(name) => {
+                Zeroizing::new(std::env::var(name).map_err(|_| SecretError::EnvMissing(name.clone()))?)
+            }
+            Secret::File(path) => {
+                Zeroizing::new(std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
+        };
+        if value.ends_with('\n') {
+            value.pop();
+            if value.ends_with('\r') {
+                value.pop();
+            }
+        }
+        Ok(value)
     }
 
     /// Where it comes from, for messages (`env COLDKEEP_X`, `file /path`).

@@ -29,7 +29,11 @@ pub struct P12Location {
 impl P12Location {
     /// `directory/name`, when both are set.
     pub fn path(&self) -> Option<String> {
-        Some(format!("{}/{}", self.directory.as_deref()?, self.name.as_deref()?))
+        Some(format!(
+            "{}/{}",
+            self.directory.as_deref()?,
+            self.name.as_deref()?
+        ))
     }
 }
 
@@ -51,12 +55,19 @@ pub fn p12_locations(text: &str) -> Result<Vec<P12Location>, NodectlError> {
         if profile.starts_with("global_") {
             continue;
         }
-        let Some(section) = section.as_object() else { continue };
+        let Some(section) = section.as_object() else {
+            continue;
+        };
         if section.get("profile_enable").is_some_and(is_false) {
             continue;
         }
         let (directory, name, from_global) = effective(section, global)?;
-        out.push(P12Location { profile: profile.clone(), directory, name, from_global });
+        out.push(P12Location {
+            profile: profile.clone(),
+            directory,
+            name,
+            from_global,
+        });
     }
     if out.is_empty() {
         return Err(NodectlError("no enabled profile under `nodectl:`".into()));
@@ -72,7 +83,9 @@ fn effective(
     let location = scalar(section.get("p12_key_location"));
     let name = scalar(section.get("p12_key_name"));
     let store = scalar(section.get("p12_key_store"));
-    let uses_global = [&location, &name, &store].iter().any(|v| v.as_deref() == Some("global"));
+    let uses_global = [&location, &name, &store]
+        .iter()
+        .any(|v| v.as_deref() == Some("global"));
     if uses_global {
         let global = global.ok_or_else(|| {
             NodectlError("a profile says `global` but there is no `global_p12` section".into())
@@ -108,7 +121,11 @@ fn split_pair(
 
 fn normalise_dir(dir: &str) -> String {
     let trimmed = dir.trim_end_matches('/');
-    if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() }
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 fn is_blank(v: &str) -> bool {
@@ -154,7 +171,10 @@ mod tests {
         assert_eq!(locs.len(), 2);
         assert_eq!(locs[0].profile, "dag-l0");
         assert!(locs[0].from_global);
-        assert_eq!(locs[0].path().unwrap(), "/home/nodeadmin/tessellation/nodeadmin-node.p12");
+        assert_eq!(
+            locs[0].path().unwrap(),
+            "/home/nodeadmin/tessellation/nodeadmin-node.p12"
+        );
         assert_eq!(locs[1].path().unwrap(), "/home/nodeadmin/l1/l1.p12");
         assert!(!locs[1].from_global);
     }
@@ -170,7 +190,10 @@ mod tests {
         );
         let locs = p12_locations(&text).unwrap();
         assert_eq!(locs.len(), 1);
-        assert_eq!((locs[0].directory.as_deref(), locs[0].name.as_deref()), (None, None));
+        assert_eq!(
+            (locs[0].directory.as_deref(), locs[0].name.as_deref()),
+            (None, None)
+        );
     }
 
     #[test]
@@ -185,10 +208,20 @@ mod tests {
 
     #[test]
     fn not_a_nodectl_config() {
-        assert!(p12_locations("foo: bar\n").unwrap_err().to_string().contains("nodectl"));
+        assert!(
+            p12_locations("foo: bar\n")
+                .unwrap_err()
+                .to_string()
+                .contains("nodectl")
+        );
         assert!(p12_locations("nodectl: [\n").is_err());
         let no_global = config(&format!("  dag-l0:\n{PROFILE}    p12_key_name: global\n"), "")
             .replace("  global_p12:\n", "");
-        assert!(p12_locations(&no_global).unwrap_err().to_string().contains("global_p12"));
+        assert!(
+            p12_locations(&no_global)
+                .unwrap_err()
+                .to_string()
+                .contains("global_p12")
+        );
     }
 }

@@ -6,7 +6,11 @@
 
 use crate::bundle::Sidecar;
 use crate::config::StoreConfig;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Why a store operation failed; always names the path.
 #[derive(Debug, thiserror::Error)]
@@ -70,22 +74,249 @@ impl Store {
         }
     }
 
+    /// Primary first, then replicas.
+    fn roots(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.primary).chain(&self.replicas)
+    }
+
     /// Writes the artifact to the primary and every replica; returns its id. The id is the
     /// sidecar's `created_at` stamp plus the first 8 hex digits of the ciphertext hash.
+    /// Every root is attempted; the first failure is returned after trying the rest.
     pub fn write(&self, sidecar: &Sidecar, ciphertext: &[u8]) -> Result<String, StoreError> {
-        let _ = (sidecar, ciphertext);
-        todo!()
+        let m = &sidecar.manifest;
+        for (what, name) in [("node", &m.node), ("keystore", &m.keystore)] {
+            if !safe_component(name) {
+                return Err(StoreError::Invalid {
+                    path: self.primary.clone(),
+                    message: format!("{what} name {name:?} cannot be a directory name"),
+                });
+            }
+        }
+        let short = sidecar.ciphertext_sha256.get(..8).unwrap_or("00000000");
+        let id = format!("{}-{short}", m.created_at.format("%Y%m%dT%H%M%SZ"));
+        let mut json = serde_json::to_vec_pretty(sidecar).map_err(|e| StoreError::Invalid {
+            path: self.primary.clone(),
+            message: format!("cannot serialise sidecar: {e}"),
+        })?;
+        json.push(b'\n');
+        let mut first_error = None;
+        for root in self.roots() {
+            let result = (|| {
+                let dir = root.join(&m.node).join(&m.keystore);
+                create_private_dirs(root, &dir)?;
+                let age_path = dir.join(format!("{id}.age"));
+                let json_path = dir.join(format!("{id}.json"));
+                if age_path.exists() || json_path.exists() {
+                    return Err(StoreError::Invalid {
+                        path: age_path,
+                        message: "an artifact with this id already exists; not overwriting".into(),
+                    });
+                }
+                // Ciphertext first: a sidecar is only ever written beside a whole .age file.
+                write_atomic(&dir, &age_path, ciphertext)?;
+                write_atomic(&dir, &json_path, &json)
+            })();
+            if let Err(e) = result {
+                tracing::error!(root = %root.display(), "store write failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(id),
+        }
     }
 
     /// Lists artifacts (all, or one node's), merging copies across primary and replicas.
     pub fn list(&self, node: Option<&str>) -> Result<Listing, StoreError> {
-        let _ = node;
-        todo!()
+        let roots: Vec<&PathBuf> = self.roots().collect();
+        let mut found: BTreeMap<(String, String, String), Vec<Option<Sidecar>>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (i, root) in roots.iter().enumerate() {
+            let nodes = match node {
+                Some(n) => vec![n.to_string()],
+                None => subdirs(root)?,
+            };
+            for n in nodes {
+                let node_dir = root.join(&n);
+                for ks in subdirs(&node_dir)? {
+                    let dir = node_dir.join(&ks);
+                    for entry in read_dir(&dir)? {
+                        let path = entry.path();
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        if name.starts_with('.') && name.contains(".tmp-") {
+                            problems.push(Problem {
+                                path,
+                                message: "leftover temp file from an interrupted write (safe to delete)"
+                                    .into(),
+                            });
+                            continue;
+                        }
+                        if let Some(id) = name.strip_suffix(".json") {
+                            let slot = found
+                                .entry((n.clone(), ks.clone(), id.to_string()))
+                                .or_insert_with(|| vec![None; roots.len()]);
+                            match read_sidecar(&path) {
+                                Ok(s) if s.manifest.node != n || s.manifest.keystore != ks => {
+                                    problems.push(Problem {
+                                        path,
+                                        message: format!(
+                                            "sidecar names {}/{}, but it is stored under {n}/{ks}",
+                                            s.manifest.node, s.manifest.keystore
+                                        ),
+                                    })
+                                }
+                                Ok(s) => slot[i] = Some(s),
+                                Err(e) => problems.push(Problem {
+                                    path,
+                                    message: format!("unreadable sidecar: {e}"),
+                                }),
+                            }
+                        } else if let Some(id) = name.strip_suffix(".age") {
+                            if !dir.join(format!("{id}.json")).exists() {
+                                problems.push(Problem {
+                                    path,
+                                    message: "ciphertext without a sidecar (an interrupted write?)".into(),
+                                });
+                            }
+                        } else {
+                            problems.push(Problem {
+                                path,
+                                message: "unexpected file in the store".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let mut artifacts = Vec::new();
+        for ((node, keystore, id), sidecars) in found {
+            let Some(sidecar) = sidecars.iter().flatten().next().cloned() else {
+                continue;
+            };
+            let copies = roots
+                .iter()
+                .zip(&sidecars)
+                .map(|(root, s)| {
+                    let dir = root.join(&node).join(&keystore);
+                    let age_path = dir.join(format!("{id}.age"));
+                    Copy {
+                        root: (*root).clone(),
+                        present: s.is_some() && age_path.is_file(),
+                        age_path,
+                        sidecar_path: dir.join(format!("{id}.json")),
+                    }
+                })
+                .collect();
+            artifacts.push(Artifact {
+                node,
+                keystore,
+                id,
+                sidecar,
+                copies,
+            });
+        }
+        Ok(Listing { artifacts, problems })
     }
 
     /// Reads one copy's ciphertext and sidecar.
     pub fn read(&self, copy: &Copy) -> Result<(Vec<u8>, Sidecar), StoreError> {
-        let _ = copy;
-        todo!()
+        let sidecar = read_sidecar(&copy.sidecar_path)?;
+        let ciphertext = fs::read(&copy.age_path).map_err(|source| StoreError::Io {
+            path: copy.age_path.clone(),
+            source,
+        })?;
+        Ok((ciphertext, sidecar))
     }
 }
+
+fn safe_component(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates `dir` and its missing parents below (and including) `root` with mode 0700.
+fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) if cur != root => cur = p,
+            _ => break,
+        }
+    }
+    if !root.exists() && !missing.iter().any(|m| m == root) {
+        missing.push(root.to_path_buf());
+    }
+    for d in missing.iter().rev() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .map_err(io(d))?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io(d))?;
+    }
+    Ok(())
+}
+
+/// Temp file (0600) in the same directory, fsync, rename, fsync the directory.
+fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
+    let temp = dir.join(format!(".{name}.tmp-{:08x}", rand::random::<u32>()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp))?;
+        f.write_all(data).map_err(io(&temp))?;
+        f.sync_all().map_err(io(&temp))?;
+        drop(f);
+        fs::rename(&temp, target).map_err(io(target))?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+fn read_sidecar(path: &Path) -> Result<Sidecar, StoreError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("not a valid sidecar: {e}"),
+    })
+}
+
+/// Entries of a directory, sorted by name; a missing directory is empty.
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
+    let mut entries = match fs::read_dir(dir) {
+        Ok(rd) => rd.collect::<Result<Vec<_>, _>>().map_err(io(dir))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
+/// Names of the visible subdirectories of `dir`, sorted.
+fn subdirs(dir: &Path) -> Result<Vec<String>, StoreError> {
+    Ok(read_dir(dir)?
+        .into_iter()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

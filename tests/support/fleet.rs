@@ -9,7 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tessellation-local-test-key-0");
+pub const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tessellation-local-test-key-0"
+);
 
 /// A test fleet: sshd nodes, an age identity, a store and a replica, all under one temp dir.
 pub struct Fleet {
@@ -30,17 +33,36 @@ impl Fleet {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let sandbox = Sandbox::new(&dir.join("ssh")).unwrap();
-        let nodes = names.iter().map(|n| sandbox.start_node(n, true).unwrap()).collect();
+        let nodes = names
+            .iter()
+            .map(|n| sandbox.start_node(n, true).unwrap())
+            .collect();
         let age_identity = dir.join("age-identity.txt");
-        let keygen = Command::new("age-keygen").arg("-o").arg(&age_identity).output().unwrap();
-        assert!(keygen.status.success(), "age-keygen: {}", String::from_utf8_lossy(&keygen.stderr));
+        let keygen = Command::new("age-keygen")
+            .arg("-o")
+            .arg(&age_identity)
+            .output()
+            .unwrap();
+        assert!(
+            keygen.status.success(),
+            "age-keygen: {}",
+            String::from_utf8_lossy(&keygen.stderr)
+        );
         let recipient = String::from_utf8_lossy(&keygen.stderr)
             .trim()
             .strip_prefix("Public key: ")
             .expect("age-keygen prints the public key")
             .to_string();
         let config = dir.join("coldkeep.yaml");
-        Fleet { _tmp: tmp, dir, sandbox, nodes, age_identity, recipient, config }
+        Fleet {
+            _tmp: tmp,
+            dir,
+            sandbox,
+            nodes,
+            age_identity,
+            recipient,
+            config,
+        }
     }
 
     pub fn node(&self, name: &str) -> &SandboxNode {
@@ -116,9 +138,8 @@ impl Fleet {
 
     pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
         let out = self.run(args);
-        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: stdout {} stderr {}", text(&out.stdout), text(&out.stderr))
-        });
+        let json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", text(&out.stdout), text(&out.stderr)));
         (out.status.code().unwrap(), json)
     }
 }
@@ -128,7 +149,9 @@ pub fn text(b: &[u8]) -> String {
 }
 
 pub fn legacy_p12(password: &str) -> Vec<u8> {
-    p12::generate(password, "nodeadmin-alias", GenerateStyle::Legacy).unwrap().to_vec()
+    p12::generate(password, "nodeadmin-alias", GenerateStyle::Legacy)
+        .unwrap()
+        .to_vec()
 }
 
 /// Every `.age` file under a directory.
@@ -140,7 +163,6 @@ pub fn age_files(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.into_path())
         .collect()
 }
-
 
 /// A nodectl cn-config.yaml shaped like nodectl's own (v2.2 mainnet template): profiles
 /// `dag-l0` (uses `global`) and `dag-l1` (uses `global`, or `l1_override` = (location, name)).

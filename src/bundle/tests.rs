@@ -1,0 +1,186 @@
+use super::*;
+use crate::config::Recipient;
+use age::secrecy::ExposeSecret;
+use chrono::TimeZone;
+
+fn manifest(files: &[PlainFile]) -> Manifest {
+    Manifest {
+        format: FORMAT_VERSION,
+        node: "v1".into(),
+        keystore: "p12".into(),
+        kind: "p12".into(),
+        purpose: Purpose::Backup,
+        created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap(),
+        coldkeep_version: "test".into(),
+        host: "127.0.0.1:22".into(),
+        host_key: "SHA256:x".into(),
+        files: files.iter().map(|f| f.entry.clone()).collect(),
+        identity: None,
+        recipients: vec![],
+    }
+}
+
+fn plain(path: &str, data: &[u8]) -> PlainFile {
+    PlainFile {
+        entry: file_entry(path, &format!("/remote/{path}"), data, 0o400),
+        data: Zeroizing::new(data.to_vec()),
+    }
+}
+
+fn keypair() -> (Identities, Recipient) {
+    let id = age::x25519::Identity::generate();
+    let r = Recipient::parse(&id.to_public().to_string()).unwrap();
+    (Identities::from_keys(vec![Box::new(id)]), r)
+}
+
+/// Encrypts arbitrary bytes (a hand-made tar) as a bundle would be.
+fn encrypt_raw(tar: &[u8], r: &Recipient) -> Vec<u8> {
+    let enc = age::Encryptor::with_recipients(std::iter::once(r.as_age())).unwrap();
+    let mut out = Vec::new();
+    let mut w = enc.wrap_output(&mut out).unwrap();
+    w.write_all(tar).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data, kind) in entries {
+        let mut h = tar::Header::new_gnu();
+        // Write the raw name so hostile paths reach the archive unchanged.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_entry_type(*kind);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn seal_then_open_round_trips() {
+    let (ids, r) = keypair();
+    let files = vec![plain("v1.p12", b"\x30\x80key bytes")];
+    let m = manifest(&files);
+    let sealed = seal(&m, &files, &[r]).unwrap();
+    assert_eq!(sealed.sha256, crate::digest::sha256_hex(&sealed.ciphertext));
+    assert!(
+        !sealed.ciphertext.windows(9).any(|w| w == b"key bytes"),
+        "plaintext visible"
+    );
+    check_header(&sealed.ciphertext).unwrap();
+    let opened = open(&sealed.ciphertext, &ids).unwrap();
+    assert_eq!(opened.manifest, m);
+    assert_eq!(opened.files.len(), 1);
+    assert_eq!(&opened.files[0].data[..], b"\x30\x80key bytes");
+}
+
+#[test]
+fn wrong_identity_and_damage_are_refused() {
+    let (_, r) = keypair();
+    let (other, _) = keypair();
+    let files = vec![plain("v1.p12", b"data")];
+    let sealed = seal(&manifest(&files), &files, &[r.clone()]).unwrap();
+    let e = open(&sealed.ciphertext, &other).err().unwrap().to_string();
+    assert!(e.contains("none of the given identities"), "{e}");
+    let (ids, r) = keypair();
+    let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
+    let mut flipped = sealed.ciphertext.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 1;
+    assert!(matches!(open(&flipped, &ids), Err(BundleError::Decrypt(_))));
+    let truncated = &sealed.ciphertext[..sealed.ciphertext.len() - 20];
+    assert!(open(truncated, &ids).is_err());
+    assert!(matches!(
+        check_header(b"not age at all"),
+        Err(BundleError::BadHeader(_))
+    ));
+}
+
+#[test]
+fn seal_refuses_manifest_that_does_not_match() {
+    let (_, r) = keypair();
+    let files = vec![plain("a.p12", b"a")];
+    let mut m = manifest(&files);
+    m.files[0].sha256 = "00".into();
+    assert!(seal(&m, &files, &[r]).is_err());
+}
+
+#[test]
+fn hostile_tars_are_refused() {
+    let (ids, r) = keypair();
+    let files = vec![plain("v1.p12", b"data")];
+    let json = serde_json::to_vec(&manifest(&files)).unwrap();
+    let reg = tar::EntryType::Regular;
+    let cases: Vec<(Vec<(&str, &[u8], tar::EntryType)>, &str)> = vec![
+        (
+            vec![("v1.p12", b"data", reg), ("manifest.json", &json, reg)],
+            "first entry",
+        ),
+        (
+            vec![("manifest.json", &json, reg), ("../v1.p12", b"data", reg)],
+            "unsafe",
+        ),
+        (
+            vec![("manifest.json", &json, reg), ("/etc/v1.p12", b"data", reg)],
+            "unsafe",
+        ),
+        (
+            vec![
+                ("manifest.json", &json, reg),
+                ("v1.p12", b"", tar::EntryType::Symlink),
+            ],
+            "not a regular file",
+        ),
+        (
+            vec![("manifest.json", &json, reg), ("v1.p12", b"evil", reg)],
+            "does not match",
+        ),
+        (
+            vec![
+                ("manifest.json", &json, reg),
+                ("v1.p12", b"data", reg),
+                ("x", b"1", reg),
+            ],
+            "not in the manifest",
+        ),
+        (vec![("manifest.json", &json, reg)], "missing from the bundle"),
+        (vec![("manifest.json", b"{}", reg)], "not a valid manifest"),
+        (vec![], "no manifest"),
+    ];
+    for (entries, want) in cases {
+        let ct = encrypt_raw(&tar_of(&entries), &r);
+        let e = open(&ct, &ids).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(want), "want {want:?}, got {e:?}");
+    }
+}
+
+#[test]
+fn identities_load_from_age_and_ssh_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = age::x25519::Identity::generate();
+    let age_file = dir.path().join("key.txt");
+    std::fs::write(&age_file, format!("# test\n{}\n", id.to_string().expose_secret())).unwrap();
+    let r = Recipient::parse(&id.to_public().to_string()).unwrap();
+    let files = vec![plain("v1.p12", b"data")];
+    let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
+    open(&sealed.ciphertext, &Identities::from_file(&age_file).unwrap()).unwrap();
+
+    let ssh_key = dir.path().join("id_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ssh_key)
+        .status();
+    if status.is_ok_and(|s| s.success()) {
+        let public = std::fs::read_to_string(ssh_key.with_extension("pub")).unwrap();
+        let r = Recipient::parse(&public).unwrap();
+        let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
+        open(&sealed.ciphertext, &Identities::from_file(&ssh_key).unwrap()).unwrap();
+    }
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "hello").unwrap();
+    let e = Identities::from_file(&junk).err().unwrap().to_string();
+    assert!(e.contains("neither an age identity file"), "{e}");
+    assert!(Identities::from_file(&dir.path().join("missing")).is_err());
+}

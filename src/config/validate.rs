@@ -1,0 +1,481 @@
+//! Turns the raw config into the validated [`Config`]: defaults, path expansion, secrets,
+//! recipients, names; every problem located at `file:line:column`.
+
+use super::raw::{RawConfig, RawDuration, RawKeystore, RawNode, RawSecret, RawSsh, S};
+use super::{
+    Config, ConfigError, DEFAULT_P12_MAX_SIZE, EncryptionConfig, HostKeyPolicy, KeystoreConfig, KeystoreKind,
+    NodeConfig, Recipient, Secret, StoreConfig,
+};
+use serde_saphyr::Location;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DEFAULT_JOBS: usize = 8;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Parses YAML text into the raw structs, mapping parser errors to located [`ConfigError`]s.
+pub(super) fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, text, source))?;
+    Validator { text, source }.config(raw)
+}
+
+fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError {
+    let bare = e.without_snippet().to_string();
+    // The library appends its own position; we print ours in front instead.
+    let message = match bare.rfind(" at line ") {
+        Some(i) => bare[..i].to_string(),
+        None => bare,
+    };
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .unwrap_or((0, 0));
+    // Type errors on a secret line must not echo the value: show no snippet when unsure.
+    let snippet = (line > 0).then(|| snippet(text, line, column, looks_secret(text, line)));
+    ConfigError {
+        file: source.to_path_buf(),
+        line,
+        column,
+        message,
+        snippet,
+    }
+}
+
+fn looks_secret(text: &str, line: usize) -> bool {
+    text.lines().nth(line - 1).is_some_and(|l| {
+        let key = l.trim_start().trim_start_matches("- ");
+        key.starts_with("password") || key.starts_with("identity_passphrase")
+    })
+}
+
+/// The source line with a caret under `column`; `redact` hides everything from the column on.
+pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> String {
+    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let col = column.max(1);
+    let shown = if redact {
+        let cut = src
+            .char_indices()
+            .nth(col - 1)
+            .map(|(i, _)| i)
+            .unwrap_or(src.len());
+        format!("{}<redacted>", &src[..cut])
+    } else {
+        src.to_string()
+    };
+    let gutter = line.to_string().len();
+    format!(
+        "{:>gutter$} | {shown}\n{:>gutter$} | {}^",
+        line,
+        "",
+        " ".repeat(col - 1)
+    )
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    source: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, at: &Location, message: impl Into<String>) -> ConfigError {
+        self.located(at, message, false)
+    }
+
+    fn located(&self, at: &Location, message: impl Into<String>, redact: bool) -> ConfigError {
+        let (line, column) = (at.line() as usize, at.column() as usize);
+        ConfigError {
+            file: self.source.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            snippet: (line > 0).then(|| snippet(self.text, line, column, redact)),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let store = self.store(&raw)?;
+        let encryption = self.encryption(&raw)?;
+        let jobs = match &raw.jobs {
+            Some(j) if j.value == 0 => return Err(self.err(&j.referenced, "`jobs` must be at least 1")),
+            Some(j) => j.value,
+            None => DEFAULT_JOBS,
+        };
+        let defaults = raw.ssh.unwrap_or_default();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut nodes = Vec::new();
+        if raw.nodes.value.is_empty() {
+            return Err(self.err(&raw.nodes.referenced, "`nodes` is empty: list at least one node"));
+        }
+        for node in raw.nodes.value {
+            self.name(&node.name, "node")?;
+            if let Some(first) = seen.insert(node.name.value.clone(), node.name.referenced.line() as usize) {
+                return Err(self.err(
+                    &node.name.referenced,
+                    format!(
+                        "duplicate node name `{}` (first at line {first})",
+                        node.name.value
+                    ),
+                ));
+            }
+            nodes.push(self.node(node, &defaults)?);
+        }
+        Ok(Config {
+            source: self.source.to_path_buf(),
+            store,
+            encryption,
+            jobs,
+            nodes,
+        })
+    }
+
+    fn store(&self, raw: &RawConfig) -> Result<StoreConfig, ConfigError> {
+        let store = &raw.store.value;
+        let absolute = |p: &S<String>, what: &str| -> Result<PathBuf, ConfigError> {
+            let path = PathBuf::from(self.expand(p)?);
+            if !path.is_absolute() {
+                return Err(self.err(
+                    &p.referenced,
+                    format!("{what} must be an absolute path, got `{}`", p.value),
+                ));
+            }
+            Ok(path)
+        };
+        let path = absolute(&store.path, "`store.path`")?;
+        let mut replicas = Vec::new();
+        for r in &store.replicas {
+            let replica = absolute(r, "a store replica")?;
+            if replica == path || replicas.contains(&replica) {
+                return Err(self.err(&r.referenced, format!("replica `{}` is listed twice", r.value)));
+            }
+            replicas.push(replica);
+        }
+        Ok(StoreConfig { path, replicas })
+    }
+
+    fn encryption(&self, raw: &RawConfig) -> Result<EncryptionConfig, ConfigError> {
+        let enc = &raw.encryption.value;
+        let mut recipients: Vec<Recipient> = Vec::new();
+        let mut add = |r: Recipient| {
+            if !recipients.iter().any(|x| x.as_str() == r.as_str()) {
+                recipients.push(r);
+            }
+        };
+        for r in &enc.recipients {
+            let parsed = Recipient::parse(&r.value).map_err(|m| self.err(&r.referenced, m))?;
+            add(parsed);
+        }
+        if let Some(file) = &enc.recipients_file {
+            let path = self.path(file)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.err(
+                    &file.referenced,
+                    format!("cannot read recipients_file {}: {e}", path.display()),
+                )
+            })?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let parsed = Recipient::parse(line).map_err(|m| ConfigError {
+                    file: path.clone(),
+                    line: i + 1,
+                    column: 1,
+                    message: m,
+                    snippet: Some(snippet(&text, i + 1, 1, false)),
+                })?;
+                add(parsed);
+            }
+        }
+        if recipients.is_empty() {
+            return Err(self.err(
+                &raw.encryption.referenced,
+                "no recipients: give `encryption.recipients` or a non-empty `recipients_file`",
+            ));
+        }
+        Ok(EncryptionConfig { recipients })
+    }
+
+    fn node(&self, node: RawNode, defaults: &RawSsh) -> Result<NodeConfig, ConfigError> {
+        let pick = |own: &Option<S<String>>, def: &Option<S<String>>| own.clone().or_else(|| def.clone());
+        if node.host.value.trim().is_empty() {
+            return Err(self.err(&node.host.referenced, "`host` is empty"));
+        }
+        let port = match &node.port {
+            Some(p) if p.value == 0 => return Err(self.err(&p.referenced, "`port` must be 1-65535")),
+            Some(p) => p.value,
+            None => 22,
+        };
+        let user = match pick(&node.user, &defaults.user) {
+            Some(u) => self.expand(&u)?,
+            None => std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "root".to_string()),
+        };
+        let identity = match pick(&node.identity, &defaults.identity) {
+            Some(p) => Some(self.path(&p)?),
+            None => default_identity(),
+        };
+        let identity_passphrase = match node
+            .identity_passphrase
+            .as_ref()
+            .or(defaults.identity_passphrase.as_ref())
+        {
+            Some(s) => Some(self.secret(s, "identity_passphrase")?),
+            None => None,
+        };
+        let known_hosts = match pick(&node.known_hosts, &defaults.known_hosts) {
+            Some(p) => self.path(&p)?,
+            None => home().map(|h| h.join(".ssh/known_hosts")).ok_or_else(|| {
+                self.err(
+                    &node.name.referenced,
+                    "HOME is not set: give `ssh.known_hosts` explicitly",
+                )
+            })?,
+        };
+        let host_key = match &node.host_key {
+            Some(k) => {
+                if !valid_fingerprint(&k.value) {
+                    return Err(self.err(
+                        &k.referenced,
+                        "`host_key` must be a SHA256 fingerprint like `SHA256:` followed by 43 base64 \
+                         characters (as `ssh-keygen -lf` prints)",
+                    ));
+                }
+                Some(k.value.clone())
+            }
+            None => None,
+        };
+        let host_key_policy = match pick(&node.host_key_policy, &defaults.host_key_policy) {
+            None => HostKeyPolicy::Strict,
+            Some(p) => match p.value.as_str() {
+                "strict" => HostKeyPolicy::Strict,
+                "accept-new" => HostKeyPolicy::AcceptNew,
+                other => {
+                    return Err(self.err(
+                        &p.referenced,
+                        format!("unknown host_key_policy `{other}`: expected `strict` or `accept-new`"),
+                    ));
+                }
+            },
+        };
+        let duration =
+            |own: &Option<S<RawDuration>>, def: &Option<S<RawDuration>>, fallback: Duration| match own
+                .as_ref()
+                .or(def.as_ref())
+            {
+                Some(d) if d.value.0.is_zero() => Err(self.err(&d.referenced, "a timeout cannot be zero")),
+                Some(d) => Ok(d.value.0),
+                None => Ok(fallback),
+            };
+        let connect_timeout = duration(
+            &node.connect_timeout,
+            &defaults.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let io_timeout = duration(&node.io_timeout, &defaults.io_timeout, DEFAULT_IO_TIMEOUT)?;
+        let mut labels = Vec::new();
+        for l in &node.labels {
+            self.name(l, "label")?;
+            labels.push(l.value.clone());
+        }
+        let Some(keystores_raw) = node.keystores else {
+            return Err(self.err(
+                &node.name.referenced,
+                format!(
+                    "node `{}` has no `keystores`: list what to back up",
+                    node.name.value
+                ),
+            ));
+        };
+        if keystores_raw.value.is_empty() {
+            return Err(self.err(&keystores_raw.referenced, "`keystores` is empty"));
+        }
+        let mut keystores: Vec<KeystoreConfig> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for ks in keystores_raw.value {
+            self.name(&ks.name, "keystore")?;
+            if let Some(first) = seen.insert(ks.name.value.clone(), ks.name.referenced.line() as usize) {
+                return Err(self.err(
+                    &ks.name.referenced,
+                    format!(
+                        "duplicate keystore name `{}` on node `{}` (first at line {first})",
+                        ks.name.value, node.name.value
+                    ),
+                ));
+            }
+            keystores.push(self.keystore(ks)?);
+        }
+        Ok(NodeConfig {
+            name: node.name.value,
+            host: node.host.value,
+            port,
+            user,
+            identity,
+            identity_passphrase,
+            known_hosts,
+            host_key,
+            host_key_policy,
+            connect_timeout,
+            io_timeout,
+            labels,
+            keystores,
+        })
+    }
+
+    fn keystore(&self, ks: RawKeystore) -> Result<KeystoreConfig, ConfigError> {
+        let kind = match ks.kind.value.as_str() {
+            "p12" => KeystoreKind::P12,
+            other => {
+                return Err(self.err(
+                    &ks.kind.referenced,
+                    format!("unknown keystore kind `{other}`: supported kinds are `p12`"),
+                ));
+            }
+        };
+        let remote = |p: &S<String>, what: &str| -> Result<String, ConfigError> {
+            if !p.value.starts_with('/') || p.value.ends_with('/') {
+                return Err(self.err(
+                    &p.referenced,
+                    format!(
+                        "{what} must be an absolute path to a file on the node, got `{}`",
+                        p.value
+                    ),
+                ));
+            }
+            Ok(p.value.clone())
+        };
+        let path = remote(&ks.path, "`path`")?;
+        let nodectl_config = ks
+            .nodectl_config
+            .as_ref()
+            .map(|p| remote(p, "`nodectl_config`"))
+            .transpose()?;
+        let password = ks
+            .password
+            .as_ref()
+            .map(|s| self.secret(s, "password"))
+            .transpose()?;
+        let max_size = match &ks.max_size {
+            Some(m) if m.value == 0 => return Err(self.err(&m.referenced, "`max_size` must be positive")),
+            Some(m) => m.value,
+            None => DEFAULT_P12_MAX_SIZE,
+        };
+        Ok(KeystoreConfig {
+            name: ks.name.value,
+            kind,
+            path,
+            password,
+            nodectl_config,
+            max_size,
+        })
+    }
+
+    fn secret(&self, s: &S<RawSecret>, key: &str) -> Result<Secret, ConfigError> {
+        match &s.value {
+            RawSecret::Inline => Err(self.located(
+                &s.referenced,
+                format!(
+                    "`{key}` must not be written inline (secrets do not belong in config files): \
+                     use `{{env: NAME}}` or `{{file: PATH}}`"
+                ),
+                true,
+            )),
+            RawSecret::Env(name) if name.is_empty() => Err(self.err(&s.referenced, "empty `env` name")),
+            RawSecret::Env(name) => Ok(Secret::Env(name.clone())),
+            RawSecret::File(path) => {
+                let spanned = S::new(path.clone(), s.referenced, s.defined);
+                Ok(Secret::File(self.path(&spanned)?))
+            }
+        }
+    }
+
+    /// Checks a name against `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
+    fn name(&self, n: &S<String>, what: &str) -> Result<(), ConfigError> {
+        let v = &n.value;
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(
+                &n.referenced,
+                format!(
+                    "invalid {what} name `{v}`: use 1-64 letters, digits, `.`, `_` or `-`, \
+                     starting with a letter or digit"
+                ),
+            ))
+        }
+    }
+
+    /// Expands `~` and `${VAR}` in a string.
+    fn expand(&self, s: &S<String>) -> Result<String, ConfigError> {
+        let mut text = s.value.clone();
+        if text == "~" || text.starts_with("~/") {
+            let Some(h) = home() else {
+                return Err(self.err(&s.referenced, "`~` used but HOME is not set"));
+            };
+            text = format!("{}{}", h.display(), &text[1..]);
+        }
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(len) = rest[start..].find('}') else {
+                return Err(self.err(&s.referenced, "unterminated `${` in value"));
+            };
+            let var = &rest[start + 2..start + len];
+            let value = std::env::var(var)
+                .map_err(|_| self.err(&s.referenced, format!("environment variable `{var}` is not set")))?;
+            out.push_str(&value);
+            rest = &rest[start + len + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// An expanded local path; relative ones are taken from the config file's directory.
+    fn path(&self, s: &S<String>) -> Result<PathBuf, ConfigError> {
+        let p = PathBuf::from(self.expand(s)?);
+        if p.is_absolute() {
+            return Ok(p);
+        }
+        let base = self
+            .source
+            .parent()
+            .filter(|b| !b.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Ok(std::path::absolute(base.join(p)).unwrap_or_else(|_| base.join(&s.value)))
+    }
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Like OpenSSH: the first of the usual key files that exists, else ssh-agent only.
+fn default_identity() -> Option<PathBuf> {
+    let ssh = home()?.join(".ssh");
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|n| ssh.join(n))
+        .find(|p| p.is_file())
+}
+
+/// `SHA256:` + 43 characters of unpadded base64.
+fn valid_fingerprint(s: &str) -> bool {
+    s.strip_prefix("SHA256:").is_some_and(|b| {
+        b.len() == 43
+            && b.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+    })
+}

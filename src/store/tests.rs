@@ -1,0 +1,105 @@
+use super::*;
+use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
+use chrono::TimeZone;
+use std::os::unix::fs::MetadataExt;
+
+fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
+    Sidecar {
+        manifest: Manifest {
+            format: FORMAT_VERSION,
+            node: node.into(),
+            keystore: "p12".into(),
+            kind: "p12".into(),
+            purpose: Purpose::Backup,
+            created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, second).unwrap(),
+            coldkeep_version: "test".into(),
+            host: "h:22".into(),
+            host_key: String::new(),
+            files: vec![],
+            identity: None,
+            recipients: vec![],
+        },
+        ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
+        ciphertext_size: ciphertext.len() as u64,
+    }
+}
+
+fn store(dir: &Path) -> Store {
+    Store {
+        primary: dir.join("primary"),
+        replicas: vec![dir.join("replica")],
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn write_then_list_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let sc = sidecar("v1", 0, b"cipher-1");
+    let id = s.write(&sc, b"cipher-1").unwrap();
+    assert_eq!(id, format!("20261122T031500Z-{}", &sc.ciphertext_sha256[..8]));
+    s.write(&sidecar("v1", 1, b"cipher-2"), b"cipher-2").unwrap();
+    s.write(&sidecar("v2", 0, b"cipher-3"), b"cipher-3").unwrap();
+    for root in [&s.primary, &s.replicas[0]] {
+        assert_eq!(mode(root), 0o700);
+        assert_eq!(mode(&root.join("v1")), 0o700);
+        assert_eq!(mode(&root.join("v1/p12")), 0o700);
+        assert_eq!(mode(&root.join(format!("v1/p12/{id}.age"))), 0o600);
+        assert_eq!(mode(&root.join(format!("v1/p12/{id}.json"))), 0o600);
+    }
+    let all = s.list(None).unwrap();
+    assert!(all.problems.is_empty(), "{:?}", all.problems);
+    assert_eq!(all.artifacts.len(), 3);
+    let v1 = s.list(Some("v1")).unwrap();
+    assert_eq!(v1.artifacts.len(), 2);
+    assert!(v1.artifacts[0].id < v1.artifacts[1].id, "oldest first");
+    let a = &v1.artifacts[0];
+    assert_eq!(a.copies.len(), 2);
+    assert!(a.copies.iter().all(|c| c.present));
+    assert_eq!(a.copies[0].root, s.primary);
+    let (ct, read) = s.read(&a.copies[1]).unwrap();
+    assert_eq!((ct.as_slice(), read), (&b"cipher-1"[..], sc.clone()));
+    assert!(
+        s.write(&sc, b"cipher-1").is_err(),
+        "an existing id is never overwritten"
+    );
+    assert!(s.list(Some("nobody")).unwrap().artifacts.is_empty());
+}
+
+#[test]
+fn list_reports_damage_and_missing_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let id = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap();
+    fs::remove_file(s.replicas[0].join(format!("v1/p12/{id}.age"))).unwrap();
+    let ks = s.primary.join("v1/p12");
+    fs::write(ks.join(".x.age.tmp-1234abcd"), b"partial").unwrap();
+    fs::write(ks.join("20261122T000000Z-deadbeef.age"), b"orphan").unwrap();
+    fs::write(ks.join("20261122T000001Z-deadbeef.json"), b"{not json").unwrap();
+    let listing = s.list(None).unwrap();
+    assert_eq!(listing.artifacts.len(), 1);
+    let copies = &listing.artifacts[0].copies;
+    assert!(copies[0].present && !copies[1].present);
+    let messages: Vec<String> = listing.problems.iter().map(|p| p.message.clone()).collect();
+    assert_eq!(listing.problems.len(), 3, "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("leftover temp")));
+    assert!(messages.iter().any(|m| m.contains("without a sidecar")));
+    assert!(messages.iter().any(|m| m.contains("unreadable sidecar")));
+}
+
+#[test]
+fn write_error_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    fs::write(&blocker, b"").unwrap();
+    let s = Store {
+        primary: blocker.join("store"),
+        replicas: vec![],
+    };
+    let e = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap_err().to_string();
+    assert!(e.contains(&blocker.display().to_string()), "{e}");
+}
