@@ -81,7 +81,7 @@ fn wrong_identity_and_damage_are_refused() {
     let (_, r) = keypair();
     let (other, _) = keypair();
     let files = vec![plain("v1.p12", b"data")];
-    let sealed = seal(&manifest(&files), &files, &[r.clone()]).unwrap();
+    let sealed = seal(&manifest(&files), &files, std::slice::from_ref(&r)).unwrap();
     let e = open(&sealed.ciphertext, &other).err().unwrap().to_string();
     assert!(e.contains("none of the given identities"), "{e}");
     let (ids, r) = keypair();
@@ -113,7 +113,8 @@ fn hostile_tars_are_refused() {
     let files = vec![plain("v1.p12", b"data")];
     let json = serde_json::to_vec(&manifest(&files)).unwrap();
     let reg = tar::EntryType::Regular;
-    let cases: Vec<(Vec<(&str, &[u8], tar::EntryType)>, &str)> = vec![
+    type Entries<'a> = Vec<(&'a str, &'a [u8], tar::EntryType)>;
+    let cases: Vec<(Entries, &str)> = vec![
         (
             vec![("v1.p12", b"data", reg), ("manifest.json", &json, reg)],
             "first entry",

@@ -99,7 +99,155 @@ pub struct ExecOutput {
 
 /// An authenticated SSH session to one node.
 pub struct Session {
-    _private: (),
+    sess: ssh2::Session,
+    fingerprint: String,
+    /// `host:port`, for messages.
+    addr: String,
+    /// The io timeout in whole seconds (for [`RemoteError::Timeout`]).
+    io_secs: u64,
+}
+
+/// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
+const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
+/// SFTP status codes (`LIBSSH2_FX_*`).
+const FX_NO_SUCH_FILE: i32 = 2;
+const FX_PERMISSION_DENIED: i32 = 3;
+
+/// Maps an ssh2 error to a [`RemoteError`]: libssh2 timeouts become `Timeout`.
+fn map_ssh(e: ssh2::Error, during: &str, secs: u64) -> RemoteError {
+    if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
+        RemoteError::Timeout {
+            during: during.to_string(),
+            secs,
+        }
+    } else {
+        RemoteError::Ssh {
+            during: during.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Maps an I/O error from a channel or SFTP file read/write.
+fn map_io(e: std::io::Error, during: &str, secs: u64) -> RemoteError {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) {
+        RemoteError::Timeout {
+            during: during.to_string(),
+            secs,
+        }
+    } else {
+        RemoteError::Ssh {
+            during: during.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Standard base64 without padding (as OpenSSH prints fingerprints).
+fn base64_nopad(data: &[u8]) -> String {
+    base64_encode(data).trim_end_matches('=').to_string()
+}
+
+/// Standard base64 with padding.
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(ALPHABET[(n >> 18) as usize & 63] as char);
+        out.push(ALPHABET[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// `SHA256:<base64 without padding>` of a raw SSH public key blob, like `ssh-keygen -l`.
+pub fn fingerprint_of_blob(blob: &[u8]) -> String {
+    use sha2::Digest;
+    format!("SHA256:{}", base64_nopad(&sha2::Sha256::digest(blob)))
+}
+
+/// The key type name (`ssh-ed25519`, ...) at the start of an SSH public key blob.
+fn blob_key_type(blob: &[u8]) -> Option<&str> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(blob.get(4..4 + len)?).ok()
+}
+
+/// Normalises a fingerprint for comparison (trailing `=` padding is optional).
+fn normalize_fingerprint(f: &str) -> &str {
+    f.trim().trim_end_matches('=')
+}
+
+/// The host name as known_hosts writes it.
+fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// Splits a remote path into (directory, file name).
+fn split_remote(path: &str) -> (String, String) {
+    match path.rsplit_once('/') {
+        Some(("", name)) => ("/".to_string(), name.to_string()),
+        Some((dir, name)) => (dir.to_string(), name.to_string()),
+        None => (".".to_string(), path.to_string()),
+    }
+}
+
+/// `dir` joined with `name` without doubling the slash of `/`.
+fn join_remote(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Appends one known_hosts line, creating the parent directory (0700) and file (0600).
+fn append_known_host(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    let mut existing_ends_with_newline = true;
+    if let Ok(text) = std::fs::read(path) {
+        existing_ends_with_newline = text.is_empty() || text.ends_with(b"\n");
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut text = String::new();
+    if !existing_ends_with_newline {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 impl Session {
@@ -107,52 +255,525 @@ impl Session {
     /// `check_port`; `accept-new` records unknown keys), and authenticates with the identity file
     /// (passphrase from its secret) or, failing that / without one, ssh-agent.
     pub fn connect(node: &NodeConfig) -> Result<Session, RemoteError> {
-        let _ = node;
-        todo!()
+        use std::net::ToSocketAddrs;
+        let addr = format!("{}:{}", node.host, node.port);
+        let io_secs = node.io_timeout.as_secs().max(1);
+        let connect_secs = node.connect_timeout.as_secs().max(1);
+        let connect_timeout = if node.connect_timeout.is_zero() {
+            std::time::Duration::from_secs(30)
+        } else {
+            node.connect_timeout
+        };
+
+        // TCP.
+        let addrs: Vec<std::net::SocketAddr> = (node.host.as_str(), node.port)
+            .to_socket_addrs()
+            .map_err(|source| RemoteError::Connect {
+                addr: addr.clone(),
+                source,
+            })?
+            .collect();
+        let mut last_err: Option<std::io::Error> = None;
+        let mut stream = None;
+        for a in &addrs {
+            match std::net::TcpStream::connect_timeout(a, connect_timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let stream = match stream {
+            Some(s) => s,
+            None => {
+                let e = last_err.unwrap_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "host name resolved to no address")
+                });
+                return Err(if e.kind() == std::io::ErrorKind::TimedOut {
+                    RemoteError::Timeout {
+                        during: format!("connecting to {addr}"),
+                        secs: connect_secs,
+                    }
+                } else {
+                    RemoteError::Connect { addr, source: e }
+                });
+            }
+        };
+        let _ = stream.set_nodelay(true);
+
+        // SSH handshake.
+        let mut sess = ssh2::Session::new().map_err(|e| RemoteError::Handshake {
+            addr: addr.clone(),
+            detail: e.to_string(),
+        })?;
+        sess.set_tcp_stream(stream);
+        let timeout_ms = u32::try_from(node.io_timeout.as_millis()).unwrap_or(u32::MAX);
+        sess.set_timeout(timeout_ms);
+        sess.handshake().map_err(|e| {
+            if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
+                RemoteError::Timeout {
+                    during: format!("the SSH handshake with {addr}"),
+                    secs: io_secs,
+                }
+            } else {
+                RemoteError::Handshake {
+                    addr: addr.clone(),
+                    detail: e.to_string(),
+                }
+            }
+        })?;
+
+        // Host key.
+        let (blob, key_type) = sess.host_key().ok_or_else(|| RemoteError::Handshake {
+            addr: addr.clone(),
+            detail: "the server presented no host key".into(),
+        })?;
+        let blob = blob.to_vec();
+        let fingerprint = fingerprint_of_blob(&blob);
+        Self::check_host_key(node, &sess, &blob, key_type, &fingerprint, &addr)?;
+
+        // Authentication.
+        Self::authenticate(node, &sess, io_secs)?;
+
+        Ok(Session {
+            sess,
+            fingerprint,
+            addr,
+            io_secs,
+        })
+    }
+
+    fn check_host_key(
+        node: &NodeConfig,
+        sess: &ssh2::Session,
+        blob: &[u8],
+        key_type: ssh2::HostKeyType,
+        fingerprint: &str,
+        addr: &str,
+    ) -> Result<(), RemoteError> {
+        if let Some(pin) = &node.host_key {
+            if normalize_fingerprint(pin) == normalize_fingerprint(fingerprint) {
+                return Ok(());
+            }
+            return Err(RemoteError::HostKeyChanged {
+                host: node.host.clone(),
+                port: node.port,
+                expected: pin.trim().to_string(),
+                fingerprint: fingerprint.to_string(),
+            });
+        }
+        let kh_err = |detail: String| RemoteError::Handshake {
+            addr: addr.to_string(),
+            detail,
+        };
+        let mut kh = sess
+            .known_hosts()
+            .map_err(|e| kh_err(format!("cannot initialise known_hosts: {e}")))?;
+        match std::fs::read_to_string(&node.known_hosts) {
+            Ok(text) => {
+                // Line by line, so one entry libssh2 cannot parse (e.g. a security-key type)
+                // does not hide the others.
+                for line in text.lines() {
+                    let l = line.trim();
+                    if l.is_empty() || l.starts_with('#') {
+                        continue;
+                    }
+                    if let Err(e) = kh.read_str(l, ssh2::KnownHostFileKind::OpenSSH) {
+                        tracing::debug!(
+                            known_hosts = %node.known_hosts.display(),
+                            "skipping a known_hosts line libssh2 cannot parse: {e}"
+                        );
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(kh_err(format!(
+                    "cannot read known_hosts {}: {e}",
+                    node.known_hosts.display()
+                )));
+            }
+        }
+        match kh.check_port(&node.host, node.port, blob) {
+            ssh2::CheckResult::Match => Ok(()),
+            ssh2::CheckResult::Mismatch => Err(RemoteError::HostKeyChanged {
+                host: node.host.clone(),
+                port: node.port,
+                expected: format!("the key in {}", node.known_hosts.display()),
+                fingerprint: fingerprint.to_string(),
+            }),
+            ssh2::CheckResult::NotFound => match node.host_key_policy {
+                crate::config::HostKeyPolicy::Strict => Err(RemoteError::UnknownHostKey {
+                    host: node.host.clone(),
+                    port: node.port,
+                    fingerprint: fingerprint.to_string(),
+                    known_hosts: node.known_hosts.display().to_string(),
+                }),
+                crate::config::HostKeyPolicy::AcceptNew => {
+                    let type_name = blob_key_type(blob)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("{key_type:?}"));
+                    let line = format!(
+                        "{} {} {}",
+                        known_hosts_name(&node.host, node.port),
+                        type_name,
+                        base64_encode(blob)
+                    );
+                    append_known_host(&node.known_hosts, &line).map_err(|e| {
+                        kh_err(format!(
+                            "cannot record the new host key in {}: {e}",
+                            node.known_hosts.display()
+                        ))
+                    })?;
+                    tracing::warn!(
+                        node = %node.name,
+                        host = %node.host,
+                        port = node.port,
+                        %fingerprint,
+                        known_hosts = %node.known_hosts.display(),
+                        "recorded a new host key for {}:{} ({fingerprint}) in {} (host_key_policy: accept-new)",
+                        node.host,
+                        node.port,
+                        node.known_hosts.display()
+                    );
+                    Ok(())
+                }
+            },
+            ssh2::CheckResult::Failure => Err(kh_err(format!(
+                "checking the host key against {} failed",
+                node.known_hosts.display()
+            ))),
+        }
+    }
+
+    fn authenticate(node: &NodeConfig, sess: &ssh2::Session, io_secs: u64) -> Result<(), RemoteError> {
+        let user = node.user.as_str();
+        let mut tried: Vec<String> = Vec::new();
+        let is_timeout = |e: &ssh2::Error| e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT);
+        if let Some(identity) = &node.identity {
+            if !identity.exists() {
+                tried.push(format!("identity file {} does not exist", identity.display()));
+            } else {
+                let passphrase = match &node.identity_passphrase {
+                    Some(secret) => Some(secret.resolve().map_err(|e| RemoteError::Auth {
+                        user: user.to_string(),
+                        detail: format!(
+                            "cannot read the passphrase of {} ({}): {e}",
+                            identity.display(),
+                            secret.describe()
+                        ),
+                    })?),
+                    None => None,
+                };
+                match sess.userauth_pubkey_file(user, None, identity, passphrase.as_ref().map(|p| p.as_str()))
+                {
+                    Ok(()) if sess.authenticated() => return Ok(()),
+                    Ok(()) => tried.push(format!(
+                        "key {} was accepted but more authentication is required",
+                        identity.display()
+                    )),
+                    Err(e) if is_timeout(&e) => {
+                        return Err(RemoteError::Timeout {
+                            during: "authenticating".into(),
+                            secs: io_secs,
+                        });
+                    }
+                    Err(e) => {
+                        let hint = if e.message().contains("Unsupported private key format")
+                            || e.message().contains("Unable to extract public key")
+                        {
+                            " (unreadable key: wrong or missing passphrase, or an unsupported format)"
+                        } else {
+                            ""
+                        };
+                        tried.push(format!(
+                            "key {} was refused: {}{hint}",
+                            identity.display(),
+                            e.message()
+                        ));
+                    }
+                }
+            }
+        }
+        let agent = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
+        if agent.is_some() {
+            match sess.userauth_agent(user) {
+                Ok(()) if sess.authenticated() => return Ok(()),
+                Ok(()) => tried.push("ssh-agent key accepted but more authentication is required".into()),
+                Err(e) if is_timeout(&e) => {
+                    return Err(RemoteError::Timeout {
+                        during: "authenticating with ssh-agent".into(),
+                        secs: io_secs,
+                    });
+                }
+                Err(e) => tried.push(format!("ssh-agent (SSH_AUTH_SOCK): {}", e.message())),
+            }
+        } else if node.identity.is_none() {
+            tried.push("no identity file configured and no ssh-agent (SSH_AUTH_SOCK is not set)".into());
+        }
+        Err(RemoteError::Auth {
+            user: user.to_string(),
+            detail: tried.join("; "),
+        })
+    }
+
+    fn err(&self, e: ssh2::Error, during: &str) -> RemoteError {
+        map_ssh(e, during, self.io_secs)
+    }
+
+    fn io_err(&self, e: std::io::Error, during: &str) -> RemoteError {
+        map_io(e, during, self.io_secs)
+    }
+
+    fn sftp(&self) -> Result<ssh2::Sftp, RemoteError> {
+        self.sess
+            .sftp()
+            .map_err(|e| self.err(e, &format!("opening SFTP on {}", self.addr)))
     }
 
     /// `SHA256:<base64>` fingerprint of the host key the node presented.
     pub fn host_key_fingerprint(&self) -> &str {
-        todo!()
+        &self.fingerprint
     }
 
     /// Stats a path (SFTP); `Ok(None)` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        let _ = path;
-        todo!()
+        let sftp = self.sftp()?;
+        self.stat_with(&sftp, path)
+    }
+
+    fn stat_with(&self, sftp: &ssh2::Sftp, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        match sftp.stat(std::path::Path::new(path)) {
+            Ok(st) => Ok(Some(RemoteStat {
+                is_dir: st.is_dir(),
+                is_file: st.is_file(),
+                size: st.size.unwrap_or(0),
+                mode: st.perm.unwrap_or(0) & 0o7777,
+            })),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
+                Err(RemoteError::PermissionDenied {
+                    path: path.to_string(),
+                })
+            }
+            Err(e) => Err(self.err(e, &format!("stat of {path}"))),
+        }
     }
 
     /// Reads a whole regular file into memory, refusing files over `max_size` bytes.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
-        let _ = (path, max_size);
-        todo!()
+        use std::io::Read;
+        // SFTP rather than SCP: needs only the sftp subsystem (no remote `scp` binary), and
+        // gives clean status codes for missing / forbidden files.
+        let sftp = self.sftp()?;
+        let st = self
+            .stat_with(&sftp, path)?
+            .ok_or_else(|| RemoteError::NotFound {
+                path: path.to_string(),
+            })?;
+        if st.is_dir {
+            return Err(RemoteError::IsDirectory {
+                path: path.to_string(),
+            });
+        }
+        if st.size > max_size {
+            return Err(RemoteError::TooLarge {
+                path: path.to_string(),
+                size: st.size,
+                cap: max_size,
+            });
+        }
+        let during = format!("reading {path}");
+        let mut file = sftp
+            .open(std::path::Path::new(path))
+            .map_err(|e| match e.code() {
+                ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => RemoteError::NotFound {
+                    path: path.to_string(),
+                },
+                ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
+                    path: path.to_string(),
+                },
+                _ => self.err(e, &during),
+            })?;
+        let capacity = usize::try_from(st.size).unwrap_or(0).min(16 * 1024 * 1024);
+        let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+        let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
+        loop {
+            let n = file.read(&mut chunk).map_err(|e| self.io_err(e, &during))?;
+            if n == 0 {
+                break;
+            }
+            if bytes.len() as u64 + n as u64 > max_size {
+                return Err(RemoteError::TooLarge {
+                    path: path.to_string(),
+                    size: bytes.len() as u64 + n as u64,
+                    cap: max_size,
+                });
+            }
+            // Never let the Vec reallocate (that would leave unwiped copies behind).
+            if bytes.len() + n > bytes.capacity() {
+                let mut bigger = Zeroizing::new(Vec::with_capacity((bytes.len() + n) * 2));
+                bigger.extend_from_slice(&bytes);
+                bytes = bigger;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        let _ = file.close();
+        Ok(RemoteFile { bytes, mode: st.mode })
     }
 
     /// Runs a command; a non-zero exit is returned in [`ExecOutput`], not as an error.
     pub fn exec(&self, command: &str) -> Result<ExecOutput, RemoteError> {
-        let _ = command;
-        todo!()
+        use std::io::Read;
+        let during = format!("running `{command}`");
+        let mut ch = self.sess.channel_session().map_err(|e| self.err(e, &during))?;
+        ch.exec(command).map_err(|e| self.err(e, &during))?;
+        let mut stdout = Vec::new();
+        ch.read_to_end(&mut stdout).map_err(|e| self.io_err(e, &during))?;
+        let mut stderr = Vec::new();
+        ch.stderr()
+            .read_to_end(&mut stderr)
+            .map_err(|e| self.io_err(e, &during))?;
+        let _ = ch.close();
+        ch.wait_close().map_err(|e| self.err(e, &during))?;
+        let status = ch.exit_status().map_err(|e| self.err(e, &during))?;
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr).trim_end().to_string(),
+        })
+    }
+
+    /// Runs a command and turns a non-zero exit into [`RemoteError::Command`].
+    fn exec_ok(&self, command: &str) -> Result<ExecOutput, RemoteError> {
+        let out = self.exec(command)?;
+        if out.status != 0 {
+            return Err(RemoteError::Command {
+                command: command.to_string(),
+                status: out.status,
+                stderr: out.stderr,
+            });
+        }
+        Ok(out)
     }
 
     /// Writes `bytes` to `path` atomically: upload to a temp name in the same directory with
     /// `mode`, `mv -f` over the target, read back and compare SHA-256. On any failure the old
     /// file stays under its name and the temp file is removed (best effort).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
-        let _ = (path, bytes, mode);
-        todo!()
+        let (dir, name) = split_remote(path);
+        let temp = join_remote(
+            &dir,
+            &format!(".{name}.coldkeep-tmp-{:08x}", rand::random::<u32>()),
+        );
+        let mode = mode & 0o7777;
+        let result = self.push_via(path, &temp, bytes, mode);
+        if result.is_err() {
+            // Best effort: the temp file may or may not exist; the target is untouched unless
+            // `mv` already ran (then the temp name is gone anyway).
+            let _ = self.exec(&format!("rm -f -- {}", shell_quote(&temp)));
+        }
+        result
+    }
+
+    fn push_via(&self, path: &str, temp: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        use std::io::Write;
+        let sftp = self.sftp()?;
+        let target_exists = self.stat_with(&sftp, path)?.is_some();
+        let during = format!("uploading {temp}");
+        {
+            let mut file = sftp
+                .open_mode(
+                    std::path::Path::new(temp),
+                    ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
+                    (mode & 0o777) as i32,
+                    ssh2::OpenType::File,
+                )
+                .map_err(|e| match e.code() {
+                    ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
+                        path: temp.to_string(),
+                    },
+                    _ => self.err(e, &during),
+                })?;
+            for chunk in bytes.chunks(30_000) {
+                file.write_all(chunk).map_err(|e| self.io_err(e, &during))?;
+            }
+            file.flush().map_err(|e| self.io_err(e, &during))?;
+            // fsync@openssh.com; not every server has it.
+            let _ = file.fsync();
+            file.close().map_err(|e| self.err(e, &during))?;
+        }
+        drop(sftp);
+        let qtemp = shell_quote(temp);
+        let qpath = shell_quote(path);
+        self.exec_ok(&format!("chmod {mode:o} -- {qtemp}"))?;
+        if target_exists {
+            // Keep the owner and group of the file being replaced (best effort: needs rights).
+            let _ = self.exec(&format!("chown --reference={qpath} -- {qtemp}"));
+        }
+        self.exec_ok(&format!("mv -f -- {qtemp} {qpath}"))?;
+        let back = self.fetch(path, bytes.len() as u64 + 1024 * 1024)?;
+        let expected = crate::digest::sha256_hex(bytes);
+        let got = crate::digest::sha256_hex(&back.bytes);
+        if expected != got {
+            return Err(RemoteError::ReadBackMismatch {
+                path: path.to_string(),
+                expected,
+                got,
+            });
+        }
+        Ok(())
     }
 
     /// Removes temp files an interrupted [`Session::push`] to `path` left in its directory.
     pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
-        let _ = path;
-        todo!()
+        let (dir, name) = split_remote(path);
+        let dir_prefix = if dir.ends_with('/') {
+            shell_quote(&dir)
+        } else {
+            format!("{}/", shell_quote(&dir))
+        };
+        let cmd = format!(
+            "rm -f -- {dir_prefix}{}*",
+            shell_quote(&format!(".{name}.coldkeep-tmp-"))
+        );
+        self.exec_ok(&cmd)?;
+        Ok(())
     }
 
     /// Closes the session politely.
-    pub fn close(self) {}
+    pub fn close(self) {
+        let _ = self.sess.disconnect(None, "bye", None);
+    }
 }
 
 /// Quotes a string for a POSIX shell (single quotes).
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_nopad(b"fo"), "Zm8");
+    }
+
+    #[test]
+    fn splits_remote_paths() {
+        assert_eq!(split_remote("/a/b"), ("/a".into(), "b".into()));
+        assert_eq!(split_remote("/b"), ("/".into(), "b".into()));
+        assert_eq!(split_remote("b"), (".".into(), "b".into()));
+        assert_eq!(join_remote("/", "x"), "/x");
+        assert_eq!(known_hosts_name("h", 22), "h");
+        assert_eq!(known_hosts_name("h", 2222), "[h]:2222");
+    }
 }
