@@ -563,9 +563,7 @@ impl Session {
 
     /// Reads a whole regular file into memory, refusing files over `max_size` bytes.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
-        use std::io::Read;
-        // SFTP rather than SCP: needs only the sftp subsystem (no remote `scp` binary), and
-        // gives clean status codes for missing / forbidden files.
+        // SFTP stat first: clean status codes for missing / forbidden / directory paths.
         let sftp = self.sftp()?;
         let st = self
             .stat_with(&sftp, path)?
@@ -584,6 +582,56 @@ impl Session {
                 cap: max_size,
             });
         }
+        let bytes = match self.sess.scp_recv(std::path::Path::new(path)) {
+            Ok((channel, scp)) => self.read_scp(channel, scp.size(), path, max_size)?,
+            Err(e) => {
+                // A node without an `scp` binary still serves SFTP.
+                tracing::debug!(node = %self.addr, "SCP unavailable ({e}); reading {path} over SFTP");
+                self.read_sftp(&sftp, path, st.size, max_size)?
+            }
+        };
+        Ok(RemoteFile { bytes, mode: st.mode })
+    }
+
+    /// Reads exactly `size` bytes of an SCP download, then closes the channel properly.
+    fn read_scp(
+        &self,
+        mut channel: ssh2::Channel,
+        size: u64,
+        path: &str,
+        max_size: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, RemoteError> {
+        use std::io::Read;
+        if size > max_size {
+            return Err(RemoteError::TooLarge {
+                path: path.to_string(),
+                size,
+                cap: max_size,
+            });
+        }
+        let during = format!("reading {path}");
+        // Allocated once at the announced size: no reallocation leaves unwiped copies.
+        let mut bytes = Zeroizing::new(vec![0u8; size as usize]);
+        channel
+            .read_exact(&mut bytes)
+            .map_err(|e| self.io_err(e, &during))?;
+        // libssh2 omits the trailing NUL, so the remote scp's exit status is not meaningful.
+        let _ = channel.send_eof();
+        let _ = channel.wait_eof();
+        let _ = channel.close();
+        let _ = channel.wait_close();
+        Ok(bytes)
+    }
+
+    /// Reads a file over SFTP into memory, checking the cap while reading.
+    fn read_sftp(
+        &self,
+        sftp: &ssh2::Sftp,
+        path: &str,
+        size_hint: u64,
+        max_size: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, RemoteError> {
+        use std::io::Read;
         let during = format!("reading {path}");
         let mut file = sftp
             .open(std::path::Path::new(path))
@@ -596,7 +644,7 @@ impl Session {
                 },
                 _ => self.err(e, &during),
             })?;
-        let capacity = usize::try_from(st.size).unwrap_or(0).min(16 * 1024 * 1024);
+        let capacity = usize::try_from(size_hint).unwrap_or(0).min(16 * 1024 * 1024);
         let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
         let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
         loop {
@@ -620,7 +668,7 @@ impl Session {
             bytes.extend_from_slice(&chunk[..n]);
         }
         let _ = file.close();
-        Ok(RemoteFile { bytes, mode: st.mode })
+        Ok(bytes)
     }
 
     /// Runs a command; a non-zero exit is returned in [`ExecOutput`], not as an error.
