@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use support::cutter::Cutter;
 use support::fleet::{Fleet, age_files, cn_config, legacy_p12, text};
 
 const DIR: &str = "home/nodeadmin/tessellation";
@@ -439,4 +440,57 @@ fn check_passes_when_names_agree_and_fails_on_each_disagreement() {
             .contains("unreachable"),
         "{json}"
     );
+}
+
+#[test]
+fn a_connection_cut_during_upload_leaves_the_original_and_the_next_run_cleans_up() {
+    let fleet = Fleet::new(&["v1"]);
+    // A P12 with trailing bytes, large enough that the upload takes many SFTP writes.
+    let mut original = legacy_p12(PW);
+    original.extend(std::iter::repeat_n(0x5a, 600 * 1024));
+    let remote = fleet.put("v1", &format!("{DIR}/big.p12"), &original, 0o400);
+    let path = PathBuf::from(&remote);
+    let pw = fleet.secret_file("pw", PW);
+    let keystore = format!("        password: {{file: {}}}\n", pw.display());
+    let direct = fleet.node_yaml("v1", fleet.node("v1").port, &remote, &keystore);
+    fleet.write_config(&direct);
+    let out = fleet.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let current = legacy_p12("another-password");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&path, &current).unwrap();
+
+    // Through a proxy that cuts the connection once 300 KiB of the upload went through. The proxy's
+    // port is not in known_hosts, so the node's key is pinned by fingerprint.
+    let cutter = Cutter::start(fleet.node("v1").port, 300 * 1024);
+    let pin = format!(
+        "    labels: [test]\n    host_key: {}\n",
+        fleet.node("v1").host_key_fingerprint
+    );
+    let proxied = fleet
+        .node_yaml("v1", cutter.port(), &remote, &keystore)
+        .replace("    labels: [test]\n", &pin);
+    fleet.write_config(&proxied);
+    let identity = fleet.age_identity.to_str().unwrap();
+    let out = fleet.run(&["restore", "--node", "v1", "--yes", "--identity", identity]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(cutter.was_cut(), "the proxy cut the upload");
+    assert_eq!(fs::read(&path).unwrap(), current, "the node's file is unchanged");
+    assert_eq!(
+        age_files(&fleet.store()).len(),
+        2,
+        "the file that was about to be replaced was saved first"
+    );
+
+    // The next run, over a working connection, removes the partial temp file and restores.
+    fleet.write_config(&direct);
+    let out = fleet.run(&["restore", "--node", "v1", "--yes", "--identity", identity]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(fs::read(&path).unwrap(), original);
+    let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["big.p12"], "no temp file is left");
 }

@@ -1,4 +1,5 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod cutter;
 pub mod fleet;
