@@ -146,7 +146,12 @@ Steps, stopping at the first failure with nothing changed on the node:
   3. the target directory exists (install the node with nodectl first, same P12 file name)
   4. identical file on the node: nothing to do; a different file is saved to the store as a
      pre-restore artifact, and replaced only with --yes or an interactive yes
-  5. upload to a temp name beside the target with the final mode, mv -f over it, read back")]
+  5. upload to a temp name beside the target with the final mode, mv -f over it, read back
+
+Acra keystores: the whole tree, names kept exactly. A missing or empty keys directory is
+filled; a non-empty one that differs only with --replace, after it was saved as a pre-restore
+artifact. The tree is uploaded into a temp directory beside the target, read back, then swapped
+in by directory renames, so a failure leaves the old keystore in place.")]
 pub struct RestoreArgs {
     /// The node to restore to
     #[arg(long, value_name = "NAME")]
@@ -166,6 +171,10 @@ pub struct RestoreArgs {
     /// Replace a different existing file without asking
     #[arg(long)]
     pub yes: bool,
+    /// Acra: restore over a non-empty keystore (its current content is saved as a pre-restore
+    /// artifact first, then the directories are swapped by rename)
+    #[arg(long)]
+    pub replace: bool,
     /// Run the checks and print the plan; change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -292,26 +292,7 @@ fn store_is_private_and_no_plaintext_key_reaches_local_disk() {
         );
     }
 
-    // Scan everything the agent could have written (store, replica, HOME, TMPDIR, cwd, the
-    // sandbox's client side) for any 32-byte window of the P12. Only the node's own tree holds it.
-    let node_root = fleet.node("n1").root.clone();
-    let windows: Vec<&[u8]> = p12.chunks(32).filter(|c| c.len() == 32).collect();
-    for entry in walkdir::WalkDir::new(&fleet.dir)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        if entry.path().starts_with(&node_root) || !entry.file_type().is_file() {
-            continue;
-        }
-        let data = fs::read(entry.path()).unwrap();
-        for w in &windows {
-            assert!(
-                !data.windows(32).any(|d| d == *w),
-                "plaintext P12 bytes found in {}",
-                entry.path().display()
-            );
-        }
-    }
+    fleet.assert_not_on_local_disk(&[&p12]);
 }
 
 #[test]

@@ -206,10 +206,84 @@ fn unreadable_file_has_no_position() {
 #[test]
 fn shipped_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ["config/coldkeep.yaml", "examples/tessellation-validators.yaml"] {
+    for file in [
+        "config/coldkeep.yaml",
+        "examples/tessellation-validators.yaml",
+        "examples/acra-fleet.yaml",
+    ] {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         let c = Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.nodes.is_empty(), "{file}");
     }
+}
+
+const ACRA: &str = "  - name: gw\n    host: 10.0.0.2\n    keystores:\n      - name: acra\n        kind: acra\n        path: /opt/acra/.acrakeys/\n";
+
+#[test]
+fn acra_keystores_and_master_key_placement() {
+    let c = parse(&base(ACRA)).unwrap();
+    let ks = &c.nodes[0].keystores[0];
+    assert_eq!(ks.path, "/opt/acra/.acrakeys", "trailing slash dropped");
+    assert_eq!(ks.max_size, coldkeep::config::DEFAULT_ACRA_MAX_SIZE);
+    assert!(ks.acra_version.is_none() && ks.master_key.is_none());
+
+    let with_key = ACRA.to_string() + "        master_key: {env: ACRA_MASTER_KEY}\n";
+    // A master key needs its own store and recipients.
+    let e = err(&base(&with_key));
+    assert_eq!(e.line, 12, "{e}");
+    assert!(e.message.contains("master_key_store"), "{e}");
+    let apart = |store: &str| {
+        base(&with_key)
+            .replace(
+                "  path: /var/lib/coldkeep\n",
+                &format!("  path: /var/lib/coldkeep\n  master_key_store: {store}\n"),
+            )
+            .replace(
+                "]\nnodes:",
+                &format!("]\n  master_key_recipients: [{RECIPIENT}]\nnodes:"),
+            )
+    };
+    let c = parse(&apart("/srv/keys")).unwrap();
+    assert_eq!(c.store.master_key_store.as_deref(), Some(Path::new("/srv/keys")));
+    assert_eq!(c.encryption.master_key_recipients.len(), 1);
+    assert!(matches!(c.nodes[0].keystores[0].master_key, Some(Secret::Env(_))));
+    for inside in ["/var/lib/coldkeep", "/var/lib/coldkeep/keys", "/var/lib"] {
+        let e = err(&apart(inside));
+        assert!(e.message.contains("apart from `store.path`"), "{inside}: {e}");
+        assert_eq!(e.line, 3, "{e}");
+    }
+    // Inline master keys are refused without echoing them.
+    let e = err(&apart("/srv/keys").replace("{env: ACRA_MASTER_KEY}", "c2VjcmV0LWtleQ=="));
+    assert!(!e.to_string().contains("c2VjcmV0LWtleQ"), "{e}");
+
+    let cases = [
+        (
+            "        kind: acra\n",
+            "        kind: acra\n        password: {env: X}\n",
+            "applies only to keystores of kind `p12`",
+        ),
+        (
+            "        kind: acra\n",
+            "        kind: acra\n        version: 3\n",
+            "`version` must be 1 or 2",
+        ),
+        (
+            "        kind: acra\n",
+            "        kind: acra\n        max_files: 0\n",
+            "`max_files` must be positive",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let e = err(&base(&ACRA.replace(from, to)));
+        assert!(e.to_string().contains(want), "want {want:?} in {e}");
+        assert!(e.line >= 10, "{e}");
+    }
+    let e = err(&base(
+        &NODE.replace("kind: p12\n", "kind: p12\n        public_path: /x\n"),
+    ));
+    assert!(
+        e.message.contains("applies only to keystores of kind `acra`"),
+        "{e}"
+    );
 }

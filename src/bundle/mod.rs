@@ -25,6 +25,8 @@ pub enum BundleError {
     BadHeader(String),
     #[error("cannot decrypt: {0}")]
     Decrypt(String),
+    #[error("cannot decrypt: none of the given identities can decrypt it (wrong identity file?)")]
+    NotARecipient,
     #[error("bundle content is invalid: {0}")]
     Invalid(String),
     #[error("file {path} in the bundle does not match the manifest: {detail}")]
@@ -225,9 +227,7 @@ fn check_name(name: &str) -> Result<(), BundleError> {
 pub fn open(ciphertext: &[u8], identities: &Identities) -> Result<Opened, BundleError> {
     let decryptor = decryptor(ciphertext)?;
     let mut reader = decryptor.decrypt(identities.as_dyn()).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => {
-            BundleError::Decrypt("none of the given identities can decrypt it (wrong identity file?)".into())
-        }
+        age::DecryptError::NoMatchingKeys => BundleError::NotARecipient,
         other => BundleError::Decrypt(other.to_string()),
     })?;
     // The plaintext is never larger than the ciphertext.

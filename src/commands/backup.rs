@@ -6,13 +6,20 @@
 use super::fleet::run_parallel;
 use super::keystore;
 use super::report::{Table, human_size, print_json};
-use crate::bundle::{self, Purpose, Sidecar};
+use crate::bundle::{self, PlainFile, Purpose};
 use crate::cli::BackupArgs;
-use crate::config::{Config, NodeConfig};
+use crate::config::{Config, KeystoreConfig, NodeConfig};
 use crate::error::Exit;
+use crate::material::{Identity, acra};
 use crate::remote::Session;
 use crate::store::Store;
+use anyhow::Context;
 use serde::Serialize;
+
+/// Suffix of the report line for a keystore's master key.
+pub const MASTER_KEY_SUFFIX: &str = ":master-key";
+/// The `kind` of master-key artifacts.
+pub const MASTER_KEY_KIND: &str = "acra-master-key";
 
 /// The outcome for one keystore.
 #[derive(Debug, Serialize)]
@@ -30,6 +37,12 @@ pub struct KeystoreOutcome {
     /// The failure's cause, one line per context level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Problems found on the node that did not stop the backup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Nothing new was stored: the newest artifact already holds this material.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// The whole run's report.
@@ -88,64 +101,155 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, dry_run: bool)
                 .collect();
         }
     };
-    let outcomes = node
-        .keystores
-        .iter()
-        .map(|ks| {
-            let result = (|| -> anyhow::Result<(Option<String>, u64, String)> {
-                let fetched = keystore::fetch(&session, ks)?;
-                let identity = fetched.identity.short();
-                let recipients = config
-                    .encryption
-                    .recipients
-                    .iter()
-                    .map(|r| r.as_str().to_string())
-                    .collect();
-                let (manifest, files) = keystore::bundle_parts(
-                    node,
-                    ks,
-                    session.host_key_fingerprint(),
-                    fetched.file,
-                    Some(fetched.identity),
-                    Purpose::Backup,
-                    recipients,
-                );
-                let sealed = bundle::seal(&manifest, &files, &config.encryption.recipients)?;
-                drop(files);
-                let size = sealed.ciphertext.len() as u64;
-                if dry_run {
-                    return Ok((None, size, identity));
-                }
-                let sidecar = Sidecar {
-                    manifest,
-                    ciphertext_sha256: sealed.sha256,
-                    ciphertext_size: size,
+    let mut outcomes = Vec::new();
+    for ks in &node.keystores {
+        let result = (|| -> anyhow::Result<(Option<String>, u64, Identity)> {
+            let fetched = keystore::fetch(&session, ks)?;
+            let manifest = keystore::manifest(
+                node,
+                &ks.name,
+                ks.kind.as_str(),
+                session.host_key_fingerprint(),
+                &fetched.files,
+                Some(fetched.identity.clone()),
+                Purpose::Backup,
+            );
+            let (id, size) = keystore::seal_and_store(
+                store,
+                &config.encryption.recipients,
+                manifest,
+                &fetched.files,
+                dry_run,
+            )?;
+            Ok((id, size, fetched.identity))
+        })();
+        match result {
+            Ok((id, size, identity)) => {
+                tracing::info!(keystore = %ks.name, id = id.as_deref().unwrap_or("-"), "backed up");
+                let warnings = match &identity {
+                    Identity::Acra(a) => a.warnings.clone(),
+                    _ => Vec::new(),
                 };
-                let id = store.write(&sidecar, &sealed.ciphertext)?;
-                Ok((Some(id), size, identity))
-            })();
-            match result {
-                Ok((id, size, identity)) => {
-                    tracing::info!(keystore = %ks.name, id = id.as_deref().unwrap_or("-"), "backed up");
-                    KeystoreOutcome {
-                        node: node.name.clone(),
-                        keystore: ks.name.clone(),
-                        ok: true,
-                        id,
-                        size: Some(size),
-                        identity: Some(identity),
-                        error: None,
-                    }
+                for w in &warnings {
+                    tracing::warn!(keystore = %ks.name, "{w}");
                 }
-                Err(err) => {
-                    tracing::warn!(keystore = %ks.name, error = %format!("{err:#}"), "keystore failed");
-                    failed(node, &ks.name, format!("{err:#}"))
+                let acra_version = match &identity {
+                    Identity::Acra(a) => Some(a.version),
+                    _ => None,
+                };
+                outcomes.push(KeystoreOutcome {
+                    node: node.name.clone(),
+                    keystore: ks.name.clone(),
+                    ok: true,
+                    id,
+                    size: Some(size),
+                    identity: Some(identity.short()),
+                    error: None,
+                    warnings,
+                    unchanged: false,
+                });
+                if ks.master_key.is_some() {
+                    outcomes.push(backup_master_key(
+                        config,
+                        node,
+                        ks,
+                        acra_version,
+                        &session,
+                        dry_run,
+                    ));
                 }
             }
-        })
-        .collect();
+            Err(err) => {
+                tracing::warn!(keystore = %ks.name, error = %format!("{err:#}"), "keystore failed");
+                outcomes.push(failed(node, &ks.name, format!("{err:#}")));
+            }
+        }
+    }
     session.close();
     outcomes
+}
+
+/// Stores an Acra keystore's master key (read on this machine) into the master-key store, to its
+/// own recipients, unless the newest one stored there is the same key.
+fn backup_master_key(
+    config: &Config,
+    node: &NodeConfig,
+    ks: &KeystoreConfig,
+    keystore_version: Option<u8>,
+    session: &Session,
+    dry_run: bool,
+) -> KeystoreOutcome {
+    let name = format!("{}{MASTER_KEY_SUFFIX}", ks.name);
+    let result = (|| -> anyhow::Result<KeystoreOutcome> {
+        let secret = ks.master_key.as_ref().context("no master_key configured")?;
+        let value = secret
+            .resolve()
+            .with_context(|| format!("master key of {}/{}", node.name, ks.name))?;
+        let key = acra::MasterKey::parse(&value)
+            .with_context(|| format!("master key of {}/{} ({})", node.name, ks.name, secret.describe()))?;
+        let identity = key.identity();
+        let mut warnings = Vec::new();
+        if keystore_version.is_some_and(|v| v != identity.version) {
+            warnings.push(format!(
+                "the master key is a v{} key but the keystore is v{}: is it the right key?",
+                identity.version,
+                keystore_version.unwrap_or_default()
+            ));
+        }
+        let store = Store::master_keys(&config.store).context("no store.master_key_store configured")?;
+        let listing = store.list(Some(&node.name))?;
+        let same = super::artifact::latest(&listing.artifacts, &node.name, &ks.name)
+            .filter(|a| a.sidecar.manifest.identity == Some(Identity::AcraMasterKey(identity.clone())));
+        let mut outcome = KeystoreOutcome {
+            node: node.name.clone(),
+            keystore: name.clone(),
+            ok: true,
+            id: None,
+            size: None,
+            identity: Some(Identity::AcraMasterKey(identity.clone()).short()),
+            error: None,
+            warnings,
+            unchanged: false,
+        };
+        if let Some(existing) = same {
+            outcome.id = Some(existing.id.clone());
+            outcome.unchanged = true;
+            return Ok(outcome);
+        }
+        let data = zeroize::Zeroizing::new(value.as_bytes().to_vec());
+        let files = [PlainFile {
+            entry: bundle::file_entry(
+                acra::MASTER_KEY_FILE,
+                &format!("(agent) {}", secret.describe()),
+                &data,
+                0o600,
+            ),
+            data,
+        }];
+        let manifest = keystore::manifest(
+            node,
+            &ks.name,
+            MASTER_KEY_KIND,
+            session.host_key_fingerprint(),
+            &files,
+            Some(Identity::AcraMasterKey(identity)),
+            Purpose::Backup,
+        );
+        let (id, size) = keystore::seal_and_store(
+            &store,
+            &config.encryption.master_key_recipients,
+            manifest,
+            &files,
+            dry_run,
+        )?;
+        outcome.id = id;
+        outcome.size = Some(size);
+        Ok(outcome)
+    })();
+    result.unwrap_or_else(|err| {
+        tracing::warn!(keystore = %name, error = %format!("{err:#}"), "master key failed");
+        failed(node, &name, format!("{err:#}"))
+    })
 }
 
 fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {
@@ -157,16 +261,19 @@ fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {
         size: None,
         identity: None,
         error: Some(error),
+        warnings: Vec::new(),
+        unchanged: false,
     }
 }
 
 fn print_human(report: &BackupReport) {
     let mut table = Table::new(&["NODE", "KEYSTORE", "STATUS", "ARTIFACT", "SIZE", "IDENTITY"]);
     for o in &report.outcomes {
-        let status = match (o.ok, report.dry_run) {
-            (true, true) => "ok (dry run)",
-            (true, false) => "ok",
-            (false, _) => "FAILED",
+        let status = match (o.ok, report.dry_run, o.unchanged) {
+            (true, _, true) => "ok (unchanged)",
+            (true, true, false) => "ok (dry run)",
+            (true, false, false) => "ok",
+            (false, _, _) => "FAILED",
         };
         table.row(vec![
             o.node.clone(),
@@ -178,6 +285,11 @@ fn print_human(report: &BackupReport) {
         ]);
     }
     print!("{}", table.render());
+    for o in &report.outcomes {
+        for w in &o.warnings {
+            println!("warning: {}/{}: {w}", o.node, o.keystore);
+        }
+    }
     let failed: Vec<&KeystoreOutcome> = report.failures().collect();
     let done = report.outcomes.len() - failed.len();
     let verb = if report.dry_run {

@@ -1,4 +1,5 @@
-//! `coldkeep check`: the pre-install check that backed-up P12 names match the node configs.
+//! `coldkeep check`: the pre-install check that backed-up P12 names match the node configs
+//! (and, for Acra keystores, that the latest backup has the node's client ids).
 //!
 //! For each node and P12 keystore: the configured path, the latest backup's file name, and the
 //! P12 location/name nodectl's cn-config.yaml gives per profile (read from the node, or from a
@@ -15,7 +16,8 @@ use crate::cli::CheckArgs;
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
 use crate::error::Exit;
 use crate::material::nodectl::{self, P12Location};
-use crate::remote::Session;
+use crate::material::{Identity, acra};
+use crate::remote::{Session, TreeLimits};
 use crate::store::{Artifact, Store};
 use anyhow::Context;
 use serde::Serialize;
@@ -35,8 +37,32 @@ pub struct KeystoreCheck {
     /// Alias and node id of the backup, when `--identity` opened it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// Acra: client ids in the latest backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_clients: Option<Vec<String>>,
+    /// Acra: client ids in the keystore on the node (None when it is not there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_clients: Option<Vec<String>>,
     pub ok: bool,
     pub problems: Vec<String>,
+}
+
+impl KeystoreCheck {
+    fn new(node: &NodeConfig, ks: &KeystoreConfig) -> KeystoreCheck {
+        KeystoreCheck {
+            node: node.name.clone(),
+            keystore: ks.name.clone(),
+            configured_path: ks.path.clone(),
+            backup_id: None,
+            backup_name: None,
+            nodectl: Vec::new(),
+            identity: None,
+            backup_clients: None,
+            node_clients: None,
+            ok: false,
+            problems: Vec::new(),
+        }
+    }
 }
 
 /// Runs `coldkeep check`.
@@ -101,27 +127,23 @@ fn check_node(
         .iter()
         .filter(|k| k.kind == KeystoreKind::P12)
         .collect();
-    // Connect only when some keystore needs nodectl's config from the node.
-    let needs_node = local_nodectl.is_none() && p12s.iter().any(|k| k.nodectl_config.is_some());
+    let acras: Vec<&KeystoreConfig> = node
+        .keystores
+        .iter()
+        .filter(|k| k.kind == KeystoreKind::Acra)
+        .collect();
+    // Connect only when some keystore needs something from the node.
+    let needs_node =
+        !acras.is_empty() || local_nodectl.is_none() && p12s.iter().any(|k| k.nodectl_config.is_some());
     let session = if needs_node {
         Some(Session::connect(node).map_err(|e| e.to_string()))
     } else {
         None
     };
-    let checks = p12s
+    let mut checks: Vec<KeystoreCheck> = p12s
         .iter()
         .map(|ks| {
-            let mut check = KeystoreCheck {
-                node: node.name.clone(),
-                keystore: ks.name.clone(),
-                configured_path: ks.path.clone(),
-                backup_id: None,
-                backup_name: None,
-                nodectl: Vec::new(),
-                identity: None,
-                ok: false,
-                problems: Vec::new(),
-            };
+            let mut check = KeystoreCheck::new(node, ks);
             let (want_dir, want_name) = split_path(&ks.path);
             match artifact::latest(artifacts, &node.name, &ks.name) {
                 None => check.problems.push("no backup in the store".into()),
@@ -171,10 +193,76 @@ fn check_node(
             check
         })
         .collect();
+    for ks in acras {
+        checks.push(check_acra(node, ks, artifacts, session.as_ref()));
+    }
     if let Some(Ok(session)) = session {
         session.close();
     }
     checks
+}
+
+/// Acra: do the latest backup's client ids match the keystore on the node?
+fn check_acra(
+    node: &NodeConfig,
+    ks: &KeystoreConfig,
+    artifacts: &[Artifact],
+    session: Option<&Result<Session, String>>,
+) -> KeystoreCheck {
+    let mut check = KeystoreCheck::new(node, ks);
+    let latest = artifact::latest(artifacts, &node.name, &ks.name);
+    let backup = latest.and_then(|a| match &a.sidecar.manifest.identity {
+        Some(Identity::Acra(id)) => Some((a, id)),
+        _ => None,
+    });
+    match backup {
+        None => check.problems.push("no backup in the store".into()),
+        Some((a, id)) => {
+            check.backup_id = Some(a.id.clone());
+            check.identity = Some(id.short());
+            check.backup_clients = Some(id.client_ids.clone());
+        }
+    }
+    let version = backup.map(|(_, id)| id.version).or(ks.acra_version);
+    match session {
+        Some(Ok(session)) => {
+            let limits = TreeLimits {
+                max_files: ks.max_files,
+                max_size: ks.max_size,
+            };
+            match session.list_tree(&ks.path, limits, &keystore::acra_skip) {
+                Ok(None) => {}
+                Ok(Some(tree)) => {
+                    let rels: Vec<&str> = tree.files.iter().map(|f| f.rel.as_str()).collect();
+                    let version = version.unwrap_or(if rels.contains(&acra::VERSION_FILE) { 2 } else { 1 });
+                    check.node_clients = Some(acra::client_ids_of(version, &rels));
+                }
+                Err(e) => check
+                    .problems
+                    .push(format!("reading the keystore on the node: {e}")),
+            }
+        }
+        Some(Err(e)) => check.problems.push(format!("node unreachable: {e}")),
+        None => {}
+    }
+    if let (Some(backup), Some(live)) = (&check.backup_clients, &check.node_clients)
+        && backup != live
+    {
+        let only = |a: &[String], b: &[String]| {
+            a.iter()
+                .filter(|x| !b.contains(x))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        check.problems.push(format!(
+            "client ids differ: only in the backup [{}], only on the node [{}]",
+            only(backup, live),
+            only(live, backup)
+        ));
+    }
+    check.ok = check.problems.is_empty();
+    check
 }
 
 fn nodectl_from_node(session: &Session, path: &str) -> Result<Vec<P12Location>, String> {
@@ -214,9 +302,14 @@ fn print_human(checks: &[KeystoreCheck]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let backup = match (&c.backup_id, &c.backup_name) {
-            (Some(id), Some(name)) => format!("{name} ({id})"),
+        let backup = match (&c.backup_id, &c.backup_name, &c.backup_clients) {
+            (Some(id), Some(name), _) => format!("{name} ({id})"),
+            (Some(id), None, Some(clients)) => format!("clients {} ({id})", clients.join(",")),
             _ => "-".into(),
+        };
+        let nodectl = match &c.node_clients {
+            Some(clients) => format!("on node: clients {}", clients.join(",")),
+            None => nodectl,
         };
         let result = if c.ok {
             c.identity
@@ -236,17 +329,17 @@ fn print_human(checks: &[KeystoreCheck]) {
         ]);
     }
     if table.is_empty() {
-        println!("No P12 keystores to check.");
+        println!("No keystores to check.");
         return;
     }
     print!("{}", table.render());
     let bad = checks.iter().filter(|c| !c.ok).count();
     if bad == 0 {
         println!(
-            "\nAll {} P12 keystores agree: backups, configs and nodectl name the same file.",
+            "\nAll {} keystores agree: backups, configs, nodectl and the nodes name the same keys.",
             checks.len()
         );
     } else {
-        println!("\n{bad} of {} P12 keystores need attention.", checks.len());
+        println!("\n{bad} of {} keystores need attention.", checks.len());
     }
 }

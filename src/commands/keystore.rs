@@ -1,16 +1,18 @@
 //! What commands do with one keystore's material: fetch it, identify it, bundle it.
 
-use crate::bundle::{self, FORMAT_VERSION, Manifest, PlainFile, Purpose};
-use crate::config::{KeystoreConfig, KeystoreKind, NodeConfig};
-use crate::material::{Identity, p12};
-use crate::remote::{RemoteFile, Session};
-use anyhow::Context;
+use crate::bundle::{self, FORMAT_VERSION, Manifest, PlainFile, Purpose, Sidecar};
+use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig, Recipient};
+use crate::material::{Identity, acra, p12};
+use crate::remote::{FetchedTree, RemoteFile, Session, TreeLimits};
+use crate::store::Store;
+use anyhow::{Context, bail};
 use chrono::{SubsecRound, Utc};
 use zeroize::Zeroizing;
 
 /// Material fetched from a node, in memory only.
 pub struct Fetched {
-    pub file: RemoteFile,
+    /// The files as they go into the bundle (P12: one; Acra: the tree).
+    pub files: Vec<PlainFile>,
     pub identity: Identity,
 }
 
@@ -25,24 +27,105 @@ pub fn password(ks: &KeystoreConfig) -> anyhow::Result<Option<Zeroizing<String>>
         .transpose()
 }
 
-/// Checks what the bytes are and returns their public identity. With a password the material is
-/// opened, so a wrong password or a corrupt file fails here.
+/// Checks what a P12 file's bytes are and returns their public identity. With a password the file
+/// is opened, so a wrong password or a corrupt file fails here.
 pub fn identify(ks: &KeystoreConfig, bytes: &[u8]) -> anyhow::Result<Identity> {
+    if ks.kind != KeystoreKind::P12 {
+        bail!("keystore {} is not a single file", ks.name);
+    }
     let password = password(ks)?;
+    let id = p12::inspect(bytes, password.as_ref().map(|p| p.as_str()))
+        .with_context(|| format!("{} is not a usable PKCS#12 file", ks.path))?;
+    Ok(Identity::P12(id))
+}
+
+/// Identifies Acra files as named in a bundle (`keys/...`, `public/...`).
+pub fn identify_acra(ks: &KeystoreConfig, root_mode: u32, files: &[PlainFile]) -> anyhow::Result<Identity> {
+    let entries: Vec<acra::Entry> = files
+        .iter()
+        .map(|f| acra::Entry {
+            path: &f.entry.path,
+            mode: f.entry.mode,
+            data: &f.data,
+        })
+        .collect();
+    let id = acra::inspect(root_mode, &entries, ks.acra_version)
+        .with_context(|| format!("Acra keystore {}", ks.path))?;
+    Ok(Identity::Acra(id))
+}
+
+/// What a tree fetch skips: Acra's lock file and half-written key rings.
+pub fn acra_skip(rel: &str) -> bool {
+    rel == ".lock" || rel.ends_with(".keyring.new")
+}
+
+/// Fetches a keystore's material over the node's session and identifies it.
+pub fn fetch(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Fetched> {
     match ks.kind {
         KeystoreKind::P12 => {
-            let id = p12::inspect(bytes, password.as_ref().map(|p| p.as_str()))
-                .with_context(|| format!("{} is not a usable PKCS#12 file", ks.path))?;
-            Ok(Identity::P12(id))
+            let file = session.fetch(&ks.path, ks.max_size)?;
+            let identity = identify(ks, &file.bytes)?;
+            Ok(Fetched {
+                files: vec![p12_file(ks, file)],
+                identity,
+            })
+        }
+        KeystoreKind::Acra => {
+            let (root_mode, files) = fetch_acra(session, ks)?
+                .with_context(|| format!("the keystore directory {} does not exist on the node", ks.path))?;
+            let identity = identify_acra(ks, root_mode, &files)?;
+            Ok(Fetched { files, identity })
         }
     }
 }
 
-/// Fetches a keystore's file over the node's session and identifies it.
-pub fn fetch(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Fetched> {
-    let file = session.fetch(&ks.path, ks.max_size)?;
-    let identity = identify(ks, &file.bytes)?;
-    Ok(Fetched { file, identity })
+/// Fetches an Acra keystore's tree(s); `None` when the keys directory does not exist.
+pub fn fetch_acra(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Option<(u32, Vec<PlainFile>)>> {
+    let mut limits = TreeLimits {
+        max_files: ks.max_files,
+        max_size: ks.max_size,
+    };
+    let Some(keys) = session.fetch_tree(&ks.path, limits, &acra_skip)? else {
+        return Ok(None);
+    };
+    let root_mode = keys.root_mode;
+    let mut files = tree_files(acra::KEYS_PREFIX, &ks.path, keys);
+    if let Some(public) = &ks.public_path {
+        limits.max_files -= (files.len() as u64).min(limits.max_files);
+        limits.max_size -= files
+            .iter()
+            .map(|f| f.entry.size)
+            .sum::<u64>()
+            .min(limits.max_size);
+        let tree = session
+            .fetch_tree(public, limits, &acra_skip)?
+            .with_context(|| format!("the public keys directory {public} does not exist on the node"))?;
+        files.extend(tree_files(acra::PUBLIC_PREFIX, public, tree));
+    }
+    Ok(Some((root_mode, files)))
+}
+
+fn tree_files(prefix: &str, root: &str, tree: FetchedTree) -> Vec<PlainFile> {
+    tree.files
+        .into_iter()
+        .map(|(entry, data)| PlainFile {
+            entry: bundle::file_entry(
+                &format!("{prefix}{}", entry.rel),
+                &format!("{}/{}", root.trim_end_matches('/'), entry.rel),
+                &data,
+                entry.mode,
+            ),
+            data,
+        })
+        .collect()
+}
+
+/// A P12 file as it goes into a bundle: under its own file name.
+pub fn p12_file(ks: &KeystoreConfig, file: RemoteFile) -> PlainFile {
+    PlainFile {
+        entry: bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode),
+        data: file.bytes,
+    }
 }
 
 /// The file name a keystore's file has in the bundle: the last component of its remote path.
@@ -50,38 +133,93 @@ pub fn bundle_name(remote_path: &str) -> &str {
     remote_path.rsplit('/').next().unwrap_or(remote_path)
 }
 
-/// Builds the manifest and plaintext file list for fetched material.
-pub fn bundle_parts(
+/// Builds the manifest for fetched files.
+pub fn manifest(
     node: &NodeConfig,
-    ks: &KeystoreConfig,
+    keystore: &str,
+    kind: &str,
     session_host_key: &str,
-    file: RemoteFile,
+    files: &[PlainFile],
     identity: Option<Identity>,
     purpose: Purpose,
-    recipients: Vec<String>,
-) -> (Manifest, Vec<PlainFile>) {
-    let entry = bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode);
-    let manifest = Manifest {
+) -> Manifest {
+    Manifest {
         format: FORMAT_VERSION,
         node: node.name.clone(),
-        keystore: ks.name.clone(),
-        kind: ks.kind.as_str().to_string(),
+        keystore: keystore.to_string(),
+        kind: kind.to_string(),
         purpose,
         created_at: Utc::now().trunc_subsecs(0),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: format!("{}:{}", node.host, node.port),
         host_key: session_host_key.to_string(),
-        files: vec![entry.clone()],
+        files: files.iter().map(|f| f.entry.clone()).collect(),
         identity,
-        recipients,
-    };
-    (
+        recipients: Vec::new(),
+    }
+}
+
+/// Encrypts files to `recipients` (recorded in the manifest) and writes the artifact into
+/// `store`; returns its id (none on a dry run) and size.
+pub fn seal_and_store(
+    store: &Store,
+    recipients: &[Recipient],
+    mut manifest: Manifest,
+    files: &[PlainFile],
+    dry_run: bool,
+) -> anyhow::Result<(Option<String>, u64)> {
+    manifest.recipients = recipients.iter().map(|r| r.as_str().to_string()).collect();
+    let sealed = bundle::seal(&manifest, files, recipients)?;
+    let size = sealed.ciphertext.len() as u64;
+    if dry_run {
+        return Ok((None, size));
+    }
+    let sidecar = Sidecar {
         manifest,
-        vec![PlainFile {
-            entry,
-            data: file.bytes,
-        }],
-    )
+        ciphertext_sha256: sealed.sha256,
+        ciphertext_size: size,
+    };
+    Ok((Some(store.write(&sidecar, &sealed.ciphertext)?), size))
+}
+
+/// Stores what a restore is about to replace as a `pre-restore` artifact; returns its id.
+pub fn save_pre_restore(
+    config: &Config,
+    store: &Store,
+    node: &NodeConfig,
+    ks: &KeystoreConfig,
+    session: &Session,
+    files: &[PlainFile],
+    identity: Option<Identity>,
+) -> anyhow::Result<String> {
+    let manifest = manifest(
+        node,
+        &ks.name,
+        ks.kind.as_str(),
+        session.host_key_fingerprint(),
+        files,
+        identity,
+        Purpose::PreRestore,
+    );
+    let (id, _) = seal_and_store(store, &config.encryption.recipients, manifest, files, false)
+        .context("saving what is on the node before replacing it (nothing was changed on the node)")?;
+    Ok(id.unwrap_or_default())
+}
+
+/// Whether fetched files are exactly the ones a manifest lists (names and hashes).
+pub fn same_files(files: &[PlainFile], manifest: &Manifest) -> bool {
+    let mut live: Vec<(&str, &str)> = files
+        .iter()
+        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str()))
+        .collect();
+    let mut stored: Vec<(&str, &str)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    live.sort();
+    stored.sort();
+    live == stored
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! `coldkeep list`: what is stored, from the sidecars alone (no private key needed).
 
+use super::backup::{MASTER_KEY_KIND, MASTER_KEY_SUFFIX};
 use super::report::{Table, human_size, print_json};
 use crate::bundle::Purpose;
 use crate::cli::ListArgs;
-use crate::config::Config;
+use crate::config::{Config, KeystoreKind};
 use crate::error::Exit;
 use crate::material::Identity;
 use crate::store::{Artifact, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// One artifact as `list --json` prints it.
@@ -60,6 +62,38 @@ impl ListedArtifact {
 struct ListOutput {
     artifacts: Vec<ListedArtifact>,
     problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Acra keystores and their master keys must both be backed up (apart): name those with one
+/// and not the other.
+fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::path::Path>) -> Vec<String> {
+    let groups = |kind: &str| -> BTreeSet<(&str, &str)> {
+        artifacts
+            .iter()
+            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup)
+            .map(|a| (a.node.as_str(), a.keystore.as_str()))
+            .collect()
+    };
+    let keystores = groups(KeystoreKind::Acra.as_str());
+    let keys = groups(MASTER_KEY_KIND);
+    let place = master_store
+        .map(|p| format!("in {}", p.display()))
+        .unwrap_or_else(|| "(no store.master_key_store configured)".into());
+    let mut warnings: Vec<String> = keystores
+        .difference(&keys)
+        .map(|(n, k)| {
+            format!(
+                "{n}/{k}: Acra keystore backups but no master key backup {place}; they are useless without \
+                 ACRA_MASTER_KEY, so keep it somewhere safe and apart (or set `master_key`)"
+            )
+        })
+        .collect();
+    warnings.extend(
+        keys.difference(&keystores)
+            .map(|(n, k)| format!("{n}/{k}: a master key backup but no backup of its keystore")),
+    );
+    warnings
 }
 
 /// Runs `coldkeep list`.
@@ -67,15 +101,25 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
     if let Some(node) = &args.node {
         super::check_node_names(config, std::slice::from_ref(node))?;
     }
-    let listing = Store::new(&config.store).list(args.node.as_deref())?;
+    let mut listing = Store::new(&config.store).list(args.node.as_deref())?;
+    if let Some(master) = Store::master_keys(&config.store) {
+        let keys = master.list(args.node.as_deref())?;
+        listing.artifacts.extend(keys.artifacts);
+        listing.problems.extend(keys.problems);
+    }
     let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
     let problems: Vec<String> = listing
         .problems
         .iter()
         .map(|p| format!("{}: {}", p.path.display(), p.message))
         .collect();
+    let warnings = master_key_warnings(&artifacts, config.store.master_key_store.as_deref());
     if args.json {
-        print_json(&ListOutput { artifacts, problems })?;
+        print_json(&ListOutput {
+            artifacts,
+            problems,
+            warnings,
+        })?;
         return Ok(Exit::Ok);
     }
     if artifacts.is_empty() {
@@ -95,9 +139,14 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             if a.purpose == Purpose::PreRestore {
                 identity = format!("[pre-restore] {identity}");
             }
+            let keystore = if a.kind == MASTER_KEY_KIND {
+                format!("{}{MASTER_KEY_SUFFIX}", a.keystore)
+            } else {
+                a.keystore.clone()
+            };
             table.row(vec![
                 a.node.clone(),
-                a.keystore.clone(),
+                keystore,
                 a.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 a.id.clone(),
                 human_size(a.size),
@@ -107,7 +156,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
         }
         print!("{}", table.render());
     }
-    for p in &problems {
+    for p in problems.iter().chain(&warnings) {
         eprintln!("warning: {p}");
     }
     Ok(Exit::Ok)

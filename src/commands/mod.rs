@@ -10,6 +10,7 @@ pub mod keystore;
 pub mod list;
 pub mod report;
 pub mod restore;
+mod restore_acra;
 pub mod verify;
 
 use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};

@@ -8,7 +8,7 @@
 use super::artifact;
 use super::keystore;
 use super::report::{Table, print_json};
-use crate::bundle::{self, Identities, Purpose, Sidecar};
+use crate::bundle::Identities;
 use crate::cli::RestoreArgs;
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
 use crate::digest::sha256_hex;
@@ -65,6 +65,9 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
     // 1. The artifact, decrypted in memory and fully checked.
     let picked = artifact::pick(&store, from, &ks.name, &args.backup)?;
     let opened = artifact::open_verified(&store, &picked, &ids)?;
+    if ks.kind == KeystoreKind::Acra {
+        return super::restore_acra::run(config, args, node, ks, &store, &picked, &opened);
+    }
     let [file] = opened.files.as_slice() else {
         bail!(
             "artifact {} holds {} files; a P12 backup holds one",
@@ -203,20 +206,13 @@ fn pick_keystore<'n>(node: &'n NodeConfig, name: Option<&str>) -> Result<&'n Key
             )));
         }
     };
-    let ks = ks.ok_or_else(|| {
+    ks.ok_or_else(|| {
         UsageError(format!(
             "node {} has no keystore {:?}",
             node.name,
             name.unwrap_or_default()
         ))
-    })?;
-    if ks.kind != KeystoreKind::P12 {
-        return Err(UsageError(format!(
-            "restore of {} keystores is not supported yet",
-            ks.kind.as_str()
-        )));
-    }
-    Ok(ks)
+    })
 }
 
 /// `/a/b/c.p12` -> (`/a/b`, `c.p12`).
@@ -301,32 +297,8 @@ fn save_pre_restore(
     let identity = keystore::identify(ks, &current.bytes)
         .or_else(|_| p12::inspect(&current.bytes, None).map(Identity::P12))
         .ok();
-    let recipients = config
-        .encryption
-        .recipients
-        .iter()
-        .map(|r| r.as_str().to_string())
-        .collect();
-    let (manifest, files) = keystore::bundle_parts(
-        node,
-        ks,
-        session.host_key_fingerprint(),
-        current,
-        identity,
-        Purpose::PreRestore,
-        recipients,
-    );
-    let sealed = bundle::seal(&manifest, &files, &config.encryption.recipients)?;
-    let size = sealed.ciphertext.len() as u64;
-    let sidecar = Sidecar {
-        manifest,
-        ciphertext_sha256: sealed.sha256,
-        ciphertext_size: size,
-    };
-    let id = store
-        .write(&sidecar, &sealed.ciphertext)
-        .context("saving the current file before replacing it (nothing was changed on the node)")?;
-    Ok(id)
+    let files = [keystore::p12_file(ks, current)];
+    keystore::save_pre_restore(config, store, node, ks, session, &files, identity)
 }
 
 /// Uploads atomically, after removing temp files an interrupted earlier restore left behind.
@@ -340,7 +312,7 @@ fn push(session: &Session, ks: &KeystoreConfig, data: &[u8], mode: u32) -> anyho
     })
 }
 
-fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
+pub(super) fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
     if json {
         print_json(outcome)?;
         return Ok(Exit::Ok);
@@ -350,7 +322,7 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
             "already in place: the node has the identical file; nothing changed".to_string()
         }
         "created" => format!("restored: created {} (mode {})", outcome.path, outcome.mode),
-        "replaced" => format!("restored: replaced {} (mode {} kept)", outcome.path, outcome.mode),
+        "replaced" => format!("restored: replaced {} (mode {})", outcome.path, outcome.mode),
         "would-create" => format!("dry run: would create {} (mode {})", outcome.path, outcome.mode),
         "would-replace" => format!(
             "dry run: would save the current {} as a pre-restore artifact, then replace it (mode {} kept)",

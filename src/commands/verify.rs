@@ -6,13 +6,15 @@
 //! password is configured) that the material opens and has the recorded identity.
 //! With `--live --node N`: compare the latest backup with the file the node has right now.
 
+use super::backup::MASTER_KEY_KIND;
 use super::keystore;
 use super::report::{Table, print_json};
-use crate::bundle::{self, Identities, Purpose};
+use crate::bundle::{self, Identities, Manifest, Opened, PlainFile, Purpose};
 use crate::cli::VerifyArgs;
-use crate::config::{Config, NodeConfig};
+use crate::config::{Config, KeystoreKind, NodeConfig};
 use crate::digest::sha256_hex;
 use crate::error::Exit;
+use crate::material::{Identity, acra};
 use crate::remote::Session;
 use crate::store::{Artifact, Problem, Store};
 use serde::Serialize;
@@ -49,12 +51,21 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
     let store = Store::new(&config.store);
-    let listing = store.list(args.node.as_deref())?;
-    let checks: Vec<ArtifactCheck> = listing
+    let mut listing = store.list(args.node.as_deref())?;
+    let mut checks: Vec<ArtifactCheck> = listing
         .artifacts
         .iter()
         .map(|a| verify_artifact(config, &store, a, identities.as_ref()))
         .collect();
+    if let Some(master) = Store::master_keys(&config.store) {
+        let keys = master.list(args.node.as_deref())?;
+        checks.extend(
+            keys.artifacts
+                .iter()
+                .map(|a| verify_artifact(config, &master, a, identities.as_ref())),
+        );
+        listing.problems.extend(keys.problems);
+    }
     let (warnings, problems): (Vec<&Problem>, Vec<&Problem>) =
         listing.problems.iter().partition(|p| is_leftover_temp(p));
     let describe = |p: &&Problem| format!("{}: {}", p.path.display(), p.message);
@@ -130,10 +141,21 @@ pub fn verify_artifact(
             good_ciphertext = Some(ciphertext);
         }
     }
-    let deep = ids.is_some();
+    let mut deep = ids.is_some();
     if let Some(ids) = ids {
         match &good_ciphertext {
             None => problems.push("no intact copy to decrypt".to_string()),
+            // Master keys have their own recipients: an operator identity that is not one of
+            // them checks these artifacts shallowly, without calling them bad.
+            Some(ciphertext)
+                if a.sidecar.manifest.kind == MASTER_KEY_KIND
+                    && matches!(
+                        bundle::open(ciphertext, ids),
+                        Err(bundle::BundleError::NotARecipient)
+                    ) =>
+            {
+                deep = false;
+            }
             Some(ciphertext) => problems.extend(check_contents(config, a, ciphertext, ids)),
         }
     }
@@ -161,6 +183,26 @@ fn check_contents(config: &Config, a: &Artifact, ciphertext: &[u8], ids: &Identi
     let ks = config
         .node(&a.node)
         .and_then(|n| n.keystores.iter().find(|k| k.name == a.keystore));
+    match opened.manifest.kind.as_str() {
+        MASTER_KEY_KIND => {
+            for file in &opened.files {
+                let text = String::from_utf8_lossy(&file.data);
+                match acra::MasterKey::parse(&text) {
+                    Ok(key) if Some(Identity::AcraMasterKey(key.identity())) != opened.manifest.identity => {
+                        problems.push("the master key differs from the recorded key id".into())
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("{}: {e}", file.entry.path)),
+                }
+            }
+            return problems;
+        }
+        "acra" => {
+            problems.extend(check_acra_rings(config, a, &opened, ids));
+            return problems;
+        }
+        _ => {}
+    }
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
         for file in &opened.files {
             match keystore::identify(ks, &file.data) {
@@ -179,11 +221,58 @@ fn check_contents(config: &Config, a: &Artifact, ciphertext: &[u8], ids: &Identi
     problems
 }
 
+/// With the v2 master key at hand (from the config, or the newest master-key artifact that these
+/// identities open), recomputes every key ring's HMAC signature.
+fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identities) -> Vec<String> {
+    let is_v2 = matches!(&opened.manifest.identity, Some(Identity::Acra(id)) if id.version == 2);
+    if !is_v2 {
+        return Vec::new();
+    }
+    let Some(key) = master_key_for(config, &a.node, &a.keystore, ids) else {
+        tracing::info!(node = %a.node, keystore = %a.keystore, "no master key at hand: key ring signatures not checked");
+        return Vec::new();
+    };
+    let Some(signature_key) = key.signature_key() else {
+        return vec!["the master key at hand is a v1 key; a v2 keystore needs a v2 master key".into()];
+    };
+    let mut problems = Vec::new();
+    for f in &opened.files {
+        let Some(rel) = f.entry.path.strip_prefix(acra::KEYS_PREFIX) else {
+            continue;
+        };
+        if rel.ends_with(".keyring")
+            && let Err(e) = acra::verify_ring(rel, &f.data, signature_key)
+        {
+            problems.push(format!("key ring {rel}: {e}"));
+        }
+    }
+    problems
+}
+
+/// The keystore's master key: from the config's `master_key`, else from the master-key store.
+fn master_key_for(config: &Config, node: &str, keystore: &str, ids: &Identities) -> Option<acra::MasterKey> {
+    let ks = config
+        .node(node)
+        .and_then(|n| n.keystores.iter().find(|k| k.name == keystore));
+    if let Some(value) = ks
+        .and_then(|k| k.master_key.as_ref())
+        .and_then(|s| s.resolve().ok())
+    {
+        return acra::MasterKey::parse(&value).ok();
+    }
+    let store = Store::master_keys(&config.store)?;
+    let listing = store.list(Some(node)).ok()?;
+    let artifact = super::artifact::latest(&listing.artifacts, node, keystore)?;
+    let opened = super::artifact::open_verified(&store, artifact, ids).ok()?;
+    let file = opened.files.first()?;
+    acra::MasterKey::parse(&String::from_utf8_lossy(&file.data)).ok()
+}
+
 fn print_checks(out: &VerifyOutput, deep: bool) {
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {
-            if deep {
+            if c.deep {
                 "ok (decrypted, contents checked)".to_string()
             } else {
                 "ok (hashes, header)".to_string()
@@ -251,17 +340,27 @@ fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> 
                 (None, _) => "no backup of this keystore in the store".into(),
                 (_, Err(e)) => format!("cannot read the live file: {e:#}"),
                 (Some(a), Ok(live)) => {
-                    let backup_file = a.sidecar.manifest.files.first();
-                    let live_sha = sha256_hex(&live.file.bytes);
-                    if backup_file.is_some_and(|f| f.sha256 == live_sha) {
+                    let m = &a.sidecar.manifest;
+                    if keystore::same_files(&live.files, m) {
                         check.matches = true;
-                        format!("matches: the live file is byte-identical to backup {} (sha256 {live_sha})", a.id)
-                    } else {
-                        let backup_sha = backup_file.map(|f| f.sha256.as_str()).unwrap_or("-");
-                        let same_key = a.sidecar.manifest.identity.as_ref() == Some(&live.identity)
-                            && ks.password.is_some();
                         format!(
-                            "DIFFERS: live sha256 {live_sha}, backup {} has {backup_sha}; {}",
+                            "matches: the live {} byte-identical to backup {} ({})",
+                            if ks.kind == KeystoreKind::P12 { "file is" } else { "keystore is" },
+                            a.id,
+                            file_summary(&live.files)
+                        )
+                    } else if ks.kind == KeystoreKind::Acra {
+                        format!(
+                            "DIFFERS from backup {}: {}; take a new backup",
+                            a.id,
+                            tree_difference(&live.files, m)
+                        )
+                    } else {
+                        let live_sha = file_summary(&live.files);
+                        let backup_sha = m.files.first().map(|f| f.sha256.as_str()).unwrap_or("-");
+                        let same_key = m.identity.as_ref() == Some(&live.identity) && ks.password.is_some();
+                        format!(
+                            "DIFFERS: live {live_sha}, backup {} has {backup_sha}; {}",
                             a.id,
                             if same_key {
                                 "the identity (alias, certificate, node id) is the same, so the file was rewritten \
@@ -271,7 +370,7 @@ fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> 
                                 format!(
                                     "the node uses a different key ({}) than the backup ({})",
                                     live.identity.short(),
-                                    a.sidecar.manifest.identity.as_ref().map(|i| i.short()).unwrap_or_default()
+                                    m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
                                 )
                             } else {
                                 "configure the keystore's password to compare identities".to_string()
@@ -296,4 +395,61 @@ fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> 
     } else {
         Exit::Failed
     })
+}
+
+/// `sha256 <hex>` for one file, `<n> files` for a tree.
+fn file_summary(files: &[PlainFile]) -> String {
+    match files {
+        [one] => format!("sha256 {}", one.entry.sha256),
+        many => format!("{} files", many.len()),
+    }
+}
+
+/// Which files of a tree changed, appeared or disappeared since the backup.
+fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
+    let stored: std::collections::HashMap<&str, &str> = m
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    let live: std::collections::HashMap<&str, &str> = files
+        .iter()
+        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str()))
+        .collect();
+    let mut parts = Vec::new();
+    let mut list = |what: &str, mut names: Vec<&str>| {
+        if !names.is_empty() {
+            names.sort();
+            let shown: Vec<&str> = names.iter().take(5).copied().collect();
+            let more = if names.len() > 5 {
+                format!(" and {} more", names.len() - 5)
+            } else {
+                String::new()
+            };
+            parts.push(format!("{what}: {}{more}", shown.join(", ")));
+        }
+    };
+    list(
+        "changed",
+        live.iter()
+            .filter(|(p, h)| stored.get(*p).is_some_and(|s| s != *h))
+            .map(|(p, _)| *p)
+            .collect(),
+    );
+    list(
+        "new on the node",
+        live.keys()
+            .filter(|p| !stored.contains_key(*p))
+            .copied()
+            .collect(),
+    );
+    list(
+        "gone from the node",
+        stored
+            .keys()
+            .filter(|p| !live.contains_key(*p))
+            .copied()
+            .collect(),
+    );
+    parts.join("; ")
 }

@@ -18,6 +18,12 @@ pub const DEFAULT_PATHS: &[&str] = &["./coldkeep.yaml", "/etc/coldkeep/coldkeep.
 /// Default cap on the size of one fetched P12 file.
 pub const DEFAULT_P12_MAX_SIZE: u64 = 1024 * 1024;
 
+/// Default cap on the total size of one fetched Acra keystore tree.
+pub const DEFAULT_ACRA_MAX_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Default cap on the number of files in one Acra keystore tree.
+pub const DEFAULT_ACRA_MAX_FILES: u64 = 10_000;
+
 /// A config error located in the source file.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
@@ -88,6 +94,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Absolute paths of replicas; every artifact is written to each.
     pub replicas: Vec<PathBuf>,
+    /// Where Acra master-key artifacts go: apart from the keystore backups.
+    pub master_key_store: Option<PathBuf>,
 }
 
 /// `encryption:`: who can decrypt artifacts.
@@ -95,6 +103,8 @@ pub struct StoreConfig {
 pub struct EncryptionConfig {
     /// From `recipients` and `recipients_file`, deduplicated, never empty.
     pub recipients: Vec<Recipient>,
+    /// Who can decrypt Acra master-key artifacts (a separate list).
+    pub master_key_recipients: Vec<Recipient>,
 }
 
 /// One age recipient: X25519 (`age1...`) or SSH (`ssh-ed25519 ...`, `ssh-rsa ...`).
@@ -195,6 +205,7 @@ pub struct NodeConfig {
 #[serde(rename_all = "lowercase")]
 pub enum KeystoreKind {
     P12,
+    Acra,
 }
 
 impl KeystoreKind {
@@ -202,6 +213,7 @@ impl KeystoreKind {
     pub fn as_str(self) -> &'static str {
         match self {
             KeystoreKind::P12 => "p12",
+            KeystoreKind::Acra => "acra",
         }
     }
 }
@@ -211,13 +223,22 @@ impl KeystoreKind {
 pub struct KeystoreConfig {
     pub name: String,
     pub kind: KeystoreKind,
-    /// Absolute remote path.
+    /// Absolute remote path: the P12 file, or the Acra keys directory.
     pub path: String,
+    /// P12 only.
     pub password: Option<Secret>,
-    /// Remote path of nodectl's cn-config.yaml.
+    /// Remote path of nodectl's cn-config.yaml (P12 only).
     pub nodectl_config: Option<String>,
-    /// Size cap for fetching.
+    /// Size cap for fetching: the file (P12) or the whole tree (Acra).
     pub max_size: u64,
+    /// Acra: the public keys directory, when it is not `path`.
+    pub public_path: Option<String>,
+    /// Acra: keystore version given in the config (else detected).
+    pub acra_version: Option<u8>,
+    /// Acra: cap on the number of files in the tree.
+    pub max_files: u64,
+    /// Acra: the master key (`ACRA_MASTER_KEY`, base64), read on the agent, never from the node.
+    pub master_key: Option<Secret>,
 }
 
 impl Config {

@@ -26,6 +26,7 @@ pub(super) struct RawStore {
     pub path: S<String>,
     #[serde(default)]
     pub replicas: Vec<S<String>>,
+    pub master_key_store: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +35,8 @@ pub(super) struct RawEncryption {
     #[serde(default)]
     pub recipients: Vec<S<String>>,
     pub recipients_file: Option<S<String>>,
+    #[serde(default)]
+    pub master_key_recipients: Vec<S<String>>,
 }
 
 /// Connection settings: in `ssh:` (defaults) and on each node (overrides).
@@ -77,6 +80,10 @@ pub(super) struct RawKeystore {
     pub password: Option<S<RawSecret>>,
     pub nodectl_config: Option<S<String>>,
     pub max_size: Option<S<u64>>,
+    pub public_path: Option<S<String>>,
+    pub version: Option<S<u8>>,
+    pub max_files: Option<S<u64>>,
+    pub master_key: Option<S<RawSecret>>,
 }
 
 /// A secret reference, or an inline value (which validation rejects without echoing it).

@@ -3,8 +3,9 @@
 
 use super::raw::{RawConfig, RawDuration, RawKeystore, RawNode, RawSecret, RawSsh, S};
 use super::{
-    Config, ConfigError, DEFAULT_P12_MAX_SIZE, EncryptionConfig, HostKeyPolicy, KeystoreConfig, KeystoreKind,
-    NodeConfig, Recipient, Secret, StoreConfig,
+    Config, ConfigError, DEFAULT_ACRA_MAX_FILES, DEFAULT_ACRA_MAX_SIZE, DEFAULT_P12_MAX_SIZE,
+    EncryptionConfig, HostKeyPolicy, KeystoreConfig, KeystoreKind, NodeConfig, Recipient, Secret,
+    StoreConfig,
 };
 use serde_saphyr::Location;
 use std::collections::HashMap;
@@ -104,6 +105,7 @@ impl Validator<'_> {
             Some(j) => j.value,
             None => DEFAULT_JOBS,
         };
+        let master_ready = store.master_key_store.is_some() && !encryption.master_key_recipients.is_empty();
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut nodes = Vec::new();
@@ -121,7 +123,7 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            nodes.push(self.node(node, &defaults)?);
+            nodes.push(self.node(node, &defaults, master_ready)?);
         }
         Ok(Config {
             source: self.source.to_path_buf(),
@@ -153,7 +155,30 @@ impl Validator<'_> {
             }
             replicas.push(replica);
         }
-        Ok(StoreConfig { path, replicas })
+        let master_key_store = match &store.master_key_store {
+            Some(m) => {
+                let master = absolute(m, "`store.master_key_store`")?;
+                // The keystore backups and their master key must never share a place.
+                if std::iter::once(&path)
+                    .chain(&replicas)
+                    .any(|p| p.starts_with(&master) || master.starts_with(p))
+                {
+                    return Err(self.err(
+                        &m.referenced,
+                        "`master_key_store` must be apart from `store.path` and every replica \
+                         (not the same, not inside, not containing): a keystore and its master key \
+                         must not be stored together",
+                    ));
+                }
+                Some(master)
+            }
+            None => None,
+        };
+        Ok(StoreConfig {
+            path,
+            replicas,
+            master_key_store,
+        })
     }
 
     fn encryption(&self, raw: &RawConfig) -> Result<EncryptionConfig, ConfigError> {
@@ -197,10 +222,23 @@ impl Validator<'_> {
                 "no recipients: give `encryption.recipients` or a non-empty `recipients_file`",
             ));
         }
-        Ok(EncryptionConfig { recipients })
+        let mut master_key_recipients: Vec<Recipient> = Vec::new();
+        for r in &enc.master_key_recipients {
+            let parsed = Recipient::parse(&r.value).map_err(|m| self.err(&r.referenced, m))?;
+            if !master_key_recipients
+                .iter()
+                .any(|x| x.as_str() == parsed.as_str())
+            {
+                master_key_recipients.push(parsed);
+            }
+        }
+        Ok(EncryptionConfig {
+            recipients,
+            master_key_recipients,
+        })
     }
 
-    fn node(&self, node: RawNode, defaults: &RawSsh) -> Result<NodeConfig, ConfigError> {
+    fn node(&self, node: RawNode, defaults: &RawSsh, master_ready: bool) -> Result<NodeConfig, ConfigError> {
         let pick = |own: &Option<S<String>>, def: &Option<S<String>>| own.clone().or_else(|| def.clone());
         if node.host.value.trim().is_empty() {
             return Err(self.err(&node.host.referenced, "`host` is empty"));
@@ -308,7 +346,7 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            keystores.push(self.keystore(ks)?);
+            keystores.push(self.keystore(ks, master_ready)?);
         }
         Ok(NodeConfig {
             name: node.name.value,
@@ -327,44 +365,131 @@ impl Validator<'_> {
         })
     }
 
-    fn keystore(&self, ks: RawKeystore) -> Result<KeystoreConfig, ConfigError> {
+    fn keystore(&self, ks: RawKeystore, master_ready: bool) -> Result<KeystoreConfig, ConfigError> {
         let kind = match ks.kind.value.as_str() {
             "p12" => KeystoreKind::P12,
+            "acra" => KeystoreKind::Acra,
             other => {
                 return Err(self.err(
                     &ks.kind.referenced,
-                    format!("unknown keystore kind `{other}`: supported kinds are `p12`"),
+                    format!("unknown keystore kind `{other}`: supported kinds are `p12` and `acra`"),
                 ));
             }
         };
-        let remote = |p: &S<String>, what: &str| -> Result<String, ConfigError> {
-            if !p.value.starts_with('/') || p.value.ends_with('/') {
+        let what = if kind == KeystoreKind::P12 {
+            "a file"
+        } else {
+            "a directory"
+        };
+        let remote = |p: &S<String>, key: &str, what: &str| -> Result<String, ConfigError> {
+            let trimmed = p.value.trim_end_matches('/');
+            if !p.value.starts_with('/') || trimmed.is_empty() || (what == "a file" && p.value.ends_with('/'))
+            {
                 return Err(self.err(
                     &p.referenced,
                     format!(
-                        "{what} must be an absolute path to a file on the node, got `{}`",
+                        "{key} must be an absolute path to {what} on the node, got `{}`",
                         p.value
                     ),
                 ));
             }
-            Ok(p.value.clone())
+            Ok(trimmed.to_string())
         };
-        let path = remote(&ks.path, "`path`")?;
+        let path = remote(&ks.path, "`path`", what)?;
+        // Keys that belong to the other kind are mistakes, not silently ignored settings.
+        let only = |present: bool, at: Option<&Location>, key: &str, kind_name: &str| match (present, at) {
+            (true, Some(at)) => Err(self.err(
+                at,
+                format!("`{key}` applies only to keystores of kind `{kind_name}`"),
+            )),
+            _ => Ok(()),
+        };
+        let acra = kind == KeystoreKind::Acra;
+        only(
+            acra,
+            ks.password.as_ref().map(|x| &x.referenced),
+            "password",
+            "p12",
+        )?;
+        only(
+            acra,
+            ks.nodectl_config.as_ref().map(|x| &x.referenced),
+            "nodectl_config",
+            "p12",
+        )?;
+        only(
+            !acra,
+            ks.public_path.as_ref().map(|x| &x.referenced),
+            "public_path",
+            "acra",
+        )?;
+        only(
+            !acra,
+            ks.version.as_ref().map(|x| &x.referenced),
+            "version",
+            "acra",
+        )?;
+        only(
+            !acra,
+            ks.max_files.as_ref().map(|x| &x.referenced),
+            "max_files",
+            "acra",
+        )?;
+        only(
+            !acra,
+            ks.master_key.as_ref().map(|x| &x.referenced),
+            "master_key",
+            "acra",
+        )?;
         let nodectl_config = ks
             .nodectl_config
             .as_ref()
-            .map(|p| remote(p, "`nodectl_config`"))
+            .map(|p| remote(p, "`nodectl_config`", "a file"))
             .transpose()?;
+        let public_path = ks
+            .public_path
+            .as_ref()
+            .map(|p| remote(p, "`public_path`", "a directory"))
+            .transpose()?
+            .filter(|p| *p != path);
         let password = ks
             .password
             .as_ref()
             .map(|s| self.secret(s, "password"))
             .transpose()?;
-        let max_size = match &ks.max_size {
-            Some(m) if m.value == 0 => return Err(self.err(&m.referenced, "`max_size` must be positive")),
-            Some(m) => m.value,
-            None => DEFAULT_P12_MAX_SIZE,
+        let acra_version = match &ks.version {
+            Some(v) if !matches!(v.value, 1 | 2) => {
+                return Err(self.err(
+                    &v.referenced,
+                    "`version` must be 1 or 2 (or left out to detect it)",
+                ));
+            }
+            Some(v) => Some(v.value),
+            None => None,
         };
+        let master_key = match &ks.master_key {
+            Some(m) if !master_ready => {
+                return Err(self.err(
+                    &m.referenced,
+                    "`master_key` needs `store.master_key_store` and `encryption.master_key_recipients`: \
+                     the master key is stored apart from the keystore, to its own recipients",
+                ));
+            }
+            Some(m) => Some(self.secret(m, "master_key")?),
+            None => None,
+        };
+        let positive = |v: &Option<S<u64>>, key: &str, default: u64| match v {
+            Some(m) if m.value == 0 => Err(self.err(&m.referenced, format!("`{key}` must be positive"))),
+            Some(m) => Ok(m.value),
+            None => Ok(default),
+        };
+        let default_size = if acra {
+            DEFAULT_ACRA_MAX_SIZE
+        } else {
+            DEFAULT_P12_MAX_SIZE
+        };
+        let max_size = positive(&ks.max_size, "max_size", default_size)?;
+        let max_files = positive(&ks.max_files, "max_files", DEFAULT_ACRA_MAX_FILES)?;
         Ok(KeystoreConfig {
             name: ks.name.value,
             kind,
@@ -372,6 +497,10 @@ impl Validator<'_> {
             password,
             nodectl_config,
             max_size,
+            public_path,
+            acra_version,
+            max_files,
+            master_key,
         })
     }
 

@@ -1,5 +1,7 @@
 //! Key material: recognise, validate and identify what was fetched.
 
+pub mod acra;
+mod asn1;
 pub mod nodectl;
 pub mod p12;
 
@@ -10,6 +12,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Identity {
     P12(p12::P12Identity),
+    Acra(acra::AcraIdentity),
+    /// An Acra master key, stored apart from its keystore.
+    AcraMasterKey(acra::MasterKeyIdentity),
 }
 
 impl Identity {
@@ -17,6 +22,8 @@ impl Identity {
     pub fn short(&self) -> String {
         match self {
             Identity::P12(p) => p.short(),
+            Identity::Acra(a) => a.short(),
+            Identity::AcraMasterKey(m) => format!("acra v{} master key {}", m.version, m.key_id),
         }
     }
 }

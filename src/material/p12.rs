@@ -6,6 +6,8 @@
 
 use std::sync::OnceLock;
 
+use super::asn1::{read_header, skip_element};
+
 use openssl::bn::{BigNum, BigNumContext, MsbOption};
 use openssl::ec::{EcGroup, EcKey, PointConversionForm};
 use openssl::hash::MessageDigest;
@@ -304,131 +306,10 @@ fn ssl_reason(e: &openssl::error::ErrorStack) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Structure check: a small, bounds-checked, non-recursive BER/DER reader.
-
-/// Maximum nesting depth accepted by the structure walk.
-const MAX_DEPTH: usize = 64;
+// Structure check of the outer PFX.
 
 /// OID 1.2.840.113549.1.7.1 (pkcs7-data), content bytes.
 const OID_PKCS7_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
-
-#[derive(Debug, Clone, Copy)]
-struct Header {
-    tag: u8,
-    constructed: bool,
-    /// `None` = indefinite length.
-    len: Option<usize>,
-    /// Offset of the first content byte.
-    content: usize,
-}
-
-/// Reads one tag+length header at `pos`. Only single-byte tags are accepted (PKCS#12 uses no
-/// high tag numbers).
-fn read_header(bytes: &[u8], pos: usize) -> Result<Header, String> {
-    let tag = *bytes.get(pos).ok_or("truncated (missing tag)")?;
-    if tag & 0x1f == 0x1f {
-        return Err(format!("unsupported multi-byte ASN.1 tag at offset {pos}"));
-    }
-    let first = *bytes.get(pos + 1).ok_or("truncated (missing length)")?;
-    let constructed = tag & 0x20 != 0;
-    let (len, content) = if first < 0x80 {
-        (Some(first as usize), pos + 2)
-    } else if first == 0x80 {
-        if !constructed {
-            return Err(format!("indefinite length on a primitive value at offset {pos}"));
-        }
-        (None, pos + 2)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n > 4 || first == 0xff {
-            return Err(format!("unsupported ASN.1 length at offset {pos}"));
-        }
-        let len_bytes = bytes
-            .get(pos + 2..pos + 2 + n)
-            .ok_or("truncated (length bytes)")?;
-        let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
-        (Some(len), pos + 2 + n)
-    };
-    if let Some(len) = len
-        && content.checked_add(len).is_none_or(|end| end > bytes.len())
-    {
-        return Err(format!(
-            "truncated (value at offset {pos} needs {len} bytes, file ends early)"
-        ));
-    }
-    Ok(Header {
-        tag,
-        constructed,
-        len,
-        content,
-    })
-}
-
-/// Walks the complete TLV tree starting at `pos` without recursion; returns the offset just past
-/// it (past the end-of-contents octets for indefinite lengths).
-fn skip_element(bytes: &[u8], pos: usize) -> Result<usize, String> {
-    // Stack of open constructed values: Some(end) for definite, None for indefinite.
-    let mut stack: Vec<Option<usize>> = Vec::new();
-    let mut cur = pos;
-    loop {
-        // Close finished definite containers / detect end-of-contents for indefinite ones.
-        match stack.last().copied() {
-            Some(Some(end)) if cur == end => {
-                stack.pop();
-                if stack.is_empty() {
-                    return Ok(cur);
-                }
-                continue;
-            }
-            Some(Some(end)) if cur > end => {
-                return Err("ASN.1 value overruns its enclosing length".to_string());
-            }
-            Some(None) if bytes.get(cur..cur + 2) == Some(&[0u8, 0u8][..]) => {
-                stack.pop();
-                cur += 2;
-                if stack.is_empty() {
-                    return Ok(cur);
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let h = read_header(bytes, cur)?;
-        if h.tag == 0 {
-            return Err(format!("unexpected end-of-contents at offset {cur}"));
-        }
-        if let Some(Some(end)) = stack.last().copied()
-            && h.content + h.len.unwrap_or(0) > end
-        {
-            return Err("ASN.1 value overruns its enclosing length".to_string());
-        }
-        if h.constructed {
-            if stack.len() >= MAX_DEPTH {
-                return Err("ASN.1 nesting too deep".to_string());
-            }
-            match h.len {
-                Some(len) => {
-                    if len == 0 {
-                        cur = h.content;
-                        if stack.is_empty() {
-                            return Ok(cur);
-                        }
-                        continue;
-                    }
-                    stack.push(Some(h.content + len));
-                }
-                None => stack.push(None),
-            }
-            cur = h.content;
-        } else {
-            // read_header checked the definite length fits in the file.
-            cur = h.content + h.len.unwrap_or(0);
-            if stack.is_empty() {
-                return Ok(cur);
-            }
-        }
-    }
-}
 
 /// Checks the outer PFX structure; returns the PFX version (always 3 on success).
 fn check_structure(bytes: &[u8]) -> Result<u32, String> {

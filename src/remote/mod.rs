@@ -3,6 +3,10 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+mod tree;
+
+pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
+
 use crate::config::NodeConfig;
 use zeroize::Zeroizing;
 
@@ -44,7 +48,13 @@ pub enum RemoteError {
     NotFound { path: String },
     #[error("remote path {path} is a directory, not a file")]
     IsDirectory { path: String },
-    #[error("permission denied reading {path}")]
+    #[error("remote path {path} is not a directory")]
+    NotADirectory { path: String },
+    #[error("refusing {path}: {detail}")]
+    UnsafeEntry { path: String, detail: String },
+    #[error("the tree under {path} is too large: {detail}")]
+    TreeTooLarge { path: String, detail: String },
+    #[error("permission denied on {path}")]
     PermissionDenied { path: String },
     #[error("remote file {path} is {size} bytes, over the {cap}-byte cap")]
     TooLarge { path: String, size: u64, cap: u64 },
@@ -774,7 +784,7 @@ impl Session {
         Ok(())
     }
 
-    /// Removes temp files an interrupted [`Session::push`] to `path` left in its directory.
+    /// Removes temp files (or directories) an interrupted upload to `path` left beside it.
     pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
         let (dir, name) = split_remote(path);
         let dir_prefix = if dir.ends_with('/') {
@@ -783,7 +793,7 @@ impl Session {
             format!("{}/", shell_quote(&dir))
         };
         let cmd = format!(
-            "rm -f -- {dir_prefix}{}*",
+            "rm -rf -- {dir_prefix}{}*",
             shell_quote(&format!(".{name}.coldkeep-tmp-"))
         );
         self.exec_ok(&cmd)?;

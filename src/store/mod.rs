@@ -74,6 +74,14 @@ impl Store {
         }
     }
 
+    /// The separate store for Acra master keys, when the config has one (no replicas).
+    pub fn master_keys(cfg: &StoreConfig) -> Option<Store> {
+        cfg.master_key_store.as_ref().map(|path| Store {
+            primary: path.clone(),
+            replicas: Vec::new(),
+        })
+    }
+
     /// Primary first, then replicas.
     fn roots(&self) -> impl Iterator<Item = &PathBuf> {
         std::iter::once(&self.primary).chain(&self.replicas)

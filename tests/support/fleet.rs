@@ -144,6 +144,41 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Scans everything the agent could have written (store, replica, HOME, TMPDIR, cwd, the
+    /// sandbox's client side; not the nodes' trees nor `secrets/`) for any 32-byte window of each
+    /// secret.
+    pub fn assert_not_on_local_disk(&self, secrets: &[&[u8]]) {
+        let skip: Vec<PathBuf> = self
+            .nodes
+            .iter()
+            .map(|n| n.root.clone())
+            .chain([self.dir.join("secrets")])
+            .collect();
+        let windows: Vec<&[u8]> = secrets
+            .iter()
+            .flat_map(|s| s.chunks(32).filter(|c| c.len() == 32))
+            .collect();
+        assert!(!windows.is_empty(), "nothing to look for");
+        for entry in walkdir::WalkDir::new(&self.dir)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            if skip.iter().any(|s| entry.path().starts_with(s)) || !entry.file_type().is_file() {
+                continue;
+            }
+            let data = fs::read(entry.path()).unwrap();
+            for w in &windows {
+                assert!(
+                    !data.windows(32).any(|d| d == *w),
+                    "plaintext key bytes found in {}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

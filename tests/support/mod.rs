@@ -1,5 +1,6 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod acra;
 pub mod cutter;
 pub mod fleet;

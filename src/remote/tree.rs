@@ -1,0 +1,257 @@
+//! Directory trees over SFTP: list and fetch a whole tree (Acra keystores), create one file by
+//! file, and swap directories by rename.
+//!
+//! SFTP, not SCP: one channel serves the whole tree (listing with modes included), where SCP needs
+//! a channel and a remote `scp` process per file. Inside the tree only directories and regular
+//! files are accepted; a symlink or a device file is refused, so a fetch never follows a link out
+//! of the keystore.
+
+use super::{FX_NO_SUCH_FILE, FX_PERMISSION_DENIED, RemoteError, Session, join_remote, shell_quote};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Caps on a tree fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeLimits {
+    pub max_files: u64,
+    pub max_size: u64,
+}
+
+/// A regular file in a remote tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Path relative to the tree's root, `/`-separated.
+    pub rel: String,
+    pub size: u64,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// The listing of a remote tree.
+#[derive(Debug, Clone)]
+pub struct RemoteTree {
+    /// Mode of the root directory.
+    pub root_mode: u32,
+    /// Regular files, sorted by path.
+    pub files: Vec<TreeEntry>,
+    /// Subdirectories (relative paths) with their modes, parents before children.
+    pub dirs: Vec<(String, u32)>,
+}
+
+/// A fetched tree: every file's bytes in memory, wiped on drop.
+pub struct FetchedTree {
+    pub root_mode: u32,
+    pub files: Vec<(TreeEntry, Zeroizing<Vec<u8>>)>,
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+
+impl Session {
+    /// Lists the tree under `root` (directories and regular files only). `skip` is given each
+    /// relative path and drops the entry (and a directory's contents). `Ok(None)`: no such root.
+    pub fn list_tree(
+        &self,
+        root: &str,
+        limits: TreeLimits,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<RemoteTree>, RemoteError> {
+        let sftp = self.sftp()?;
+        let Some(st) = self.stat_with(&sftp, root)? else {
+            return Ok(None);
+        };
+        if !st.is_dir {
+            return Err(RemoteError::NotADirectory {
+                path: root.to_string(),
+            });
+        }
+        let mut tree = RemoteTree {
+            root_mode: st.mode,
+            files: Vec::new(),
+            dirs: Vec::new(),
+        };
+        let mut total = 0u64;
+        let mut pending = vec![String::new()];
+        while let Some(dir_rel) = pending.pop() {
+            let dir_abs = if dir_rel.is_empty() {
+                root.to_string()
+            } else {
+                join_remote(root, &dir_rel)
+            };
+            let during = format!("listing {dir_abs}");
+            let mut entries = sftp.readdir(Path::new(&dir_abs)).map_err(|e| match e.code() {
+                ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
+                    path: dir_abs.clone(),
+                },
+                _ => self.err(e, &during),
+            })?;
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (path, stat) in entries {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    return Err(RemoteError::UnsafeEntry {
+                        path: path.display().to_string(),
+                        detail: "the name is not valid UTF-8".into(),
+                    });
+                };
+                if name == "." || name == ".." {
+                    continue;
+                }
+                let rel = if dir_rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dir_rel}/{name}")
+                };
+                if skip(&rel) {
+                    continue;
+                }
+                let perm = stat.perm.unwrap_or(0);
+                let abs = join_remote(root, &rel);
+                match perm & S_IFMT {
+                    S_IFDIR => {
+                        tree.dirs.push((rel.clone(), perm & 0o7777));
+                        pending.push(rel);
+                    }
+                    S_IFREG => {
+                        let size = stat.size.unwrap_or(0);
+                        total = total.saturating_add(size);
+                        tree.files.push(TreeEntry {
+                            rel,
+                            size,
+                            mode: perm & 0o7777,
+                        });
+                        if tree.files.len() as u64 > limits.max_files {
+                            return Err(RemoteError::TreeTooLarge {
+                                path: root.to_string(),
+                                detail: format!("more than {} files (max_files)", limits.max_files),
+                            });
+                        }
+                        if total > limits.max_size {
+                            return Err(RemoteError::TreeTooLarge {
+                                path: root.to_string(),
+                                detail: format!("more than {} bytes in all (max_size)", limits.max_size),
+                            });
+                        }
+                    }
+                    S_IFLNK => {
+                        return Err(RemoteError::UnsafeEntry {
+                            path: abs,
+                            detail: "a symbolic link (refused: a keystore holds only files and directories)"
+                                .into(),
+                        });
+                    }
+                    _ => {
+                        return Err(RemoteError::UnsafeEntry {
+                            path: abs,
+                            detail: "not a regular file or directory (device, fifo or socket)".into(),
+                        });
+                    }
+                }
+            }
+        }
+        tree.files.sort_by(|a, b| a.rel.cmp(&b.rel));
+        tree.dirs.sort();
+        Ok(Some(tree))
+    }
+
+    /// Lists and reads the whole tree under `root`; `Ok(None)` when there is no such directory.
+    pub fn fetch_tree(
+        &self,
+        root: &str,
+        limits: TreeLimits,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<FetchedTree>, RemoteError> {
+        let Some(tree) = self.list_tree(root, limits, skip)? else {
+            return Ok(None);
+        };
+        let sftp = self.sftp()?;
+        let mut budget = limits.max_size;
+        let mut files = Vec::with_capacity(tree.files.len());
+        for entry in tree.files {
+            let path = join_remote(root, &entry.rel);
+            let bytes = self
+                .read_sftp(&sftp, &path, entry.size, budget)
+                .map_err(|e| match e {
+                    RemoteError::TooLarge { .. } => RemoteError::TreeTooLarge {
+                        path: root.to_string(),
+                        detail: format!("more than {} bytes in all (max_size)", limits.max_size),
+                    },
+                    other => other,
+                })?;
+            budget -= bytes.len() as u64;
+            files.push((entry, bytes));
+        }
+        Ok(Some(FetchedTree {
+            root_mode: tree.root_mode,
+            files,
+        }))
+    }
+
+    /// Creates a directory with exactly `mode` (not subject to the server's umask).
+    pub fn make_dir(&self, path: &str, mode: u32) -> Result<(), RemoteError> {
+        let sftp = self.sftp()?;
+        sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
+            .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
+        self.set_mode(&sftp, path, mode)
+    }
+
+    /// Writes a new file (it must not exist) with exactly `mode`, and syncs it when the server can.
+    pub fn write_new_file(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        use std::io::Write;
+        let sftp = self.sftp()?;
+        let during = format!("writing {path}");
+        let mut file = sftp
+            .open_mode(
+                Path::new(path),
+                ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
+                0o600,
+                ssh2::OpenType::File,
+            )
+            .map_err(|e| self.sftp_err(e, path, &during))?;
+        for chunk in bytes.chunks(30_000) {
+            file.write_all(chunk).map_err(|e| self.io_err(e, &during))?;
+        }
+        file.flush().map_err(|e| self.io_err(e, &during))?;
+        let _ = file.fsync();
+        file.close().map_err(|e| self.err(e, &during))?;
+        self.set_mode(&sftp, path, mode)
+    }
+
+    fn set_mode(&self, sftp: &ssh2::Sftp, path: &str, mode: u32) -> Result<(), RemoteError> {
+        let stat = ssh2::FileStat {
+            size: None,
+            uid: None,
+            gid: None,
+            perm: Some(mode & 0o7777),
+            atime: None,
+            mtime: None,
+        };
+        sftp.setstat(Path::new(path), stat)
+            .map_err(|e| self.sftp_err(e, path, &format!("setting the mode of {path}")))
+    }
+
+    fn sftp_err(&self, e: ssh2::Error, path: &str, during: &str) -> RemoteError {
+        match e.code() {
+            ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
+                path: path.to_string(),
+            },
+            ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => RemoteError::NotFound {
+                path: path.to_string(),
+            },
+            _ => self.err(e, during),
+        }
+    }
+
+    /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
+    pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
+        self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;
+        Ok(())
+    }
+
+    /// Removes a directory tree that coldkeep itself created (temp or swapped-out directories).
+    pub fn remove_tree(&self, path: &str) -> Result<(), RemoteError> {
+        self.exec_ok(&format!("rm -rf -- {}", shell_quote(path)))?;
+        Ok(())
+    }
+}

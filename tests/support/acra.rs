@@ -1,0 +1,165 @@
+//! Acra keystore fixtures built to the documented layouts (acra-keystores.md §3, §4), with an
+//! independent small DER encoder and HMAC signing, so the tests do not reuse the code they check.
+
+use openssl::base64;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// One file of a fixture: relative path, mode, bytes.
+pub type FixtureFile = (String, u32, Vec<u8>);
+
+fn random(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    b
+}
+
+/// A Themis EC public key as Acra writes `.pub` files: `UEC2`, length 0x2d, CRC, 33-byte point.
+fn themis_public() -> Vec<u8> {
+    let mut b = b"UEC2\x00\x00\x00\x2d".to_vec();
+    b.extend(random(4));
+    b.push(0x02);
+    b.extend(random(32));
+    b
+}
+
+/// A v1 keystore: one client with storage keypair, symmetric and HMAC keys, the poison keys, the
+/// audit-log key, and a rotated `*.old/` history entry. Modes as Acra writes them.
+pub fn v1_files(client: &str) -> Vec<FixtureFile> {
+    vec![
+        (".poison_key/poison_key".into(), 0o600, random(80)),
+        (".poison_key/poison_key.pub".into(), 0o644, themis_public()),
+        (".poison_key/poison_key_sym".into(), 0o600, random(84)),
+        (format!("{client}_storage"), 0o600, random(80)),
+        (format!("{client}_storage.pub"), 0o644, themis_public()),
+        (format!("{client}_storage_sym"), 0o600, random(84)),
+        (format!("{client}_hmac"), 0o600, random(84)),
+        ("secure_log_key".into(), 0o600, random(84)),
+        (
+            format!("{client}_storage.old/2020-05-21T16:01:58.656663"),
+            0o600,
+            random(80),
+        ),
+    ]
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+/// A v2 master key as `acra-keymaker --keystore=v2` makes it, base64 (the env value), and its
+/// signature half.
+pub fn v2_master_key() -> (String, Vec<u8>) {
+    let encryption = random(32);
+    let signature = random(32);
+    let json = format!(
+        r#"{{"encryption":"{}","signature":"{}"}}"#,
+        base64::encode_block(&encryption),
+        base64::encode_block(&signature)
+    );
+    (base64::encode_block(json.as_bytes()), signature)
+}
+
+/// A signed key ring file (`SignedContainer` with a one-key `KeyRing`) for `path` (no suffix).
+pub fn key_ring(path: &str, signature_key: &[u8]) -> Vec<u8> {
+    let utc = |t: &str| tlv(0x17, t.as_bytes());
+    let key_data = seq(&[tlv(0x0a, &[3]), tlv(0x83, &random(68))]);
+    let key = seq(&[
+        tlv(0x02, &[0]),
+        tlv(0x0a, &[2]),
+        utc("200101000000Z"),
+        utc("300101000000Z"),
+        tlv(0x31, &key_data),
+    ]);
+    let ring = seq(&[tlv(0x04, path.as_bytes()), seq(&[key]), tlv(0x02, &[0])]);
+    let payload = seq(&[tlv(0x0a, &[1]), tlv(0x02, &[2]), utc("240102030405Z"), ring]);
+    let mut context = b"AKSv2 keystore: key ring signature: ".to_vec();
+    context.extend_from_slice(path.as_bytes());
+    let pkey = openssl::pkey::PKey::hmac(signature_key).unwrap();
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+    signer.update(&context).unwrap();
+    signer.update(&payload).unwrap();
+    let mac = signer.sign_to_vec().unwrap();
+    let sha256_oid = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+    let signature = seq(&[tlv(0x06, &sha256_oid), tlv(0x04, &mac)]);
+    seq(&[payload, tlv(0x31, &signature)])
+}
+
+/// A v2 keystore with the given clients, signed with `signature_key`; includes `.lock`.
+pub fn v2_files(clients: &[&str], signature_key: &[u8]) -> Vec<FixtureFile> {
+    let mut files = vec![
+        ("version".to_string(), 0o644, b"Acra Keystore v2".to_vec()),
+        (".lock".to_string(), 0o600, Vec::new()),
+    ];
+    let mut rings = vec![
+        "audit-log".to_string(),
+        "poison-record".into(),
+        "poison-record-sym".into(),
+    ];
+    for c in clients {
+        for k in ["storage", "storage-sym", "hmac-sym"] {
+            rings.push(format!("client/{c}/{k}"));
+        }
+    }
+    for r in rings {
+        let der = key_ring(&r, signature_key);
+        files.push((format!("{r}.keyring"), 0o600, der));
+    }
+    files
+}
+
+/// Writes a fixture under `dir` (created 0700, subdirectories 0700).
+pub fn write_tree(dir: &Path, files: &[FixtureFile]) {
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    for (rel, mode, data) in files {
+        let path = dir.join(rel);
+        let parent = path.parent().unwrap();
+        if !parent.exists() {
+            fs::create_dir_all(parent).unwrap();
+            let mut p = parent.to_path_buf();
+            while p != dir {
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
+                p = p.parent().unwrap().to_path_buf();
+            }
+        }
+        fs::write(&path, data).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+    }
+}
+
+/// Every file under `dir`: (relative path, mode, bytes), sorted; plus every directory's mode.
+pub fn read_tree(dir: &Path) -> (Vec<FixtureFile>, Vec<(PathBuf, u32)>) {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
+        let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+        if e.file_type().is_dir() {
+            dirs.push((rel, mode));
+        } else {
+            files.push((
+                rel.to_str().unwrap().to_string(),
+                mode,
+                fs::read(e.path()).unwrap(),
+            ));
+        }
+    }
+    (files, dirs)
+}
