@@ -12,4 +12,5 @@ pub mod error;
 pub mod material;
 pub mod remote;
 pub mod sandbox;
+pub mod schedule;
 pub mod store;

@@ -416,3 +416,40 @@ fn master_key_is_stored_apart_and_checks_key_ring_signatures() {
         "{out}"
     );
 }
+
+#[test]
+fn a_separate_public_directory_round_trips_and_a_symlinked_keys_directory_is_refused() {
+    let files = v1_files("Alice");
+    let (public, private): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.0.ends_with(".pub"));
+    let s = setup(&private, "");
+    let public_dir = s.fleet.node("gw").root.join("opt/acra/.acrakeys-public");
+    write_tree(&public_dir, &public);
+    s.config(&format!("        public_path: {}\n", public_dir.display()));
+    let out = s.backup_ok();
+    assert!(out.contains("1 client"), "{out}");
+
+    fs::remove_dir_all(&s.dir).unwrap();
+    fs::remove_dir_all(&public_dir).unwrap();
+    let (code, out) = s.restore(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(sorted(read_tree(&s.dir).0), sorted(private.clone()));
+    assert_eq!(sorted(read_tree(&public_dir).0), sorted(public.clone()));
+
+    // Without `public_path` the backup's public half has nowhere to go: refused.
+    s.config("");
+    let (code, out) = s.restore(&["--replace"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("set `public_path`"), "{out}");
+
+    // A keys directory that is a symlink is not swapped away: refused, link and target intact.
+    s.config(&format!("        public_path: {}\n", public_dir.display()));
+    let real = s.fleet.node("gw").root.join("opt/acra/real-keys");
+    fs::rename(&s.dir, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &s.dir).unwrap();
+    fs::remove_file(real.join("Alice_hmac")).unwrap();
+    let (code, out) = s.restore(&["--replace"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is a symbolic link"), "{out}");
+    assert!(fs::symlink_metadata(&s.dir).unwrap().file_type().is_symlink());
+    assert!(!real.join("Alice_hmac").exists());
+}

@@ -248,7 +248,12 @@ fn acra_keystores_and_master_key_placement() {
     assert_eq!(c.store.master_key_store.as_deref(), Some(Path::new("/srv/keys")));
     assert_eq!(c.encryption.master_key_recipients.len(), 1);
     assert!(matches!(c.nodes[0].keystores[0].master_key, Some(Secret::Env(_))));
-    for inside in ["/var/lib/coldkeep", "/var/lib/coldkeep/keys", "/var/lib"] {
+    for inside in [
+        "/var/lib/coldkeep",
+        "/var/lib/coldkeep/keys",
+        "/var/lib",
+        "/srv/../var/lib/coldkeep/x",
+    ] {
         let e = err(&apart(inside));
         assert!(e.message.contains("apart from `store.path`"), "{inside}: {e}");
         assert_eq!(e.line, 3, "{e}");

@@ -64,4 +64,17 @@ pub struct Sidecar {
     /// Lowercase hex SHA-256 of the `.age` file.
     pub ciphertext_sha256: String,
     pub ciphertext_size: u64,
+    /// The last time a backup found the same material and therefore stored nothing new. Not part
+    /// of the manifest: it is the only field that changes after the artifact was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_unchanged_at: Option<DateTime<Utc>>,
+}
+
+impl Sidecar {
+    /// Whether two sidecars describe the same artifact (ignoring `seen_unchanged_at`).
+    pub fn same_artifact(&self, other: &Sidecar) -> bool {
+        self.manifest == other.manifest
+            && self.ciphertext_sha256 == other.ciphertext_sha256
+            && self.ciphertext_size == other.ciphertext_size
+    }
 }

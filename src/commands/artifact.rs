@@ -48,7 +48,7 @@ pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> an
                 continue;
             }
         };
-        if sha256_hex(&ciphertext) != sidecar.ciphertext_sha256 || sidecar != artifact.sidecar {
+        if sha256_hex(&ciphertext) != sidecar.ciphertext_sha256 || !sidecar.same_artifact(&artifact.sidecar) {
             damage.push(format!("{}: does not match its sidecar", copy.age_path.display()));
             continue;
         }

@@ -178,6 +178,7 @@ pub fn seal_and_store(
         manifest,
         ciphertext_sha256: sealed.sha256,
         ciphertext_size: size,
+        seen_unchanged_at: None,
     };
     Ok((Some(store.write(&sidecar, &sealed.ciphertext)?), size))
 }

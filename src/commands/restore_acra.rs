@@ -59,6 +59,12 @@ pub fn run(
         Some(Identity::Acra(id)) => id.version,
         _ => acra::detect_version(&entries(&opened.files)),
     };
+    // The `version` marker is added only to a tree that is v2 by its content (key rings).
+    let has_rings = opened
+        .files
+        .iter()
+        .any(|f| f.entry.path.starts_with(acra::KEYS_PREFIX) && f.entry.path.ends_with(".keyring"));
+    let version_file = (version == 2 && has_rings).then(|| version_marker(&ks.path));
     let mut roots = vec![Root {
         prefix: acra::KEYS_PREFIX,
         path: &ks.path,
@@ -86,6 +92,24 @@ pub fn run(
         }
     }
 
+    if let Some(public) = roots.get(1)
+        && public.files.is_empty()
+    {
+        bail!(
+            "`public_path` is set for {}/{} but backup {} holds no separate public keys directory; \
+             refusing rather than emptying {}",
+            node.name,
+            ks.name,
+            picked.id,
+            public.path
+        );
+    }
+    if let Some(marker) = &version_file
+        && !roots[0].files.iter().any(|f| f.entry.path == marker.entry.path)
+    {
+        roots[0].files.push(marker);
+    }
+
     let session = Session::connect(node)?;
     let limits = TreeLimits {
         max_files: ks.max_files,
@@ -101,8 +125,17 @@ pub fn run(
                 node.name
             ),
         }
+        if session.is_symlink(root.path)? {
+            bail!(
+                "{} on {} is a symbolic link; set `path` to the directory it points to and restore there",
+                root.path,
+                node.name
+            );
+        }
         refuse_interrupted_swap(&session, root.path)?;
-        session.remove_stale_temps(root.path)?;
+        if !args.dry_run {
+            session.remove_stale_temps(root.path)?;
+        }
         let tree = session.list_tree(root.path, limits, &keystore::acra_skip)?;
         root.target = classify(tree.as_ref(), &root.files, root.prefix, &session, root.path)?;
     }
@@ -140,23 +173,8 @@ pub fn run(
     if occupied {
         outcome.previous_saved_as = Some(save_pre_restore(config, store, node, ks, &session)?);
     }
-    for root in roots.iter().filter(|r| r.target != Target::Identical) {
-        let mut files = root.files.clone();
-        let version_file;
-        if root.prefix == acra::KEYS_PREFIX && version == 2 {
-            let marker = format!("{}{}", acra::KEYS_PREFIX, acra::VERSION_FILE);
-            if !files.iter().any(|f| f.entry.path == marker) {
-                version_file = version_marker(root.path);
-                files.push(&version_file);
-            }
-        }
-        swap_in(&session, root, &files).with_context(|| {
-            format!(
-                "restoring {} on {} (the old keystore, if any, is unchanged)",
-                root.path, node.name
-            )
-        })?;
-    }
+    let changing: Vec<&Root> = roots.iter().filter(|r| r.target != Target::Identical).collect();
+    swap_all(&session, &changing).with_context(|| format!("restoring {} on {}", outcome.path, node.name))?;
     session.close();
     outcome.action = if occupied { "replaced" } else { "created" }.into();
     finish(&outcome, args.json)
@@ -300,63 +318,133 @@ pub fn restored_mode(rel: &str, backed_up: u32) -> u32 {
     }
 }
 
-/// Uploads `files` into a temp directory beside the root, reads them back, then swaps the
-/// directories by rename. The previous directory (if any) is removed only after the swap.
-fn swap_in(session: &Session, root: &Root, files: &[&PlainFile]) -> anyhow::Result<()> {
-    let (parent, name) = super::restore::split_path(root.path);
-    let join = |n: &str| {
-        if parent == "/" {
-            format!("/{n}")
-        } else {
-            format!("{parent}/{n}")
-        }
-    };
+/// Temp and swapped-out names beside a root.
+struct Staged<'a> {
+    root: &'a Root<'a>,
+    temp: String,
+    old: String,
+}
+
+fn beside(root: &str, suffix: &str) -> String {
+    let (parent, name) = super::restore::split_path(root);
+    let parent = parent.trim_end_matches('/');
+    format!("{parent}/.{name}.{suffix}")
+}
+
+/// Uploads every root's tree into a temp directory beside it (owned like the directory it
+/// replaces), reads each back, and only then swaps them all in by renames. A failure before the
+/// swaps removes the temp directories; a failed swap undoes the swaps already made.
+fn swap_all(session: &Session, roots: &[&Root]) -> anyhow::Result<()> {
     let tag = format!("{:08x}", rand::random::<u32>());
-    let temp = join(&format!(".{name}.coldkeep-tmp-{tag}"));
-    let old = join(&format!(".{name}.coldkeep-old-{tag}"));
-    let result = (|| -> anyhow::Result<()> {
-        session.make_dir(&temp, 0o700)?;
-        let mut dirs = BTreeSet::new();
-        for f in files {
-            let rel = f.entry.path.strip_prefix(root.prefix).unwrap_or(&f.entry.path);
-            let mut at = 0;
-            while let Some(i) = rel[at..].find('/') {
-                dirs.insert(&rel[..at + i]);
-                at += i + 1;
-            }
+    let staged: Vec<Staged> = roots
+        .iter()
+        .map(|r| Staged {
+            root: r,
+            temp: beside(r.path, &format!("coldkeep-tmp-{tag}")),
+            old: beside(r.path, &format!("coldkeep-old-{tag}")),
+        })
+        .collect();
+    let prepared = staged.iter().try_for_each(|s| prepare(session, s));
+    if let Err(e) = prepared {
+        for s in &staged {
+            let _ = session.remove_tree(&s.temp);
         }
-        for dir in &dirs {
-            session.make_dir(&format!("{temp}/{dir}"), 0o700)?;
-        }
-        for f in files {
-            let rel = f.entry.path.strip_prefix(root.prefix).unwrap_or(&f.entry.path);
-            session.write_new_file(
-                &format!("{temp}/{rel}"),
-                &f.data,
-                restored_mode(rel, f.entry.mode),
-            )?;
-        }
-        // Read back before anything is swapped.
-        if !tree_matches(session, &temp, files, root.prefix, &|_| false)? {
-            bail!("read back of the uploaded keystore does not match the backup");
-        }
-        match root.target {
-            Target::Missing => session.rename_dir(&temp, root.path)?,
-            _ => {
-                session.rename_dir(root.path, &old)?;
-                if let Err(e) = session.rename_dir(&temp, root.path) {
-                    let _ = session.rename_dir(&old, root.path);
-                    return Err(e.into());
-                }
-                session.remove_tree(&old)?;
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = session.remove_tree(&temp);
+        return Err(e.context("nothing was changed on the node"));
     }
-    result
+    for (k, s) in staged.iter().enumerate() {
+        if let Err(e) = swap(session, s) {
+            let mut undone = Vec::new();
+            for done in staged[..k].iter().rev() {
+                undone.push(unswap(session, done));
+            }
+            for s in &staged[k..] {
+                let _ = session.remove_tree(&s.temp);
+            }
+            let state = if undone.iter().all(|u| u.is_ok()) {
+                "the previous keystore is back in place".to_string()
+            } else {
+                format!(
+                    "undoing failed too: {}",
+                    undone
+                        .iter()
+                        .filter_map(|u| u.as_ref().err())
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            };
+            return Err(e.context(state));
+        }
+    }
+    for s in staged.iter().filter(|s| s.root.target != Target::Missing) {
+        if let Err(e) = session.remove_tree(&s.old) {
+            tracing::warn!(path = %s.old, "restored, but the previous keystore could not be removed: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Uploads one root's files into its temp directory and reads them back.
+fn prepare(session: &Session, s: &Staged) -> anyhow::Result<()> {
+    let root = s.root;
+    session.make_dir(&s.temp, 0o700)?;
+    let mut dirs = BTreeSet::new();
+    for f in &root.files {
+        let rel = f.entry.path.strip_prefix(root.prefix).unwrap_or(&f.entry.path);
+        let mut at = 0;
+        while let Some(i) = rel[at..].find('/') {
+            dirs.insert(&rel[..at + i]);
+            at += i + 1;
+        }
+    }
+    for dir in &dirs {
+        session.make_dir(&format!("{}/{dir}", s.temp), 0o700)?;
+    }
+    for f in &root.files {
+        let rel = f.entry.path.strip_prefix(root.prefix).unwrap_or(&f.entry.path);
+        session.write_new_file(
+            &format!("{}/{rel}", s.temp),
+            &f.data,
+            restored_mode(rel, f.entry.mode),
+        )?;
+    }
+    if root.target != Target::Missing {
+        // Acra checks modes, and runs as whoever owns its keys: keep the owner.
+        session
+            .chown_like(&s.temp, root.path)
+            .context("giving the restored files the owner of the keystore they replace")?;
+    }
+    if !tree_matches(session, &s.temp, &root.files, root.prefix, &|_| false)? {
+        bail!("read back of the uploaded keystore does not match the backup");
+    }
+    Ok(())
+}
+
+fn swap(session: &Session, s: &Staged) -> anyhow::Result<()> {
+    if s.root.target == Target::Missing {
+        return Ok(session.rename_dir(&s.temp, s.root.path)?);
+    }
+    session.rename_dir(s.root.path, &s.old)?;
+    if let Err(e) = session.rename_dir(&s.temp, s.root.path) {
+        return match session.rename_dir(&s.old, s.root.path) {
+            Ok(()) => Err(e.into()),
+            Err(back) => Err(anyhow::anyhow!(
+                "{e}; moving the previous keystore back also failed ({back}): it is at {} on the node",
+                s.old
+            )),
+        };
+    }
+    Ok(())
+}
+
+/// Undoes a completed [`swap`].
+fn unswap(session: &Session, s: &Staged) -> anyhow::Result<()> {
+    session.rename_dir(s.root.path, &s.temp)?;
+    if s.root.target != Target::Missing {
+        session.rename_dir(&s.old, s.root.path)?;
+    }
+    let _ = session.remove_tree(&s.temp);
+    Ok(())
 }
 
 /// Saves the keystore about to be replaced (both directories) as a `pre-restore` artifact.

@@ -126,7 +126,7 @@ pub fn verify_artifact(
             ));
             copy_ok = false;
         }
-        if sidecar != a.sidecar {
+        if !sidecar.same_artifact(&a.sidecar) {
             problems.push(format!(
                 "{}: sidecar differs from the other copies'",
                 copy.sidecar_path.display()
@@ -228,44 +228,79 @@ fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identi
     if !is_v2 {
         return Vec::new();
     }
-    let Some(key) = master_key_for(config, &a.node, &a.keystore, ids) else {
+    let keys = master_keys_for(config, &a.node, &a.keystore, ids);
+    let signature_keys: Vec<&[u8]> = keys.iter().filter_map(|k| k.signature_key()).collect();
+    if signature_keys.is_empty() {
+        if !keys.is_empty() {
+            return vec!["the master keys at hand are v1 keys; a v2 keystore needs a v2 master key".into()];
+        }
         tracing::info!(node = %a.node, keystore = %a.keystore, "no master key at hand: key ring signatures not checked");
         return Vec::new();
-    };
-    let Some(signature_key) = key.signature_key() else {
-        return vec!["the master key at hand is a v1 key; a v2 keystore needs a v2 master key".into()];
-    };
-    let mut problems = Vec::new();
-    for f in &opened.files {
-        let Some(rel) = f.entry.path.strip_prefix(acra::KEYS_PREFIX) else {
-            continue;
-        };
-        if rel.ends_with(".keyring")
-            && let Err(e) = acra::verify_ring(rel, &f.data, signature_key)
-        {
-            problems.push(format!("key ring {rel}: {e}"));
+    }
+    // After a key rotation older backups match an older key: the backup is good when one of the
+    // keys at hand verifies every ring.
+    let mut best: Option<Vec<String>> = None;
+    for key in signature_keys {
+        let mut problems = Vec::new();
+        for f in &opened.files {
+            let Some(rel) = f.entry.path.strip_prefix(acra::KEYS_PREFIX) else {
+                continue;
+            };
+            if rel.ends_with(".keyring")
+                && let Err(e) = acra::verify_ring(rel, &f.data, key)
+            {
+                problems.push(format!("key ring {rel}: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            return problems;
+        }
+        if best.as_ref().is_none_or(|b| problems.len() < b.len()) {
+            best = Some(problems);
         }
     }
-    problems
+    best.unwrap_or_default()
 }
 
-/// The keystore's master key: from the config's `master_key`, else from the master-key store.
-fn master_key_for(config: &Config, node: &str, keystore: &str, ids: &Identities) -> Option<acra::MasterKey> {
+/// Every master key at hand for a keystore: the config's `master_key`, then each master-key
+/// artifact (newest first) that these identities open.
+fn master_keys_for(config: &Config, node: &str, keystore: &str, ids: &Identities) -> Vec<acra::MasterKey> {
+    let mut keys = Vec::new();
     let ks = config
         .node(node)
         .and_then(|n| n.keystores.iter().find(|k| k.name == keystore));
     if let Some(value) = ks
         .and_then(|k| k.master_key.as_ref())
         .and_then(|s| s.resolve().ok())
+        && let Ok(key) = acra::MasterKey::parse(&value)
     {
-        return acra::MasterKey::parse(&value).ok();
+        keys.push(key);
     }
-    let store = Store::master_keys(&config.store)?;
-    let listing = store.list(Some(node)).ok()?;
-    let artifact = super::artifact::latest(&listing.artifacts, node, keystore)?;
-    let opened = super::artifact::open_verified(&store, artifact, ids).ok()?;
-    let file = opened.files.first()?;
-    acra::MasterKey::parse(&String::from_utf8_lossy(&file.data)).ok()
+    let Some(store) = Store::master_keys(&config.store) else {
+        return keys;
+    };
+    let Ok(listing) = store.list(Some(node)) else {
+        return keys;
+    };
+    let mut artifacts: Vec<&Artifact> = listing
+        .artifacts
+        .iter()
+        .filter(|a| a.keystore == keystore)
+        .collect();
+    artifacts.sort_by_key(|a| std::cmp::Reverse(a.sidecar.manifest.created_at));
+    for artifact in artifacts {
+        let Ok(opened) = super::artifact::open_verified(&store, artifact, ids) else {
+            continue;
+        };
+        if let Some(key) = opened
+            .files
+            .first()
+            .and_then(|f| acra::MasterKey::parse(&String::from_utf8_lossy(&f.data)).ok())
+        {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 fn print_checks(out: &VerifyOutput, deep: bool) {

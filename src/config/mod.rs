@@ -9,6 +9,8 @@ mod validate;
 
 pub use secret::{Secret, SecretError};
 
+use crate::schedule::{Schedule, Zone};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -84,7 +86,56 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Nodes processed in parallel.
     pub jobs: usize,
+    /// Zone schedules and retention buckets are read in.
+    pub timezone: Zone,
+    /// Attempts after a transient failure (connection refused, timeout).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_wait: Duration,
+    /// Prometheus textfile written after each run.
+    pub metrics_file: Option<PathBuf>,
+    pub hooks: Hooks,
     pub nodes: Vec<NodeConfig>,
+}
+
+/// `hooks:`: shell commands run after each keystore's backup, with `COLDKEEP_NODE`,
+/// `COLDKEEP_KEYSTORE`, `COLDKEEP_STATUS`, `COLDKEEP_ARTIFACT` and `COLDKEEP_ERROR` set.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub on_success: Vec<String>,
+    pub on_failure: Vec<String>,
+    /// Each command is killed after this long.
+    pub timeout: Duration,
+}
+
+/// How many artifacts of a keystore to keep (restic `forget` semantics); `None` = no limit of
+/// that kind. With no `keep_*` set at all, nothing is removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// `pre-restore` artifacts to keep (default: all).
+    pub keep_pre_restore: Option<u32>,
+}
+
+impl Retention {
+    /// Whether any regular-backup rule is set (else prune keeps every backup).
+    pub fn is_set(&self) -> bool {
+        [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ]
+        .iter()
+        .any(Option::is_some)
+    }
 }
 
 /// `store:`: where artifacts go.
@@ -197,6 +248,8 @@ pub struct NodeConfig {
     /// Timeout for each blocking SSH operation after connect.
     pub io_timeout: Duration,
     pub labels: Vec<String>,
+    /// When the daemon backs this node up (node, else label, else top-level `schedule`).
+    pub schedule: Option<Schedule>,
     pub keystores: Vec<KeystoreConfig>,
 }
 
@@ -239,6 +292,8 @@ pub struct KeystoreConfig {
     pub max_files: u64,
     /// Acra: the master key (`ACRA_MASTER_KEY`, base64), read on the agent, never from the node.
     pub master_key: Option<Secret>,
+    /// What `prune` keeps (the keystore's own, else the top-level one).
+    pub retention: Retention,
 }
 
 impl Config {

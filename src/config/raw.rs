@@ -17,7 +17,40 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub ssh: Option<RawSsh>,
     pub jobs: Option<S<usize>>,
+    pub schedule: Option<S<String>>,
+    #[serde(default)]
+    pub label_schedules: std::collections::BTreeMap<String, S<String>>,
+    pub timezone: Option<S<String>>,
+    pub retention: Option<S<RawRetention>>,
+    pub retries: Option<S<u32>>,
+    pub retry_wait: Option<S<RawDuration>>,
+    pub metrics_file: Option<S<String>>,
+    pub hooks: Option<S<RawHooks>>,
     pub nodes: S<Vec<RawNode>>,
+}
+
+/// `retention:` (top level, or per keystore).
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    pub keep_pre_restore: Option<u32>,
+}
+
+/// `hooks:`: commands run after each keystore's backup.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    #[serde(default)]
+    pub on_success: Vec<S<String>>,
+    #[serde(default)]
+    pub on_failure: Vec<S<String>>,
+    pub timeout: Option<S<RawDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +95,7 @@ pub(super) struct RawNode {
     #[serde(default)]
     pub labels: Vec<S<String>>,
     pub keystores: Option<S<Vec<RawKeystore>>>,
+    pub schedule: Option<S<String>>,
     pub user: Option<S<String>>,
     pub identity: Option<S<String>>,
     pub identity_passphrase: Option<S<RawSecret>>,
@@ -84,6 +118,7 @@ pub(super) struct RawKeystore {
     pub version: Option<S<u8>>,
     pub max_files: Option<S<u64>>,
     pub master_key: Option<S<RawSecret>>,
+    pub retention: Option<S<RawRetention>>,
 }
 
 /// A secret reference, or an inline value (which validation rejects without echoing it).

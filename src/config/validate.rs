@@ -1,18 +1,32 @@
 //! Turns the raw config into the validated [`Config`]: defaults, path expansion, secrets,
 //! recipients, names; every problem located at `file:line:column`.
 
-use super::raw::{RawConfig, RawDuration, RawKeystore, RawNode, RawSecret, RawSsh, S};
+use super::raw::{
+    RawConfig, RawDuration, RawHooks, RawKeystore, RawNode, RawRetention, RawSecret, RawSsh, S,
+};
 use super::{
     Config, ConfigError, DEFAULT_ACRA_MAX_FILES, DEFAULT_ACRA_MAX_SIZE, DEFAULT_P12_MAX_SIZE,
-    EncryptionConfig, HostKeyPolicy, KeystoreConfig, KeystoreKind, NodeConfig, Recipient, Secret,
-    StoreConfig,
+    EncryptionConfig, Hooks, HostKeyPolicy, KeystoreConfig, KeystoreKind, NodeConfig, Recipient, Retention,
+    Secret, StoreConfig,
 };
+use crate::schedule::{Schedule, Zone};
 use serde_saphyr::Location;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DEFAULT_JOBS: usize = 8;
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_RETRY_WAIT: Duration = Duration::from_secs(10);
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings every node and keystore inherits.
+struct Shared {
+    master_ready: bool,
+    schedule: Option<Schedule>,
+    label_schedules: BTreeMap<String, Schedule>,
+    retention: Retention,
+}
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -106,6 +120,38 @@ impl Validator<'_> {
             None => DEFAULT_JOBS,
         };
         let master_ready = store.master_key_store.is_some() && !encryption.master_key_recipients.is_empty();
+        let timezone = match &raw.timezone {
+            Some(z) => Zone::parse(&z.value).map_err(|m| self.err(&z.referenced, m))?,
+            None => Zone::Local,
+        };
+        let mut label_schedules = BTreeMap::new();
+        for (label, expr) in &raw.label_schedules {
+            label_schedules.insert(label.clone(), self.schedule(expr)?);
+        }
+        let shared = Shared {
+            master_ready,
+            schedule: raw.schedule.as_ref().map(|s| self.schedule(s)).transpose()?,
+            label_schedules,
+            retention: raw
+                .retention
+                .as_ref()
+                .map(|r| self.retention(r))
+                .transpose()?
+                .unwrap_or_default(),
+        };
+        let retries = raw.retries.as_ref().map(|r| r.value).unwrap_or(DEFAULT_RETRIES);
+        let retry_wait = match &raw.retry_wait {
+            Some(d) => d.value.0,
+            None => DEFAULT_RETRY_WAIT,
+        };
+        let metrics_file = raw.metrics_file.as_ref().map(|p| self.path(p)).transpose()?;
+        let hooks = match &raw.hooks {
+            Some(h) => self.hooks(&h.value)?,
+            None => Hooks {
+                timeout: DEFAULT_HOOK_TIMEOUT,
+                ..Hooks::default()
+            },
+        };
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut nodes = Vec::new();
@@ -123,14 +169,67 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            nodes.push(self.node(node, &defaults, master_ready)?);
+            nodes.push(self.node(node, &defaults, &shared)?);
         }
         Ok(Config {
             source: self.source.to_path_buf(),
             store,
             encryption,
             jobs,
+            timezone,
+            retries,
+            retry_wait,
+            metrics_file,
+            hooks,
             nodes,
+        })
+    }
+
+    fn schedule(&self, s: &S<String>) -> Result<Schedule, ConfigError> {
+        Schedule::parse(&s.value).map_err(|m| self.err(&s.referenced, m))
+    }
+
+    fn retention(&self, r: &S<RawRetention>) -> Result<Retention, ConfigError> {
+        let v = &r.value;
+        let retention = Retention {
+            keep_last: v.keep_last,
+            keep_hourly: v.keep_hourly,
+            keep_daily: v.keep_daily,
+            keep_weekly: v.keep_weekly,
+            keep_monthly: v.keep_monthly,
+            keep_yearly: v.keep_yearly,
+            keep_pre_restore: v.keep_pre_restore,
+        };
+        if retention.keep_last == Some(0) {
+            return Err(self.err(
+                &r.referenced,
+                "`keep_last: 0` would keep nothing; leave it out, or keep at least 1",
+            ));
+        }
+        Ok(retention)
+    }
+
+    fn hooks(&self, h: &RawHooks) -> Result<Hooks, ConfigError> {
+        let commands = |list: &[S<String>]| -> Result<Vec<String>, ConfigError> {
+            list.iter()
+                .map(|c| {
+                    if c.value.trim().is_empty() {
+                        Err(self.err(&c.referenced, "empty hook command"))
+                    } else {
+                        Ok(c.value.clone())
+                    }
+                })
+                .collect()
+        };
+        let timeout = match &h.timeout {
+            Some(t) if t.value.0.is_zero() => return Err(self.err(&t.referenced, "a timeout cannot be zero")),
+            Some(t) => t.value.0,
+            None => DEFAULT_HOOK_TIMEOUT,
+        };
+        Ok(Hooks {
+            on_success: commands(&h.on_success)?,
+            on_failure: commands(&h.on_failure)?,
+            timeout,
         })
     }
 
@@ -159,9 +258,11 @@ impl Validator<'_> {
             Some(m) => {
                 let master = absolute(m, "`store.master_key_store`")?;
                 // The keystore backups and their master key must never share a place.
+                let resolved = resolve(&master);
                 if std::iter::once(&path)
                     .chain(&replicas)
-                    .any(|p| p.starts_with(&master) || master.starts_with(p))
+                    .map(|p| resolve(p))
+                    .any(|p| p.starts_with(&resolved) || resolved.starts_with(&p))
                 {
                     return Err(self.err(
                         &m.referenced,
@@ -238,7 +339,7 @@ impl Validator<'_> {
         })
     }
 
-    fn node(&self, node: RawNode, defaults: &RawSsh, master_ready: bool) -> Result<NodeConfig, ConfigError> {
+    fn node(&self, node: RawNode, defaults: &RawSsh, shared: &Shared) -> Result<NodeConfig, ConfigError> {
         let pick = |own: &Option<S<String>>, def: &Option<S<String>>| own.clone().or_else(|| def.clone());
         if node.host.value.trim().is_empty() {
             return Err(self.err(&node.host.referenced, "`host` is empty"));
@@ -346,8 +447,15 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            keystores.push(self.keystore(ks, master_ready)?);
+            keystores.push(self.keystore(ks, shared)?);
         }
+        let schedule = match &node.schedule {
+            Some(s) => Some(self.schedule(s)?),
+            None => labels
+                .iter()
+                .find_map(|l| shared.label_schedules.get(l).cloned())
+                .or_else(|| shared.schedule.clone()),
+        };
         Ok(NodeConfig {
             name: node.name.value,
             host: node.host.value,
@@ -361,11 +469,12 @@ impl Validator<'_> {
             connect_timeout,
             io_timeout,
             labels,
+            schedule,
             keystores,
         })
     }
 
-    fn keystore(&self, ks: RawKeystore, master_ready: bool) -> Result<KeystoreConfig, ConfigError> {
+    fn keystore(&self, ks: RawKeystore, shared: &Shared) -> Result<KeystoreConfig, ConfigError> {
         let kind = match ks.kind.value.as_str() {
             "p12" => KeystoreKind::P12,
             "acra" => KeystoreKind::Acra,
@@ -468,7 +577,7 @@ impl Validator<'_> {
             None => None,
         };
         let master_key = match &ks.master_key {
-            Some(m) if !master_ready => {
+            Some(m) if !shared.master_ready => {
                 return Err(self.err(
                     &m.referenced,
                     "`master_key` needs `store.master_key_store` and `encryption.master_key_recipients`: \
@@ -501,6 +610,10 @@ impl Validator<'_> {
             acra_version,
             max_files,
             master_key,
+            retention: match &ks.retention {
+                Some(r) => self.retention(r)?,
+                None => shared.retention.clone(),
+            },
         })
     }
 
@@ -583,6 +696,24 @@ impl Validator<'_> {
             .unwrap_or(Path::new("."));
         Ok(std::path::absolute(base.join(p)).unwrap_or_else(|_| base.join(&s.value)))
     }
+}
+
+/// A path with `.` and `..` resolved, and symlinks too where it exists (to compare locations).
+fn resolve(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn home() -> Option<PathBuf> {

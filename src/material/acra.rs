@@ -192,9 +192,9 @@ fn inspect_v1(entries: &[Entry], warnings: &mut Vec<String>) -> AcraIdentity {
         if rel.ends_with(".pub") && !history && !e.data.starts_with(b"UEC2") {
             warnings.push(format!("{rel} is not a Themis EC public key (no UEC2 header)"));
         }
-        if private_dir && !rel.ends_with(".pub") && !history && e.mode & 0o777 > 0o600 {
+        if private_dir && is_keypair_private(rel) && !history && e.mode & 0o777 > 0o600 {
             warnings.push(format!(
-                "private key file {rel} has mode {:04o}: Acra refuses private keys more open than 0600",
+                "private key file {rel} has mode {:04o}: Acra refuses keypair private keys more open than 0600",
                 e.mode & 0o777
             ));
         }
@@ -222,6 +222,17 @@ fn inspect_v1(entries: &[Entry], warnings: &mut Vec<String>) -> AcraIdentity {
         keys,
         warnings: Vec::new(),
     }
+}
+
+/// Whether a v1 file is a keypair's private key, the only files whose mode Acra checks (symmetric,
+/// HMAC and audit-log keys are read without a mode check).
+fn is_keypair_private(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    !(name.ends_with(".pub")
+        || name.ends_with("_sym")
+        || name.ends_with("_hmac")
+        || name == "secure_log_key"
+        || name == "auth_key")
 }
 
 /// Client ids as they appear in a list of paths relative to the keys directory (for comparing a
@@ -288,7 +299,11 @@ fn parse_ring(der: &[u8]) -> Result<Ring<'_>, String> {
         let next = skip_element(der, pos)?;
         Ok((next, &der[h.content..h.content + h.len.unwrap_or(0)]))
     };
-    let (pos, content_type) = field(payload_hdr.content, 0x0a, "contentType")?;
+    // Acra's Go code declares ContentType on asn1.Enumerated, which encoding/asn1 writes as an
+    // INTEGER; accept the ENUMERATED tag the ASN.1 module names as well.
+    let ct = read_header(der, payload_hdr.content)?;
+    let tag = if ct.tag == 0x0a { 0x0a } else { 0x02 };
+    let (pos, content_type) = field(payload_hdr.content, tag, "contentType")?;
     let (pos, version) = field(pos, 0x02, "version")?;
     let (pos, _) = field(pos, 0x17, "lastModified")?;
     let (pos, _) = field(pos, 0x30, "key ring data")?;
@@ -386,7 +401,11 @@ struct V2Json {
 }
 
 fn b64(text: &str) -> Result<Zeroizing<Vec<u8>>, AcraError> {
-    openssl::base64::decode_block(text.trim())
+    // `base64` wraps long values (a v2 key is longer than 76 characters); Go's decoder, and so
+    // Acra, skips the line breaks.
+    let compact: Zeroizing<String> =
+        Zeroizing::new(text.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    openssl::base64::decode_block(&compact)
         .map(Zeroizing::new)
         .map_err(|_| AcraError::MasterKey("the master key is not valid base64".into()))
 }
@@ -395,10 +414,8 @@ impl MasterKey {
     /// Decodes the base64 value of `ACRA_MASTER_KEY` (as made by `acra-keymaker`).
     pub fn parse(text: &str) -> Result<MasterKey, AcraError> {
         let raw = b64(text)?;
-        if raw.first() == Some(&b'{') {
-            let parsed: V2Json = serde_json::from_slice(&raw).map_err(|_| {
-                AcraError::MasterKey("the master key looks like v2 JSON but does not parse".into())
-            })?;
+        // A v2 key is JSON; a v1 key is random bytes (which may happen to start with `{`).
+        if let Ok(parsed) = serde_json::from_slice::<V2Json>(&raw) {
             let encryption = b64(&Zeroizing::new(parsed.encryption))?;
             let signature = b64(&Zeroizing::new(parsed.signature))?;
             if encryption.len() < 32 || signature.len() < 32 {
@@ -501,7 +518,17 @@ mod tests {
             b64(&[2u8; 8])
         );
         assert!(bad(&b64(short.as_bytes())).contains("at least 32 bytes"));
-        assert!(bad(&b64(b"{not json")).contains("does not parse"));
+        // Random v1 bytes that happen to start with `{` are a v1 key; wrapped base64 is fine.
+        let mut brace = vec![b'{'];
+        brace.extend([9u8; 31]);
+        assert_eq!(MasterKey::parse(&b64(&brace)).unwrap().version(), 1);
+        let wrapped = b64(json.as_bytes())
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(MasterKey::parse(&wrapped).unwrap().version(), 2);
     }
 
     #[test]

@@ -243,6 +243,26 @@ impl Session {
         }
     }
 
+    /// Whether `path` is a symbolic link (lstat); false when it does not exist.
+    pub fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
+        let sftp = self.sftp()?;
+        match sftp.lstat(Path::new(path)) {
+            Ok(st) => Ok(st.perm.unwrap_or(0) & S_IFMT == S_IFLNK),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(false),
+            Err(e) => Err(self.sftp_err(e, path, &format!("lstat of {path}"))),
+        }
+    }
+
+    /// Gives the tree at `path` the owner and group of `reference` (`chown -R --reference`).
+    pub fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError> {
+        self.exec_ok(&format!(
+            "chown -R --reference={} -- {}",
+            shell_quote(reference),
+            shell_quote(path)
+        ))?;
+        Ok(())
+    }
+
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
         self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;

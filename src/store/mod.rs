@@ -4,6 +4,13 @@
 //! 0600, and writes are atomic (temp file, fsync, rename, fsync directory): a crash leaves either
 //! nothing or a whole artifact.
 
+mod lock;
+pub mod retention;
+mod state;
+
+pub use lock::{LOCK_FILE, StoreLock};
+pub use state::{KeystoreState, RunState, STATE_DIR};
+
 use crate::bundle::Sidecar;
 use crate::config::StoreConfig;
 use std::collections::BTreeMap;
@@ -227,6 +234,50 @@ impl Store {
         Ok(Listing { artifacts, problems })
     }
 
+    /// Records in every copy's sidecar that a backup at `at` found the same material.
+    pub fn mark_unchanged(
+        &self,
+        artifact: &Artifact,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for copy in artifact.copies.iter().filter(|c| c.present) {
+            let result = (|| {
+                let mut sidecar = read_sidecar(&copy.sidecar_path)?;
+                sidecar.seen_unchanged_at = Some(at);
+                let mut json = serde_json::to_vec_pretty(&sidecar).map_err(|e| StoreError::Invalid {
+                    path: copy.sidecar_path.clone(),
+                    message: e.to_string(),
+                })?;
+                json.push(b'\n');
+                let dir = copy.sidecar_path.parent().unwrap_or(&copy.root);
+                write_atomic(dir, &copy.sidecar_path, &json)
+            })();
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes an artifact from every root: the sidecar first (so it is no longer listed), then
+    /// the ciphertext.
+    pub fn remove(&self, artifact: &Artifact) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for copy in &artifact.copies {
+            for path in [&copy.sidecar_path, &copy.age_path] {
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        first_error.get_or_insert(io(path)(e));
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Reads one copy's ciphertext and sidecar.
     pub fn read(&self, copy: &Copy) -> Result<(Vec<u8>, Sidecar), StoreError> {
         let sidecar = read_sidecar(&copy.sidecar_path)?;
@@ -250,7 +301,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 /// Creates `dir` and its missing parents below (and including) `root` with mode 0700.
-fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.exists() {
@@ -275,7 +326,7 @@ fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Temp file (0600) in the same directory, fsync, rename, fsync the directory.
-fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> Result<(), StoreError> {
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
     let temp = dir.join(format!(".{name}.tmp-{:08x}", rand::random::<u32>()));
     let result = (|| {

@@ -21,6 +21,7 @@ fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
         ciphertext_size: ciphertext.len() as u64,
+        seen_unchanged_at: None,
     }
 }
 

@@ -87,7 +87,9 @@ pub fn key_ring(path: &str, signature_key: &[u8]) -> Vec<u8> {
         tlv(0x31, &key_data),
     ]);
     let ring = seq(&[tlv(0x04, path.as_bytes()), seq(&[key]), tlv(0x02, &[0])]);
-    let payload = seq(&[tlv(0x0a, &[1]), tlv(0x02, &[2]), utc("240102030405Z"), ring]);
+    // contentType as Acra's Go code writes it: an INTEGER (encoding/asn1 only writes ENUMERATED
+    // for asn1.Enumerated itself, not for a type defined on it).
+    let payload = seq(&[tlv(0x02, &[1]), tlv(0x02, &[2]), utc("240102030405Z"), ring]);
     let mut context = b"AKSv2 keystore: key ring signature: ".to_vec();
     context.extend_from_slice(path.as_bytes());
     let pkey = openssl::pkey::PKey::hmac(signature_key).unwrap();
