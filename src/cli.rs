@@ -2,6 +2,33 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
+
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(text)
+}
+
+/// `--shard I/N`: this run takes the nodes whose stable name hash falls in shard I of N (I from 0,
+/// as Kubernetes' `JOB_COMPLETION_INDEX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("`{s}` is not a shard: expected I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
 
 /// coldkeep keeps server key material safe: it fetches PKCS#12 keys from your nodes over SSH
 /// (strict host-key checking), encrypts them with age to your public keys, and keeps them in a
@@ -27,6 +54,10 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How long a writing command waits for another writer's store lock (e.g. 30s, 5m)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub lock_wait: Duration,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +71,9 @@ Typical use:
   coldkeep verify --live --node NAME    is the latest backup the key the node uses now?
   coldkeep check                        do backup names match configs and nodectl's cn-config.yaml?
   coldkeep restore --node NAME -i KEY   put the latest backup back (asks before replacing)
+  coldkeep prune --dry-run              what retention would remove, and why the rest stays
+  coldkeep status --max-age 36h         monitoring check: exit 1 when a backup is old or failing
+  coldkeep daemon                       scheduled backups, retention, metrics, config reload
   coldkeep demo                         a throwaway node on loopback, end to end
 
 Exit codes: 0 all done, 1 some node/keystore/artifact failed, 2 usage or config error.";
@@ -64,6 +98,12 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Pre-install check: do backed-up P12 names match the node configs and nodectl?
     Check(CheckArgs),
+    /// Remove artifacts the retention policy no longer keeps
+    Prune(PruneArgs),
+    /// Per node/keystore: last success, last failure, age of the newest backup
+    Status(StatusArgs),
+    /// Run scheduled backups and retention until SIGTERM/SIGINT
+    Daemon(DaemonArgs),
     /// Config file commands
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -80,6 +120,9 @@ pub struct NodeSelector {
     /// Only nodes with this label (repeatable; a node needs any of them)
     #[arg(long = "label", value_name = "LABEL")]
     pub labels: Vec<String>,
+    /// Only shard I of N (0-based), by a stable hash of the node name
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -89,9 +132,56 @@ pub struct BackupArgs {
     /// Connect and fetch, check the material, but write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Store a new artifact even when the material is unchanged since the latest one
+    #[arg(long)]
+    pub force: bool,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Policy per keystore (`retention:` in the config, top level or per keystore), as restic's forget:
+keep_last N, keep_hourly/daily/weekly/monthly/yearly N (the newest artifact of each of the N most
+recent periods that have one). Never removed: a keystore's newest backup and its newest intact
+one. pre-restore artifacts are kept unless keep_pre_restore N is set. Without any keep_* rule
+nothing is removed.")]
+pub struct PruneArgs {
+    /// Only this node
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Print what would be kept and removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub max_age: Option<Duration>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Each node is backed up on its schedule (`schedule:` on the node, else the first of its labels in
+`label_schedules:`, else the top-level `schedule:`; crontab syntax), never two runs of one node at
+once; retention follows each run. The config file is watched: a valid edit takes effect, an
+invalid one is logged and the old config stays. SIGTERM/SIGINT: no new runs, in-flight ones
+finish (up to --shutdown-timeout), exit 0.")]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub select: NodeSelector,
+    /// How long to wait for in-flight backups on SIGTERM/SIGINT
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

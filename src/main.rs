@@ -1,12 +1,18 @@
 //! The `coldkeep` binary: parse arguments, set up logging, run the command, exit.
 
 use clap::Parser;
-use coldkeep::cli::{Cli, LogFormat};
+use coldkeep::cli::{Cli, Command, LogFormat};
 use coldkeep::error::exit_for;
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.verbose);
+    // The daemon reports its schedule and each run: info by default.
+    let verbose = if matches!(cli.command, Command::Daemon(_)) {
+        cli.verbose.max(1)
+    } else {
+        cli.verbose
+    };
+    init_logging(cli.log_format, verbose);
     let code = match coldkeep::commands::run(cli) {
         Ok(exit) => exit as i32,
         Err(err) => {
@@ -25,8 +31,10 @@ fn init_logging(format: LogFormat, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("coldkeep={default}")));
+    // Colours only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -301,7 +301,7 @@ fn verify_finds_flipped_truncated_and_edited_artifacts() {
     let path = fleet.put("n1", "keys/n1.p12", &legacy_p12("pw-0123456789"), 0o400);
     fleet.write_config(&fleet.node_yaml("n1", fleet.node("n1").port, &path, ""));
     for _ in 0..3 {
-        assert_eq!(fleet.run(&["backup"]).status.code(), Some(0));
+        assert_eq!(fleet.run(&["backup", "--force"]).status.code(), Some(0));
     }
     let mut artifacts = age_files(&fleet.store());
     artifacts.sort();
@@ -425,7 +425,16 @@ fn usage_and_config_errors_exit_2_and_do_nothing() {
         stderr.contains(&format!("{}:", fleet.config.display())),
         "{stderr}"
     );
-    assert!(stderr.contains(":16:"), "line of `port:` expected: {stderr}");
+    let line = fs::read_to_string(&fleet.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("port: not-a-port"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!(":{line}:11:")),
+        "line and column of `port:` expected: {stderr}"
+    );
     assert!(!fleet.store().exists());
 
     fleet.write_config(&fleet.node_yaml("n1", 22, "/keys/n1.p12", ""));

@@ -13,8 +13,11 @@ use crate::error::Exit;
 use crate::material::{Identity, acra};
 use crate::remote::Session;
 use crate::store::Store;
+use crate::store::StoreLock;
 use anyhow::Context;
 use serde::Serialize;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 /// Suffix of the report line for a keystore's master key.
 pub const MASTER_KEY_SUFFIX: &str = ":master-key";
@@ -59,10 +62,35 @@ impl BackupReport {
     }
 }
 
+/// How a backup run behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Fetch and check, write nothing.
+    pub dry_run: bool,
+    /// Store a new artifact even when the material is unchanged.
+    pub force: bool,
+    /// Show a progress bar (one-shot runs on a terminal).
+    pub progress: bool,
+}
+
 /// Runs `coldkeep backup`.
-pub fn run(config: &Config, args: &BackupArgs) -> anyhow::Result<Exit> {
+pub fn run(config: &Config, args: &BackupArgs, lock_wait: Duration) -> anyhow::Result<Exit> {
     let nodes = super::select_nodes(config, &args.select)?;
-    let report = backup(config, &nodes, args.dry_run);
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(StoreLock::acquire(&config.store.path, lock_wait)?)
+    };
+    let options = Options {
+        dry_run: args.dry_run,
+        force: args.force,
+        progress: !args.json && std::io::stderr().is_terminal() && nodes.len() > 1,
+    };
+    let started = Instant::now();
+    let report = backup(config, &nodes, options);
+    if !args.dry_run {
+        super::after_run::record(config, &report, started.elapsed());
+    }
     if args.json {
         print_json(&report)?;
     } else {
@@ -76,24 +104,77 @@ pub fn run(config: &Config, args: &BackupArgs) -> anyhow::Result<Exit> {
 }
 
 /// Backs up the given nodes and returns one outcome per keystore, in config order.
-pub fn backup(config: &Config, nodes: &[&NodeConfig], dry_run: bool) -> BackupReport {
+pub fn backup(config: &Config, nodes: &[&NodeConfig], options: Options) -> BackupReport {
     let store = Store::new(&config.store);
-    let per_node = run_parallel(nodes, config.jobs, |node| {
-        backup_node(config, &store, node, dry_run)
+    let bar = options.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(nodes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} nodes, {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
     });
+    let per_node = run_parallel(nodes, config.jobs, |node| {
+        let outcomes = backup_node(config, &store, node, options);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+        outcomes
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     BackupReport {
-        dry_run,
+        dry_run: options.dry_run,
         outcomes: per_node.into_iter().flatten().collect(),
     }
 }
 
-fn backup_node(config: &Config, store: &Store, node: &NodeConfig, dry_run: bool) -> Vec<KeystoreOutcome> {
+/// Connects, retrying transient failures (refused, timed out) `retries` times with doubling
+/// waits; host-key, authentication and other errors are not retried.
+fn connect_with_retries(config: &Config, node: &NodeConfig) -> anyhow::Result<Session> {
+    let mut wait = config.retry_wait;
+    let mut attempt = 1;
+    loop {
+        match Session::connect(node) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_transient() && attempt <= config.retries => {
+                tracing::info!(
+                    attempt,
+                    wait_s = wait.as_secs_f64(),
+                    "transient failure, retrying: {e}"
+                );
+                std::thread::sleep(wait);
+                wait = wait.saturating_mul(2);
+                attempt += 1;
+            }
+            Err(e) if attempt > 1 => {
+                return Err(anyhow::Error::from(e).context(format!("gave up after {attempt} attempts")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Options) -> Vec<KeystoreOutcome> {
     let _span = tracing::info_span!("node", node = %node.name).entered();
-    let session = match Session::connect(node) {
+    let dry_run = options.dry_run;
+    let session = match connect_with_retries(config, node) {
         Ok(s) => s,
         Err(err) => {
-            tracing::warn!(error = %err, "node failed");
-            let cause = format!("{:#}", anyhow::Error::from(err));
+            let cause = format!("{err:#}");
+            tracing::warn!(error = %cause, "node failed");
+            return node
+                .keystores
+                .iter()
+                .map(|ks| failed(node, &ks.name, cause.clone()))
+                .collect();
+        }
+    };
+    let existing = match store.list(Some(&node.name)) {
+        Ok(listing) => listing.artifacts,
+        Err(e) => {
+            let cause = format!("reading the store: {e}");
             return node
                 .keystores
                 .iter()
@@ -103,8 +184,24 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, dry_run: bool)
     };
     let mut outcomes = Vec::new();
     for ks in &node.keystores {
+        let mut unchanged = false;
         let result = (|| -> anyhow::Result<(Option<String>, u64, Identity)> {
             let fetched = keystore::fetch(&session, ks)?;
+            // The same files as the newest backup: record that it was seen, store nothing new.
+            if !options.force
+                && let Some(latest) = super::artifact::latest(&existing, &node.name, &ks.name)
+                && keystore::same_files(&fetched.files, &latest.sidecar.manifest)
+            {
+                if !dry_run {
+                    store.mark_unchanged(latest, chrono::Utc::now())?;
+                }
+                unchanged = true;
+                return Ok((
+                    Some(latest.id.clone()),
+                    latest.sidecar.ciphertext_size,
+                    fetched.identity,
+                ));
+            }
             let manifest = keystore::manifest(
                 node,
                 &ks.name,
@@ -146,7 +243,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, dry_run: bool)
                     identity: Some(identity.short()),
                     error: None,
                     warnings,
-                    unchanged: false,
+                    unchanged,
                 });
                 if ks.master_key.is_some() {
                     outcomes.push(backup_master_key(

@@ -90,8 +90,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         &BackupArgs {
             select: Default::default(),
             dry_run: false,
+            force: false,
             json: false,
         },
+        std::time::Duration::from_secs(60),
     )?;
     println!("\n== coldkeep list");
     list::run(

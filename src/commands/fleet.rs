@@ -3,6 +3,15 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The shard (0..count) a node belongs to: a stable hash of its name (SHA-256, first 8 bytes), the
+/// same on every machine and in every version, so sharded runs partition the fleet exactly.
+pub fn shard_of(name: &str, count: u32) -> u32 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % u64::from(count.max(1))) as u32
+}
+
 /// Applies `work` to every item on up to `jobs` threads and returns the results in input order.
 ///
 /// Each worker takes the next item when it is free, so at most `jobs` items are in flight and
@@ -55,6 +64,32 @@ mod tests {
         });
         assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         assert!(peak.load(Ordering::SeqCst) <= 3);
+    }
+
+    #[test]
+    fn shards_partition_the_fleet_exactly() {
+        let names: Vec<String> = (0..1000).map(|i| format!("validator-{i}")).collect();
+        for count in [1u32, 2, 3, 7, 16] {
+            let mut sizes = vec![0usize; count as usize];
+            for n in &names {
+                let s = shard_of(n, count);
+                assert!(s < count);
+                assert_eq!(s, shard_of(n, count), "stable");
+                sizes[s as usize] += 1;
+            }
+            assert_eq!(
+                sizes.iter().sum::<usize>(),
+                names.len(),
+                "every node in exactly one shard"
+            );
+            // Reasonably even: no shard gets less than half its share.
+            assert!(
+                sizes.iter().all(|&n| n * 2 * count as usize >= names.len()),
+                "{sizes:?}"
+            );
+        }
+        // A known value, so a change of the hash (which would move nodes between shards) shows.
+        assert_eq!(shard_of("validator-3", 4), 3);
     }
 
     #[test]

@@ -207,16 +207,16 @@ pub fn save_pre_restore(
     Ok(id.unwrap_or_default())
 }
 
-/// Whether fetched files are exactly the ones a manifest lists (names and hashes).
+/// Whether fetched files are exactly the ones a manifest lists (names, hashes and modes).
 pub fn same_files(files: &[PlainFile], manifest: &Manifest) -> bool {
-    let mut live: Vec<(&str, &str)> = files
+    let mut live: Vec<(&str, &str, u32)> = files
         .iter()
-        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str()))
+        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str(), f.entry.mode))
         .collect();
-    let mut stored: Vec<(&str, &str)> = manifest
+    let mut stored: Vec<(&str, &str, u32)> = manifest
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .map(|f| (f.path.as_str(), f.sha256.as_str(), f.mode))
         .collect();
     live.sort();
     stored.sort();

@@ -31,6 +31,9 @@ pub struct ListedArtifact {
     pub copies: Vec<PathBuf>,
     /// How many store roots there are (primary + replicas).
     pub roots: usize,
+    /// The last time a backup found the same material (and stored nothing new).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_unchanged_at: Option<DateTime<Utc>>,
 }
 
 impl ListedArtifact {
@@ -53,6 +56,7 @@ impl ListedArtifact {
                 .map(|c| c.age_path.clone())
                 .collect(),
             roots: a.copies.len(),
+            seen_unchanged_at: a.sidecar.seen_unchanged_at,
         }
     }
 }
@@ -129,6 +133,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             "NODE",
             "KEYSTORE",
             "CREATED (UTC)",
+            "SEEN UNCHANGED",
             "ID",
             "SIZE",
             "COPIES",
@@ -148,6 +153,9 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
                 a.node.clone(),
                 keystore,
                 a.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                a.seen_unchanged_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into()),
                 a.id.clone(),
                 human_size(a.size),
                 format!("{}/{}", a.copies.len(), a.roots),

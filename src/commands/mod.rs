@@ -1,16 +1,20 @@
 //! The commands: thin orchestration over config, remote, material, bundle and store.
 
+mod after_run;
 pub mod artifact;
 pub mod backup;
 pub mod check;
 pub mod config_check;
+pub mod daemon;
 pub mod demo;
 pub mod fleet;
 pub mod keystore;
 pub mod list;
+pub mod prune;
 pub mod report;
 pub mod restore;
 mod restore_acra;
+pub mod status;
 pub mod verify;
 
 use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};
@@ -25,7 +29,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let path = crate::config::resolve_path(cli.config.as_deref())?;
     let config = Config::load(&path)?;
     match &cli.command {
-        Command::Backup(args) => backup::run(&config, args),
+        Command::Backup(args) => backup::run(&config, args, cli.lock_wait),
+        Command::Prune(args) => prune::run(&config, args, cli.lock_wait),
+        Command::Status(args) => status::run(&config, args),
+        Command::Daemon(args) => daemon::run(config, &path, args, cli.lock_wait),
         Command::List(args) => list::run(&config, args),
         Command::Verify(args) => verify::run(&config, args),
         Command::Restore(args) => restore::run(&config, args),
@@ -47,11 +54,20 @@ pub fn select_nodes<'c>(
         .iter()
         .filter(|n| select.nodes.is_empty() || select.nodes.contains(&n.name))
         .filter(|n| select.labels.is_empty() || n.labels.iter().any(|l| select.labels.contains(l)))
+        .filter(|n| {
+            select
+                .shard
+                .is_none_or(|s| fleet::shard_of(&n.name, s.count) == s.index)
+        })
         .collect();
     if picked.is_empty() {
         return Err(UsageError(format!(
-            "no node matches the selection (labels: {})",
-            select.labels.join(", ")
+            "no node matches the selection (labels: {}; shard: {})",
+            select.labels.join(", "),
+            select
+                .shard
+                .map(|s| format!("{}/{}", s.index, s.count))
+                .unwrap_or_else(|| "-".into())
         )));
     }
     Ok(picked)

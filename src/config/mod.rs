@@ -7,6 +7,7 @@ mod raw;
 mod secret;
 mod validate;
 
+pub use raw::parse_duration;
 pub use secret::{Secret, SecretError};
 
 use crate::schedule::{Schedule, Zone};

@@ -203,7 +203,7 @@ impl<'de> Deserialize<'de> for RawDuration {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

@@ -98,10 +98,21 @@ impl Fleet {
 
     /// Writes the config: `nodes_yaml` is the list under `nodes:`, indented by two spaces.
     pub fn write_config(&self, nodes_yaml: &str) {
+        self.write_config_with("", nodes_yaml);
+    }
+
+    /// Like [`Fleet::write_config`], with `top` (top-level keys) added before `nodes:`.
+    pub fn write_config_with(&self, top: &str, nodes_yaml: &str) {
+        // No retries unless a test asks: a closed port should fail at once.
+        let top = if top.contains("retries:") {
+            top.to_string()
+        } else {
+            format!("retries: 0\n{top}")
+        };
         let text = format!(
             "store:\n  path: {}\n  replicas: [{}]\nencryption:\n  recipients: [{}]\n\
              ssh:\n  user: {}\n  identity: {}\n  known_hosts: {}\n  connect_timeout: 5s\n  io_timeout: 20s\n\
-             jobs: 4\nnodes:\n{nodes_yaml}",
+             jobs: 4\n{top}nodes:\n{nodes_yaml}",
             self.store().display(),
             self.replica().display(),
             self.recipient,

@@ -1,0 +1,238 @@
+//! `coldkeep daemon`: scheduled backups, retention after each run, config reload, clean stop.
+//!
+//! One scheduler thread keeps each node's next fire time and starts a batch (the due nodes, in
+//! parallel up to `jobs`) on a worker thread. A node is never in two runs at once: a fire time that
+//! comes while the node's previous run is in flight is skipped. Events reach the scheduler over one
+//! channel: a batch finished, the config file changed, SIGTERM/SIGINT.
+
+use super::backup::{self, Options};
+use crate::cli::{DaemonArgs, NodeSelector};
+use crate::config::{Config, NodeConfig};
+use crate::error::{Exit, UsageError};
+use crate::store::StoreLock;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+enum Event {
+    Stop(i32),
+    ConfigChanged,
+    BatchDone(Vec<String>),
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) -> anyhow::Result<Exit> {
+    let (tx, rx) = mpsc::channel();
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let stop_tx = tx.clone();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if stop_tx.send(Event::Stop(sig)).is_err() {
+                break;
+            }
+        }
+    });
+    let _watcher = watch_config(path, tx.clone())?;
+
+    let mut config = Arc::new(config);
+    let mut next = schedule_all(&config, &args.select, Utc::now())?;
+    tracing::info!(config = %path.display(), nodes = next.len(), "daemon started");
+    log_next(&next);
+    let mut running: BTreeSet<String> = BTreeSet::new();
+    let mut batches = 0usize;
+    let stop = loop {
+        let now = Utc::now();
+        let due: Vec<String> = next
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut start = Vec::new();
+        for name in due {
+            if running.contains(&name) {
+                tracing::warn!(node = %name, "scheduled run skipped: the previous run of this node is still going");
+            } else {
+                start.push(name.clone());
+            }
+            advance(&config, &mut next, &name, now);
+        }
+        if !start.is_empty() {
+            running.extend(start.iter().cloned());
+            batches += 1;
+            spawn_batch(config.clone(), start, lock_wait, tx.clone());
+        }
+        let wait = next
+            .values()
+            .min()
+            .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(3600));
+        match rx.recv_timeout(wait) {
+            Ok(Event::Stop(sig)) => break sig,
+            Ok(Event::ConfigChanged) => match Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
+                let fresh = schedule_all(&c, &args.select, Utc::now())?;
+                Ok((c, fresh))
+            }) {
+                Ok((c, fresh)) => {
+                    config = Arc::new(c);
+                    next = fresh;
+                    tracing::info!(nodes = next.len(), "config reloaded");
+                    log_next(&next);
+                }
+                Err(e) => tracing::error!("config reload failed, keeping the previous config: {e:#}"),
+            },
+            Ok(Event::BatchDone(nodes)) => {
+                batches -= 1;
+                for n in &nodes {
+                    running.remove(n);
+                }
+                log_next(&next);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break 0,
+        }
+    };
+    tracing::info!(
+        signal = stop,
+        in_flight = batches,
+        "stopping: no new runs; waiting for runs in flight"
+    );
+    let deadline = Instant::now() + args.shutdown_timeout;
+    while batches > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::BatchDone(_)) => batches -= 1,
+            Ok(_) => {}
+            Err(_) => {
+                tracing::error!(
+                    in_flight = batches,
+                    "runs still in flight after --shutdown-timeout; exiting (artifacts are written atomically, \
+                     so nothing partial is left in the store)"
+                );
+                return Ok(Exit::Failed);
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(Exit::Ok)
+}
+
+/// The nodes the daemon runs, with their first fire time after `now`.
+fn schedule_all(
+    config: &Config,
+    select: &NodeSelector,
+    now: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<String, DateTime<Utc>>> {
+    let nodes = super::select_nodes(config, select)?;
+    let mut next = BTreeMap::new();
+    for node in nodes {
+        match node
+            .schedule
+            .as_ref()
+            .and_then(|s| s.next_after(now, &config.timezone))
+        {
+            Some(t) => {
+                next.insert(node.name.clone(), t);
+            }
+            None => tracing::warn!(node = %node.name, "no schedule: the daemon will not back up this node"),
+        }
+    }
+    if next.is_empty() {
+        return Err(UsageError(
+            "no selected node has a schedule: set `schedule:` (top level, per node, or in label_schedules)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(next)
+}
+
+fn advance(config: &Config, next: &mut BTreeMap<String, DateTime<Utc>>, name: &str, now: DateTime<Utc>) {
+    let after = config
+        .node(name)
+        .and_then(|n| n.schedule.as_ref())
+        .and_then(|s| s.next_after(now, &config.timezone));
+    match after {
+        Some(t) => {
+            next.insert(name.to_string(), t);
+        }
+        None => {
+            next.remove(name);
+        }
+    }
+}
+
+fn log_next(next: &BTreeMap<String, DateTime<Utc>>) {
+    for (node, t) in next {
+        tracing::info!(node = %node, next_run = %t.to_rfc3339(), "next run");
+    }
+}
+
+/// Backs up `names` on a worker thread (store lock held), then applies retention and records
+/// the run; reports back with [`Event::BatchDone`].
+fn spawn_batch(config: Arc<Config>, names: Vec<String>, lock_wait: Duration, tx: Sender<Event>) {
+    std::thread::spawn(move || {
+        let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
+        match StoreLock::acquire(&config.store.path, lock_wait) {
+            Ok(_lock) => {
+                let started = Instant::now();
+                let report = backup::backup(&config, &nodes, Options::default());
+                super::after_run::record(&config, &report, started.elapsed());
+                for o in &report.outcomes {
+                    if o.ok {
+                        tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
+                            unchanged = o.unchanged, "backup done");
+                    } else {
+                        tracing::error!(node = %o.node, keystore = %o.keystore,
+                            error = o.error.as_deref().unwrap_or(""), "backup failed");
+                    }
+                }
+                for node in &nodes {
+                    if let Err(e) = super::prune::prune(&config, Some(&node.name), false) {
+                        tracing::error!(node = %node.name, "retention failed: {e:#}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(nodes = ?names, "run skipped: {e}"),
+        }
+        let _ = tx.send(Event::BatchDone(names));
+    });
+}
+
+/// Watches the config file's directory (editors replace files, so the file's own watch would
+/// die with the old inode) and sends [`Event::ConfigChanged`] after changes settle.
+fn watch_config(
+    path: &Path,
+    tx: Sender<Event>,
+) -> anyhow::Result<
+    notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>,
+> {
+    let absolute = std::path::absolute(path)?;
+    let dir = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = absolute.file_name().map(|n| n.to_os_string());
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            let Ok(events) = result else { return };
+            let ours = events.iter().any(|e| {
+                !e.kind.is_access()
+                    && e.paths
+                        .iter()
+                        .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            });
+            if ours {
+                let _ = tx.send(Event::ConfigChanged);
+            }
+        },
+    )?;
+    debouncer.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(debouncer)
+}

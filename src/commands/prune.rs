@@ -1,0 +1,160 @@
+//! `coldkeep prune`: apply each keystore's retention policy to the store and its replicas.
+
+use super::report::{Table, print_json};
+use crate::bundle::Purpose;
+use crate::cli::PruneArgs;
+use crate::config::{Config, Retention};
+use crate::digest::sha256_hex;
+use crate::error::Exit;
+use crate::store::retention::{self, Candidate};
+use crate::store::{Artifact, Store, StoreLock};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One artifact's fate.
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    pub node: String,
+    pub keystore: String,
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+    /// Set when removing it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runs `coldkeep prune`.
+pub fn run(config: &Config, args: &PruneArgs, lock_wait: Duration) -> anyhow::Result<Exit> {
+    if let Some(node) = &args.node {
+        super::check_node_names(config, std::slice::from_ref(node))?;
+    }
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(StoreLock::acquire(&config.store.path, lock_wait)?)
+    };
+    let results = prune(config, args.node.as_deref(), args.dry_run)?;
+    if args.json {
+        print_json(&results)?;
+    } else {
+        print_human(&results, args.dry_run);
+    }
+    Ok(if results.iter().any(|r| r.error.is_some()) {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    })
+}
+
+/// Plans (and unless `dry_run`, applies) retention for every keystore in the store. Keystores no
+/// longer in the config are kept whole. Hold the store lock when not a dry run.
+pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Result<Vec<Pruned>> {
+    let store = Store::new(&config.store);
+    let listing = store.list(node)?;
+    let mut groups: BTreeMap<(&str, &str), Vec<&Artifact>> = BTreeMap::new();
+    for a in &listing.artifacts {
+        groups.entry((&a.node, &a.keystore)).or_default().push(a);
+    }
+    let mut results = Vec::new();
+    for ((node, keystore), mut artifacts) in groups {
+        let policy = config
+            .node(node)
+            .and_then(|n| n.keystores.iter().find(|k| k.name == keystore))
+            .map(|k| k.retention.clone())
+            .unwrap_or_default();
+        artifacts.sort_by(|x, y| {
+            (y.sidecar.manifest.created_at, &y.id).cmp(&(x.sidecar.manifest.created_at, &x.id))
+        });
+        let candidates = candidates(&store, &artifacts, &policy);
+        let by_id: BTreeMap<&str, &Artifact> = artifacts.iter().map(|a| (a.id.as_str(), *a)).collect();
+        for decision in retention::plan(&policy, &candidates, &config.timezone) {
+            let a = by_id[decision.id.as_str()];
+            let mut error = None;
+            if !decision.keep && !dry_run {
+                match store.remove(a) {
+                    Ok(()) => tracing::info!(node, keystore, id = %a.id, "removed by retention"),
+                    Err(e) => error = Some(e.to_string()),
+                }
+            }
+            results.push(Pruned {
+                node: node.to_string(),
+                keystore: keystore.to_string(),
+                id: a.id.clone(),
+                created_at: a.sidecar.manifest.created_at,
+                keep: decision.keep,
+                reasons: decision.reasons,
+                error,
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// The planner's view, newest first. Copies are checked (present, ciphertext hash = sidecar)
+/// from the newest backward until an intact one is found: that one is never removed.
+fn candidates(store: &Store, artifacts: &[&Artifact], policy: &Retention) -> Vec<Candidate> {
+    let mut found_intact = !policy.is_set();
+    artifacts
+        .iter()
+        .map(|a| {
+            let pre_restore = a.sidecar.manifest.purpose == Purpose::PreRestore;
+            let intact = if found_intact || pre_restore {
+                false
+            } else {
+                let ok = a.copies.iter().all(|c| {
+                    c.present
+                        && store
+                            .read(c)
+                            .is_ok_and(|(ct, sc)| sha256_hex(&ct) == sc.ciphertext_sha256)
+                });
+                found_intact = ok;
+                ok
+            };
+            Candidate {
+                id: a.id.clone(),
+                created_at: a.sidecar.manifest.created_at,
+                pre_restore,
+                intact,
+            }
+        })
+        .collect()
+}
+
+fn print_human(results: &[Pruned], dry_run: bool) {
+    let mut table = Table::new(&["NODE", "KEYSTORE", "CREATED (UTC)", "ID", "ACTION", "WHY"]);
+    for r in results {
+        let action = match (r.keep, dry_run, &r.error) {
+            (true, _, _) => "keep",
+            (false, true, _) => "would remove",
+            (false, false, None) => "removed",
+            (false, false, Some(_)) => "REMOVE FAILED",
+        };
+        table.row(vec![
+            r.node.clone(),
+            r.keystore.clone(),
+            r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            r.id.clone(),
+            action.into(),
+            r.error.clone().unwrap_or_else(|| r.reasons.join(", ")),
+        ]);
+    }
+    if table.is_empty() {
+        println!("No artifacts.");
+        return;
+    }
+    print!("{}", table.render());
+    let gone = results.iter().filter(|r| !r.keep).count();
+    println!(
+        "\n{} kept, {gone} {}.",
+        results.len() - gone,
+        if dry_run {
+            "would be removed (dry run)"
+        } else {
+            "removed"
+        }
+    );
+}

@@ -1,0 +1,141 @@
+//! `coldkeep status`: a monitoring check (Nagios/cron friendly) from the run state and the store.
+
+use super::report::{Table, print_json};
+use crate::cli::StatusArgs;
+use crate::config::Config;
+use crate::error::Exit;
+use crate::store::{RunState, Store};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One keystore's status.
+#[derive(Debug, Serialize)]
+pub struct KeystoreStatus {
+    pub node: String,
+    pub keystore: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_artifact: Option<String>,
+    /// Age of the newest backup (its creation, or the last time it was seen unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_age_seconds: Option<i64>,
+    pub ok: bool,
+    /// Why not ok.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// Runs `coldkeep status`.
+pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<Exit> {
+    let statuses = status(config, args.max_age, Utc::now())?;
+    if args.json {
+        print_json(&statuses)?;
+    } else {
+        print_human(&statuses);
+    }
+    Ok(if statuses.iter().all(|s| s.ok) {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
+}
+
+/// The status of every configured keystore at `now`.
+pub fn status(
+    config: &Config,
+    max_age: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<KeystoreStatus>> {
+    let state = RunState::load(&config.store.path)?;
+    let listing = Store::new(&config.store).list(None)?;
+    let mut out = Vec::new();
+    for node in &config.nodes {
+        for ks in &node.keystores {
+            let st = state.get(&node.name, &ks.name).cloned().unwrap_or_default();
+            let newest = super::artifact::latest(&listing.artifacts, &node.name, &ks.name);
+            // An unchanged keystore is current as of the last time a backup saw it.
+            let fresh_at = newest.map(|a| {
+                a.sidecar
+                    .seen_unchanged_at
+                    .unwrap_or(a.sidecar.manifest.created_at)
+                    .max(a.sidecar.manifest.created_at)
+            });
+            let age_ms = fresh_at.map(|t| (now - t).num_milliseconds());
+            let age = age_ms.map(|ms| ms / 1000);
+            let mut problems = Vec::new();
+            if newest.is_none() {
+                problems.push("no backup in the store".to_string());
+            }
+            if st.failing() {
+                problems.push(format!(
+                    "last attempt failed: {}",
+                    st.last_error.as_deref().unwrap_or("unknown error")
+                ));
+            }
+            if let (Some(max), Some(ms)) = (max_age, age_ms)
+                && ms > max.as_millis() as i64
+            {
+                problems.push(format!(
+                    "newest backup is {} old (max {})",
+                    human_age(ms / 1000),
+                    human_age(max.as_secs() as i64)
+                ));
+            }
+            out.push(KeystoreStatus {
+                node: node.name.clone(),
+                keystore: ks.name.clone(),
+                last_success: st.last_success,
+                last_failure: st.last_failure,
+                last_error: st.last_error.clone(),
+                newest_artifact: newest.map(|a| a.id.clone()),
+                newest_age_seconds: age,
+                ok: problems.is_empty(),
+                problems,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn human_age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn print_human(statuses: &[KeystoreStatus]) {
+    let mut table = Table::new(&["NODE", "KEYSTORE", "LAST SUCCESS", "NEWEST", "AGE", "STATUS"]);
+    let when = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    for s in statuses {
+        table.row(vec![
+            s.node.clone(),
+            s.keystore.clone(),
+            when(s.last_success),
+            s.newest_artifact.clone().unwrap_or_else(|| "-".into()),
+            s.newest_age_seconds.map(human_age).unwrap_or_else(|| "-".into()),
+            if s.ok {
+                "OK".into()
+            } else {
+                format!("PROBLEM: {}", s.problems.join("; "))
+            },
+        ]);
+    }
+    print!("{}", table.render());
+    let bad = statuses.iter().filter(|s| !s.ok).count();
+    if bad == 0 {
+        println!("\nOK: all {} keystores backed up.", statuses.len());
+    } else {
+        println!("\nPROBLEM: {bad} of {} keystores need attention.", statuses.len());
+    }
+}
