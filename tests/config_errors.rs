@@ -284,6 +284,11 @@ fn acra_keystores_and_master_key_placement() {
         assert!(e.to_string().contains(want), "want {want:?} in {e}");
         assert!(e.line >= 10, "{e}");
     }
+    let e = err(&base(&ACRA.replace(
+        "kind: acra\n",
+        "kind: acra\n        retention: {keep_daily: 0}\n",
+    )));
+    assert!(e.message.contains("`keep_daily: 0` keeps nothing"), "{e}");
     let e = err(&base(
         &NODE.replace("kind: p12\n", "kind: p12\n        public_path: /x\n"),
     ));

@@ -7,17 +7,19 @@ use crate::store::{Artifact, RunState, Store};
 use chrono::Utc;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Records the run's outcomes in the state file, rewrites the metrics file and runs the hooks.
-/// Call with the store lock held. Problems are logged; they never turn a good run into a failure.
+/// Records the run's outcomes in the state file (under the store lock), rewrites the metrics file
+/// and runs the hooks. Problems are logged; they never turn a good run into a failure.
 pub fn record(config: &Config, report: &BackupReport, took: Duration) {
     let now = Utc::now();
     let root = &config.store.path;
-    let state = RunState::load(root).and_then(|mut state| {
+    let store = Store::new(&config.store);
+    let state = store.lock().and_then(|_lock| {
+        let mut state = RunState::load(root)?;
         for o in &report.outcomes {
             let entry = state.entry(&o.node, &o.keystore);
             if o.ok {
@@ -46,6 +48,23 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
     run_hooks(&config.hooks, &report.outcomes);
 }
 
+/// Every `(node, keystore)` that runs report on: configured keystores, and their master keys.
+pub fn keystore_names(config: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for n in &config.nodes {
+        for k in &n.keystores {
+            out.push((n.name.clone(), k.name.clone()));
+            if k.master_key.is_some() {
+                out.push((
+                    n.name.clone(),
+                    format!("{}{}", k.name, super::backup::MASTER_KEY_SUFFIX),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Escapes a Prometheus label value.
 fn label(value: &str) -> String {
     value
@@ -57,15 +76,8 @@ fn label(value: &str) -> String {
 /// The metrics as Prometheus text exposition format.
 pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -> String {
     let mut out = String::new();
-    let keystores: Vec<(&str, &str)> = config
-        .nodes
-        .iter()
-        .flat_map(|n| {
-            n.keystores
-                .iter()
-                .map(move |k| (n.name.as_str(), k.name.as_str()))
-        })
-        .collect();
+    let names = keystore_names(config);
+    let keystores: Vec<(&str, &str)> = names.iter().map(|(n, k)| (n.as_str(), k.as_str())).collect();
     let mut family = |name: &str, help: &str, value: &dyn Fn(&str, &str) -> Option<String>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (node, keystore) in &keystores {
@@ -135,7 +147,15 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
-    let listing = Store::new(&config.store).list(None)?;
+    let mut listing = Store::new(&config.store).list(None)?;
+    if let Some(master) = Store::master_keys(&config.store) {
+        listing
+            .artifacts
+            .extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
+                a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
+                a
+            }));
+    }
     let text = metrics_text(config, state, &listing.artifacts);
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
@@ -149,6 +169,8 @@ fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Resu
             .create_new(true)
             .mode(0o644)
             .open(&temp)?;
+        // node_exporter runs as another user; the umask (0077 under systemd) must not hide it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&temp, path)
@@ -177,9 +199,19 @@ pub fn run_hooks(hooks: &Hooks, outcomes: &[KeystoreOutcome]) {
 }
 
 fn run_hook(command: &str, o: &KeystoreOutcome, timeout: Duration) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        // Not coldkeep's environment: it holds secrets (passwords, master keys, the SSH agent).
+        .env_clear()
+        .envs(
+            ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+        )
+        // Its own process group, so a timeout kills what it started too.
+        .process_group(0)
         .env("COLDKEEP_NODE", &o.node)
         .env("COLDKEEP_KEYSTORE", &o.keystore)
         .env("COLDKEEP_STATUS", if o.ok { "success" } else { "failure" })
@@ -195,6 +227,9 @@ fn run_hook(command: &str, o: &KeystoreOutcome, timeout: Duration) -> anyhow::Re
             return Ok(());
         }
         if Instant::now() >= deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             anyhow::bail!("killed after {}s (hooks.timeout)", timeout.as_secs());

@@ -13,11 +13,10 @@ use crate::error::Exit;
 use crate::material::{Identity, acra};
 use crate::remote::Session;
 use crate::store::Store;
-use crate::store::StoreLock;
 use anyhow::Context;
 use serde::Serialize;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Suffix of the report line for a keystore's master key.
 pub const MASTER_KEY_SUFFIX: &str = ":master-key";
@@ -74,13 +73,8 @@ pub struct Options {
 }
 
 /// Runs `coldkeep backup`.
-pub fn run(config: &Config, args: &BackupArgs, lock_wait: Duration) -> anyhow::Result<Exit> {
+pub fn run(config: &Config, args: &BackupArgs) -> anyhow::Result<Exit> {
     let nodes = super::select_nodes(config, &args.select)?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(StoreLock::acquire(&config.store.path, lock_wait)?)
-    };
     let options = Options {
         dry_run: args.dry_run,
         force: args.force,
@@ -191,6 +185,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
             if !options.force
                 && let Some(latest) = super::artifact::latest(&existing, &node.name, &ks.name)
                 && keystore::same_files(&fetched.files, &latest.sidecar.manifest)
+                && reusable(store, latest, &config.encryption.recipients)
             {
                 if !dry_run {
                     store.mark_unchanged(latest, chrono::Utc::now())?;
@@ -296,7 +291,8 @@ fn backup_master_key(
         let store = Store::master_keys(&config.store).context("no store.master_key_store configured")?;
         let listing = store.list(Some(&node.name))?;
         let same = super::artifact::latest(&listing.artifacts, &node.name, &ks.name)
-            .filter(|a| a.sidecar.manifest.identity == Some(Identity::AcraMasterKey(identity.clone())));
+            .filter(|a| a.sidecar.manifest.identity == Some(Identity::AcraMasterKey(identity.clone())))
+            .filter(|a| reusable(&store, a, &config.encryption.master_key_recipients));
         let mut outcome = KeystoreOutcome {
             node: node.name.clone(),
             keystore: name.clone(),
@@ -347,6 +343,27 @@ fn backup_master_key(
         tracing::warn!(keystore = %name, error = %format!("{err:#}"), "master key failed");
         failed(node, &name, format!("{err:#}"))
     })
+}
+
+/// Whether an artifact can stand for unchanged material: every copy intact (so a damaged or
+/// missing copy gets rewritten) and encrypted to exactly the current recipients (so a recipient
+/// change re-encrypts).
+fn reusable(
+    store: &Store,
+    artifact: &crate::store::Artifact,
+    recipients: &[crate::config::Recipient],
+) -> bool {
+    let mut want: Vec<&str> = recipients.iter().map(|r| r.as_str()).collect();
+    let mut have: Vec<&str> = artifact
+        .sidecar
+        .manifest
+        .recipients
+        .iter()
+        .map(String::as_str)
+        .collect();
+    want.sort_unstable();
+    have.sort_unstable();
+    want == have && artifact.copies.iter().all(|c| store.copy_intact(artifact, c))
 }
 
 fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {

@@ -9,7 +9,6 @@ use super::backup::{self, Options};
 use crate::cli::{DaemonArgs, NodeSelector};
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
-use crate::store::StoreLock;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +24,8 @@ enum Event {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) -> anyhow::Result<Exit> {
+    let mut config = config;
+    config.store.lock_wait = lock_wait;
     let (tx, rx) = mpsc::channel();
     let mut signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -39,6 +40,7 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     let _watcher = watch_config(path, tx.clone())?;
 
     let mut config = Arc::new(config);
+    let lock_wait = config.store.lock_wait;
     let mut next = schedule_all(&config, &args.select, Utc::now())?;
     tracing::info!(config = %path.display(), nodes = next.len(), "daemon started");
     log_next(&next);
@@ -63,7 +65,7 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
         if !start.is_empty() {
             running.extend(start.iter().cloned());
             batches += 1;
-            spawn_batch(config.clone(), start, lock_wait, tx.clone());
+            spawn_batch(config.clone(), start, tx.clone());
         }
         let wait = next
             .values()
@@ -73,18 +75,34 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
             .min(Duration::from_secs(3600));
         match rx.recv_timeout(wait) {
             Ok(Event::Stop(sig)) => break sig,
-            Ok(Event::ConfigChanged) => match Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
-                let fresh = schedule_all(&c, &args.select, Utc::now())?;
-                Ok((c, fresh))
-            }) {
-                Ok((c, fresh)) => {
-                    config = Arc::new(c);
-                    next = fresh;
-                    tracing::info!(nodes = next.len(), "config reloaded");
-                    log_next(&next);
+            Ok(Event::ConfigChanged) => {
+                match Config::load(path).map_err(anyhow::Error::from).and_then(|mut c| {
+                    c.store.lock_wait = lock_wait;
+                    let mut fresh = schedule_all(&c, &args.select, Utc::now())?;
+                    // A node whose schedule did not change keeps its pending fire time (it may be due).
+                    for (name, t) in fresh.iter_mut() {
+                        let same = |cfg: &Config| {
+                            cfg.node(name)
+                                .and_then(|n| n.schedule.as_ref())
+                                .map(|s| s.as_str().to_string())
+                        };
+                        if let Some(old) = next.get(name)
+                            && same(&config) == same(&c)
+                        {
+                            *t = *old;
+                        }
+                    }
+                    Ok((c, fresh))
+                }) {
+                    Ok((c, fresh)) => {
+                        config = Arc::new(c);
+                        next = fresh;
+                        tracing::info!(nodes = next.len(), "config reloaded");
+                        log_next(&next);
+                    }
+                    Err(e) => tracing::error!("config reload failed, keeping the previous config: {e:#}"),
                 }
-                Err(e) => tracing::error!("config reload failed, keeping the previous config: {e:#}"),
-            },
+            }
             Ok(Event::BatchDone(nodes)) => {
                 batches -= 1;
                 for n in &nodes {
@@ -174,30 +192,26 @@ fn log_next(next: &BTreeMap<String, DateTime<Utc>>) {
 
 /// Backs up `names` on a worker thread (store lock held), then applies retention and records
 /// the run; reports back with [`Event::BatchDone`].
-fn spawn_batch(config: Arc<Config>, names: Vec<String>, lock_wait: Duration, tx: Sender<Event>) {
+fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
     std::thread::spawn(move || {
         let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
-        match StoreLock::acquire(&config.store.path, lock_wait) {
-            Ok(_lock) => {
-                let started = Instant::now();
-                let report = backup::backup(&config, &nodes, Options::default());
-                super::after_run::record(&config, &report, started.elapsed());
-                for o in &report.outcomes {
-                    if o.ok {
-                        tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
-                            unchanged = o.unchanged, "backup done");
-                    } else {
-                        tracing::error!(node = %o.node, keystore = %o.keystore,
-                            error = o.error.as_deref().unwrap_or(""), "backup failed");
-                    }
-                }
-                for node in &nodes {
-                    if let Err(e) = super::prune::prune(&config, Some(&node.name), false) {
-                        tracing::error!(node = %node.name, "retention failed: {e:#}");
-                    }
-                }
+        // Store changes take the store lock themselves, briefly: SSH work never holds it.
+        let started = Instant::now();
+        let report = backup::backup(&config, &nodes, Options::default());
+        super::after_run::record(&config, &report, started.elapsed());
+        for o in &report.outcomes {
+            if o.ok {
+                tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
+                    unchanged = o.unchanged, "backup done");
+            } else {
+                tracing::error!(node = %o.node, keystore = %o.keystore,
+                    error = o.error.as_deref().unwrap_or(""), "backup failed");
             }
-            Err(e) => tracing::error!(nodes = ?names, "run skipped: {e}"),
+        }
+        for node in &nodes {
+            if let Err(e) = super::prune::prune(&config, Some(&node.name), false) {
+                tracing::error!(node = %node.name, "retention failed: {e:#}");
+            }
         }
         let _ = tx.send(Event::BatchDone(names));
     });

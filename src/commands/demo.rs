@@ -93,7 +93,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
             force: false,
             json: false,
         },
-        std::time::Duration::from_secs(60),
     )?;
     println!("\n== coldkeep list");
     list::run(

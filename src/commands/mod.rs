@@ -27,10 +27,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         return demo::run(args);
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
-    let config = Config::load(&path)?;
+    let mut config = Config::load(&path)?;
+    config.store.lock_wait = cli.lock_wait;
     match &cli.command {
-        Command::Backup(args) => backup::run(&config, args, cli.lock_wait),
-        Command::Prune(args) => prune::run(&config, args, cli.lock_wait),
+        Command::Backup(args) => backup::run(&config, args),
+        Command::Prune(args) => prune::run(&config, args),
         Command::Status(args) => status::run(&config, args),
         Command::Daemon(args) => daemon::run(config, &path, args, cli.lock_wait),
         Command::List(args) => list::run(&config, args),
@@ -60,6 +61,11 @@ pub fn select_nodes<'c>(
                 .is_none_or(|s| fleet::shard_of(&n.name, s.count) == s.index)
         })
         .collect();
+    if picked.is_empty() && select.shard.is_some() && select.nodes.is_empty() && select.labels.is_empty() {
+        // A fleet smaller than the shard count leaves some shards empty: nothing to do.
+        tracing::info!("this shard holds no node");
+        return Ok(picked);
+    }
     if picked.is_empty() {
         return Err(UsageError(format!(
             "no node matches the selection (labels: {}; shard: {})",

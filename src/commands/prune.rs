@@ -4,14 +4,12 @@ use super::report::{Table, print_json};
 use crate::bundle::Purpose;
 use crate::cli::PruneArgs;
 use crate::config::{Config, Retention};
-use crate::digest::sha256_hex;
 use crate::error::Exit;
 use crate::store::retention::{self, Candidate};
-use crate::store::{Artifact, Store, StoreLock};
+use crate::store::{Artifact, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// One artifact's fate.
 #[derive(Debug, Serialize)]
@@ -28,15 +26,10 @@ pub struct Pruned {
 }
 
 /// Runs `coldkeep prune`.
-pub fn run(config: &Config, args: &PruneArgs, lock_wait: Duration) -> anyhow::Result<Exit> {
+pub fn run(config: &Config, args: &PruneArgs) -> anyhow::Result<Exit> {
     if let Some(node) = &args.node {
         super::check_node_names(config, std::slice::from_ref(node))?;
     }
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(StoreLock::acquire(&config.store.path, lock_wait)?)
-    };
     let results = prune(config, args.node.as_deref(), args.dry_run)?;
     if args.json {
         print_json(&results)?;
@@ -51,7 +44,7 @@ pub fn run(config: &Config, args: &PruneArgs, lock_wait: Duration) -> anyhow::Re
 }
 
 /// Plans (and unless `dry_run`, applies) retention for every keystore in the store. Keystores no
-/// longer in the config are kept whole. Hold the store lock when not a dry run.
+/// longer in the config are kept whole. Each removal takes the store lock.
 pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Result<Vec<Pruned>> {
     let store = Store::new(&config.store);
     let listing = store.list(node)?;
@@ -105,12 +98,8 @@ fn candidates(store: &Store, artifacts: &[&Artifact], policy: &Retention) -> Vec
             let intact = if found_intact || pre_restore {
                 false
             } else {
-                let ok = a.copies.iter().all(|c| {
-                    c.present
-                        && store
-                            .read(c)
-                            .is_ok_and(|(ct, sc)| sha256_hex(&ct) == sc.ciphertext_sha256)
-                });
+                // One good copy is enough to restore from (a replica may be offline).
+                let ok = a.copies.iter().any(|c| store.copy_intact(a, c));
                 found_intact = ok;
                 ok
             };

@@ -52,12 +52,20 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
-    let listing = Store::new(&config.store).list(None)?;
+    let mut listing = Store::new(&config.store).list(None)?;
+    if let Some(master) = Store::master_keys(&config.store) {
+        listing
+            .artifacts
+            .extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
+                a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
+                a
+            }));
+    }
     let mut out = Vec::new();
-    for node in &config.nodes {
-        for ks in &node.keystores {
-            let st = state.get(&node.name, &ks.name).cloned().unwrap_or_default();
-            let newest = super::artifact::latest(&listing.artifacts, &node.name, &ks.name);
+    for (node, keystore) in super::after_run::keystore_names(config) {
+        {
+            let st = state.get(&node, &keystore).cloned().unwrap_or_default();
+            let newest = super::artifact::latest(&listing.artifacts, &node, &keystore);
             // An unchanged keystore is current as of the last time a backup saw it.
             let fresh_at = newest.map(|a| {
                 a.sidecar
@@ -87,8 +95,8 @@ pub fn status(
                 ));
             }
             out.push(KeystoreStatus {
-                node: node.name.clone(),
-                keystore: ks.name.clone(),
+                node: node.clone(),
+                keystore: keystore.clone(),
                 last_success: st.last_success,
                 last_failure: st.last_failure,
                 last_error: st.last_error.clone(),

@@ -148,6 +148,8 @@ pub struct StoreConfig {
     pub replicas: Vec<PathBuf>,
     /// Where Acra master-key artifacts go: apart from the keystore backups.
     pub master_key_store: Option<PathBuf>,
+    /// How long a write waits for another writer's lock (`--lock-wait`).
+    pub lock_wait: Duration,
 }
 
 /// `encryption:`: who can decrypt artifacts.

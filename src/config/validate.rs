@@ -200,10 +200,18 @@ impl Validator<'_> {
             keep_yearly: v.keep_yearly,
             keep_pre_restore: v.keep_pre_restore,
         };
-        if retention.keep_last == Some(0) {
+        let rules = [
+            ("keep_last", v.keep_last),
+            ("keep_hourly", v.keep_hourly),
+            ("keep_daily", v.keep_daily),
+            ("keep_weekly", v.keep_weekly),
+            ("keep_monthly", v.keep_monthly),
+            ("keep_yearly", v.keep_yearly),
+        ];
+        if let Some((name, _)) = rules.iter().find(|(_, n)| *n == Some(0)) {
             return Err(self.err(
                 &r.referenced,
-                "`keep_last: 0` would keep nothing; leave it out, or keep at least 1",
+                format!("`{name}: 0` keeps nothing by that rule; leave it out, or keep at least 1"),
             ));
         }
         Ok(retention)
@@ -279,6 +287,7 @@ impl Validator<'_> {
             path,
             replicas,
             master_key_store,
+            lock_wait: Duration::from_secs(60),
         })
     }
 

@@ -2,7 +2,9 @@
 
 pub mod acra;
 mod asn1;
+pub mod bitbox02;
 pub mod nodectl;
+pub mod onlykey;
 pub mod p12;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,10 @@ pub enum Identity {
     Acra(acra::AcraIdentity),
     /// An Acra master key, stored apart from its keystore.
     AcraMasterKey(acra::MasterKeyIdentity),
+    #[serde(rename = "onlykey")]
+    OnlyKey(onlykey::OnlyKeyIdentity),
+    #[serde(rename = "bitbox02")]
+    BitBox02(bitbox02::BitBox02Identity),
 }
 
 impl Identity {
@@ -24,6 +30,8 @@ impl Identity {
             Identity::P12(p) => p.short(),
             Identity::Acra(a) => a.short(),
             Identity::AcraMasterKey(m) => format!("acra v{} master key {}", m.version, m.key_id),
+            Identity::OnlyKey(o) => o.short(),
+            Identity::BitBox02(b) => b.short(),
         }
     }
 }

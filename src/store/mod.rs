@@ -28,11 +28,13 @@ pub enum StoreError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// The primary store and its replicas.
+/// The primary store and its replicas. Every change takes the store's writer lock (on the
+/// primary) for its duration, waiting up to `lock_wait` for another writer.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub primary: PathBuf,
     pub replicas: Vec<PathBuf>,
+    pub lock_wait: std::time::Duration,
 }
 
 /// One stored copy (primary or replica) of an artifact.
@@ -78,6 +80,7 @@ impl Store {
         Store {
             primary: cfg.path.clone(),
             replicas: cfg.replicas.clone(),
+            lock_wait: cfg.lock_wait,
         }
     }
 
@@ -86,7 +89,22 @@ impl Store {
         cfg.master_key_store.as_ref().map(|path| Store {
             primary: path.clone(),
             replicas: Vec::new(),
+            lock_wait: cfg.lock_wait,
         })
+    }
+
+    /// Takes the writer lock for one change.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        StoreLock::acquire(&self.primary, self.lock_wait)
+    }
+
+    /// Whether a copy is there and its ciphertext matches its sidecar (and the listed sidecar).
+    pub fn copy_intact(&self, artifact: &Artifact, copy: &Copy) -> bool {
+        copy.present
+            && self.read(copy).is_ok_and(|(ciphertext, sidecar)| {
+                crate::digest::sha256_hex(&ciphertext) == sidecar.ciphertext_sha256
+                    && sidecar.same_artifact(&artifact.sidecar)
+            })
     }
 
     /// Primary first, then replicas.
@@ -107,6 +125,7 @@ impl Store {
                 });
             }
         }
+        let _lock = self.lock()?;
         let short = sidecar.ciphertext_sha256.get(..8).unwrap_or("00000000");
         let id = format!("{}-{short}", m.created_at.format("%Y%m%dT%H%M%SZ"));
         let mut json = serde_json::to_vec_pretty(sidecar).map_err(|e| StoreError::Invalid {
@@ -240,6 +259,7 @@ impl Store {
         artifact: &Artifact,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         let mut first_error = None;
         for copy in artifact.copies.iter().filter(|c| c.present) {
             let result = (|| {
@@ -263,6 +283,7 @@ impl Store {
     /// Deletes an artifact from every root: the sidecar first (so it is no longer listed), then
     /// the ciphertext.
     pub fn remove(&self, artifact: &Artifact) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         let mut first_error = None;
         for copy in &artifact.copies {
             for path in [&copy.sidecar_path, &copy.age_path] {

@@ -27,6 +27,7 @@ fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
 
 fn store(dir: &Path) -> Store {
     Store {
+        lock_wait: std::time::Duration::from_secs(5),
         primary: dir.join("primary"),
         replicas: vec![dir.join("replica")],
     }
@@ -98,6 +99,7 @@ fn write_error_names_the_path() {
     let blocker = dir.path().join("file");
     fs::write(&blocker, b"").unwrap();
     let s = Store {
+        lock_wait: std::time::Duration::from_secs(5),
         primary: blocker.join("store"),
         replicas: vec![],
     };

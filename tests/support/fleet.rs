@@ -133,7 +133,13 @@ impl Fleet {
 
     /// Runs the coldkeep binary with this fleet's config, a private HOME and TMPDIR, no agent.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    /// Like [`Fleet::run`], with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_coldkeep"))
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&self.config)
             .args(args)
