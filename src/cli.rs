@@ -104,6 +104,15 @@ pub enum Command {
     Status(StatusArgs),
     /// Run scheduled backups and retention until SIGTERM/SIGINT
     Daemon(DaemonArgs),
+    /// USB hardware keys: which known devices are attached
+    #[command(subcommand)]
+    Hid(HidCommand),
+    /// OnlyKey: store its typed backup, restore it to a device
+    #[command(subcommand)]
+    Onlykey(OnlyKeyCommand),
+    /// BitBox02: store and check the backups on its microSD card
+    #[command(subcommand)]
+    Bitbox02(BitBox02Command),
     /// Config file commands
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -208,6 +217,97 @@ pub struct VerifyArgs {
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HidCommand {
+    /// The known hardware keys present (model, path, serial, interface)
+    List {
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OnlyKeyCommand {
+    /// Store a saved or piped backup text (what the OnlyKey types when button 1 is held)
+    #[command(after_help = "\
+The text is checked (armor, base64 lines, the chained SHA-256 check line) before anything is
+stored, encrypted, under <store>/hardware/NAME/. It is read into memory only: pipe it
+(`coldkeep onlykey import - --name ok1 < /dev/stdin`) rather than saving it in a file if you can,
+and delete any file you saved it in.")]
+    Import {
+        /// The backup text file, or `-` for standard input
+        #[arg(value_name = "FILE|-", default_value = "-")]
+        file: String,
+        /// Name of this hardware key in the store
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// Capture the backup as the OnlyKey types it into this terminal (echo off)
+    Capture {
+        /// Name of this hardware key in the store
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// Restore a stored backup to an OnlyKey over USB (OKRESTORE)
+    #[command(after_help = "\
+Before restoring: set the same backup passphrase (or backup key) on the device that the backup
+was made with, unlock it, and put it in config mode (hold button 6 for 5 seconds, re-enter the
+PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
+reports, 100 ms apart; the device answers when it has loaded it.")]
+    Restore {
+        /// Artifact id (or a unique prefix), or `latest` with --name
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        backup: String,
+        /// The hardware key's name in the store (needed with `latest`)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// age identity file or SSH private key that decrypts the artifact
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: PathBuf,
+        /// The hidraw device to use [default: the OnlyKey found]
+        #[arg(long, value_name = "PATH")]
+        device: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BitBox02Command {
+    /// Store a backup folder from the card (named by the backup id, three copies inside)
+    Import {
+        /// The backup folder on the mounted card
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Name of this hardware key in the store
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// The backups on a mounted card: id, name, time, copies intact
+    ListCard {
+        /// The card's mount point
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Is the card's backup the same wallet as the one in cold storage, with intact copies?
+    CheckCard {
+        /// The card's mount point
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The hardware key's name in the store
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// age identity file or SSH private key that decrypts the stored backup
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

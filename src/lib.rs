@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod hid;
 pub mod material;
 pub mod remote;
 pub mod sandbox;

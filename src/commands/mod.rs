@@ -3,13 +3,16 @@
 mod after_run;
 pub mod artifact;
 pub mod backup;
+pub mod bitbox02;
 pub mod check;
 pub mod config_check;
 pub mod daemon;
 pub mod demo;
 pub mod fleet;
+pub mod hardware;
 pub mod keystore;
 pub mod list;
+pub mod onlykey;
 pub mod prune;
 pub mod report;
 pub mod restore;
@@ -23,8 +26,10 @@ use crate::error::{Exit, UsageError};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    if let Command::Demo(args) = &cli.command {
-        return demo::run(args);
+    match &cli.command {
+        Command::Demo(args) => return demo::run(args),
+        Command::Hid(crate::cli::HidCommand::List { json }) => return hardware::list(*json),
+        _ => {}
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
     let mut config = Config::load(&path)?;
@@ -39,7 +44,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Onlykey(cmd) => onlykey::run(&config, cmd),
+        Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
+        Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),
     }
 }
 
@@ -49,6 +56,9 @@ pub fn select_nodes<'c>(
     config: &'c Config,
     select: &NodeSelector,
 ) -> Result<Vec<&'c NodeConfig>, UsageError> {
+    if config.nodes.is_empty() {
+        return Err(UsageError(format!("{} lists no nodes", config.source.display())));
+    }
     check_node_names(config, &select.nodes)?;
     let picked: Vec<&NodeConfig> = config
         .nodes

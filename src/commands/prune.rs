@@ -54,11 +54,16 @@ pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Resu
     }
     let mut results = Vec::new();
     for ((node, keystore), mut artifacts) in groups {
-        let policy = config
-            .node(node)
-            .and_then(|n| n.keystores.iter().find(|k| k.name == keystore))
-            .map(|k| k.retention.clone())
-            .unwrap_or_default();
+        // Hardware keys follow the top-level policy; keystores their own (or the top-level one).
+        let policy = if node == crate::config::HARDWARE_NODE {
+            config.retention.clone()
+        } else {
+            config
+                .node(node)
+                .and_then(|n| n.keystores.iter().find(|k| k.name == keystore))
+                .map(|k| k.retention.clone())
+                .unwrap_or_default()
+        };
         artifacts.sort_by(|x, y| {
             (y.sidecar.manifest.created_at, &y.id).cmp(&(x.sidecar.manifest.created_at, &x.id))
         });

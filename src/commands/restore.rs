@@ -18,7 +18,7 @@ use crate::remote::{RemoteError, Session};
 use crate::store::Store;
 use anyhow::{Context, bail};
 use serde::Serialize;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
 /// Mode of a restored P12 when there is no existing file to take it from (nodectl's).
 pub const DEFAULT_MODE: u32 = 0o400;
@@ -270,13 +270,9 @@ fn confirm(yes: bool, node: &str, path: &str) -> anyhow::Result<()> {
              (no terminal to ask on). Nothing was changed."
         );
     }
-    eprint!(
-        "{path} on {node} holds a different file. It will be saved to the store first. Replace it? [y/N] "
-    );
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    if super::report::ask_yes(&format!(
+        "{path} on {node} holds a different file. It will be saved to the store first. Replace it?"
+    ))? {
         Ok(())
     } else {
         bail!("not confirmed; nothing was changed")

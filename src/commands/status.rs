@@ -62,7 +62,15 @@ pub fn status(
             }));
     }
     let mut out = Vec::new();
-    for (node, keystore) in super::after_run::keystore_names(config) {
+    // Configured keystores (and master keys), then every hardware key in the store.
+    let mut names = super::after_run::keystore_names(config);
+    for a in &listing.artifacts {
+        let key = (a.node.clone(), a.keystore.clone());
+        if a.node == crate::config::HARDWARE_NODE && !names.contains(&key) {
+            names.push(key);
+        }
+    }
+    for (node, keystore) in names {
         {
             let st = state.get(&node, &keystore).cloned().unwrap_or_default();
             let newest = super::artifact::latest(&listing.artifacts, &node, &keystore);

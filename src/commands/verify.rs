@@ -201,6 +201,29 @@ fn check_contents(config: &Config, a: &Artifact, ciphertext: &[u8], ids: &Identi
             problems.extend(check_acra_rings(config, a, &opened, ids));
             return problems;
         }
+        super::onlykey::KIND => {
+            let recorded = opened.manifest.identity.clone();
+            let parsed = opened
+                .files
+                .first()
+                .map(|f| crate::material::onlykey::parse(&String::from_utf8_lossy(&f.data)));
+            match parsed {
+                Some(Ok(b)) if Some(Identity::OnlyKey(b.identity())) == recorded => {}
+                Some(Ok(_)) => problems.push("the OnlyKey backup differs from its recorded identity".into()),
+                Some(Err(e)) => problems.push(format!("the OnlyKey backup text does not verify: {e}")),
+                None => problems.push("the artifact holds no file".into()),
+            }
+            return problems;
+        }
+        super::bitbox02::KIND => {
+            let checked = super::bitbox02::check_stored(&opened);
+            match checked.identity {
+                Some(id) if Some(Identity::BitBox02(id.clone())) == opened.manifest.identity => {}
+                Some(_) => problems.push("the BitBox02 backup differs from its recorded identity".into()),
+                None => problems.push(format!("no valid BitBox02 copy: {}", checked.problems.join("; "))),
+            }
+            return problems;
+        }
         _ => {}
     }
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {

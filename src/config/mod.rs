@@ -18,6 +18,9 @@ use std::time::Duration;
 /// Default config locations, in order, when neither `--config` nor `COLDKEEP_CONFIG` is given.
 pub const DEFAULT_PATHS: &[&str] = &["./coldkeep.yaml", "/etc/coldkeep/coldkeep.yaml"];
 
+/// The store directory of hardware-key artifacts (`<store>/hardware/<name>/`): not a node name.
+pub const HARDWARE_NODE: &str = "hardware";
+
 /// Default cap on the size of one fetched P12 file.
 pub const DEFAULT_P12_MAX_SIZE: u64 = 1024 * 1024;
 
@@ -96,6 +99,8 @@ pub struct Config {
     /// Prometheus textfile written after each run.
     pub metrics_file: Option<PathBuf>,
     pub hooks: Hooks,
+    /// The top-level `retention:` (hardware keys follow it; keystores may override it).
+    pub retention: Retention,
     pub nodes: Vec<NodeConfig>,
 }
 

@@ -26,7 +26,9 @@ pub(super) struct RawConfig {
     pub retry_wait: Option<S<RawDuration>>,
     pub metrics_file: Option<S<String>>,
     pub hooks: Option<S<RawHooks>>,
-    pub nodes: S<Vec<RawNode>>,
+    /// May be empty or absent (a store for hardware keys only).
+    #[serde(default)]
+    pub nodes: Option<Vec<RawNode>>,
 }
 
 /// `retention:` (top level, or per keystore).

@@ -155,11 +155,14 @@ impl Validator<'_> {
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut nodes = Vec::new();
-        if raw.nodes.value.is_empty() {
-            return Err(self.err(&raw.nodes.referenced, "`nodes` is empty: list at least one node"));
-        }
-        for node in raw.nodes.value {
+        for node in raw.nodes.unwrap_or_default() {
             self.name(&node.name, "node")?;
+            if node.name.value == super::HARDWARE_NODE {
+                return Err(self.err(
+                    &node.name.referenced,
+                    "`hardware` is reserved (the store keeps hardware-key backups under it); rename the node",
+                ));
+            }
             if let Some(first) = seen.insert(node.name.value.clone(), node.name.referenced.line() as usize) {
                 return Err(self.err(
                     &node.name.referenced,
@@ -181,6 +184,7 @@ impl Validator<'_> {
             retry_wait,
             metrics_file,
             hooks,
+            retention: shared.retention.clone(),
             nodes,
         })
     }

@@ -136,11 +136,10 @@ impl Fleet {
         self.run_with_env(args, &[])
     }
 
-    /// Like [`Fleet::run`], with extra environment variables.
-    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_coldkeep"))
-            .envs(env.iter().copied())
-            .arg("--config")
+    /// The coldkeep binary with this fleet's config, a private HOME and TMPDIR, no agent.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_coldkeep"));
+        c.arg("--config")
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.join("cwd"))
@@ -148,9 +147,27 @@ impl Fleet {
             .env("TMPDIR", self.dir.join("tmp"))
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("COLDKEEP_CONFIG")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// Like [`Fleet::run`], with `input` on standard input.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Like [`Fleet::run`], with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args).envs(env.iter().copied()).output().unwrap()
     }
 
     pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
@@ -166,11 +183,17 @@ impl Fleet {
     /// sandbox's client side; not the nodes' trees nor `secrets/`) for any 32-byte window of each
     /// secret.
     pub fn assert_not_on_local_disk(&self, secrets: &[&[u8]]) {
+        self.assert_not_on_local_disk_except(secrets, &[]);
+    }
+
+    /// Like [`Fleet::assert_not_on_local_disk`], also skipping `except` (where the secret came from).
+    pub fn assert_not_on_local_disk_except(&self, secrets: &[&[u8]], except: &[&Path]) {
         let skip: Vec<PathBuf> = self
             .nodes
             .iter()
             .map(|n| n.root.clone())
             .chain([self.dir.join("secrets")])
+            .chain(except.iter().map(|p| p.to_path_buf()))
             .collect();
         let windows: Vec<&[u8]> = secrets
             .iter()

@@ -1,0 +1,61 @@
+//! BitBox02: device matching. Its backups live on its own microSD card; coldkeep reads a card
+//! directly (`bitbox02 import / list-card / check-card`, see `material::bitbox02`). Device-level
+//! calls (list/check/create over Noise-encrypted HWW framing) would add a `Transport` user here.
+
+use super::{Capabilities, DeviceInfo, HardwareKey};
+
+/// BitBox02 USB ids.
+pub const VENDOR_ID: u16 = 0x03eb;
+pub const PRODUCT_ID: u16 = 0x2403;
+/// The HWW (hardware wallet) interface.
+pub const USAGE_PAGE_HWW: u16 = 0xffff;
+
+/// The BitBox02 model.
+pub struct BitBox02;
+
+impl HardwareKey for BitBox02 {
+    fn model(&self) -> &'static str {
+        "BitBox02"
+    }
+
+    fn ids(&self) -> &'static [(u16, u16)] {
+        &[(VENDOR_ID, PRODUCT_ID)]
+    }
+
+    fn matches(&self, d: &DeviceInfo) -> bool {
+        (d.vendor_id, d.product_id) == (VENDOR_ID, PRODUCT_ID)
+            && (d.usage_page == USAGE_PAGE_HWW || d.interface == 0)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backup: "microSD card backups (bitbox02 import / list-card / check-card)",
+            restore: "on the device, from its microSD card (BitBox app)",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_hww_interface_only() {
+        let d = |interface, usage_page| DeviceInfo {
+            vendor_id: VENDOR_ID,
+            product_id: PRODUCT_ID,
+            interface,
+            usage_page,
+            usage: 1,
+            path: "/dev/hidraw3".into(),
+            serial: None,
+            product: Some("BitBox02".into()),
+        };
+        assert!(BitBox02.matches(&d(0, 0xffff)));
+        assert!(!BitBox02.matches(&d(1, 0xf1d0)), "the U2F interface is not ours");
+        assert_eq!(
+            BitBox02.select(&[d(1, 0xf1d0), d(0, 0xffff)]).unwrap().interface,
+            0
+        );
+    }
+}

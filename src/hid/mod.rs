@@ -1,0 +1,165 @@
+//! Hardware keys over USB HID: a second source and sink beside `remote/`.
+//!
+//! [`Transport`] moves 64-byte reports (hidapi in production, [`fake::ScriptedTransport`] in
+//! tests). [`HardwareKey`] describes one device model: how to recognise it and what coldkeep can
+//! back up and restore with it. Every model is one file here, registered in [`DEVICES`].
+
+pub mod bitbox02;
+pub mod fake;
+#[cfg(all(feature = "hid", target_os = "linux"))]
+mod hidapi_transport;
+pub mod onlykey;
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Size of every HID report these devices use, both ways.
+pub const REPORT_SIZE: usize = 64;
+/// One report.
+pub type Report = [u8; REPORT_SIZE];
+
+/// Why talking to a device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HidError {
+    #[error("USB HID support is not built in (cargo feature `hid`)")]
+    NotBuilt,
+    #[error("cannot enumerate USB HID devices: {0}")]
+    Enumerate(String),
+    #[error(
+        "no permission to open {path}: install the udev rules from the README (then unplug and \
+         replug the device), or run as a user in the right group"
+    )]
+    Permission { path: String },
+    #[error("cannot open {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("device I/O failed: {0}")]
+    Io(String),
+}
+
+/// A 64-byte report device.
+pub trait Transport {
+    /// Sends one report (the report id, if the backend needs one, is added by the backend).
+    fn write(&mut self, report: &Report) -> Result<(), HidError>;
+    /// Reads one report, waiting up to `timeout`; `None` when nothing came.
+    fn read(&mut self, timeout: Duration) -> Result<Option<Report>, HidError>;
+}
+
+/// One HID interface of an attached device, as enumeration reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    pub vendor_id: u16,
+    pub product_id: u16,
+    pub interface: i32,
+    pub usage_page: u16,
+    pub usage: u16,
+    /// The hidraw path to open.
+    pub path: String,
+    pub serial: Option<String>,
+    pub product: Option<String>,
+}
+
+/// What coldkeep can do with a device model.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Capabilities {
+    pub backup: &'static str,
+    pub restore: &'static str,
+}
+
+/// A device model coldkeep knows.
+pub trait HardwareKey: Sync {
+    /// `OnlyKey`, `BitBox02`.
+    fn model(&self) -> &'static str;
+    /// The model's USB vendor/product ids.
+    fn ids(&self) -> &'static [(u16, u16)];
+    /// Whether this interface belongs to this model (VID/PID) and is the one coldkeep talks to.
+    fn matches(&self, device: &DeviceInfo) -> bool;
+    /// What coldkeep can back up and restore.
+    fn capabilities(&self) -> Capabilities;
+    /// Picks the interface to use among all interfaces of this model that are present.
+    fn select<'a>(&self, interfaces: &'a [DeviceInfo]) -> Option<&'a DeviceInfo> {
+        interfaces.iter().find(|d| self.matches(d))
+    }
+}
+
+/// Every supported model. Adding a device is one file and one line here.
+pub static DEVICES: &[&dyn HardwareKey] = &[&onlykey::OnlyKey, &bitbox02::BitBox02];
+
+/// A known device found on the bus.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub model: &'static str,
+    pub device: DeviceInfo,
+    pub capabilities: Capabilities,
+    /// Whether this user may open it (udev rules).
+    pub accessible: bool,
+}
+
+/// Every HID interface on the system.
+pub fn enumerate() -> Result<Vec<DeviceInfo>, HidError> {
+    #[cfg(all(feature = "hid", target_os = "linux"))]
+    {
+        hidapi_transport::enumerate()
+    }
+    #[cfg(not(all(feature = "hid", target_os = "linux")))]
+    {
+        Err(HidError::NotBuilt)
+    }
+}
+
+/// The known devices among `all`: for each model, the interface it selects.
+pub fn known(all: &[DeviceInfo]) -> Vec<Found> {
+    let mut found = Vec::new();
+    for model in DEVICES {
+        let mine: Vec<DeviceInfo> = all
+            .iter()
+            .filter(|d| model.ids().contains(&(d.vendor_id, d.product_id)))
+            .cloned()
+            .collect();
+        // One entry per physical device (by serial, else by path prefix).
+        let mut seen: Vec<Option<String>> = Vec::new();
+        for d in &mine {
+            let key = d.serial.clone();
+            if key.is_some() && seen.contains(&key) {
+                continue;
+            }
+            let same: Vec<DeviceInfo> = mine.iter().filter(|x| x.serial == d.serial).cloned().collect();
+            if let Some(chosen) = model.select(&same) {
+                found.push(Found {
+                    model: model.model(),
+                    device: chosen.clone(),
+                    capabilities: model.capabilities(),
+                    accessible: can_open(&chosen.path),
+                });
+            }
+            seen.push(key);
+        }
+    }
+    found
+}
+
+fn can_open(path: &str) -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .is_ok()
+}
+
+/// Opens a device for report I/O.
+pub fn open(path: &str) -> Result<Box<dyn Transport>, HidError> {
+    #[cfg(all(feature = "hid", target_os = "linux"))]
+    {
+        hidapi_transport::open(path)
+    }
+    #[cfg(not(all(feature = "hid", target_os = "linux")))]
+    {
+        let _ = path;
+        Err(HidError::NotBuilt)
+    }
+}
+
+/// The ASCII text of a reply report (NULs and trailing garbage stripped).
+pub fn report_text(report: &Report) -> String {
+    let end = report.iter().position(|&b| b == 0).unwrap_or(REPORT_SIZE);
+    String::from_utf8_lossy(&report[..end]).trim().to_string()
+}
