@@ -67,7 +67,7 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         listing.problems.extend(keys.problems);
     }
     let (warnings, problems): (Vec<&Problem>, Vec<&Problem>) =
-        listing.problems.iter().partition(|p| is_leftover_temp(p));
+        listing.problems.iter().partition(|p| p.interrupted);
     let describe = |p: &&Problem| format!("{}: {}", p.path.display(), p.message);
     let out = VerifyOutput {
         artifacts: checks,
@@ -81,14 +81,6 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         print_checks(&out, identities.is_some());
     }
     Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
-}
-
-/// A temp file left by an interrupted write: harmless, never listed as an artifact.
-fn is_leftover_temp(p: &Problem) -> bool {
-    p.path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
 }
 
 /// Checks every copy of one artifact, and its contents when identities are given.

@@ -65,6 +65,9 @@ pub struct Artifact {
 pub struct Problem {
     pub path: PathBuf,
     pub message: String,
+    /// Left by an interrupted write (a temp file, a ciphertext whose sidecar never came): harmless,
+    /// never listed as an artifact, safe to delete.
+    pub interrupted: bool,
 }
 
 /// Result of [`Store::list`]: artifacts oldest first per keystore, plus problems found.
@@ -183,6 +186,7 @@ impl Store {
                                 path,
                                 message: "leftover temp file from an interrupted write (safe to delete)"
                                     .into(),
+                                interrupted: true,
                             });
                             continue;
                         }
@@ -198,25 +202,31 @@ impl Store {
                                             "sidecar names {}/{}, but it is stored under {n}/{ks}",
                                             s.manifest.node, s.manifest.keystore
                                         ),
+                                        interrupted: false,
                                     })
                                 }
                                 Ok(s) => slot[i] = Some(s),
                                 Err(e) => problems.push(Problem {
                                     path,
                                     message: format!("unreadable sidecar: {e}"),
+                                    interrupted: false,
                                 }),
                             }
                         } else if let Some(id) = name.strip_suffix(".age") {
                             if !dir.join(format!("{id}.json")).exists() {
                                 problems.push(Problem {
                                     path,
-                                    message: "ciphertext without a sidecar (an interrupted write?)".into(),
+                                    message:
+                                        "ciphertext without a sidecar (an interrupted write; safe to delete)"
+                                            .into(),
+                                    interrupted: true,
                                 });
                             }
                         } else {
                             problems.push(Problem {
                                 path,
                                 message: "unexpected file in the store".into(),
+                                interrupted: false,
                             });
                         }
                     }
