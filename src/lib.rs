@@ -9,6 +9,8 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hid;
 pub mod material;
 pub mod remote;

@@ -1,0 +1,57 @@
+//! Entry points for fuzzing: each feeds arbitrary bytes to one parser that reads untrusted input.
+//! Used by the cargo-fuzz targets in `fuzz/` (nightly, by hand) and by the stable mutation run in
+//! `tests/fuzz.rs` (CI). A parser may reject anything; it must never panic or hang.
+
+use std::path::Path;
+
+/// The YAML config parser and validator.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::config::Config::parse(text, Path::new("/fuzz/coldkeep.yaml"));
+    }
+}
+
+/// Sidecars (and so manifests) as the store reads them.
+pub fn sidecar(data: &[u8]) {
+    if let Ok(s) = serde_json::from_slice::<crate::bundle::Sidecar>(data) {
+        let _ = serde_json::to_vec(&s);
+        let _ = s.manifest.identity.as_ref().map(|i| i.short());
+    }
+}
+
+/// OnlyKey backup texts.
+pub fn onlykey(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(b) = crate::material::onlykey::parse(text)
+    {
+        let _ = b.identity();
+    }
+}
+
+/// BitBox02 backup files, alone and as a folder of copies.
+pub fn bitbox02(data: &[u8]) {
+    if let Ok(b) = crate::material::bitbox02::parse(data) {
+        let _ = b.id();
+    }
+    let half = data.len() / 2;
+    let files = [("a".to_string(), &data[..half]), ("b".to_string(), &data[half..])];
+    let _ = crate::material::bitbox02::check_folder("00", &files);
+}
+
+/// nodectl's cn-config.yaml.
+pub fn nodectl(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::material::nodectl::p12_locations(text);
+    }
+}
+
+/// The tar inside a decrypted bundle (what restore reads).
+pub fn bundle_tar(data: &[u8]) {
+    let _ = crate::bundle::read_tar(data);
+}
+
+/// PKCS#12 and Acra key ring structure checks (DER/BER walkers).
+pub fn der(data: &[u8]) {
+    let _ = crate::material::p12::inspect(data, None);
+    let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
+}

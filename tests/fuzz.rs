@@ -1,0 +1,199 @@
+//! Stable-Rust fuzzing of every parser that reads untrusted input (the same entry points as the
+//! cargo-fuzz targets in `fuzz/`): seeds from real inputs, mutated by flips, inserts, deletions,
+//! truncations, duplications and splices, with a fixed RNG seed so a run is reproducible.
+//! `COLDKEEP_FUZZ_ITERS` (per target, default 3000) runs longer by hand; inputs that once crashed
+//! are kept in tests/fuzz_regressions/<target>/ and replayed first.
+
+mod support;
+
+use coldkeep::fuzzing;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+
+fn iterations() -> usize {
+    std::env::var("COLDKEEP_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
+fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
+    for _ in 0..rng.gen_range(1..8) {
+        let len = input.len();
+        match rng.gen_range(0..7) {
+            0 if len > 0 => {
+                let i = rng.gen_range(0..len);
+                input[i] ^= 1 << rng.gen_range(0..8);
+            }
+            1 if len > 0 => {
+                let i = rng.gen_range(0..len);
+                input[i] = [0, 0xff, 0x7f, 0x80, b'\n', b'-', b'=', b':', b'{', b'"'][rng.gen_range(0..10)];
+            }
+            2 => {
+                let i = rng.gen_range(0..=len);
+                let n = rng.gen_range(1..16);
+                let bytes: Vec<u8> = (0..n).map(|_| rng.r#gen()).collect();
+                input.splice(i..i, bytes);
+            }
+            3 if len > 0 => {
+                let a = rng.gen_range(0..len);
+                let b = rng.gen_range(a..=len.min(a + 64));
+                input.drain(a..b);
+            }
+            4 if len > 0 => input.truncate(rng.gen_range(0..len)),
+            5 if len > 0 => {
+                let a = rng.gen_range(0..len);
+                let b = rng.gen_range(a..=len.min(a + 128));
+                let chunk = input[a..b].to_vec();
+                let at = rng.gen_range(0..=len);
+                input.splice(at..at, chunk);
+            }
+            _ => {
+                let other = &seeds[rng.gen_range(0..seeds.len())];
+                if !other.is_empty() {
+                    let cut = rng.gen_range(0..other.len());
+                    let at = rng.gen_range(0..=len);
+                    input.truncate(at);
+                    input.extend_from_slice(&other[cut..]);
+                }
+            }
+        }
+    }
+}
+
+/// Replays saved regressions, then mutates the seeds `iterations()` times through `target`.
+fn fuzz(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions")
+        .join(name);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            target(&std::fs::read(e.path()).unwrap());
+        }
+    }
+    for s in &seeds {
+        target(s);
+    }
+    let mut rng = StdRng::seed_from_u64(0x00c0_1d_4ee9 ^ name.len() as u64);
+    let mut input = Vec::new();
+    for i in 0..iterations() {
+        if i % 16 == 0 || input.len() > 1 << 20 {
+            input = seeds[rng.gen_range(0..seeds.len())].clone();
+        }
+        mutate(&mut rng, &seeds, &mut input);
+        let result = std::panic::catch_unwind(|| target(&input));
+        if result.is_err() {
+            let path = std::env::temp_dir().join(format!("coldkeep-fuzz-{name}-{i}.bin"));
+            std::fs::write(&path, &input).unwrap();
+            panic!(
+                "{name}: input #{i} panicked; saved to {} (add it to {})",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+#[test]
+fn config_parser() {
+    let seeds = vec![
+        read("config/coldkeep.yaml"),
+        read("examples/tessellation-validators.yaml"),
+        read("examples/acra-fleet.yaml"),
+        read("examples/hardware-keys.yaml"),
+    ];
+    fuzz("config", seeds, fuzzing::config);
+}
+
+#[test]
+fn sidecar_parser() {
+    let sidecar = br#"{"format":1,"node":"v1","keystore":"p12","kind":"p12","purpose":"backup",
+"created_at":"2026-11-20T03:00:00Z","coldkeep_version":"0.1.0","host":"10.0.0.1:22","host_key":"SHA256:x",
+"files":[{"path":"v1.p12","remote_path":"/k/v1.p12","size":3,"mode":256,"sha256":"ab"}],
+"identity":{"kind":"acra","version":2,"client_ids":["a"],"keys":[{"path":"x","sha256":"y"}]},
+"recipients":["age1x"],"ciphertext_sha256":"cd","ciphertext_size":9,"seen_unchanged_at":"2026-11-21T00:00:00Z"}"#;
+    let onlykey = br#"{"format":1,"node":"hardware","keystore":"ok","kind":"onlykey","created_at":"2026-11-20T03:00:00Z",
+"coldkeep_version":"0.1.0","host":"onlykey","files":[],"identity":{"kind":"onlykey","payload_size":5,"check":"x",
+"key_type":"ecc","key_detail":"d"},"recipients":[],"ciphertext_sha256":"cd","ciphertext_size":9}"#;
+    fuzz(
+        "sidecar",
+        vec![sidecar.to_vec(), onlykey.to_vec()],
+        fuzzing::sidecar,
+    );
+}
+
+#[test]
+fn onlykey_text_parser() {
+    let payload: Vec<u8> = (0..300u32).map(|i| (i * 13) as u8).collect();
+    let seeds = vec![
+        coldkeep::material::onlykey::armor(&payload).into_bytes(),
+        coldkeep::material::onlykey::armor(&payload[..114]).into_bytes(),
+        coldkeep::material::onlykey::armor(&payload[..1]).into_bytes(),
+    ];
+    fuzz("onlykey", seeds, fuzzing::onlykey);
+}
+
+#[test]
+fn bitbox02_backup_parser() {
+    let file = coldkeep::material::bitbox02::encode(
+        "My BitBox",
+        1_601_281_809,
+        &[7u8; 16],
+        1_601_281_809,
+        "v9.13.0",
+    );
+    let mut pair = file.clone();
+    pair.extend_from_slice(&file);
+    fuzz("bitbox02", vec![file, pair], fuzzing::bitbox02);
+}
+
+#[test]
+fn nodectl_config_reader() {
+    let seeds = vec![
+        support::fleet::cn_config("/home/nodeadmin/tessellation/", "n.p12", None).into_bytes(),
+        support::fleet::cn_config("global", "global", Some(("/x/", "y.p12"))).into_bytes(),
+    ];
+    fuzz("nodectl", seeds, fuzzing::nodectl);
+}
+
+#[test]
+fn bundle_tar_reader() {
+    let data = b"key bytes";
+    let manifest = serde_json::json!({
+        "format": 1, "node": "n1", "keystore": "p12", "kind": "p12", "purpose": "backup",
+        "created_at": "2026-11-20T00:00:00Z", "coldkeep_version": "0.1.0", "host": "h:22",
+        "host_key": "", "recipients": [],
+        "files": [{"path": "n1.p12", "remote_path": "/n1.p12", "size": data.len(), "mode": 384,
+                   "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))}],
+    });
+    let json = serde_json::to_vec(&manifest).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in [("manifest.json", json.as_slice()), ("n1.p12", data.as_slice())] {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append(&h, body).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    assert!(
+        coldkeep::bundle::read_tar(&tar).is_ok(),
+        "the seed is a valid bundle"
+    );
+    fuzz("bundle_tar", vec![tar], fuzzing::bundle_tar);
+}
+
+#[test]
+fn der_walkers() {
+    let p12 = std::fs::read(Path::new(support::fleet::FIXTURE).join("key.p12"))
+        .or_else(|_| -> std::io::Result<Vec<u8>> { Ok(support::fleet::legacy_p12("pw")) })
+        .unwrap();
+    let ring = support::acra::key_ring("client/x/storage", &[0u8; 32]);
+    fuzz("der", vec![p12, ring], fuzzing::der);
+}
