@@ -75,7 +75,7 @@ fn fuzz(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8])) {
     for s in &seeds {
         target(s);
     }
-    let mut rng = StdRng::seed_from_u64(0x00c0_1d_4ee9 ^ name.len() as u64);
+    let mut rng = StdRng::seed_from_u64(0x0000_c01d_4ee9 ^ name.len() as u64);
     let mut input = Vec::new();
     for i in 0..iterations() {
         if i % 16 == 0 || input.len() > 1 << 20 {

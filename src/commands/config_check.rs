@@ -11,6 +11,9 @@ struct Summary {
     store: String,
     replicas: Vec<String>,
     recipients: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_key_store: Option<String>,
+    master_key_recipients: Vec<String>,
     jobs: usize,
     nodes: Vec<NodeSummary>,
     /// Secrets named in the config that cannot be read right now (env unset, file missing).
@@ -24,6 +27,8 @@ struct NodeSummary {
     user: String,
     host_key_check: String,
     labels: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
     keystores: Vec<String>,
 }
 
@@ -50,6 +55,11 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
                 k.password
                     .as_ref()
                     .map(|s| (format!("{}/{} password", node.name, k.name), s))
+            }))
+            .chain(node.keystores.iter().filter_map(|k| {
+                k.master_key
+                    .as_ref()
+                    .map(|s| (format!("{}/{} master_key", node.name, k.name), s))
             }));
         for (what, secret) in secrets {
             if let Err(e) = secret.resolve() {
@@ -72,6 +82,17 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect(),
+        master_key_store: config
+            .store
+            .master_key_store
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        master_key_recipients: config
+            .encryption
+            .master_key_recipients
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
         jobs: config.jobs,
         nodes: config
             .nodes
@@ -82,6 +103,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
                 user: n.user.clone(),
                 host_key_check: host_key_check(n),
                 labels: n.labels.clone(),
+                schedule: n.schedule.as_ref().map(|s| s.as_str().to_string()),
                 keystores: n
                     .keystores
                     .iter()
@@ -103,16 +125,23 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
         for r in &summary.recipients {
             println!("  {r}");
         }
+        if let Some(m) = &summary.master_key_store {
+            println!(
+                "master keys: {m} ({} recipients of their own)",
+                summary.master_key_recipients.len()
+            );
+        }
         println!("jobs:       {}", summary.jobs);
         let keystores: usize = config.nodes.iter().map(|n| n.keystores.len()).sum();
         println!("nodes:      {} ({keystores} keystores)\n", summary.nodes.len());
-        let mut table = Table::new(&["NODE", "ADDRESS", "HOST KEY", "LABELS", "KEYSTORES"]);
+        let mut table = Table::new(&["NODE", "ADDRESS", "HOST KEY", "LABELS", "SCHEDULE", "KEYSTORES"]);
         for n in &summary.nodes {
             table.row(vec![
                 n.name.clone(),
                 n.address.clone(),
                 n.host_key_check.clone(),
                 n.labels.join(","),
+                n.schedule.clone().unwrap_or_else(|| "-".into()),
                 n.keystores.join("; "),
             ]);
         }

@@ -115,6 +115,7 @@ pub struct Session {
     addr: String,
     /// The io timeout in whole seconds (for [`RemoteError::Timeout`]).
     io_secs: u64,
+    sftp: std::cell::OnceCell<ssh2::Sftp>,
 }
 
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
@@ -351,6 +352,7 @@ impl Session {
             fingerprint,
             addr,
             io_secs,
+            sftp: std::cell::OnceCell::new(),
         })
     }
 
@@ -536,10 +538,17 @@ impl Session {
         map_io(e, during, self.io_secs)
     }
 
-    fn sftp(&self) -> Result<ssh2::Sftp, RemoteError> {
-        self.sess
+    /// The node's SFTP channel, opened on first use and kept for the session: opening one costs
+    /// a channel and a subsystem start (tens of milliseconds), a request on it well under one.
+    fn sftp(&self) -> Result<&ssh2::Sftp, RemoteError> {
+        if let Some(sftp) = self.sftp.get() {
+            return Ok(sftp);
+        }
+        let sftp = self
+            .sess
             .sftp()
-            .map_err(|e| self.err(e, &format!("opening SFTP on {}", self.addr)))
+            .map_err(|e| self.err(e, &format!("opening SFTP on {}", self.addr)))?;
+        Ok(self.sftp.get_or_init(|| sftp))
     }
 
     /// `SHA256:<base64>` fingerprint of the host key the node presented.
@@ -762,7 +771,6 @@ impl Session {
             let _ = file.fsync();
             file.close().map_err(|e| self.err(e, &during))?;
         }
-        drop(sftp);
         let qtemp = shell_quote(temp);
         let qpath = shell_quote(path);
         self.exec_ok(&format!("chmod {mode:o} -- {qtemp}"))?;
