@@ -559,7 +559,7 @@ impl Session {
     /// Stats a path (SFTP); `Ok(None)` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
         let sftp = self.sftp()?;
-        self.stat_with(&sftp, path)
+        self.stat_with(sftp, path)
     }
 
     fn stat_with(&self, sftp: &ssh2::Sftp, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
@@ -584,11 +584,9 @@ impl Session {
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
         // SFTP stat first: clean status codes for missing / forbidden / directory paths.
         let sftp = self.sftp()?;
-        let st = self
-            .stat_with(&sftp, path)?
-            .ok_or_else(|| RemoteError::NotFound {
-                path: path.to_string(),
-            })?;
+        let st = self.stat_with(sftp, path)?.ok_or_else(|| RemoteError::NotFound {
+            path: path.to_string(),
+        })?;
         if st.is_dir {
             return Err(RemoteError::IsDirectory {
                 path: path.to_string(),
@@ -606,7 +604,7 @@ impl Session {
             Err(e) => {
                 // A node without an `scp` binary still serves SFTP.
                 tracing::debug!(node = %self.addr, "SCP unavailable ({e}); reading {path} over SFTP");
-                self.read_sftp(&sftp, path, st.size, max_size)?
+                self.read_sftp(sftp, path, st.size, max_size)?
             }
         };
         Ok(RemoteFile { bytes, mode: st.mode })
@@ -747,7 +745,7 @@ impl Session {
     fn push_via(&self, path: &str, temp: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         use std::io::Write;
         let sftp = self.sftp()?;
-        let target_exists = self.stat_with(&sftp, path)?.is_some();
+        let target_exists = self.stat_with(sftp, path)?.is_some();
         let during = format!("uploading {temp}");
         {
             let mut file = sftp

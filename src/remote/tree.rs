@@ -59,7 +59,7 @@ impl Session {
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<RemoteTree>, RemoteError> {
         let sftp = self.sftp()?;
-        let Some(st) = self.stat_with(&sftp, root)? else {
+        let Some(st) = self.stat_with(sftp, root)? else {
             return Ok(None);
         };
         if !st.is_dir {
@@ -171,7 +171,7 @@ impl Session {
         for entry in tree.files {
             let path = join_remote(root, &entry.rel);
             let bytes = self
-                .read_sftp(&sftp, &path, entry.size, budget)
+                .read_sftp(sftp, &path, entry.size, budget)
                 .map_err(|e| match e {
                     RemoteError::TooLarge { .. } => RemoteError::TreeTooLarge {
                         path: root.to_string(),
@@ -193,7 +193,7 @@ impl Session {
         let sftp = self.sftp()?;
         sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
             .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
-        self.set_mode(&sftp, path, mode)
+        self.set_mode(sftp, path, mode)
     }
 
     /// Writes a new file (it must not exist) with exactly `mode`, and syncs it when the server can.
@@ -215,7 +215,7 @@ impl Session {
         file.flush().map_err(|e| self.io_err(e, &during))?;
         let _ = file.fsync();
         file.close().map_err(|e| self.err(e, &during))?;
-        self.set_mode(&sftp, path, mode)
+        self.set_mode(sftp, path, mode)
     }
 
     fn set_mode(&self, sftp: &ssh2::Sftp, path: &str, mode: u32) -> Result<(), RemoteError> {
