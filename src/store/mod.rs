@@ -167,7 +167,7 @@ impl Store {
     /// Lists artifacts (all, or one node's), merging copies across primary and replicas.
     pub fn list(&self, node: Option<&str>) -> Result<Listing, StoreError> {
         let roots: Vec<&PathBuf> = self.roots().collect();
-        let mut found: BTreeMap<(String, String, String), Vec<Option<Sidecar>>> = BTreeMap::new();
+        let mut found: BTreeMap<(String, String, String), Vec<Option<Found>>> = BTreeMap::new();
         let mut problems = Vec::new();
         for (i, root) in roots.iter().enumerate() {
             let nodes = match node {
@@ -178,7 +178,11 @@ impl Store {
                 let node_dir = root.join(&n);
                 for ks in subdirs(&node_dir)? {
                     let dir = node_dir.join(&ks);
-                    for entry in read_dir(&dir)? {
+                    let entries = read_dir(&dir)?;
+                    // Names in this directory: existence checks without a stat per artifact.
+                    let names: std::collections::HashSet<std::ffi::OsString> =
+                        entries.iter().map(|e| e.file_name()).collect();
+                    for entry in entries {
                         let path = entry.path();
                         let name = entry.file_name().to_string_lossy().into_owned();
                         if name.starts_with('.') && name.contains(".tmp-") {
@@ -194,6 +198,7 @@ impl Store {
                             let slot = found
                                 .entry((n.clone(), ks.clone(), id.to_string()))
                                 .or_insert_with(|| vec![None; roots.len()]);
+                            let has_age = names.contains(std::ffi::OsStr::new(&format!("{id}.age")));
                             match read_sidecar(&path) {
                                 Ok(s) if s.manifest.node != n || s.manifest.keystore != ks => {
                                     problems.push(Problem {
@@ -205,7 +210,7 @@ impl Store {
                                         interrupted: false,
                                     })
                                 }
-                                Ok(s) => slot[i] = Some(s),
+                                Ok(s) => slot[i] = Some((s, has_age)),
                                 Err(e) => problems.push(Problem {
                                     path,
                                     message: format!("unreadable sidecar: {e}"),
@@ -213,7 +218,7 @@ impl Store {
                                 }),
                             }
                         } else if let Some(id) = name.strip_suffix(".age") {
-                            if !dir.join(format!("{id}.json")).exists() {
+                            if !names.contains(std::ffi::OsStr::new(&format!("{id}.json"))) {
                                 problems.push(Problem {
                                     path,
                                     message:
@@ -235,7 +240,7 @@ impl Store {
         }
         let mut artifacts = Vec::new();
         for ((node, keystore, id), sidecars) in found {
-            let Some(sidecar) = sidecars.iter().flatten().next().cloned() else {
+            let Some(sidecar) = sidecars.iter().flatten().next().map(|(s, _)| s.clone()) else {
                 continue;
             };
             let copies = roots
@@ -246,7 +251,7 @@ impl Store {
                     let age_path = dir.join(format!("{id}.age"));
                     Copy {
                         root: (*root).clone(),
-                        present: s.is_some() && age_path.is_file(),
+                        present: s.as_ref().is_some_and(|(_, has_age)| *has_age),
                         age_path,
                         sidecar_path: dir.join(format!("{id}.json")),
                     }
@@ -319,6 +324,9 @@ impl Store {
         Ok((ciphertext, sidecar))
     }
 }
+
+/// One root's copy of an artifact while listing: its sidecar, and whether its `.age` is beside it.
+type Found = (Sidecar, bool);
 
 fn safe_component(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
