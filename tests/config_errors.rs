@@ -172,6 +172,11 @@ fn semantic_errors_are_located() {
         ),
         ("  - name: v1\n", "  - name: ../v1\n", "invalid node name"),
         ("  - name: v1\n", "  - name: hardware\n", "`hardware` is reserved"),
+        (
+            "    host: 10.0.0.1\n",
+            "    host: 10.0.0.1\n    file_transfer: rsync\n",
+            "unknown file_transfer `rsync`",
+        ),
         ("        path: /home", "        path: home", "absolute path"),
         (
             "    host: 10.0.0.1\n",

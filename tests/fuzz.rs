@@ -1,7 +1,7 @@
 //! Stable-Rust fuzzing of every parser that reads untrusted input (the same entry points as the
 //! cargo-fuzz targets in `fuzz/`): seeds from real inputs, mutated by flips, inserts, deletions,
 //! truncations, duplications and splices, with a fixed RNG seed so a run is reproducible.
-//! `COLDKEEP_FUZZ_ITERS` (per target, default 3000) runs longer by hand; inputs that once crashed
+//! `COLDKEEP_FUZZ_ITERS` (per target, default 20,000) runs longer by hand; inputs that once crashed
 //! are kept in tests/fuzz_regressions/<target>/ and replayed first.
 
 mod support;
@@ -15,7 +15,7 @@ fn iterations() -> usize {
     std::env::var("COLDKEEP_FUZZ_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000)
+        .unwrap_or(20_000)
 }
 
 fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {

@@ -32,6 +32,7 @@ fn node_config(sandbox: &Sandbox, node: &SandboxNode) -> NodeConfig {
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(20),
+        file_transfer: coldkeep::config::FileTransfer::Scp,
         labels: vec![],
         schedule: None,
         keystores: vec![],
@@ -75,6 +76,17 @@ fn fetches_files_and_refuses_missing_directories_and_oversized() {
     let f = s.fetch(&path, 1024 * 1024).unwrap();
     assert_eq!(&f.bytes[..], &data[..]);
     assert_eq!(f.mode, 0o400);
+
+    // The same over SFTP (`ssh.file_transfer: sftp`).
+    let mut sftp_cfg = node_config(&e.sandbox, &node);
+    sftp_cfg.file_transfer = coldkeep::config::FileTransfer::Sftp;
+    let over_sftp = Session::connect(&sftp_cfg).unwrap();
+    let f = over_sftp.fetch(&path, 1024 * 1024).unwrap();
+    assert_eq!(&f.bytes[..], &data[..]);
+    assert!(matches!(
+        over_sftp.fetch(&path, 1000),
+        Err(RemoteError::TooLarge { .. })
+    ));
 
     let st = s.stat(&path).unwrap().unwrap();
     assert!(st.is_file && !st.is_dir);

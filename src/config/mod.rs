@@ -237,6 +237,16 @@ pub enum HostKeyPolicy {
     AcceptNew,
 }
 
+/// How a single file is fetched (`ssh.file_transfer`). Trees always use SFTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileTransfer {
+    /// SCP (default): one channel and a remote `scp` process per file; SFTP when `scp` is missing.
+    #[default]
+    Scp,
+    /// SFTP on the session's SFTP channel (no remote process per file; measured faster).
+    Sftp,
+}
+
 /// One node, with `ssh:` defaults already merged in.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -255,6 +265,8 @@ pub struct NodeConfig {
     pub connect_timeout: Duration,
     /// Timeout for each blocking SSH operation after connect.
     pub io_timeout: Duration,
+    /// How single files (P12) are fetched.
+    pub file_transfer: FileTransfer,
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).
     pub schedule: Option<Schedule>,

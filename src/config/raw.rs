@@ -85,6 +85,7 @@ pub(super) struct RawSsh {
     pub host_key_policy: Option<S<String>>,
     pub connect_timeout: Option<S<RawDuration>>,
     pub io_timeout: Option<S<RawDuration>>,
+    pub file_transfer: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +106,7 @@ pub(super) struct RawNode {
     pub host_key_policy: Option<S<String>>,
     pub connect_timeout: Option<S<RawDuration>>,
     pub io_timeout: Option<S<RawDuration>>,
+    pub file_transfer: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -430,6 +430,19 @@ impl Validator<'_> {
             DEFAULT_CONNECT_TIMEOUT,
         )?;
         let io_timeout = duration(&node.io_timeout, &defaults.io_timeout, DEFAULT_IO_TIMEOUT)?;
+        let file_transfer = match pick(&node.file_transfer, &defaults.file_transfer) {
+            None => super::FileTransfer::Scp,
+            Some(t) => match t.value.as_str() {
+                "scp" => super::FileTransfer::Scp,
+                "sftp" => super::FileTransfer::Sftp,
+                other => {
+                    return Err(self.err(
+                        &t.referenced,
+                        format!("unknown file_transfer `{other}`: expected `scp` or `sftp`"),
+                    ));
+                }
+            },
+        };
         let mut labels = Vec::new();
         for l in &node.labels {
             self.name(l, "label")?;
@@ -481,6 +494,7 @@ impl Validator<'_> {
             host_key_policy,
             connect_timeout,
             io_timeout,
+            file_transfer,
             labels,
             schedule,
             keystores,

@@ -116,6 +116,7 @@ pub struct Session {
     /// The io timeout in whole seconds (for [`RemoteError::Timeout`]).
     io_secs: u64,
     sftp: std::cell::OnceCell<ssh2::Sftp>,
+    transfer: crate::config::FileTransfer,
 }
 
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
@@ -353,6 +354,7 @@ impl Session {
             addr,
             io_secs,
             sftp: std::cell::OnceCell::new(),
+            transfer: node.file_transfer,
         })
     }
 
@@ -598,6 +600,10 @@ impl Session {
                 size: st.size,
                 cap: max_size,
             });
+        }
+        if self.transfer == crate::config::FileTransfer::Sftp {
+            let bytes = self.read_sftp(sftp, path, st.size, max_size)?;
+            return Ok(RemoteFile { bytes, mode: st.mode });
         }
         let bytes = match self.sess.scp_recv(std::path::Path::new(path)) {
             Ok((channel, scp)) => self.read_scp(channel, scp.size(), path, max_size)?,
