@@ -291,3 +291,64 @@ fn a_store_for_hardware_keys_needs_no_nodes() {
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
     assert!(out(&o).contains("lists no nodes"), "{}", out(&o));
 }
+
+#[test]
+fn capture_reads_the_typed_text_on_a_terminal_with_echo_off() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let f = fleet();
+    let armored = onlykey::armor(&payload(300));
+    // `script` gives coldkeep a pseudo-terminal (util-linux); we type once the prompt is shown.
+    let inner = format!(
+        "{} --config {} onlykey capture --name typed",
+        env!("CARGO_BIN_EXE_coldkeep"),
+        f.config.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("HOME", f.dir.join("home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |want: &str, seen: &mut Vec<u8>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !String::from_utf8_lossy(seen).contains(want) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(_) => panic!("no {want:?} in {:?}", String::from_utf8_lossy(seen)),
+            }
+        }
+    };
+    wait_for("Ctrl-D to give up", &mut seen);
+    let prompt_len = seen.len();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(armored.as_bytes()).unwrap();
+    wait_for("stored OnlyKey backup typed", &mut seen);
+    drop(stdin);
+    let _ = child.wait();
+    let after = String::from_utf8_lossy(&seen[prompt_len..]).into_owned();
+    // Echo was off: none of the typed lines came back on the terminal.
+    for line in armored.lines().filter(|l| l.len() > 20) {
+        assert!(!after.contains(line), "echoed: {line}\n{after}");
+    }
+    assert!(
+        after.contains("lines received") && after.contains("300 bytes"),
+        "{after}"
+    );
+    let (_, list) = f.run_json(&["list", "--json"]);
+    assert_eq!(list["artifacts"][0]["keystore"], "typed");
+}

@@ -114,6 +114,8 @@ fn capture() -> anyhow::Result<Zeroizing<String>> {
         )
         .into());
     }
+    // Echo goes off before the prompt: nothing typed after the prompt can be shown.
+    let _echo = EchoOff::new()?;
     eprintln!(
         "1. Unlock the OnlyKey (enter its PIN).\n\
          2. Keep this terminal focused: the OnlyKey types into it. Echo is off, nothing is shown.\n\
@@ -121,7 +123,6 @@ fn capture() -> anyhow::Result<Zeroizing<String>> {
          (Ctrl-D to give up.)"
     );
     std::io::stderr().flush()?;
-    let _echo = EchoOff::new()?;
     let mut text = Zeroizing::new(String::with_capacity(MAX_TEXT as usize + 1024));
     let mut line = Zeroizing::new(String::with_capacity(1024));
     let stdin = std::io::stdin();
