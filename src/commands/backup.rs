@@ -166,7 +166,25 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
         }
     };
     let existing = match store.list(Some(&node.name)) {
-        Ok(listing) => listing.artifacts,
+        Ok(listing) => {
+            // Copies missing from a root (offline replica, interrupted run) are written again.
+            let mut repaired = 0;
+            if !options.dry_run {
+                for a in &listing.artifacts {
+                    match store.repair_missing(a) {
+                        Ok(n) => repaired += n,
+                        Err(e) => tracing::warn!(artifact = %a.id, "cannot write a missing copy: {e}"),
+                    }
+                }
+            }
+            match repaired {
+                0 => listing.artifacts,
+                _ => store
+                    .list(Some(&node.name))
+                    .map(|l| l.artifacts)
+                    .unwrap_or(listing.artifacts),
+            }
+        }
         Err(e) => {
             let cause = format!("reading the store: {e}");
             return node

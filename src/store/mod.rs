@@ -96,6 +96,42 @@ impl Store {
         })
     }
 
+    /// Writes the missing copies of an artifact (a replica that was offline, or a run killed
+    /// between roots) from a present copy whose ciphertext matches its sidecar; returns how many
+    /// copies were written. Present copies are not touched.
+    pub fn repair_missing(&self, artifact: &Artifact) -> Result<usize, StoreError> {
+        if artifact.copies.iter().all(|c| c.present) {
+            return Ok(0);
+        }
+        let Some((ciphertext, sidecar)) = artifact
+            .copies
+            .iter()
+            .filter(|c| c.present)
+            .filter_map(|c| self.read(c).ok())
+            .find(|(ct, sc)| {
+                crate::digest::sha256_hex(ct) == sc.ciphertext_sha256 && sc.same_artifact(&artifact.sidecar)
+            })
+        else {
+            return Ok(0);
+        };
+        let mut json = serde_json::to_vec_pretty(&sidecar).map_err(|e| StoreError::Invalid {
+            path: self.primary.clone(),
+            message: e.to_string(),
+        })?;
+        json.push(b'\n');
+        let _lock = self.lock()?;
+        let mut written = 0;
+        for copy in artifact.copies.iter().filter(|c| !c.present) {
+            let dir = copy.age_path.parent().unwrap_or(&copy.root).to_path_buf();
+            create_private_dirs(&copy.root, &dir)?;
+            write_atomic(&dir, &copy.age_path, &ciphertext)?;
+            write_atomic(&dir, &copy.sidecar_path, &json)?;
+            tracing::info!(artifact = %artifact.id, root = %copy.root.display(), "wrote a missing copy");
+            written += 1;
+        }
+        Ok(written)
+    }
+
     /// Takes the writer lock for one change.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         StoreLock::acquire(&self.primary, self.lock_wait)
