@@ -52,6 +52,17 @@ pub fn store_backup(
         recipients: Vec::new(),
     };
     let store = Store::new(&config.store);
+    // Copies a killed import left missing are written again first.
+    for a in store
+        .list(Some(HARDWARE_NODE))?
+        .artifacts
+        .iter()
+        .filter(|a| a.keystore == name)
+    {
+        if let Err(e) = store.repair_missing(a) {
+            tracing::warn!(artifact = %a.id, "cannot write a missing copy: {e}");
+        }
+    }
     let (id, size) = keystore::seal_and_store(&store, &config.encryption.recipients, manifest, files, false)?;
     Ok((id.unwrap_or_default(), size))
 }

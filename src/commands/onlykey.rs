@@ -104,6 +104,15 @@ impl Drop for EchoOff {
     }
 }
 
+/// Stops the capture's signal thread when the capture ends.
+struct UnregisterOnDrop(signal_hook::iterator::Handle);
+
+impl Drop for UnregisterOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Reads the typed text from the terminal with echo off, until the END line.
 fn capture() -> anyhow::Result<Zeroizing<String>> {
     if !std::io::stdin().is_terminal() {
@@ -116,6 +125,20 @@ fn capture() -> anyhow::Result<Zeroizing<String>> {
     }
     // Echo goes off before the prompt: nothing typed after the prompt can be shown.
     let _echo = EchoOff::new()?;
+    // Ctrl-C or a kill must not leave the terminal without echo.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    let _unregister = UnregisterOnDrop(signals.handle());
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = Command::new("stty").arg("echo").stdin(Stdio::inherit()).status();
+            eprintln!("\ninterrupted: nothing was stored");
+            std::process::exit(128 + sig);
+        }
+    });
     eprintln!(
         "1. Unlock the OnlyKey (enter its PIN).\n\
          2. Keep this terminal focused: the OnlyKey types into it. Echo is off, nothing is shown.\n\
@@ -179,9 +202,20 @@ fn restore(
                 .into_iter()
                 .filter(|d| device::IDS.contains(&(d.vendor_id, d.product_id)))
                 .collect();
-            device::OnlyKey.select(&mine).map(|d| d.path.clone()).context(
+            let chosen = device::OnlyKey.select(&mine).context(
                 "no OnlyKey found (USB 1d50:60fc): plug it in; `coldkeep hid list` shows what is seen",
-            )?
+            )?;
+            // Current firmware reports the same serial on every device: never guess between two.
+            let alike = mine
+                .iter()
+                .filter(|d| d.interface == chosen.interface && d.usage_page == chosen.usage_page)
+                .count();
+            if alike > 1 {
+                bail!(
+                    "{alike} OnlyKeys are attached: pass --device PATH (`coldkeep hid list` shows the paths)"
+                );
+            }
+            chosen.path.clone()
         }
     };
     eprintln!(

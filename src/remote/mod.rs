@@ -117,6 +117,8 @@ pub struct Session {
     io_secs: u64,
     sftp: std::cell::OnceCell<ssh2::Sftp>,
     transfer: crate::config::FileTransfer,
+    /// Set after a timeout: see [`Session::poison_on_timeout`].
+    poisoned: std::cell::Cell<bool>,
 }
 
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
@@ -355,6 +357,7 @@ impl Session {
             io_secs,
             sftp: std::cell::OnceCell::new(),
             transfer: node.file_transfer,
+            poisoned: std::cell::Cell::new(false),
         })
     }
 
@@ -533,16 +536,38 @@ impl Session {
     }
 
     fn err(&self, e: ssh2::Error, during: &str) -> RemoteError {
-        map_ssh(e, during, self.io_secs)
+        self.poison_on_timeout(map_ssh(e, during, self.io_secs))
     }
 
     fn io_err(&self, e: std::io::Error, during: &str) -> RemoteError {
-        map_io(e, during, self.io_secs)
+        self.poison_on_timeout(map_io(e, during, self.io_secs))
+    }
+
+    /// After a timeout libssh2 may still expect the reply to the request that timed out (the
+    /// SFTP channel keeps per-request state), so a later request could get an earlier one's
+    /// answer: the session is not used again.
+    fn poison_on_timeout(&self, e: RemoteError) -> RemoteError {
+        if matches!(e, RemoteError::Timeout { .. }) {
+            self.poisoned.set(true);
+        }
+        e
+    }
+
+    /// Refuses further requests on a session that timed out.
+    fn usable(&self) -> Result<(), RemoteError> {
+        if self.poisoned.get() {
+            return Err(RemoteError::Ssh {
+                during: format!("talking to {}", self.addr),
+                detail: "an earlier operation on this connection timed out; not reusing it".into(),
+            });
+        }
+        Ok(())
     }
 
     /// The node's SFTP channel, opened on first use and kept for the session: opening one costs
     /// a channel and a subsystem start (tens of milliseconds), a request on it well under one.
     fn sftp(&self) -> Result<&ssh2::Sftp, RemoteError> {
+        self.usable()?;
         if let Some(sftp) = self.sftp.get() {
             return Ok(sftp);
         }
@@ -697,6 +722,7 @@ impl Session {
     /// Runs a command; a non-zero exit is returned in [`ExecOutput`], not as an error.
     pub fn exec(&self, command: &str) -> Result<ExecOutput, RemoteError> {
         use std::io::Read;
+        self.usable()?;
         let during = format!("running `{command}`");
         let mut ch = self.sess.channel_session().map_err(|e| self.err(e, &during))?;
         ch.exec(command).map_err(|e| self.err(e, &during))?;

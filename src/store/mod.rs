@@ -103,10 +103,12 @@ impl Store {
         if artifact.copies.iter().all(|c| c.present) {
             return Ok(0);
         }
+        // Under the lock, so a concurrent prune cannot have removed the artifact in between.
+        let _lock = self.lock()?;
         let Some((ciphertext, sidecar)) = artifact
             .copies
             .iter()
-            .filter(|c| c.present)
+            .filter(|c| c.age_path.is_file() && c.sidecar_path.is_file())
             .filter_map(|c| self.read(c).ok())
             .find(|(ct, sc)| {
                 crate::digest::sha256_hex(ct) == sc.ciphertext_sha256 && sc.same_artifact(&artifact.sidecar)
@@ -119,9 +121,16 @@ impl Store {
             message: e.to_string(),
         })?;
         json.push(b'\n');
-        let _lock = self.lock()?;
         let mut written = 0;
         for copy in artifact.copies.iter().filter(|c| !c.present) {
+            if !copy.root.is_dir() {
+                // An unmounted replica must not be filled on the local disk underneath it.
+                tracing::warn!(root = %copy.root.display(), "replica root missing (not mounted?); copy not written");
+                continue;
+            }
+            if copy.age_path.exists() && copy.sidecar_path.exists() {
+                continue;
+            }
             let dir = copy.age_path.parent().unwrap_or(&copy.root).to_path_buf();
             create_private_dirs(&copy.root, &dir)?;
             write_atomic(&dir, &copy.age_path, &ciphertext)?;
@@ -216,8 +225,15 @@ impl Store {
                     let dir = node_dir.join(&ks);
                     let entries = read_dir(&dir)?;
                     // Names in this directory: existence checks without a stat per artifact.
-                    let names: std::collections::HashSet<std::ffi::OsString> =
-                        entries.iter().map(|e| e.file_name()).collect();
+                    let names: std::collections::HashSet<std::ffi::OsString> = entries
+                        .iter()
+                        .filter(|e| match e.file_type() {
+                            Ok(t) if t.is_symlink() => e.path().is_file(),
+                            Ok(t) => t.is_file(),
+                            Err(_) => false,
+                        })
+                        .map(|e| e.file_name())
+                        .collect();
                     for entry in entries {
                         let path = entry.path();
                         let name = entry.file_name().to_string_lossy().into_owned();
