@@ -65,6 +65,19 @@ pub fn keystore_names(config: &Config) -> Vec<(String, String)> {
     out
 }
 
+/// Every artifact of the store, and of the master-key store under `<keystore>:master-key` (the
+/// names runs report master keys under).
+pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, crate::store::StoreError> {
+    let mut artifacts = Store::new(&config.store).list(None)?.artifacts;
+    if let Some(master) = Store::master_keys(&config.store) {
+        artifacts.extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
+            a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
+            a
+        }));
+    }
+    Ok(artifacts)
+}
+
 /// Escapes a Prometheus label value.
 fn label(value: &str) -> String {
     value
@@ -147,16 +160,8 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
-    let mut listing = Store::new(&config.store).list(None)?;
-    if let Some(master) = Store::master_keys(&config.store) {
-        listing
-            .artifacts
-            .extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
-                a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
-                a
-            }));
-    }
-    let text = metrics_text(config, state, &listing.artifacts);
+    let artifacts = artifacts_with_master_keys(config)?;
+    let text = metrics_text(config, state, &artifacts);
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
         ".{}.tmp-{:08x}",

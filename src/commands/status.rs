@@ -4,7 +4,7 @@ use super::report::{Table, print_json};
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::error::Exit;
-use crate::store::{RunState, Store};
+use crate::store::RunState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -52,19 +52,11 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
-    let mut listing = Store::new(&config.store).list(None)?;
-    if let Some(master) = Store::master_keys(&config.store) {
-        listing
-            .artifacts
-            .extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
-                a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
-                a
-            }));
-    }
+    let artifacts = super::after_run::artifacts_with_master_keys(config)?;
     let mut out = Vec::new();
     // Configured keystores (and master keys), then every hardware key in the store.
     let mut names = super::after_run::keystore_names(config);
-    for a in &listing.artifacts {
+    for a in &artifacts {
         let key = (a.node.clone(), a.keystore.clone());
         if a.node == crate::config::HARDWARE_NODE && !names.contains(&key) {
             names.push(key);
@@ -73,7 +65,7 @@ pub fn status(
     for (node, keystore) in names {
         {
             let st = state.get(&node, &keystore).cloned().unwrap_or_default();
-            let newest = super::artifact::latest(&listing.artifacts, &node, &keystore);
+            let newest = super::artifact::latest(&artifacts, &node, &keystore);
             // An unchanged keystore is current as of the last time a backup saw it.
             let fresh_at = newest.map(|a| {
                 a.sidecar

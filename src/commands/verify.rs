@@ -137,18 +137,15 @@ pub fn verify_artifact(
     if let Some(ids) = ids {
         match &good_ciphertext {
             None => problems.push("no intact copy to decrypt".to_string()),
-            // Master keys have their own recipients: an operator identity that is not one of
-            // them checks these artifacts shallowly, without calling them bad.
-            Some(ciphertext)
-                if a.sidecar.manifest.kind == MASTER_KEY_KIND
-                    && matches!(
-                        bundle::open(ciphertext, ids),
-                        Err(bundle::BundleError::NotARecipient)
-                    ) =>
-            {
-                deep = false;
-            }
-            Some(ciphertext) => problems.extend(check_contents(config, a, ciphertext, ids)),
+            Some(ciphertext) => match bundle::open(ciphertext, ids) {
+                // Master keys have their own recipients: an operator identity that is not one of
+                // them checks these artifacts shallowly, without calling them bad.
+                Err(bundle::BundleError::NotARecipient) if a.sidecar.manifest.kind == MASTER_KEY_KIND => {
+                    deep = false;
+                }
+                Err(e) => problems.push(e.to_string()),
+                Ok(opened) => problems.extend(check_contents(config, a, opened, ids)),
+            },
         }
     }
     ArtifactCheck {
@@ -162,11 +159,7 @@ pub fn verify_artifact(
 }
 
 /// Decrypts in memory and compares contents with the sidecar; returns the problems found.
-fn check_contents(config: &Config, a: &Artifact, ciphertext: &[u8], ids: &Identities) -> Vec<String> {
-    let opened = match bundle::open(ciphertext, ids) {
-        Ok(o) => o,
-        Err(e) => return vec![e.to_string()],
-    };
+fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identities) -> Vec<String> {
     let mut problems = Vec::new();
     if opened.manifest != a.sidecar.manifest {
         problems

@@ -129,34 +129,25 @@ const FX_PERMISSION_DENIED: i32 = 3;
 
 /// Maps an ssh2 error to a [`RemoteError`]: libssh2 timeouts become `Timeout`.
 fn map_ssh(e: ssh2::Error, during: &str, secs: u64) -> RemoteError {
-    if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
-        RemoteError::Timeout {
-            during: during.to_string(),
-            secs,
-        }
-    } else {
-        RemoteError::Ssh {
-            during: during.to_string(),
-            detail: e.to_string(),
-        }
-    }
+    let timed_out = e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT);
+    timeout_or_ssh(timed_out, during, secs, e.to_string())
 }
 
 /// Maps an I/O error from a channel or SFTP file read/write.
 fn map_io(e: std::io::Error, during: &str, secs: u64) -> RemoteError {
-    if matches!(
+    let timed_out = matches!(
         e.kind(),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-    ) {
-        RemoteError::Timeout {
-            during: during.to_string(),
-            secs,
-        }
+    );
+    timeout_or_ssh(timed_out, during, secs, e.to_string())
+}
+
+fn timeout_or_ssh(timed_out: bool, during: &str, secs: u64, detail: String) -> RemoteError {
+    let during = during.to_string();
+    if timed_out {
+        RemoteError::Timeout { during, secs }
     } else {
-        RemoteError::Ssh {
-            during: during.to_string(),
-            detail: e.to_string(),
-        }
+        RemoteError::Ssh { during, detail }
     }
 }
 
