@@ -33,6 +33,20 @@ pub struct Sandbox {
     pub user: String,
 }
 
+/// How a sandbox node's sshd is configured, beyond the defaults every node shares.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeOptions {
+    /// Serve the SFTP subsystem (true by default). Some hardened hosts remove the `Subsystem`
+    /// line; coldkeep must then fall back to SCP, and tests need such a server.
+    pub sftp: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions { sftp: true }
+    }
+}
+
 /// One running sshd.
 pub struct SandboxNode {
     pub name: String,
@@ -230,6 +244,17 @@ impl Sandbox {
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
     pub fn start_node(&self, name: &str, trust: bool) -> Result<SandboxNode, SandboxError> {
+        self.start_node_with(name, trust, NodeOptions::default())
+    }
+
+    /// [`Sandbox::start_node`] with options, e.g. a node whose sshd has no SFTP subsystem (to
+    /// test the SCP fallback against a real server rather than a mock).
+    pub fn start_node_with(
+        &self,
+        name: &str,
+        trust: bool,
+        options: NodeOptions,
+    ) -> Result<SandboxNode, SandboxError> {
         let sshd = find_sshd().ok_or(SandboxError::NoSshd)?;
         let node_dir = self.dir.join("nodes").join(name);
         let root = node_dir.join("root");
@@ -251,10 +276,15 @@ impl Sandbox {
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n",
+                 {subsystem}LogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n",
                 host_key.display(),
                 node_dir.join("sshd.pid").display(),
                 authorized_keys.display(),
+                subsystem = if options.sftp {
+                    "Subsystem sftp internal-sftp\n"
+                } else {
+                    ""
+                },
             );
             std::fs::write(&config, text).map_err(io_failed("writing", &config))?;
             let log_file = std::fs::File::create(&log).map_err(io_failed("creating", &log))?;

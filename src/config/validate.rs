@@ -431,7 +431,7 @@ impl Validator<'_> {
         )?;
         let io_timeout = duration(&node.io_timeout, &defaults.io_timeout, DEFAULT_IO_TIMEOUT)?;
         let file_transfer = match pick(&node.file_transfer, &defaults.file_transfer) {
-            None => super::FileTransfer::Scp,
+            None => super::FileTransfer::default(),
             Some(t) => match t.value.as_str() {
                 "scp" => super::FileTransfer::Scp,
                 "sftp" => super::FileTransfer::Sftp,

@@ -116,6 +116,9 @@ pub struct Session {
     /// The io timeout in whole seconds (for [`RemoteError::Timeout`]).
     io_secs: u64,
     sftp: std::cell::OnceCell<ssh2::Sftp>,
+    /// Opening SFTP failed on this session (no `Subsystem sftp` on the node): single files go
+    /// over SCP from then on, without asking again.
+    no_sftp: std::cell::Cell<bool>,
     transfer: crate::config::FileTransfer,
     /// Set after a timeout: see [`Session::poison_on_timeout`].
     poisoned: std::cell::Cell<bool>,
@@ -347,6 +350,7 @@ impl Session {
             addr,
             io_secs,
             sftp: std::cell::OnceCell::new(),
+            no_sftp: std::cell::Cell::new(false),
             transfer: node.file_transfer,
             poisoned: std::cell::Cell::new(false),
         })
@@ -562,11 +566,36 @@ impl Session {
         if let Some(sftp) = self.sftp.get() {
             return Ok(sftp);
         }
-        let sftp = self
-            .sess
-            .sftp()
-            .map_err(|e| self.err(e, &format!("opening SFTP on {}", self.addr)))?;
+        let during = format!(
+            "opening SFTP on {} (does its sshd_config have `Subsystem sftp`?)",
+            self.addr
+        );
+        if self.no_sftp.get() {
+            return Err(RemoteError::Ssh {
+                during,
+                detail: "the node refused the SFTP subsystem earlier in this session".into(),
+            });
+        }
+        let sftp = self.sess.sftp().map_err(|e| {
+            let e = self.err(e, &during);
+            if !matches!(e, RemoteError::Timeout { .. }) {
+                self.no_sftp.set(true);
+            }
+            e
+        })?;
         Ok(self.sftp.get_or_init(|| sftp))
+    }
+
+    /// Logs, once per node address for the whole process, that a node serves no SFTP and
+    /// single files are read over SCP instead: worth knowing (Acra trees and restores need
+    /// SFTP), not worth a line per file.
+    fn log_scp_fallback(&self, cause: &RemoteError) {
+        static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut logged = LOGGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !logged.contains(&self.addr) {
+            logged.push(self.addr.clone());
+            tracing::warn!(node = %self.addr, "no SFTP on this node ({cause}); fetching single files over SCP");
+        }
     }
 
     /// `SHA256:<base64>` fingerprint of the host key the node presented.
@@ -599,9 +628,18 @@ impl Session {
     }
 
     /// Reads a whole regular file into memory, refusing files over `max_size` bytes.
+    /// Uses SFTP (or SCP with `file_transfer: scp`); a node without an SFTP subsystem is read
+    /// over SCP alone, whatever the setting.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
         // SFTP stat first: clean status codes for missing / forbidden / directory paths.
-        let sftp = self.sftp()?;
+        let sftp = match self.sftp() {
+            Ok(sftp) => sftp,
+            Err(e) if self.no_sftp.get() && !self.poisoned.get() => {
+                self.log_scp_fallback(&e);
+                return self.fetch_scp_only(path, max_size);
+            }
+            Err(e) => return Err(e),
+        };
         let st = self.stat_with(sftp, path)?.ok_or_else(|| RemoteError::NotFound {
             path: path.to_string(),
         })?;
@@ -630,6 +668,43 @@ impl Session {
             }
         };
         Ok(RemoteFile { bytes, mode: st.mode })
+    }
+
+    /// SCP without an SFTP stat first: the remote `scp`'s own error line says why a path
+    /// cannot be read, mapped to the same errors as the SFTP path.
+    fn fetch_scp_only(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
+        self.usable()?;
+        let (channel, stat) = match self.sess.scp_recv(std::path::Path::new(path)) {
+            Ok(found) => found,
+            Err(e) => return Err(self.scp_failure(e, path)),
+        };
+        let mode = u32::try_from(stat.mode()).unwrap_or(0) & 0o7777;
+        let bytes = self.read_scp(channel, stat.size(), path, max_size)?;
+        Ok(RemoteFile { bytes, mode })
+    }
+
+    /// Why an SCP download failed: libssh2 only says "Failed to recv file", so one remote
+    /// `test` (only on this error path) tells a missing, unreadable or directory path apart.
+    fn scp_failure(&self, e: ssh2::Error, path: &str) -> RemoteError {
+        let fallback = self.err(e, &format!("reading {path} over SCP"));
+        if self.poisoned.get() {
+            return fallback;
+        }
+        let p = shell_quote(path);
+        let probe = format!(
+            "if [ -d {p} ]; then echo dir; elif [ ! -e {p} ]; then echo missing; \
+             elif [ ! -r {p} ]; then echo denied; else echo other; fi"
+        );
+        let path = path.to_string();
+        match self
+            .exec(&probe)
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        {
+            Ok(kind) if kind == "dir" => RemoteError::IsDirectory { path },
+            Ok(kind) if kind == "missing" => RemoteError::NotFound { path },
+            Ok(kind) if kind == "denied" => RemoteError::PermissionDenied { path },
+            _ => fallback,
+        }
     }
 
     /// Reads exactly `size` bytes of an SCP download, then closes the channel properly.
