@@ -37,25 +37,26 @@ pub struct ListedArtifact {
 }
 
 impl ListedArtifact {
-    fn from(a: &Artifact) -> ListedArtifact {
-        let m = &a.sidecar.manifest;
+    /// Takes the artifact apart (no copies: 100,000 listed artifacts are held at once).
+    fn from(a: Artifact) -> ListedArtifact {
+        let m = a.sidecar.manifest;
         ListedArtifact {
-            node: a.node.clone(),
-            keystore: a.keystore.clone(),
-            id: a.id.clone(),
-            kind: m.kind.clone(),
+            node: a.node,
+            keystore: a.keystore,
+            id: a.id,
+            kind: m.kind,
             purpose: m.purpose,
             created_at: m.created_at,
             size: a.sidecar.ciphertext_size,
-            files: m.files.iter().map(|f| f.path.clone()).collect(),
-            identity: m.identity.clone(),
+            files: m.files.into_iter().map(|f| f.path).collect(),
+            identity: m.identity,
+            roots: a.copies.len(),
             copies: a
                 .copies
-                .iter()
+                .into_iter()
                 .filter(|c| c.present)
-                .map(|c| c.age_path.clone())
+                .map(|c| c.age_path)
                 .collect(),
-            roots: a.copies.len(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
         }
     }
@@ -111,7 +112,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
         listing.artifacts.extend(keys.artifacts);
         listing.problems.extend(keys.problems);
     }
-    let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
+    let artifacts: Vec<ListedArtifact> = listing.artifacts.into_iter().map(ListedArtifact::from).collect();
     let problems: Vec<String> = listing
         .problems
         .iter()

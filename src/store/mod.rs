@@ -4,10 +4,12 @@
 //! 0600, and writes are atomic (temp file, fsync, rename, fsync directory): a crash leaves either
 //! nothing or a whole artifact.
 
+mod index;
 mod lock;
 pub mod retention;
 mod state;
 
+pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
 pub use state::{KeystoreState, RunState, STATE_DIR};
 
@@ -75,6 +77,8 @@ pub struct Problem {
 pub struct Listing {
     pub artifacts: Vec<Artifact>,
     pub problems: Vec<Problem>,
+    /// How the per-directory sidecar caches were used (see `index.rs`): for tests and the bench.
+    pub index: IndexStats,
 }
 
 impl Store {
@@ -214,6 +218,7 @@ impl Store {
         let roots: Vec<&PathBuf> = self.roots().collect();
         let mut found: BTreeMap<(String, String, String), Vec<Option<Found>>> = BTreeMap::new();
         let mut problems = Vec::new();
+        let mut index_stats = IndexStats::default();
         for (i, root) in roots.iter().enumerate() {
             let nodes = match node {
                 Some(n) => vec![n.to_string()],
@@ -234,9 +239,13 @@ impl Store {
                         })
                         .map(|e| e.file_name())
                         .collect();
+                    let mut index = index::DirIndex::open(&dir);
                     for entry in entries {
                         let path = entry.path();
                         let name = entry.file_name().to_string_lossy().into_owned();
+                        if name == INDEX_FILE {
+                            continue;
+                        }
                         if name.starts_with('.') && name.contains(".tmp-") {
                             problems.push(Problem {
                                 path,
@@ -251,7 +260,7 @@ impl Store {
                                 .entry((n.clone(), ks.clone(), id.to_string()))
                                 .or_insert_with(|| vec![None; roots.len()]);
                             let has_age = names.contains(std::ffi::OsStr::new(&format!("{id}.age")));
-                            match read_sidecar(&path) {
+                            match index.sidecar(&name, &path, &entry) {
                                 Ok(s) if s.manifest.node != n || s.manifest.keystore != ks => {
                                     problems.push(Problem {
                                         path,
@@ -287,23 +296,28 @@ impl Store {
                             });
                         }
                     }
+                    index_stats.add(index.finish());
                 }
             }
         }
         let mut artifacts = Vec::new();
-        for ((node, keystore, id), sidecars) in found {
-            let Some(sidecar) = sidecars.iter().flatten().next().map(|(s, _)| s.clone()) else {
+        for ((node, keystore, id), mut sidecars) in found {
+            let present: Vec<bool> = sidecars
+                .iter()
+                .map(|s| s.as_ref().is_some_and(|(_, has_age)| *has_age))
+                .collect();
+            let Some((sidecar, _)) = sidecars.iter_mut().find_map(Option::take) else {
                 continue;
             };
             let copies = roots
                 .iter()
-                .zip(&sidecars)
-                .map(|(root, s)| {
+                .zip(&present)
+                .map(|(root, present)| {
                     let dir = root.join(&node).join(&keystore);
                     let age_path = dir.join(format!("{id}.age"));
                     Copy {
                         root: (*root).clone(),
-                        present: s.as_ref().is_some_and(|(_, has_age)| *has_age),
+                        present: *present,
                         age_path,
                         sidecar_path: dir.join(format!("{id}.json")),
                     }
@@ -317,7 +331,11 @@ impl Store {
                 copies,
             });
         }
-        Ok(Listing { artifacts, problems })
+        Ok(Listing {
+            artifacts,
+            problems,
+            index: index_stats,
+        })
     }
 
     /// Records in every copy's sidecar that a backup at `at` found the same material.
@@ -348,9 +366,21 @@ impl Store {
     }
 
     /// Deletes an artifact from every root: the sidecar first (so it is no longer listed), then
-    /// the ciphertext.
+    /// the ciphertext. The listing may come from the index cache, so every sidecar on disk is
+    /// read again first: if one no longer describes the listed artifact, nothing is removed.
     pub fn remove(&self, artifact: &Artifact) -> Result<(), StoreError> {
         let _lock = self.lock()?;
+        for copy in &artifact.copies {
+            match read_sidecar(&copy.sidecar_path) {
+                Ok(on_disk) if !on_disk.same_artifact(&artifact.sidecar) => {
+                    return Err(StoreError::Invalid {
+                        path: copy.sidecar_path.clone(),
+                        message: "the sidecar on disk differs from the listed artifact; not removing".into(),
+                    });
+                }
+                _ => {}
+            }
+        }
         let mut first_error = None;
         for copy in &artifact.copies {
             for path in [&copy.sidecar_path, &copy.age_path] {
@@ -470,3 +500,6 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod index_tests;

@@ -3,7 +3,7 @@ use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
 use chrono::TimeZone;
 use std::os::unix::fs::MetadataExt;
 
-fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
+pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
     Sidecar {
         manifest: Manifest {
             format: FORMAT_VERSION,
@@ -25,7 +25,7 @@ fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
     }
 }
 
-fn store(dir: &Path) -> Store {
+pub(super) fn store(dir: &Path) -> Store {
     Store {
         lock_wait: std::time::Duration::from_secs(5),
         primary: dir.join("primary"),
