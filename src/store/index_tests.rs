@@ -180,7 +180,8 @@ fn a_damaged_or_foreign_index_is_rebuilt() {
     let other_version =
         String::from_utf8(good.clone())
             .unwrap()
-            .replacen("\"version\":1", "\"version\":99", 1);
+            .replacen("\"version\":2", "\"version\":99", 1);
+    assert_ne!(other_version.as_bytes(), &good[..]);
     for bad in [&good[..good.len() / 2], b"\0\0\0\0", other_version.as_bytes()] {
         fs::write(&index, bad).unwrap();
         let listing = s.list(None).unwrap();
