@@ -290,14 +290,14 @@ fn artifact_bytes(store: &Path) -> (usize, u64) {
 
 /// Grows a generated store to `n` artifacts (from `start`): copies of one real artifact under
 /// distinct ids and nodes, 100 per keystore directory.
-fn generate_store(from: &Path, to: &Path, start: usize, n: usize) {
+fn generate_store(from: &Path, to: &Path, start: usize, n: usize) -> std::io::Result<()> {
     let json = walkdir::WalkDir::new(from)
         .into_iter()
         .filter_map(Result::ok)
         .find(|e| is_sidecar(e.path()) && e.path().to_string_lossy().contains("/p12/"))
         .unwrap()
         .into_path();
-    let age_src = json.with_extension("age");
+    let mut age_src = json.with_extension("age");
     let mut sidecar: Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     let short = sidecar["ciphertext_sha256"].as_str().unwrap()[..8].to_string();
     let per_node = 100;
@@ -306,20 +306,27 @@ fn generate_store(from: &Path, to: &Path, start: usize, n: usize) {
         let node = format!("g{:05}", i / per_node);
         let dir = to.join(&node).join("p12");
         if i % per_node == 0 {
-            fs::create_dir_all(&dir).unwrap();
+            fs::create_dir_all(&dir)?;
         }
         let t = base + chrono::Duration::hours(i as i64 % per_node as i64);
         sidecar["node"] = Value::from(node.clone());
         sidecar["created_at"] = Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let id = format!("{}-{short}", t.format("%Y%m%dT%H%M%SZ"));
-        // The same ciphertext for every copy: a hard link is one syscall instead of three.
-        fs::hard_link(&age_src, dir.join(format!("{id}.age"))).unwrap();
+        // The same ciphertext for every copy: a hard link is one syscall instead of three (a
+        // fresh file every 50,000, under ext4's 65,000 links per inode).
+        let age_path = dir.join(format!("{id}.age"));
+        if i % 50_000 == 0 {
+            fs::copy(&age_src, &age_path)?;
+            age_src = age_path;
+        } else {
+            fs::hard_link(&age_src, &age_path)?;
+        }
         fs::write(
             dir.join(format!("{id}.json")),
             serde_json::to_vec(&sidecar).unwrap(),
-        )
-        .unwrap();
+        )?;
     }
+    Ok(())
 }
 
 /// The physical limit of one node: connect + handshake + authenticate + open SFTP + read the
@@ -668,7 +675,11 @@ fn main() {
     let mut grown = 0;
     for &n in &a.lists {
         eprintln!("generating a store of {n} artifacts...");
-        generate_store(&deep_store, &big, grown, n);
+        // The machine's disk is shared: a full disk ends the curve, not the run.
+        if let Err(e) = generate_store(&deep_store, &big, grown, n) {
+            eprintln!("cannot grow the store to {n} artifacts ({e}); the list curve stops here");
+            break;
+        }
         grown = n;
         let first = measure(&list_cmd, dir);
         let settled: Vec<Sample> = (0..3).map(|_| measure(&list_cmd, dir)).collect();
