@@ -47,6 +47,9 @@ struct Args {
     out: PathBuf,
     /// Keep the temp dir (stores, configs) for profiling by hand.
     keep: bool,
+    /// Where the generated `list` stores go (default: the temp dir), e.g. a tmpfs when the
+    /// disk is short of the ~1.6 GB that 300,000 sidecars and their indexes take.
+    big_dir: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -59,6 +62,7 @@ fn args() -> Args {
         lists: vec![10_000, 100_000, 300_000],
         deep_min: 1000,
         keep: false,
+        big_dir: None,
         out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results")),
     };
     let mut it = std::env::args().skip(1);
@@ -81,6 +85,7 @@ fn args() -> Args {
             "--lists" => a.lists = list(it.next()),
             "--out" => a.out = PathBuf::from(it.next().expect("a path")),
             "--keep" => a.keep = true,
+            "--big-dir" => a.big_dir = Some(PathBuf::from(it.next().expect("a path"))),
             "--bench" => {} // added by `cargo bench`
             other => panic!("unknown flag {other}"),
         }
@@ -313,9 +318,10 @@ fn generate_store(from: &Path, to: &Path, start: usize, n: usize) -> std::io::Re
         sidecar["created_at"] = Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let id = format!("{}-{short}", t.format("%Y%m%dT%H%M%SZ"));
         // The same ciphertext for every copy: a hard link is one syscall instead of three (a
-        // fresh file every 50,000, under ext4's 65,000 links per inode).
+        // fresh file every 50,000, under ext4's 65,000 links per inode, and one in the target
+        // file system).
         let age_path = dir.join(format!("{id}.age"));
-        if i % 50_000 == 0 {
+        if i == start || i % 50_000 == 0 {
             fs::copy(&age_src, &age_path)?;
             age_src = age_path;
         } else {
@@ -660,7 +666,8 @@ fn main() {
 
     // `list` of generated stores, grown in place: the first listing of each size builds (or
     // updates) the sidecar index; the median of the three after it is what a user sees.
-    let big = dir.join("big-store");
+    let big_tmp = a.big_dir.as_ref().map(|d| tempfile::tempdir_in(d).unwrap());
+    let big = big_tmp.as_ref().map_or(dir, |t| t.path()).join("big-store");
     let big_config = dir.join("big.yaml");
     fs::write(
         &big_config,
@@ -692,20 +699,24 @@ fn main() {
         lists.push((n, first, s));
     }
     let load_after = uptime();
+    drop(big_tmp);
 
     // Report.
     let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
     let cold_wall = med(&rows[0].1, |s| s.wall);
     let mut md = format!(
         "# Fleet benchmark\n\n{} nodes on loopback, each a cl-keytool-style P12 and an Acra v2 keystore of {} key rings; \
-         {} rounds, medians. Machine: {} cores, shared. coldkeep {}.\n\n\
+         {} rounds, medians. Machine: {} cores, shared. coldkeep {}. Generated list stores in {}.\n\n\
          Load before: `{load_before}`  \nLoad after: `{load_after}`\n\n\
          | run | wall s | CPU s | peak RSS MiB | wall vs coldkeep | nodes/s |\n|---|---|---|---|---|---|\n",
         a.nodes,
         a.rings,
         a.rounds,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        a.big_dir
+            .as_ref()
+            .map_or("the temp dir".to_string(), |d| d.display().to_string()),
     );
     let _ = writeln!(
         md,
