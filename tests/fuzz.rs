@@ -62,14 +62,25 @@ fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
     }
 }
 
-/// Replays saved regressions, then mutates the seeds `iterations()` times through `target`.
+/// Replays saved regressions and the coverage-guided corpus (`fuzz/corpus/<name>/`, minimized by
+/// `cargo fuzz cmin`), then mutates the seeds `iterations()` times through `target`.
+/// `COLDKEEP_FUZZ_SEEDS_OUT=DIR` also writes the seeds to `DIR/<name>/`, to start a cargo-fuzz
+/// corpus from the same real inputs.
 fn fuzz(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz_regressions")
-        .join(name);
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            target(&std::fs::read(e.path()).unwrap());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/fuzz_regressions").join(name);
+    for replay in [dir.clone(), root.join("fuzz/corpus").join(name)] {
+        if let Ok(entries) = std::fs::read_dir(&replay) {
+            for e in entries.flatten() {
+                target(&std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    if let Some(out) = std::env::var_os("COLDKEEP_FUZZ_SEEDS_OUT") {
+        let out = Path::new(&out).join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        for (i, s) in seeds.iter().enumerate() {
+            std::fs::write(out.join(format!("seed-{i}")), s).unwrap();
         }
     }
     for s in &seeds {
