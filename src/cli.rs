@@ -118,6 +118,12 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run backup -> list -> verify against a throwaway sshd node on loopback
     Demo(DemoArgs),
+    /// Start here: write a commented config, create the store, optionally make an age identity
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(ManArgs),
 }
 
 /// Which nodes to act on.
@@ -323,6 +329,46 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Directory for the demo (keys, node tree, store, config) [default: a new temp directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Writes the config given by --config (default ./coldkeep.yaml) from the documented template, with
+the recipients filled in and the example nodes commented out, and creates the store (0700).
+Nothing that exists is overwritten, and a refused or failed init leaves nothing behind.
+
+--identity-out makes a new age identity (0600) whose public key becomes a recipient: it is the
+key that decrypts every backup, so move it off this machine; backing up never needs it.
+
+Then add your nodes to the config and run `coldkeep config check` and `coldkeep backup --dry-run`.")]
+pub struct InitArgs {
+    /// The store directory to create (absolute; an existing one must be empty)
+    #[arg(long, value_name = "DIR", default_value = crate::init::DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Who can decrypt backups: an age recipient (age1...) or SSH public key (repeatable)
+    #[arg(long = "recipient", short = 'r', value_name = "R")]
+    pub recipients: Vec<String>,
+    /// Generate a new age identity into this file (0600) and add its public key as a recipient
+    #[arg(long, value_name = "PATH")]
+    pub identity_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+bash:  coldkeep completions bash > /etc/bash_completion.d/coldkeep  (or source <(coldkeep completions bash))
+zsh:   coldkeep completions zsh > \"${fpath[1]}/_coldkeep\"
+fish:  coldkeep completions fish > ~/.config/fish/completions/coldkeep.fish")]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write coldkeep.1 and one page per subcommand (coldkeep-backup.1, ...) into this directory
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

@@ -8,8 +8,10 @@ pub mod check;
 pub mod config_check;
 pub mod daemon;
 pub mod demo;
+pub mod docs;
 pub mod fleet;
 pub mod hardware;
+pub mod init;
 pub mod keystore;
 pub mod list;
 pub mod onlykey;
@@ -29,6 +31,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Demo(args) => return demo::run(args),
         Command::Hid(crate::cli::HidCommand::List { json }) => return hardware::list(*json),
+        Command::Init(args) => return init::run(cli.config.as_deref(), args),
+        Command::Completions(args) => return docs::completions(args.shell),
+        Command::Man(args) => return docs::man(args.dir.as_deref()),
         _ => {}
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
@@ -46,7 +51,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
-        Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Hid(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -57,7 +64,10 @@ pub fn select_nodes<'c>(
     select: &NodeSelector,
 ) -> Result<Vec<&'c NodeConfig>, UsageError> {
     if config.nodes.is_empty() {
-        return Err(UsageError(format!("{} lists no nodes", config.source.display())));
+        return Err(UsageError(format!(
+            "{} lists no nodes: add them under `nodes:` (`coldkeep init` leaves commented examples there)",
+            config.source.display()
+        )));
     }
     check_node_names(config, &select.nodes)?;
     let picked: Vec<&NodeConfig> = config
