@@ -159,7 +159,8 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             return Err(InitError::Exists(path.clone()));
         }
     }
-    let store_created = match fs::symlink_metadata(&store) {
+    // Followed if a symlink: pointing the store at another disk this way is common.
+    let store_created = match fs::metadata(&store) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => return Err(io("checking", &store)(e)),
         Ok(meta) if meta.is_dir() && is_empty_dir(&store)? => false,
@@ -461,6 +462,19 @@ mod tests {
         fs::create_dir_all(o.store.join("v1")).unwrap();
         assert!(matches!(init(&o), Err(InitError::StoreNotEmpty(_))));
         assert!(!o.config.exists());
+    }
+
+    #[test]
+    fn an_existing_empty_store_or_a_symlink_to_one_is_used_and_made_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path());
+        let disk = dir.path().join("other-disk");
+        fs::create_dir(&disk).unwrap();
+        fs::set_permissions(&disk, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(&disk, &o.store).unwrap();
+        let out = init(&o).unwrap();
+        assert!(!out.store_created);
+        assert_eq!(mode(&disk), 0o700);
     }
 
     #[test]

@@ -77,7 +77,9 @@ fn init_then_config_check_then_dry_run_explains_then_a_real_backup() {
         both(&out)
     );
 
-    // A real node, its host key not yet known: the dry run explains how to accept it.
+    // A real node, added as an operator would: only what the node needs, the template's `ssh:`
+    // defaults for the rest (identity ~/.ssh/id_ed25519, known_hosts ~/.ssh/known_hosts, in the
+    // test's own HOME). Its host key is not known yet: the dry run explains how to accept it.
     let sandbox = Sandbox::new(&dir.join("ssh")).unwrap();
     let node = sandbox.start_node("v1", false).unwrap();
     let p12 = legacy_p12("pw-0123456789");
@@ -87,26 +89,33 @@ fn init_then_config_check_then_dry_run_explains_then_a_real_backup() {
     let mut f = fs::OpenOptions::new().append(true).open(&config).unwrap();
     write!(
         f,
-        "  - name: v1\n    host: 127.0.0.1\n    port: {}\n    user: {}\n    identity: {}\n    known_hosts: {}\n\
+        "  - name: v1\n    host: 127.0.0.1\n    port: {}\n    user: {}\n\
          \x20   keystores:\n      - name: p12\n        kind: p12\n        path: {}\n",
         node.port,
         sandbox.user,
-        sandbox.client_key.display(),
-        sandbox.known_hosts.display(),
         p12_path.display()
     )
     .unwrap();
     drop(f);
+    let ssh_dir = dir.join("home/.ssh");
     let out = coldkeep(dir, &["--config", c, "backup", "--dry-run"]);
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let known_hosts = ssh_dir.join("known_hosts");
     assert!(
-        both(&out).contains("is unknown") && both(&out).contains("ssh-keyscan"),
+        both(&out).contains("is unknown")
+            && both(&out).contains(&format!(
+                "ssh-keyscan -p {} 127.0.0.1 >> {}",
+                node.port,
+                known_hosts.display()
+            )),
         "{}",
         both(&out)
     );
-    assert!(age_files(&store).is_empty());
 
-    // Trust the node the way the message says (its public host key into known_hosts), back up.
+    // Trust the node the way the message says (its public host key into known_hosts): now the
+    // missing SSH key is what the dry run names.
+    fs::create_dir_all(&ssh_dir).unwrap();
+    fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).unwrap();
     let host_pub = fs::read_to_string(format!("{}.pub", node.host_key.display())).unwrap();
     let mut fields = host_pub.split_whitespace();
     let line = format!(
@@ -115,7 +124,19 @@ fn init_then_config_check_then_dry_run_explains_then_a_real_backup() {
         fields.next().unwrap(),
         fields.next().unwrap()
     );
-    fs::write(&sandbox.known_hosts, line).unwrap();
+    fs::write(&known_hosts, line).unwrap();
+    let out = coldkeep(dir, &["--config", c, "backup", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let key = ssh_dir.join("id_ed25519");
+    assert!(
+        both(&out).contains(&format!("identity file {} does not exist", key.display())),
+        "{}",
+        both(&out)
+    );
+
+    // The SSH key in place: the dry run passes and writes nothing, the backup stores the P12.
+    fs::copy(&sandbox.client_key, &key).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     let out = coldkeep(dir, &["--config", c, "backup", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert!(age_files(&store).is_empty(), "a dry run writes nothing");
