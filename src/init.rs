@@ -10,7 +10,7 @@ use crate::config::{Config, ConfigError, Recipient};
 use age::secrecy::ExposeSecret;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -263,12 +263,28 @@ fn write_all(
         fs::create_dir_all(store.parent().unwrap_or(Path::new("/"))).map_err(io("creating", store))?;
         fs::create_dir(store).map_err(io("creating", store))?;
         created.store = Some(store.to_path_buf());
+        adopt_parent_owner(store)?;
     }
     fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
     if let Some(parent) = config.path.parent() {
         fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
     write_new(config, created)
+}
+
+/// Run as root to set up a service user's store (the package's `/var/lib/coldkeep` belongs to the
+/// `coldkeep` user), a new store takes the owner of its parent directory, so the service can
+/// write it; otherwise it would be root's and every backup would fail.
+fn adopt_parent_owner(dir: &Path) -> Result<(), InitError> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    let own = fs::metadata(dir).map_err(io("reading", dir))?;
+    let above = fs::metadata(parent).map_err(io("reading", parent))?;
+    if own.uid() == 0 && above.uid() != 0 {
+        std::os::unix::fs::chown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
+    }
+    Ok(())
 }
 
 /// Creates a file that must not exist, with its final mode from the start, and syncs it.
@@ -462,6 +478,32 @@ mod tests {
         fs::create_dir_all(o.store.join("v1")).unwrap();
         assert!(matches!(init(&o), Err(InitError::StoreNotEmpty(_))));
         assert!(!o.config.exists());
+    }
+
+    #[test]
+    fn as_root_a_new_store_belongs_to_the_owner_of_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        if fs::metadata(dir.path()).unwrap().uid() != 0 {
+            println!("not root: chown cannot be tried here (CI runs as root)");
+            return;
+        }
+        // Like the package's /var/lib/coldkeep, owned by the service user (here: nobody).
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        let mut o = opts(dir.path());
+        o.store = state.join("store");
+        let out = init(&o).unwrap();
+        let meta = fs::metadata(&out.store).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        assert_eq!(mode(&out.store), 0o700);
+        // A store whose parent is root's stays root's.
+        let plain = dir.path().join("plain-store");
+        let mut o = opts(dir.path());
+        o.config = dir.path().join("second.yaml");
+        o.store = plain.clone();
+        init(&o).unwrap();
+        assert_eq!(fs::metadata(&plain).unwrap().uid(), 0);
     }
 
     #[test]
