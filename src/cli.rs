@@ -343,6 +343,7 @@ Nothing that exists is overwritten, and a refused or failed init leaves nothing 
 key that decrypts every backup, so move it off this machine; backing up never needs it.
 
 Then add your nodes to the config and run `coldkeep config check` and `coldkeep backup --dry-run`.")]
+/// `coldkeep init`: what to create (the config path is the global `--config`).
 pub struct InitArgs {
     /// The store directory to create (absolute; an existing one must be empty)
     #[arg(long, value_name = "DIR", default_value = crate::init::DEFAULT_STORE)]
@@ -360,12 +361,14 @@ pub struct InitArgs {
 bash:  coldkeep completions bash > /etc/bash_completion.d/coldkeep  (or source <(coldkeep completions bash))
 zsh:   coldkeep completions zsh > \"${fpath[1]}/_coldkeep\"
 fish:  coldkeep completions fish > ~/.config/fish/completions/coldkeep.fish")]
+/// `coldkeep completions`: which shell's script to print.
 pub struct CompletionsArgs {
     /// The shell
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
 
+/// `coldkeep man`: stdout, or a directory of pages.
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// Write coldkeep.1 and one page per subcommand (coldkeep-backup.1, ...) into this directory
