@@ -358,7 +358,8 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-bash:  coldkeep completions bash > /etc/bash_completion.d/coldkeep  (or source <(coldkeep completions bash))
+bash:  coldkeep completions bash > /etc/bash_completion.d/coldkeep
+       (this shell only: source <(coldkeep completions bash))
 zsh:   coldkeep completions zsh > \"${fpath[1]}/_coldkeep\"
 fish:  coldkeep completions fish > ~/.config/fish/completions/coldkeep.fish")]
 /// `coldkeep completions`: which shell's script to print.
