@@ -13,6 +13,7 @@ pub mod hardware;
 pub mod keystore;
 pub mod list;
 pub mod onlykey;
+pub mod onlykey_verify;
 pub mod prune;
 pub mod report;
 pub mod restore;
@@ -20,7 +21,7 @@ mod restore_acra;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};
+use crate::cli::{Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand};
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
 
@@ -29,6 +30,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Demo(args) => return demo::run(args),
         Command::Hid(crate::cli::HidCommand::List { json }) => return hardware::list(*json),
+        // A backup file is verified without a configuration.
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { name: None, .. }) => {
+            return onlykey_verify::run(None, cmd);
+        }
         _ => {}
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
@@ -44,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
         Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),

@@ -38,11 +38,12 @@ pub fn run(config: &Config, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit> {
             device,
             yes,
         } => restore(config, backup, name.as_deref(), identity, device.as_deref(), *yes),
+        OnlyKeyCommand::Verify { .. } => unreachable!("dispatched to onlykey_verify"),
     }
 }
 
 /// Reads the text into one pre-sized, wiped buffer (no reallocation leaves copies behind).
-fn read_text(file: &str) -> anyhow::Result<Zeroizing<String>> {
+pub fn read_text(file: &str) -> anyhow::Result<Zeroizing<String>> {
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_TEXT as usize + 1));
     let reader: Box<dyn Read> = if file == "-" {
         Box::new(std::io::stdin())
@@ -76,7 +77,14 @@ fn store(config: &Config, name: &str, text: &str, source: &str) -> anyhow::Resul
     )?;
     println!("stored OnlyKey backup {name} as {id} ({size} bytes encrypted)");
     println!("  {}", identity.short());
-    println!("  check value: {}", identity.check);
+    if identity.no_check_line {
+        println!(
+            "  no check line (firmware 2.1.1 or older): unverified; `coldkeep onlykey verify` with the \
+             backup passphrase or key is its integrity check"
+        );
+    } else {
+        println!("  check value: {}", identity.check);
+    }
     Ok(Exit::Ok)
 }
 
