@@ -399,6 +399,53 @@ impl TypedCapture {
             .is_some_and(|at| tail[at + END.len()..].iter().any(|&b| b == b'\n' || b == b'\r')))
     }
 
+    /// Feeds chunks from `rx` until the END line. Before BEGIN it waits up to `before_begin`;
+    /// after it, typing that pauses for `idle` ends the capture (a device without a backup key
+    /// types no END). `progress` gets the line count as it grows.
+    pub fn collect(
+        mut self,
+        rx: &std::sync::mpsc::Receiver<Zeroizing<Vec<u8>>>,
+        idle: std::time::Duration,
+        before_begin: std::time::Duration,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Zeroizing<String>, OnlyKeyError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            let wait = if self.started { idle } else { before_begin };
+            match rx.recv_timeout(wait) {
+                Ok(chunk) => {
+                    let before = self.lines;
+                    if self.feed(&chunk)? {
+                        progress(self.lines);
+                        return self.into_text();
+                    }
+                    if self.lines != before {
+                        progress(self.lines);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) if self.started => {
+                    return Err(err(
+                        0,
+                        format!(
+                            "the typing stopped: nothing for {} s and no END line (button released \
+                             early, or the terminal lost focus?)",
+                            idle.as_secs()
+                        ),
+                    ));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(err(
+                        0,
+                        format!("no backup was typed within {} s", before_begin.as_secs()),
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(err(0, format!("input ended before {END}")));
+                }
+            }
+        }
+    }
+
     /// The text from BEGIN on.
     pub fn into_text(mut self) -> Result<Zeroizing<String>, OnlyKeyError> {
         match String::from_utf8(std::mem::take(&mut *self.buf)) {
@@ -602,5 +649,36 @@ mod tests {
                 .message
                 .contains("without an END")
         );
+    }
+
+    #[test]
+    fn collect_stops_on_an_idle_device_and_on_a_closed_input() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let short = Duration::from_millis(50);
+        let (tx, rx) = channel();
+        tx.send(Zeroizing::new(format!("{BEGIN}\nAAAA\n").into_bytes()))
+            .unwrap();
+        let e = TypedCapture::new(1 << 16)
+            .collect(&rx, short, Duration::from_secs(60), |_| {})
+            .unwrap_err();
+        assert!(e.message.contains("typing stopped"), "{e}");
+        drop(tx);
+        let e = TypedCapture::new(1 << 16)
+            .collect(&rx, short, short, |_| {})
+            .unwrap_err();
+        assert!(e.message.contains("input ended"), "{e}");
+        let (tx, rx) = channel();
+        let text = armor(&payload(120, 101));
+        tx.send(Zeroizing::new(b"pw-of-slot-1\n".to_vec())).unwrap();
+        for line in text.split_inclusive('\n') {
+            tx.send(Zeroizing::new(line.as_bytes().to_vec())).unwrap();
+        }
+        let mut seen = Vec::new();
+        let got = TypedCapture::new(1 << 16)
+            .collect(&rx, short, short, |n| seen.push(n))
+            .unwrap();
+        assert_eq!(got.as_str(), text);
+        assert_eq!(seen.last(), Some(&text.lines().count()));
     }
 }
