@@ -255,10 +255,11 @@ fn restore(
          Before you go on, on the device:\n\
          - the same backup passphrase or backup key must be set that this backup was made with;\n\
          - it must be unlocked (PIN entered);\n\
-         - it must be in config mode: hold button 6 for 5 seconds, then re-enter the PIN.\n\
+         - it must be in config mode: {}.\n\
          The restore replaces the device's slots and keys with the backup's.",
         artifact.id,
-        parsed.identity().short()
+        parsed.identity().short(),
+        device::CONFIG_MODE
     );
     confirm(yes)?;
     let mut transport = hid::open(&path)?;
