@@ -361,6 +361,12 @@ const RK_SIZES: [usize; 2] = [441, 392];
 const STATE_MIN: usize = 64;
 const STATE_MAX: usize = 1024;
 
+/// The record walk alone, on a plaintext given as is: `None` where [`open`] would refuse it.
+/// For fuzzing (the walk reads decrypted, so attacker-shaped, bytes) and tests.
+pub fn walk_records(plaintext: &[u8], scheme: Scheme) -> Option<Summary> {
+    walk(plaintext, scheme).ok()
+}
+
 /// Where the walk stopped.
 enum Stop {
     FirstByte,
@@ -553,6 +559,12 @@ impl Summary {
                 self.resident_keys
             ),
         ]
+        .into_iter()
+        .chain(
+            self.legacy_u2f
+                .then(|| "a legacy U2F record (restore skips it)".to_string()),
+        )
+        .collect()
     }
 }
 
