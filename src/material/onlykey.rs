@@ -423,6 +423,12 @@ impl TypedCapture {
                         progress(self.lines);
                     }
                 }
+                // END arrived but not its line end (pasted text): that is complete too.
+                Err(RecvTimeoutError::Timeout)
+                    if self.started && find(&self.buf, END.as_bytes()).is_some() =>
+                {
+                    return self.into_text();
+                }
                 Err(RecvTimeoutError::Timeout) if self.started => {
                     return Err(err(
                         0,
@@ -670,6 +676,17 @@ mod tests {
         assert!(e.message.contains("input ended"), "{e}");
         let (tx, rx) = channel();
         let text = armor(&payload(120, 101));
+        tx.send(Zeroizing::new(text.trim_end().as_bytes().to_vec()))
+            .unwrap();
+        let got = TypedCapture::new(1 << 16)
+            .collect(&rx, short, short, |_| {})
+            .unwrap();
+        assert_eq!(
+            got.as_str(),
+            text.trim_end(),
+            "END without its line end, then silence"
+        );
+        let (tx, rx) = channel();
         tx.send(Zeroizing::new(b"pw-of-slot-1\n".to_vec())).unwrap();
         for line in text.split_inclusive('\n') {
             tx.send(Zeroizing::new(line.as_bytes().to_vec())).unwrap();
