@@ -168,25 +168,41 @@ impl Reply {
 /// Why a restore did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// The device answered with an error string.
     #[error("the device refused the restore ({text}): {advice}")]
-    Refused { text: String, advice: &'static str },
+    Refused {
+        /// The device's reply.
+        text: String,
+        /// What to do.
+        advice: &'static str,
+    },
+    /// No verdict after the last report.
     #[error(
         "the device did not answer within {secs}s after the last report: is it unlocked, in config mode \
          (hold button 6 for 5 s, OnlyKey DUO: a long hold of button 1; re-enter the PIN), and the right \
          interface? Unplug and replug it before retrying: it keeps a partial transfer until it restarts"
     )]
-    NoReply { secs: u64 },
+    NoReply {
+        /// How long we waited.
+        secs: u64,
+    },
+    /// Some reports reached the device, then I/O failed: its buffer now holds a partial backup.
     #[error(
         "the transfer was interrupted after {sent} of {total} reports ({source}): unplug and replug the \
          OnlyKey before retrying, it keeps the partial transfer until it restarts"
     )]
     Interrupted {
+        /// Reports written.
         sent: usize,
+        /// Reports in the whole transfer.
         total: usize,
+        /// The I/O failure.
         source: HidError,
     },
+    /// Stale reports never stopped coming.
     #[error("the device keeps sending reports ({MAX_STALE} drained): unplug and replug it, then retry")]
     Chatty,
+    /// I/O failed before anything was sent.
     #[error(transparent)]
     Hid(#[from] HidError),
 }
