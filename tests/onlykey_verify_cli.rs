@@ -214,6 +214,26 @@ fn legacy_texts_are_imported_as_unverified_and_verified_from_the_store() {
         assert!(!out(&o).contains(&secret), "{}", out(&o));
     }
 
+    // A legacy artifact still restores: its canonical text matches its sidecar, and the attempt
+    // gets as far as the (absent) device.
+    let o = f.run(&[
+        "onlykey",
+        "restore",
+        "--name",
+        "old",
+        "--identity",
+        identity,
+        "--device",
+        "/dev/hidraw-none",
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("/dev/hidraw-none") && out(&o).contains("DUO"),
+        "{}",
+        out(&o)
+    );
+
     // The "No Backup Key" text is refused by import with the advice, nothing stored.
     let nokey = cases()
         .into_iter()
