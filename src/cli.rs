@@ -257,11 +257,44 @@ and delete any file you saved it in.")]
         #[arg(long, value_name = "NAME")]
         name: String,
     },
+    /// Prove a backup opens: decrypt it offline and walk its records (counts only, no values)
+    #[command(after_help = "\
+Decrypts in memory with the backup passphrase (--passphrase-file/--passphrase-env), the 32-byte
+ECC backup key in hex (--key-file) or the RSA backup key in PEM (--rsa-key), and walks the records
+as the firmware's restore does. It proves the passphrase or key opens this backup; it cannot prove
+a device will accept it (the device must hold the same passphrase or key). Exit 0: opens and every
+record is well-formed; 1: wrong passphrase or key, or damaged; 2: usage.")]
+    Verify {
+        /// The backup text file, or `-` for standard input (not with --name)
+        #[arg(value_name = "FILE|-", conflicts_with = "name")]
+        file: Option<String>,
+        /// A stored OnlyKey backup's name (with --identity)
+        #[arg(long, value_name = "NAME", requires = "identity")]
+        name: Option<String>,
+        /// age identity file or SSH private key that decrypts the stored artifact
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// Artifact id (or a unique prefix), or `latest`
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        backup: String,
+        /// File holding the backup passphrase (first line)
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        passphrase_file: Option<PathBuf>,
+        /// Environment variable holding the backup passphrase
+        #[arg(long, value_name = "VAR", group = "backup_key")]
+        passphrase_env: Option<String>,
+        /// File holding the 32-byte ECC backup key in hex
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        key_file: Option<PathBuf>,
+        /// File holding the RSA backup key in PEM
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        rsa_key: Option<PathBuf>,
+    },
     /// Restore a stored backup to an OnlyKey over USB (OKRESTORE)
     #[command(after_help = "\
 Before restoring: set the same backup passphrase (or backup key) on the device that the backup
-was made with, unlock it, and put it in config mode (hold button 6 for 5 seconds, re-enter the
-PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
+was made with, unlock it, and put it in config mode (OnlyKey: hold button 6 for 5 seconds;
+OnlyKey DUO: hold button 1; then re-enter the PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
 reports, 100 ms apart; the device answers when it has loaded it.")]
     Restore {
         /// Artifact id (or a unique prefix), or `latest` with --name

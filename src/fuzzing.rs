@@ -28,6 +28,14 @@ pub fn onlykey(data: &[u8]) {
     }
 }
 
+/// OnlyKey backup payloads: the decryption's slicing by trailer, and the record walk on bytes
+/// taken as a decrypted plaintext.
+pub fn onlykey_records(data: &[u8]) {
+    use crate::material::onlykey_backup::{self as b, BackupKey, Scheme};
+    let _ = b::walk_records(data, Scheme::X25519);
+    let _ = b::open(data, &BackupKey::Ecc(zeroize::Zeroizing::new([7u8; 32])));
+}
+
 /// BitBox02 backup files, alone and as a folder of copies.
 pub fn bitbox02(data: &[u8]) {
     if let Ok(b) = crate::material::bitbox02::parse(data) {

@@ -15,6 +15,7 @@ pub mod init;
 pub mod keystore;
 pub mod list;
 pub mod onlykey;
+pub mod onlykey_verify;
 pub mod prune;
 pub mod report;
 pub mod restore;
@@ -22,7 +23,7 @@ mod restore_acra;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};
+use crate::cli::{Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand};
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
 
@@ -34,6 +35,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Init(args) => return init::run(cli.config.as_deref(), args),
         Command::Completions(args) => return docs::completions(args.shell),
         Command::Man(args) => return docs::man(args.dir.as_deref()),
+        // A backup file is verified without a configuration.
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { name: None, .. }) => {
+            return onlykey_verify::run(None, cmd);
+        }
         _ => {}
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
@@ -49,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
         Command::Demo(_) | Command::Hid(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {

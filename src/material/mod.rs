@@ -5,6 +5,7 @@ mod asn1;
 pub mod bitbox02;
 pub mod nodectl;
 pub mod onlykey;
+pub mod onlykey_backup;
 pub mod p12;
 
 use serde::{Deserialize, Serialize};
