@@ -238,6 +238,20 @@ fn v2_every_key_of_every_ring_opens_and_a_wrong_context_is_named() {
     assert_eq!(code, 0, "{check}");
     assert_eq!(check["sealed_keys"]["opened"], 11, "{check}");
     assert!(good.signature_key.len() == 32);
+
+    // A v1 master key cannot be a v2 keystore's: said once, plainly.
+    s.set_master_key(&other_v1_master_key());
+    let (code, check) = s.verify();
+    assert_eq!(code, 1, "{check}");
+    let problems: Vec<&Value> = check["problems"].as_array().unwrap().iter().collect();
+    assert_eq!(problems.len(), 1, "{check}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .contains("is a v1 key; this keystore is v2"),
+        "{check}"
+    );
 }
 
 #[test]
