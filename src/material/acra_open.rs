@@ -10,8 +10,10 @@
 //!   `getContextFromFilename`): `<id>_storage`, `<id>_storage_sym`, `<id>_hmac` (and the legacy
 //!   `<id>_server`, `<id>_translator`) use the client id; `.poison_key/poison_key` and
 //!   `.poison_key/poison_key_sym` their path (the backup code strips `_sym`, so that is tried
-//!   second); anything else, e.g. `secure_log_key` or a legacy `<id>`, its file name. A rotated
-//!   file `<name>.old/<timestamp>` is the old file moved aside and keeps the context of `<name>`.
+//!   second); legacy zone keys `<zone>_zone(_sym)` the zone id; anything else, e.g.
+//!   `secure_log_key` or a legacy `<id>`, its file name. A rotated file `<name>.old/<timestamp>`
+//!   is the old file moved aside and keeps the context of `<name>`. The legacy `auth_key` is
+//!   stored unsealed and skipped.
 //! - v2 (`keystore/v2/keystore/filesystem/key.go`, `keyRing.go`, `keyStore.go`): each key of a
 //!   ring `<path>.keyring` is sealed under the v2 encryption key with
 //!   `AKSv2 keystore: key ring <path>: private key <seqnum>` or `... symmetric key <seqnum>`.
@@ -163,6 +165,10 @@ fn v1_contexts(base: &str) -> Vec<String> {
     vec![name.into()]
 }
 
+/// The legacy AcraWebconfig basic-auth key: Acra writes it as raw random bytes, unsealed
+/// (`GetAuthKey`, `generateKey` in server_keystore.go), so there is nothing to open.
+const UNSEALED_AUTH_KEY: &str = "auth_key";
+
 fn open_v1(entries: &[Entry], key: &[u8]) -> Vec<(String, Result<(), String>)> {
     let find = |rel: &str| {
         [KEYS_PREFIX, PUBLIC_PREFIX]
@@ -179,6 +185,9 @@ fn open_v1(entries: &[Entry], key: &[u8]) -> Vec<(String, Result<(), String>)> {
             continue;
         }
         let (base, stamp) = history_base(rel);
+        if base.rsplit('/').next() == Some(UNSEALED_AUTH_KEY) {
+            continue;
+        }
         let mut last = String::new();
         let mut opened = None;
         for context in v1_contexts(base) {
@@ -369,6 +378,12 @@ mod tests {
         );
         let r = open_all(&entries, 1, &v1);
         assert_eq!((r.total, r.opened), (1, 0));
+        let auth = [Entry {
+            path: "keys/auth_key",
+            mode: 0o600,
+            data: b"raw random bytes",
+        }];
+        assert_eq!(open_all(&auth, 1, &v1).total, 0, "auth_key is not sealed");
         assert!(r.problems()[0].contains("none opens"), "{:?}", r.problems());
         assert!(
             r.problems()[1].starts_with("key Alice_hmac: "),

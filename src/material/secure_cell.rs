@@ -22,8 +22,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// AES-GCM, 256-bit key, Soter KDF (no PBKDF2): the algorithm id Themis writes for master-key
-/// cells (`THEMIS_AUTH_SYM_ALG`), as a little-endian u32 at the start of the cell.
+/// AES-GCM (`SOTER_SYM_AES_GCM` 0x40010000), 256-bit key (0x100), Soter KDF (`SOTER_SYM_NOKDF`,
+/// not PBKDF2): the algorithm id Themis writes for master-key cells (`THEMIS_AUTH_SYM_ALG`,
+/// `soter_sym.h`), as a little-endian u32 at the start of the cell.
 pub const ALG_AES_256_GCM: u32 = 0x4001_0100;
 const TOKEN_HEADER: usize = 16;
 const IV_LEN: usize = 12;
