@@ -147,7 +147,9 @@ fn public_point(scalar: &[u8]) -> Result<Vec<u8>, String> {
     let err = |e: openssl::error::ErrorStack| e.to_string();
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(err)?;
     let mut ctx = BigNumContext::new_secure().map_err(err)?;
-    let d = BigNum::from_slice(scalar).map_err(err)?;
+    // A secure bignum: OpenSSL wipes it when freed.
+    let mut d = BigNum::new_secure().map_err(err)?;
+    d.copy_from_slice(scalar).map_err(err)?;
     let mut order = BigNum::new().map_err(err)?;
     group.order(&mut order, &mut ctx).map_err(err)?;
     if d.num_bits() == 0 || d >= order {
