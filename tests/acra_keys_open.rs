@@ -25,6 +25,12 @@ struct Setup {
 }
 
 fn setup(master: &str) -> Setup {
+    setup_with(master, false)
+}
+
+/// With `operator_opens_master_keys`, master-key artifacts are encrypted to the operator's own
+/// recipient, so `--identity` also brings every stored (older) master key to hand.
+fn setup_with(master: &str, operator_opens_master_keys: bool) -> Setup {
     let fleet = Fleet::new(&["gw"]);
     let dir = fleet.node("gw").root.join(KEYS);
     fs::create_dir_all(dir.parent().unwrap()).unwrap();
@@ -43,11 +49,15 @@ fn setup(master: &str) -> Setup {
         .arg(s.fleet.dir.join("master-identity.txt"))
         .output()
         .unwrap();
-    let master_recipient = text(&keygen.stderr)
-        .trim()
-        .strip_prefix("Public key: ")
-        .unwrap()
-        .to_string();
+    let master_recipient = if operator_opens_master_keys {
+        s.fleet.recipient.clone()
+    } else {
+        text(&keygen.stderr)
+            .trim()
+            .strip_prefix("Public key: ")
+            .unwrap()
+            .to_string()
+    };
     let config = fs::read_to_string(&s.fleet.config)
         .unwrap()
         .replacen(
@@ -294,4 +304,37 @@ fn no_temp_dirs(parent: &Path) -> bool {
     fs::read_dir(parent)
         .unwrap()
         .all(|e| !e.unwrap().file_name().to_string_lossy().contains("coldkeep"))
+}
+
+#[test]
+fn after_a_master_key_rotation_each_backup_opens_with_its_own_stored_master_key() {
+    let s = setup_with("placeholder", true);
+    let old_master = v1_keystore(&s.dir, &["Alice"], &[]);
+    s.set_master_key(&old_master);
+    s.backup_ok();
+    // Acra re-keyed with a new master key: a new keystore, a new key in the config.
+    fs::remove_dir_all(&s.dir).unwrap();
+    let new_master = v1_keystore(&s.dir, &["Alice"], &[]);
+    s.set_master_key(&new_master);
+    s.backup_ok();
+
+    let id = s.identity();
+    let (code, json) = s.fleet.run_json(&["verify", "--json", "--identity", &id]);
+    assert_eq!(code, 0, "{json}");
+    let mut key_ids: Vec<String> = json["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["keystore"] == "acra" && !a["sealed_keys"].is_null())
+        .map(|a| {
+            assert_eq!(a["sealed_keys"]["opened"], a["sealed_keys"]["total"], "{a}");
+            a["sealed_keys"]["master_key_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    key_ids.dedup();
+    assert_eq!(
+        key_ids.len(),
+        2,
+        "each backup opened with its own master key: {json}"
+    );
 }
