@@ -35,6 +35,10 @@ pub struct KeyFailure {
     pub problem: String,
 }
 
+/// How many failed keys [`OpenReport::problems`] names; a wrong master key fails them all, and a
+/// keystore can hold hundreds.
+pub const NAMED_IN_PROBLEMS: usize = 10;
+
 /// How many sealed keys of a backup one master key opens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpenReport {
@@ -66,7 +70,8 @@ impl OpenReport {
     }
 
     /// One line per problem, for reports: the mismatch, the summary when some failed (with a
-    /// hint when none opened), then each failed key by name.
+    /// hint when none opened), then each failed key by name, the first [`NAMED_IN_PROBLEMS`]
+    /// of them (`failed` has all).
     pub fn problems(&self) -> Vec<String> {
         if let Some(m) = &self.mismatch {
             return vec![m.clone()];
@@ -85,8 +90,15 @@ impl OpenReport {
         out.extend(
             self.failed
                 .iter()
+                .take(NAMED_IN_PROBLEMS)
                 .map(|f| format!("key {}: {}", f.key, f.problem)),
         );
+        if self.failed.len() > NAMED_IN_PROBLEMS {
+            out.push(format!(
+                "and {} more keys that do not open (all are listed in --json)",
+                self.failed.len() - NAMED_IN_PROBLEMS
+            ));
+        }
         out
     }
 }
@@ -378,6 +390,21 @@ mod tests {
         );
         let r = open_all(&entries, 1, &v1);
         assert_eq!((r.total, r.opened), (1, 0));
+        let many: Vec<String> = (0..12).map(|i| format!("keys/c{i}_hmac")).collect();
+        let many: Vec<Entry> = many
+            .iter()
+            .map(|p| Entry {
+                path: p,
+                mode: 0o600,
+                data: b"x",
+            })
+            .collect();
+        let problems = open_all(&many, 1, &v1).problems();
+        assert_eq!(problems.len(), 1 + NAMED_IN_PROBLEMS + 1, "{problems:?}");
+        assert!(
+            problems.last().unwrap().starts_with("and 2 more keys"),
+            "{problems:?}"
+        );
         let auth = [Entry {
             path: "keys/auth_key",
             mode: 0o600,
