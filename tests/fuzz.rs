@@ -219,3 +219,25 @@ fn der_walkers() {
     let ring = support::acra::key_ring("client/x/storage", &[0u8; 32]);
     fuzz("der", vec![p12, ring], fuzzing::der);
 }
+
+#[test]
+fn acra_sealed_keys() {
+    // Seeds from the reference Themis: a cell sealed under [7; 32] with context "ctx" (the key the
+    // fuzz entry point opens with), an EC private key, and a Themis-sealed v2 key ring.
+    let cell = hex::decode(
+        "000101400c000000100000000b000000703ee7c3b99276fbce73a82253af3811953374d9c3a37a8e0da68f54\
+         33520c7b3776c893220e2a",
+    )
+    .unwrap();
+    let private = hex::decode(
+        "524543320000002d2b2a7bf700a61e3a23eaa697ffcdb7557e98cda0dfe02ec9a4560d389b9be8a4b2249099b2",
+    )
+    .unwrap();
+    let ring = support::themis::v2_keystore(&["x"], &[])
+        .files
+        .into_iter()
+        .find(|f| f.0 == "client/x/storage.keyring")
+        .unwrap()
+        .2;
+    fuzz("acra_keys", vec![cell, private, ring], fuzzing::acra_keys);
+}

@@ -1,5 +1,6 @@
 //! The commands: thin orchestration over config, remote, material, bundle and store.
 
+mod acra_master;
 mod after_run;
 pub mod artifact;
 pub mod backup;
