@@ -118,6 +118,12 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run backup -> list -> verify against a throwaway sshd node on loopback
     Demo(DemoArgs),
+    /// Start here: write a commented config, create the store, optionally make an age identity
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(ManArgs),
 }
 
 /// Which nodes to act on.
@@ -251,11 +257,44 @@ and delete any file you saved it in.")]
         #[arg(long, value_name = "NAME")]
         name: String,
     },
+    /// Prove a backup opens: decrypt it offline and walk its records (counts only, no values)
+    #[command(after_help = "\
+Decrypts in memory with the backup passphrase (--passphrase-file/--passphrase-env), the 32-byte
+ECC backup key in hex (--key-file) or the RSA backup key in PEM (--rsa-key), and walks the records
+as the firmware's restore does. It proves the passphrase or key opens this backup; it cannot prove
+a device will accept it (the device must hold the same passphrase or key). Exit 0: opens and every
+record is well-formed; 1: wrong passphrase or key, or damaged; 2: usage.")]
+    Verify {
+        /// The backup text file, or `-` for standard input (not with --name)
+        #[arg(value_name = "FILE|-", conflicts_with = "name")]
+        file: Option<String>,
+        /// A stored OnlyKey backup's name (with --identity)
+        #[arg(long, value_name = "NAME", requires = "identity")]
+        name: Option<String>,
+        /// age identity file or SSH private key that decrypts the stored artifact
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// Artifact id (or a unique prefix), or `latest`
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        backup: String,
+        /// File holding the backup passphrase (first line)
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        passphrase_file: Option<PathBuf>,
+        /// Environment variable holding the backup passphrase
+        #[arg(long, value_name = "VAR", group = "backup_key")]
+        passphrase_env: Option<String>,
+        /// File holding the 32-byte ECC backup key in hex
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        key_file: Option<PathBuf>,
+        /// File holding the RSA backup key in PEM
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        rsa_key: Option<PathBuf>,
+    },
     /// Restore a stored backup to an OnlyKey over USB (OKRESTORE)
     #[command(after_help = "\
 Before restoring: set the same backup passphrase (or backup key) on the device that the backup
-was made with, unlock it, and put it in config mode (hold button 6 for 5 seconds, re-enter the
-PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
+was made with, unlock it, and put it in config mode (OnlyKey: hold button 6 for 5 seconds;
+OnlyKey DUO: hold button 1; then re-enter the PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
 reports, 100 ms apart; the device answers when it has loaded it.")]
     Restore {
         /// Artifact id (or a unique prefix), or `latest` with --name
@@ -323,6 +362,50 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Directory for the demo (keys, node tree, store, config) [default: a new temp directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Writes the config given by --config (default ./coldkeep.yaml) from the documented template, with
+the recipients filled in and the example nodes commented out, and creates the store (0700).
+Nothing that exists is overwritten, and a refused or failed init leaves nothing behind.
+
+--identity-out makes a new age identity (0600) whose public key becomes a recipient: it is the
+key that decrypts every backup, so move it off this machine; backing up never needs it.
+
+Then add your nodes to the config and run `coldkeep config check` and `coldkeep backup --dry-run`.")]
+/// `coldkeep init`: what to create (the config path is the global `--config`).
+pub struct InitArgs {
+    /// The store directory to create (absolute; an existing one must be empty)
+    #[arg(long, value_name = "DIR", default_value = crate::init::DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Who can decrypt backups: an age recipient (age1...) or SSH public key (repeatable)
+    #[arg(long = "recipient", short = 'r', value_name = "R")]
+    pub recipients: Vec<String>,
+    /// Generate a new age identity into this file (0600) and add its public key as a recipient
+    #[arg(long, value_name = "PATH")]
+    pub identity_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+bash:  coldkeep completions bash > /etc/bash_completion.d/coldkeep
+       (this shell only: source <(coldkeep completions bash))
+zsh:   coldkeep completions zsh > \"${fpath[1]}/_coldkeep\"
+fish:  coldkeep completions fish > ~/.config/fish/completions/coldkeep.fish")]
+/// `coldkeep completions`: which shell's script to print.
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `coldkeep man`: stdout, or a directory of pages.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write coldkeep.1 and one page per subcommand (coldkeep-backup.1, ...) into this directory
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

@@ -12,6 +12,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hid;
+pub mod init;
 pub mod material;
 pub mod remote;
 pub mod sandbox;

@@ -82,6 +82,7 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     let listing = store.list(None)?;
     let checks: Vec<KeystoreCheck> = run_parallel(&nodes, config.jobs, |node| {
         check_node(
+            config,
             node,
             &store,
             &listing.artifacts,
@@ -116,6 +117,7 @@ fn read_local_nodectl(path: &std::path::Path) -> anyhow::Result<Vec<P12Location>
 }
 
 fn check_node(
+    config: &Config,
     node: &NodeConfig,
     store: &Store,
     artifacts: &[Artifact],
@@ -194,7 +196,23 @@ fn check_node(
         })
         .collect();
     for ks in acras {
-        checks.push(check_acra(node, ks, artifacts, session.as_ref()));
+        let mut check = check_acra(node, ks, artifacts, session.as_ref());
+        if let (Some(ids), Some(a)) = (ids, artifact::latest(artifacts, &node.name, &ks.name)) {
+            match super::acra_master::open_artifact_keys(config, store, a, ids) {
+                Ok(Some(report)) => {
+                    check.problems.extend(report.problems());
+                    check.identity = Some(format!(
+                        "{}; {}",
+                        check.identity.unwrap_or_default(),
+                        report.summary()
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => check.problems.push(format!("{e:#}")),
+            }
+            check.ok = check.problems.is_empty();
+        }
+        checks.push(check);
     }
     if let Some(Ok(session)) = session {
         session.close();

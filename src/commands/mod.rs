@@ -1,5 +1,6 @@
 //! The commands: thin orchestration over config, remote, material, bundle and store.
 
+mod acra_master;
 mod after_run;
 pub mod artifact;
 pub mod backup;
@@ -8,11 +9,14 @@ pub mod check;
 pub mod config_check;
 pub mod daemon;
 pub mod demo;
+pub mod docs;
 pub mod fleet;
 pub mod hardware;
+pub mod init;
 pub mod keystore;
 pub mod list;
 pub mod onlykey;
+pub mod onlykey_verify;
 pub mod prune;
 pub mod report;
 pub mod restore;
@@ -20,7 +24,7 @@ mod restore_acra;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};
+use crate::cli::{Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand};
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
 
@@ -29,6 +33,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Demo(args) => return demo::run(args),
         Command::Hid(crate::cli::HidCommand::List { json }) => return hardware::list(*json),
+        Command::Init(args) => return init::run(cli.config.as_deref(), args),
+        Command::Completions(args) => return docs::completions(args.shell),
+        Command::Man(args) => return docs::man(args.dir.as_deref()),
+        // A backup file is verified without a configuration.
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { name: None, .. }) => {
+            return onlykey_verify::run(None, cmd);
+        }
         _ => {}
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
@@ -44,9 +55,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
-        Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Hid(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -57,7 +71,10 @@ pub fn select_nodes<'c>(
     select: &NodeSelector,
 ) -> Result<Vec<&'c NodeConfig>, UsageError> {
     if config.nodes.is_empty() {
-        return Err(UsageError(format!("{} lists no nodes", config.source.display())));
+        return Err(UsageError(format!(
+            "{} lists no nodes: add them under `nodes:` (`coldkeep init` leaves commented examples there)",
+            config.source.display()
+        )));
     }
     check_node_names(config, &select.nodes)?;
     let picked: Vec<&NodeConfig> = config

@@ -66,6 +66,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
     let picked = artifact::pick(&store, from, &ks.name, &args.backup)?;
     let opened = artifact::open_verified(&store, &picked, &ids)?;
     if ks.kind == KeystoreKind::Acra {
+        super::acra_master::refuse_unless_keys_open(config, (&node.name, &ks.name), &picked, &opened, &ids)?;
         return super::restore_acra::run(config, args, node, ks, &store, &picked, &opened);
     }
     let [file] = opened.files.as_slice() else {

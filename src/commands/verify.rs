@@ -29,6 +29,9 @@ pub struct ArtifactCheck {
     pub deep: bool,
     pub ok: bool,
     pub problems: Vec<String>,
+    /// Acra: how many sealed keys the master key at hand opens (when one is at hand).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_keys: Option<crate::material::acra_open::OpenReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +137,7 @@ pub fn verify_artifact(
         }
     }
     let mut deep = ids.is_some();
+    let mut sealed_keys = None;
     if let Some(ids) = ids {
         match &good_ciphertext {
             None => problems.push("no intact copy to decrypt".to_string()),
@@ -144,7 +148,11 @@ pub fn verify_artifact(
                     deep = false;
                 }
                 Err(e) => problems.push(e.to_string()),
-                Ok(opened) => problems.extend(check_contents(config, a, opened, ids)),
+                Ok(opened) => {
+                    sealed_keys = super::acra_master::open_keys(config, &a.node, &a.keystore, &opened, ids);
+                    problems.extend(sealed_keys.iter().flat_map(|r| r.problems()));
+                    problems.extend(check_contents(config, a, opened, ids))
+                }
             },
         }
     }
@@ -155,6 +163,7 @@ pub fn verify_artifact(
         deep,
         ok: problems.is_empty(),
         problems,
+        sealed_keys,
     }
 }
 
@@ -236,11 +245,12 @@ fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identi
     if !is_v2 {
         return Vec::new();
     }
-    let keys = master_keys_for(config, &a.node, &a.keystore, ids);
+    let keys = super::acra_master::master_keys_for(config, &a.node, &a.keystore, ids);
     let signature_keys: Vec<&[u8]> = keys.iter().filter_map(|k| k.signature_key()).collect();
     if signature_keys.is_empty() {
+        // A v1 key for a v2 keystore is reported once, by the sealed-key check.
         if !keys.is_empty() {
-            return vec!["the master keys at hand are v1 keys; a v2 keystore needs a v2 master key".into()];
+            return Vec::new();
         }
         tracing::info!(node = %a.node, keystore = %a.keystore, "no master key at hand: key ring signatures not checked");
         return Vec::new();
@@ -270,52 +280,13 @@ fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identi
     best.unwrap_or_default()
 }
 
-/// Every master key at hand for a keystore: the config's `master_key`, then each master-key
-/// artifact (newest first) that these identities open.
-fn master_keys_for(config: &Config, node: &str, keystore: &str, ids: &Identities) -> Vec<acra::MasterKey> {
-    let mut keys = Vec::new();
-    let ks = config
-        .node(node)
-        .and_then(|n| n.keystores.iter().find(|k| k.name == keystore));
-    if let Some(value) = ks
-        .and_then(|k| k.master_key.as_ref())
-        .and_then(|s| s.resolve().ok())
-        && let Ok(key) = acra::MasterKey::parse(&value)
-    {
-        keys.push(key);
-    }
-    let Some(store) = Store::master_keys(&config.store) else {
-        return keys;
-    };
-    let Ok(listing) = store.list(Some(node)) else {
-        return keys;
-    };
-    let mut artifacts: Vec<&Artifact> = listing
-        .artifacts
-        .iter()
-        .filter(|a| a.keystore == keystore)
-        .collect();
-    artifacts.sort_by_key(|a| std::cmp::Reverse(a.sidecar.manifest.created_at));
-    for artifact in artifacts {
-        let Ok(opened) = super::artifact::open_verified(&store, artifact, ids) else {
-            continue;
-        };
-        if let Some(key) = opened
-            .files
-            .first()
-            .and_then(|f| acra::MasterKey::parse(&String::from_utf8_lossy(&f.data)).ok())
-        {
-            keys.push(key);
-        }
-    }
-    keys
-}
-
 fn print_checks(out: &VerifyOutput, deep: bool) {
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {
-            if c.deep {
+            if let Some(r) = c.sealed_keys.as_ref().filter(|_| c.deep) {
+                format!("ok (decrypted, contents checked; {})", r.summary())
+            } else if c.deep {
                 "ok (decrypted, contents checked)".to_string()
             } else {
                 "ok (hashes, header)".to_string()

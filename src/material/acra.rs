@@ -226,7 +226,7 @@ fn inspect_v1(entries: &[Entry], warnings: &mut Vec<String>) -> AcraIdentity {
 
 /// Whether a v1 file is a keypair's private key, the only files whose mode Acra checks (symmetric,
 /// HMAC and audit-log keys are read without a mode check).
-fn is_keypair_private(rel: &str) -> bool {
+pub(crate) fn is_keypair_private(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     !(name.ends_with(".pub")
         || name.ends_with("_sym")
@@ -265,6 +265,8 @@ pub fn client_ids_of(version: u8, rel_paths: &[&str]) -> Vec<String> {
 /// A parsed `SignedContainer`: where its payload is, and its signatures.
 struct Ring<'a> {
     payload: &'a [u8],
+    /// Content of the `KeyRing` SEQUENCE (`purpose`, `keys`, `current`).
+    data: &'a [u8],
     signatures: Vec<(&'a [u8], &'a [u8])>,
 }
 
@@ -306,7 +308,7 @@ fn parse_ring(der: &[u8]) -> Result<Ring<'_>, String> {
     let (pos, content_type) = field(payload_hdr.content, tag, "contentType")?;
     let (pos, version) = field(pos, 0x02, "version")?;
     let (pos, _) = field(pos, 0x17, "lastModified")?;
-    let (pos, _) = field(pos, 0x30, "key ring data")?;
+    let (pos, data) = field(pos, 0x30, "key ring data")?;
     if pos != payload_end {
         return Err("unexpected fields in the payload".into());
     }
@@ -345,8 +347,14 @@ fn parse_ring(der: &[u8]) -> Result<Ring<'_>, String> {
     }
     Ok(Ring {
         payload: &der[outer.content..payload_end],
+        data,
         signatures,
     })
+}
+
+/// The content of a key ring file's `KeyRing` SEQUENCE, after checking the container structure.
+pub(crate) fn ring_data(der: &[u8]) -> Result<&[u8], String> {
+    parse_ring(der).map(|r| r.data)
 }
 
 /// Checks a key ring's HMAC-SHA-256 signature with the v2 signature master key. `ring_path` is

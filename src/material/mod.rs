@@ -1,11 +1,14 @@
 //! Key material: recognise, validate and identify what was fetched.
 
 pub mod acra;
+pub mod acra_open;
 mod asn1;
 pub mod bitbox02;
 pub mod nodectl;
 pub mod onlykey;
+pub mod onlykey_backup;
 pub mod p12;
+pub mod secure_cell;
 
 use serde::{Deserialize, Serialize};
 
