@@ -11,6 +11,7 @@ pub mod digest;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod harden;
 pub mod hid;
 pub mod material;
 pub mod remote;

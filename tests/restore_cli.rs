@@ -154,7 +154,13 @@ fn a_different_file_is_saved_then_replaced_only_with_yes() {
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["action"], "replaced");
     assert_eq!(fs::read(&s.path).unwrap(), s.original);
-    assert_eq!(s.mode(), 0o440, "the existing file's mode is kept");
+    // The existing file's 0440 narrowed to the 0400 the backup recorded: never looser.
+    assert_eq!(
+        s.mode(),
+        0o400,
+        "the existing file's mode, never looser than recorded"
+    );
+    assert_eq!(json["mode"], "0400");
     assert_eq!(s.files_in_dir(), vec!["nodeadmin-node.p12"]);
 
     // The replaced file is in the store as a pre-restore artifact, and decrypts to its bytes.

@@ -147,7 +147,8 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         identity,
         previous_saved_as: None,
     };
-    let existing = match session.stat(&ks.path)? {
+    // lstat: a symlink at the target is refused, never followed (nor saved as the old file).
+    let existing = match session.lstat(&ks.path)? {
         Some(s) if s.is_file => Some(session.fetch(&ks.path, ks.max_size.max(file.data.len() as u64))?),
         Some(_) => bail!(
             "{} on {} exists and is not a regular file; refusing",
@@ -176,7 +177,9 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
     }
     if let Some(current) = existing {
         confirm(args.yes, &node.name, &ks.path)?;
-        let mode = current.mode;
+        // Never looser than what the backup recorded (push narrows the same way).
+        let mode = current.mode & file.entry.mode & 0o777;
+        outcome.mode = format!("{mode:04o}");
         outcome.previous_saved_as = Some(save_pre_restore(config, &store, node, ks, &session, current)?);
         outcome.action = "replaced".into();
         push(&session, ks, &file.data, mode)?;

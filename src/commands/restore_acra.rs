@@ -335,7 +335,7 @@ fn beside(root: &str, suffix: &str) -> String {
 /// replaces), reads each back, and only then swaps them all in by renames. A failure before the
 /// swaps removes the temp directories; a failed swap undoes the swaps already made.
 fn swap_all(session: &Session, roots: &[&Root]) -> anyhow::Result<()> {
-    let tag = format!("{:08x}", rand::random::<u32>());
+    let tag = format!("{:032x}", rand::random::<u128>());
     let staged: Vec<Staged> = roots
         .iter()
         .map(|r| Staged {

@@ -3,6 +3,7 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+mod known_hosts;
 mod tree;
 
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
@@ -41,6 +42,30 @@ pub enum RemoteError {
         port: u16,
         expected: String,
         fingerprint: String,
+    },
+    #[error(
+        "HOST KEY OF {host}:{port} IS REVOKED ({fingerprint} is listed under @revoked on line {line} \
+         of {known_hosts}). Refusing to connect."
+    )]
+    HostKeyRevoked {
+        host: String,
+        port: u16,
+        fingerprint: String,
+        known_hosts: String,
+        line: usize,
+    },
+    #[error(
+        "{known_hosts} trusts {host}:{port} only through @cert-authority (line {lines}), and coldkeep \
+         does not verify host certificates: it negotiates the node's plain host key ({fingerprint}). \
+         Add that key (ssh-keyscan -p {port} {host}, then compare the fingerprint) or pin it with \
+         host_key: {fingerprint}"
+    )]
+    HostKeyCertOnly {
+        host: String,
+        port: u16,
+        fingerprint: String,
+        known_hosts: String,
+        lines: String,
     },
     #[error("authentication as {user} failed: {detail}")]
     Auth { user: String, detail: String },
@@ -205,6 +230,41 @@ fn known_hosts_name(host: &str, port: u16) -> String {
     }
 }
 
+/// Offers only plain host-key algorithms: a node with a `HostCertificate` then presents its
+/// plain key, which known_hosts or a pin can vouch for (host certificates are not verified).
+fn prefer_plain_host_keys(sess: &ssh2::Session) {
+    let Ok(algs) = sess.supported_algs(ssh2::MethodType::HostKey) else {
+        return;
+    };
+    let plain: Vec<&str> = algs.into_iter().filter(|a| !a.contains("-cert-")).collect();
+    if !plain.is_empty()
+        && let Err(e) = sess.method_pref(ssh2::MethodType::HostKey, &plain.join(","))
+    {
+        tracing::debug!("cannot restrict host-key algorithms to plain keys: {e}");
+    }
+}
+
+/// A `FileStat` that sets only the permission bits.
+fn mode_only(mode: u32) -> ssh2::FileStat {
+    ssh2::FileStat {
+        size: None,
+        uid: None,
+        gid: None,
+        perm: Some(mode & 0o7777),
+        atime: None,
+        mtime: None,
+    }
+}
+
+/// Line numbers as `3, 7`.
+fn join_lines(lines: &[usize]) -> String {
+    lines
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Splits a remote path into (directory, file name).
 fn split_remote(path: &str) -> (String, String) {
     match path.rsplit_once('/') {
@@ -315,6 +375,7 @@ impl Session {
         sess.set_tcp_stream(stream);
         let timeout_ms = u32::try_from(node.io_timeout.as_millis()).unwrap_or(u32::MAX);
         sess.set_timeout(timeout_ms);
+        prefer_plain_host_keys(&sess);
         sess.handshake().map_err(|e| {
             if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
                 RemoteError::Timeout {
@@ -336,7 +397,7 @@ impl Session {
         })?;
         let blob = blob.to_vec();
         let fingerprint = fingerprint_of_blob(&blob);
-        Self::check_host_key(node, &sess, &blob, key_type, &fingerprint, &addr)?;
+        Self::check_host_key(node, &blob, key_type, &fingerprint, &addr)?;
 
         // Authentication.
         Self::authenticate(node, &sess, io_secs)?;
@@ -354,12 +415,43 @@ impl Session {
 
     fn check_host_key(
         node: &NodeConfig,
-        sess: &ssh2::Session,
         blob: &[u8],
         key_type: ssh2::HostKeyType,
         fingerprint: &str,
         addr: &str,
     ) -> Result<(), RemoteError> {
+        let kh_err = |detail: String| RemoteError::Handshake {
+            addr: addr.to_string(),
+            detail,
+        };
+        let kh = match std::fs::read_to_string(&node.known_hosts) {
+            Ok(text) => known_hosts::KnownHosts::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => known_hosts::KnownHosts::default(),
+            Err(e) => {
+                return Err(kh_err(format!(
+                    "cannot read known_hosts {}: {e}",
+                    node.known_hosts.display()
+                )));
+            }
+        };
+        if !kh.skipped.is_empty() {
+            tracing::debug!(
+                known_hosts = %node.known_hosts.display(),
+                "skipping known_hosts lines that do not parse: {:?}",
+                kh.skipped
+            );
+        }
+        let revoked = |line: usize| RemoteError::HostKeyRevoked {
+            host: node.host.clone(),
+            port: node.port,
+            fingerprint: fingerprint.to_string(),
+            known_hosts: node.known_hosts.display().to_string(),
+            line,
+        };
+        // A revoked key is refused whatever else vouches for it, a pin included.
+        if let Some(e) = kh.revoked(blob) {
+            return Err(revoked(e.line));
+        }
         if let Some(pin) = &node.host_key {
             if normalize_fingerprint(pin) == normalize_fingerprint(fingerprint) {
                 return Ok(());
@@ -371,47 +463,34 @@ impl Session {
                 fingerprint: fingerprint.to_string(),
             });
         }
-        let kh_err = |detail: String| RemoteError::Handshake {
-            addr: addr.to_string(),
-            detail,
-        };
-        let mut kh = sess
-            .known_hosts()
-            .map_err(|e| kh_err(format!("cannot initialise known_hosts: {e}")))?;
-        match std::fs::read_to_string(&node.known_hosts) {
-            Ok(text) => {
-                // Line by line, so one entry libssh2 cannot parse (e.g. a security-key type)
-                // does not hide the others.
-                for line in text.lines() {
-                    let l = line.trim();
-                    if l.is_empty() || l.starts_with('#') {
-                        continue;
-                    }
-                    if let Err(e) = kh.read_str(l, ssh2::KnownHostFileKind::OpenSSH) {
-                        tracing::debug!(
-                            known_hosts = %node.known_hosts.display(),
-                            "skipping a known_hosts line libssh2 cannot parse: {e}"
-                        );
-                    }
+        match kh.check(&node.host, node.port, blob) {
+            known_hosts::Verdict::Match { .. } => Ok(()),
+            known_hosts::Verdict::Revoked { line } => Err(revoked(line)),
+            known_hosts::Verdict::Mismatch { lines } => {
+                let cas = kh.cert_authorities(&node.host, node.port);
+                if cas.len() == lines.len() {
+                    // Only @cert-authority lines cover this host: coldkeep negotiates plain host
+                    // keys and does not verify host certificates.
+                    return Err(RemoteError::HostKeyCertOnly {
+                        host: node.host.clone(),
+                        port: node.port,
+                        fingerprint: fingerprint.to_string(),
+                        known_hosts: node.known_hosts.display().to_string(),
+                        lines: join_lines(&lines),
+                    });
                 }
+                Err(RemoteError::HostKeyChanged {
+                    host: node.host.clone(),
+                    port: node.port,
+                    expected: format!(
+                        "the key on line {} of {}",
+                        join_lines(&lines),
+                        node.known_hosts.display()
+                    ),
+                    fingerprint: fingerprint.to_string(),
+                })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(kh_err(format!(
-                    "cannot read known_hosts {}: {e}",
-                    node.known_hosts.display()
-                )));
-            }
-        }
-        match kh.check_port(&node.host, node.port, blob) {
-            ssh2::CheckResult::Match => Ok(()),
-            ssh2::CheckResult::Mismatch => Err(RemoteError::HostKeyChanged {
-                host: node.host.clone(),
-                port: node.port,
-                expected: format!("the key in {}", node.known_hosts.display()),
-                fingerprint: fingerprint.to_string(),
-            }),
-            ssh2::CheckResult::NotFound => match node.host_key_policy {
+            known_hosts::Verdict::NotFound => match node.host_key_policy {
                 crate::config::HostKeyPolicy::Strict => Err(RemoteError::UnknownHostKey {
                     host: node.host.clone(),
                     port: node.port,
@@ -448,10 +527,6 @@ impl Session {
                     Ok(())
                 }
             },
-            ssh2::CheckResult::Failure => Err(kh_err(format!(
-                "checking the host key against {} failed",
-                node.known_hosts.display()
-            ))),
         }
     }
 
@@ -651,6 +726,7 @@ impl Session {
         let during = format!("reading {path}");
         // Allocated once at the announced size: no reallocation leaves unwiped copies.
         let mut bytes = Zeroizing::new(vec![0u8; size as usize]);
+        crate::harden::lock_in_memory(&bytes);
         channel
             .read_exact(&mut bytes)
             .map_err(|e| self.io_err(e, &during))?;
@@ -685,6 +761,7 @@ impl Session {
             })?;
         let capacity = usize::try_from(size_hint).unwrap_or(0).min(16 * 1024 * 1024);
         let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+        crate::harden::lock_in_memory(&bytes);
         let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
         loop {
             let n = file.read(&mut chunk).map_err(|e| self.io_err(e, &during))?;
@@ -701,6 +778,7 @@ impl Session {
             // Never let the Vec reallocate (that would leave unwiped copies behind).
             if bytes.len() + n > bytes.capacity() {
                 let mut bigger = Zeroizing::new(Vec::with_capacity((bytes.len() + n) * 2));
+                crate::harden::lock_in_memory(&bigger);
                 bigger.extend_from_slice(&bytes);
                 bytes = bigger;
             }
@@ -746,16 +824,24 @@ impl Session {
         Ok(out)
     }
 
-    /// Writes `bytes` to `path` atomically: upload to a temp name in the same directory with
-    /// `mode`, `mv -f` over the target, read back and compare SHA-256. On any failure the old
-    /// file stays under its name and the temp file is removed (best effort).
+    /// Writes `bytes` to `path` atomically, trusting nothing that sits at `path`:
+    /// - a target that is not a regular file (symlink, directory, device) is refused, never
+    ///   followed;
+    /// - the mode is `mode` (what the backup recorded) for a new file, and the replaced file's
+    ///   mode narrowed to `mode` otherwise: never looser than recorded;
+    /// - the temp file beside it is created exclusively (`O_EXCL`) under a 128-bit random name;
+    /// - `mv -T` renames it over the target (never into a directory that appeared there);
+    /// - afterwards the target must be a regular file with the SHA-256 of `bytes`.
+    ///
+    /// On any failure before the rename the old file stays under its name and the temp file is
+    /// removed (best effort).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         let (dir, name) = split_remote(path);
         let temp = join_remote(
             &dir,
-            &format!(".{name}.coldkeep-tmp-{:08x}", rand::random::<u32>()),
+            &format!(".{name}.coldkeep-tmp-{:032x}", rand::random::<u128>()),
         );
-        let mode = mode & 0o7777;
+        let mode = mode & 0o777;
         let result = self.push_via(path, &temp, bytes, mode);
         if result.is_err() {
             // Best effort: the temp file may or may not exist; the target is untouched unless
@@ -768,14 +854,26 @@ impl Session {
     fn push_via(&self, path: &str, temp: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         use std::io::Write;
         let sftp = self.sftp()?;
-        let target_exists = self.stat_with(sftp, path)?.is_some();
+        let existing = self.lstat_with(sftp, path)?;
+        let mode = match &existing {
+            Some(st) if !st.is_file => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail:
+                        "not a regular file (a symlink, directory or device is never replaced or followed)"
+                            .into(),
+                });
+            }
+            Some(st) => st.mode & mode,
+            None => mode,
+        };
         let during = format!("uploading {temp}");
         {
             let mut file = sftp
                 .open_mode(
                     std::path::Path::new(temp),
                     ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
-                    (mode & 0o777) as i32,
+                    0o600,
                     ssh2::OpenType::File,
                 )
                 .map_err(|e| match e.code() {
@@ -790,16 +888,26 @@ impl Session {
             file.flush().map_err(|e| self.io_err(e, &during))?;
             // fsync@openssh.com; not every server has it.
             let _ = file.fsync();
+            // The mode goes on the open handle (fsetstat): never on whatever the name points to.
+            file.setstat(mode_only(mode)).map_err(|e| self.err(e, &during))?;
             file.close().map_err(|e| self.err(e, &during))?;
         }
         let qtemp = shell_quote(temp);
         let qpath = shell_quote(path);
-        self.exec_ok(&format!("chmod {mode:o} -- {qtemp}"))?;
-        if target_exists {
+        if existing.is_some() {
             // Keep the owner and group of the file being replaced (best effort: needs rights).
             let _ = self.exec(&format!("chown --reference={qpath} -- {qtemp}"));
         }
-        self.exec_ok(&format!("mv -f -- {qtemp} {qpath}"))?;
+        self.exec_ok(&format!("mv -f -T -- {qtemp} {qpath}"))?;
+        match self.lstat_with(sftp, path)? {
+            Some(st) if st.is_file => {}
+            _ => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail: "after the rename the target is not a regular file".into(),
+                });
+            }
+        }
         let back = self.fetch(path, bytes.len() as u64 + 1024 * 1024)?;
         let expected = crate::digest::sha256_hex(bytes);
         let got = crate::digest::sha256_hex(&back.bytes);
@@ -811,6 +919,31 @@ impl Session {
             });
         }
         Ok(())
+    }
+
+    /// Stats a path without following a final symlink (`is_file` and `is_dir` are then false);
+    /// `Ok(None)` when it does not exist.
+    pub fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        let sftp = self.sftp()?;
+        self.lstat_with(sftp, path)
+    }
+
+    fn lstat_with(&self, sftp: &ssh2::Sftp, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        match sftp.lstat(std::path::Path::new(path)) {
+            Ok(st) => Ok(Some(RemoteStat {
+                is_dir: st.is_dir(),
+                is_file: st.is_file(),
+                size: st.size.unwrap_or(0),
+                mode: st.perm.unwrap_or(0) & 0o7777,
+            })),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
+                Err(RemoteError::PermissionDenied {
+                    path: path.to_string(),
+                })
+            }
+            Err(e) => Err(self.err(e, &format!("lstat of {path}"))),
+        }
     }
 
     /// Removes temp files (or directories) an interrupted upload to `path` left beside it.

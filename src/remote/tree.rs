@@ -193,6 +193,16 @@ impl Session {
         let sftp = self.sftp()?;
         sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
             .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
+        // setstat follows links: check that the name still is the directory just made.
+        match sftp.lstat(Path::new(path)) {
+            Ok(st) if st.perm.unwrap_or(0) & S_IFMT == S_IFDIR => {}
+            _ => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail: "the directory just created was replaced".into(),
+                });
+            }
+        }
         self.set_mode(sftp, path, mode)
     }
 
@@ -214,20 +224,14 @@ impl Session {
         }
         file.flush().map_err(|e| self.io_err(e, &during))?;
         let _ = file.fsync();
-        file.close().map_err(|e| self.err(e, &during))?;
-        self.set_mode(sftp, path, mode)
+        // On the open handle (fsetstat), so a name swapped meanwhile is never chmod-ed.
+        file.setstat(super::mode_only(mode))
+            .map_err(|e| self.sftp_err(e, path, &format!("setting the mode of {path}")))?;
+        file.close().map_err(|e| self.err(e, &during))
     }
 
     fn set_mode(&self, sftp: &ssh2::Sftp, path: &str, mode: u32) -> Result<(), RemoteError> {
-        let stat = ssh2::FileStat {
-            size: None,
-            uid: None,
-            gid: None,
-            perm: Some(mode & 0o7777),
-            atime: None,
-            mtime: None,
-        };
-        sftp.setstat(Path::new(path), stat)
+        sftp.setstat(Path::new(path), super::mode_only(mode))
             .map_err(|e| self.sftp_err(e, path, &format!("setting the mode of {path}")))
     }
 
