@@ -237,7 +237,8 @@ fn tree_matches(
     skip: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<bool> {
     let limits = TreeLimits {
-        max_files: files.len() as u64 + 1,
+        // Directories count toward max_files; each holds at least one of the files.
+        max_files: files.len() as u64 * 2 + 1,
         max_size: files.iter().map(|f| f.entry.size).sum::<u64>() + 1,
     };
     let live = match session.fetch_tree(dir, limits, skip) {

@@ -146,6 +146,15 @@ pub struct Session {
     poisoned: std::cell::Cell<bool>,
 }
 
+/// Most bytes coldkeep reads from one stream (stdout or stderr) of a remote command: its
+/// commands (`chmod`, `mv`, `rm`, `ls`) print a few lines at most.
+pub const MAX_EXEC_OUTPUT: u64 = 256 * 1024;
+/// A remote command may run this many io timeouts in all (each read is bounded by one).
+pub const EXEC_TIME_FACTOR: u64 = 2;
+/// A file or tree read may take this many io timeouts in all: a node that drips bytes just
+/// under the io timeout must not hold a run forever.
+pub const READ_TIME_FACTOR: u64 = 20;
+
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
 /// SFTP status codes (`LIBSSH2_FX_*`).
@@ -727,9 +736,19 @@ impl Session {
         // Allocated once at the announced size: no reallocation leaves unwiped copies.
         let mut bytes = Zeroizing::new(vec![0u8; size as usize]);
         crate::harden::lock_in_memory(&bytes);
-        channel
-            .read_exact(&mut bytes)
-            .map_err(|e| self.io_err(e, &during))?;
+        let deadline = self.read_deadline();
+        let mut at = 0;
+        while at < bytes.len() {
+            self.check_deadline(deadline, &during)?;
+            let end = (at + 32 * 1024).min(bytes.len());
+            let n = channel
+                .read(&mut bytes[at..end])
+                .map_err(|e| self.io_err(e, &during))?;
+            if n == 0 {
+                return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into(), &during));
+            }
+            at += n;
+        }
         // libssh2 omits the trailing NUL, so the remote scp's exit status is not meaningful.
         let _ = channel.send_eof();
         let _ = channel.wait_eof();
@@ -763,7 +782,9 @@ impl Session {
         let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
         crate::harden::lock_in_memory(&bytes);
         let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
+        let deadline = self.read_deadline();
         loop {
+            self.check_deadline(deadline, &during)?;
             let n = file.read(&mut chunk).map_err(|e| self.io_err(e, &during))?;
             if n == 0 {
                 break;
@@ -789,18 +810,26 @@ impl Session {
     }
 
     /// Runs a command; a non-zero exit is returned in [`ExecOutput`], not as an error.
+    ///
+    /// A hostile node must not be able to exhaust coldkeep: stdout and stderr are each capped at
+    /// [`MAX_EXEC_OUTPUT`] bytes and the whole command at [`EXEC_TIME_FACTOR`] x the io timeout.
+    /// Past either cap the command fails and the session is not used again (that node alone
+    /// fails; the channel is abandoned mid-stream).
     pub fn exec(&self, command: &str) -> Result<ExecOutput, RemoteError> {
-        use std::io::Read;
         self.usable()?;
         let during = format!("running `{command}`");
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(self.io_secs.saturating_mul(EXEC_TIME_FACTOR));
         let mut ch = self.sess.channel_session().map_err(|e| self.err(e, &during))?;
         ch.exec(command).map_err(|e| self.err(e, &during))?;
-        let mut stdout = Vec::new();
-        ch.read_to_end(&mut stdout).map_err(|e| self.io_err(e, &during))?;
-        let mut stderr = Vec::new();
-        ch.stderr()
-            .read_to_end(&mut stderr)
-            .map_err(|e| self.io_err(e, &during))?;
+        let stdout = self.read_capped(&mut ch, MAX_EXEC_OUTPUT, deadline, &during, EXEC_TIME_FACTOR)?;
+        let stderr = self.read_capped(
+            &mut ch.stderr(),
+            MAX_EXEC_OUTPUT,
+            deadline,
+            &during,
+            EXEC_TIME_FACTOR,
+        )?;
         let _ = ch.close();
         ch.wait_close().map_err(|e| self.err(e, &during))?;
         let status = ch.exit_status().map_err(|e| self.err(e, &during))?;
@@ -809,6 +838,60 @@ impl Session {
             stdout,
             stderr: String::from_utf8_lossy(&stderr).trim_end().to_string(),
         })
+    }
+
+    /// When a file read that starts now must have finished ([`READ_TIME_FACTOR`]).
+    fn read_deadline(&self) -> std::time::Instant {
+        std::time::Instant::now()
+            + std::time::Duration::from_secs(self.io_secs.saturating_mul(READ_TIME_FACTOR))
+    }
+
+    /// Fails (and poisons the session) once `deadline` has passed.
+    fn check_deadline(&self, deadline: std::time::Instant, during: &str) -> Result<(), RemoteError> {
+        if std::time::Instant::now() > deadline {
+            self.poisoned.set(true);
+            return Err(RemoteError::Timeout {
+                during: format!("{during} (too slow in all)"),
+                secs: self.io_secs.saturating_mul(READ_TIME_FACTOR),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a stream to its end, failing past `cap` bytes or after `deadline` (each single
+    /// read is bounded by the session's io timeout). Either failure poisons the session.
+    fn read_capped(
+        &self,
+        reader: &mut dyn std::io::Read,
+        cap: u64,
+        deadline: std::time::Instant,
+        during: &str,
+        factor: u64,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if std::time::Instant::now() > deadline {
+                self.poisoned.set(true);
+                return Err(RemoteError::Timeout {
+                    during: format!("{during} (the node kept sending)"),
+                    secs: self.io_secs.saturating_mul(factor),
+                });
+            }
+            let n = reader.read(&mut chunk).map_err(|e| self.io_err(e, during))?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if out.len() as u64 + n as u64 > cap {
+                self.poisoned.set(true);
+                return Err(RemoteError::TooLarge {
+                    path: format!("output of {during}"),
+                    size: out.len() as u64 + n as u64,
+                    cap,
+                });
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
     }
 
     /// Runs a command and turns a non-zero exit into [`RemoteError::Command`].

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 /// Caps on a tree fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeLimits {
+    /// Most entries in the tree, files and directories counted (every one costs memory).
     pub max_files: u64,
     pub max_size: u64,
 }
@@ -44,6 +45,20 @@ pub struct FetchedTree {
     pub files: Vec<(TreeEntry, Zeroizing<Vec<u8>>)>,
 }
 
+/// libssh2's `LIBSSH2_ERROR_FILE`: the end of a directory listing.
+const LIBSSH2_ERROR_FILE: i32 = -16;
+
+/// The error for a tree over `max_files` entries (files and directories).
+fn too_many(root: &str, limits: TreeLimits) -> RemoteError {
+    RemoteError::TreeTooLarge {
+        path: root.to_string(),
+        detail: format!(
+            "more than {} files and directories counted together (max_files)",
+            limits.max_files
+        ),
+    }
+}
+
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
@@ -73,6 +88,8 @@ impl Session {
             dirs: Vec::new(),
         };
         let mut total = 0u64;
+        // Entries seen so far, directories included (30,000 empty directories are no keystore).
+        let mut seen = 0u64;
         let mut pending = vec![String::new()];
         while let Some(dir_rel) = pending.pop() {
             let dir_abs = if dir_rel.is_empty() {
@@ -81,12 +98,7 @@ impl Session {
                 join_remote(root, &dir_rel)
             };
             let during = format!("listing {dir_abs}");
-            let mut entries = sftp.readdir(Path::new(&dir_abs)).map_err(|e| match e.code() {
-                ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
-                    path: dir_abs.clone(),
-                },
-                _ => self.err(e, &during),
-            })?;
+            let mut entries = self.read_dir_capped(sftp, &dir_abs, &during, root, limits, &mut seen)?;
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (path, stat) in entries {
                 let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -110,6 +122,9 @@ impl Session {
                 let abs = join_remote(root, &rel);
                 match perm & S_IFMT {
                     S_IFDIR => {
+                        if tree.files.len() as u64 + tree.dirs.len() as u64 >= limits.max_files {
+                            return Err(too_many(root, limits));
+                        }
                         tree.dirs.push((rel.clone(), perm & 0o7777));
                         pending.push(rel);
                     }
@@ -121,11 +136,8 @@ impl Session {
                             size,
                             mode: perm & 0o7777,
                         });
-                        if tree.files.len() as u64 > limits.max_files {
-                            return Err(RemoteError::TreeTooLarge {
-                                path: root.to_string(),
-                                detail: format!("more than {} files (max_files)", limits.max_files),
-                            });
+                        if tree.files.len() as u64 + tree.dirs.len() as u64 > limits.max_files {
+                            return Err(too_many(root, limits));
                         }
                         if total > limits.max_size {
                             return Err(RemoteError::TreeTooLarge {
@@ -153,6 +165,45 @@ impl Session {
         tree.files.sort_by(|a, b| a.rel.cmp(&b.rel));
         tree.dirs.sort();
         Ok(Some(tree))
+    }
+
+    /// Reads one directory's entries (names relative to it, `.` and `..` dropped) entry by
+    /// entry, so a directory with millions of names fails at the cap instead of filling memory.
+    fn read_dir_capped(
+        &self,
+        sftp: &ssh2::Sftp,
+        dir_abs: &str,
+        during: &str,
+        root: &str,
+        limits: TreeLimits,
+        seen: &mut u64,
+    ) -> Result<Vec<(std::path::PathBuf, ssh2::FileStat)>, RemoteError> {
+        let mut dir = sftp.opendir(Path::new(dir_abs)).map_err(|e| match e.code() {
+            ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
+                path: dir_abs.to_string(),
+            },
+            _ => self.err(e, during),
+        })?;
+        let deadline = self.read_deadline();
+        let mut out = Vec::new();
+        loop {
+            self.check_deadline(deadline, during)?;
+            match dir.readdir() {
+                Ok((name, stat)) => {
+                    if name == Path::new(".") || name == Path::new("..") {
+                        continue;
+                    }
+                    *seen += 1;
+                    if *seen > limits.max_files {
+                        return Err(too_many(root, limits));
+                    }
+                    out.push((Path::new(dir_abs).join(name), stat));
+                }
+                Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_FILE) => break,
+                Err(e) => return Err(self.err(e, during)),
+            }
+        }
+        Ok(out)
     }
 
     /// Lists and reads the whole tree under `root`; `Ok(None)` when there is no such directory.

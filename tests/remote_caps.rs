@@ -1,0 +1,110 @@
+//! A hostile node fails alone: every read from it is capped in bytes and time (real sshd).
+
+use coldkeep::config::{HostKeyPolicy, NodeConfig};
+use coldkeep::remote::{MAX_EXEC_OUTPUT, RemoteError, Session, TreeLimits};
+use coldkeep::sandbox::{Sandbox, SandboxNode};
+use std::fs;
+use std::time::{Duration, Instant};
+
+fn node_config(sandbox: &Sandbox, node: &SandboxNode, io: Duration) -> NodeConfig {
+    NodeConfig {
+        name: node.name.clone(),
+        host: "127.0.0.1".into(),
+        port: node.port,
+        user: sandbox.user.clone(),
+        identity: Some(sandbox.client_key.clone()),
+        identity_passphrase: None,
+        known_hosts: sandbox.known_hosts.clone(),
+        host_key: None,
+        host_key_policy: HostKeyPolicy::Strict,
+        connect_timeout: Duration::from_secs(5),
+        io_timeout: io,
+        file_transfer: coldkeep::config::FileTransfer::Sftp,
+        labels: vec![],
+        schedule: None,
+        keystores: vec![],
+    }
+}
+
+#[test]
+fn endless_command_output_is_cut_at_the_cap_and_the_session_retired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(&tmp.path().join("ssh")).unwrap();
+    let node = sandbox.start_node("n1", true).unwrap();
+    let s = Session::connect(&node_config(&sandbox, &node, Duration::from_secs(20))).unwrap();
+    // Output within the cap is fine.
+    let out = s.exec("head -c 1000 /dev/zero").unwrap();
+    assert_eq!(out.stdout.len(), 1000);
+    // `yes` never ends: coldkeep stops reading at the cap instead of growing without bound.
+    let err = s.exec("yes").expect_err("endless output");
+    match &err {
+        RemoteError::TooLarge { cap, .. } => assert_eq!(*cap, MAX_EXEC_OUTPUT),
+        other => panic!("expected TooLarge, got {other}"),
+    }
+    // The half-read channel is abandoned: the session refuses further use.
+    assert!(s.exec("true").is_err());
+    // Endless stderr, on a fresh session: stdout is read first and waits while stderr fills the
+    // channel window, so this ends at the time cap rather than the byte cap; bounded either way.
+    let s = Session::connect(&node_config(&sandbox, &node, Duration::from_secs(2))).unwrap();
+    let started = Instant::now();
+    let err = s.exec("yes >&2").expect_err("endless stderr");
+    assert!(
+        matches!(err, RemoteError::TooLarge { .. } | RemoteError::Timeout { .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_command_that_drips_output_is_cut_at_the_time_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(&tmp.path().join("ssh")).unwrap();
+    let node = sandbox.start_node("n1", true).unwrap();
+    // io timeout 1 s: each read gets a byte well within it, but the whole command may take 2 s.
+    let s = Session::connect(&node_config(&sandbox, &node, Duration::from_secs(1))).unwrap();
+    let started = Instant::now();
+    let err = s
+        .exec("while :; do echo x; sleep 0.2; done")
+        .expect_err("never-ending drip");
+    assert!(matches!(err, RemoteError::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn directories_count_toward_max_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(&tmp.path().join("ssh")).unwrap();
+    let node = sandbox.start_node("n1", true).unwrap();
+    let root = node.root.join("keys");
+    for i in 0..30 {
+        fs::create_dir_all(root.join(format!("d{i:02}"))).unwrap();
+    }
+    let s = Session::connect(&node_config(&sandbox, &node, Duration::from_secs(20))).unwrap();
+    let limits = TreeLimits {
+        max_files: 10,
+        max_size: 1 << 20,
+    };
+    let err = s
+        .list_tree(root.to_str().unwrap(), limits, &|_| false)
+        .expect_err("30 empty directories over max_files 10");
+    assert!(matches!(err, RemoteError::TreeTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("directories counted together"), "{err}");
+    // Within the cap the same tree lists.
+    let limits = TreeLimits {
+        max_files: 30,
+        max_size: 1 << 20,
+    };
+    let tree = s
+        .list_tree(root.to_str().unwrap(), limits, &|_| false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tree.dirs.len(), 30);
+}
