@@ -18,3 +18,4 @@ pub mod remote;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;
+pub mod text;

@@ -4,6 +4,7 @@
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
 mod raw;
+mod redact;
 mod secret;
 mod validate;
 

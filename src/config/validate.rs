@@ -79,7 +79,7 @@ pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> S
             .unwrap_or(src.len());
         format!("{}<redacted>", &src[..cut])
     } else {
-        src.to_string()
+        super::redact::redact_line(text, line)
     };
     let gutter = line.to_string().len();
     format!(

@@ -836,7 +836,8 @@ impl Session {
         Ok(ExecOutput {
             status,
             stdout,
-            stderr: String::from_utf8_lossy(&stderr).trim_end().to_string(),
+            // The node's words, printed in errors: control characters escaped.
+            stderr: crate::text::escape_control(String::from_utf8_lossy(&stderr).trim_end()),
         })
     }
 

@@ -103,7 +103,7 @@ impl Session {
             for (path, stat) in entries {
                 let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                     return Err(RemoteError::UnsafeEntry {
-                        path: path.display().to_string(),
+                        path: crate::text::escape_control(&path.display().to_string()),
                         detail: "the name is not valid UTF-8".into(),
                     });
                 };
@@ -148,14 +148,14 @@ impl Session {
                     }
                     S_IFLNK => {
                         return Err(RemoteError::UnsafeEntry {
-                            path: abs,
+                            path: crate::text::escape_control(&abs),
                             detail: "a symbolic link (refused: a keystore holds only files and directories)"
                                 .into(),
                         });
                     }
                     _ => {
                         return Err(RemoteError::UnsafeEntry {
-                            path: abs,
+                            path: crate::text::escape_control(&abs),
                             detail: "not a regular file or directory (device, fifo or socket)".into(),
                         });
                     }
