@@ -246,7 +246,8 @@ fn make_read_only(dir: &Path) -> bool {
     let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     if root {
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+            // mode=0700: coldkeep refuses a world-writable store root (tmpfs defaults to 1777).
+            .args(["-t", "tmpfs", "-o", "ro,size=64k,mode=0700", "tmpfs"])
             .arg(dir)
             .status()
             .unwrap()

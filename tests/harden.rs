@@ -37,3 +37,24 @@ fn the_library_call_sets_both_and_reads_them_back() {
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");
 }
+
+#[test]
+fn a_config_others_may_write_is_refused_naming_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("coldkeep.yaml");
+    std::fs::write(&config, "store:\n  path: /nonexistent\nnodes: []\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coldkeep"))
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod go-w {}", config.display())),
+        "{stderr}"
+    );
+}

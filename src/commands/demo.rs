@@ -38,6 +38,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         );
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    // The replica stands for a mounted disk: coldkeep never creates a replica root itself.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("replica"))?;
     println!("coldkeep demo in {}\n", dir.display());
 
     println!("== starting a throwaway node: real sshd on 127.0.0.1");

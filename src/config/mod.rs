@@ -3,6 +3,7 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+pub mod perms;
 mod raw;
 mod redact;
 mod secret;
@@ -320,6 +321,8 @@ pub struct KeystoreConfig {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Its hooks are shell commands (and the daemon re-reads it): nobody else may write it.
+        perms::check_file(path, perms::FileKind::Config).map_err(|m| ConfigError::whole(path, m))?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole(path, format!("cannot read config file: {e}")))?;
         Config::parse(&text, path)

@@ -19,6 +19,8 @@ pub enum SecretError {
     EnvMissing(String),
     #[error("cannot read secret file {}: {source}", path.display())]
     File { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Unsafe(String),
 }
 
 impl Secret {
@@ -29,6 +31,8 @@ impl Secret {
                 Zeroizing::new(std::env::var(name).map_err(|_| SecretError::EnvMissing(name.clone()))?)
             }
             Secret::File(path) => {
+                super::perms::check_file(path, super::perms::FileKind::Secret)
+                    .map_err(SecretError::Unsafe)?;
                 Zeroizing::new(std::fs::read_to_string(path).map_err(|source| SecretError::File {
                     path: path.clone(),
                     source,

@@ -544,6 +544,14 @@ impl Session {
         let mut tried: Vec<String> = Vec::new();
         let is_timeout = |e: &ssh2::Error| e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT);
         if let Some(identity) = &node.identity {
+            if let Err(m) =
+                crate::config::perms::check_file(identity, crate::config::perms::FileKind::Identity)
+            {
+                return Err(RemoteError::Auth {
+                    user: user.to_string(),
+                    detail: m,
+                });
+            }
             if !identity.exists() {
                 tried.push(format!("identity file {} does not exist", identity.display()));
             } else {

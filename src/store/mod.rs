@@ -183,6 +183,15 @@ impl Store {
         json.push(b'\n');
         let mut first_error = None;
         for root in self.roots() {
+            if root != &self.primary && !root.is_dir() {
+                // Never created: an unmounted replica must not fill the disk underneath it. The
+                // copy is listed as missing, and the next run writes it once the root is back.
+                tracing::warn!(
+                    root = %root.display(),
+                    "replica root missing (not mounted?); copy not written, the next run repairs it"
+                );
+                continue;
+            }
             let result = (|| {
                 let dir = root.join(&m.node).join(&m.keystore);
                 create_private_dirs(root, &dir)?;
@@ -393,6 +402,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 /// Creates `dir` and its missing parents below (and including) `root` with mode 0700.
 pub(crate) fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
+    crate::config::perms::check_store_root(root).map_err(|message| StoreError::Invalid {
+        path: root.to_path_buf(),
+        message,
+    })?;
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.exists() {
@@ -468,5 +481,7 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, StoreError> {
         .collect())
 }
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;

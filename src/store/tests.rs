@@ -26,6 +26,11 @@ fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
 }
 
 fn store(dir: &Path) -> Store {
+    // A replica root is a mounted disk: it exists (coldkeep never creates one).
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir.join("replica"))
+        .unwrap();
     Store {
         lock_wait: std::time::Duration::from_secs(5),
         primary: dir.join("primary"),

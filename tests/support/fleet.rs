@@ -27,9 +27,13 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn new(names: &[&str]) -> Fleet {
+        // Secret files the tests write must not be world-readable (coldkeep refuses those), and
+        // the replica root exists as a mounted one would (coldkeep never creates it).
+        // SAFETY: umask has no preconditions.
+        unsafe { libc::umask(0o077) };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        for sub in ["home", "tmp", "cwd", "secrets"] {
+        for sub in ["home", "tmp", "cwd", "secrets", "replica"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let sandbox = Sandbox::new(&dir.join("ssh")).unwrap();
