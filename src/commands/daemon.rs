@@ -27,12 +27,22 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     let mut config = config;
     config.store.lock_wait = lock_wait;
     let (tx, rx) = mpsc::channel();
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
     let stop_tx = tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
-            if stop_tx.send(Event::Stop(sig)).is_err() {
+            // SIGHUP reloads the config, as daemons do (it used to kill the process silently).
+            let event = if sig == signal_hook::consts::SIGHUP {
+                tracing::info!("SIGHUP: reloading the config");
+                Event::ConfigChanged
+            } else {
+                Event::Stop(sig)
+            };
+            if stop_tx.send(event).is_err() {
                 break;
             }
         }
@@ -194,27 +204,77 @@ fn log_next(next: &BTreeMap<String, DateTime<Utc>>) {
 /// the run; reports back with [`Event::BatchDone`].
 fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
     std::thread::spawn(move || {
-        let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
-        // Store changes take the store lock themselves, briefly: SSH work never holds it.
-        let started = Instant::now();
-        let report = backup::backup(&config, &nodes, Options::default());
-        super::after_run::record(&config, &report, started.elapsed());
-        for o in &report.outcomes {
-            if o.ok {
-                tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
-                    unchanged = o.unchanged, "backup done");
-            } else {
-                tracing::error!(node = %o.node, keystore = %o.keystore,
-                    error = o.error.as_deref().unwrap_or(""), "backup failed");
-            }
-        }
-        for node in &nodes {
-            if let Err(e) = super::prune::prune(&config, Some(&node.name), false) {
-                tracing::error!(node = %node.name, "retention failed: {e:#}");
-            }
-        }
+        guard_batch(&config, &names, || run_batch(&config, &names));
         let _ = tx.send(Event::BatchDone(names));
     });
+}
+
+/// Runs `batch`; a panic inside it is caught, logged and recorded (state file, metrics, hooks)
+/// as a failure of every keystore of `names`, so the nodes are freed for their next fire time
+/// instead of staying "running" forever. Returns whether it panicked.
+fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> bool {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let Err(panic) = catch_unwind(AssertUnwindSafe(batch)) else {
+        return false;
+    };
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    tracing::error!(nodes = ?names, "backup batch panicked: {message}; its nodes run again at their next fire time");
+    let outcomes = names
+        .iter()
+        .filter_map(|n| config.node(n))
+        .flat_map(|node| {
+            node.keystores.iter().map(|ks| backup::KeystoreOutcome {
+                node: node.name.clone(),
+                keystore: ks.name.clone(),
+                ok: false,
+                id: None,
+                size: None,
+                identity: None,
+                error: Some(format!("internal error: the backup panicked: {message}")),
+                warnings: Vec::new(),
+                unchanged: false,
+            })
+        })
+        .collect();
+    let report = backup::BackupReport {
+        dry_run: false,
+        outcomes,
+    };
+    if catch_unwind(AssertUnwindSafe(|| {
+        super::after_run::record(config, &report, Duration::ZERO)
+    }))
+    .is_err()
+    {
+        tracing::error!("recording the panicked batch panicked too");
+    }
+    true
+}
+
+/// One batch: back up `names`, record the run, log each outcome, apply retention.
+fn run_batch(config: &Config, names: &[String]) {
+    let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
+    // Store changes take the store lock themselves, briefly: SSH work never holds it.
+    let started = Instant::now();
+    let report = backup::backup(config, &nodes, Options::default());
+    super::after_run::record(config, &report, started.elapsed());
+    for o in &report.outcomes {
+        if o.ok {
+            tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
+                unchanged = o.unchanged, "backup done");
+        } else {
+            tracing::error!(node = %o.node, keystore = %o.keystore,
+                error = o.error.as_deref().unwrap_or(""), "backup failed");
+        }
+    }
+    for node in &nodes {
+        if let Err(e) = super::prune::prune(config, Some(&node.name), false) {
+            tracing::error!(node = %node.name, "retention failed: {e:#}");
+        }
+    }
 }
 
 /// Watches the config file's directory (editors replace files, so the file's own watch would
@@ -249,4 +309,36 @@ fn watch_config(
     )?;
     debouncer.watch(&dir, notify::RecursiveMode::NonRecursive)?;
     Ok(debouncer)
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_batch_is_caught_and_recorded_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let text = format!(
+            "store:\n  path: {}\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+             nodes:\n  - name: n1\n    host: h\n    keystores:\n      - name: p12\n        kind: p12\n        path: /k.p12\n",
+            store.display()
+        );
+        let config = Config::parse(&text, Path::new("/t.yaml")).unwrap();
+        let names = vec!["n1".to_string()];
+        assert!(!guard_batch(&config, &names, || {}));
+        assert!(guard_batch(&config, &names, || panic!("boom in a batch")));
+        let state = crate::store::RunState::load(&store).unwrap();
+        let entry = state.keystores.get("n1/p12").expect("the failure is recorded");
+        assert!(entry.last_failure.is_some());
+        assert!(
+            entry
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("panicked: boom in a batch"),
+            "{:?}",
+            entry.last_error
+        );
+    }
 }
