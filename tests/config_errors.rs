@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const MASTER_RECIPIENT: &str = "age1kec32r8z4pruze28j7mdjs983kkm7f027zdv8c5mvggemyl785vsgpd7uj";
 
 fn base(nodes: &str) -> String {
     format!("store:\n  path: /var/lib/coldkeep\nencryption:\n  recipients: [{RECIPIENT}]\nnodes:\n{nodes}")
@@ -248,7 +249,8 @@ fn acra_keystores_and_master_key_placement() {
             )
             .replace(
                 "]\nnodes:",
-                &format!("]\n  master_key_recipients: [{RECIPIENT}]\nnodes:"),
+                // Its own recipient: one that also opens keystores is refused.
+                &format!("]\n  master_key_recipients: [{MASTER_RECIPIENT}]\nnodes:"),
             )
     };
     let c = parse(&apart("/srv/keys")).unwrap();

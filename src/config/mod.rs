@@ -155,6 +155,9 @@ pub struct StoreConfig {
     pub replicas: Vec<PathBuf>,
     /// Where Acra master-key artifacts go: apart from the keystore backups.
     pub master_key_store: Option<PathBuf>,
+    /// Replicas of the master-key store (the one unrecoverable secret must not live in one
+    /// place); same rules as `replicas`: apart from the keystore backups, never created.
+    pub master_key_replicas: Vec<PathBuf>,
     /// How long a write waits for another writer's lock (`--lock-wait`).
     pub lock_wait: Duration,
 }

@@ -62,6 +62,8 @@ pub(super) struct RawStore {
     #[serde(default)]
     pub replicas: Vec<S<String>>,
     pub master_key_store: Option<S<String>>,
+    #[serde(default)]
+    pub master_key_replicas: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -266,31 +266,52 @@ impl Validator<'_> {
             }
             replicas.push(replica);
         }
-        let master_key_store = match &store.master_key_store {
-            Some(m) => {
-                let master = absolute(m, "`store.master_key_store`")?;
-                // The keystore backups and their master key must never share a place.
-                let resolved = resolve(&master);
-                if std::iter::once(&path)
-                    .chain(&replicas)
-                    .map(|p| resolve(p))
-                    .any(|p| p.starts_with(&resolved) || resolved.starts_with(&p))
-                {
-                    return Err(self.err(
-                        &m.referenced,
-                        "`master_key_store` must be apart from `store.path` and every replica \
+        // The keystore backups and their master key must never share a place.
+        let apart = |m: &S<String>, what: &str| -> Result<PathBuf, ConfigError> {
+            let master = absolute(m, what)?;
+            let resolved = resolve(&master);
+            if std::iter::once(&path)
+                .chain(&replicas)
+                .map(|p| resolve(p))
+                .any(|p| p.starts_with(&resolved) || resolved.starts_with(&p))
+            {
+                return Err(self.err(
+                    &m.referenced,
+                    format!(
+                        "{what} must be apart from `store.path` and every replica \
                          (not the same, not inside, not containing): a keystore and its master key \
-                         must not be stored together",
-                    ));
-                }
-                Some(master)
+                         must not be stored together"
+                    ),
+                ));
             }
+            Ok(master)
+        };
+        let master_key_store = match &store.master_key_store {
+            Some(m) => Some(apart(m, "`master_key_store`")?),
             None => None,
         };
+        let mut master_key_replicas: Vec<PathBuf> = Vec::new();
+        for r in &store.master_key_replicas {
+            let Some(master) = &master_key_store else {
+                return Err(self.err(
+                    &r.referenced,
+                    "`master_key_replicas` needs `store.master_key_store` (the primary copy)",
+                ));
+            };
+            let replica = apart(r, "a `master_key_replicas` entry")?;
+            if &replica == master || master_key_replicas.contains(&replica) {
+                return Err(self.err(
+                    &r.referenced,
+                    format!("master-key replica `{}` is listed twice", r.value),
+                ));
+            }
+            master_key_replicas.push(replica);
+        }
         Ok(StoreConfig {
             path,
             replicas,
             master_key_store,
+            master_key_replicas,
             lock_wait: Duration::from_secs(60),
         })
     }
@@ -298,14 +319,24 @@ impl Validator<'_> {
     fn encryption(&self, raw: &RawConfig) -> Result<EncryptionConfig, ConfigError> {
         let enc = &raw.encryption.value;
         let mut recipients: Vec<Recipient> = Vec::new();
-        let mut add = |r: Recipient| {
+        // Where each keystore recipient was given, to name it when a master-key one repeats it.
+        let mut origins: Vec<(String, String)> = Vec::new();
+        let mut add = |r: Recipient, origin: String| {
             if !recipients.iter().any(|x| x.as_str() == r.as_str()) {
+                origins.push((r.as_str().to_string(), origin));
                 recipients.push(r);
             }
         };
         for r in &enc.recipients {
             let parsed = Recipient::parse(&r.value).map_err(|m| self.err(&r.referenced, m))?;
-            add(parsed);
+            add(
+                parsed,
+                format!(
+                    "{}:{} (encryption.recipients)",
+                    self.source.display(),
+                    r.referenced.line()
+                ),
+            );
         }
         if let Some(file) = &enc.recipients_file {
             let path = self.path(file)?;
@@ -327,7 +358,7 @@ impl Validator<'_> {
                     message: m,
                     snippet: Some(snippet(&text, i + 1, 1, false)),
                 })?;
-                add(parsed);
+                add(parsed, format!("{}:{} (recipients_file)", path.display(), i + 1));
             }
         }
         if recipients.is_empty() {
@@ -339,6 +370,16 @@ impl Validator<'_> {
         let mut master_key_recipients: Vec<Recipient> = Vec::new();
         for r in &enc.master_key_recipients {
             let parsed = Recipient::parse(&r.value).map_err(|m| self.err(&r.referenced, m))?;
+            if let Some((_, origin)) = origins.iter().find(|(k, _)| k == parsed.as_str()) {
+                return Err(self.err(
+                    &r.referenced,
+                    format!(
+                        "this master-key recipient is also a keystore recipient, at {origin}: no \
+                         single identity may open both a keystore and its master key; give the \
+                         master key its own recipient"
+                    ),
+                ));
+            }
             if !master_key_recipients
                 .iter()
                 .any(|x| x.as_str() == parsed.as_str())

@@ -87,11 +87,11 @@ impl Store {
         }
     }
 
-    /// The separate store for Acra master keys, when the config has one (no replicas).
+    /// The separate store for Acra master keys, when the config has one, with its own replicas.
     pub fn master_keys(cfg: &StoreConfig) -> Option<Store> {
         cfg.master_key_store.as_ref().map(|path| Store {
             primary: path.clone(),
-            replicas: Vec::new(),
+            replicas: cfg.master_key_replicas.clone(),
             lock_wait: cfg.lock_wait,
         })
     }
