@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod harden;
 pub mod hid;
 pub mod material;
+pub mod memory;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;

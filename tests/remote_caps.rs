@@ -108,3 +108,46 @@ fn directories_count_toward_max_files() {
         .unwrap();
     assert_eq!(tree.dirs.len(), 30);
 }
+
+/// `config check` warns when jobs x max_size could exceed the memory limit (here the
+/// Kubernetes manifest's 256 Mi, given through COLDKEEP_MEMORY_LIMIT as in a pod's cgroup).
+#[test]
+fn config_check_warns_when_caps_times_jobs_exceed_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("coldkeep.yaml");
+    let write = |jobs: usize| {
+        let mut nodes = String::new();
+        for i in 0..8 {
+            nodes.push_str(&format!(
+                "  - name: a{i}\n    host: h{i}\n    keystores:\n      - name: keys\n        kind: acra\n        path: /opt/acra/.acrakeys\n"
+            ));
+        }
+        fs::write(
+            &config,
+            format!(
+                "store:\n  path: {}\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\njobs: {jobs}\nnodes:\n{nodes}",
+                dir.path().join("store").display()
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coldkeep"))
+            .arg("--config")
+            .arg(&config)
+            .args(["config", "check"])
+            .env("COLDKEEP_MEMORY_LIMIT", (256u64 << 20).to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    write(8);
+    let stderr = check();
+    assert!(stderr.contains("over the 256 MiB memory limit"), "{stderr}");
+    assert!(stderr.contains("8 jobs"), "{stderr}");
+    // One job at the default 64 MiB cap fits (4 x 64 MiB = 256 MiB, not over).
+    write(1);
+    let stderr = check();
+    assert!(!stderr.contains("memory limit"), "{stderr}");
+}

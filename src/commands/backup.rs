@@ -198,6 +198,9 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
     for ks in &node.keystores {
         let mut unchanged = false;
         let result = (|| -> anyhow::Result<(Option<String>, u64, Identity)> {
+            // Bounded memory across parallel jobs (see src/memory.rs).
+            let _memory = crate::memory::Budget::global()
+                .reserve(crate::memory::PEAK_FACTOR.saturating_mul(ks.max_size));
             let fetched = keystore::fetch(&session, ks)?;
             // The same files as the newest backup: record that it was seen, store nothing new.
             if !options.force
