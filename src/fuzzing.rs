@@ -55,3 +55,19 @@ pub fn der(data: &[u8]) {
     let _ = crate::material::p12::inspect(data, None);
     let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
 }
+
+/// known_hosts files (markers, patterns, negations, hashed names), looked up for a few hosts.
+pub fn known_hosts(data: &[u8]) {
+    use crate::remote::known_hosts::{KnownHosts, wildcard_match};
+    let text = String::from_utf8_lossy(data);
+    let kh = KnownHosts::parse(&text);
+    let blob = kh.entries.first().map(|e| e.blob.clone()).unwrap_or_default();
+    for (host, port) in [("127.0.0.1", 22), ("node.example", 2222), ("", 0)] {
+        let _ = kh.check(host, port, &blob);
+        let _ = kh.cert_authorities(host, port);
+    }
+    // The pattern matcher on its own: first line as pattern, the rest as the name.
+    if let Some((pattern, name)) = text.split_once('\n') {
+        let _ = wildcard_match(pattern, name);
+    }
+}

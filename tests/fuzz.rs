@@ -197,3 +197,18 @@ fn der_walkers() {
     let ring = support::acra::key_ring("client/x/storage", &[0u8; 32]);
     fuzz("der", vec![p12, ring], fuzzing::der);
 }
+
+#[test]
+fn known_hosts_reader() {
+    let key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let text = format!(
+        "# comment\n[127.0.0.1]:2222,node.example ssh-ed25519 {key}\n@revoked * ssh-ed25519 {key}\n\
+         @cert-authority *.example,!bad.example ssh-ed25519 {key}\n\
+         |1|F1E1KeoE/eEWhi10WpGv4OdiO6Y=|3988QV0VE8wmZL7suNrYQLITLCg= ssh-ed25519 {key}\n"
+    );
+    fuzz(
+        "known_hosts",
+        vec![text.into_bytes(), b"a*b?c\naXXbYc".to_vec()],
+        fuzzing::known_hosts,
+    );
+}

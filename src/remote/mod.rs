@@ -3,7 +3,7 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
-mod known_hosts;
+pub(crate) mod known_hosts;
 mod tree;
 
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
