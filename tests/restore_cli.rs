@@ -500,3 +500,18 @@ fn a_connection_cut_during_upload_leaves_the_original_and_the_next_run_cleans_up
         .collect();
     assert_eq!(names, vec!["big.p12"], "no temp file is left");
 }
+
+#[test]
+fn a_symlink_at_the_target_is_refused_and_what_it_points_to_is_not_saved() {
+    let s = setup(&["v1"], "nodeadmin-node.p12", None);
+    let victim = s.path.with_file_name("victim");
+    fs::write(&victim, b"not the keystore").unwrap();
+    fs::remove_file(&s.path).unwrap();
+    std::os::unix::fs::symlink(&victim, &s.path).unwrap();
+    let (code, out) = s.restore(&["--node", "v1", "--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+    assert_eq!(fs::read(&victim).unwrap(), b"not the keystore");
+    assert!(fs::symlink_metadata(&s.path).unwrap().file_type().is_symlink());
+    assert_eq!(s.artifact_count(), 1, "nothing saved as a pre-restore copy");
+}
