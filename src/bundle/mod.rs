@@ -69,6 +69,8 @@ impl Identities {
             path: path.display().to_string(),
             detail,
         };
+        // The key that opens every backup: nobody else may read or replace it.
+        crate::config::perms::check_file(path, crate::config::perms::FileKind::Identity).map_err(&err)?;
         let text = Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
         if text.windows(15).any(|w| w == b"AGE-SECRET-KEY-") {
             let file = age::IdentityFile::from_buffer(&text[..])

@@ -319,9 +319,17 @@ impl Session {
     }
 
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
+    /// Afterwards `to` must be a directory (not a link someone swapped in).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
         self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;
-        Ok(())
+        let sftp = self.sftp()?;
+        match sftp.lstat(Path::new(to)) {
+            Ok(st) if st.perm.unwrap_or(0) & S_IFMT == S_IFDIR => Ok(()),
+            _ => Err(RemoteError::UnsafeEntry {
+                path: to.to_string(),
+                detail: "after the rename it is not a directory".into(),
+            }),
+        }
     }
 
     /// Removes a directory tree that coldkeep itself created (temp or swapped-out directories).
