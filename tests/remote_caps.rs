@@ -151,3 +151,22 @@ fn config_check_warns_when_caps_times_jobs_exceed_the_memory_limit() {
     let stderr = check();
     assert!(!stderr.contains("memory limit"), "{stderr}");
 }
+
+/// What a hostile node prints reaches the operator with control characters escaped.
+#[test]
+fn remote_stderr_is_printed_with_control_characters_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(&tmp.path().join("ssh")).unwrap();
+    let node = sandbox.start_node("n1", true).unwrap();
+    let s = Session::connect(&node_config(&sandbox, &node, Duration::from_secs(20))).unwrap();
+    let out = s
+        .exec(r"printf 'ok\033[2J\nINFO forged line\n' >&2; exit 3")
+        .unwrap();
+    assert_eq!(out.status, 3);
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\n'),
+        "{:?}",
+        out.stderr
+    );
+    assert_eq!(out.stderr, r"ok\u{1b}[2J\nINFO forged line");
+}
