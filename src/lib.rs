@@ -1,7 +1,8 @@
 //! coldkeep: back up server key material over SSH into age-encrypted cold storage.
 //!
 //! Data flows one way: [`config`] -> [`remote`] -> [`material`] -> [`bundle`] -> [`store`] ->
-//! [`commands`]. A lower layer never imports a higher one.
+//! [`ops`] -> [`commands`]. A lower layer never imports a higher one; [`ops`] never prints,
+//! [`commands`] are one thin file per subcommand, [`output`] holds their tables and JSON.
 
 pub mod bundle;
 pub mod cli;
@@ -13,6 +14,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod hid;
 pub mod material;
+pub mod ops;
+pub mod output;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;

@@ -6,17 +6,17 @@
 //! local file for nodes not installed yet). With `--identity`, also whether the backup opens with
 //! the configured password, and its alias / node id.
 
-use super::artifact;
-use super::fleet::run_parallel;
-use super::keystore;
-use super::report::{Table, print_json};
-use super::restore::{NameRow, nodectl_rows, split_path};
 use crate::bundle::Identities;
 use crate::cli::CheckArgs;
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
 use crate::error::Exit;
 use crate::material::nodectl::{self, P12Location};
 use crate::material::{Identity, acra};
+use crate::ops::artifact;
+use crate::ops::fleet::run_parallel;
+use crate::ops::keystore;
+use crate::ops::restore::{NameRow, nodectl_rows, split_path};
+use crate::output::{Table, print_json};
 use crate::remote::{Session, TreeLimits};
 use crate::store::{Artifact, Store};
 use anyhow::Context;
@@ -67,7 +67,7 @@ impl KeystoreCheck {
 
 /// Runs `coldkeep check`.
 pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
-    super::check_node_names(config, &args.nodes)?;
+    crate::ops::check_node_names(config, &args.nodes)?;
     let nodes: Vec<&NodeConfig> = config
         .nodes
         .iter()
@@ -82,6 +82,7 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     let listing = store.list(None)?;
     let checks: Vec<KeystoreCheck> = run_parallel(&nodes, config.jobs, |node| {
         check_node(
+            config,
             node,
             &store,
             &listing.artifacts,
@@ -116,6 +117,7 @@ fn read_local_nodectl(path: &std::path::Path) -> anyhow::Result<Vec<P12Location>
 }
 
 fn check_node(
+    config: &Config,
     node: &NodeConfig,
     store: &Store,
     artifacts: &[Artifact],
@@ -136,7 +138,7 @@ fn check_node(
     let needs_node =
         !acras.is_empty() || local_nodectl.is_none() && p12s.iter().any(|k| k.nodectl_config.is_some());
     let session = if needs_node {
-        Some(Session::connect(node).map_err(|e| e.to_string()))
+        Some(crate::ops::connect_with_retries(config, node).map_err(|e| format!("{e:#}")))
     } else {
         None
     };

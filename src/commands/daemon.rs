@@ -5,10 +5,10 @@
 //! comes while the node's previous run is in flight is skipped. Events reach the scheduler over one
 //! channel: a batch finished, the config file changed, SIGTERM/SIGINT.
 
-use super::backup::{self, Options};
 use crate::cli::{DaemonArgs, NodeSelector};
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
+use crate::ops::backup::{self, Options};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -145,7 +145,7 @@ fn schedule_all(
     select: &NodeSelector,
     now: DateTime<Utc>,
 ) -> anyhow::Result<BTreeMap<String, DateTime<Utc>>> {
-    let nodes = super::select_nodes(config, select)?;
+    let nodes = crate::ops::select_nodes(config, &select.into())?;
     let mut next = BTreeMap::new();
     for node in nodes {
         match node
@@ -198,7 +198,7 @@ fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
         // Store changes take the store lock themselves, briefly: SSH work never holds it.
         let started = Instant::now();
         let report = backup::backup(&config, &nodes, Options::default());
-        super::after_run::record(&config, &report, started.elapsed());
+        crate::ops::run_state::record(&config, &report, started.elapsed());
         for o in &report.outcomes {
             if o.ok {
                 tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
@@ -209,7 +209,7 @@ fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
             }
         }
         for node in &nodes {
-            if let Err(e) = super::prune::prune(&config, Some(&node.name), false) {
+            if let Err(e) = crate::ops::prune::prune(&config, Some(&node.name), false) {
                 tracing::error!(node = %node.name, "retention failed: {e:#}");
             }
         }

@@ -1,19 +1,19 @@
 //! `coldkeep onlykey import | capture | restore`.
 
-use super::hardware;
 use crate::bundle::{self, PlainFile};
 use crate::cli::OnlyKeyCommand;
 use crate::config::Config;
 use crate::error::{Exit, UsageError};
 use crate::hid::{self, HardwareKey, onlykey as device};
 use crate::material::{Identity, onlykey};
+use crate::ops::hardware;
 use anyhow::{Context, bail};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
 use zeroize::Zeroizing;
 
 /// The artifact kind and the file name inside it.
-pub const KIND: &str = "onlykey";
+pub const KIND: &str = crate::ops::vocab::ArtifactKind::Onlykey.as_str();
 pub const FILE: &str = "onlykey-backup.txt";
 /// Largest text accepted (an 18,000-byte payload is about 24 KiB of text).
 const MAX_TEXT: u64 = 256 * 1024;
@@ -242,7 +242,7 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to restore without --yes (no terminal to ask on)");
     }
-    if super::report::ask_yes("Restore now?")? {
+    if crate::output::ask_yes("Restore now?")? {
         Ok(())
     } else {
         bail!("not confirmed; nothing was sent")

@@ -1,9 +1,9 @@
 //! `coldkeep status`: a monitoring check (Nagios/cron friendly) from the run state and the store.
 
-use super::report::{Table, print_json};
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::error::Exit;
+use crate::output::{Table, print_json};
 use crate::store::RunState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -52,10 +52,10 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
-    let artifacts = super::after_run::artifacts_with_master_keys(config)?;
+    let artifacts = crate::ops::artifact::artifacts_with_master_keys(config)?;
     let mut out = Vec::new();
     // Configured keystores (and master keys), then every hardware key in the store.
-    let mut names = super::after_run::keystore_names(config);
+    let mut names = crate::ops::run_state::keystore_names(config);
     for a in &artifacts {
         let key = (a.node.clone(), a.keystore.clone());
         if a.node == crate::config::HARDWARE_NODE && !names.contains(&key) {
@@ -65,7 +65,7 @@ pub fn status(
     for (node, keystore) in names {
         {
             let st = state.get(&node, &keystore).cloned().unwrap_or_default();
-            let newest = super::artifact::latest(&artifacts, &node, &keystore);
+            let newest = crate::ops::artifact::latest(&artifacts, &node, &keystore);
             // An unchanged keystore is current as of the last time a backup saw it.
             let fresh_at = newest.map(|a| {
                 a.sidecar

@@ -6,16 +6,15 @@
 //! password is configured) that the material opens and has the recorded identity.
 //! With `--live --node N`: compare the latest backup with the file the node has right now.
 
-use super::backup::MASTER_KEY_KIND;
-use super::keystore;
-use super::report::{Table, print_json};
 use crate::bundle::{self, Identities, Manifest, Opened, PlainFile, Purpose};
 use crate::cli::VerifyArgs;
 use crate::config::{Config, KeystoreKind, NodeConfig};
 use crate::digest::sha256_hex;
 use crate::error::Exit;
 use crate::material::{Identity, acra};
-use crate::remote::Session;
+use crate::ops::keystore;
+use crate::ops::vocab::ArtifactKind;
+use crate::output::{Table, print_json};
 use crate::store::{Artifact, Problem, Store};
 use serde::Serialize;
 
@@ -41,7 +40,7 @@ struct VerifyOutput {
 /// Runs `coldkeep verify`.
 pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     if let Some(node) = &args.node {
-        super::check_node_names(config, std::slice::from_ref(node))?;
+        crate::ops::check_node_names(config, std::slice::from_ref(node))?;
     }
     if args.live {
         let node = config
@@ -140,7 +139,9 @@ pub fn verify_artifact(
             Some(ciphertext) => match bundle::open(ciphertext, ids) {
                 // Master keys have their own recipients: an operator identity that is not one of
                 // them checks these artifacts shallowly, without calling them bad.
-                Err(bundle::BundleError::NotARecipient) if a.sidecar.manifest.kind == MASTER_KEY_KIND => {
+                Err(bundle::BundleError::NotARecipient)
+                    if ArtifactKind::AcraMasterKey.is(&a.sidecar.manifest.kind) =>
+                {
                     deep = false;
                 }
                 Err(e) => problems.push(e.to_string()),
@@ -168,8 +169,8 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
     let ks = config
         .node(&a.node)
         .and_then(|n| n.keystores.iter().find(|k| k.name == a.keystore));
-    match opened.manifest.kind.as_str() {
-        MASTER_KEY_KIND => {
+    match ArtifactKind::parse(&opened.manifest.kind) {
+        Some(ArtifactKind::AcraMasterKey) => {
             for file in &opened.files {
                 let text = String::from_utf8_lossy(&file.data);
                 match acra::MasterKey::parse(&text) {
@@ -182,11 +183,11 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
             }
             return problems;
         }
-        "acra" => {
+        Some(ArtifactKind::Acra) => {
             problems.extend(check_acra_rings(config, a, &opened, ids));
             return problems;
         }
-        super::onlykey::KIND => {
+        Some(ArtifactKind::Onlykey) => {
             let recorded = opened.manifest.identity.clone();
             let parsed = opened
                 .files
@@ -200,8 +201,8 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
             }
             return problems;
         }
-        super::bitbox02::KIND => {
-            let checked = super::bitbox02::check_stored(&opened);
+        Some(ArtifactKind::Bitbox02) => {
+            let checked = crate::ops::hardware::check_bitbox02(&opened);
             match checked.identity {
                 Some(id) if Some(Identity::BitBox02(id.clone())) == opened.manifest.identity => {}
                 Some(_) => problems.push("the BitBox02 backup differs from its recorded identity".into()),
@@ -209,7 +210,7 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
             }
             return problems;
         }
-        _ => {}
+        Some(ArtifactKind::P12) | None => {}
     }
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
         for file in &opened.files {
@@ -297,7 +298,7 @@ fn master_keys_for(config: &Config, node: &str, keystore: &str, ids: &Identities
         .collect();
     artifacts.sort_by_key(|a| std::cmp::Reverse(a.sidecar.manifest.created_at));
     for artifact in artifacts {
-        let Ok(opened) = super::artifact::open_verified(&store, artifact, ids) else {
+        let Ok(opened) = crate::ops::artifact::open_verified(&store, artifact, ids) else {
             continue;
         };
         if let Some(key) = opened
@@ -362,7 +363,7 @@ pub struct LiveCheck {
 fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> {
     let store = Store::new(&config.store);
     let listing = store.list(Some(&node.name))?;
-    let session = Session::connect(node)?;
+    let session = crate::ops::connect_with_retries(config, node)?;
     let checks: Vec<LiveCheck> = node
         .keystores
         .iter()

@@ -3,8 +3,10 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+mod node;
 mod tree;
 
+pub use node::Node;
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
 
 use crate::config::NodeConfig;
