@@ -9,6 +9,8 @@
 
 pub mod artifact;
 pub mod backup;
+#[cfg(test)]
+pub(crate) mod fake_node;
 pub mod fleet;
 pub mod hardware;
 pub mod keystore;
@@ -18,6 +20,8 @@ pub mod restore_acra;
 pub mod restore_plan;
 pub mod run_state;
 pub mod scheduler;
+#[cfg(test)]
+mod tests;
 pub mod vocab;
 
 use crate::config::{Config, NodeConfig};

@@ -124,7 +124,7 @@ impl RestorePlan {
 }
 
 /// What a restore did (or, with `--dry-run`, would do).
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct RestoreOutcome {
     /// The plan that was (or would be) executed; `action` is what was done.
     #[serde(flatten)]
@@ -223,4 +223,18 @@ pub struct Root {
 pub struct Prepared {
     pub(super) roots: Vec<Root>,
     pub(super) occupied: bool,
+}
+
+impl std::fmt::Debug for RestorePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the work behind the steps: it holds key material.
+        f.debug_struct("RestorePlan")
+            .field("node", &self.node)
+            .field("keystore", &self.keystore)
+            .field("artifact", &self.artifact)
+            .field("path", &self.path)
+            .field("action", &self.action)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
 }
