@@ -7,7 +7,7 @@ use crate::error::Exit;
 use crate::material::Identity;
 use crate::material::bitbox02::{self, BitBox02Identity, FolderCheck};
 use crate::ops::hardware;
-use crate::output::{Table, print_json};
+use crate::output::{Table, print_json_list};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::io::Read;
@@ -161,7 +161,7 @@ fn scan_card(dir: &Path) -> anyhow::Result<Vec<CardBackup>> {
 fn list_card(dir: &Path, json: bool) -> anyhow::Result<Exit> {
     let backups = scan_card(dir)?;
     if json {
-        print_json(&backups)?;
+        print_json_list(&backups)?;
     } else if backups.is_empty() {
         println!("No BitBox02 backups on {}.", dir.display());
     } else {

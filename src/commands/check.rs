@@ -16,7 +16,7 @@ use crate::ops::artifact;
 use crate::ops::fleet::run_parallel;
 use crate::ops::keystore;
 use crate::ops::restore::{NameRow, nodectl_rows, split_path};
-use crate::output::{Table, print_json};
+use crate::output::{Table, print_json_list};
 use crate::remote::{Session, TreeLimits};
 use crate::store::{Artifact, Store};
 use anyhow::Context;
@@ -94,7 +94,7 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     .flatten()
     .collect();
     if args.json {
-        print_json(&checks)?;
+        print_json_list(&checks)?;
     } else {
         print_human(&checks);
     }

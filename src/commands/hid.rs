@@ -2,14 +2,14 @@
 
 use crate::error::Exit;
 use crate::hid;
-use crate::output::{Table, print_json};
+use crate::output::{Table, print_json_list};
 
 /// Runs `coldkeep hid list`.
 pub fn list(json: bool) -> anyhow::Result<Exit> {
     let all = hid::enumerate()?;
     let found = hid::known(&all);
     if json {
-        print_json(&found)?;
+        print_json_list(&found)?;
     } else if found.is_empty() {
         println!(
             "No known hardware key found ({}). If one is plugged in: check the cable and, for access, \

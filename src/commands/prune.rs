@@ -4,7 +4,7 @@ use crate::cli::PruneArgs;
 use crate::config::Config;
 use crate::error::Exit;
 use crate::ops::prune::{Pruned, prune};
-use crate::output::{Table, print_json};
+use crate::output::{Table, print_json_list};
 
 /// Runs `coldkeep prune`.
 pub fn run(config: &Config, args: &PruneArgs) -> anyhow::Result<Exit> {
@@ -13,7 +13,7 @@ pub fn run(config: &Config, args: &PruneArgs) -> anyhow::Result<Exit> {
     }
     let results = prune(config, args.node.as_deref(), args.dry_run)?;
     if args.json {
-        print_json(&results)?;
+        print_json_list(&results)?;
     } else {
         print_human(&results, args.dry_run);
     }

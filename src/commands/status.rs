@@ -3,7 +3,7 @@
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::error::Exit;
-use crate::output::{Table, print_json};
+use crate::output::{Table, print_json_list};
 use crate::store::RunState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -34,7 +34,7 @@ pub struct KeystoreStatus {
 pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<Exit> {
     let statuses = status(config, args.max_age, Utc::now())?;
     if args.json {
-        print_json(&statuses)?;
+        print_json_list(&statuses)?;
     } else {
         print_human(&statuses);
     }

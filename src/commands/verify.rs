@@ -14,7 +14,7 @@ use crate::error::Exit;
 use crate::material::{Identity, acra};
 use crate::ops::keystore;
 use crate::ops::vocab::ArtifactKind;
-use crate::output::{Table, print_json};
+use crate::output::{Table, print_json, print_json_list};
 use crate::store::{Artifact, Problem, Store};
 use serde::Serialize;
 
@@ -428,7 +428,7 @@ fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> 
         .collect();
     session.close();
     if json {
-        print_json(&checks)?;
+        print_json_list(&checks)?;
     } else {
         for c in &checks {
             println!("{}/{}: {}", c.node, c.keystore, c.detail);
