@@ -4,6 +4,8 @@
 //! [`ops`] -> [`commands`]. A lower layer never imports a higher one; [`ops`] never prints,
 //! [`commands`] are one thin file per subcommand, [`output`] holds their tables and JSON.
 
+#![warn(missing_docs)]
+
 pub mod bundle;
 pub mod cli;
 pub mod commands;

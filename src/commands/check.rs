@@ -25,12 +25,17 @@ use serde::Serialize;
 /// The check of one keystore.
 #[derive(Debug, Serialize)]
 pub struct KeystoreCheck {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
+    /// The path the config gives.
     pub configured_path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The newest backup checked against, if any.
     pub backup_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The file name in that backup.
     pub backup_name: Option<String>,
     /// nodectl's effective P12 location per profile (empty when not configured).
     pub nodectl: Vec<P12Location>,
@@ -43,7 +48,9 @@ pub struct KeystoreCheck {
     /// Acra: client ids in the keystore on the node (None when it is not there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_clients: Option<Vec<String>>,
+    /// True when every check passed.
     pub ok: bool,
+    /// What did not pass, one line each.
     pub problems: Vec<String>,
 }
 

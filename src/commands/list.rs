@@ -16,16 +16,24 @@ use std::path::PathBuf;
 /// One artifact as `list --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct ListedArtifact {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
+    /// The artifact id.
     pub id: String,
+    /// The artifact kind (`p12`, `acra`, ...).
     pub kind: String,
+    /// Backup or pre-restore.
     pub purpose: Purpose,
+    /// When the material was fetched.
     pub created_at: DateTime<Utc>,
     /// Ciphertext size in bytes.
     pub size: u64,
+    /// The files inside.
     pub files: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The public identity.
     pub identity: Option<Identity>,
     /// Paths of the `.age` files that exist (primary first).
     pub copies: Vec<PathBuf>,

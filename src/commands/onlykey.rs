@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 /// The artifact kind and the file name inside it.
 pub const KIND: &str = crate::ops::vocab::ArtifactKind::Onlykey.as_str();
+/// The file name an OnlyKey backup has inside its artifact.
 pub const FILE: &str = "onlykey-backup.txt";
 /// Largest text accepted (an 18,000-byte payload is about 24 KiB of text).
 const MAX_TEXT: u64 = 256 * 1024;

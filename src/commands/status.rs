@@ -11,19 +11,26 @@ use serde::Serialize;
 /// One keystore's status.
 #[derive(Debug, Serialize)]
 pub struct KeystoreStatus {
+    /// The node.
     pub node: String,
+    /// The keystore (master keys as `<keystore>:master-key`).
     pub keystore: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last successful backup.
     pub last_success: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last failed attempt.
     pub last_failure: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The newest artifact id.
     pub newest_artifact: Option<String>,
     /// Age of the newest backup (its creation, or the last time it was seen unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newest_age_seconds: Option<i64>,
+    /// False when failing or older than `--max-age`.
     pub ok: bool,
     /// Why not ok.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -21,12 +21,17 @@ use serde::Serialize;
 /// The result of checking one artifact.
 #[derive(Debug, Serialize)]
 pub struct ArtifactCheck {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
+    /// The artifact id.
     pub id: String,
     /// Whether the contents were decrypted and checked.
     pub deep: bool,
+    /// True when no problem was found.
     pub ok: bool,
+    /// What is wrong, one line each.
     pub problems: Vec<String>,
 }
 
@@ -351,10 +356,14 @@ fn print_checks(out: &VerifyOutput, deep: bool) {
 /// The result of comparing one keystore's live file with its latest backup.
 #[derive(Debug, Serialize)]
 pub struct LiveCheck {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The newest backup compared with, if any.
     pub backup: Option<String>,
+    /// Whether the node holds exactly that backup.
     pub matches: bool,
     /// What matched or what differs, in one sentence.
     pub detail: String,

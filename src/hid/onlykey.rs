@@ -88,14 +88,23 @@ pub fn restore_frames(payload: &[u8]) -> Vec<Report> {
 /// What the device answered, with advice for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// The backup was loaded.
     Loaded,
+    /// No PIN is set on the device.
     NoPin,
+    /// The device is not in config mode.
     NotConfigMode,
+    /// The device is locked.
     Locked,
+    /// The device has no backup key.
     NoBackupKey,
+    /// The backup key has another type.
     KeyTypeMismatch,
+    /// The backup was made with another backup key.
     WrongBackupKey,
+    /// The device rejected the backup's format.
     BadFormat,
+    /// The backup is too large for the device.
     TooLarge,
 }
 
@@ -162,13 +171,24 @@ impl Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("the device refused the restore ({text}): {advice}")]
-    Refused { text: String, advice: &'static str },
+    /// The device refused.
+    Refused {
+        /// The device's answer.
+        text: String,
+        /// What the operator can do about it.
+        advice: &'static str,
+    },
     #[error(
         "the device did not answer within {secs}s after the last report: is it unlocked, in config mode \
          (hold button 6 for 5 s, re-enter the PIN), and the right interface?"
     )]
-    NoReply { secs: u64 },
+    /// The device did not answer.
+    NoReply {
+        /// The timeout, in seconds.
+        secs: u64,
+    },
     #[error(transparent)]
+    /// Talking to the device failed.
     Hid(#[from] HidError),
 }
 

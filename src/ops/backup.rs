@@ -18,15 +18,20 @@ use serde::Serialize;
 /// The outcome for one keystore.
 #[derive(Debug, Serialize)]
 pub struct KeystoreOutcome {
+    /// The node.
     pub node: String,
+    /// The keystore (a master key as `<keystore>:master-key`).
     pub keystore: String,
+    /// Whether it was backed up.
     pub ok: bool,
     /// Artifact id (None on failure or dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Ciphertext size in bytes.
     pub size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The material's public identity, short form.
     pub identity: Option<String>,
     /// The failure's cause, one line per context level.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,7 +47,9 @@ pub struct KeystoreOutcome {
 /// The whole run's report.
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
+    /// Nothing was written.
     pub dry_run: bool,
+    /// One outcome per keystore, in config order.
     pub outcomes: Vec<KeystoreOutcome>,
 }
 

@@ -12,11 +12,17 @@ use std::collections::BTreeMap;
 /// One artifact's fate.
 #[derive(Debug, Serialize)]
 pub struct Pruned {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
+    /// The artifact id.
     pub id: String,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// Kept (true) or removed.
     pub keep: bool,
+    /// Which rules kept it.
     pub reasons: Vec<String>,
     /// Set when removing it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
