@@ -165,9 +165,9 @@ one. pre-restore artifacts are kept unless keep_pre_restore N is set. Without an
 nothing is removed.")]
 /// Arguments of `coldkeep prune`.
 pub struct PruneArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Print what would be kept and removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -207,9 +207,9 @@ pub struct DaemonArgs {
 #[derive(Debug, Args)]
 /// Arguments of `coldkeep list`.
 pub struct ListArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -218,14 +218,14 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 /// Arguments of `coldkeep verify`.
 pub struct VerifyArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// age identity file or SSH private key: decrypt in memory and check every file
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Compare the latest backup with the file the node has now (needs --node)
-    #[arg(long, requires = "node")]
+    /// Compare the latest backup with the file the node has now (needs one --node)
+    #[arg(long, requires = "nodes")]
     pub live: bool,
     /// Print JSON on stdout
     #[arg(long)]
@@ -395,9 +395,9 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 /// Arguments of `coldkeep check`.
 pub struct CheckArgs {
-    /// Only this node (repeatable)
-    #[arg(long = "node", value_name = "NAME")]
-    pub nodes: Vec<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Read nodectl's config from this local file instead of from the nodes (provisioning)
     #[arg(long, value_name = "FILE")]
     pub nodectl_config: Option<PathBuf>,

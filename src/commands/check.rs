@@ -74,12 +74,10 @@ impl KeystoreCheck {
 
 /// Runs `coldkeep check`.
 pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
-    crate::ops::check_node_names(config, &args.nodes)?;
-    let nodes: Vec<&NodeConfig> = config
-        .nodes
-        .iter()
-        .filter(|n| args.nodes.is_empty() || args.nodes.contains(&n.name))
-        .collect();
+    let nodes: Vec<&NodeConfig> = match crate::ops::selected_names(config, &(&args.select).into())? {
+        None => config.nodes.iter().collect(),
+        Some(names) => config.nodes.iter().filter(|n| names.contains(&n.name)).collect(),
+    };
     let local_nodectl = match &args.nodectl_config {
         Some(path) => Some(read_local_nodectl(path)?),
         None => None,

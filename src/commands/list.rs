@@ -110,10 +110,18 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
 
 /// Runs `coldkeep list`.
 pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
-    if let Some(node) = &args.node {
-        crate::ops::check_node_names(config, std::slice::from_ref(node))?;
-    }
-    let listing = crate::ops::artifact::list_both(config, args.node.as_deref())?;
+    let listing = match crate::ops::selected_names(config, &(&args.select).into())? {
+        None => crate::ops::artifact::list_both(config, None)?,
+        Some(names) => {
+            let mut all = crate::store::Listing::default();
+            for name in &names {
+                let one = crate::ops::artifact::list_both(config, Some(name))?;
+                all.artifacts.extend(one.artifacts);
+                all.problems.extend(one.problems);
+            }
+            all
+        }
+    };
     let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
     let problems: Vec<String> = listing
         .problems

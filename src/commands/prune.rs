@@ -8,10 +8,16 @@ use crate::output::{Table, print_json_list};
 
 /// Runs `coldkeep prune`.
 pub fn run(config: &Config, args: &PruneArgs) -> anyhow::Result<Exit> {
-    if let Some(node) = &args.node {
-        crate::ops::check_node_names(config, std::slice::from_ref(node))?;
-    }
-    let results = prune(config, args.node.as_deref(), args.dry_run)?;
+    let results = match crate::ops::selected_names(config, &(&args.select).into())? {
+        None => prune(config, None, args.dry_run)?,
+        Some(names) => {
+            let mut results = Vec::new();
+            for name in &names {
+                results.extend(prune(config, Some(name), args.dry_run)?);
+            }
+            results
+        }
+    };
     if args.json {
         print_json_list(&results)?;
     } else {

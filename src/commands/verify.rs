@@ -10,7 +10,7 @@ use crate::bundle::{self, Identities, Manifest, Opened, PlainFile, Purpose};
 use crate::cli::VerifyArgs;
 use crate::config::{Config, KeystoreKind, NodeConfig};
 use crate::digest::sha256_hex;
-use crate::error::Exit;
+use crate::error::{Exit, UsageError};
 use crate::material::{Identity, acra};
 use crate::ops::keystore;
 use crate::ops::vocab::ArtifactKind;
@@ -44,31 +44,35 @@ struct VerifyOutput {
 
 /// Runs `coldkeep verify`.
 pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
-    if let Some(node) = &args.node {
-        crate::ops::check_node_names(config, std::slice::from_ref(node))?;
-    }
+    let names = crate::ops::selected_names(config, &(&args.select).into())?;
     if args.live {
-        let node = config
-            .node(args.node.as_deref().unwrap_or_default())
-            .expect("checked above");
+        let [name] = names.as_deref().unwrap_or_default() else {
+            return Err(UsageError("--live compares one node: give exactly one --node".into()).into());
+        };
+        let node = config.node(name).expect("selected from the config");
         return live(config, node, args.json);
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
     let store = Store::new(&config.store);
-    let mut listing = store.list(args.node.as_deref())?;
-    let mut checks: Vec<ArtifactCheck> = listing
-        .artifacts
-        .iter()
-        .map(|a| verify_artifact(config, &store, a, identities.as_ref()))
-        .collect();
-    if let Some(master) = Store::master_keys(&config.store) {
-        let keys = master.list(args.node.as_deref())?;
-        checks.extend(
-            keys.artifacts
+    let mut listing = crate::store::Listing::default();
+    let mut checks: Vec<ArtifactCheck> = Vec::new();
+    let stores = [Some(store), Store::master_keys(&config.store)];
+    for store in stores.iter().flatten() {
+        let parts = match &names {
+            None => vec![store.list(None)?],
+            Some(names) => names
                 .iter()
-                .map(|a| verify_artifact(config, &master, a, identities.as_ref())),
-        );
-        listing.problems.extend(keys.problems);
+                .map(|n| store.list(Some(n)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        for part in parts {
+            checks.extend(
+                part.artifacts
+                    .iter()
+                    .map(|a| verify_artifact(config, store, a, identities.as_ref())),
+            );
+            listing.problems.extend(part.problems);
+        }
     }
     let (warnings, problems): (Vec<&Problem>, Vec<&Problem>) =
         listing.problems.iter().partition(|p| p.interrupted);

@@ -78,6 +78,21 @@ pub fn select_nodes<'c>(config: &'c Config, select: &Selection) -> Result<Vec<&'
     Ok(picked)
 }
 
+/// The node names a selection restricts a store-wide command (list, verify, prune) to; `None`
+/// for the empty selection, which means the whole store (also nodes no longer configured, and
+/// hardware keys).
+pub fn selected_names(config: &Config, select: &Selection) -> Result<Option<Vec<String>>, UsageError> {
+    if *select == Selection::default() {
+        return Ok(None);
+    }
+    Ok(Some(
+        select_nodes(config, select)?
+            .into_iter()
+            .map(|n| n.name.clone())
+            .collect(),
+    ))
+}
+
 /// Errors unless every name is a configured node.
 pub fn check_node_names(config: &Config, names: &[String]) -> Result<(), UsageError> {
     for name in names {
