@@ -9,6 +9,7 @@
 
 pub mod artifact;
 pub mod backup;
+pub mod check;
 #[cfg(test)]
 pub(crate) mod fake_node;
 pub mod fleet;
@@ -22,6 +23,7 @@ pub mod run_state;
 pub mod scheduler;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 pub mod vocab;
 
 use crate::config::{Config, NodeConfig};
