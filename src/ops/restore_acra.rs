@@ -377,7 +377,9 @@ pub fn swap_all(session: &dyn Node, roots: &[&Root]) -> anyhow::Result<()> {
             for s in &staged[k..] {
                 let _ = session.remove_tree(&s.temp);
             }
-            let state = if undone.iter().all(|u| u.is_ok()) {
+            let state = if e.downcast_ref::<LeftAside>().is_some() {
+                "the previous keystore was not moved back (see above)".to_string()
+            } else if undone.iter().all(|u| u.is_ok()) {
                 "the previous keystore is back in place".to_string()
             } else {
                 format!(
@@ -438,6 +440,12 @@ fn prepare(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failed swap whose undo failed too: the previous keystore is under its swapped-out name, so
+/// the caller must not report it back in place.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LeftAside(String);
+
 fn swap(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
     if s.root.target == Target::Missing {
         return Ok(session.rename_dir(&s.temp, &s.root.path)?);
@@ -446,10 +454,11 @@ fn swap(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
     if let Err(e) = session.rename_dir(&s.temp, &s.root.path) {
         return match session.rename_dir(&s.old, &s.root.path) {
             Ok(()) => Err(e.into()),
-            Err(back) => Err(anyhow::anyhow!(
+            Err(back) => Err(LeftAside(format!(
                 "{e}; moving the previous keystore back also failed ({back}): it is at {} on the node",
                 s.old
-            )),
+            ))
+            .into()),
         };
     }
     Ok(())
