@@ -8,7 +8,7 @@ use crate::bundle::Identities;
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
 use crate::material::nodectl::{self, P12Location};
 use crate::material::{Identity, acra};
-use crate::remote::{Session, TreeLimits};
+use crate::remote::{Node, TreeLimits};
 use crate::store::{Artifact, Store};
 use anyhow::Context;
 use serde::Serialize;
@@ -156,7 +156,8 @@ pub fn check_node(
         })
         .collect();
     for ks in acras {
-        checks.push(check_acra(node, ks, artifacts, session.as_ref()));
+        let on_node = session.as_ref().map(|r| r.as_ref().map(|s| s as &dyn Node));
+        checks.push(check_acra(node, ks, artifacts, on_node));
     }
     if let Some(Ok(session)) = session {
         session.close();
@@ -169,7 +170,7 @@ fn check_acra(
     node: &NodeConfig,
     ks: &KeystoreConfig,
     artifacts: &[Artifact],
-    session: Option<&Result<Session, String>>,
+    session: Option<Result<&dyn Node, &String>>,
 ) -> KeystoreCheck {
     let mut check = KeystoreCheck::new(node, ks);
     let latest = artifact::latest(artifacts, &node.name, &ks.name);
@@ -227,7 +228,7 @@ fn check_acra(
     check
 }
 
-fn nodectl_from_node(session: &Session, path: &str) -> Result<Vec<P12Location>, String> {
+fn nodectl_from_node(session: &dyn Node, path: &str) -> Result<Vec<P12Location>, String> {
     let file = session
         .fetch(path, nodectl::MAX_SIZE)
         .map_err(|e| format!("nodectl config: {e}"))?;
