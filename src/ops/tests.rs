@@ -465,20 +465,26 @@ fn occupied() -> FakeNode {
     )
 }
 
-#[test]
-fn swap_rollback_when_the_second_rename_fails() {
+/// Restores over [`occupied`] with the given renames (1-based, counted from apply) failing;
+/// returns the node as it was before, the node, and the error.
+fn apply_with_failing_renames(failing: &[usize]) -> (super::fake_node::Fs, FakeNode, String) {
     let fx = Fixture::new();
     let (src, _) = acra_source(&fx, true);
     let node = occupied();
     let before = node.fs();
     let plan = restore::plan(&src, &node, true).unwrap();
-    // keys: rename keys -> old (1st), temp -> keys (2nd, fails): the first is undone.
-    node.fail_nth(Op::Rename, 2);
+    for n in failing {
+        node.fail_nth(Op::Rename, *n);
+    }
     let err = restore::apply(&fx.config, &src, &node, plan).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("previous keystore is back in place"),
-        "{err:#}"
-    );
+    (before, node, format!("{err:#}"))
+}
+
+#[test]
+fn swap_rollback_when_the_second_rename_fails() {
+    // keys: rename keys -> old (1st), temp -> keys (2nd, fails): the first is undone.
+    let (before, node, err) = apply_with_failing_renames(&[2]);
+    assert!(err.contains("previous keystore is back in place"), "{err}");
     assert_eq!(
         node.fs(),
         before,
@@ -489,30 +495,15 @@ fn swap_rollback_when_the_second_rename_fails() {
 
 #[test]
 fn swap_rollback_undoes_a_finished_swap_when_the_next_directory_fails() {
-    let fx = Fixture::new();
-    let (src, _) = acra_source(&fx, true);
-    let node = occupied();
-    let before = node.fs();
-    let plan = restore::plan(&src, &node, true).unwrap();
     // keys swapped (1, 2); public: public -> old (3), temp -> public (4, fails).
-    node.fail_nth(Op::Rename, 4);
-    let err = restore::apply(&fx.config, &src, &node, plan).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("previous keystore is back in place"),
-        "{err:#}"
-    );
+    let (before, node, err) = apply_with_failing_renames(&[4]);
+    assert!(err.contains("previous keystore is back in place"), "{err}");
     assert_eq!(node.fs(), before);
 }
 
 #[test]
 fn swap_failing_to_move_back_says_where_the_keystore_is() {
-    let fx = Fixture::new();
-    let (src, _) = acra_source(&fx, true);
-    let node = occupied();
-    let plan = restore::plan(&src, &node, true).unwrap();
-    node.fail_nth(Op::Rename, 2);
-    node.fail_nth(Op::Rename, 3);
-    let err = format!("{:#}", restore::apply(&fx.config, &src, &node, plan).unwrap_err());
+    let (_, node, err) = apply_with_failing_renames(&[2, 3]);
     assert!(
         err.contains("moving the previous keystore back also failed"),
         "{err}"
