@@ -1,6 +1,6 @@
 //! `coldkeep onlykey verify`: decrypt a backup offline and walk its records (counts only).
 
-use super::{hardware, onlykey};
+use crate::ops::hardware::{self, onlykey_text as onlykey};
 use crate::cli::OnlyKeyCommand;
 use crate::config::Config;
 use crate::error::{Exit, UsageError};
