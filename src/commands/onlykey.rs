@@ -6,7 +6,10 @@ use crate::config::Config;
 use crate::error::{Exit, UsageError};
 use crate::hid::{self, HardwareKey, onlykey as device};
 use crate::material::{Identity, onlykey};
-use crate::ops::hardware::{self, onlykey_text::{FILE, KIND, MAX_TEXT, read_text}};
+use crate::ops::hardware::{
+    self,
+    onlykey_text::{FILE, KIND, MAX_TEXT, read_text},
+};
 use anyhow::{Context, bail};
 use std::io::{IsTerminal, Read, Write};
 use std::process::{Command, Stdio};

@@ -153,5 +153,4 @@ pub mod onlykey_text {
         let text = std::str::from_utf8(&buf).context("the backup text is not UTF-8")?;
         Ok(Zeroizing::new(text.to_string()))
     }
-
 }

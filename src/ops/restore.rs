@@ -49,7 +49,13 @@ impl<'c> Source<'c> {
         let opened = artifact::open_verified(&store, &picked, &ids)?;
         let identity = if ks.kind == KeystoreKind::Acra {
             restore_acra::roots(node, ks, &picked, &opened)?;
-            super::acra_master::refuse_unless_keys_open(config, (&node.name, &ks.name), &picked, &opened, &ids)?;
+            super::acra_master::refuse_unless_keys_open(
+                config,
+                (&node.name, &ks.name),
+                &picked,
+                &opened,
+                &ids,
+            )?;
             opened.manifest.identity.clone()
         } else {
             let file = p12_file(&picked, &opened)?;

@@ -227,7 +227,6 @@ fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identi
     best.unwrap_or_default()
 }
 
-
 /// The result of comparing one keystore's live file with its latest backup.
 #[derive(Debug, Serialize)]
 pub struct LiveCheck {
