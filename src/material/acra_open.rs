@@ -91,7 +91,8 @@ impl OpenReport {
             self.failed
                 .iter()
                 .take(NAMED_IN_PROBLEMS)
-                .map(|f| format!("key {}: {}", f.key, f.problem)),
+                // Key names are file names from the node: control characters escaped for the terminal.
+                .map(|f| format!("key {}: {}", crate::text::escape_control(&f.key), f.problem)),
         );
         if self.failed.len() > NAMED_IN_PROBLEMS {
             out.push(format!(
