@@ -167,7 +167,7 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         Ok(_) => return Err(InitError::StoreNotEmpty(store)),
     };
     if let Some(identity) = &identity_path
-        && identity.starts_with(&store)
+        && inside(identity, &store)
     {
         return Err(InitError::IdentityInStore {
             identity: identity.clone(),
@@ -224,6 +224,23 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         recipients,
         identity,
     })
+}
+
+/// Whether `file` would be written inside `dir`: by the paths as given, and by the directories
+/// they really name (a store reached through a symlink or a `..` is the same directory).
+fn inside(file: &Path, dir: &Path) -> bool {
+    if file.starts_with(dir) {
+        return true;
+    }
+    let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+        return false;
+    };
+    // A store that does not exist yet cannot hold an existing parent; a parent that does not
+    // exist cannot be written into, so the identity write fails there anyway.
+    match (fs::canonicalize(parent), fs::canonicalize(dir)) {
+        (Ok(parent), Ok(dir)) => parent.join(name).starts_with(dir),
+        _ => false,
+    }
 }
 
 fn is_empty_dir(dir: &Path) -> Result<bool, InitError> {
@@ -532,6 +549,31 @@ mod tests {
         o.identity_out = Some(o.store.join("key.txt"));
         assert!(matches!(init(&o), Err(InitError::IdentityInStore { .. })));
         assert!(!dir.path().join("etc").exists() && !o.store.exists());
+    }
+
+    /// The store given through a symlink (the common way to put it on another disk) or with a
+    /// `..` in its path is still the same directory: the identity must not land inside it.
+    #[test]
+    fn the_key_is_refused_inside_the_store_however_the_store_path_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk");
+        fs::create_dir(&disk).unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let link = dir.path().join("store-link");
+        std::os::unix::fs::symlink(&disk, &link).unwrap();
+        for store in [link.clone(), dir.path().join("sub/../disk")] {
+            let mut o = opts(dir.path());
+            o.store = store.clone();
+            o.identity_out = Some(disk.join("key.txt"));
+            let r = init(&o);
+            assert!(
+                matches!(r, Err(InitError::IdentityInStore { .. })),
+                "{store:?}: {:?}",
+                r.map(|_| ())
+            );
+            assert!(!disk.join("key.txt").exists(), "{store:?}");
+            assert!(!o.config.exists(), "{store:?}");
+        }
     }
 
     #[test]
