@@ -216,3 +216,14 @@ fn a_backup_with_hmac_keys_walks_cleanly() {
     other[3 + 4 + 1] = 101;
     assert!(walk_records(&other, Scheme::X25519).is_none());
 }
+
+/// The AES states that held a backup key are wiped when dropped: the first two AES-256 round
+/// keys are the key itself, so an unwiped key schedule leaves it in freed memory. (Secure Cell's
+/// AES-256-GCM holds the same `aes` type, wiped with it.) Fails to compile without the `zeroize`
+/// features of `aes` and `ctr`.
+#[test]
+fn aes_states_are_wiped_on_drop() {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<aes::Aes256>();
+    wiped_on_drop::<Aes256Ctr>();
+}
