@@ -10,7 +10,7 @@ use crate::config::{Config, ConfigError, Recipient};
 use age::secrecy::ExposeSecret;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -278,11 +278,17 @@ fn write_all(
     }
     if store_created {
         fs::create_dir_all(store.parent().unwrap_or(Path::new("/"))).map_err(io("creating", store))?;
-        fs::create_dir(store).map_err(io("creating", store))?;
+        // 0700 from the start: no chmod by path afterwards, which would follow a symlink
+        // swapped in by whoever owns the parent (see `adopt_parent_owner`).
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(store)
+            .map_err(io("creating", store))?;
         created.store = Some(store.to_path_buf());
         adopt_parent_owner(store)?;
+    } else {
+        fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
     }
-    fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
     if let Some(parent) = config.path.parent() {
         fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
@@ -291,15 +297,17 @@ fn write_all(
 
 /// Run as root to set up a service user's store (the package's `/var/lib/coldkeep` belongs to the
 /// `coldkeep` user), a new store takes the owner of its parent directory, so the service can
-/// write it; otherwise it would be root's and every backup would fail.
+/// write it; otherwise it would be root's and every backup would fail. The parent's owner can
+/// swap the new directory for a symlink before the chown, so nothing here follows a symlink: a
+/// swapped-in link only has its own owner changed.
 fn adopt_parent_owner(dir: &Path) -> Result<(), InitError> {
     let Some(parent) = dir.parent() else {
         return Ok(());
     };
-    let own = fs::metadata(dir).map_err(io("reading", dir))?;
+    let own = fs::symlink_metadata(dir).map_err(io("reading", dir))?;
     let above = fs::metadata(parent).map_err(io("reading", parent))?;
     if own.uid() == 0 && above.uid() != 0 {
-        std::os::unix::fs::chown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
+        std::os::unix::fs::lchown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
     }
     Ok(())
 }
@@ -574,6 +582,40 @@ mod tests {
             assert!(!disk.join("key.txt").exists(), "{store:?}");
             assert!(!o.config.exists(), "{store:?}");
         }
+    }
+
+    /// Run as root for the package's store, init hands the new store to the owner of its parent
+    /// (the service user). That user can rename entries in its own directory, so between mkdir
+    /// and chown it can swap the new store for a symlink to any file: the chown must not follow
+    /// it (root would hand over /etc/shadow).
+    #[test]
+    fn handing_the_new_store_over_never_follows_a_swapped_in_symlink() {
+        if !nix_is_root() {
+            println!("SKIPPED: needs root (chown)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let service = dir.path().join("var-lib-coldkeep");
+        fs::create_dir(&service).unwrap();
+        std::os::unix::fs::chown(&service, Some(4242), Some(4242)).unwrap();
+        let victim = dir.path().join("shadow");
+        fs::write(&victim, "root:secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o640)).unwrap();
+        // The state right after the swap: the store path is now the service user's symlink.
+        let store = service.join("store");
+        std::os::unix::fs::symlink(&victim, &store).unwrap();
+        let _ = adopt_parent_owner(&store);
+        let meta = fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "the symlink's target was chowned"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    }
+
+    fn nix_is_root() -> bool {
+        fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
     }
 
     #[test]
