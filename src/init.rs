@@ -10,7 +10,7 @@ use crate::config::{Config, ConfigError, Recipient};
 use age::secrecy::ExposeSecret;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -167,7 +167,7 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         Ok(_) => return Err(InitError::StoreNotEmpty(store)),
     };
     if let Some(identity) = &identity_path
-        && identity.starts_with(&store)
+        && inside(identity, &store)
     {
         return Err(InitError::IdentityInStore {
             identity: identity.clone(),
@@ -226,6 +226,23 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     })
 }
 
+/// Whether `file` would be written inside `dir`: by the paths as given, and by the directories
+/// they really name (a store reached through a symlink or a `..` is the same directory).
+fn inside(file: &Path, dir: &Path) -> bool {
+    if file.starts_with(dir) {
+        return true;
+    }
+    let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+        return false;
+    };
+    // A store that does not exist yet cannot hold an existing parent; a parent that does not
+    // exist cannot be written into, so the identity write fails there anyway.
+    match (fs::canonicalize(parent), fs::canonicalize(dir)) {
+        (Ok(parent), Ok(dir)) => parent.join(name).starts_with(dir),
+        _ => false,
+    }
+}
+
 fn is_empty_dir(dir: &Path) -> Result<bool, InitError> {
     Ok(fs::read_dir(dir).map_err(io("reading", dir))?.next().is_none())
 }
@@ -261,11 +278,17 @@ fn write_all(
     }
     if store_created {
         fs::create_dir_all(store.parent().unwrap_or(Path::new("/"))).map_err(io("creating", store))?;
-        fs::create_dir(store).map_err(io("creating", store))?;
+        // 0700 from the start: no chmod by path afterwards, which would follow a symlink
+        // swapped in by whoever owns the parent (see `adopt_parent_owner`).
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(store)
+            .map_err(io("creating", store))?;
         created.store = Some(store.to_path_buf());
         adopt_parent_owner(store)?;
+    } else {
+        fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
     }
-    fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
     if let Some(parent) = config.path.parent() {
         fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
@@ -274,15 +297,17 @@ fn write_all(
 
 /// Run as root to set up a service user's store (the package's `/var/lib/coldkeep` belongs to the
 /// `coldkeep` user), a new store takes the owner of its parent directory, so the service can
-/// write it; otherwise it would be root's and every backup would fail.
+/// write it; otherwise it would be root's and every backup would fail. The parent's owner can
+/// swap the new directory for a symlink before the chown, so nothing here follows a symlink: a
+/// swapped-in link only has its own owner changed.
 fn adopt_parent_owner(dir: &Path) -> Result<(), InitError> {
     let Some(parent) = dir.parent() else {
         return Ok(());
     };
-    let own = fs::metadata(dir).map_err(io("reading", dir))?;
+    let own = fs::symlink_metadata(dir).map_err(io("reading", dir))?;
     let above = fs::metadata(parent).map_err(io("reading", parent))?;
     if own.uid() == 0 && above.uid() != 0 {
-        std::os::unix::fs::chown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
+        std::os::unix::fs::lchown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
     }
     Ok(())
 }
@@ -532,6 +557,65 @@ mod tests {
         o.identity_out = Some(o.store.join("key.txt"));
         assert!(matches!(init(&o), Err(InitError::IdentityInStore { .. })));
         assert!(!dir.path().join("etc").exists() && !o.store.exists());
+    }
+
+    /// The store given through a symlink (the common way to put it on another disk) or with a
+    /// `..` in its path is still the same directory: the identity must not land inside it.
+    #[test]
+    fn the_key_is_refused_inside_the_store_however_the_store_path_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk");
+        fs::create_dir(&disk).unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let link = dir.path().join("store-link");
+        std::os::unix::fs::symlink(&disk, &link).unwrap();
+        for store in [link.clone(), dir.path().join("sub/../disk")] {
+            let mut o = opts(dir.path());
+            o.store = store.clone();
+            o.identity_out = Some(disk.join("key.txt"));
+            let r = init(&o);
+            assert!(
+                matches!(r, Err(InitError::IdentityInStore { .. })),
+                "{store:?}: {:?}",
+                r.map(|_| ())
+            );
+            assert!(!disk.join("key.txt").exists(), "{store:?}");
+            assert!(!o.config.exists(), "{store:?}");
+        }
+    }
+
+    /// Run as root for the package's store, init hands the new store to the owner of its parent
+    /// (the service user). That user can rename entries in its own directory, so between mkdir
+    /// and chown it can swap the new store for a symlink to any file: the chown must not follow
+    /// it (root would hand over /etc/shadow).
+    #[test]
+    fn handing_the_new_store_over_never_follows_a_swapped_in_symlink() {
+        if !nix_is_root() {
+            println!("SKIPPED: needs root (chown)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let service = dir.path().join("var-lib-coldkeep");
+        fs::create_dir(&service).unwrap();
+        std::os::unix::fs::chown(&service, Some(4242), Some(4242)).unwrap();
+        let victim = dir.path().join("shadow");
+        fs::write(&victim, "root:secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o640)).unwrap();
+        // The state right after the swap: the store path is now the service user's symlink.
+        let store = service.join("store");
+        std::os::unix::fs::symlink(&victim, &store).unwrap();
+        let _ = adopt_parent_owner(&store);
+        let meta = fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "the symlink's target was chowned"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    }
+
+    fn nix_is_root() -> bool {
+        fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
     }
 
     #[test]
