@@ -16,4 +16,5 @@ pub mod material;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;
+pub mod sign;
 pub mod store;

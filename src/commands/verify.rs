@@ -29,6 +29,9 @@ pub struct ArtifactCheck {
     pub deep: bool,
     pub ok: bool,
     pub problems: Vec<String>,
+    /// `--sign-unsigned` signed this (deep-verified, unsigned) artifact now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub signed_now: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,14 +58,15 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let mut checks: Vec<ArtifactCheck> = listing
         .artifacts
         .iter()
-        .map(|a| verify_artifact(config, &store, a, identities.as_ref()))
+        .chain(&listing.untrusted)
+        .map(|a| super::signatures::check(config, &store, a, identities.as_ref(), args.sign_unsigned))
         .collect();
     if let Some(master) = Store::master_keys(&config.store) {
         let keys = master.list(args.node.as_deref())?;
         checks.extend(
-            keys.artifacts
-                .iter()
-                .map(|a| verify_artifact(config, &master, a, identities.as_ref())),
+            keys.artifacts.iter().chain(&keys.untrusted).map(|a| {
+                super::signatures::check(config, &master, a, identities.as_ref(), args.sign_unsigned)
+            }),
         );
         listing.problems.extend(keys.problems);
     }
@@ -155,6 +159,7 @@ pub fn verify_artifact(
         deep,
         ok: problems.is_empty(),
         problems,
+        signed_now: false,
     }
 }
 
@@ -315,8 +320,9 @@ fn print_checks(out: &VerifyOutput, deep: bool) {
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {
+            let signed = if c.signed_now { ", signed now" } else { "" };
             if c.deep {
-                "ok (decrypted, contents checked)".to_string()
+                format!("ok (decrypted, contents checked{signed})")
             } else {
                 "ok (hashes, header)".to_string()
             }
