@@ -68,9 +68,22 @@ pub fn keystore_names(config: &Config) -> Vec<(String, String)> {
 /// Every artifact of the store, and of the master-key store under `<keystore>:master-key` (the
 /// names runs report master keys under).
 pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, crate::store::StoreError> {
-    let mut artifacts = Store::new(&config.store).list(None)?.artifacts;
+    listed_with_master_keys(config, |l| l.artifacts)
+}
+
+/// Like [`artifacts_with_master_keys`], for the artifacts without a valid signature (never
+/// used; `status` and the metrics raise them).
+pub fn untrusted_with_master_keys(config: &Config) -> Result<Vec<Artifact>, crate::store::StoreError> {
+    listed_with_master_keys(config, |l| l.untrusted)
+}
+
+fn listed_with_master_keys(
+    config: &Config,
+    part: impl Fn(crate::store::Listing) -> Vec<Artifact>,
+) -> Result<Vec<Artifact>, crate::store::StoreError> {
+    let mut artifacts = part(Store::new(&config.store).list(None)?);
     if let Some(master) = Store::master_keys(&config.store) {
-        artifacts.extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
+        artifacts.extend(part(master.list(None)?).into_iter().map(|mut a| {
             a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
             a
         }));
@@ -161,7 +174,14 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
     let artifacts = artifacts_with_master_keys(config)?;
-    let text = metrics_text(config, state, &artifacts);
+    let mut text = metrics_text(config, state, &artifacts);
+    let _ = writeln!(
+        text,
+        "# HELP coldkeep_untrusted_artifacts Artifacts in the store without a valid signature \
+         (planted or edited; never used).\n# TYPE coldkeep_untrusted_artifacts gauge\n\
+         coldkeep_untrusted_artifacts {}",
+        untrusted_with_master_keys(config)?.len()
+    );
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
         ".{}.tmp-{:08x}",

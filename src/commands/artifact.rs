@@ -26,6 +26,20 @@ pub fn pick(store: &Store, node: &str, keystore: &str, wanted: &str) -> anyhow::
         .iter()
         .filter(|a| a.keystore == keystore && a.id.starts_with(wanted))
         .collect();
+    // Named explicitly but not validly signed: say why it is refused, not "not found".
+    if matches.is_empty()
+        && let Some(bad) = listing
+            .untrusted
+            .iter()
+            .find(|a| a.keystore == keystore && a.id.starts_with(wanted))
+    {
+        bail!(
+            "artifact {} of {node}/{keystore} is refused: {} (only artifacts signed by a key in \
+             signing.allowed_signers are used)",
+            bad.id,
+            bad.signature
+        );
+    }
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => bail!("no artifact {wanted} of {node}/{keystore} (see `coldkeep list --node {node}`)"),
@@ -39,8 +53,15 @@ pub fn pick(store: &Store, node: &str, keystore: &str, wanted: &str) -> anyhow::
 /// Decrypts the first intact copy (ciphertext hash = sidecar, sidecar = the listed one) and checks
 /// that the manifest inside equals the sidecar. A tampered or undecryptable artifact is refused.
 pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> anyhow::Result<Opened> {
+    if !artifact.signature.is_valid() {
+        bail!("artifact {} is refused: {}", artifact.id, artifact.signature);
+    }
     let mut damage = Vec::new();
-    for copy in artifact.copies.iter().filter(|c| c.present) {
+    for copy in artifact
+        .copies
+        .iter()
+        .filter(|c| c.present && c.signature.is_valid())
+    {
         let (ciphertext, sidecar) = match store.read(copy) {
             Ok(x) => x,
             Err(e) => {

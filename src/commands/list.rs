@@ -34,6 +34,10 @@ pub struct ListedArtifact {
     /// The last time a backup found the same material (and stored nothing new).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seen_unchanged_at: Option<DateTime<Utc>>,
+    /// `valid`, `unsigned`, `bad` or `foreign`: only `valid` artifacts are ever used.
+    pub signature: &'static str,
+    /// The signature verdict in words (signer, or what is wrong).
+    pub signature_detail: String,
 }
 
 impl ListedArtifact {
@@ -57,6 +61,8 @@ impl ListedArtifact {
                 .collect(),
             roots: a.copies.len(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
+            signature: a.signature.word(),
+            signature_detail: a.signature.to_string(),
         }
     }
 }
@@ -75,7 +81,7 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
     let groups = |kind: &str| -> BTreeSet<(&str, &str)> {
         artifacts
             .iter()
-            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup)
+            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup && a.signature == "valid")
             .map(|a| (a.node.as_str(), a.keystore.as_str()))
             .collect()
     };
@@ -109,14 +115,25 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
     if let Some(master) = Store::master_keys(&config.store) {
         let keys = master.list(args.node.as_deref())?;
         listing.artifacts.extend(keys.artifacts);
+        listing.untrusted.extend(keys.untrusted);
         listing.problems.extend(keys.problems);
     }
+    listing.artifacts.append(&mut listing.untrusted);
+    listing
+        .artifacts
+        .sort_by(|a, b| (&a.node, &a.keystore, &a.id).cmp(&(&b.node, &b.keystore, &b.id)));
     let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
-    let problems: Vec<String> = listing
+    let mut problems: Vec<String> = listing
         .problems
         .iter()
         .map(|p| format!("{}: {}", p.path.display(), p.message))
         .collect();
+    problems.extend(artifacts.iter().filter(|a| a.signature != "valid").map(|a| {
+        format!(
+            "{}/{}/{}: {} (never used: not restored, reused, repaired from or kept)",
+            a.node, a.keystore, a.id, a.signature_detail
+        )
+    }));
     let warnings = master_key_warnings(&artifacts, config.store.master_key_store.as_deref());
     if args.json {
         print_json(&ListOutput {
@@ -137,6 +154,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             "ID",
             "SIZE",
             "COPIES",
+            "SIGNATURE",
             "IDENTITY",
         ]);
         for a in &artifacts {
@@ -159,6 +177,11 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
                 a.id.clone(),
                 human_size(a.size),
                 format!("{}/{}", a.copies.len(), a.roots),
+                if a.signature == "valid" {
+                    "ok".into()
+                } else {
+                    a.signature.to_uppercase()
+                },
                 identity,
             ]);
         }

@@ -1,53 +1,62 @@
-//! Signatures in `verify`: every copy without a valid signature is named, and
+//! Signatures in command output: every copy without a valid signature is named, and
 //! `verify --sign-unsigned` adopts a store that predates signing, artifact by artifact.
 
-use super::verify::{ArtifactCheck, verify_artifact};
-use crate::bundle::Identities;
-use crate::config::Config;
 use crate::sign::Verdict;
 use crate::store::{Artifact, Store};
 
-/// Verifies one artifact and its copies' signatures; with `sign_unsigned`, first signs the
-/// unsigned copies of an artifact that passed deep verification (and has no bad or foreign
-/// signature anywhere).
-pub fn check(
-    config: &Config,
-    store: &Store,
-    a: &Artifact,
-    ids: Option<&Identities>,
-    sign_unsigned: bool,
-) -> ArtifactCheck {
-    let mut check = verify_artifact(config, store, a, ids);
+/// What the signatures of one artifact's copies add to a verify result.
+#[derive(Debug, Default)]
+pub struct SignatureReport {
+    /// One line per present copy without a valid signature (after any adoption).
+    pub problems: Vec<String>,
+    /// Copies signed now by `--sign-unsigned`.
+    pub signed: usize,
+}
+
+/// Checks one artifact's copies' signatures. With `sign_unsigned`, first signs the unsigned
+/// copies of an artifact that `deep_ok` says passed deep verification, unless any copy carries a
+/// bad or foreign signature (evidence of tampering, never papered over).
+pub fn report(store: &Store, a: &Artifact, deep_ok: bool, sign_unsigned: bool) -> SignatureReport {
+    let mut out = SignatureReport::default();
     let present: Vec<_> = a.copies.iter().filter(|c| c.present).collect();
-    let adoptable = check.ok
-        && check.deep
-        && present.iter().any(|c| c.signature == Verdict::Unsigned)
-        && present
-            .iter()
-            .all(|c| matches!(c.signature, Verdict::Unsigned | Verdict::Valid { .. }));
+    let any_unsigned = present.iter().any(|c| c.signature == Verdict::Unsigned);
+    let adoptable = present
+        .iter()
+        .all(|c| matches!(c.signature, Verdict::Unsigned | Verdict::Valid { .. }));
     let mut signed = Vec::new();
-    if sign_unsigned && adoptable {
-        for copy in present.iter().filter(|c| c.signature == Verdict::Unsigned) {
-            match store.sign_unsigned(a, copy) {
-                Ok(()) => {
-                    tracing::info!(artifact = %a.id, root = %copy.root.display(), "signed (adopted)");
-                    signed.push(copy.sidecar_path.clone());
+    if sign_unsigned && any_unsigned {
+        if !deep_ok {
+            out.problems
+                .push("not signed: it did not pass deep verification with this identity".into());
+        } else if !adoptable {
+            out.problems
+                .push("not signed: another copy has a bad or foreign signature".into());
+        } else {
+            for copy in present.iter().filter(|c| c.signature == Verdict::Unsigned) {
+                match store.sign_unsigned(a, copy) {
+                    Ok(()) => {
+                        tracing::info!(artifact = %a.id, root = %copy.root.display(), "signed (adopted)");
+                        signed.push(copy.sidecar_path.clone());
+                    }
+                    Err(e) => out.problems.push(format!("not signed: {e}")),
                 }
-                Err(e) => check.problems.push(format!("not signed: {e}")),
             }
         }
-        check.signed_now = !signed.is_empty();
-    } else if sign_unsigned && !a.signature.is_valid() && !check.deep {
-        check
-            .problems
-            .push("not signed: could not be verified deeply with this identity".into());
     }
-    check.problems.extend(
+    out.signed = signed.len();
+    out.problems.extend(
         present
             .iter()
             .filter(|c| !c.signature.is_valid() && !signed.contains(&c.sidecar_path))
             .map(|c| format!("{}: {}", c.sidecar_path.display(), c.signature)),
     );
-    check.ok = check.problems.is_empty();
-    check
+    out
+}
+
+/// Why prune leaves an untrusted artifact alone (it never counts toward a keep rule either).
+pub fn untrusted_reason(a: &Artifact) -> String {
+    format!(
+        "{}: not counted, not deleted (check it, then remove it by hand)",
+        a.signature
+    )
 }

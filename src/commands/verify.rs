@@ -59,14 +59,15 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         .artifacts
         .iter()
         .chain(&listing.untrusted)
-        .map(|a| super::signatures::check(config, &store, a, identities.as_ref(), args.sign_unsigned))
+        .map(|a| check_signed(config, &store, a, identities.as_ref(), args.sign_unsigned))
         .collect();
     if let Some(master) = Store::master_keys(&config.store) {
         let keys = master.list(args.node.as_deref())?;
         checks.extend(
-            keys.artifacts.iter().chain(&keys.untrusted).map(|a| {
-                super::signatures::check(config, &master, a, identities.as_ref(), args.sign_unsigned)
-            }),
+            keys.artifacts
+                .iter()
+                .chain(&keys.untrusted)
+                .map(|a| check_signed(config, &master, a, identities.as_ref(), args.sign_unsigned)),
         );
         listing.problems.extend(keys.problems);
     }
@@ -85,6 +86,22 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         print_checks(&out, identities.is_some());
     }
     Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
+}
+
+/// [`verify_artifact`], then the copies' signatures (and `--sign-unsigned` adoption).
+fn check_signed(
+    config: &Config,
+    store: &Store,
+    a: &Artifact,
+    ids: Option<&Identities>,
+    sign_unsigned: bool,
+) -> ArtifactCheck {
+    let mut check = verify_artifact(config, store, a, ids);
+    let signatures = super::signatures::report(store, a, check.ok && check.deep, sign_unsigned);
+    check.problems.extend(signatures.problems);
+    check.signed_now = signatures.signed > 0;
+    check.ok = check.problems.is_empty();
+    check
 }
 
 /// Checks every copy of one artifact, and its contents when identities are given.
