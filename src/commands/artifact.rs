@@ -19,7 +19,23 @@ pub fn pick(store: &Store, node: &str, keystore: &str, wanted: &str) -> anyhow::
     if wanted == "latest" {
         return latest(&listing.artifacts, node, keystore)
             .cloned()
-            .with_context(|| format!("no backup of {node}/{keystore} in {}", store.primary.display()));
+            .with_context(|| {
+                // Say why when there are artifacts, just none that may be trusted.
+                let refused: Vec<String> = listing
+                    .untrusted
+                    .iter()
+                    .filter(|a| a.keystore == keystore)
+                    .map(|a| format!("{} ({})", a.id, a.signature))
+                    .collect();
+                let why = match refused.is_empty() {
+                    true => String::new(),
+                    false => format!("; refused, not validly signed: {}", refused.join(", ")),
+                };
+                format!(
+                    "no backup of {node}/{keystore} in {}{why}",
+                    store.primary.display()
+                )
+            });
     }
     let matches: Vec<&Artifact> = listing
         .artifacts
