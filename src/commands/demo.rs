@@ -143,14 +143,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
     let store = config.store.path.display();
     println!(
         "\nWhere everything is:\n  store:     {store}\n  replica:   {}\n  config:    {}\n  identity:  {}\n  node tree: {}\n\
-         \nRecover without coldkeep:\n  age -d -i {} {store}/{NODE}/p12/<ID>.age | tar xv\n\
+         \nRecover without coldkeep (check the signature first):\n  ssh-keygen -Y verify -f {allowed} -I coldkeep -n {ns} \\\n    -s {store}/{NODE}/p12/<ID>.json.sig < {store}/{NODE}/p12/<ID>.json\n\
+         \x20 age -d -i {} {store}/{NODE}/p12/<ID>.age | tar xv\n\
          \nThe demo node has been stopped. Remove everything with: rm -rf {}",
         dir.join("replica").display(),
         config_path.display(),
         identity_file.display(),
         node.root.display(),
         identity_file.display(),
-        dir.display()
+        dir.display(),
+        allowed = dir.join("allowed_signers").display(),
+        ns = crate::sign::NAMESPACE,
     );
     let all_ok = [backed_up, verified, live].iter().all(|e| *e == Exit::Ok);
     Ok(if all_ok { Exit::Ok } else { Exit::Failed })
