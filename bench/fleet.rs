@@ -162,6 +162,11 @@ fn start_fleet(dir: &Path, n: usize, rings: usize) -> Fleet {
     fs::set_permissions(&signing_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let allowed_signers = dir.join("allowed_signers");
     fs::write(&allowed_signers, format!("coldkeep {}\n", signer.public_line())).unwrap();
+    fs::set_permissions(
+        &allowed_signers,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     Fleet {
         signing_key,
         allowed_signers,

@@ -48,7 +48,10 @@ fn id_of(sidecar: &Path) -> String {
 
 /// A one-node fleet with a P12 keystore (password known) and `top` config lines.
 fn p12_fleet(top: &str) -> Fleet {
-    let f = Fleet::new(&["v1"]);
+    p12_fleet_in(Fleet::new(&["v1"]), top)
+}
+
+fn p12_fleet_in(f: Fleet, top: &str) -> Fleet {
     let remote = f.put("v1", P12, &legacy_p12(PW), 0o600);
     let pw = f.secret_file("pw", PW);
     let extra = format!("        password: {{file: {}}}\n", pw.display());
@@ -78,7 +81,15 @@ fn plant(dir: &Path, genuine: &Value, ciphertext: &[u8], change: impl Fn(&mut Va
 
 #[test]
 fn future_dated_forgery_in_a_replica_is_never_reused_repaired_kept_or_restored() {
-    let f = p12_fleet("retention:\n  keep_last: 1\n");
+    let f = Fleet::new(&["v1"]);
+    let metrics = f.dir.join("coldkeep.prom");
+    let f = p12_fleet_in(
+        f,
+        &format!(
+            "retention:\n  keep_last: 1\nmetrics_file: {}\n",
+            metrics.display()
+        ),
+    );
     let (code, out) = run(&f, &["backup"]);
     assert_eq!(code, 0, "{out}");
     let first = id_of(&sidecars(&f.store())[0]);
@@ -112,6 +123,9 @@ fn future_dated_forgery_in_a_replica_is_never_reused_repaired_kept_or_restored()
     for root in [f.store(), f.replica()] {
         assert!(root.join(format!("v1/p12/{second}.json.sig")).is_file());
     }
+
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("coldkeep_untrusted_artifacts 1"), "{prom}");
 
     // list and verify name it.
     let (_, list) = f.run_json(&["list", "--json"]);
@@ -448,6 +462,22 @@ fn signing_key_placement_permissions_and_passphrase_are_checked() {
     let (code, out) = run(&f, &["list"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("inside a store root"), "{out}");
+
+    // allowed_signers inside a store root, or writable by others.
+    let inside = f.replica().join("allowed_signers");
+    fs::copy(&f.allowed_signers, &inside).unwrap();
+    let allowed_line = format!("allowed_signers: {}\n", f.allowed_signers.display());
+    let moved = config.replace(&allowed_line, &format!("allowed_signers: {}\n", inside.display()));
+    fs::write(&f.config, moved).unwrap();
+    let (code, out) = run(&f, &["list"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("allowed_signers` lies inside a store root"), "{out}");
+    fs::write(&f.config, &config).unwrap();
+    fs::set_permissions(&f.allowed_signers, fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, out) = run(&f, &["list"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("writable by others"), "{out}");
+    fs::set_permissions(&f.allowed_signers, fs::Permissions::from_mode(0o644)).unwrap();
 
     // A passphrase-protected key (stock ssh-keygen) with its passphrase from a file.
     let key = f.dir.join("secrets/protected");

@@ -187,6 +187,7 @@ impl SigningConfig {
             .map_err(|e| ConfigError::whole(source, format!("`signing.passphrase`: {e}")))?;
         let signer = crate::sign::Signer::load(&self.key, pass.as_ref().map(|p| p.as_str()))
             .map_err(|e| ConfigError::whole(source, format!("`signing.key`: {e}")))?;
+        check_allowed_signers_file(&self.allowed_signers).map_err(|m| ConfigError::whole(source, m))?;
         let allowed = crate::sign::AllowedSigners::load(&self.allowed_signers)
             .map_err(|e| ConfigError::whole(source, format!("`signing.allowed_signers`: {e}")))?;
         if !allowed.trusts(&signer) {
@@ -203,6 +204,22 @@ impl SigningConfig {
         }
         Ok(crate::sign::Keys { signer, allowed })
     }
+}
+
+/// allowed_signers decides what is trusted: nobody but its owner may change it.
+fn check_allowed_signers_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("`signing.allowed_signers` {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "`signing.allowed_signers` {} is writable by others (mode {mode:o}): `chmod go-w {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The signing key must be readable by its owner only (like ssh refuses a private key others

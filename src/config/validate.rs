@@ -321,16 +321,26 @@ impl Validator<'_> {
             allowed_signers,
         } = &signing.value;
         let key_path = self.path(key)?;
-        let resolved = resolve(&key_path);
-        if std::iter::once(&store.path)
-            .chain(&store.replicas)
-            .chain(&store.master_key_store)
-            .any(|root| resolved.starts_with(resolve(root)))
-        {
+        let allowed_path = self.path(allowed_signers)?;
+        let in_store = |p: &Path| {
+            let resolved = resolve(p);
+            std::iter::once(&store.path)
+                .chain(&store.replicas)
+                .chain(&store.master_key_store)
+                .any(|root| resolved.starts_with(resolve(root)))
+        };
+        if in_store(&key_path) {
             return Err(self.err(
                 &key.referenced,
                 "`signing.key` lies inside a store root: whoever can write a store could read the key \
                  and sign forgeries; keep it apart (e.g. /etc/coldkeep/signing_key)",
+            ));
+        }
+        if in_store(&allowed_path) {
+            return Err(self.err(
+                &allowed_signers.referenced,
+                "`signing.allowed_signers` lies inside a store root: whoever can write a store could \
+                 trust their own key; keep it apart (e.g. /etc/coldkeep/allowed_signers)",
             ));
         }
         if key_path.exists() {
@@ -342,7 +352,7 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|p| self.secret(p, "signing.passphrase"))
                 .transpose()?,
-            allowed_signers: self.path(allowed_signers)?,
+            allowed_signers: allowed_path,
         })
     }
 

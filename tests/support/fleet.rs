@@ -298,5 +298,7 @@ pub fn signing_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         format!("coldkeep namespaces=\"{}\" {public}", coldkeep::sign::NAMESPACE),
     )
     .unwrap();
+    // Whatever the umask: coldkeep refuses an allowed_signers that others can write.
+    fs::set_permissions(&allowed, fs::Permissions::from_mode(0o644)).unwrap();
     (key, allowed)
 }
