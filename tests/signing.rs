@@ -347,6 +347,16 @@ fn ssh_keygen_verify(allowed: &Path, sidecar: &Path, message: &[u8]) -> bool {
 #[test]
 fn stock_ssh_keygen_verifies_foreign_keys_are_refused_and_rotation_keeps_old_artifacts() {
     let f = p12_fleet("");
+    // config check shows the key by the fingerprint stock ssh-keygen gives it.
+    let fp = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&f.signing_key)
+        .output()
+        .unwrap();
+    let fp = text(&fp.stdout).split_whitespace().nth(1).unwrap().to_string();
+    let (code, out) = run(&f, &["config", "check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("({fp})")), "{fp}: {out}");
     let (code, out) = run(&f, &["backup"]);
     assert_eq!(code, 0, "{out}");
     let old = sidecars(&f.store())[0].clone();
