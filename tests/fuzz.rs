@@ -197,3 +197,14 @@ fn der_walkers() {
     let ring = support::acra::key_ring("client/x/storage", &[0u8; 32]);
     fuzz("der", vec![p12, ring], fuzzing::der);
 }
+
+#[test]
+fn signature_and_allowed_signers_parsers() {
+    let seeds = fuzzing::signature_seeds();
+    let text = std::str::from_utf8(&seeds[1]).unwrap();
+    assert!(
+        coldkeep::sign::AllowedSigners::parse(text).is_ok(),
+        "the seeds are valid"
+    );
+    fuzz("signature", seeds, fuzzing::signature);
+}
