@@ -254,6 +254,14 @@ impl Store {
                         })
                         .map(|e| e.file_name())
                         .collect();
+                    // Signatures dominate listing time: check this directory's in parallel first.
+                    let mut checked = self.read_signed_sidecars(
+                        entries
+                            .iter()
+                            .map(|e| e.path())
+                            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                            .collect(),
+                    );
                     for entry in entries {
                         let path = entry.path();
                         let name = entry.file_name().to_string_lossy().into_owned();
@@ -281,7 +289,10 @@ impl Store {
                                 .entry((n.clone(), ks.clone(), id.to_string()))
                                 .or_insert_with(|| vec![None; roots.len()]);
                             let has_age = names.contains(std::ffi::OsStr::new(&format!("{id}.age")));
-                            match self.read_signed_sidecar(&path) {
+                            let read = checked
+                                .remove(&path)
+                                .unwrap_or_else(|| self.read_signed_sidecar(&path));
+                            match read {
                                 Ok((s, _)) if s.manifest.node != n || s.manifest.keystore != ks => problems
                                     .push(Problem {
                                         path,
