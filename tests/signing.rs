@@ -301,6 +301,12 @@ fn acra_artifact_made_with_stock_age_and_the_public_recipient_is_refused() {
         .collect();
     assert!(other.len() == 1 && other[0].contains("unsigned"), "{problems:?}");
 
+    // check uses the genuine (older) backup, never the newer forgery.
+    let (code, checked) = f.run_json(&["check", "--node", "gw", "--identity", &identity, "--json"]);
+    assert_eq!(code, 0, "{checked}");
+    let used = checked[0]["backup_id"].as_str().unwrap().to_string();
+    assert!(used != forged && used < forged, "{checked}");
+
     // restore of the forgery is refused, and `latest` is the genuine (older) artifact.
     let (code, out) = run(
         &f,
