@@ -445,6 +445,20 @@ fn stock_ssh_keygen_verifies_foreign_keys_are_refused_and_rotation_keeps_old_art
         ssh_keygen_verify(&f.allowed_signers, &old, &bytes),
         "stock tools agree"
     );
+
+    // A restore over a different file saves it first as a pre-restore artifact: signed too.
+    f.put("v1", P12, &legacy_p12(PW), 0o600);
+    let (code, out) = run(&f, &["restore", "--node", "v1", "--identity", identity, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, list) = f.run_json(&["list", "--json"]);
+    let pre: Vec<&Value> = list["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["purpose"] == "pre-restore")
+        .collect();
+    assert_eq!(pre.len(), 1, "{list}");
+    assert_eq!(pre[0]["signature"], "valid", "{list}");
 }
 
 #[test]
