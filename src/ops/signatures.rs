@@ -1,4 +1,5 @@
-//! Signatures in command output: every copy without a valid signature is named, and
+//! What the per-command trust rules say about signatures (prints nothing): every copy without a
+//! valid signature is named for `verify`, `prune` says why it leaves one alone, and
 //! `verify --sign-unsigned` adopts a store that predates signing, artifact by artifact.
 
 use crate::sign::Verdict;
