@@ -22,4 +22,5 @@ pub mod output;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;
+pub mod sign;
 pub mod store;
