@@ -80,6 +80,43 @@ pub fn known_hosts(data: &[u8]) {
     }
 }
 
+/// One key for the signature target, made once per process.
+fn fuzz_keys() -> &'static crate::sign::Keys {
+    static KEYS: std::sync::OnceLock<crate::sign::Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let signer = crate::sign::Signer::generate();
+        let allowed = crate::sign::AllowedSigners::parse(&format!("fuzz {}", signer.public_line()))
+            .expect("own key parses");
+        crate::sign::Keys { signer, allowed }
+    })
+}
+
+/// The message [`signature_seed`] signs.
+const FUZZ_MESSAGE: &[u8] = b"{\"format\":1}\n";
+
+/// Valid inputs for the [`signature`] target to seed mutations from: a signature by the
+/// allowed key, and an allowed_signers text.
+pub fn signature_seeds() -> Vec<Vec<u8>> {
+    let keys = fuzz_keys();
+    vec![
+        keys.signer.sign(FUZZ_MESSAGE),
+        format!(
+            "# ops\ncoldkeep,\"ops@x\" namespaces=\"git,{}\" {} key\n",
+            crate::sign::NAMESPACE,
+            keys.signer.public_line()
+        )
+        .into_bytes(),
+    ]
+}
+
+/// `.json.sig` files as the store reads them (SSHSIG armor), and allowed_signers text.
+pub fn signature(data: &[u8]) {
+    let _ = fuzz_keys().allowed.verify(FUZZ_MESSAGE, Some(data));
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::sign::AllowedSigners::parse(text);
+    }
+}
+
 /// Acra sealed keys: a Secure Cell opened with a fixed key, a Themis EC key container, and the
 /// same bytes as a v2 key ring and a v1 key file opened with a master key of each version.
 pub fn acra_keys(data: &[u8]) {

@@ -24,5 +24,6 @@ pub mod output;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;
+pub mod sign;
 pub mod store;
 pub mod text;

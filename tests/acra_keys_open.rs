@@ -344,3 +344,32 @@ fn after_a_master_key_rotation_each_backup_opens_with_its_own_stored_master_key(
         "each backup opened with its own master key: {json}"
     );
 }
+
+/// A configured master key that is not one (a character lost in copying: the very typo this
+/// check exists for) must not quietly turn the check off: restore refuses and names the source,
+/// never the value.
+#[test]
+fn restore_refuses_when_the_configured_master_key_is_not_a_master_key() {
+    let s = setup("placeholder");
+    let master = v1_keystore(&s.dir, &["Alice"], &[]);
+    s.set_master_key(&master);
+    s.backup_ok();
+    fs::remove_dir_all(&s.dir).unwrap();
+
+    let id = s.identity();
+    let typo = &master[..master.len() - 1];
+    s.set_master_key(typo);
+    let (code, out) = s.run(&["restore", "--node", "gw", "--identity", &id]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("master_key") && out.contains("not valid base64"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&s.secret.display().to_string()),
+        "names the source: {out}"
+    );
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(!out.contains(typo), "never the value: {out}");
+    assert!(!s.dir.exists(), "nothing restored");
+}

@@ -358,7 +358,8 @@ fn a_sidecar_edited_in_every_copy_is_refused_by_restore_before_any_change() {
     ]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("differs from the sidecar"), "{all}");
+    // The edit breaks the sidecar's signature, so the artifact is refused before decryption.
+    assert!(all.contains("refused") && all.contains("bad signature"), "{all}");
     assert_eq!(fs::read(path).unwrap(), before, "the node's file is untouched");
     let out = s
         .fleet

@@ -236,6 +236,17 @@ fn known_hosts_reader() {
 }
 
 #[test]
+fn signature_and_allowed_signers_parsers() {
+    let seeds = fuzzing::signature_seeds();
+    let text = std::str::from_utf8(&seeds[1]).unwrap();
+    assert!(
+        coldkeep::sign::AllowedSigners::parse(text).is_ok(),
+        "the seeds are valid"
+    );
+    fuzz("signature", seeds, fuzzing::signature);
+}
+
+#[test]
 fn acra_sealed_keys() {
     // Seeds from the reference Themis: a cell sealed under [7; 32] with context "ctx" (the key the
     // fuzz entry point opens with), an EC private key, and a Themis-sealed v2 key ring.

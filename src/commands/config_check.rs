@@ -11,6 +11,8 @@ struct Summary {
     store: String,
     replicas: Vec<String>,
     recipients: Vec<String>,
+    /// The signing key, its fingerprint, and the allowed_signers file.
+    signing: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_key_store: Option<String>,
     master_key_recipients: Vec<String>,
@@ -82,6 +84,16 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect(),
+        signing: format!(
+            "{} ({}), allowed_signers {}",
+            config.signing.key.display(),
+            config
+                .store
+                .keys
+                .as_ref()
+                .map_or_else(|| "not opened".into(), |k| k.signer.fingerprint()),
+            config.signing.allowed_signers.display()
+        ),
         master_key_store: config
             .store
             .master_key_store
@@ -121,6 +133,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
         for r in &summary.replicas {
             println!("replica:    {r}");
         }
+        println!("signing:    {}", summary.signing);
         println!("recipients: {}", summary.recipients.len());
         for r in &summary.recipients {
             println!("  {r}");

@@ -2,12 +2,12 @@
 //! recipients, names; every problem located at `file:line:column`.
 
 use super::raw::{
-    RawConfig, RawDuration, RawHooks, RawKeystore, RawNode, RawRetention, RawSecret, RawSsh, S,
+    RawConfig, RawDuration, RawHooks, RawKeystore, RawNode, RawRetention, RawSecret, RawSigning, RawSsh, S,
 };
 use super::{
     Config, ConfigError, DEFAULT_ACRA_MAX_FILES, DEFAULT_ACRA_MAX_SIZE, DEFAULT_P12_MAX_SIZE,
     EncryptionConfig, Hooks, HostKeyPolicy, KeystoreConfig, KeystoreKind, NodeConfig, Recipient, Retention,
-    Secret, StoreConfig,
+    Secret, SigningConfig, StoreConfig,
 };
 use crate::schedule::{Schedule, Zone};
 use serde_saphyr::Location;
@@ -61,7 +61,7 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError
 fn looks_secret(text: &str, line: usize) -> bool {
     text.lines().nth(line - 1).is_some_and(|l| {
         let key = l.trim_start().trim_start_matches("- ");
-        key.starts_with("password") || key.starts_with("identity_passphrase")
+        key.starts_with("password") || key.starts_with("identity_passphrase") || key.starts_with("passphrase")
     })
 }
 
@@ -152,6 +152,7 @@ impl Validator<'_> {
                 ..Hooks::default()
             },
         };
+        let signing = self.signing(&raw, &store)?;
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut nodes = Vec::new();
@@ -178,6 +179,7 @@ impl Validator<'_> {
             source: self.source.to_path_buf(),
             store,
             encryption,
+            signing,
             jobs,
             timezone,
             retries,
@@ -313,6 +315,65 @@ impl Validator<'_> {
             master_key_store,
             master_key_replicas,
             lock_wait: Duration::from_secs(60),
+            keys: None,
+        })
+    }
+
+    /// `signing:` is required (every artifact is signed); the key must lie outside every store
+    /// root (a replica's writer must not be able to read it) and be private when it exists.
+    fn signing(&self, raw: &RawConfig, store: &StoreConfig) -> Result<SigningConfig, ConfigError> {
+        let Some(signing) = &raw.signing else {
+            return Err(self.err(
+                &raw.store.referenced,
+                format!(
+                    "no `signing:` section: every artifact is signed, so nothing written to a store can \
+                     be forged. Make a key and trust it:\n  ssh-keygen -t ed25519 -N '' -C coldkeep -f \
+                     /etc/coldkeep/signing_key\n  echo \"coldkeep namespaces=\\\"{ns}\\\" $(cat \
+                     /etc/coldkeep/signing_key.pub)\" > /etc/coldkeep/allowed_signers\nthen add:\n  \
+                     signing:\n    key: /etc/coldkeep/signing_key\n    allowed_signers: \
+                     /etc/coldkeep/allowed_signers",
+                    ns = crate::sign::NAMESPACE
+                ),
+            ));
+        };
+        let RawSigning {
+            key,
+            passphrase,
+            allowed_signers,
+        } = &signing.value;
+        let key_path = self.path(key)?;
+        let allowed_path = self.path(allowed_signers)?;
+        let in_store = |p: &Path| {
+            let resolved = resolve(p);
+            std::iter::once(&store.path)
+                .chain(&store.replicas)
+                .chain(&store.master_key_store)
+                .any(|root| resolved.starts_with(resolve(root)))
+        };
+        if in_store(&key_path) {
+            return Err(self.err(
+                &key.referenced,
+                "`signing.key` lies inside a store root: whoever can write a store could read the key \
+                 and sign forgeries; keep it apart (e.g. /etc/coldkeep/signing_key)",
+            ));
+        }
+        if in_store(&allowed_path) {
+            return Err(self.err(
+                &allowed_signers.referenced,
+                "`signing.allowed_signers` lies inside a store root: whoever can write a store could \
+                 trust their own key; keep it apart (e.g. /etc/coldkeep/allowed_signers)",
+            ));
+        }
+        if key_path.exists() {
+            super::check_key_file(&key_path).map_err(|m| self.err(&key.referenced, m))?;
+        }
+        Ok(SigningConfig {
+            key: key_path,
+            passphrase: passphrase
+                .as_ref()
+                .map(|p| self.secret(p, "signing.passphrase"))
+                .transpose()?,
+            allowed_signers: allowed_path,
         })
     }
 

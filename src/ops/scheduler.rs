@@ -261,7 +261,8 @@ mod tests {
         let mut text = String::from(
             "timezone: UTC\nstore:\n  path: /tmp/coldkeep-scheduler-test\nencryption:\n  recipients: \
              [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\nssh:\n  user: t\n  \
-             identity: /nonexistent/id\n  known_hosts: /nonexistent/kh\nnodes:\n",
+             identity: /nonexistent/id\n  known_hosts: /nonexistent/kh\nsigning:\n  key: \
+             /nonexistent/signing_key\n  allowed_signers: /nonexistent/allowed_signers\nnodes:\n",
         );
         for (name, schedule) in nodes {
             text.push_str(&format!("  - name: {name}\n    host: 127.0.0.1\n"));
@@ -402,6 +403,7 @@ mod panic_tests {
         let store = dir.path().join("store");
         let text = format!(
             "store:\n  path: {}\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+             signing:\n  key: /nonexistent/signing_key\n  allowed_signers: /nonexistent/allowed_signers\n\
              nodes:\n  - name: n1\n    host: h\n    keystores:\n      - name: p12\n        kind: p12\n        path: /k.p12\n",
             store.display()
         );

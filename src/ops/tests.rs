@@ -46,6 +46,7 @@ impl Fixture {
         let text = format!(
             "store:\n  path: {store}\n  replicas: [{replica}]\nencryption:\n  recipients: [{recipient}]\n\
              ssh:\n  user: test\n  identity: {identity}\n  known_hosts: {known}\n\
+             signing:\n  key: {signing_key}\n  allowed_signers: {allowed}\n\
              nodes:\n  - name: n1\n    host: 127.0.0.1\n    keystores:\n\
              \x20     - name: p12\n        kind: p12\n        path: {P12}\n        password: {{file: {pw}}}\n\
              \x20     - name: acra\n        kind: acra\n        path: {KEYS}\n        public_path: {PUBLIC}\n",
@@ -55,8 +56,16 @@ impl Fixture {
             identity = identity.display(),
             known = dir.path().join("known_hosts").display(),
             pw = pw.display(),
+            signing_key = dir.path().join("signing_key").display(),
+            allowed = dir.path().join("allowed_signers").display(),
         );
-        let config = Config::parse(&text, &dir.path().join("coldkeep.yaml")).unwrap();
+        let mut config = Config::parse(&text, &dir.path().join("coldkeep.yaml")).unwrap();
+        // A fresh signing key trusted by its own allowed_signers, held in memory: every artifact
+        // these tests write is signed, and only signed ones are reused or restored.
+        let signer = crate::sign::Signer::generate();
+        let allowed = crate::sign::AllowedSigners::parse(&format!("coldkeep {}", signer.public_line()))
+            .expect("own key parses");
+        config.store.keys = Some(std::sync::Arc::new(crate::sign::Keys { signer, allowed }));
         Fixture {
             _dir: dir,
             config,

@@ -32,6 +32,7 @@ fn store(dir: &Path, replica: &Path) -> Store {
         lock_wait: std::time::Duration::from_secs(1),
         primary: dir.join("primary"),
         replicas: vec![replica.to_path_buf()],
+        keys: super::tests::test_keys(),
     }
 }
 
@@ -62,6 +63,15 @@ fn a_missing_replica_root_is_never_created_and_repaired_once_back() {
         .unwrap();
     assert_eq!(s.repair_missing(a).unwrap(), 1);
     assert!(replica.join(format!("v1/p12/{id}.age")).is_file());
+    // The repaired copy carries the signature: it is trusted like the primary's.
+    let listing = s.list(None).unwrap();
+    let a = &listing.artifacts[0];
+    assert!(
+        a.copies.iter().all(|c| c.present && c.signature.is_valid()),
+        "{:?}",
+        a.copies
+    );
+    assert!(listing.untrusted.is_empty());
 }
 
 #[test]
