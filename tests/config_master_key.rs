@@ -10,7 +10,8 @@ const MASTER: &str = "age1kec32r8z4pruze28j7mdjs983kkm7f027zdv8c5mvggemyl785vsgp
 fn config(store_extra: &str, master_recipients: &str) -> String {
     format!(
         "store:\n  path: /var/lib/coldkeep\n  replicas: [/mnt/offsite]\n  master_key_store: /srv/mk\n{store_extra}\
-         encryption:\n  recipients:\n    - {KEYSTORE}\n  master_key_recipients: [{master_recipients}]\nnodes: []\n"
+         encryption:\n  recipients:\n    - {KEYSTORE}\n  master_key_recipients: [{master_recipients}]\n\
+         signing:\n  key: /etc/coldkeep/signing_key\n  allowed_signers: /etc/coldkeep/allowed_signers\nnodes: []\n"
     )
 }
 
@@ -64,4 +65,13 @@ fn master_key_replicas_follow_the_replica_rules() {
         config("  master_key_replicas: [/mnt/v2]\n", MASTER).replace("  master_key_store: /srv/mk\n", "");
     let msg = parse(&text).unwrap_err().to_string();
     assert!(msg.contains("needs `store.master_key_store`"), "{msg}");
+}
+
+#[test]
+fn the_signing_key_may_not_lie_in_a_master_key_replica() {
+    // Whoever writes a master-key replica must not be able to read the key that signs artifacts.
+    let text = config("  master_key_replicas: [/mnt/v2]\n", MASTER)
+        .replace("key: /etc/coldkeep/signing_key", "key: /mnt/v2/signing_key");
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(e.contains("`signing.key` lies inside a store root"), "{e}");
 }

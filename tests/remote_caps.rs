@@ -115,6 +115,21 @@ fn directories_count_toward_max_files() {
 fn config_check_warns_when_caps_times_jobs_exceed_the_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("coldkeep.yaml");
+    // Every config needs a signing key (stock ssh-keygen) and an allowed_signers trusting it.
+    let key = dir.path().join("signing_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "coldkeep", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let allowed = dir.path().join("allowed_signers");
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    fs::write(
+        &allowed,
+        format!("coldkeep namespaces=\"{}\" {public}", coldkeep::sign::NAMESPACE),
+    )
+    .unwrap();
     let write = |jobs: usize| {
         let mut nodes = String::new();
         for i in 0..8 {
@@ -125,8 +140,11 @@ fn config_check_warns_when_caps_times_jobs_exceed_the_memory_limit() {
         fs::write(
             &config,
             format!(
-                "store:\n  path: {}\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\njobs: {jobs}\nnodes:\n{nodes}",
-                dir.path().join("store").display()
+                "store:\n  path: {}\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+                 signing:\n  key: {}\n  allowed_signers: {}\njobs: {jobs}\nnodes:\n{nodes}",
+                dir.path().join("store").display(),
+                key.display(),
+                allowed.display()
             ),
         )
         .unwrap();

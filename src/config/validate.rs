@@ -348,6 +348,7 @@ impl Validator<'_> {
             std::iter::once(&store.path)
                 .chain(&store.replicas)
                 .chain(&store.master_key_store)
+                .chain(&store.master_key_replicas)
                 .any(|root| resolved.starts_with(resolve(root)))
         };
         if in_store(&key_path) {
