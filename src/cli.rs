@@ -12,7 +12,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// as Kubernetes' `JOB_COMPLETION_INDEX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard, from 0.
     pub index: u32,
+    /// How many shards.
     pub count: u32,
 }
 
@@ -59,6 +61,7 @@ pub struct Cli {
     pub lock_wait: Duration,
 
     #[command(subcommand)]
+    /// The subcommand.
     pub command: Command,
 }
 
@@ -80,6 +83,8 @@ Exit codes: 0 all done, 1 some node/keystore/artifact failed, 2 usage or config 
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+// Variant docs would become per-value help in `--help`; the value names say it all.
+#[allow(missing_docs)]
 pub enum LogFormat {
     Text,
     Json,
@@ -141,8 +146,10 @@ pub struct NodeSelector {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep backup`.
 pub struct BackupArgs {
     #[command(flatten)]
+    /// Which nodes.
     pub select: NodeSelector,
     /// Connect and fetch, check the material, but write nothing
     #[arg(long)]
@@ -162,10 +169,11 @@ keep_last N, keep_hourly/daily/weekly/monthly/yearly N (the newest artifact of e
 recent periods that have one). Never removed: a keystore's newest backup and its newest intact
 one. pre-restore artifacts are kept unless keep_pre_restore N is set. Without any keep_* rule
 nothing is removed.")]
+/// Arguments of `coldkeep prune`.
 pub struct PruneArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Print what would be kept and removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -175,6 +183,7 @@ pub struct PruneArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep status`.
 pub struct StatusArgs {
     /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
@@ -191,8 +200,10 @@ Each node is backed up on its schedule (`schedule:` on the node, else the first 
 once; retention follows each run. The config file is watched: a valid edit takes effect, an
 invalid one is logged and the old config stays. SIGTERM/SIGINT: no new runs, in-flight ones
 finish (up to --shutdown-timeout), exit 0.")]
+/// Arguments of `coldkeep daemon`.
 pub struct DaemonArgs {
     #[command(flatten)]
+    /// Which nodes.
     pub select: NodeSelector,
     /// How long to wait for in-flight backups on SIGTERM/SIGINT
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
@@ -200,32 +211,39 @@ pub struct DaemonArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep list`.
 pub struct ListArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep verify`.
 pub struct VerifyArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// age identity file or SSH private key: decrypt in memory and check every file
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Compare the latest backup with the file the node has now (needs --node)
-    #[arg(long, requires = "node")]
+    /// Compare the latest backup with the file the node has now (needs one --node)
+    #[arg(long, requires = "nodes")]
     pub live: bool,
+    /// Adopt a store that predates signing: sign each unsigned artifact that passes deep
+    /// verification with --identity (never one with a bad or foreign signature)
+    #[arg(long, requires = "identity", conflicts_with = "live")]
+    pub sign_unsigned: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep hid ...`.
 pub enum HidCommand {
     /// The known hardware keys present (model, path, serial, interface)
     List {
@@ -236,6 +254,7 @@ pub enum HidCommand {
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep onlykey ...`.
 pub enum OnlyKeyCommand {
     /// Store a saved or piped backup text (what the OnlyKey types when button 1 is held)
     #[command(after_help = "\
@@ -316,6 +335,7 @@ reports, 100 ms apart; the device answers when it has loaded it.")]
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep bitbox02 ...`.
 pub enum BitBox02Command {
     /// Store a backup folder from the card (named by the backup id, three copies inside)
     Import {
@@ -350,6 +370,7 @@ pub enum BitBox02Command {
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep config ...`.
 pub enum ConfigCommand {
     /// Validate the config and print a summary (nodes, keystores, recipients)
     Check {
@@ -360,6 +381,7 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep demo`.
 pub struct DemoArgs {
     /// Directory for the demo (keys, node tree, store, config) [default: a new temp directory]
     #[arg(long, value_name = "DIR")]
@@ -425,6 +447,7 @@ Acra keystores: the whole tree, names kept exactly. A missing or empty keys dire
 filled; a non-empty one that differs only with --replace, after it was saved as a pre-restore
 artifact. The tree is uploaded into a temp directory beside the target, read back, then swapped
 in by directory renames, so a failure leaves the old keystore in place.")]
+/// Arguments of `coldkeep restore`.
 pub struct RestoreArgs {
     /// The node to restore to
     #[arg(long, value_name = "NAME")]
@@ -457,10 +480,11 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep check`.
 pub struct CheckArgs {
-    /// Only this node (repeatable)
-    #[arg(long = "node", value_name = "NAME")]
-    pub nodes: Vec<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Read nodectl's config from this local file instead of from the nodes (provisioning)
     #[arg(long, value_name = "FILE")]
     pub nodectl_config: Option<PathBuf>,

@@ -16,9 +16,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("sshd not found (looked for /usr/sbin/sshd and sshd on PATH); install openssh-server")]
+    /// No sshd binary on this machine.
     NoSshd,
     #[error("{what}: {detail}")]
-    Failed { what: String, detail: String },
+    /// Setting up the sandbox failed.
+    Failed {
+        /// What was being set up.
+        what: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
 }
 
 /// Client-side material shared by every node of a sandbox.
@@ -35,7 +42,9 @@ pub struct Sandbox {
 
 /// One running sshd.
 pub struct SandboxNode {
+    /// The node's name.
     pub name: String,
+    /// Its sshd port on 127.0.0.1.
     pub port: u16,
     /// `SHA256:...` of its ed25519 host key.
     pub host_key_fingerprint: String,
@@ -230,6 +239,18 @@ impl Sandbox {
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
     pub fn start_node(&self, name: &str, trust: bool) -> Result<SandboxNode, SandboxError> {
+        self.start_node_with(name, trust, "")
+    }
+
+    /// [`Sandbox::start_node`] with extra sshd_config lines (e.g. a `HostCertificate`), for tests
+    /// of server setups the default node does not have. Files the lines name may be placed in
+    /// `<sandbox>/nodes/<name>/` beforehand (an existing `host_key` pair is kept).
+    pub fn start_node_with(
+        &self,
+        name: &str,
+        trust: bool,
+        extra_config: &str,
+    ) -> Result<SandboxNode, SandboxError> {
         let sshd = find_sshd().ok_or(SandboxError::NoSshd)?;
         let node_dir = self.dir.join("nodes").join(name);
         let root = node_dir.join("root");
@@ -251,7 +272,7 @@ impl Sandbox {
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n",
+                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n{extra_config}\n",
                 host_key.display(),
                 node_dir.join("sshd.pid").display(),
                 authorized_keys.display(),

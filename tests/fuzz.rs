@@ -232,6 +232,32 @@ fn der_walkers() {
 }
 
 #[test]
+fn known_hosts_reader() {
+    let key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let text = format!(
+        "# comment\n[127.0.0.1]:2222,node.example ssh-ed25519 {key}\n@revoked * ssh-ed25519 {key}\n\
+         @cert-authority *.example,!bad.example ssh-ed25519 {key}\n\
+         |1|F1E1KeoE/eEWhi10WpGv4OdiO6Y=|3988QV0VE8wmZL7suNrYQLITLCg= ssh-ed25519 {key}\n"
+    );
+    fuzz(
+        "known_hosts",
+        vec![text.into_bytes(), b"a*b?c\naXXbYc".to_vec()],
+        fuzzing::known_hosts,
+    );
+}
+
+#[test]
+fn signature_and_allowed_signers_parsers() {
+    let seeds = fuzzing::signature_seeds();
+    let text = std::str::from_utf8(&seeds[1]).unwrap();
+    assert!(
+        coldkeep::sign::AllowedSigners::parse(text).is_ok(),
+        "the seeds are valid"
+    );
+    fuzz("signature", seeds, fuzzing::signature);
+}
+
+#[test]
 fn acra_sealed_keys() {
     // Seeds from the reference Themis: a cell sealed under [7; 32] with context "ctx" (the key the
     // fuzz entry point opens with), an EC private key, and a Themis-sealed v2 key ring.

@@ -1,23 +1,20 @@
 //! `coldkeep onlykey import | capture | restore`.
 
-use super::hardware;
 use crate::bundle::{self, PlainFile};
 use crate::cli::OnlyKeyCommand;
 use crate::config::Config;
 use crate::error::{Exit, UsageError};
 use crate::hid::{self, HardwareKey, onlykey as device};
 use crate::material::{Identity, onlykey};
+use crate::ops::hardware::{
+    self,
+    onlykey_text::{FILE, KIND, MAX_TEXT, read_text},
+};
 use anyhow::{Context, bail};
 use std::io::{IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// The artifact kind and the file name inside it.
-pub const KIND: &str = "onlykey";
-pub const FILE: &str = "onlykey-backup.txt";
-/// Largest text accepted (an 18,000-byte payload is about 24 KiB of text).
-const MAX_TEXT: u64 = 256 * 1024;
 
 /// Runs an `onlykey` subcommand.
 pub fn run(config: &Config, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit> {
@@ -41,22 +38,6 @@ pub fn run(config: &Config, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit> {
         } => restore(config, backup, name.as_deref(), identity, device.as_deref(), *yes),
         OnlyKeyCommand::Verify { .. } => unreachable!("dispatched to onlykey_verify"),
     }
-}
-
-/// Reads the text into one pre-sized, wiped buffer (no reallocation leaves copies behind).
-pub fn read_text(file: &str) -> anyhow::Result<Zeroizing<String>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_TEXT as usize + 1));
-    let reader: Box<dyn Read> = if file == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(file).with_context(|| format!("reading {file}"))?)
-    };
-    reader.take(MAX_TEXT + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_TEXT {
-        bail!("the input is larger than {MAX_TEXT} bytes: not an OnlyKey backup");
-    }
-    let text = std::str::from_utf8(&buf).context("the backup text is not UTF-8")?;
-    Ok(Zeroizing::new(text.to_string()))
 }
 
 /// Verifies and stores; nothing is stored when the text does not verify.
@@ -275,7 +256,7 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to restore without --yes (no terminal to ask on)");
     }
-    if super::report::ask_yes("Restore now?")? {
+    if crate::output::ask_yes("Restore now?")? {
         Ok(())
     } else {
         bail!("not confirmed; nothing was sent")

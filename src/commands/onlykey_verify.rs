@@ -1,11 +1,11 @@
 //! `coldkeep onlykey verify`: decrypt a backup offline and walk its records (counts only).
 
-use super::{hardware, onlykey};
 use crate::cli::OnlyKeyCommand;
 use crate::config::Config;
 use crate::error::{Exit, UsageError};
 use crate::material::onlykey as text;
 use crate::material::onlykey_backup::{self as backup, BackupKey, OpenError};
+use crate::ops::hardware::{self, onlykey_text as onlykey};
 use anyhow::Context;
 use std::path::Path;
 use zeroize::Zeroizing;

@@ -26,6 +26,7 @@ pub struct ScriptedTransport {
 }
 
 impl ScriptedTransport {
+    /// A transport that plays these steps in order.
     pub fn new(steps: Vec<Step>) -> ScriptedTransport {
         ScriptedTransport {
             steps: steps.into(),

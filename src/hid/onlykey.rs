@@ -95,14 +95,23 @@ pub fn restore_frames(payload: &[u8]) -> Vec<Report> {
 /// What the device answered, with advice for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// The backup was loaded.
     Loaded,
+    /// No PIN is set on the device.
     NoPin,
+    /// The device is not in config mode.
     NotConfigMode,
+    /// The device is locked.
     Locked,
+    /// The device has no backup key.
     NoBackupKey,
+    /// The backup key has another type.
     KeyTypeMismatch,
+    /// The backup was made with another backup key.
     WrongBackupKey,
+    /// The device rejected the backup's format.
     BadFormat,
+    /// The backup is too large for the device.
     TooLarge,
 }
 

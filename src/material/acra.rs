@@ -29,15 +29,20 @@ const KEY_RING_VERSION: u64 = 2;
 /// One file of a keystore tree, as named in the bundle (`keys/...` or `public/...`).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
+    /// Path in the bundle (`keys/...`, `public/...`).
     pub path: &'a str,
+    /// Permission bits.
     pub mode: u32,
+    /// Contents.
     pub data: &'a [u8],
 }
 
 /// A key file or key ring and its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRef {
+    /// Path in the bundle (`keys/...`, `public/...`).
     pub path: String,
+    /// SHA-256 of the contents, hex.
     pub sha256: String,
 }
 
@@ -77,8 +82,10 @@ impl AcraIdentity {
 #[derive(Debug, thiserror::Error)]
 pub enum AcraError {
     #[error("the keystore directory is empty")]
+    /// The keystore directory is empty.
     Empty,
     #[error("{0}")]
+    /// The master key is not usable.
     MasterKey(String),
 }
 
@@ -121,7 +128,8 @@ pub fn inspect(root_mode: u32, entries: &[Entry], configured: Option<u8>) -> Res
     } else {
         inspect_v1(entries, &mut warnings)
     };
-    identity.warnings = warnings;
+    // They name files from the node: control characters escaped before anyone prints them.
+    identity.warnings = warnings.iter().map(|w| crate::text::escape_control(w)).collect();
     Ok(identity)
 }
 
@@ -389,7 +397,9 @@ pub enum MasterKey {
     V1(Zeroizing<Vec<u8>>),
     /// Separate encryption and signature keys, each at least 32 bytes.
     V2 {
+        /// The encryption key.
         encryption: Zeroizing<Vec<u8>>,
+        /// The signature key.
         signature: Zeroizing<Vec<u8>>,
     },
 }
@@ -397,6 +407,7 @@ pub enum MasterKey {
 /// The public identity of a master-key artifact: its version and a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterKeyIdentity {
+    /// Acra keystore version (1 or 2).
     pub version: u8,
     /// First 16 hex digits of SHA-256 over a fixed label and the decoded key.
     pub key_id: String,

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+/// First line of an OnlyKey backup text.
 pub const BEGIN: &str = "-----BEGIN ONLYKEY BACKUP-----";
+/// Last line of an OnlyKey backup text.
 pub const END: &str = "-----END ONLYKEY BACKUP-----";
 /// Payload bytes per text line (and per OKRESTORE report).
 pub const LINE_BYTES: usize = 57;
@@ -34,7 +36,9 @@ pub const NO_BACKUP_KEY_ADVICE: &str = "the OnlyKey typed \"No Backup Key\": it 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", if *line > 0 { format!("line {line}: ") } else { String::new() })]
 pub struct OnlyKeyError {
+    /// The line (1-based).
     pub line: usize,
+    /// What is wrong there.
     pub message: String,
 }
 
@@ -48,7 +52,9 @@ fn err(line: usize, message: impl Into<String>) -> OnlyKeyError {
 /// A verified backup: the payload and the canonical text (CRs, stray blank lines and surrounding
 /// noise removed), both wiped on drop.
 pub struct Backup {
+    /// The decoded backup bytes.
     pub payload: Zeroizing<Vec<u8>>,
+    /// The backup text as typed.
     pub text: Zeroizing<String>,
     /// The check value (base64, without `--`); empty for a legacy text.
     pub check: String,
@@ -59,6 +65,7 @@ pub struct Backup {
 /// The public identity of an OnlyKey backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlyKeyIdentity {
+    /// Size of the decoded backup in bytes.
     pub payload_size: usize,
     /// The chained SHA-256 check value (base64).
     pub check: String,
