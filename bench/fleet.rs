@@ -145,6 +145,8 @@ struct Fleet {
     recipient: String,
     identity: PathBuf,
     rings: usize,
+    signing_key: PathBuf,
+    allowed_signers: PathBuf,
 }
 
 const P12_REL: &str = "home/nodeadmin/tessellation/node.p12";
@@ -184,7 +186,21 @@ fn start_fleet(dir: &Path, n: usize, rings: usize) -> Fleet {
         .strip_prefix("Public key: ")
         .unwrap()
         .to_string();
+    // The artifact signing key (every config needs one) and the allowed_signers trusting it.
+    let signer = coldkeep::sign::Signer::generate();
+    let signing_key = dir.join("signing_key");
+    fs::write(&signing_key, signer.to_openssh().as_bytes()).unwrap();
+    fs::set_permissions(&signing_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let allowed_signers = dir.join("allowed_signers");
+    fs::write(&allowed_signers, format!("coldkeep {}\n", signer.public_line())).unwrap();
+    fs::set_permissions(
+        &allowed_signers,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     Fleet {
+        signing_key,
+        allowed_signers,
         dir: dir.to_path_buf(),
         sandbox,
         nodes,
@@ -195,6 +211,14 @@ fn start_fleet(dir: &Path, n: usize, rings: usize) -> Fleet {
 }
 
 impl Fleet {
+    fn signing_yaml(&self) -> String {
+        format!(
+            "signing:\n  key: {}\n  allowed_signers: {}\n",
+            self.signing_key.display(),
+            self.allowed_signers.display()
+        )
+    }
+
     /// A config for the first `n` nodes; `transfer` None leaves `file_transfer` at its default.
     fn config(&self, store: &Path, n: usize, jobs: usize, transfer: Option<&str>) -> PathBuf {
         let line = transfer
@@ -202,12 +226,13 @@ impl Fleet {
             .unwrap_or_default();
         let mut text = format!(
             "store:\n  path: {}\nencryption:\n  recipients: [{}]\nssh:\n  user: {}\n  identity: {}\n  known_hosts: {}\n\
-             {line}jobs: {jobs}\nretries: 0\nnodes:\n",
+             {line}jobs: {jobs}\nretries: 0\n{}nodes:\n",
             store.display(),
             self.recipient,
             self.sandbox.user,
             self.sandbox.client_key.display(),
-            self.sandbox.known_hosts.display()
+            self.sandbox.known_hosts.display(),
+            self.signing_yaml()
         );
         let acra = self.rings > 0;
         for n in &self.nodes[..n] {
@@ -294,8 +319,14 @@ fn artifact_bytes(store: &Path) -> (usize, u64) {
 }
 
 /// Grows a generated store to `n` artifacts (from `start`): copies of one real artifact under
-/// distinct ids and nodes, 100 per keystore directory.
-fn generate_store(from: &Path, to: &Path, start: usize, n: usize) -> std::io::Result<()> {
+/// distinct ids and nodes, 100 per keystore directory, each sidecar signed by `signer`.
+fn generate_store(
+    from: &Path,
+    to: &Path,
+    start: usize,
+    n: usize,
+    signer: &coldkeep::sign::Signer,
+) -> std::io::Result<()> {
     let json = walkdir::WalkDir::new(from)
         .into_iter()
         .filter_map(Result::ok)
@@ -327,10 +358,9 @@ fn generate_store(from: &Path, to: &Path, start: usize, n: usize) -> std::io::Re
         } else {
             fs::hard_link(&age_src, &age_path)?;
         }
-        fs::write(
-            dir.join(format!("{id}.json")),
-            serde_json::to_vec(&sidecar).unwrap(),
-        )?;
+        let bytes = serde_json::to_vec(&sidecar).unwrap();
+        fs::write(dir.join(format!("{id}.json.sig")), signer.sign(&bytes))?;
+        fs::write(dir.join(format!("{id}.json")), bytes)?;
     }
     Ok(())
 }
@@ -662,6 +692,8 @@ fn main() {
         dir,
     );
     let recipient = fleet.recipient.clone();
+    let signing_yaml = fleet.signing_yaml();
+    let signer = coldkeep::sign::Signer::load(&fleet.signing_key, None).unwrap();
     drop(fleet);
 
     // `list` of generated stores, grown in place: the first listing of each size builds (or
@@ -672,7 +704,7 @@ fn main() {
     fs::write(
         &big_config,
         format!(
-            "store:\n  path: {}\nencryption:\n  recipients: [{recipient}]\n",
+            "store:\n  path: {}\nencryption:\n  recipients: [{recipient}]\n{signing_yaml}",
             big.display()
         ),
     )
@@ -683,7 +715,7 @@ fn main() {
     for &n in &a.lists {
         eprintln!("generating a store of {n} artifacts...");
         // The machine's disk is shared: a full disk ends the curve, not the run.
-        if let Err(e) = generate_store(&deep_store, &big, grown, n) {
+        if let Err(e) = generate_store(&deep_store, &big, grown, n, &signer) {
             eprintln!("cannot grow the store to {n} artifacts ({e}); the list curve stops here");
             break;
         }

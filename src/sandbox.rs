@@ -16,9 +16,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("sshd not found (looked for /usr/sbin/sshd and sshd on PATH); install openssh-server")]
+    /// No sshd binary on this machine.
     NoSshd,
     #[error("{what}: {detail}")]
-    Failed { what: String, detail: String },
+    /// Setting up the sandbox failed.
+    Failed {
+        /// What was being set up.
+        what: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
 }
 
 /// Client-side material shared by every node of a sandbox.
@@ -34,22 +41,30 @@ pub struct Sandbox {
 }
 
 /// How a sandbox node's sshd is configured, beyond the defaults every node shares.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// Serve the SFTP subsystem (true by default). Some hardened hosts remove the `Subsystem`
     /// line; coldkeep must then fall back to SCP, and tests need such a server.
     pub sftp: bool,
+    /// Extra sshd_config lines appended to the defaults (e.g. a `HostCertificate`), empty by
+    /// default.
+    pub extra_config: String,
 }
 
 impl Default for NodeOptions {
     fn default() -> NodeOptions {
-        NodeOptions { sftp: true }
+        NodeOptions {
+            sftp: true,
+            extra_config: String::new(),
+        }
     }
 }
 
 /// One running sshd.
 pub struct SandboxNode {
+    /// The node's name.
     pub name: String,
+    /// Its sshd port on 127.0.0.1.
     pub port: u16,
     /// `SHA256:...` of its ed25519 host key.
     pub host_key_fingerprint: String,
@@ -244,16 +259,18 @@ impl Sandbox {
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
     pub fn start_node(&self, name: &str, trust: bool) -> Result<SandboxNode, SandboxError> {
-        self.start_node_with(name, trust, NodeOptions::default())
+        self.start_node_with(name, trust, &NodeOptions::default())
     }
 
-    /// [`Sandbox::start_node`] with options, e.g. a node whose sshd has no SFTP subsystem (to
-    /// test the SCP fallback against a real server rather than a mock).
+    /// [`Sandbox::start_node`] with options, for tests of server setups the default node does
+    /// not have (against a real server rather than a mock): no SFTP subsystem (the SCP fallback),
+    /// extra sshd_config lines (e.g. a `HostCertificate`; files they name may be placed in
+    /// `<sandbox>/nodes/<name>/` beforehand, an existing `host_key` pair is kept).
     pub fn start_node_with(
         &self,
         name: &str,
         trust: bool,
-        options: NodeOptions,
+        options: &NodeOptions,
     ) -> Result<SandboxNode, SandboxError> {
         let sshd = find_sshd().ok_or(SandboxError::NoSshd)?;
         let node_dir = self.dir.join("nodes").join(name);
@@ -276,10 +293,11 @@ impl Sandbox {
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-                 {subsystem}LogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n",
+                 {subsystem}LogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n{}\n",
                 host_key.display(),
                 node_dir.join("sshd.pid").display(),
                 authorized_keys.display(),
+                options.extra_config,
                 subsystem = if options.sftp {
                     "Subsystem sftp internal-sftp\n"
                 } else {

@@ -9,12 +9,17 @@ use coldkeep::sandbox::{NodeOptions, SandboxNode};
 use std::time::Duration;
 use support::fleet::{Fleet, legacy_p12, text};
 
-const NO_SFTP: NodeOptions = NodeOptions { sftp: false };
+fn no_sftp() -> NodeOptions {
+    NodeOptions {
+        sftp: false,
+        ..NodeOptions::default()
+    }
+}
 
 /// A fleet with an ordinary node `ok` and a node `bare` whose sshd serves no SFTP.
 fn fleet() -> Fleet {
     let mut fleet = Fleet::new(&["ok"]);
-    let bare = fleet.sandbox.start_node_with("bare", true, NO_SFTP).unwrap();
+    let bare = fleet.sandbox.start_node_with("bare", true, &no_sftp()).unwrap();
     fleet.nodes.push(bare);
     fleet
 }

@@ -22,29 +22,49 @@ pub const IDENTITY_PASSPHRASE_ENV: &str = "COLDKEEP_IDENTITY_PASSPHRASE";
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("not an age file or its header is damaged: {0}")]
+    /// The data is not an age file.
     BadHeader(String),
     #[error("cannot decrypt: {0}")]
+    /// age could not decrypt it.
     Decrypt(String),
     #[error("cannot decrypt: none of the given identities can decrypt it (wrong identity file?)")]
+    /// None of the given identities is a recipient of the artifact.
     NotARecipient,
     #[error("bundle content is invalid: {0}")]
+    /// The decrypted bundle is malformed.
     Invalid(String),
     #[error("file {path} in the bundle does not match the manifest: {detail}")]
-    Mismatch { path: String, detail: String },
+    /// A file does not match its manifest entry.
+    Mismatch {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("cannot load identity {path}: {detail}")]
-    Identity { path: String, detail: String },
+    /// An identity file cannot be read or parsed.
+    Identity {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("encryption failed: {0}")]
+    /// Encryption failed.
     Encrypt(String),
 }
 
 /// One file's plaintext with its manifest entry. Wiped on drop.
 pub struct PlainFile {
+    /// What the manifest records about the file.
     pub entry: FileEntry,
+    /// The plaintext bytes (wiped on drop).
     pub data: Zeroizing<Vec<u8>>,
 }
 
 /// The result of [`seal`].
 pub struct Sealed {
+    /// The age ciphertext to write to the store.
     pub ciphertext: Vec<u8>,
     /// Lowercase hex SHA-256 of `ciphertext`.
     pub sha256: String,
@@ -52,7 +72,9 @@ pub struct Sealed {
 
 /// A decrypted, checked bundle.
 pub struct Opened {
+    /// The manifest inside the bundle.
     pub manifest: Manifest,
+    /// The files, checked against the manifest.
     pub files: Vec<PlainFile>,
 }
 
@@ -69,6 +91,8 @@ impl Identities {
             path: path.display().to_string(),
             detail,
         };
+        // The key that opens every backup: nobody else may read or replace it.
+        crate::config::perms::check_file(path, crate::config::perms::FileKind::Identity).map_err(&err)?;
         let text = Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
         if text.windows(15).any(|w| w == b"AGE-SECRET-KEY-") {
             let file = age::IdentityFile::from_buffer(&text[..])
@@ -232,6 +256,8 @@ pub fn open(ciphertext: &[u8], identities: &Identities) -> Result<Opened, Bundle
     })?;
     // The plaintext is never larger than the ciphertext.
     let mut tar = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    // Plaintext: kept out of swap where RLIMIT_MEMLOCK allows (read_to_end may still grow it).
+    crate::harden::lock_in_memory(&tar);
     reader
         .read_to_end(&mut tar)
         .map_err(|e| BundleError::Decrypt(format!("ciphertext is damaged: {e}")))?;
@@ -266,6 +292,7 @@ pub fn read_tar(tar: &[u8]) -> Result<Opened, BundleError> {
             )));
         }
         let mut data = Zeroizing::new(Vec::with_capacity(size as usize));
+        crate::harden::lock_in_memory(&data);
         entry
             .read_to_end(&mut data)
             .map_err(|e| invalid(format!("cannot read {name:?}: {e}")))?;

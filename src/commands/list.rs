@@ -1,13 +1,13 @@
 //! `coldkeep list`: what is stored, from the sidecars alone (no private key needed).
 
-use super::backup::{MASTER_KEY_KIND, MASTER_KEY_SUFFIX};
-use super::report::{Table, human_size, print_json};
 use crate::bundle::Purpose;
 use crate::cli::ListArgs;
-use crate::config::{Config, KeystoreKind};
+use crate::config::Config;
 use crate::error::Exit;
 use crate::material::Identity;
-use crate::store::{Artifact, Store};
+use crate::ops::vocab::{ArtifactKind, master_key};
+use crate::output::{Table, human_size, print_json};
+use crate::store::Artifact;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -16,16 +16,24 @@ use std::path::PathBuf;
 /// One artifact as `list --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct ListedArtifact {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
+    /// The artifact id.
     pub id: String,
+    /// The artifact kind (`p12`, `acra`, ...).
     pub kind: String,
+    /// Backup or pre-restore.
     pub purpose: Purpose,
+    /// When the material was fetched.
     pub created_at: DateTime<Utc>,
     /// Ciphertext size in bytes.
     pub size: u64,
+    /// The files inside.
     pub files: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The public identity.
     pub identity: Option<Identity>,
     /// Paths of the `.age` files that exist (primary first).
     pub copies: Vec<PathBuf>,
@@ -34,30 +42,35 @@ pub struct ListedArtifact {
     /// The last time a backup found the same material (and stored nothing new).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seen_unchanged_at: Option<DateTime<Utc>>,
+    /// `valid`, `unsigned`, `bad` or `foreign`: only `valid` artifacts are ever used.
+    pub signature: &'static str,
+    /// The signature verdict in words (signer, or what is wrong).
+    pub signature_detail: String,
 }
 
 impl ListedArtifact {
-    /// Takes the artifact apart (no copies: 100,000 listed artifacts are held at once).
-    fn from(a: Artifact) -> ListedArtifact {
-        let m = a.sidecar.manifest;
+    fn from(a: &Artifact) -> ListedArtifact {
+        let m = &a.sidecar.manifest;
         ListedArtifact {
-            node: a.node,
-            keystore: a.keystore,
-            id: a.id,
-            kind: m.kind,
+            node: a.node.clone(),
+            keystore: a.keystore.clone(),
+            id: a.id.clone(),
+            kind: m.kind.clone(),
             purpose: m.purpose,
             created_at: m.created_at,
             size: a.sidecar.ciphertext_size,
-            files: m.files.into_iter().map(|f| f.path).collect(),
-            identity: m.identity,
-            roots: a.copies.len(),
+            files: m.files.iter().map(|f| f.path.clone()).collect(),
+            identity: m.identity.clone(),
             copies: a
                 .copies
-                .into_iter()
+                .iter()
                 .filter(|c| c.present)
-                .map(|c| c.age_path)
+                .map(|c| c.age_path.clone())
                 .collect(),
+            roots: a.copies.len(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
+            signature: a.signature.word(),
+            signature_detail: a.signature.to_string(),
         }
     }
 }
@@ -76,12 +89,12 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
     let groups = |kind: &str| -> BTreeSet<(&str, &str)> {
         artifacts
             .iter()
-            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup)
+            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup && a.signature == "valid")
             .map(|a| (a.node.as_str(), a.keystore.as_str()))
             .collect()
     };
-    let keystores = groups(KeystoreKind::Acra.as_str());
-    let keys = groups(MASTER_KEY_KIND);
+    let keystores = groups(ArtifactKind::Acra.as_str());
+    let keys = groups(ArtifactKind::AcraMasterKey.as_str());
     let place = master_store
         .map(|p| format!("in {}", p.display()))
         .unwrap_or_else(|| "(no store.master_key_store configured)".into());
@@ -103,21 +116,35 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
 
 /// Runs `coldkeep list`.
 pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
-    if let Some(node) = &args.node {
-        super::check_node_names(config, std::slice::from_ref(node))?;
-    }
-    let mut listing = Store::new(&config.store).list(args.node.as_deref())?;
-    if let Some(master) = Store::master_keys(&config.store) {
-        let keys = master.list(args.node.as_deref())?;
-        listing.artifacts.extend(keys.artifacts);
-        listing.problems.extend(keys.problems);
-    }
-    let artifacts: Vec<ListedArtifact> = listing.artifacts.into_iter().map(ListedArtifact::from).collect();
-    let problems: Vec<String> = listing
+    let mut listing = match crate::ops::selected_names(config, &(&args.select).into())? {
+        None => crate::ops::artifact::list_both(config, None)?,
+        Some(names) => {
+            let mut all = crate::store::Listing::default();
+            for name in &names {
+                let one = crate::ops::artifact::list_both(config, Some(name))?;
+                all.artifacts.extend(one.artifacts);
+                all.untrusted.extend(one.untrusted);
+                all.problems.extend(one.problems);
+            }
+            all
+        }
+    };
+    listing.artifacts.append(&mut listing.untrusted);
+    listing
+        .artifacts
+        .sort_by(|a, b| (&a.node, &a.keystore, &a.id).cmp(&(&b.node, &b.keystore, &b.id)));
+    let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
+    let mut problems: Vec<String> = listing
         .problems
         .iter()
         .map(|p| format!("{}: {}", p.path.display(), p.message))
         .collect();
+    problems.extend(artifacts.iter().filter(|a| a.signature != "valid").map(|a| {
+        format!(
+            "{}/{}/{}: {} (never used: not restored, reused, repaired from or kept)",
+            a.node, a.keystore, a.id, a.signature_detail
+        )
+    }));
     let warnings = master_key_warnings(&artifacts, config.store.master_key_store.as_deref());
     if args.json {
         print_json(&ListOutput {
@@ -138,6 +165,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             "ID",
             "SIZE",
             "COPIES",
+            "SIGNATURE",
             "IDENTITY",
         ]);
         for a in &artifacts {
@@ -145,8 +173,8 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             if a.purpose == Purpose::PreRestore {
                 identity = format!("[pre-restore] {identity}");
             }
-            let keystore = if a.kind == MASTER_KEY_KIND {
-                format!("{}{MASTER_KEY_SUFFIX}", a.keystore)
+            let keystore = if ArtifactKind::AcraMasterKey.is(&a.kind) {
+                master_key::report_name(&a.keystore)
             } else {
                 a.keystore.clone()
             };
@@ -160,6 +188,11 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
                 a.id.clone(),
                 human_size(a.size),
                 format!("{}/{}", a.copies.len(), a.roots),
+                if a.signature == "valid" {
+                    "ok".into()
+                } else {
+                    a.signature.to_uppercase()
+                },
                 identity,
             ]);
         }

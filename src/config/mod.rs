@@ -3,7 +3,9 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+pub mod perms;
 mod raw;
+mod redact;
 mod secret;
 mod validate;
 
@@ -86,8 +88,12 @@ impl ConfigError {
 pub struct Config {
     /// The file it was read from.
     pub source: PathBuf,
+    /// Where artifacts go.
     pub store: StoreConfig,
+    /// Who can decrypt them.
     pub encryption: EncryptionConfig,
+    /// `signing:`: who signs artifacts and whose signatures are trusted.
+    pub signing: SigningConfig,
     /// Nodes processed in parallel.
     pub jobs: usize,
     /// Zone schedules and retention buckets are read in.
@@ -98,9 +104,11 @@ pub struct Config {
     pub retry_wait: Duration,
     /// Prometheus textfile written after each run.
     pub metrics_file: Option<PathBuf>,
+    /// Commands run after each backup.
     pub hooks: Hooks,
     /// The top-level `retention:` (hardware keys follow it; keystores may override it).
     pub retention: Retention,
+    /// The nodes, in config order.
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -108,7 +116,9 @@ pub struct Config {
 /// `COLDKEEP_KEYSTORE`, `COLDKEEP_STATUS`, `COLDKEEP_ARTIFACT` and `COLDKEEP_ERROR` set.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
+    /// Run for each keystore backed up.
     pub on_success: Vec<String>,
+    /// Run for each keystore that failed.
     pub on_failure: Vec<String>,
     /// Each command is killed after this long.
     pub timeout: Duration,
@@ -118,11 +128,17 @@ pub struct Hooks {
 /// that kind. With no `keep_*` set at all, nothing is removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Retention {
+    /// Keep the N newest.
     pub keep_last: Option<u32>,
+    /// Keep the newest of each of the N latest hours.
     pub keep_hourly: Option<u32>,
+    /// Keep the newest of each of the N latest days.
     pub keep_daily: Option<u32>,
+    /// Keep the newest of each of the N latest weeks.
     pub keep_weekly: Option<u32>,
+    /// Keep the newest of each of the N latest months.
     pub keep_monthly: Option<u32>,
+    /// Keep the newest of each of the N latest years.
     pub keep_yearly: Option<u32>,
     /// `pre-restore` artifacts to keep (default: all).
     pub keep_pre_restore: Option<u32>,
@@ -153,8 +169,90 @@ pub struct StoreConfig {
     pub replicas: Vec<PathBuf>,
     /// Where Acra master-key artifacts go: apart from the keystore backups.
     pub master_key_store: Option<PathBuf>,
+    /// Replicas of the master-key store (the one unrecoverable secret must not live in one
+    /// place); same rules as `replicas`: apart from the keystore backups, never created.
+    pub master_key_replicas: Vec<PathBuf>,
     /// How long a write waits for another writer's lock (`--lock-wait`).
     pub lock_wait: Duration,
+    /// The signing key and allowed signers, once [`Config::load`] opened them (`None` after a bare
+    /// [`Config::parse`]): a store signs what it writes and trusts only what verifies.
+    pub keys: Option<std::sync::Arc<crate::sign::Keys>>,
+}
+
+/// `signing:`: artifact signatures (SSHSIG, Ed25519), see [`crate::sign`].
+#[derive(Debug, Clone)]
+pub struct SigningConfig {
+    /// OpenSSH private key file: outside every store root, mode 0600 (checked at parse when it
+    /// exists, and again when opened).
+    pub key: PathBuf,
+    /// Passphrase of an encrypted key.
+    pub passphrase: Option<Secret>,
+    /// OpenSSH allowed_signers file: the keys whose signatures are trusted.
+    pub allowed_signers: PathBuf,
+}
+
+impl SigningConfig {
+    /// Reads the key (decrypting it in memory) and allowed_signers. Errors are config errors: a
+    /// run that cannot sign or verify does nothing.
+    pub fn open(&self, source: &Path) -> Result<crate::sign::Keys, ConfigError> {
+        check_key_file(&self.key).map_err(|m| ConfigError::whole(source, m))?;
+        let pass = self
+            .passphrase
+            .as_ref()
+            .map(|s| s.resolve())
+            .transpose()
+            .map_err(|e| ConfigError::whole(source, format!("`signing.passphrase`: {e}")))?;
+        let signer = crate::sign::Signer::load(&self.key, pass.as_ref().map(|p| p.as_str()))
+            .map_err(|e| ConfigError::whole(source, format!("`signing.key`: {e}")))?;
+        check_allowed_signers_file(&self.allowed_signers).map_err(|m| ConfigError::whole(source, m))?;
+        let allowed = crate::sign::AllowedSigners::load(&self.allowed_signers)
+            .map_err(|e| ConfigError::whole(source, format!("`signing.allowed_signers`: {e}")))?;
+        if !allowed.trusts(&signer) {
+            return Err(ConfigError::whole(
+                source,
+                format!(
+                    "`signing.allowed_signers` ({}) does not trust the signing key, so nothing written \
+                     would verify: add the line `coldkeep namespaces=\"{}\" {}`",
+                    self.allowed_signers.display(),
+                    crate::sign::NAMESPACE,
+                    signer.public_line()
+                ),
+            ));
+        }
+        Ok(crate::sign::Keys { signer, allowed })
+    }
+}
+
+/// allowed_signers decides what is trusted: nobody but its owner may change it.
+fn check_allowed_signers_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("`signing.allowed_signers` {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "`signing.allowed_signers` {} is writable by others (mode {mode:o}): `chmod go-w {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The signing key must be readable by its owner only (like ssh refuses a private key others
+/// can read). `Err` says how to fix it.
+pub(crate) fn check_key_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("`signing.key` {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "`signing.key` {} is readable by others (mode {mode:o}): `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `encryption:`: who can decrypt artifacts.
@@ -252,26 +350,35 @@ pub enum FileTransfer {
 /// One node, with `ssh:` defaults already merged in.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// Its unique name.
     pub name: String,
+    /// Host name or address.
     pub host: String,
+    /// SSH port.
     pub port: u16,
+    /// SSH user.
     pub user: String,
     /// Private key file for auth; `None` = ssh-agent only.
     pub identity: Option<PathBuf>,
+    /// Passphrase of the SSH key, if it has one.
     pub identity_passphrase: Option<Secret>,
     /// known_hosts file (expanded, absolute).
     pub known_hosts: PathBuf,
     /// `SHA256:<base64>` pin; when set it is checked instead of known_hosts.
     pub host_key: Option<String>,
+    /// What to do with an unknown host key.
     pub host_key_policy: HostKeyPolicy,
+    /// How long to wait for the TCP connection and handshake.
     pub connect_timeout: Duration,
     /// Timeout for each blocking SSH operation after connect.
     pub io_timeout: Duration,
     /// How single files (P12) are fetched.
     pub file_transfer: FileTransfer,
+    /// Labels for `--label` and `label_schedules`.
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).
     pub schedule: Option<Schedule>,
+    /// What to back up on this node.
     pub keystores: Vec<KeystoreConfig>,
 }
 
@@ -279,7 +386,9 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeystoreKind {
+    /// One PKCS#12 file.
     P12,
+    /// An Acra keystore directory.
     Acra,
 }
 
@@ -296,7 +405,9 @@ impl KeystoreKind {
 /// One keystore on a node.
 #[derive(Debug, Clone)]
 pub struct KeystoreConfig {
+    /// Its unique name.
     pub name: String,
+    /// What it is.
     pub kind: KeystoreKind,
     /// Absolute remote path: the P12 file, or the Acra keys directory.
     pub path: String,
@@ -319,14 +430,19 @@ pub struct KeystoreConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and opens the signing key and allowed_signers.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Its hooks are shell commands (and the daemon re-reads it): nobody else may write it.
+        perms::check_file(path, perms::FileKind::Config).map_err(|m| ConfigError::whole(path, m))?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole(path, format!("cannot read config file: {e}")))?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.store.keys = Some(std::sync::Arc::new(config.signing.open(path)?));
+        Ok(config)
     }
 
     /// Validates config text; `source` is used in error messages and to resolve relative paths.
+    /// Reads no key: `store.keys` stays `None` (see [`Config::load`]).
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
         validate::parse(text, source)
     }

@@ -28,6 +28,7 @@ pub struct P12Identity {
     /// Whether it was opened with a password (the fields below are then filled where available).
     pub opened: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Friendly names of the key entries.
     pub aliases: Vec<String>,
     /// SHA-256 of the leaf certificate's DER, lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,10 +90,13 @@ fn truncate_chars(s: &str, max: usize) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum P12Error {
     #[error("not a PKCS#12 file: {0}")]
+    /// The bytes are not a PKCS#12 file.
     NotPkcs12(String),
     #[error("wrong password for this PKCS#12 file (MAC check failed)")]
+    /// The password does not open it.
     WrongPassword,
     #[error("PKCS#12 file could not be read: {0}")]
+    /// It opens but cannot be read.
     Unreadable(String),
 }
 
@@ -126,11 +130,13 @@ pub fn inspect(bytes: &[u8], password: Option<&str>) -> Result<P12Identity, P12E
 
     if let Some(cert) = parsed.cert.as_ref() {
         if let Some(alias) = cert.alias() {
-            id.aliases.push(String::from_utf8_lossy(alias).into_owned());
+            // Printed in tables and messages: escaped once, here, where it enters.
+            id.aliases
+                .push(crate::text::escape_control(&String::from_utf8_lossy(alias)));
         }
         let der = cert.to_der().map_err(|e| P12Error::Unreadable(ssl_reason(&e)))?;
         id.cert_sha256 = Some(crate::digest::sha256_hex(&der));
-        id.subject = Some(subject_string(cert));
+        id.subject = Some(crate::text::escape_control(&subject_string(cert)));
     }
 
     // Public key: from the private key if present (that is what the node uses), else the cert.

@@ -15,14 +15,27 @@
 //! - commands that change data never act on it alone: removal, repair, restore and
 //!   `mark_unchanged` re-read the sidecar itself (see `Store::remove`).
 //!
-//! Hook for signed sidecars (`<id>.json.sig`): each entry keeps the SHA-256 of the sidecar's
-//! bytes and an optional [`Entry::signature_verified_for`]. A signature check may record the
-//! sidecar hash it verified there; it stays valid only while it equals the entry's
-//! `sidecar_sha256` (it survives a rebuild of the entry when the bytes are unchanged), so a
-//! signature is verified once per sidecar content, not once per listing. The `.sig` file's own
-//! stamp belongs in that record too when signing lands.
+//! Signatures (issue 14) are verified once per content, not once per listing: each entry also
+//! records the `.sig` file's stamp (or that there was none), the SHA-256 of the sidecar and
+//! signature bytes, and the signature's verdict. A stale entry whose re-read bytes hash the
+//! same keeps its verdict without a new Ed25519 check.
+//!
+//! The index lies inside the store, which the threat model of issue 14 lets an attacker write.
+//! So the whole file is authenticated: its first line carries an HMAC-SHA256 over the
+//! directory's path and the JSON body, keyed with [`crate::sign::Keys::index_key`] (derived
+//! from the agent's signing private key and bound to allowed_signers). Why this rather than a
+//! cache outside the store: an agent-owned 0700 directory elsewhere would need its own
+//! location, cleanup and per-host state, and would still be trusted only as far as local disk
+//! is; the HMAC makes a cache anywhere as trustworthy as the key, costs one pass of SHA-256
+//! over the file (not a MAC per entry), and goes wherever the store goes. An index whose MAC
+//! does not check (forged, edited, copied from another directory, written under other keys)
+//! is ignored and rebuilt from the sidecars, with their signatures checked. Even a served
+//! entry is only ever the content the agent itself verified, never what the file says now.
+//! The time check (a `created_at` in the future) is not cached: it is applied on every read.
 
 use crate::bundle::Sidecar;
+use crate::sign::Verdict;
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -33,7 +46,9 @@ use std::path::{Path, PathBuf};
 /// File name of the index inside a keystore directory (a dot file, never an artifact).
 pub const INDEX_FILE: &str = ".coldkeep-index.json";
 /// Format version; an index of another version is rebuilt.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The first line of an index file: this, a space, the hex HMAC of the rest, a newline.
+const MAGIC: &str = "coldkeep-index-v3";
 /// Entries changed this close (ns) to the index build time are not trusted (see module doc).
 const RACY_NS: i64 = 2_000_000_000;
 
@@ -63,20 +78,50 @@ impl Stamp {
     }
 }
 
-/// One cached sidecar.
+/// One cached sidecar and its signature verdict.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     /// The sidecar's file name (`<id>.json`).
     name: String,
     stamp: Stamp,
-    /// SHA-256 of the sidecar file's bytes: the key for anything verified about this content.
-    sidecar_sha256: String,
-    /// Reserved for signed sidecars: the `sidecar_sha256` a signature was verified for. Valid
-    /// only while equal to `sidecar_sha256`; nothing sets it yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    signature_verified_for: Option<String>,
+    /// The `.sig` file's stamp, `None` when there was none.
+    sig: Option<Stamp>,
+    /// [`content_sha256`] of the sidecar and signature bytes: what `verdict` was found for.
+    content_sha256: String,
+    /// The signature check's verdict for that content (without the time check).
+    verdict: Verdict,
     /// The parsed sidecar as [`Cached`], compact; parsed only when served.
     sidecar: Box<RawValue>,
+}
+
+/// The stamps of a sidecar and of its `.sig` (None: no signature file), taken before reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamps {
+    sidecar: Stamp,
+    sig: Option<Stamp>,
+}
+
+impl Stamps {
+    /// From the metadata of the sidecar and (when it exists) of its signature file.
+    pub(crate) fn of(sidecar: &std::fs::Metadata, sig: Option<&std::fs::Metadata>) -> Stamps {
+        Stamps {
+            sidecar: Stamp::of(sidecar),
+            sig: sig.map(Stamp::of),
+        }
+    }
+}
+
+/// The cache key of a verdict: SHA-256 of the sidecar's length, its bytes and the signature's
+/// bytes (empty when unsigned; an unsigned and an empty-signature copy differ in the verdict
+/// computed, and the `.sig` stamp tells them apart).
+pub(crate) fn content_sha256(sidecar: &[u8], sig: Option<&[u8]>) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update((sidecar.len() as u64).to_le_bytes());
+    h.update(sidecar);
+    h.update([u8::from(sig.is_some())]);
+    h.update(sig.unwrap_or_default());
+    hex::encode(h.finalize())
 }
 
 /// A sidecar as cached: the same fields, with the manifest nested rather than flattened, since
@@ -129,6 +174,10 @@ impl IndexStats {
 /// The index of one keystore directory while it is being listed.
 pub(crate) struct DirIndex {
     dir: PathBuf,
+    /// The HMAC key (see the module doc).
+    key: zeroize::Zeroizing<[u8; 32]>,
+    /// Stale entries' (content hash, verdict), to reuse a verdict when the bytes are the same.
+    stale: HashMap<String, (String, Verdict)>,
     /// Entries of the index file as found, by sidecar name; taken out as they are served.
     old: HashMap<String, Entry>,
     old_built_at_ns: i64,
@@ -146,14 +195,40 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// The HMAC of an index body for `dir`.
+fn mac(key: &[u8; 32], dir: &Path, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    let dir = dir.as_os_str().as_bytes();
+    mac.update(&(dir.len() as u64).to_le_bytes());
+    mac.update(dir);
+    mac.update(body);
+    mac
+}
+
+/// Parses an index file, `None` unless its MAC checks (in constant time) and its version fits.
+fn parse(key: &[u8; 32], dir: &Path, bytes: &[u8]) -> Option<IndexFile> {
+    let newline = bytes.iter().position(|b| *b == b'\n')?;
+    let header = std::str::from_utf8(&bytes[..newline]).ok()?;
+    let tag = hex::decode(header.strip_prefix(MAGIC)?.strip_prefix(' ')?).ok()?;
+    let body = &bytes[newline + 1..];
+    mac(key, dir, body).verify_slice(&tag).ok()?;
+    serde_json::from_slice::<IndexFile>(body)
+        .ok()
+        .filter(|f| f.version == VERSION)
+}
+
 impl DirIndex {
-    /// Loads the directory's index; anything unreadable counts as no index.
-    pub(crate) fn open(dir: &Path) -> DirIndex {
+    /// Loads the directory's index; anything unreadable or unauthenticated counts as no index.
+    pub(crate) fn open(dir: &Path, key: zeroize::Zeroizing<[u8; 32]>) -> DirIndex {
         let built_at_ns = now_ns();
-        let file = std::fs::read(dir.join(INDEX_FILE))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<IndexFile>(&bytes).ok())
-            .filter(|f| f.version == VERSION);
+        let file = std::fs::read(dir.join(INDEX_FILE)).ok().and_then(|bytes| {
+            let parsed = parse(&key, dir, &bytes);
+            if parsed.is_none() {
+                tracing::debug!(dir = %dir.display(), "store index ignored (unauthenticated or old)");
+            }
+            parsed
+        });
         let changed = file.is_none();
         let (old, old_built_at_ns) = match file {
             Some(f) => (
@@ -164,6 +239,8 @@ impl DirIndex {
         };
         DirIndex {
             dir: dir.to_path_buf(),
+            key,
+            stale: HashMap::new(),
             old,
             old_built_at_ns,
             new: Vec::new(),
@@ -173,46 +250,47 @@ impl DirIndex {
         }
     }
 
-    /// The sidecar `name` in this directory: from the index when its entry matches the file,
-    /// else read and parsed from `path` (and recorded). `entry` is its directory entry: a stat
-    /// relative to the open directory skips a walk of the whole path per sidecar.
-    pub(crate) fn sidecar(
-        &mut self,
-        name: &str,
-        path: &Path,
-        entry: &std::fs::DirEntry,
-    ) -> Result<Sidecar, super::StoreError> {
-        // Stat before reading: a change after the stat leaves a stamp that no longer matches.
-        let meta = match entry.metadata() {
-            Ok(m) if !m.file_type().is_symlink() => m,
-            _ => std::fs::metadata(path).map_err(super::io(path))?,
-        };
-        let stamp = Stamp::of(&meta);
-        let old = self.old.remove(name);
-        if let Some(entry) = old.as_ref().filter(|e| self.fresh(e, stamp))
-            && let Ok(cached) = serde_json::from_str::<Cached>(entry.sidecar.get())
+    /// The sidecar `name` and its signature verdict from the index, when its entry matches the
+    /// files' `stamps`; else `None` (the caller reads it and calls [`DirIndex::record`]).
+    pub(crate) fn lookup(&mut self, name: &str, stamps: Stamps) -> Option<(Sidecar, Verdict)> {
+        let old = self.old.remove(name)?;
+        if self.fresh(&old, stamps)
+            && let Ok(cached) = serde_json::from_str::<Cached>(old.sidecar.get())
         {
             self.stats.cached += 1;
-            self.new.extend(old);
-            return Ok(Sidecar {
-                manifest: cached.manifest,
-                ciphertext_sha256: cached.ciphertext_sha256,
-                ciphertext_size: cached.ciphertext_size,
-                seen_unchanged_at: cached.seen_unchanged_at,
-            });
+            let verdict = old.verdict.clone();
+            self.new.push(old);
+            return Some((
+                Sidecar {
+                    manifest: cached.manifest,
+                    ciphertext_sha256: cached.ciphertext_sha256,
+                    ciphertext_size: cached.ciphertext_size,
+                    seen_unchanged_at: cached.seen_unchanged_at,
+                },
+                verdict,
+            ));
         }
+        self.stale.insert(old.name, (old.content_sha256, old.verdict));
+        None
+    }
+
+    /// The (content hash, verdict) a stale entry had for `name`: when the re-read bytes hash
+    /// the same (touched, copied, re-linked), the verdict holds without a new check.
+    pub(crate) fn known_verdict(&self, name: &str) -> Option<&(String, Verdict)> {
+        self.stale.get(name)
+    }
+
+    /// Records a sidecar read from disk (stamped before the read) and its signature verdict.
+    pub(crate) fn record(
+        &mut self,
+        name: &str,
+        stamps: Stamps,
+        content_sha256: String,
+        sidecar: &Sidecar,
+        verdict: &Verdict,
+    ) {
         self.changed = true;
         self.stats.read += 1;
-        let bytes = std::fs::read(path).map_err(super::io(path))?;
-        let sidecar: Sidecar = serde_json::from_slice(&bytes).map_err(|e| super::StoreError::Invalid {
-            path: path.to_path_buf(),
-            message: format!("not a valid sidecar: {e}"),
-        })?;
-        let sidecar_sha256 = crate::digest::sha256_hex(&bytes);
-        // A verification recorded for these exact bytes still holds.
-        let signature_verified_for = old
-            .and_then(|e| e.signature_verified_for)
-            .filter(|h| *h == sidecar_sha256);
         let cached = CachedRef {
             manifest: &sidecar.manifest,
             ciphertext_sha256: &sidecar.ciphertext_sha256,
@@ -222,19 +300,30 @@ impl DirIndex {
         if let Ok(raw) = serde_json::value::to_raw_value(&cached) {
             self.new.push(Entry {
                 name: name.to_string(),
-                stamp,
-                sidecar_sha256,
-                signature_verified_for,
+                stamp: stamps.sidecar,
+                sig: stamps.sig,
+                content_sha256,
+                verdict: verdict.clone(),
                 sidecar: raw,
             });
         }
-        Ok(sidecar)
     }
 
-    /// An entry may be served when the file has not changed since, and was not changed so
+    /// A sidecar that could not be read or checked: counted, and the index is rewritten
+    /// without it.
+    pub(crate) fn unreadable(&mut self) {
+        self.changed = true;
+        self.stats.read += 1;
+    }
+
+    /// An entry may be served when neither file changed since, and neither was changed so
     /// close to the build that a same-tick edit could hide behind an equal stamp.
-    fn fresh(&self, entry: &Entry, stamp: Stamp) -> bool {
-        entry.stamp == stamp && stamp.ctime_ns < self.old_built_at_ns.saturating_sub(RACY_NS)
+    fn fresh(&self, entry: &Entry, stamps: Stamps) -> bool {
+        let settled = self.old_built_at_ns.saturating_sub(RACY_NS);
+        entry.stamp == stamps.sidecar
+            && entry.sig == stamps.sig
+            && stamps.sidecar.ctime_ns < settled
+            && stamps.sig.is_none_or(|s| s.ctime_ns < settled)
     }
 
     /// Writes the index when it differs from the file (entries changed, added or gone); best
@@ -256,19 +345,20 @@ impl DirIndex {
     }
 
     fn write(&self, file: &IndexFile) -> std::io::Result<()> {
+        let body = serde_json::to_vec(file)?;
+        let tag = hex::encode(mac(&self.key, &self.dir, &body).finalize().into_bytes());
         let target = self.dir.join(INDEX_FILE);
         let temp = self
             .dir
             .join(format!("{INDEX_FILE}.tmp-{:08x}", rand::random::<u32>()));
         let result = (|| {
-            let f = std::fs::OpenOptions::new()
+            let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&temp)?;
-            let mut w = std::io::BufWriter::new(f);
-            serde_json::to_writer(&mut w, file)?;
-            w.flush()?;
+            f.write_all(format!("{MAGIC} {tag}\n").as_bytes())?;
+            f.write_all(&body)?;
             std::fs::rename(&temp, &target)
         })();
         if result.is_err() {
@@ -279,11 +369,45 @@ impl DirIndex {
 }
 
 /// Test support: pretends the index of `dir` was built `secs` seconds later than it was, so
-/// entries written just before count as settled (instead of sleeping past [`RACY_NS`]).
+/// entries written just before count as settled (instead of sleeping past [`RACY_NS`]); signs
+/// it again with `key` (the tests hold the agent's keys).
 #[cfg(test)]
-pub(crate) fn shift_built_at(dir: &Path, secs: i64) {
+pub(crate) fn shift_built_at(dir: &Path, key: &[u8; 32], secs: i64) {
     let path = dir.join(INDEX_FILE);
-    let mut file: IndexFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let mut file = parse(key, dir, &bytes).expect("an authenticated index");
     file.built_at_ns += secs * 1_000_000_000;
-    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    write_for_test(dir, key, &file);
+}
+
+/// Test support: writes `file` as the index of `dir`, authenticated with `key` (a forger's
+/// key in the tests that check forgeries are ignored).
+#[cfg(test)]
+fn write_for_test(dir: &Path, key: &[u8; 32], file: &IndexFile) {
+    let body = serde_json::to_vec(file).unwrap();
+    let tag = hex::encode(mac(key, dir, &body).finalize().into_bytes());
+    let mut out = format!("{MAGIC} {tag}\n").into_bytes();
+    out.extend_from_slice(&body);
+    std::fs::write(dir.join(INDEX_FILE), out).unwrap();
+}
+
+/// Test support: rewrites every entry of `dir`'s index with `edit`, dated 10 s later (so its
+/// entries count as settled, as a forger would make them) and authenticated with `write_key`
+/// (the agent's, or a forger's).
+#[cfg(test)]
+pub(crate) fn edit_entries(
+    dir: &Path,
+    read_key: &[u8; 32],
+    write_key: &[u8; 32],
+    edit: impl Fn(&mut serde_json::Value),
+) {
+    let bytes = std::fs::read(dir.join(INDEX_FILE)).unwrap();
+    let mut file = parse(read_key, dir, &bytes).expect("an authenticated index");
+    file.built_at_ns += 10_000_000_000;
+    let mut value = serde_json::to_value(&file).unwrap();
+    for e in value["entries"].as_array_mut().unwrap() {
+        edit(e);
+    }
+    let file: IndexFile = serde_json::from_value(value).unwrap();
+    write_for_test(dir, write_key, &file);
 }

@@ -1,9 +1,32 @@
 //! The sidecar index is a cache: every way it can go stale makes the listing read the sidecar
 //! again and rewrite the index, and it is never trusted for removal.
 
-use super::tests::{sidecar, store};
+use super::tests::{sidecar, store, test_keys};
 use super::*;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+/// The agent's index key of `s`.
+fn key(s: &Store) -> zeroize::Zeroizing<[u8; 32]> {
+    s.keys.as_ref().unwrap().index_key()
+}
+
+/// The JSON body of an index file (after the MAC line).
+fn body(path: &Path) -> serde_json::Value {
+    let bytes = fs::read(path).unwrap();
+    let at = bytes.iter().position(|b| *b == b'\n').unwrap();
+    serde_json::from_slice(&bytes[at + 1..]).unwrap()
+}
+
+/// A file's stamp as the index records it.
+fn stamp_json(path: &Path) -> serde_json::Value {
+    let m = fs::metadata(path).unwrap();
+    serde_json::json!({
+        "ino": m.ino(),
+        "size": m.size(),
+        "mtime_ns": m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        "ctime_ns": m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+    })
+}
 
 /// A primary-only store with three artifacts of node v1, listed once (index built) and the
 /// index aged past the racy window.
@@ -25,7 +48,7 @@ fn settled() -> (tempfile::TempDir, Store, PathBuf) {
         }
     );
     let ks = s.primary.join("v1/p12");
-    index::shift_built_at(&ks, 10);
+    index::shift_built_at(&ks, &key(&s), 10);
     let second = s.list(None).unwrap();
     assert_eq!(
         second.index,
@@ -144,7 +167,10 @@ fn a_sidecar_edited_in_place_with_its_mtime_reset_is_read_again() {
             written: 1
         }
     );
-    assert_eq!(listing.artifacts[0].sidecar.manifest.host, "h:99");
+    // The edit breaks the signature: the cached "valid" verdict went with the old entry.
+    assert_eq!(listing.untrusted.len(), 1);
+    assert_eq!(listing.untrusted[0].sidecar.manifest.host, "h:99");
+    assert!(matches!(listing.untrusted[0].signature, Verdict::Bad(_)));
 }
 
 #[test]
@@ -155,6 +181,7 @@ fn a_replaced_sidecar_is_read_again() {
     sc.seen_unchanged_at = Some(chrono::Utc::now());
     let mut json = serde_json::to_vec_pretty(&sc).unwrap();
     json.push(b'\n');
+    write_atomic(&ks, &crate::sign::sig_path(&path), &s.sign(&json).unwrap()).unwrap();
     write_atomic(&ks, &path, &json).unwrap();
     let listing = s.list(None).unwrap();
     assert_eq!(
@@ -165,6 +192,7 @@ fn a_replaced_sidecar_is_read_again() {
             written: 1
         }
     );
+    assert!(listing.untrusted.is_empty(), "re-signed: {:?}", listing.untrusted);
     assert_eq!(
         listing.artifacts[2].sidecar.seen_unchanged_at,
         sc.seen_unchanged_at
@@ -180,7 +208,7 @@ fn a_damaged_or_foreign_index_is_rebuilt() {
     let other_version =
         String::from_utf8(good.clone())
             .unwrap()
-            .replacen("\"version\":2", "\"version\":99", 1);
+            .replacen("\"version\":3", "\"version\":99", 1);
     assert_ne!(other_version.as_bytes(), &good[..]);
     for bad in [&good[..good.len() / 2], b"\0\0\0\0", other_version.as_bytes()] {
         fs::write(&index, bad).unwrap();
@@ -195,7 +223,7 @@ fn a_damaged_or_foreign_index_is_rebuilt() {
                 written: 1
             }
         );
-        let rebuilt: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+        let rebuilt = body(&index);
         assert_eq!(rebuilt["entries"].as_array().unwrap().len(), 3);
     }
 }
@@ -220,14 +248,15 @@ fn a_crash_between_the_artifact_and_the_index_loses_nothing() {
 }
 
 #[test]
-fn a_forged_index_never_makes_prune_remove_a_different_artifact() {
+fn an_index_that_lies_never_makes_prune_remove_a_different_artifact() {
     let (_dir, s, ks) = settled();
-    // Someone who can write the index changes an entry's creation time (keeping the stamp).
-    let index = ks.join(INDEX_FILE);
-    let text = fs::read_to_string(&index).unwrap();
-    let forged = text.replacen("2026-11-22T03:15:00Z", "2001-01-01T00:00:00Z", 1);
-    assert_ne!(text, forged);
-    fs::write(&index, forged).unwrap();
+    // Were an entry ever wrong (a bug; a forger lacks the key), removal still reads the disk.
+    // The entry's creation time is changed and the index authenticated with the agent's key.
+    index::edit_entries(&ks, &key(&s), &key(&s), |e| {
+        let text = e["sidecar"].to_string();
+        e["sidecar"] =
+            serde_json::from_str(&text.replacen("2026-11-22T03:15:00Z", "2001-01-01T00:00:00Z", 1)).unwrap();
+    });
     let listing = s.list(None).unwrap();
     let victim = listing
         .artifacts
@@ -244,4 +273,104 @@ fn a_forged_index_never_makes_prune_remove_a_different_artifact() {
     };
     s.remove(&real).unwrap();
     assert!(!real.copies[0].sidecar_path.exists());
+}
+
+#[test]
+fn a_forged_cache_entry_never_makes_a_forgery_trusted() {
+    let (_dir, s, ks) = settled();
+    // The attacker can write the store: a forged sidecar (its old signature no longer
+    // matches), and an index claiming it is validly signed, with the new files' stamps, under
+    // a key of the attacker's own (they do not have the agent's signing key).
+    let path = sidecar_path(&s, 1);
+    let forged = fs::read_to_string(&path).unwrap().replace("h:22", "h:66");
+    fs::write(&path, &forged).unwrap();
+    let forged_sidecar: serde_json::Value = serde_json::from_str(&forged).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    let (sig_stamp, stamp) = (stamp_json(&crate::sign::sig_path(&path)), stamp_json(&path));
+    let attacker = test_keys().unwrap().index_key();
+    let edit = |e: &mut serde_json::Value| {
+        if e["name"] == name.as_str() {
+            e["stamp"] = stamp.clone();
+            e["sig"] = sig_stamp.clone();
+            e["verdict"] = serde_json::json!({"Valid": {"principal": "test"}});
+            e["sidecar"] = forged_sidecar.clone();
+        }
+    };
+    index::edit_entries(&ks, &key(&s), &attacker, edit);
+    let listing = s.list(None).unwrap();
+    assert_eq!(
+        listing.index.cached, 0,
+        "an index the agent did not write is ignored"
+    );
+    assert_eq!(listing.artifacts.len(), 2);
+    assert_eq!(listing.untrusted.len(), 1);
+    assert_eq!(listing.untrusted[0].sidecar.manifest.host, "h:66");
+    assert!(matches!(listing.untrusted[0].signature, Verdict::Bad(_)));
+    // The rebuilt index keeps saying so.
+    index::shift_built_at(&ks, &key(&s), 10);
+    let again = s.list(None).unwrap();
+    assert_eq!(again.index.cached, 3);
+    assert_eq!(again.untrusted.len(), 1);
+    assert!(matches!(again.untrusted[0].signature, Verdict::Bad(_)));
+}
+
+#[test]
+fn an_index_copied_from_another_directory_or_made_under_other_signers_is_ignored() {
+    let (dir, mut s, ks) = settled();
+    // Another keystore directory's (authentic) index copied over this one's.
+    s.write(&sidecar("v2", 0, b"x"), b"x").unwrap();
+    let other = s.primary.join("v2/p12");
+    s.list(None).unwrap();
+    fs::copy(other.join(INDEX_FILE), ks.join(INDEX_FILE)).unwrap();
+    let listing = s.list(Some("v1")).unwrap();
+    assert_eq!((listing.index.cached, listing.index.read), (0, 3));
+    index::shift_built_at(&ks, &key(&s), 10);
+    assert_eq!(s.list(Some("v1")).unwrap().index.cached, 3);
+    // allowed_signers changed (a key added or removed): every cached verdict is dropped.
+    let keys = s.keys.clone().unwrap();
+    let extra = crate::sign::Signer::generate();
+    let allowed = crate::sign::AllowedSigners::parse(&format!(
+        "test {}\nother {}",
+        keys.signer.public_line(),
+        extra.public_line()
+    ))
+    .unwrap();
+    s.keys = Some(std::sync::Arc::new(crate::sign::Keys {
+        signer: {
+            let path = dir.path().join("signing_key");
+            fs::write(&path, keys.signer.to_openssh().as_bytes()).unwrap();
+            crate::sign::Signer::load(&path, None).unwrap()
+        },
+        allowed,
+    }));
+    let listing = s.list(Some("v1")).unwrap();
+    assert_eq!((listing.index.cached, listing.index.read), (0, 3));
+    assert_eq!(listing.artifacts.len(), 3);
+}
+
+#[test]
+fn an_edited_or_removed_signature_invalidates_its_entry() {
+    let (_dir, s, _ks) = settled();
+    let (a, b) = (sidecar_path(&s, 0), sidecar_path(&s, 1));
+    // A's signature replaced by B's (well-formed, allowed key, other content).
+    fs::copy(crate::sign::sig_path(&b), crate::sign::sig_path(&a)).unwrap();
+    fs::remove_file(crate::sign::sig_path(&b)).unwrap();
+    let listing = s.list(None).unwrap();
+    assert_eq!(
+        listing.index,
+        IndexStats {
+            cached: 1,
+            read: 2,
+            written: 1
+        }
+    );
+    let word = |p: &Path| {
+        listing
+            .untrusted
+            .iter()
+            .find(|x| x.copies[0].sidecar_path == p)
+            .map(|x| x.signature.word())
+    };
+    assert_eq!((word(&a), word(&b)), (Some("bad"), Some("unsigned")));
+    assert_eq!(listing.artifacts.len(), 1);
 }

@@ -1,0 +1,149 @@
+//! Listing both stores, picking a stored artifact and opening it with every check, for commands
+//! that use contents.
+
+use super::vocab::master_key;
+use crate::bundle::{self, Identities, Opened, Purpose};
+use crate::config::Config;
+use crate::digest::sha256_hex;
+use crate::store::{Artifact, Listing, Store, StoreError};
+use anyhow::{Context, bail};
+
+/// The newest regular backup of a keystore, if any.
+pub fn latest<'a>(artifacts: &'a [Artifact], node: &str, keystore: &str) -> Option<&'a Artifact> {
+    artifacts
+        .iter()
+        .filter(|a| a.node == node && a.keystore == keystore && a.sidecar.manifest.purpose == Purpose::Backup)
+        .max_by(|x, y| (x.sidecar.manifest.created_at, &x.id).cmp(&(y.sidecar.manifest.created_at, &y.id)))
+}
+
+/// The artifact `wanted` names: `latest`, an exact id, or a unique id prefix.
+pub fn pick(store: &Store, node: &str, keystore: &str, wanted: &str) -> anyhow::Result<Artifact> {
+    let listing = store.list(Some(node))?;
+    if wanted == "latest" {
+        return latest(&listing.artifacts, node, keystore)
+            .cloned()
+            .with_context(|| {
+                // Say why when there are artifacts, just none that may be trusted.
+                let refused: Vec<String> = listing
+                    .untrusted
+                    .iter()
+                    .filter(|a| a.keystore == keystore)
+                    .map(|a| format!("{} ({})", a.id, a.signature))
+                    .collect();
+                let why = match refused.is_empty() {
+                    true => String::new(),
+                    false => format!("; refused, not validly signed: {}", refused.join(", ")),
+                };
+                format!(
+                    "no backup of {node}/{keystore} in {}{why}",
+                    store.primary.display()
+                )
+            });
+    }
+    let matches: Vec<&Artifact> = listing
+        .artifacts
+        .iter()
+        .filter(|a| a.keystore == keystore && a.id.starts_with(wanted))
+        .collect();
+    // Named explicitly but not validly signed: say why it is refused, not "not found".
+    if matches.is_empty()
+        && let Some(bad) = listing
+            .untrusted
+            .iter()
+            .find(|a| a.keystore == keystore && a.id.starts_with(wanted))
+    {
+        bail!(
+            "artifact {} of {node}/{keystore} is refused: {} (only artifacts signed by a key in \
+             signing.allowed_signers are used)",
+            bad.id,
+            bad.signature
+        );
+    }
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no artifact {wanted} of {node}/{keystore} (see `coldkeep list --node {node}`)"),
+        many => bail!(
+            "{wanted} matches {} artifacts of {node}/{keystore}; give more of the id",
+            many.len()
+        ),
+    }
+}
+
+/// Decrypts the first intact copy (ciphertext hash = sidecar, sidecar = the listed one) and checks
+/// that the manifest inside equals the sidecar. A tampered or undecryptable artifact is refused.
+pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> anyhow::Result<Opened> {
+    if !artifact.signature.is_valid() {
+        bail!("artifact {} is refused: {}", artifact.id, artifact.signature);
+    }
+    let mut damage = Vec::new();
+    for copy in artifact
+        .copies
+        .iter()
+        .filter(|c| c.present && c.signature.is_valid())
+    {
+        let (ciphertext, sidecar) = match store.read(copy) {
+            Ok(x) => x,
+            Err(e) => {
+                damage.push(e.to_string());
+                continue;
+            }
+        };
+        if sha256_hex(&ciphertext) != sidecar.ciphertext_sha256 || !sidecar.same_artifact(&artifact.sidecar) {
+            damage.push(format!("{}: does not match its sidecar", copy.age_path.display()));
+            continue;
+        }
+        let opened = bundle::open(&ciphertext, ids)
+            .with_context(|| format!("artifact {} ({})", artifact.id, copy.age_path.display()))?;
+        if opened.manifest != artifact.sidecar.manifest {
+            bail!(
+                "artifact {}: the manifest inside differs from the sidecar {} (edited?); refusing it",
+                artifact.id,
+                copy.sidecar_path.display()
+            );
+        }
+        if !damage.is_empty() {
+            tracing::warn!(artifact = %artifact.id, damaged = %damage.join("; "), "used an intact replica");
+        }
+        return Ok(opened);
+    }
+    bail!("artifact {}: no intact copy ({})", artifact.id, damage.join("; "))
+}
+
+/// The listing of the store and of the master-key store together (master keys under their own
+/// keystore names and kind): the one place both stores are listed, optionally for one node.
+pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreError> {
+    let mut listing = Store::new(&config.store).list(node)?;
+    if let Some(master) = Store::master_keys(&config.store) {
+        let keys = master.list(node)?;
+        listing.artifacts.extend(keys.artifacts);
+        listing.untrusted.extend(keys.untrusted);
+        listing.problems.extend(keys.problems);
+    }
+    Ok(listing)
+}
+
+/// Every artifact of both stores, master keys under `<keystore>:master-key` (the names runs,
+/// `status` and the metrics report them under).
+pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
+    listed_with_master_keys(config, |l| l.artifacts)
+}
+
+/// Like [`artifacts_with_master_keys`], for the artifacts without a valid signature (never
+/// used; `status` and the metrics raise them).
+pub fn untrusted_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
+    listed_with_master_keys(config, |l| l.untrusted)
+}
+
+fn listed_with_master_keys(
+    config: &Config,
+    part: impl Fn(Listing) -> Vec<Artifact>,
+) -> Result<Vec<Artifact>, StoreError> {
+    let mut artifacts = part(Store::new(&config.store).list(None)?);
+    if let Some(master) = Store::master_keys(&config.store) {
+        artifacts.extend(part(master.list(None)?).into_iter().map(|mut a| {
+            a.keystore = master_key::report_name(&a.keystore);
+            a
+        }));
+    }
+    Ok(artifacts)
+}
