@@ -731,7 +731,8 @@ fn main() {
         lists.push((n, first, s));
     }
     let load_after = uptime();
-    drop(big_tmp);
+    // Freed now (a tmpfs holds it in memory), unless kept for profiling by hand.
+    let big_tmp = big_tmp.filter(|_| a.keep);
 
     // Report.
     let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
@@ -887,5 +888,8 @@ fn main() {
     println!("{md}");
     if a.keep {
         eprintln!("kept {}", tmp.keep().display());
+        if let Some(big) = big_tmp {
+            eprintln!("kept {}", big.keep().display());
+        }
     }
 }

@@ -28,14 +28,17 @@ fn sha256_hex(data: &[u8]) -> String {
     coldkeep::digest::sha256_hex(data)
 }
 
-/// Every sidecar (`.json`) under a store root.
+/// Every sidecar (`.json`) under a store root (not the index caches: dot files).
 fn sidecars(root: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
         .map(|e| e.into_path())
         .filter(|p| {
-            p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains("/.coldkeep/")
+            p.extension().is_some_and(|x| x == "json")
+                && !p.to_string_lossy().contains("/.coldkeep/")
+                && p.file_name()
+                    .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
         })
         .collect();
     v.sort();

@@ -7,7 +7,7 @@ use crate::error::Exit;
 use crate::material::Identity;
 use crate::ops::vocab::{ArtifactKind, master_key};
 use crate::output::{Table, human_size, print_json};
-use crate::store::Artifact;
+use crate::store::{Artifact, Summary};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -49,25 +49,26 @@ pub struct ListedArtifact {
 }
 
 impl ListedArtifact {
-    fn from(a: &Artifact) -> ListedArtifact {
-        let m = &a.sidecar.manifest;
+    /// Takes the artifact apart (no copies: 100,000 listed artifacts are held at once).
+    fn from(a: Artifact<Summary>) -> ListedArtifact {
+        let m = a.sidecar.manifest;
         ListedArtifact {
-            node: a.node.clone(),
-            keystore: a.keystore.clone(),
-            id: a.id.clone(),
-            kind: m.kind.clone(),
+            node: a.node,
+            keystore: a.keystore,
+            id: a.id,
+            kind: m.kind,
             purpose: m.purpose,
             created_at: m.created_at,
             size: a.sidecar.ciphertext_size,
-            files: m.files.iter().map(|f| f.path.clone()).collect(),
-            identity: m.identity.clone(),
+            files: m.files.into_iter().map(|f| f.path).collect(),
+            identity: m.identity,
+            roots: a.copies.len(),
             copies: a
                 .copies
-                .iter()
+                .into_iter()
                 .filter(|c| c.present)
-                .map(|c| c.age_path.clone())
+                .map(|c| c.age_path)
                 .collect(),
-            roots: a.copies.len(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
             signature: a.signature.word(),
             signature_detail: a.signature.to_string(),
@@ -117,11 +118,11 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
 /// Runs `coldkeep list`.
 pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
     let mut listing = match crate::ops::selected_names(config, &(&args.select).into())? {
-        None => crate::ops::artifact::list_both(config, None)?,
+        None => crate::ops::artifact::list_both_summaries(config, None)?,
         Some(names) => {
-            let mut all = crate::store::Listing::default();
+            let mut all = crate::store::Listing::<Summary>::default();
             for name in &names {
-                let one = crate::ops::artifact::list_both(config, Some(name))?;
+                let one = crate::ops::artifact::list_both_summaries(config, Some(name))?;
                 all.artifacts.extend(one.artifacts);
                 all.untrusted.extend(one.untrusted);
                 all.problems.extend(one.problems);
@@ -133,7 +134,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
     listing
         .artifacts
         .sort_by(|a, b| (&a.node, &a.keystore, &a.id).cmp(&(&b.node, &b.keystore, &b.id)));
-    let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
+    let artifacts: Vec<ListedArtifact> = listing.artifacts.into_iter().map(ListedArtifact::from).collect();
     let mut problems: Vec<String> = listing
         .problems
         .iter()

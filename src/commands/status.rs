@@ -59,8 +59,9 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
-    let artifacts = crate::ops::artifact::artifacts_with_master_keys(config)?;
-    let untrusted = crate::ops::artifact::untrusted_with_master_keys(config)?;
+    // One listing of summaries (status shows a few fields; it acts on nothing).
+    let listing = crate::ops::artifact::summaries_with_master_keys(config)?;
+    let (artifacts, untrusted) = (listing.artifacts, listing.untrusted);
     let mut out = Vec::new();
     // Configured keystores (and master keys), then every hardware key in the store.
     let mut names = crate::ops::run_state::keystore_names(config);

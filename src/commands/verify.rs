@@ -34,7 +34,7 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
     let store = Store::new(&config.store);
-    let mut listing = crate::store::Listing::default();
+    let mut listing: crate::store::Listing = crate::store::Listing::default();
     let mut checks: Vec<ArtifactCheck> = Vec::new();
     let stores = [Some(store), Store::master_keys(&config.store)];
     for store in stores.iter().flatten() {

@@ -5,15 +5,19 @@ use super::vocab::master_key;
 use crate::bundle::{self, Identities, Opened, Purpose};
 use crate::config::Config;
 use crate::digest::sha256_hex;
-use crate::store::{Artifact, Listing, Store, StoreError};
+use crate::store::{Artifact, Listed, Listing, Store, StoreError, Summary};
 use anyhow::{Context, bail};
 
 /// The newest regular backup of a keystore, if any.
-pub fn latest<'a>(artifacts: &'a [Artifact], node: &str, keystore: &str) -> Option<&'a Artifact> {
+pub fn latest<'a, S: Listed>(
+    artifacts: &'a [Artifact<S>],
+    node: &str,
+    keystore: &str,
+) -> Option<&'a Artifact<S>> {
     artifacts
         .iter()
-        .filter(|a| a.node == node && a.keystore == keystore && a.sidecar.manifest.purpose == Purpose::Backup)
-        .max_by(|x, y| (x.sidecar.manifest.created_at, &x.id).cmp(&(y.sidecar.manifest.created_at, &y.id)))
+        .filter(|a| a.node == node && a.keystore == keystore && a.sidecar.purpose() == Purpose::Backup)
+        .max_by(|x, y| (x.sidecar.created_at(), &x.id).cmp(&(y.sidecar.created_at(), &y.id)))
 }
 
 /// The artifact `wanted` names: `latest`, an exact id, or a unique id prefix.
@@ -112,9 +116,22 @@ pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> an
 /// The listing of the store and of the master-key store together (master keys under their own
 /// keystore names and kind): the one place both stores are listed, optionally for one node.
 pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreError> {
-    let mut listing = Store::new(&config.store).list(node)?;
+    both(config, node, Store::list)
+}
+
+/// [`list_both`] with a [`Summary`] per artifact: for showing (`list`), not for acting.
+pub fn list_both_summaries(config: &Config, node: Option<&str>) -> Result<Listing<Summary>, StoreError> {
+    both(config, node, Store::list_summaries)
+}
+
+fn both<S>(
+    config: &Config,
+    node: Option<&str>,
+    list: impl Fn(&Store, Option<&str>) -> Result<Listing<S>, StoreError>,
+) -> Result<Listing<S>, StoreError> {
+    let mut listing = list(&Store::new(&config.store), node)?;
     if let Some(master) = Store::master_keys(&config.store) {
-        let keys = master.list(node)?;
+        let keys = list(&master, node)?;
         listing.artifacts.extend(keys.artifacts);
         listing.untrusted.extend(keys.untrusted);
         listing.problems.extend(keys.problems);
@@ -132,6 +149,23 @@ pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, Stor
 /// used; `status` and the metrics raise them).
 pub fn untrusted_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
     listed_with_master_keys(config, |l| l.untrusted)
+}
+
+/// Both stores' listing with a [`Summary`] per artifact, master keys under
+/// `<keystore>:master-key`: what `status` shows, in one listing of each store.
+pub fn summaries_with_master_keys(config: &Config) -> Result<Listing<Summary>, StoreError> {
+    let mut listing = Store::new(&config.store).list_summaries(None)?;
+    if let Some(master) = Store::master_keys(&config.store) {
+        let keys = master.list_summaries(None)?;
+        let rename = |mut a: Artifact<Summary>| {
+            a.keystore = master_key::report_name(&a.keystore);
+            a
+        };
+        listing.artifacts.extend(keys.artifacts.into_iter().map(rename));
+        listing.untrusted.extend(keys.untrusted.into_iter().map(rename));
+        listing.problems.extend(keys.problems);
+    }
+    Ok(listing)
 }
 
 fn listed_with_master_keys(

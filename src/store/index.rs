@@ -33,6 +33,7 @@
 //! entry is only ever the content the agent itself verified, never what the file says now.
 //! The time check (a `created_at` in the future) is not cached: it is applied on every read.
 
+use super::summary::Listed;
 use crate::bundle::Sidecar;
 use crate::sign::Verdict;
 use hmac::Mac;
@@ -132,6 +133,17 @@ struct Cached {
     ciphertext_sha256: String,
     ciphertext_size: u64,
     seen_unchanged_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A whole sidecar from an entry's cached JSON.
+pub(crate) fn parse_cached(json: &str) -> Option<Sidecar> {
+    let cached: Cached = serde_json::from_str(json).ok()?;
+    Some(Sidecar {
+        manifest: cached.manifest,
+        ciphertext_sha256: cached.ciphertext_sha256,
+        ciphertext_size: cached.ciphertext_size,
+        seen_unchanged_at: cached.seen_unchanged_at,
+    })
 }
 
 /// [`Cached`] borrowed from a [`Sidecar`], for writing.
@@ -252,23 +264,15 @@ impl DirIndex {
 
     /// The sidecar `name` and its signature verdict from the index, when its entry matches the
     /// files' `stamps`; else `None` (the caller reads it and calls [`DirIndex::record`]).
-    pub(crate) fn lookup(&mut self, name: &str, stamps: Stamps) -> Option<(Sidecar, Verdict)> {
+    pub(crate) fn lookup<S: Listed>(&mut self, name: &str, stamps: Stamps) -> Option<(S, Verdict)> {
         let old = self.old.remove(name)?;
         if self.fresh(&old, stamps)
-            && let Ok(cached) = serde_json::from_str::<Cached>(old.sidecar.get())
+            && let Some(cached) = S::from_cache(old.sidecar.get())
         {
             self.stats.cached += 1;
             let verdict = old.verdict.clone();
             self.new.push(old);
-            return Some((
-                Sidecar {
-                    manifest: cached.manifest,
-                    ciphertext_sha256: cached.ciphertext_sha256,
-                    ciphertext_size: cached.ciphertext_size,
-                    seen_unchanged_at: cached.seen_unchanged_at,
-                },
-                verdict,
-            ));
+            return Some((cached, verdict));
         }
         self.stale.insert(old.name, (old.content_sha256, old.verdict));
         None

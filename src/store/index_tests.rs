@@ -374,3 +374,43 @@ fn an_edited_or_removed_signature_invalidates_its_entry() {
     assert_eq!((word(&a), word(&b)), (Some("bad"), Some("unsigned")));
     assert_eq!(listing.artifacts.len(), 1);
 }
+
+#[test]
+fn summaries_match_the_whole_sidecars_from_the_index_and_from_disk() {
+    let (_dir, s, ks) = settled();
+    // One edited (untrusted), served from the index and then read from disk.
+    let path = sidecar_path(&s, 2);
+    let text = fs::read_to_string(&path).unwrap().replace("h:22", "h:77");
+    fs::write(&path, text).unwrap();
+    let whole = s.list(None).unwrap();
+    index::shift_built_at(&ks, &key(&s), 10);
+    let cached = s.list_summaries(None).unwrap();
+    assert_eq!(cached.index.cached, 3);
+    fs::remove_file(ks.join(INDEX_FILE)).unwrap();
+    let read = s.list_summaries(None).unwrap();
+    assert_eq!(read.index.read, 3);
+    for light in [cached, read] {
+        let key = |a: &Artifact<Summary>| (a.id.clone(), a.signature.word(), a.copies.len());
+        let whole_key = |a: &Artifact| (a.id.clone(), a.signature.word(), a.copies.len());
+        for (w, l) in [
+            (&whole.artifacts, &light.artifacts),
+            (&whole.untrusted, &light.untrusted),
+        ] {
+            assert_eq!(
+                w.iter().map(whole_key).collect::<Vec<_>>(),
+                l.iter().map(key).collect::<Vec<_>>()
+            );
+            for (w, l) in w.iter().zip(l) {
+                let (wm, lm) = (&w.sidecar.manifest, &l.sidecar.manifest);
+                assert_eq!(
+                    (&wm.node, &wm.kind, wm.created_at),
+                    (&lm.node, &lm.kind, lm.created_at)
+                );
+                assert_eq!(w.sidecar.ciphertext_size, l.sidecar.ciphertext_size);
+                let files: Vec<&String> = wm.files.iter().map(|f| &f.path).collect();
+                assert_eq!(files, lm.files.iter().map(|f| &f.path).collect::<Vec<_>>());
+            }
+        }
+        assert_eq!(light.untrusted.len(), 1);
+    }
+}

@@ -2,6 +2,7 @@
 //! The primitives are in [`crate::sign`]; this file only ties them to copies and sidecars.
 
 use super::index::{DirIndex, IndexStats, Stamps};
+use super::summary::Listed;
 use super::{Artifact, Copy, Store, StoreError, io, write_atomic};
 use crate::bundle::Sidecar;
 use crate::sign::{Verdict, sig_path};
@@ -32,8 +33,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Sidecar, StoreError> {
 
 /// A signature verdict with the time check applied: a `created_at` further in the future than
 /// [`MAX_CLOCK_SKEW`] makes a valid signature bad (checked on every read, never cached).
-pub(super) fn timed(verdict: Verdict, sidecar: &Sidecar) -> Verdict {
-    let created = sidecar.manifest.created_at;
+pub(super) fn timed(verdict: Verdict, created: chrono::DateTime<chrono::Utc>) -> Verdict {
     if verdict.is_valid() && created > chrono::Utc::now() + MAX_CLOCK_SKEW {
         return Verdict::Bad(format!("created_at {created} lies in the future"));
     }
@@ -81,7 +81,10 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Verdict::Bad(format!("cannot read the signature: {e}")),
         };
-        timed(self.signature_verdict(bytes, sig.as_deref()), sidecar)
+        timed(
+            self.signature_verdict(bytes, sig.as_deref()),
+            sidecar.manifest.created_at,
+        )
     }
 
     /// The signature check alone (what the index may cache: it does not depend on the time).
@@ -158,12 +161,12 @@ impl Store {
     /// Every sidecar of one keystore directory with its verdict (time-checked), by file name:
     /// from the directory's index where its entry is fresh, the rest read and checked in
     /// parallel and recorded. Without keys there is no index (nothing could be trusted).
-    pub(super) fn read_dir_sidecars(
+    pub(super) fn read_dir_sidecars<S: Listed>(
         &self,
         dir: &Path,
         entries: &[fs::DirEntry],
         stats: &mut IndexStats,
-    ) -> HashMap<String, Result<(Sidecar, Verdict), StoreError>> {
+    ) -> HashMap<String, Result<(S, Verdict), StoreError>> {
         let mut out = HashMap::new();
         let Some(keys) = &self.keys else {
             return out;
@@ -187,9 +190,9 @@ impl Store {
             }
             let stamps = stamps_of(entry, sigs.get(&name).copied());
             if let Some(stamps) = stamps
-                && let Some((sidecar, verdict)) = index.lookup(&name, stamps)
+                && let Some((sidecar, verdict)) = index.lookup::<S>(&name, stamps)
             {
-                let verdict = timed(verdict, &sidecar);
+                let verdict = timed(verdict, sidecar.created_at());
                 out.insert(name, Ok((sidecar, verdict)));
                 continue;
             }
@@ -205,8 +208,8 @@ impl Store {
                         }
                         _ => index.unreadable(),
                     }
-                    let verdict = timed(c.verdict, &c.sidecar);
-                    Ok((c.sidecar, verdict))
+                    let verdict = timed(c.verdict, c.sidecar.manifest.created_at);
+                    Ok((S::from_sidecar(c.sidecar), verdict))
                 }
                 Err(e) => {
                     index.unreadable();
