@@ -146,6 +146,33 @@ pub(crate) fn parse_cached(json: &str) -> Option<Sidecar> {
     })
 }
 
+/// The whole sidecar as listed (the index caches it whole; [`super::Summary`] reads part).
+impl Listed for Sidecar {
+    fn from_cache(json: &str) -> Option<Sidecar> {
+        parse_cached(json)
+    }
+
+    fn from_sidecar(s: Sidecar) -> Sidecar {
+        s
+    }
+
+    fn node(&self) -> &str {
+        &self.manifest.node
+    }
+
+    fn keystore(&self) -> &str {
+        &self.manifest.keystore
+    }
+
+    fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.manifest.created_at
+    }
+
+    fn purpose(&self) -> crate::bundle::Purpose {
+        self.manifest.purpose
+    }
+}
+
 /// [`Cached`] borrowed from a [`Sidecar`], for writing.
 #[derive(Serialize)]
 struct CachedRef<'a> {

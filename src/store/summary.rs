@@ -102,29 +102,3 @@ impl Listed for Summary {
         self.manifest.purpose
     }
 }
-
-impl Listed for Sidecar {
-    fn from_cache(json: &str) -> Option<Sidecar> {
-        super::index::parse_cached(json)
-    }
-
-    fn from_sidecar(s: Sidecar) -> Sidecar {
-        s
-    }
-
-    fn node(&self) -> &str {
-        &self.manifest.node
-    }
-
-    fn keystore(&self) -> &str {
-        &self.manifest.keystore
-    }
-
-    fn created_at(&self) -> DateTime<Utc> {
-        self.manifest.created_at
-    }
-
-    fn purpose(&self) -> Purpose {
-        self.manifest.purpose
-    }
-}
