@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub retry_wait: Option<S<RawDuration>>,
     pub metrics_file: Option<S<String>>,
     pub hooks: Option<S<RawHooks>>,
+    pub verify_schedule: Option<S<String>>,
+    pub verify_identity: Option<S<String>>,
     /// May be empty or absent (a store for hardware keys only).
     #[serde(default)]
     pub nodes: Option<Vec<RawNode>>,
@@ -44,10 +46,20 @@ pub(super) struct RawRetention {
     pub keep_pre_restore: Option<u32>,
 }
 
-/// `hooks:`: commands run after each keystore's backup.
+/// `hooks:`: commands run around each backup run, node and keystore.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHooks {
+    #[serde(default)]
+    pub before: Vec<S<String>>,
+    #[serde(default)]
+    pub before_node: Vec<S<String>>,
+    #[serde(default)]
+    pub on_start: Vec<S<String>>,
+    #[serde(default)]
+    pub on_run_success: Vec<S<String>>,
+    #[serde(default)]
+    pub on_run_failure: Vec<S<String>>,
     #[serde(default)]
     pub on_success: Vec<S<String>>,
     #[serde(default)]

@@ -152,6 +152,21 @@ impl Validator<'_> {
                 ..Hooks::default()
             },
         };
+        let verify_schedule = raw
+            .verify_schedule
+            .as_ref()
+            .map(|s| self.schedule(s))
+            .transpose()?;
+        let verify_identity = match &raw.verify_identity {
+            Some(p) if verify_schedule.is_none() => {
+                return Err(self.err(
+                    &p.referenced,
+                    "`verify_identity` is only used by `verify_schedule`, which is not set",
+                ));
+            }
+            Some(p) => Some(self.path(p)?),
+            None => None,
+        };
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut nodes = Vec::new();
@@ -184,6 +199,8 @@ impl Validator<'_> {
             retry_wait,
             metrics_file,
             hooks,
+            verify_schedule,
+            verify_identity,
             retention: shared.retention.clone(),
             nodes,
         })
@@ -239,6 +256,11 @@ impl Validator<'_> {
             None => DEFAULT_HOOK_TIMEOUT,
         };
         Ok(Hooks {
+            before: commands(&h.before)?,
+            before_node: commands(&h.before_node)?,
+            on_start: commands(&h.on_start)?,
+            on_run_success: commands(&h.on_run_success)?,
+            on_run_failure: commands(&h.on_run_failure)?,
             on_success: commands(&h.on_success)?,
             on_failure: commands(&h.on_failure)?,
             timeout,

@@ -15,11 +15,13 @@ pub mod check;
 pub(crate) mod fake_node;
 pub mod fleet;
 pub mod hardware;
+pub mod hooks;
 pub mod keystore;
 pub mod prune;
 pub mod restore;
 pub mod restore_acra;
 pub mod restore_plan;
+pub mod run;
 pub mod run_state;
 pub mod scheduler;
 #[cfg(test)]

@@ -11,6 +11,123 @@ use crate::remote::Node;
 use crate::store::{Artifact, Store};
 use serde::Serialize;
 
+/// What kind of problem a verification found: the label of `coldkeep_verify_problems{kind=...}`,
+/// so alerts can tell bit rot (hash) from a lost copy (missing) or a tampered sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// A copy is missing from one of the roots (primary or a replica).
+    Missing,
+    /// A copy cannot be read.
+    Unreadable,
+    /// A copy's ciphertext does not match its sidecar's hash or size.
+    Hash,
+    /// A copy's sidecar differs from the other copies'.
+    Sidecar,
+    /// A copy's age header does not parse.
+    Header,
+    /// Deep verification: the decrypted contents are wrong (or cannot be decrypted).
+    Contents,
+    /// The store itself: a file that is not a valid artifact or sidecar.
+    Store,
+}
+
+impl ProblemKind {
+    /// Every kind, so metrics show a zero for each kind not found.
+    pub const ALL: [ProblemKind; 7] = [
+        ProblemKind::Missing,
+        ProblemKind::Unreadable,
+        ProblemKind::Hash,
+        ProblemKind::Sidecar,
+        ProblemKind::Header,
+        ProblemKind::Contents,
+        ProblemKind::Store,
+    ];
+
+    /// The metric label and state-file key.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Unreadable => "unreadable",
+            ProblemKind::Hash => "hash",
+            ProblemKind::Sidecar => "sidecar",
+            ProblemKind::Header => "header",
+            ProblemKind::Contents => "contents",
+            ProblemKind::Store => "store",
+        }
+    }
+}
+
+/// The result of checking the whole store (or the selected nodes' part of it), replicas and
+/// master-key store included: what `coldkeep verify` prints and the daemon's scheduled
+/// verification records. The one place that decides what "verified" means, so new checks
+/// (artifact signatures) plug in here for both.
+#[derive(Debug, Serialize)]
+pub struct StoreCheck {
+    /// One check per artifact.
+    pub artifacts: Vec<ArtifactCheck>,
+    /// Files in the store that are not valid artifacts.
+    pub store_problems: Vec<String>,
+    /// Leftovers of interrupted writes (not problems).
+    pub store_warnings: Vec<String>,
+}
+
+impl StoreCheck {
+    /// Bad artifacts plus store problems: zero means all verified.
+    pub fn failed(&self) -> usize {
+        self.artifacts.iter().filter(|c| !c.ok).count() + self.store_problems.len()
+    }
+
+    /// How many problems of each kind were found (every kind present, zero when none).
+    pub fn problems_by_kind(&self) -> std::collections::BTreeMap<ProblemKind, u64> {
+        let mut counts: std::collections::BTreeMap<ProblemKind, u64> =
+            ProblemKind::ALL.iter().map(|k| (*k, 0)).collect();
+        for kind in self.artifacts.iter().flat_map(|c| &c.kinds) {
+            *counts.entry(*kind).or_default() += 1;
+        }
+        *counts.entry(ProblemKind::Store).or_default() += self.store_problems.len() as u64;
+        counts
+    }
+}
+
+/// Checks every artifact of the store, its replicas and the master-key store (only the named
+/// nodes' when `names` is given); deep (decrypting in memory) when identities are given.
+pub fn verify_store(
+    config: &Config,
+    names: Option<&[String]>,
+    ids: Option<&Identities>,
+) -> anyhow::Result<StoreCheck> {
+    let mut problems = Vec::new();
+    let mut artifacts = Vec::new();
+    for store in [Some(Store::new(&config.store)), Store::master_keys(&config.store)]
+        .iter()
+        .flatten()
+    {
+        let parts = match names {
+            None => vec![store.list(None)?],
+            Some(names) => names
+                .iter()
+                .map(|n| store.list(Some(n)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        for part in parts {
+            artifacts.extend(
+                part.artifacts
+                    .iter()
+                    .map(|a| verify_artifact(config, store, a, ids)),
+            );
+            problems.extend(part.problems);
+        }
+    }
+    let (warnings, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.interrupted);
+    let describe = |p: crate::store::Problem| format!("{}: {}", p.path.display(), p.message);
+    Ok(StoreCheck {
+        artifacts,
+        store_problems: problems.into_iter().map(describe).collect(),
+        store_warnings: warnings.into_iter().map(describe).collect(),
+    })
+}
+
 /// The result of checking one artifact.
 #[derive(Debug, Serialize)]
 pub struct ArtifactCheck {
@@ -26,6 +143,9 @@ pub struct ArtifactCheck {
     pub ok: bool,
     /// What is wrong, one line each.
     pub problems: Vec<String>,
+    /// The kind of each problem, in the same order (for the metrics).
+    #[serde(skip)]
+    pub kinds: Vec<ProblemKind>,
     /// Acra: how many sealed keys the master key at hand opens (when one is at hand).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_keys: Option<crate::material::acra_open::OpenReport>,
@@ -39,42 +159,53 @@ pub fn verify_artifact(
     ids: Option<&Identities>,
 ) -> ArtifactCheck {
     let mut problems = Vec::new();
+    let mut kinds = Vec::new();
+    let mut found = |kind: ProblemKind, problem: String| {
+        problems.push(problem);
+        kinds.push(kind);
+    };
     let mut good_ciphertext = None;
     for copy in &a.copies {
         let root = copy.root.display();
         if !copy.present {
-            problems.push(format!("copy missing in {root}"));
+            found(ProblemKind::Missing, format!("copy missing in {root}"));
             continue;
         }
         let (ciphertext, sidecar) = match store.read(copy) {
             Ok(x) => x,
             Err(e) => {
-                problems.push(format!("cannot read copy: {e}"));
+                found(ProblemKind::Unreadable, format!("cannot read copy: {e}"));
                 continue;
             }
         };
         let mut copy_ok = true;
         let actual = sha256_hex(&ciphertext);
         if actual != sidecar.ciphertext_sha256 || ciphertext.len() as u64 != sidecar.ciphertext_size {
-            problems.push(format!(
-                "{}: ciphertext does not match its sidecar (sha256 {actual}, {} bytes; sidecar says {}, {} bytes): \
+            found(
+                ProblemKind::Hash,
+                format!(
+                    "{}: ciphertext does not match its sidecar (sha256 {actual}, {} bytes; sidecar says {}, {} bytes): \
                  the file was modified or truncated",
-                copy.age_path.display(),
-                ciphertext.len(),
-                sidecar.ciphertext_sha256,
-                sidecar.ciphertext_size
-            ));
+                    copy.age_path.display(),
+                    ciphertext.len(),
+                    sidecar.ciphertext_sha256,
+                    sidecar.ciphertext_size
+                ),
+            );
             copy_ok = false;
         }
         if !sidecar.same_artifact(&a.sidecar) {
-            problems.push(format!(
-                "{}: sidecar differs from the other copies'",
-                copy.sidecar_path.display()
-            ));
+            found(
+                ProblemKind::Sidecar,
+                format!(
+                    "{}: sidecar differs from the other copies'",
+                    copy.sidecar_path.display()
+                ),
+            );
             copy_ok = false;
         }
         if let Err(e) = bundle::check_header(&ciphertext) {
-            problems.push(format!("{}: {e}", copy.age_path.display()));
+            found(ProblemKind::Header, format!("{}: {e}", copy.age_path.display()));
             copy_ok = false;
         }
         if copy_ok && good_ciphertext.is_none() {
@@ -85,7 +216,7 @@ pub fn verify_artifact(
     let mut sealed_keys = None;
     if let Some(ids) = ids {
         match &good_ciphertext {
-            None => problems.push("no intact copy to decrypt".to_string()),
+            None => found(ProblemKind::Contents, "no intact copy to decrypt".to_string()),
             Some(ciphertext) => match bundle::open(ciphertext, ids) {
                 // Master keys have their own recipients: an operator identity that is not one of
                 // them checks these artifacts shallowly, without calling them bad.
@@ -94,11 +225,15 @@ pub fn verify_artifact(
                 {
                     deep = false;
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => found(ProblemKind::Contents, e.to_string()),
                 Ok(opened) => {
                     sealed_keys = super::acra_master::open_keys(config, &a.node, &a.keystore, &opened, ids);
-                    problems.extend(sealed_keys.iter().flat_map(|r| r.problems()));
-                    problems.extend(check_contents(config, a, opened, ids))
+                    for p in sealed_keys.iter().flat_map(|r| r.problems()) {
+                        found(ProblemKind::Contents, p);
+                    }
+                    for p in check_contents(config, a, opened, ids) {
+                        found(ProblemKind::Contents, p);
+                    }
                 }
             },
         }
@@ -110,6 +245,7 @@ pub fn verify_artifact(
         deep,
         ok: problems.is_empty(),
         problems,
+        kinds,
         sealed_keys,
     }
 }

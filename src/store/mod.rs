@@ -9,7 +9,7 @@ pub mod retention;
 mod state;
 
 pub use lock::{LOCK_FILE, StoreLock};
-pub use state::{KeystoreState, RunState, STATE_DIR};
+pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};
 
 use crate::bundle::Sidecar;
 use crate::config::StoreConfig;
