@@ -239,6 +239,18 @@ impl Sandbox {
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
     pub fn start_node(&self, name: &str, trust: bool) -> Result<SandboxNode, SandboxError> {
+        self.start_node_with(name, trust, "")
+    }
+
+    /// [`Sandbox::start_node`] with extra sshd_config lines (e.g. a `HostCertificate`), for tests
+    /// of server setups the default node does not have. Files the lines name may be placed in
+    /// `<sandbox>/nodes/<name>/` beforehand (an existing `host_key` pair is kept).
+    pub fn start_node_with(
+        &self,
+        name: &str,
+        trust: bool,
+        extra_config: &str,
+    ) -> Result<SandboxNode, SandboxError> {
         let sshd = find_sshd().ok_or(SandboxError::NoSshd)?;
         let node_dir = self.dir.join("nodes").join(name);
         let root = node_dir.join("root");
@@ -260,7 +272,7 @@ impl Sandbox {
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n",
+                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n{extra_config}\n",
                 host_key.display(),
                 node_dir.join("sshd.pid").display(),
                 authorized_keys.display(),

@@ -28,8 +28,8 @@ fn setup(master: &str) -> Setup {
     setup_with(master, false)
 }
 
-/// With `operator_opens_master_keys`, master-key artifacts are encrypted to the operator's own
-/// recipient, so `--identity` also brings every stored (older) master key to hand.
+/// With `operator_opens_master_keys`, the operator's identity file also holds the master-key
+/// identity, so `--identity` also brings every stored (older) master key to hand.
 fn setup_with(master: &str, operator_opens_master_keys: bool) -> Setup {
     let fleet = Fleet::new(&["gw"]);
     let dir = fleet.node("gw").root.join(KEYS);
@@ -49,15 +49,21 @@ fn setup_with(master: &str, operator_opens_master_keys: bool) -> Setup {
         .arg(s.fleet.dir.join("master-identity.txt"))
         .output()
         .unwrap();
-    let master_recipient = if operator_opens_master_keys {
-        s.fleet.recipient.clone()
-    } else {
-        text(&keygen.stderr)
-            .trim()
-            .strip_prefix("Public key: ")
-            .unwrap()
-            .to_string()
-    };
+    let master_recipient = text(&keygen.stderr)
+        .trim()
+        .strip_prefix("Public key: ")
+        .unwrap()
+        .to_string();
+    if operator_opens_master_keys {
+        // No recipient may open both a keystore and its master key (a config error), so the
+        // operator holds the master-key identity too: one identity file with both keys.
+        let master_identity = fs::read_to_string(s.fleet.dir.join("master-identity.txt")).unwrap();
+        let mut operator = fs::OpenOptions::new()
+            .append(true)
+            .open(&s.fleet.age_identity)
+            .unwrap();
+        std::io::Write::write_all(&mut operator, master_identity.as_bytes()).unwrap();
+    }
     let config = fs::read_to_string(&s.fleet.config)
         .unwrap()
         .replacen(
@@ -337,4 +343,33 @@ fn after_a_master_key_rotation_each_backup_opens_with_its_own_stored_master_key(
         2,
         "each backup opened with its own master key: {json}"
     );
+}
+
+/// A configured master key that is not one (a character lost in copying: the very typo this
+/// check exists for) must not quietly turn the check off: restore refuses and names the source,
+/// never the value.
+#[test]
+fn restore_refuses_when_the_configured_master_key_is_not_a_master_key() {
+    let s = setup("placeholder");
+    let master = v1_keystore(&s.dir, &["Alice"], &[]);
+    s.set_master_key(&master);
+    s.backup_ok();
+    fs::remove_dir_all(&s.dir).unwrap();
+
+    let id = s.identity();
+    let typo = &master[..master.len() - 1];
+    s.set_master_key(typo);
+    let (code, out) = s.run(&["restore", "--node", "gw", "--identity", &id]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("master_key") && out.contains("not valid base64"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&s.secret.display().to_string()),
+        "names the source: {out}"
+    );
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(!out.contains(typo), "never the value: {out}");
+    assert!(!s.dir.exists(), "nothing restored");
 }

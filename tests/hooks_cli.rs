@@ -175,8 +175,11 @@ fn start_and_finish_hooks_run_in_order_with_the_run_status() {
 fn hook_and_verify_settings_are_validated_with_their_position() {
     let base = "store:\n  path: /var/lib/coldkeep\nencryption:\n  recipients: \
                 [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n";
+    // After the lines under test, so the positions asserted stay theirs.
+    let signing =
+        "signing:\n  key: /etc/coldkeep/signing_key\n  allowed_signers: /etc/coldkeep/allowed_signers\n";
     let check = |top: &str, at: (usize, usize), want: &str| {
-        let text = format!("{base}{top}");
+        let text = format!("{base}{top}{signing}");
         let e = coldkeep::config::Config::parse(&text, Path::new("/etc/coldkeep/coldkeep.yaml"))
             .err()
             .unwrap_or_else(|| panic!("accepted:\n{text}"));
@@ -193,7 +196,7 @@ fn hook_and_verify_settings_are_validated_with_their_position() {
         "only used by `verify_schedule`",
     );
     // Both set: accepted, the identity resolved.
-    let text = format!("{base}verify_schedule: \"0 5 * * 0\"\nverify_identity: /k.txt\n");
+    let text = format!("{base}verify_schedule: \"0 5 * * 0\"\nverify_identity: /k.txt\n{signing}");
     let c = coldkeep::config::Config::parse(&text, Path::new("/etc/coldkeep/coldkeep.yaml")).unwrap();
     assert_eq!(c.verify_identity.as_deref(), Some(Path::new("/k.txt")));
     assert_eq!(c.verify_schedule.unwrap().as_str(), "0 5 * * 0");
@@ -329,7 +332,8 @@ fn the_daemons_verify_schedule_reports_a_flipped_byte_in_the_metrics_and_status(
         Some("1"),
         "{prom}"
     );
-    for kind in ["missing", "header", "sidecar", "contents", "store"] {
+    // The sidecar (and so its signature) is intact: a flipped ciphertext byte is bit rot, not a forgery.
+    for kind in ["missing", "header", "sidecar", "contents", "store", "signature"] {
         let name = format!("coldkeep_verify_problems{{kind=\"{kind}\"}}");
         assert_eq!(metric(&prom, &name).as_deref(), Some("0"), "{prom}");
     }
@@ -386,4 +390,62 @@ fn the_daemons_verify_schedule_reports_a_flipped_byte_in_the_metrics_and_status(
         assert!(seen < 3, "the reload did not make verification deep: {prom}");
     }
     assert_eq!(daemon.terminate(), 0, "SIGTERM: clean exit");
+}
+
+/// Every sidecar (`.json`) of the artifacts under a store root.
+fn sidecars(root: &Path) -> Vec<std::path::PathBuf> {
+    age_files(root)
+        .into_iter()
+        .map(|p| p.with_extension("json"))
+        .collect()
+}
+
+#[test]
+fn the_daemons_verify_schedule_reports_a_forged_sidecar_in_a_replica_as_a_signature_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("coldkeep.prom");
+    let top = format!(
+        "timezone: UTC\nschedule: \"0 0 1 1 *\"\nmetrics_file: {}\nverify_schedule: \"*/1 * * * * *\"\n",
+        metrics.display()
+    );
+    let f = fleet(&["n1"], &top);
+    assert_eq!(run(&f, &["backup"]).0, 0);
+
+    // An attacker who can write the replica only edits its sidecar (the recorded host) and keeps
+    // the old signature beside it; the ciphertext and its hash are untouched, so only the
+    // signature (and the copies disagreeing) can tell.
+    let [sidecar] = sidecars(&f.replica()).try_into().unwrap();
+    let genuine = fs::read_to_string(&sidecar).unwrap();
+    assert!(genuine.contains("127.0.0.1"), "{genuine}");
+    fs::write(&sidecar, genuine.replace("127.0.0.1", "127.0.0.9")).unwrap();
+
+    let daemon = Daemon::start(&f);
+    daemon.expect("store verification scheduled");
+    let line = daemon.expect("verify done");
+    assert!(
+        line.contains("PROBLEMS") && line.contains("signature=1"),
+        "{line}"
+    );
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&prom, "coldkeep_verify_problems{kind=\"signature\"}").as_deref(),
+        Some("1"),
+        "{prom}"
+    );
+    for kind in ["missing", "unreadable", "hash", "header", "contents", "store"] {
+        let name = format!("coldkeep_verify_problems{{kind=\"{kind}\"}}");
+        assert_eq!(metric(&prom, &name).as_deref(), Some("0"), "{prom}");
+    }
+    assert_eq!(daemon.terminate(), 0, "SIGTERM: clean exit");
+
+    // `status` names the forged copy; `coldkeep verify`, the same check, fails on it too.
+    let (code, status) = run(&f, &["status"]);
+    assert_eq!(code, 1, "{status}");
+    assert!(status.contains("the store verification at"), "{status}");
+    let (code, out) = run(&f, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("BAD") && out.contains(&f.replica().display().to_string()),
+        "{out}"
+    );
 }

@@ -31,12 +31,22 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     let mut config = config;
     config.store.lock_wait = lock_wait;
     let (tx, rx) = mpsc::channel();
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
     let stop_tx = tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
-            if stop_tx.send(Event::Stop(sig)).is_err() {
+            // SIGHUP reloads the config, as daemons do (it used to kill the process silently).
+            let event = if sig == signal_hook::consts::SIGHUP {
+                tracing::info!("SIGHUP: reloading the config");
+                Event::ConfigChanged
+            } else {
+                Event::Stop(sig)
+            };
+            if stop_tx.send(event).is_err() {
                 break;
             }
         }
@@ -134,49 +144,61 @@ fn log_next(next: &BTreeMap<String, DateTime<Utc>>) {
 /// the run; reports back with [`Event::BatchDone`].
 fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
     std::thread::spawn(move || {
-        let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
-        // Store changes take the store lock themselves, briefly: SSH work never holds it.
-        let report = crate::ops::run::backup_run(&config, &nodes, Options::default());
-        for o in &report.outcomes {
-            if o.ok {
-                tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
-                    unchanged = o.unchanged, "backup done");
-            } else {
-                tracing::error!(node = %o.node, keystore = %o.keystore,
-                    error = o.error.as_deref().unwrap_or(""), "backup failed");
-            }
-        }
-        for node in &nodes {
-            if let Err(e) = crate::ops::prune::prune(&config, Some(&node.name), false) {
-                tracing::error!(node = %node.name, "retention failed: {e:#}");
-            }
-        }
+        crate::ops::scheduler::guard_batch(&config, &names, || run_batch(&config, &names));
         let _ = tx.send(Event::BatchDone(names));
     });
 }
 
-/// Runs the scheduled verification on a worker thread; reports back with [`Event::VerifyDone`].
+/// One batch: back up `names` with the run's hooks and record it (ops::run::backup_run), log
+/// each outcome, apply retention.
+fn run_batch(config: &Config, names: &[String]) {
+    let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
+    // Store changes take the store lock themselves, briefly: SSH work never holds it.
+    let report = crate::ops::run::backup_run(config, &nodes, Options::default());
+    for o in &report.outcomes {
+        if o.ok {
+            tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
+                unchanged = o.unchanged, "backup done");
+        } else {
+            tracing::error!(node = %o.node, keystore = %o.keystore,
+                error = o.error.as_deref().unwrap_or(""), "backup failed");
+        }
+    }
+    for node in &nodes {
+        if let Err(e) = crate::ops::prune::prune(config, Some(&node.name), false) {
+            tracing::error!(node = %node.name, "retention failed: {e:#}");
+        }
+    }
+}
+
+/// Runs the scheduled verification on a worker thread; reports back with [`Event::VerifyDone`]
+/// even when it panics (guarded like a batch), so the next fire time can start it again.
 fn spawn_verify(config: Arc<Config>, tx: Sender<Event>) {
     std::thread::spawn(move || {
-        match crate::ops::run::scheduled_verify(&config) {
-            Ok(check) => {
-                let problems: Vec<String> = check
-                    .problems_by_kind()
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(k, n)| format!("{}={n}", k.as_str()))
-                    .collect();
-                if problems.is_empty() {
-                    tracing::info!(artifacts = check.artifacts.len(), "verify done: no problems");
-                } else {
-                    tracing::error!(artifacts = check.artifacts.len(), problems = %problems.join(","),
-                        "verify done: PROBLEMS found (run `coldkeep verify` for details)");
-                }
-            }
-            Err(e) => tracing::error!("scheduled verify failed: {e:#}"),
-        }
+        crate::ops::scheduler::guard_verify(|| verify(&config));
         let _ = tx.send(Event::VerifyDone);
     });
+}
+
+/// One scheduled verification: check and record (ops::run::scheduled_verify), log the result.
+fn verify(config: &Config) {
+    match crate::ops::run::scheduled_verify(config) {
+        Ok(check) => {
+            let problems: Vec<String> = check
+                .problems_by_kind()
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{}={n}", k.as_str()))
+                .collect();
+            if problems.is_empty() {
+                tracing::info!(artifacts = check.artifacts.len(), "verify done: no problems");
+            } else {
+                tracing::error!(artifacts = check.artifacts.len(), problems = %problems.join(","),
+                    "verify done: PROBLEMS found (run `coldkeep verify` for details)");
+            }
+        }
+        Err(e) => tracing::error!("scheduled verify failed: {e:#}"),
+    }
 }
 
 /// Watches the config file's directory (editors replace files, so the file's own watch would

@@ -25,7 +25,8 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         return live(config, node, args.json);
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
-    let out = crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref())?;
+    let out =
+        crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref(), args.sign_unsigned)?;
     let failed = out.failed();
     if args.json {
         print_json(&out)?;
@@ -39,10 +40,11 @@ fn print_checks(out: &StoreCheck, deep: bool) {
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {
+            let signed = if c.signed_now { ", signed now" } else { "" };
             if let Some(r) = c.sealed_keys.as_ref().filter(|_| c.deep) {
-                format!("ok (decrypted, contents checked; {})", r.summary())
+                format!("ok (decrypted, contents checked; {}{signed})", r.summary())
             } else if c.deep {
-                "ok (decrypted, contents checked)".to_string()
+                format!("ok (decrypted, contents checked{signed})")
             } else {
                 "ok (hashes, header)".to_string()
             }

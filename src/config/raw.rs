@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub hooks: Option<S<RawHooks>>,
     pub verify_schedule: Option<S<String>>,
     pub verify_identity: Option<S<String>>,
+    /// Required whenever there is a store (always): see [`RawSigning`].
+    pub signing: Option<S<RawSigning>>,
     /// May be empty or absent (a store for hardware keys only).
     #[serde(default)]
     pub nodes: Option<Vec<RawNode>>,
@@ -74,6 +76,17 @@ pub(super) struct RawStore {
     #[serde(default)]
     pub replicas: Vec<S<String>>,
     pub master_key_store: Option<S<String>>,
+    #[serde(default)]
+    pub master_key_replicas: Vec<S<String>>,
+}
+
+/// `signing:`: the key that signs every artifact, and the keys trusted on read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigning {
+    pub key: S<String>,
+    pub passphrase: Option<S<RawSecret>>,
+    pub allowed_signers: S<String>,
 }
 
 #[derive(Deserialize)]

@@ -91,7 +91,8 @@ impl OpenReport {
             self.failed
                 .iter()
                 .take(NAMED_IN_PROBLEMS)
-                .map(|f| format!("key {}: {}", f.key, f.problem)),
+                // Names come from the node: escaped, so none can write to the terminal.
+                .map(|f| format!("key {}: {}", f.key.escape_debug(), f.problem)),
         );
         if self.failed.len() > NAMED_IN_PROBLEMS {
             out.push(format!(
@@ -417,5 +418,25 @@ mod tests {
             "{:?}",
             r.problems()
         );
+    }
+
+    /// Key names are file names from the node: a node under someone else's control can name a
+    /// file with terminal escapes or a line break, which must not reach the operator's terminal
+    /// as such (a fake "all keys open" line, a cleared screen).
+    #[test]
+    fn key_names_in_problem_lines_cannot_drive_the_terminal() {
+        let v1 = MasterKey::V1(zeroize::Zeroizing::new(vec![1u8; 32]));
+        let entries = [Entry {
+            path: "keys/x\u{1b}[2J\n12 of 12 sealed keys open_hmac",
+            mode: 0o600,
+            data: b"x",
+        }];
+        let problems = open_all(&entries, 1, &v1).problems();
+        let line = &problems[1];
+        assert!(
+            !line.chars().any(char::is_control),
+            "a control character reaches the output: {line:?}"
+        );
+        assert!(line.contains("\\u{1b}[2J\\n12 of 12"), "{line}");
     }
 }

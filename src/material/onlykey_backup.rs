@@ -161,7 +161,8 @@ pub enum OpenError {
 pub struct KeyRecord {
     /// The device slot (RSA 1-4, ECC 101-132).
     pub slot: u8,
-    /// Key type (RSA: 1-4 = x1024 bits; ECC: 1 Ed25519/X25519, 2 P-256, 3 secp256k1, 4 Curve25519).
+    /// Key type (RSA: 1-4 = x1024 bits; ECC: 1 Ed25519/X25519, 2 P-256, 3 secp256k1, 4 Curve25519,
+    /// 9 HMAC-SHA1 in slots 129 and 130).
     pub kind: u8,
 }
 
@@ -458,13 +459,20 @@ fn slot_field(p: &[u8], i: usize, s: &mut Summary) -> Option<usize> {
     Some(end)
 }
 
-/// `FE slot features key`: RSA slots 1-4 ((features & 0x0F) x 128 bytes), ECC 101-132 (32).
+/// HMAC-SHA1 key type (python-onlykey `setkey HMAC1 h`), held in the two HMAC slots.
+const HMAC_KIND: u8 = 9;
+/// `RESERVED_KEY_HMACSHA1_2` and `_1` (okcore.h).
+const HMAC_SLOTS: [u8; 2] = [129, 130];
+
+/// `FE slot features key`: RSA slots 1-4 ((features & 0x0F) x 128 bytes), ECC 101-132 (32; the
+/// HMAC slots 129 and 130 hold type 9, which `RESTORE()` reads like any ECC slot).
 fn private_key(p: &[u8], i: usize, s: &mut Summary) -> Option<usize> {
     let (&slot, &features) = (p.get(i + 1)?, p.get(i + 2)?);
     let kind = features & 0x0f;
+    let ecc_kind = (1..=4).contains(&kind) || kind == HMAC_KIND && HMAC_SLOTS.contains(&slot);
     let (len, list) = match slot {
         1..=4 if (1..=4).contains(&kind) => (usize::from(kind) * 128, &mut s.rsa_keys),
-        101..=132 if (1..=4).contains(&kind) => (32, &mut s.ecc_keys),
+        101..=132 if ecc_kind => (32, &mut s.ecc_keys),
         _ => return None,
     };
     let end = i + 3 + len;
@@ -573,6 +581,7 @@ fn ecc_name(kind: u8) -> &'static str {
         1 => "Ed25519/X25519",
         2 => "P-256",
         3 => "secp256k1",
+        HMAC_KIND => "HMAC-SHA1",
         _ => "Curve25519",
     }
 }

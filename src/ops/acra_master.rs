@@ -100,7 +100,27 @@ pub fn refuse_unless_keys_open(
     if target != (picked.node.as_str(), picked.keystore.as_str()) {
         keys.extend(master_keys_for(config, target.0, target.1, ids));
     }
-    match open_with(&keys, opened) {
+    let report = open_with(&keys, opened);
+    if report.is_none() {
+        // A configured master key that is not one (a character lost in copying) must not turn
+        // the proof off without a word: the restore would go ahead unchecked.
+        let mut targets = vec![(picked.node.as_str(), picked.keystore.as_str())];
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+        let unusable: Vec<String> = targets
+            .into_iter()
+            .filter_map(|(node, keystore)| configured_key_problem(config, node, keystore))
+            .collect();
+        if !unusable.is_empty() {
+            anyhow::bail!(
+                "cannot prove backup {} opens: {}; nothing was changed. Fix the configured master key.",
+                picked.id,
+                unusable.join("; ")
+            );
+        }
+    }
+    match report {
         None => {
             tracing::info!(
                 artifact = %picked.id,
@@ -118,6 +138,35 @@ pub fn refuse_unless_keys_open(
             picked.id,
             report.problems().join("; ")
         ),
+    }
+}
+
+/// Why the configured `master_key` of `node`/`keystore` is unusable, naming its source, never its
+/// value: `Some` when it is set and readable but is not an Acra master key. One that cannot be
+/// read here (an unset variable on the operator's machine) is only warned about.
+fn configured_key_problem(config: &Config, node: &str, keystore: &str) -> Option<String> {
+    let secret = config
+        .node(node)?
+        .keystores
+        .iter()
+        .find(|k| k.name == keystore)?
+        .master_key
+        .as_ref()?;
+    match secret.resolve() {
+        Err(e) => {
+            tracing::warn!(
+                node,
+                keystore,
+                "the configured master_key cannot be read here ({e}): sealed keys not opened with it"
+            );
+            None
+        }
+        Ok(value) => acra::MasterKey::parse(&value).err().map(|e| {
+            format!(
+                "the master_key configured for {node}/{keystore} ({}) is not an Acra master key: {e}",
+                secret.describe()
+            )
+        }),
     }
 }
 

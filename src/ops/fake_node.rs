@@ -288,7 +288,8 @@ impl FakeNode {
             .filter_map(|(p, (m, _))| under(p, root).map(|rel| (rel, *m)))
             .filter(|(rel, _)| !skipped(rel))
             .collect();
-        if files.len() as u64 > limits.max_files
+        // Directories count toward max_files, as in Session's listing.
+        if (files.len() + dirs.len()) as u64 > limits.max_files
             || files.iter().map(|f| f.size).sum::<u64>() > limits.max_size
         {
             return Err(RemoteError::TreeTooLarge {
@@ -327,6 +328,19 @@ impl Node for FakeNode {
                 mode: f.mode,
             })
         })
+    }
+
+    fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        if self.state.borrow().fs.links.contains_key(path) {
+            // As SFTP lstat reports a link: neither a file nor a directory.
+            return Ok(Some(RemoteStat {
+                is_dir: false,
+                is_file: false,
+                size: 0,
+                mode: 0o777,
+            }));
+        }
+        self.stat(path)
     }
 
     fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
@@ -391,7 +405,23 @@ impl Node for FakeNode {
     }
 
     fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
-        let owner = self.state.borrow().fs.files.get(path).map(|f| f.owner.clone());
+        // As Session::push: a link or directory at the target is never replaced or followed, and
+        // a replaced file's mode is narrowed to `mode` (never looser than recorded).
+        let (owner, mode) = {
+            let st = self.state.borrow();
+            if st.fs.links.contains_key(path) || st.fs.dirs.contains_key(path) {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.into(),
+                    detail:
+                        "not a regular file (a symlink, directory or device is never replaced or followed)"
+                            .into(),
+                });
+            }
+            match st.fs.files.get(path) {
+                Some(f) => (Some(f.owner.clone()), f.mode & mode & 0o777),
+                None => (None, mode & 0o777),
+            }
+        };
         self.write(path, bytes, mode, owner)
     }
 

@@ -45,6 +45,15 @@ pub fn backup_run(config: &Config, nodes: &[&NodeConfig], options: Options) -> B
         }
     };
     super::run_state::record(config, &report, started.elapsed());
+    finish_hooks(config, &report, names, started.elapsed());
+    report
+}
+
+/// Runs `on_run_success` or `on_run_failure` for a finished run of `names` (space-separated):
+/// the finish half of the start/finish ping pair, also sent by the daemon when a batch panicked,
+/// so a dead-man's switch that got the start ping hears how the run ended.
+pub fn finish_hooks(config: &Config, report: &BackupReport, names: String, took: std::time::Duration) {
+    let h = &config.hooks;
     let failures: Vec<String> = report
         .failures()
         .map(|o| {
@@ -64,7 +73,7 @@ pub fn backup_run(config: &Config, nodes: &[&NodeConfig], options: Options) -> B
         ("COLDKEEP_NODES", names),
         ("COLDKEEP_KEYSTORES", report.outcomes.len().to_string()),
         ("COLDKEEP_FAILED", failures.len().to_string()),
-        ("COLDKEEP_DURATION", started.elapsed().as_secs().to_string()),
+        ("COLDKEEP_DURATION", took.as_secs().to_string()),
         ("COLDKEEP_ERROR", failures.join("\n")),
     ];
     let finish = if failures.is_empty() {
@@ -73,7 +82,6 @@ pub fn backup_run(config: &Config, nodes: &[&NodeConfig], options: Options) -> B
         &h.on_run_failure
     };
     hooks::run_all(finish, &env, h.timeout);
-    report
 }
 
 /// The daemon's scheduled verification: the whole store, replicas and master-key store, deep
@@ -86,7 +94,9 @@ pub fn scheduled_verify(config: &Config) -> anyhow::Result<StoreCheck> {
         .map(Identities::from_file)
         .transpose()?;
     let started = Instant::now();
-    let check = verify_store(config, None, ids.as_ref())?;
+    // Signatures are checked as `coldkeep verify` checks them; adopting unsigned artifacts stays
+    // an operator's decision (`verify --sign-unsigned`), never the daemon's.
+    let check = verify_store(config, None, ids.as_ref(), false)?;
     super::run_state::record_verify(config, &check, ids.is_some(), started.elapsed())?;
     Ok(check)
 }

@@ -30,11 +30,14 @@ pub enum ProblemKind {
     Contents,
     /// The store itself: a file that is not a valid artifact or sidecar.
     Store,
+    /// A copy's signature is missing, forged, by a key not in `allowed_signers`, or does not
+    /// cover this sidecar (an edited or unsigned artifact): the attack signing exists to catch.
+    Signature,
 }
 
 impl ProblemKind {
     /// Every kind, so metrics show a zero for each kind not found.
-    pub const ALL: [ProblemKind; 7] = [
+    pub const ALL: [ProblemKind; 8] = [
         ProblemKind::Missing,
         ProblemKind::Unreadable,
         ProblemKind::Hash,
@@ -42,6 +45,7 @@ impl ProblemKind {
         ProblemKind::Header,
         ProblemKind::Contents,
         ProblemKind::Store,
+        ProblemKind::Signature,
     ];
 
     /// The metric label and state-file key.
@@ -54,14 +58,15 @@ impl ProblemKind {
             ProblemKind::Header => "header",
             ProblemKind::Contents => "contents",
             ProblemKind::Store => "store",
+            ProblemKind::Signature => "signature",
         }
     }
 }
 
 /// The result of checking the whole store (or the selected nodes' part of it), replicas and
 /// master-key store included: what `coldkeep verify` prints and the daemon's scheduled
-/// verification records. The one place that decides what "verified" means, so new checks
-/// (artifact signatures) plug in here for both.
+/// verification records. The one place that decides what "verified" means (hashes, headers,
+/// signatures, contents), so the command and the daemon can never disagree.
 #[derive(Debug, Serialize)]
 pub struct StoreCheck {
     /// One check per artifact.
@@ -91,11 +96,15 @@ impl StoreCheck {
 }
 
 /// Checks every artifact of the store, its replicas and the master-key store (only the named
-/// nodes' when `names` is given); deep (decrypting in memory) when identities are given.
+/// nodes' when `names` is given), signatures included ([`check_signed`]: untrusted artifacts are
+/// checked too, so a forgery is reported rather than skipped); deep (decrypting in memory) when
+/// identities are given. `sign_unsigned` adopts a store that predates signing (`coldkeep verify
+/// --sign-unsigned`; the daemon never does).
 pub fn verify_store(
     config: &Config,
     names: Option<&[String]>,
     ids: Option<&Identities>,
+    sign_unsigned: bool,
 ) -> anyhow::Result<StoreCheck> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
@@ -114,7 +123,8 @@ pub fn verify_store(
             artifacts.extend(
                 part.artifacts
                     .iter()
-                    .map(|a| verify_artifact(config, store, a, ids)),
+                    .chain(&part.untrusted)
+                    .map(|a| check_signed(config, store, a, ids, sign_unsigned)),
             );
             problems.extend(part.problems);
         }
@@ -149,6 +159,30 @@ pub struct ArtifactCheck {
     /// Acra: how many sealed keys the master key at hand opens (when one is at hand).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_keys: Option<crate::material::acra_open::OpenReport>,
+    /// `--sign-unsigned` signed this (deep-verified, unsigned) artifact now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub signed_now: bool,
+}
+
+/// [`verify_artifact`], then the copies' signatures: an artifact without a valid signature on
+/// every present copy fails, each copy named. With `sign_unsigned`, a store that predates
+/// signing is adopted (see [`super::signatures::report`]).
+pub fn check_signed(
+    config: &Config,
+    store: &Store,
+    a: &Artifact,
+    ids: Option<&Identities>,
+    sign_unsigned: bool,
+) -> ArtifactCheck {
+    let mut check = verify_artifact(config, store, a, ids);
+    let signatures = super::signatures::report(store, a, check.ok && check.deep, sign_unsigned);
+    check
+        .kinds
+        .extend(signatures.problems.iter().map(|_| ProblemKind::Signature));
+    check.problems.extend(signatures.problems);
+    check.signed_now = signatures.signed > 0;
+    check.ok = check.problems.is_empty();
+    check
 }
 
 /// Checks every copy of one artifact, and its contents when identities are given.
@@ -247,6 +281,7 @@ pub fn verify_artifact(
         problems,
         kinds,
         sealed_keys,
+        signed_now: false,
     }
 }
 

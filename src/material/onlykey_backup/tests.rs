@@ -189,3 +189,41 @@ fn messages_name_what_was_tried_and_never_a_value() {
     assert!(e.contains("P-256") && e.contains("the backup passphrase"), "{e}");
     assert!(!e.contains(case["passphrase"].as_str().unwrap()), "{e}");
 }
+
+/// An HMAC-SHA1 challenge-response key (KeePassXC) sits in ECC slot 130 or 129 with key type 9
+/// (python-onlykey `setkey HMAC1 h`); `backup()` writes it like any ECC slot and `RESTORE()`
+/// takes 32 bytes for every slot above 100 whatever its type. Such a backup is not damaged.
+#[test]
+fn a_backup_with_hmac_keys_walks_cleanly() {
+    let mut p = vec![0xff, 1, 2];
+    p.extend_from_slice(b"user");
+    p.extend_from_slice(&[0xfe, 129, 9]);
+    p.extend_from_slice(&[0x11; 32]);
+    p.extend_from_slice(&[0xfe, 130, 9]);
+    p.extend_from_slice(&[0x22; 32]);
+    p.extend_from_slice(&[0xfe, 131, 0xa1]);
+    p.extend_from_slice(&[0x33; 32]);
+    p.extend_from_slice(&[0xfe, 0]);
+    p.extend_from_slice(&[0x44; 208]);
+    let s = walk_records(&p, Scheme::X25519).expect("a backup with HMAC keys is well-formed");
+    let ecc: Vec<(u8, u8)> = s.ecc_keys.iter().map(|k| (k.slot, k.kind)).collect();
+    assert_eq!(ecc, [(129, 9), (130, 9), (131, 1)]);
+    assert!(s.fido2_state);
+    let lines = s.lines().join("\n");
+    assert!(lines.contains("slot 130 HMAC-SHA1"), "{lines}");
+    // Type 9 is an HMAC key only in the two HMAC slots.
+    let mut other = p.clone();
+    other[3 + 4 + 1] = 101;
+    assert!(walk_records(&other, Scheme::X25519).is_none());
+}
+
+/// The AES states that held a backup key are wiped when dropped: the first two AES-256 round
+/// keys are the key itself, so an unwiped key schedule leaves it in freed memory. (Secure Cell's
+/// AES-256-GCM holds the same `aes` type, wiped with it.) Fails to compile without the `zeroize`
+/// features of `aes` and `ctr`.
+#[test]
+fn aes_states_are_wiped_on_drop() {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<aes::Aes256>();
+    wiped_on_drop::<Aes256Ctr>();
+}
