@@ -12,14 +12,13 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hid;
 pub mod init;
 pub mod material;
 pub mod ops;
 pub mod output;
 pub mod remote;
-pub mod sandbox;
 pub mod schedule;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
