@@ -1,11 +1,20 @@
-//! The integration tests, as one test binary: one link of the library and its dependencies
-//! instead of one per file, which is most of a cold `cargo test`. Each file below is one former
-//! `tests/<name>.rs` and keeps its tests' names (`cargo test --test it backup_cli::` runs one).
+//! The integration tests, as one test binary: after a change to the library, one executable to
+//! link instead of one per file. Each file below is one former `tests/<name>.rs` and keeps its
+//! tests' names (`cargo test --test it backup_cli::` runs one).
 //!
 //! Every test keeps its state to itself (a temp dir, its own sshd nodes, the binary run as a child
 //! with its own HOME and TMPDIR), so sharing a process with the others changes nothing; a new test
 //! must not touch process-wide state either (`std::env::set_var`, the current dir, signal
 //! handlers).
+//!
+//! The one exception is `tests/package.rs`, still a binary of its own: it installs and purges the
+//! .deb on the machine (dpkg, /usr/bin/coldkeep, /etc/coldkeep, the systemd units, a system user),
+//! which no temp dir can make private, and cargo runs test binaries one after another, so it never
+//! overlaps these tests (`deploy`'s `systemd-analyze verify` of units with the same names, say).
+//!
+//! A new file: `git mv tests/<name>.rs tests/it/<name>.rs`, in it `mod support;` becomes
+//! `use crate::support;` (and `include_str!("fixtures/..")` becomes `"../fixtures/.."`), and a
+//! `mod <name>;` line goes below.
 
 // Shared helpers, where standalone test files (`mod support;` in tests/<name>.rs) find them too.
 #[path = "../support/mod.rs"]
@@ -23,6 +32,5 @@ mod init_cli;
 mod onlykey_capture_cli;
 mod onlykey_verify_cli;
 mod operations_cli;
-mod package;
 mod remote_session;
 mod restore_cli;
