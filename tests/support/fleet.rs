@@ -2,7 +2,7 @@
 //! a store and a replica, all under one temp dir, and a way to run the real binary against them.
 
 use coldkeep::material::p12::{self, GenerateStyle};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

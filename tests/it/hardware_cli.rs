@@ -2,7 +2,7 @@
 //! store, checked, listed and verified; no plaintext on local disk. The OKRESTORE protocol itself
 //! is tested against a scripted fake device in `src/hid/onlykey.rs`.
 
-mod support;
+use crate::support;
 
 use coldkeep::material::{bitbox02, onlykey};
 use serde_json::Value;

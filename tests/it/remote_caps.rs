@@ -2,7 +2,7 @@
 
 use coldkeep::config::{HostKeyPolicy, NodeConfig};
 use coldkeep::remote::{MAX_EXEC_OUTPUT, RemoteError, Session, TreeLimits};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 
 use coldkeep::config::{HostKeyPolicy, NodeConfig};
 use coldkeep::remote::{RemoteError, Session};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
