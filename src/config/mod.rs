@@ -247,6 +247,21 @@ pub enum FileTransfer {
     Sftp,
 }
 
+/// How coldkeep gains the rights to read and write a node's keys (`become:`), decided per node
+/// because privilege is a property of how a node is reached, not of each command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Become {
+    /// Read and write as the SSH user (default).
+    #[default]
+    None,
+    /// Run every remote read and write as `user` through `sudo -n` (never a password prompt), for
+    /// nodes whose keys belong to root or a service user and that refuse root logins.
+    Sudo {
+        /// `become_user` (default `root`).
+        user: String,
+    },
+}
+
 /// One node, with `ssh:` defaults already merged in.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -267,6 +282,8 @@ pub struct NodeConfig {
     pub io_timeout: Duration,
     /// How single files (P12) are fetched.
     pub file_transfer: FileTransfer,
+    /// `become:` / `become_user:`: sudo for every read and write, or none.
+    pub become_: Become,
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).
     pub schedule: Option<Schedule>,

@@ -3,8 +3,10 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+mod sudo;
 mod tree;
 
+pub use sudo::{Op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
 
 use crate::config::NodeConfig;
@@ -54,8 +56,27 @@ pub enum RemoteError {
     UnsafeEntry { path: String, detail: String },
     #[error("the tree under {path} is too large: {detail}")]
     TreeTooLarge { path: String, detail: String },
-    #[error("permission denied on {path}")]
+    #[error(
+        "permission denied on {path}: if root or a service user owns it, set `become: sudo` for this \
+         node and allow the reads with the lines `coldkeep config sudoers` prints"
+    )]
     PermissionDenied { path: String },
+    #[error(
+        "sudo on {addr} refused: {detail}. coldkeep never types a password; allow it with the lines \
+         `coldkeep config sudoers --node {node}` prints (this one: `{rule}`)"
+    )]
+    SudoRefused {
+        addr: String,
+        node: String,
+        detail: String,
+        rule: String,
+    },
+    #[error(
+        "`become: sudo` is set for {addr}, but the node has no sudo: install it there or remove `become`"
+    )]
+    SudoMissing { addr: String },
+    #[error("become_user `{user}` does not exist on {addr}: create it or fix `become_user`")]
+    BecomeUserMissing { addr: String, user: String },
     #[error("remote file {path} is {size} bytes, over the {cap}-byte cap")]
     TooLarge { path: String, size: u64, cap: u64 },
     #[error("remote command `{command}` failed (exit {status}): {stderr}")]
@@ -87,6 +108,20 @@ pub struct RemoteFile {
     pub bytes: Zeroizing<Vec<u8>>,
     /// Unix permission bits (e.g. 0o400).
     pub mode: u32,
+    /// Who owns it, when the transport tells.
+    pub owner: Option<Owner>,
+}
+
+/// The owner and group of a remote file: ids always, names when the node knows them. Kept in the
+/// manifest so a restore can give a recreated file the owner it had.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    /// User name, when known.
+    pub user: Option<String>,
+    /// Group name, when known.
+    pub group: Option<String>,
 }
 
 /// What `stat` found at a remote path.
@@ -97,6 +132,8 @@ pub struct RemoteStat {
     pub size: u64,
     /// Unix permission bits.
     pub mode: u32,
+    /// Owner and group.
+    pub owner: Option<Owner>,
 }
 
 /// Output of a remote command.
@@ -119,6 +156,8 @@ pub struct Session {
     transfer: crate::config::FileTransfer,
     /// Set after a timeout: see [`Session::poison_on_timeout`].
     poisoned: std::cell::Cell<bool>,
+    /// `become: sudo`: every read and write goes through sudo ([`sudo`]).
+    become_: Option<sudo::Become>,
 }
 
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
@@ -349,6 +388,14 @@ impl Session {
             sftp: std::cell::OnceCell::new(),
             transfer: node.file_transfer,
             poisoned: std::cell::Cell::new(false),
+            become_: match &node.become_ {
+                crate::config::Become::None => None,
+                crate::config::Become::Sudo { user } => Some(sudo::Become {
+                    user: user.clone(),
+                    ssh_user: node.user.clone(),
+                    node: node.name.clone(),
+                }),
+            },
         })
     }
 
@@ -576,6 +623,9 @@ impl Session {
 
     /// Stats a path (SFTP); `Ok(None)` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_stat(b, path);
+        }
         let sftp = self.sftp()?;
         self.stat_with(sftp, path)
     }
@@ -587,6 +637,12 @@ impl Session {
                 is_file: st.is_file(),
                 size: st.size.unwrap_or(0),
                 mode: st.perm.unwrap_or(0) & 0o7777,
+                owner: st.uid.zip(st.gid).map(|(uid, gid)| Owner {
+                    uid,
+                    gid,
+                    user: None,
+                    group: None,
+                }),
             })),
             Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
             Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
@@ -600,6 +656,9 @@ impl Session {
 
     /// Reads a whole regular file into memory, refusing files over `max_size` bytes.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_fetch(b, path, max_size);
+        }
         // SFTP stat first: clean status codes for missing / forbidden / directory paths.
         let sftp = self.sftp()?;
         let st = self.stat_with(sftp, path)?.ok_or_else(|| RemoteError::NotFound {
@@ -619,7 +678,11 @@ impl Session {
         }
         if self.transfer == crate::config::FileTransfer::Sftp {
             let bytes = self.read_sftp(sftp, path, st.size, max_size)?;
-            return Ok(RemoteFile { bytes, mode: st.mode });
+            return Ok(RemoteFile {
+                bytes,
+                mode: st.mode,
+                owner: st.owner,
+            });
         }
         let bytes = match self.sess.scp_recv(std::path::Path::new(path)) {
             Ok((channel, scp)) => self.read_scp(channel, scp.size(), path, max_size)?,
@@ -629,7 +692,11 @@ impl Session {
                 self.read_sftp(sftp, path, st.size, max_size)?
             }
         };
-        Ok(RemoteFile { bytes, mode: st.mode })
+        Ok(RemoteFile {
+            bytes,
+            mode: st.mode,
+            owner: st.owner,
+        })
     }
 
     /// Reads exactly `size` bytes of an SCP download, then closes the channel properly.
@@ -750,6 +817,9 @@ impl Session {
     /// `mode`, `mv -f` over the target, read back and compare SHA-256. On any failure the old
     /// file stays under its name and the temp file is removed (best effort).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_push(b, path, bytes, mode);
+        }
         let (dir, name) = split_remote(path);
         let temp = join_remote(
             &dir,
@@ -815,6 +885,9 @@ impl Session {
 
     /// Removes temp files (or directories) an interrupted upload to `path` left beside it.
     pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_remove_temp(b, path);
+        }
         let (dir, name) = split_remote(path);
         let dir_prefix = if dir.ends_with('/') {
             shell_quote(&dir)

@@ -25,6 +25,8 @@ pub struct TreeEntry {
     pub size: u64,
     /// Unix permission bits.
     pub mode: u32,
+    /// Owner and group, when the transport tells.
+    pub owner: Option<super::Owner>,
 }
 
 /// The listing of a remote tree.
@@ -58,6 +60,9 @@ impl Session {
         limits: TreeLimits,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<RemoteTree>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return Ok(self.sudo_fetch_tree(b, root, limits, skip)?.map(|(tree, _)| tree));
+        }
         let sftp = self.sftp()?;
         let Some(st) = self.stat_with(sftp, root)? else {
             return Ok(None);
@@ -120,6 +125,12 @@ impl Session {
                             rel,
                             size,
                             mode: perm & 0o7777,
+                            owner: stat.uid.zip(stat.gid).map(|(uid, gid)| super::Owner {
+                                uid,
+                                gid,
+                                user: None,
+                                group: None,
+                            }),
                         });
                         if tree.files.len() as u64 > limits.max_files {
                             return Err(RemoteError::TreeTooLarge {
@@ -162,6 +173,11 @@ impl Session {
         limits: TreeLimits,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<FetchedTree>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return Ok(self
+                .sudo_fetch_tree(b, root, limits, skip)?
+                .map(|(_, fetched)| fetched));
+        }
         let Some(tree) = self.list_tree(root, limits, skip)? else {
             return Ok(None);
         };
@@ -190,6 +206,9 @@ impl Session {
 
     /// Creates a directory with exactly `mode` (not subject to the server's umask).
     pub fn make_dir(&self, path: &str, mode: u32) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_make_dir(b, path, mode);
+        }
         let sftp = self.sftp()?;
         sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
             .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
@@ -198,6 +217,9 @@ impl Session {
 
     /// Writes a new file (it must not exist) with exactly `mode`, and syncs it when the server can.
     pub fn write_new_file(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_write_new_file(b, path, bytes, mode);
+        }
         use std::io::Write;
         let sftp = self.sftp()?;
         let during = format!("writing {path}");
@@ -245,6 +267,9 @@ impl Session {
 
     /// Whether `path` is a symbolic link (lstat); false when it does not exist.
     pub fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_is_symlink(b, path);
+        }
         let sftp = self.sftp()?;
         match sftp.lstat(Path::new(path)) {
             Ok(st) => Ok(st.perm.unwrap_or(0) & S_IFMT == S_IFLNK),
@@ -255,6 +280,9 @@ impl Session {
 
     /// Gives the tree at `path` the owner and group of `reference` (`chown -R --reference`).
     pub fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_chown_like(b, path, reference);
+        }
         self.exec_ok(&format!(
             "chown -R --reference={} -- {}",
             shell_quote(reference),
@@ -265,12 +293,18 @@ impl Session {
 
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_rename(b, from, to);
+        }
         self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;
         Ok(())
     }
 
     /// Removes a directory tree that coldkeep itself created (temp or swapped-out directories).
     pub fn remove_tree(&self, path: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_remove_tree(b, path);
+        }
         self.exec_ok(&format!("rm -rf -- {}", shell_quote(path)))?;
         Ok(())
     }

@@ -1,0 +1,806 @@
+//! Reads and writes through `sudo -n -u <become_user>` on the SSH session (`become: sudo`).
+//!
+//! nodectl makes migrated P12s `root:root 0400` and turns root logins off; Acra keys belong to
+//! the service user, mode 0700. The SSH user cannot read either, so on such nodes every
+//! [`Session`] operation runs a fixed program through sudo instead of SFTP/SCP. Each operation is
+//! one exact argument vector ([`Op`]), so `coldkeep config sudoers` can print NOPASSWD rules that
+//! pin every argument (a rule with free arguments would make the SSH user root).
+//!
+//! - Nothing follows a symbolic link: `stat` without `-L`, reads with `dd iflag=nofollow`, trees
+//!   with `tar` (which stores links as links, refused here), writes into a temp file beside the
+//!   target renamed with `mv -T` (which replaces a link, never writes through it).
+//! - `sudo -n` never prompts: a missing rule fails at once and the error names the rule.
+//! - Bytes come over the channel into memory ([`Zeroizing`]), capped while reading.
+
+use super::{
+    FetchedTree, Owner, RemoteError, RemoteFile, RemoteStat, RemoteTree, Session, TreeEntry, TreeLimits,
+    shell_quote, split_remote,
+};
+use zeroize::Zeroizing;
+
+/// How one node is reached with `become: sudo`.
+#[derive(Debug, Clone)]
+pub(super) struct Become {
+    /// `become_user`.
+    pub user: String,
+    /// The SSH user (named in the sudoers line an error suggests).
+    pub ssh_user: String,
+    /// The node's name (for `coldkeep config sudoers --node`).
+    pub node: String,
+}
+
+/// One remote operation as the exact argument vector sudo runs (and a sudoers rule pins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    /// Program (absolute) and arguments.
+    pub argv: Vec<String>,
+    /// What the rule is for, for the comment above it.
+    pub purpose: String,
+}
+
+const STAT: &str = "/usr/bin/stat";
+const DD: &str = "/usr/bin/dd";
+const TAR: &str = "/usr/bin/tar";
+const RM: &str = "/usr/bin/rm";
+const INSTALL: &str = "/usr/bin/install";
+const CHOWN: &str = "/usr/bin/chown";
+const CHMOD: &str = "/usr/bin/chmod";
+const MV: &str = "/usr/bin/mv";
+const MKDIR: &str = "/usr/bin/mkdir";
+
+/// `stat` format: raw mode (hex), uid, gid, owner, group, size; `/` cannot occur in any of them.
+const STAT_FORMAT: &str = "%f/%u/%g/%U/%G/%s";
+
+fn op(purpose: impl Into<String>, argv: &[&str]) -> Op {
+    Op {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        purpose: purpose.into(),
+    }
+}
+
+/// Stat without following a link.
+pub fn stat_op(path: &str) -> Op {
+    op(
+        format!("stat {path} (no link following)"),
+        &[STAT, "-c", STAT_FORMAT, "--", path],
+    )
+}
+
+/// Read a file, refusing a symbolic link.
+pub fn read_op(path: &str) -> Op {
+    let input = format!("if={path}");
+    op(
+        format!("read {path} (refuses a symlink)"),
+        &[DD, &input, "iflag=nofollow", "status=none"],
+    )
+}
+
+/// Stream a directory tree as one tar archive (links stored as links, then refused).
+pub fn tar_op(root: &str) -> Op {
+    op(
+        format!("read the tree {root} as one tar stream"),
+        &[TAR, "--hard-dereference", "-C", root, "-cf", "-", "."],
+    )
+}
+
+/// The temp file a write to `path` goes through: fixed, so a sudoers rule can name it.
+pub fn temp_of(path: &str) -> String {
+    let (dir, name) = split_remote(path);
+    super::join_remote(&dir, &format!(".{name}.coldkeep-tmp"))
+}
+
+/// Every operation an atomic write of `path` may run, in order (the owner/mode pair by
+/// reference when the target exists, `chmod new_mode` when it does not).
+pub fn write_ops(path: &str, new_mode: u32) -> Vec<Op> {
+    let temp = temp_of(path);
+    let reference = format!("--reference={path}");
+    let output = format!("of={temp}");
+    let mode = format!("{new_mode:04o}");
+    vec![
+        op(
+            format!("remove the temp file of {path}"),
+            &[RM, "-f", "--", &temp],
+        ),
+        op(
+            format!("create the temp file of {path} (0600)"),
+            &[INSTALL, "-m", "0600", "/dev/null", &temp],
+        ),
+        op(
+            format!("write the temp file of {path} from stdin (no link following)"),
+            &[
+                DD,
+                &output,
+                "conv=nocreat,notrunc,fsync",
+                "oflag=nofollow",
+                "status=none",
+            ],
+        ),
+        op(
+            format!("give the temp file the owner of {path}"),
+            &[CHOWN, &reference, "--", &temp],
+        ),
+        op(
+            format!("give the temp file the mode of {path}"),
+            &[CHMOD, &reference, "--", &temp],
+        ),
+        op(
+            format!("mode of a newly created {path}"),
+            &[CHMOD, &mode, "--", &temp],
+        ),
+        op(
+            format!("rename the temp file over {path} (replaces, never follows, a link)"),
+            &[MV, "-f", "-T", "--", &temp, path],
+        ),
+    ]
+}
+
+/// The command line run on the node: `sudo -n -u USER -- ARGV...`, each word quoted.
+fn command_line(user: &str, argv: &[String]) -> String {
+    let mut line = format!("sudo -n -u {} --", shell_quote(user));
+    for a in argv {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    line
+}
+
+/// Escapes one word for a sudoers command specification.
+fn sudoers_word(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        if matches!(c, '\\' | ',' | ':' | '=' | ' ' | '"' | '#' | '(' | ')' | '!') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The sudoers rule allowing exactly `op` for `ssh_user` as `become_user`, without a password.
+pub fn sudoers_rule(ssh_user: &str, become_user: &str, op: &Op) -> String {
+    let words: Vec<String> = op.argv.iter().map(|w| sudoers_word(w)).collect();
+    format!("{ssh_user} ALL=({become_user}) NOPASSWD: {}", words.join(" "))
+}
+
+/// What a finished command gave back.
+struct Ran {
+    status: i32,
+    stdout: Zeroizing<Vec<u8>>,
+    stderr: String,
+}
+
+/// Reads at most `cap` bytes; `Ok(None)` when the stream holds more.
+fn read_capped(r: &mut dyn std::io::Read, cap: u64) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(cap.min(1 << 20) as usize));
+    let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(Some(out));
+        }
+        if out.len() as u64 + n as u64 > cap {
+            return Ok(None);
+        }
+        // Never let the Vec reallocate (that would leave unwiped copies behind).
+        if out.len() + n > out.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((out.len() + n) * 2));
+            bigger.extend_from_slice(&out);
+            out = bigger;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+impl Session {
+    /// Runs `op` through sudo, feeding `stdin`, keeping at most `cap` bytes of output. sudo's own
+    /// refusals become per-node errors that say what to do; the program's exit status is the
+    /// caller's to judge. `Ok(None)`: the output went over `cap`.
+    fn sudo_run(&self, b: &Become, op: &Op, stdin: &[u8], cap: u64) -> Result<Option<Ran>, RemoteError> {
+        use std::io::{Read, Write};
+        self.usable()?;
+        let line = command_line(&b.user, &op.argv);
+        let during = format!("running `{}` through sudo", op.argv.join(" "));
+        let mut ch = self.sess.channel_session().map_err(|e| self.err(e, &during))?;
+        ch.exec(&line).map_err(|e| self.err(e, &during))?;
+        for chunk in stdin.chunks(30_000) {
+            ch.write_all(chunk).map_err(|e| self.io_err(e, &during))?;
+        }
+        ch.send_eof().map_err(|e| self.err(e, &during))?;
+        let stdout = read_capped(&mut ch, cap).map_err(|e| self.io_err(e, &during))?;
+        let Some(stdout) = stdout else {
+            let _ = ch.close();
+            return Ok(None);
+        };
+        let mut stderr = Vec::new();
+        ch.stderr()
+            .take(64 * 1024)
+            .read_to_end(&mut stderr)
+            .map_err(|e| self.io_err(e, &during))?;
+        let _ = ch.close();
+        ch.wait_close().map_err(|e| self.err(e, &during))?;
+        let status = ch.exit_status().map_err(|e| self.err(e, &during))?;
+        let stderr = String::from_utf8_lossy(&stderr).trim_end().to_string();
+        if status != 0 {
+            self.sudo_refusal(b, op, status, &stderr)?;
+        }
+        Ok(Some(Ran {
+            status,
+            stdout,
+            stderr,
+        }))
+    }
+
+    /// Turns sudo's own failures (not the program's) into errors that name the fix.
+    fn sudo_refusal(&self, b: &Become, op: &Op, status: i32, stderr: &str) -> Result<(), RemoteError> {
+        let addr = self.addr.clone();
+        if status == 127 && !stderr.contains(op.argv[0].as_str()) {
+            return Err(RemoteError::SudoMissing { addr });
+        }
+        if stderr.contains("unknown user") {
+            return Err(RemoteError::BecomeUserMissing {
+                addr,
+                user: b.user.clone(),
+            });
+        }
+        let refused = [
+            "a password is required",
+            "is not allowed to execute",
+            "not in the sudoers file",
+        ];
+        let tty = stderr.contains("must have a tty");
+        if tty || refused.iter().any(|r| stderr.contains(r)) {
+            let detail = if tty {
+                "sudo wants a terminal (`Defaults requiretty`): add `Defaults:USER !requiretty` for the SSH user"
+                    .replace("USER", &b.ssh_user)
+            } else {
+                stderr
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("sudo: ")
+                    .to_string()
+            };
+            return Err(RemoteError::SudoRefused {
+                addr,
+                node: b.node.clone(),
+                detail,
+                rule: sudoers_rule(&b.ssh_user, &b.user, op),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `op` and turns a non-zero exit into [`RemoteError::Command`].
+    fn sudo_ok(&self, b: &Become, op: &Op, stdin: &[u8]) -> Result<(), RemoteError> {
+        let ran = self
+            .sudo_run(b, op, stdin, 64 * 1024)?
+            .ok_or_else(|| RemoteError::Ssh {
+                during: format!("running `{}`", op.argv.join(" ")),
+                detail: "unexpectedly large output".into(),
+            })?;
+        if ran.status != 0 {
+            return Err(RemoteError::Command {
+                command: format!("sudo {}", op.argv.join(" ")),
+                status: ran.status,
+                stderr: ran.stderr,
+            });
+        }
+        Ok(())
+    }
+
+    /// `stat` through sudo, not following a link; `Ok(None)` when nothing is there.
+    pub(super) fn sudo_stat(&self, b: &Become, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        Ok(self.sudo_stat_raw(b, path)?.map(|(st, _)| st))
+    }
+
+    /// Whether `path` is a symbolic link (false when nothing is there).
+    pub(super) fn sudo_is_symlink(&self, b: &Become, path: &str) -> Result<bool, RemoteError> {
+        Ok(self
+            .sudo_stat_raw(b, path)?
+            .is_some_and(|(_, raw)| raw & 0o170000 == 0o120000))
+    }
+
+    /// The stat and the raw `st_mode` (file type bits included).
+    fn sudo_stat_raw(&self, b: &Become, path: &str) -> Result<Option<(RemoteStat, u32)>, RemoteError> {
+        let op = stat_op(path);
+        let ran = self
+            .sudo_run(b, &op, &[], 4096)?
+            .ok_or_else(|| RemoteError::Ssh {
+                during: format!("stat of {path}"),
+                detail: "unexpectedly long output".into(),
+            })?;
+        if ran.status != 0 {
+            if ran.stderr.contains("No such file") || ran.stderr.contains("Not a directory") {
+                return Ok(None);
+            }
+            if ran.stderr.contains("Permission denied") {
+                return Err(RemoteError::PermissionDenied {
+                    path: path.to_string(),
+                });
+            }
+            return Err(RemoteError::Command {
+                command: format!("sudo {}", op.argv.join(" ")),
+                status: ran.status,
+                stderr: ran.stderr,
+            });
+        }
+        let text = String::from_utf8_lossy(&ran.stdout);
+        let raw = text
+            .split('/')
+            .next()
+            .and_then(|m| u32::from_str_radix(m, 16).ok());
+        match (parse_stat(&text), raw) {
+            (Some(st), Some(raw)) => Ok(Some((st, raw))),
+            _ => Err(RemoteError::Ssh {
+                during: format!("stat of {path}"),
+                detail: "unexpected output from stat".into(),
+            }),
+        }
+    }
+
+    /// Reads a regular file through sudo (capped), refusing links, directories and devices.
+    pub(super) fn sudo_fetch(
+        &self,
+        b: &Become,
+        path: &str,
+        max_size: u64,
+    ) -> Result<RemoteFile, RemoteError> {
+        let st = self.sudo_stat(b, path)?.ok_or_else(|| RemoteError::NotFound {
+            path: path.to_string(),
+        })?;
+        if st.is_dir {
+            return Err(RemoteError::IsDirectory {
+                path: path.to_string(),
+            });
+        }
+        if !st.is_file {
+            return Err(RemoteError::UnsafeEntry {
+                path: path.to_string(),
+                detail: "not a regular file (a symbolic link, device, fifo or socket)".into(),
+            });
+        }
+        if st.size > max_size {
+            return Err(RemoteError::TooLarge {
+                path: path.to_string(),
+                size: st.size,
+                cap: max_size,
+            });
+        }
+        let op = read_op(path);
+        let ran = self
+            .sudo_run(b, &op, &[], max_size)?
+            .ok_or_else(|| RemoteError::TooLarge {
+                path: path.to_string(),
+                size: max_size + 1,
+                cap: max_size,
+            })?;
+        if ran.status != 0 {
+            return Err(RemoteError::Command {
+                command: format!("sudo {}", op.argv.join(" ")),
+                status: ran.status,
+                stderr: ran.stderr,
+            });
+        }
+        Ok(RemoteFile {
+            bytes: ran.stdout,
+            mode: st.mode,
+            owner: st.owner,
+        })
+    }
+
+    /// Reads a whole tree as one tar stream and parses it in memory with the same caps and
+    /// refusals as the SFTP walk.
+    pub(super) fn sudo_fetch_tree(
+        &self,
+        b: &Become,
+        root: &str,
+        limits: TreeLimits,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<(RemoteTree, FetchedTree)>, RemoteError> {
+        let Some(st) = self.sudo_stat(b, root)? else {
+            return Ok(None);
+        };
+        if !st.is_dir {
+            return Err(RemoteError::NotADirectory {
+                path: root.to_string(),
+            });
+        }
+        let too_large = |detail: String| RemoteError::TreeTooLarge {
+            path: root.to_string(),
+            detail,
+        };
+        // Headers and padding: up to 1.5 KiB per entry on top of the contents.
+        let cap = limits
+            .max_size
+            .saturating_add(limits.max_files.saturating_add(256).saturating_mul(1536))
+            .saturating_add(20 * 1024);
+        let op = tar_op(root);
+        let ran = self
+            .sudo_run(b, &op, &[], cap)?
+            .ok_or_else(|| too_large(format!("the tar stream is over {cap} bytes")))?;
+        if ran.status != 0 {
+            return Err(RemoteError::Command {
+                command: format!("sudo {}", op.argv.join(" ")),
+                status: ran.status,
+                stderr: ran.stderr,
+            });
+        }
+        let parsed = parse_tar(root, &ran.stdout, limits, skip)?;
+        let tree = RemoteTree {
+            root_mode: st.mode,
+            files: parsed.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(),
+            dirs: Vec::new(),
+        };
+        let (files, dirs) = parsed_split(parsed);
+        let tree = RemoteTree { dirs, ..tree };
+        Ok(Some((
+            tree,
+            FetchedTree {
+                root_mode: st.mode,
+                files,
+            },
+        )))
+    }
+
+    /// Writes `path` atomically through sudo: temp file beside it (0600), contents over stdin,
+    /// owner and mode of the replaced file (or `mode` for a new one), `mv -T` over the target,
+    /// read back and compared. The temp file is removed on failure.
+    pub(super) fn sudo_push(
+        &self,
+        b: &Become,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+    ) -> Result<(), RemoteError> {
+        let ops = write_ops(path, mode);
+        let result = self.sudo_push_via(b, path, bytes, &ops);
+        if result.is_err() {
+            let _ = self.sudo_ok(b, &ops[0], &[]);
+        }
+        result
+    }
+
+    fn sudo_push_via(&self, b: &Become, path: &str, bytes: &[u8], ops: &[Op]) -> Result<(), RemoteError> {
+        let existing = self.sudo_stat(b, path)?;
+        if let Some(st) = &existing
+            && !st.is_file
+        {
+            return Err(RemoteError::UnsafeEntry {
+                path: path.to_string(),
+                detail: "exists and is not a regular file; refusing to replace it".into(),
+            });
+        }
+        self.sudo_ok(b, &ops[0], &[])?;
+        self.sudo_ok(b, &ops[1], &[])?;
+        self.sudo_ok(b, &ops[2], bytes)?;
+        if existing.is_some() {
+            self.sudo_ok(b, &ops[3], &[])?;
+            self.sudo_ok(b, &ops[4], &[])?;
+        } else {
+            self.sudo_ok(b, &ops[5], &[])?;
+        }
+        self.sudo_ok(b, &ops[6], &[])?;
+        let back = self.sudo_fetch(b, path, bytes.len() as u64 + 1024 * 1024)?;
+        let expected = crate::digest::sha256_hex(bytes);
+        let got = crate::digest::sha256_hex(&back.bytes);
+        if expected != got {
+            return Err(RemoteError::ReadBackMismatch {
+                path: path.to_string(),
+                expected,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes the fixed temp file of a write to `path`.
+    pub(super) fn sudo_remove_temp(&self, b: &Become, path: &str) -> Result<(), RemoteError> {
+        self.sudo_ok(b, &write_ops(path, 0)[0], &[])
+    }
+
+    /// A new directory with exactly `mode`.
+    pub(super) fn sudo_make_dir(&self, b: &Become, path: &str, mode: u32) -> Result<(), RemoteError> {
+        let mode = format!("{:04o}", mode & 0o7777);
+        self.sudo_ok(b, &op("make a directory", &[MKDIR, "-m", &mode, "--", path]), &[])
+    }
+
+    /// A new file with exactly `mode`: created 0600, written over stdin, then chmod.
+    pub(super) fn sudo_write_new_file(
+        &self,
+        b: &Become,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+    ) -> Result<(), RemoteError> {
+        if self.sudo_stat(b, path)?.is_some() {
+            return Err(RemoteError::UnsafeEntry {
+                path: path.to_string(),
+                detail: "already exists".into(),
+            });
+        }
+        let output = format!("of={path}");
+        let mode = format!("{:04o}", mode & 0o7777);
+        self.sudo_ok(b, &op("create", &[INSTALL, "-m", "0600", "/dev/null", path]), &[])?;
+        self.sudo_ok(
+            b,
+            &op(
+                "write",
+                &[
+                    DD,
+                    &output,
+                    "conv=nocreat,notrunc,fsync",
+                    "oflag=nofollow",
+                    "status=none",
+                ],
+            ),
+            bytes,
+        )?;
+        self.sudo_ok(b, &op("mode", &[CHMOD, &mode, "--", path]), &[])
+    }
+
+    /// `chown -R --reference` through sudo.
+    pub(super) fn sudo_chown_like(&self, b: &Become, path: &str, reference: &str) -> Result<(), RemoteError> {
+        let reference = format!("--reference={reference}");
+        self.sudo_ok(b, &op("owner", &[CHOWN, "-R", &reference, "--", path]), &[])
+    }
+
+    /// `mv -T` through sudo.
+    pub(super) fn sudo_rename(&self, b: &Become, from: &str, to: &str) -> Result<(), RemoteError> {
+        self.sudo_ok(b, &op("rename", &[MV, "-T", "--", from, to]), &[])
+    }
+
+    /// `rm -rf` through sudo, for trees coldkeep itself created.
+    pub(super) fn sudo_remove_tree(&self, b: &Become, path: &str) -> Result<(), RemoteError> {
+        self.sudo_ok(b, &op("remove", &[RM, "-rf", "--", path]), &[])
+    }
+}
+
+/// Parses `stat -c STAT_FORMAT` output.
+fn parse_stat(text: &str) -> Option<RemoteStat> {
+    let mut f = text.trim_end_matches('\n').splitn(6, '/');
+    let raw = u32::from_str_radix(f.next()?, 16).ok()?;
+    let uid = f.next()?.parse().ok()?;
+    let gid = f.next()?.parse().ok()?;
+    let user = f.next()?.to_string();
+    let group = f.next()?.to_string();
+    let size = f.next()?.parse().ok()?;
+    let known = |n: String| (n != "UNKNOWN").then_some(n);
+    Some(RemoteStat {
+        is_dir: raw & 0o170000 == 0o040000,
+        is_file: raw & 0o170000 == 0o100000,
+        size,
+        mode: raw & 0o7777,
+        owner: Some(Owner {
+            uid,
+            gid,
+            user: known(user),
+            group: known(group),
+        }),
+    })
+}
+
+/// A file or directory read from a tar stream.
+type Parsed = Vec<(TreeEntry, Option<Zeroizing<Vec<u8>>>)>;
+
+/// Files with their bytes, and directories with their modes.
+type Split = (Vec<(TreeEntry, Zeroizing<Vec<u8>>)>, Vec<(String, u32)>);
+
+fn parsed_split(parsed: Parsed) -> Split {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for (entry, bytes) in parsed {
+        match bytes {
+            Some(b) => files.push((entry, b)),
+            None => dirs.push((entry.rel, entry.mode)),
+        }
+    }
+    files.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    dirs.sort();
+    (files, dirs)
+}
+
+/// Parses a tar stream of the tree under `root`: directories and regular files only, with the
+/// caps of [`TreeLimits`]; entries (and everything under directories) that `skip` names dropped.
+fn parse_tar(
+    root: &str,
+    stream: &[u8],
+    limits: TreeLimits,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<Parsed, RemoteError> {
+    use std::io::Read;
+    let bad = |detail: String| RemoteError::Ssh {
+        during: format!("reading the tar stream of {root}"),
+        detail,
+    };
+    let mut out: Parsed = Vec::new();
+    let mut files = 0u64;
+    let mut total = 0u64;
+    let mut archive = tar::Archive::new(stream);
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let raw_path = entry.path_bytes().into_owned();
+        let Ok(text) = String::from_utf8(raw_path) else {
+            return Err(RemoteError::UnsafeEntry {
+                path: root.to_string(),
+                detail: "a name that is not valid UTF-8".into(),
+            });
+        };
+        let rel = text.trim_start_matches("./").trim_end_matches('/').to_string();
+        if rel.is_empty() || rel == "." {
+            continue;
+        }
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) || rel.starts_with('/') {
+            return Err(RemoteError::UnsafeEntry {
+                path: format!("{root}/{rel}"),
+                detail: "a path that leaves the tree".into(),
+            });
+        }
+        let skipped = rel
+            .match_indices('/')
+            .map(|(i, _)| &rel[..i])
+            .chain(std::iter::once(rel.as_str()))
+            .any(skip);
+        if skipped {
+            continue;
+        }
+        let header = entry.header();
+        let mode = header.mode().map_err(|e| bad(e.to_string()))? & 0o7777;
+        let owner = match (header.uid(), header.gid()) {
+            (Ok(uid), Ok(gid)) => Some(Owner {
+                uid: uid as u32,
+                gid: gid as u32,
+                user: header.username().ok().flatten().map(str::to_string),
+                group: header.groupname().ok().flatten().map(str::to_string),
+            }),
+            _ => None,
+        };
+        let abs = format!("{root}/{rel}");
+        match header.entry_type() {
+            tar::EntryType::Directory => out.push((
+                TreeEntry {
+                    rel,
+                    size: 0,
+                    mode,
+                    owner,
+                },
+                None,
+            )),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                files += 1;
+                total = total.saturating_add(size);
+                if files > limits.max_files {
+                    return Err(RemoteError::TreeTooLarge {
+                        path: root.to_string(),
+                        detail: format!("more than {} files (max_files)", limits.max_files),
+                    });
+                }
+                if total > limits.max_size {
+                    return Err(RemoteError::TreeTooLarge {
+                        path: root.to_string(),
+                        detail: format!("more than {} bytes in all (max_size)", limits.max_size),
+                    });
+                }
+                let mut bytes = Zeroizing::new(Vec::with_capacity(size as usize));
+                entry.read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+                out.push((
+                    TreeEntry {
+                        rel,
+                        size,
+                        mode,
+                        owner,
+                    },
+                    Some(bytes),
+                ));
+            }
+            tar::EntryType::Symlink => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: abs,
+                    detail: "a symbolic link (refused: a keystore holds only files and directories)".into(),
+                });
+            }
+            _ => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: abs,
+                    detail: "not a regular file or directory (device, fifo, socket or hard link)".into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_output() {
+        let st = parse_stat("8100/0/0/root/root/2048\n").unwrap();
+        assert!(st.is_file && !st.is_dir);
+        assert_eq!((st.mode, st.size), (0o400, 2048));
+        let o = st.owner.unwrap();
+        assert_eq!((o.uid, o.gid, o.user.as_deref()), (0, 0, Some("root")));
+        let link = parse_stat("a1ff/0/0/root/root/9").unwrap();
+        assert!(!link.is_file && !link.is_dir);
+        assert!(parse_stat("garbage").is_none());
+        assert_eq!(
+            parse_stat("41c0/7/7/UNKNOWN/x/4096").unwrap().owner.unwrap().user,
+            None
+        );
+    }
+
+    #[test]
+    fn sudoers_rules_pin_and_escape_every_argument() {
+        let rule = sudoers_rule("nodeadmin", "root", &read_op("/home/a b/k,1.p12"));
+        assert_eq!(
+            rule,
+            r"nodeadmin ALL=(root) NOPASSWD: /usr/bin/dd if\=/home/a\ b/k\,1.p12 iflag\=nofollow status\=none"
+        );
+        assert_eq!(temp_of("/home/n/t/a.p12"), "/home/n/t/.a.p12.coldkeep-tmp");
+        assert!(
+            command_line("root", &stat_op("/x'y").argv).starts_with("sudo -n -u 'root' -- '/usr/bin/stat'")
+        );
+    }
+
+    fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data, kind) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(name).unwrap();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_uid(7);
+            h.set_gid(8);
+            h.set_entry_type(*kind);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_parsing_keeps_caps_and_refusals() {
+        let limits = TreeLimits {
+            max_files: 2,
+            max_size: 10,
+        };
+        let dir = tar::EntryType::Directory;
+        let reg = tar::EntryType::Regular;
+        let ok = tar_of(&[
+            ("./", b"", dir),
+            ("./a", b"12", reg),
+            ("./d/", b"", dir),
+            ("./d/b", b"3", reg),
+        ]);
+        let parsed = parse_tar("/k", &ok, limits, &|_| false).unwrap();
+        let (files, dirs) = parsed_split(parsed);
+        assert_eq!(files.len(), 2);
+        assert_eq!(&files[1].1[..], b"3");
+        assert_eq!(dirs, vec![("d".to_string(), 0o600)]);
+        let skipped = parse_tar("/k", &ok, limits, &|p| p == "d").unwrap();
+        assert_eq!(skipped.len(), 1);
+        let many = tar_of(&[("a", b"1", reg), ("b", b"1", reg), ("c", b"1", reg)]);
+        assert!(matches!(
+            parse_tar("/k", &many, limits, &|_| false),
+            Err(RemoteError::TreeTooLarge { .. })
+        ));
+        let big = tar_of(&[("a", b"12345678901", reg)]);
+        assert!(matches!(
+            parse_tar("/k", &big, limits, &|_| false),
+            Err(RemoteError::TreeTooLarge { .. })
+        ));
+        for kind in [
+            tar::EntryType::Symlink,
+            tar::EntryType::Fifo,
+            tar::EntryType::Char,
+            tar::EntryType::Link,
+        ] {
+            let t = tar_of(&[("x", b"", kind)]);
+            assert!(matches!(
+                parse_tar("/k", &t, limits, &|_| false),
+                Err(RemoteError::UnsafeEntry { .. })
+            ));
+        }
+    }
+}
