@@ -226,6 +226,27 @@ impl Sandbox {
         })
     }
 
+    /// Makes the nodes log in as `user`, an unprivileged local account created if missing, the
+    /// way nodectl nodes are reached (root logins off): for tests of `become: sudo`. Needs root.
+    ///
+    /// Idempotent and safe to call from parallel tests: the account is created under a lock file
+    /// and unlocked with `usermod -p '*'` (with `UsePAM no`, sshd refuses a `!` password field)
+    /// without getting a password. sshd reads `AuthorizedKeysFile` with the user's rights, so
+    /// the sandbox directory and its ancestors become traversable (never listable) by others.
+    pub fn login_as(&mut self, user: &str) -> Result<(), SandboxError> {
+        ensure_user(user)?;
+        for dir in self.dir.ancestors() {
+            let meta = std::fs::metadata(dir).map_err(io_failed("stat", dir))?;
+            let mode = meta.permissions().mode();
+            if mode & 0o001 == 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode((mode | 0o001) & 0o7777))
+                    .map_err(io_failed("chmod", dir))?;
+            }
+        }
+        self.user = user.to_string();
+        Ok(())
+    }
+
     /// Starts an sshd for `name` on a free 127.0.0.1 port, waits until it accepts connections
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
@@ -336,6 +357,29 @@ impl Sandbox {
         writeln!(f, "[127.0.0.1]:{port} {kind} {b64}").map_err(io_failed("writing", &self.known_hosts))?;
         Ok(())
     }
+}
+
+/// Creates the unprivileged local account `user` unless it exists (a login shell, a home, no
+/// password, not locked), serialised across processes by a lock file. Needs root.
+pub fn ensure_user(user: &str) -> Result<(), SandboxError> {
+    if !user
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(failed(
+            "creating a user",
+            format!("`{user}` is not a plain user name"),
+        ));
+    }
+    let script =
+        format!("id -u {user} >/dev/null 2>&1 || useradd -m -s /bin/sh {user}; usermod -p '*' {user}");
+    run(
+        &format!("creating the user {user}"),
+        Command::new("flock")
+            .arg("/tmp/coldkeep-sandbox-users.lock")
+            .args(["sh", "-c", &script]),
+    )?;
+    Ok(())
 }
 
 /// `SHA256:...` of a key pair's public half, from `ssh-keygen -l`.

@@ -4,3 +4,4 @@
 pub mod acra;
 pub mod cutter;
 pub mod fleet;
+pub mod sudo;

@@ -1,0 +1,235 @@
+//! `become: sudo` end to end: real sshd nodes logged into as an unprivileged user (as on a
+//! nodectl node with root logins off), real sudo with drop-ins in /etc/sudoers.d, keys owned by
+//! root (`root:root 0400`) and by an Acra service user (0700 directory).
+//!
+//! Tests that depend on which sudo rules exist hold [`sudo_lock`]. They need root (to create the
+//! users and the drop-ins), as `.ci/run` runs them.
+mod support;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use support::acra::{read_tree, v1_files, write_tree};
+use support::fleet::{FIXTURE, Fleet, text};
+use support::sudo::{DropIn, LOGIN_USER, SERVICE_USER, chown, owner_of, sudo_lock};
+
+const P12_REL: &str = "home/nodeadmin/tessellation/nodeadmin-node.p12";
+const ACRA_REL: &str = "srv/acra/.acrakeys";
+/// A rule giving the login user everything without a password (the "become works" cases).
+fn allow_all() -> String {
+    format!("# coldkeep tests: full sudo\n{LOGIN_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+}
+
+struct Setup {
+    fleet: Fleet,
+    p12: PathBuf,
+    acra: PathBuf,
+    p12_bytes: Vec<u8>,
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Nodes `a` (and `b` when `two`), each with a root-owned 0400 P12 in a root-owned directory and
+/// an Acra v1 tree owned by the service user (0700).
+fn setup(two: bool) -> Setup {
+    let names: &[&str] = if two { &["a", "b"] } else { &["a"] };
+    let mut fleet = Fleet::new(names);
+    fleet.sandbox.login_as(LOGIN_USER).unwrap();
+    coldkeep::sandbox::ensure_user(SERVICE_USER).unwrap();
+    let p12_bytes = fs::read(format!("{FIXTURE}/key.p12")).unwrap();
+    let mut p12 = PathBuf::new();
+    let mut acra = PathBuf::new();
+    for n in names {
+        p12 = PathBuf::from(fleet.put(n, P12_REL, &p12_bytes, 0o400));
+        acra = fleet.node(n).root.join(ACRA_REL);
+        write_tree(&acra, &v1_files("client"));
+        chown(&acra, SERVICE_USER);
+        fs::set_permissions(&acra, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    Setup {
+        fleet,
+        p12,
+        acra,
+        p12_bytes,
+    }
+}
+
+impl Setup {
+    /// Config for the nodes; `a_extra`/`b_extra` are added to each node's entry.
+    fn config(&self, a_extra: &str, b_extra: &str) {
+        let mut yaml = String::new();
+        for (n, extra) in [("a", a_extra), ("b", b_extra)] {
+            if !self.fleet.nodes.iter().any(|x| x.name == n) {
+                continue;
+            }
+            let node = self.fleet.node(n);
+            yaml.push_str(&format!(
+                "  - name: {n}\n    host: 127.0.0.1\n    port: {}\n{extra}    keystores:\n\
+                 \x20     - name: p12\n        kind: p12\n        path: {}\n        password: {{env: P12_PASSWORD}}\n\
+                 \x20     - name: acra\n        kind: acra\n        path: {}\n",
+                node.port,
+                node.root.join(P12_REL).display(),
+                node.root.join(ACRA_REL).display(),
+            ));
+        }
+        self.fleet.write_config(&yaml);
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = self.fleet.run_with_env(args, &[("P12_PASSWORD", "password")]);
+        (
+            out.status.code().unwrap(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    }
+
+    fn restore(&self, node: &str, keystore: &str, extra: &[&str]) -> (i32, String) {
+        let identity = self.fleet.age_identity.to_str().unwrap().to_string();
+        let mut args = vec![
+            "restore",
+            "--node",
+            node,
+            "--keystore",
+            keystore,
+            "--identity",
+            &identity,
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+#[test]
+fn become_reads_root_owned_p12_and_service_user_acra_tree_and_without_it_only_that_node_fails() {
+    let _lock = sudo_lock();
+    let s = setup(true);
+    // The premise: the SSH user cannot read either.
+    for path in [&s.p12, &s.acra.join("client_hmac")] {
+        let read = std::process::Command::new("su")
+            .args([
+                LOGIN_USER,
+                "-s",
+                "/bin/sh",
+                "-c",
+                &format!("cat {}", path.display()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !read.status.success(),
+            "{} is readable by the SSH user",
+            path.display()
+        );
+    }
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    let out = s
+        .fleet
+        .run_with_env(&["backup", "--json"], &[("P12_PASSWORD", "password")]);
+    assert_ne!(out.status.code(), Some(0), "node b has no become and must fail");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcomes = report["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 4, "{report}");
+    for o in outcomes {
+        if o["node"] == "a" {
+            assert_eq!(o["ok"], true, "{o}");
+        } else {
+            assert_eq!(o["ok"], false, "{o}");
+            let error = o["error"].as_str().unwrap();
+            assert!(
+                error.contains("permission denied") && error.contains("set `become: sudo`"),
+                "{error}"
+            );
+        }
+    }
+    assert!(
+        outcomes[0]["identity"].as_str().unwrap().contains("1b4b9f"),
+        "the P12 read through sudo opens: {report}"
+    );
+
+    // Verify the backup of a holds the exact bytes: restore-side check via verify.
+    let identity = s.fleet.age_identity.to_str().unwrap().to_string();
+    let (code, out) = s.run(&["verify", "--node", "a", "--identity", &identity]);
+    assert_eq!(code, 0, "{out}");
+    // Nothing on local disk in plaintext.
+    s.fleet.assert_not_on_local_disk(&[&s.p12_bytes]);
+}
+
+#[test]
+fn sudo_wanting_a_password_fails_fast_with_the_rule_and_changes_nothing() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    // A rule that needs a password (the login user has no password at all).
+    let _rules = DropIn::install(&format!("{LOGIN_USER} ALL=(ALL:ALL) ALL\n"));
+    s.config("    become: sudo\n", "");
+    let before = fs::read(&s.p12).unwrap();
+    let (code, out) = s.run(&["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("a password is required"), "{out}");
+    assert!(out.contains("coldkeep config sudoers --node a"), "{out}");
+    assert!(
+        out.contains("NOPASSWD: /usr/bin/stat"),
+        "names the exact rule: {out}"
+    );
+    assert_eq!(fs::read(&s.p12).unwrap(), before);
+    assert_eq!((owner_of(&s.p12), mode(&s.p12)), ("root:root".to_string(), 0o400));
+}
+
+#[test]
+fn a_missing_become_user_is_named() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n    become_user: coldkeep-nobody\n", "");
+    let (code, out) = s.run(&["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("become_user `coldkeep-nobody` does not exist"),
+        "{out}"
+    );
+}
+
+#[test]
+fn restore_through_sudo_keeps_root_owner_and_mode_and_the_acra_owners() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+
+    // The node's P12 is replaced by something else, still root:root 0400.
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&s.p12, b"something else").unwrap();
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, out) = s.restore("a", "p12", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes);
+    assert_eq!((owner_of(&s.p12), mode(&s.p12)), ("root:root".to_string(), 0o400));
+    let dir = s.p12.parent().unwrap();
+    let leftovers: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("coldkeep"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The Acra tree loses a file; the restore brings it back, owned by the service user.
+    let (before, _) = read_tree(&s.acra);
+    fs::remove_file(s.acra.join("client_hmac")).unwrap();
+    let (code, out) = s.restore("a", "acra", &["--replace"]);
+    assert_eq!(code, 0, "{out}");
+    let (after, _) = read_tree(&s.acra);
+    assert_eq!(after, before);
+    assert_eq!(owner_of(&s.acra), format!("{SERVICE_USER}:{SERVICE_USER}"));
+    assert_eq!(mode(&s.acra), 0o700);
+    for (rel, _, _) in &after {
+        assert_eq!(
+            owner_of(&s.acra.join(rel)),
+            format!("{SERVICE_USER}:{SERVICE_USER}"),
+            "{rel}"
+        );
+    }
+}
