@@ -318,6 +318,15 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print least-privilege sudoers lines for `become: sudo` (exact commands and paths)
+    Sudoers {
+        /// Only these nodes [default: every node]
+        #[arg(long = "node", value_name = "NAME")]
+        nodes: Vec<String>,
+        /// Add the writes a restore needs (default: reads only, for backup, verify and check)
+        #[arg(long)]
+        restore: bool,
+    },
 }
 
 #[derive(Debug, Args)]

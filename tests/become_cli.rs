@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use support::acra::{read_tree, v1_files, write_tree};
 use support::fleet::{FIXTURE, Fleet, text};
-use support::sudo::{DropIn, LOGIN_USER, SERVICE_USER, chown, owner_of, sudo_lock};
+use support::sudo::{DropIn, LOGIN_USER, SERVICE_USER, chown, owner_of, sudo_as, sudo_lock};
 
 const P12_REL: &str = "home/nodeadmin/tessellation/nodeadmin-node.p12";
 const ACRA_REL: &str = "srv/acra/.acrakeys";
@@ -232,4 +232,64 @@ fn restore_through_sudo_keeps_root_owner_and_mode_and_the_acra_owners() {
             "{rel}"
         );
     }
+}
+
+#[test]
+fn only_the_printed_sudoers_rules_allow_backup_and_restore_and_nothing_else() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    s.config("    become: sudo\n", "");
+    let out = s.fleet.run(&["config", "sudoers", "--node", "a", "--restore"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rules = text(&out.stdout);
+    for line in rules.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        assert!(
+            line.starts_with(&format!("{LOGIN_USER} ALL=(root) NOPASSWD: /usr/bin/")),
+            "{line}"
+        );
+        assert!(!line.contains('*'), "no wildcards: {line}");
+    }
+    // Every rule has its comment.
+    let lines: Vec<&str> = rules.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.is_empty() && !line.starts_with('#') {
+            assert!(lines[i - 1].starts_with("# "), "{line}");
+        }
+    }
+    let _installed = DropIn::install(&rules);
+
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&s.p12, b"replaced").unwrap();
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, out) = s.restore("a", "p12", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes);
+    assert_eq!((owner_of(&s.p12), mode(&s.p12)), ("root:root".to_string(), 0o400));
+
+    // The same programs on any other path, or with an extra argument, are refused.
+    let secret = s.fleet.put("a", "etc/other-secret", b"not yours", 0o400);
+    let acra = s.acra.display().to_string();
+    for args in [
+        format!("/usr/bin/dd if={secret} iflag=nofollow status=none"),
+        format!("/usr/bin/stat -c %f/%u/%g/%U/%G/%s -- {secret}"),
+        format!("/usr/bin/tar --hard-dereference -C {acra} -cf - . {secret}"),
+        format!("/usr/bin/tar --hard-dereference -C / -cf - ."),
+        format!(
+            "/usr/bin/dd if={} iflag=nofollow status=none of=/tmp/x",
+            s.p12.display()
+        ),
+        format!("/usr/bin/rm -f -- {secret}"),
+    ] {
+        let out = sudo_as(LOGIN_USER, &args);
+        assert!(!out.status.success(), "allowed: {args}");
+        assert!(!text(&out.stdout).contains("not yours"), "{args}");
+    }
+    // ...while the pinned read itself works (the rules are really in force).
+    let ok = sudo_as(
+        LOGIN_USER,
+        &format!("/usr/bin/dd if={} iflag=nofollow status=none", s.p12.display()),
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
 }

@@ -44,6 +44,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
+        Command::Config(ConfigCommand::Sudoers { nodes, restore }) => {
+            check_node_names(&config, nodes)?;
+            let picked: Vec<&NodeConfig> = config
+                .nodes
+                .iter()
+                .filter(|n| nodes.is_empty() || nodes.contains(&n.name))
+                .collect();
+            print!("{}", crate::remote::sudoers_text(&picked, *restore));
+            Ok(Exit::Ok)
+        }
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
         Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),

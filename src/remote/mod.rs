@@ -4,9 +4,11 @@
 //! ([`Zeroizing`] buffers), never on local disk.
 
 mod sudo;
+mod sudoers;
 mod tree;
 
 pub use sudo::{Op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
+pub use sudoers::{NEW_FILE_MODE, sudoers_text};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
 
 use crate::config::NodeConfig;

@@ -117,7 +117,7 @@ pub fn write_ops(path: &str, new_mode: u32) -> Vec<Op> {
         ),
         op(
             format!("give the temp file the owner of {path}"),
-            &[CHOWN, &reference, "--", &temp],
+            &[CHOWN, "-h", &reference, "--", &temp],
         ),
         op(
             format!("give the temp file the mode of {path}"),
