@@ -275,7 +275,7 @@ fn only_the_printed_sudoers_rules_allow_backup_and_restore_and_nothing_else() {
         format!("/usr/bin/dd if={secret} iflag=nofollow status=none"),
         format!("/usr/bin/stat -c %f/%u/%g/%U/%G/%s -- {secret}"),
         format!("/usr/bin/tar --hard-dereference -C {acra} -cf - . {secret}"),
-        format!("/usr/bin/tar --hard-dereference -C / -cf - ."),
+        "/usr/bin/tar --hard-dereference -C / -cf - .".to_string(),
         format!(
             "/usr/bin/dd if={} iflag=nofollow status=none of=/tmp/x",
             s.p12.display()
