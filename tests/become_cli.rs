@@ -293,3 +293,44 @@ fn only_the_printed_sudoers_rules_allow_backup_and_restore_and_nothing_else() {
     );
     assert!(ok.status.success(), "{}", text(&ok.stderr));
 }
+
+#[test]
+fn a_restore_that_creates_the_file_gives_it_the_owner_recorded_in_the_backup() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    // nodectl's generated P12s belong to the node admin: here another unprivileged user.
+    chown(&s.p12, SERVICE_USER);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    fs::remove_file(&s.p12).unwrap();
+    let identity = s.fleet.age_identity.to_str().unwrap().to_string();
+    let plan = s.fleet.run_with_env(
+        &[
+            "restore",
+            "--node",
+            "a",
+            "--keystore",
+            "p12",
+            "--identity",
+            &identity,
+            "--dry-run",
+            "--json",
+        ],
+        &[("P12_PASSWORD", "password")],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        plan["owner"],
+        format!("{SERVICE_USER}:{SERVICE_USER} (recorded in the backup)"),
+        "{plan}"
+    );
+    let (code, out) = s.restore("a", "p12", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes);
+    assert_eq!(
+        (owner_of(&s.p12), mode(&s.p12)),
+        (format!("{SERVICE_USER}:{SERVICE_USER}"), 0o400)
+    );
+}

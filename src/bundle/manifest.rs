@@ -30,6 +30,24 @@ pub struct FileEntry {
     pub mode: u32,
     /// Lowercase hex SHA-256 of the plaintext.
     pub sha256: String,
+    /// Owner and group on the node, so a restore that creates the file can give it back its
+    /// owner (absent in artifacts from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<FileOwner>,
+}
+
+/// Who owned a file on the node: ids, and names when the node knew them (names are what a
+/// restore matches on another host, where ids may differ).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    pub uid: u32,
+    pub gid: u32,
+    /// User name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Group name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// What a bundle holds; stored as `manifest.json` inside it and repeated in the sidecar.

@@ -109,12 +109,15 @@ fn tree_files(prefix: &str, root: &str, tree: FetchedTree) -> Vec<PlainFile> {
     tree.files
         .into_iter()
         .map(|(entry, data)| PlainFile {
-            entry: bundle::file_entry(
-                &format!("{prefix}{}", entry.rel),
-                &format!("{}/{}", root.trim_end_matches('/'), entry.rel),
-                &data,
-                entry.mode,
-            ),
+            entry: bundle::FileEntry {
+                owner: entry.owner.map(owner_of),
+                ..bundle::file_entry(
+                    &format!("{prefix}{}", entry.rel),
+                    &format!("{}/{}", root.trim_end_matches('/'), entry.rel),
+                    &data,
+                    entry.mode,
+                )
+            },
             data,
         })
         .collect()
@@ -123,8 +126,21 @@ fn tree_files(prefix: &str, root: &str, tree: FetchedTree) -> Vec<PlainFile> {
 /// A P12 file as it goes into a bundle: under its own file name.
 pub fn p12_file(ks: &KeystoreConfig, file: RemoteFile) -> PlainFile {
     PlainFile {
-        entry: bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode),
+        entry: bundle::FileEntry {
+            owner: file.owner.map(owner_of),
+            ..bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode)
+        },
         data: file.bytes,
+    }
+}
+
+/// The manifest's record of a remote owner.
+fn owner_of(o: crate::remote::Owner) -> bundle::FileOwner {
+    bundle::FileOwner {
+        uid: o.uid,
+        gid: o.gid,
+        user: o.user,
+        group: o.group,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod prune;
 pub mod report;
 pub mod restore;
 mod restore_acra;
+mod restore_owner;
 pub mod status;
 pub mod verify;
 

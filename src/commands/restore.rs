@@ -35,6 +35,10 @@ pub struct RestoreOutcome {
     /// `already-in-place`, `created`, `replaced`, or with --dry-run `would-create`/`would-replace`.
     pub action: String,
     pub mode: String,
+    /// Whose the file will be: kept from the replaced file, the backup's recorded owner, or
+    /// why neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
     /// Id of the pre-restore artifact holding the file that was replaced.
@@ -144,6 +148,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         path: ks.path.clone(),
         action: String::new(),
         mode: format!("{DEFAULT_MODE:04o}"),
+        owner: None,
         identity,
         previous_saved_as: None,
     };
@@ -155,6 +160,17 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
             node.name
         ),
         None => None,
+    };
+    let new_owner = match &existing {
+        Some(_) => {
+            outcome.owner = Some("kept from the replaced file".into());
+            None
+        }
+        None => {
+            let (owner, said) = super::restore_owner::pick(&session, file.entry.owner.as_ref())?;
+            outcome.owner = Some(said);
+            owner
+        }
     };
     if let Some(current) = &existing {
         outcome.mode = format!("{:04o}", current.mode);
@@ -182,7 +198,10 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         push(&session, ks, &file.data, mode)?;
     } else {
         outcome.action = "created".into();
-        push(&session, ks, &file.data, DEFAULT_MODE)?;
+        session.remove_stale_temps(&ks.path)?;
+        session
+            .push_owned(&ks.path, &file.data, DEFAULT_MODE, new_owner.as_deref())
+            .with_context(|| format!("uploading to {}", ks.path))?;
     }
     session.close();
     finish(&outcome, args.json)
@@ -317,9 +336,19 @@ pub(super) fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exi
         "already-in-place" => {
             "already in place: the node has the identical file; nothing changed".to_string()
         }
-        "created" => format!("restored: created {} (mode {})", outcome.path, outcome.mode),
+        "created" => format!(
+            "restored: created {} (mode {}, owner {})",
+            outcome.path,
+            outcome.mode,
+            outcome.owner.as_deref().unwrap_or("unchanged")
+        ),
         "replaced" => format!("restored: replaced {} (mode {})", outcome.path, outcome.mode),
-        "would-create" => format!("dry run: would create {} (mode {})", outcome.path, outcome.mode),
+        "would-create" => format!(
+            "dry run: would create {} (mode {}, owner {})",
+            outcome.path,
+            outcome.mode,
+            outcome.owner.as_deref().unwrap_or("unchanged")
+        ),
         "would-replace" => format!(
             "dry run: would save the current {} as a pre-restore artifact, then replace it (mode {} kept)",
             outcome.path, outcome.mode

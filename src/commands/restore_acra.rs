@@ -148,6 +148,7 @@ pub fn run(
         path: roots.iter().map(|r| r.path).collect::<Vec<_>>().join(", "),
         action: String::new(),
         mode: "0700".into(),
+        owner: None,
         identity: m.identity.clone(),
         previous_saved_as: None,
     };

@@ -7,7 +7,7 @@ mod sudo;
 mod sudoers;
 mod tree;
 
-pub use sudo::{Op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
+pub use sudo::{Op, chown_op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
 pub use sudoers::{NEW_FILE_MODE, sudoers_text};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
 
@@ -819,9 +819,44 @@ impl Session {
     /// `mode`, `mv -f` over the target, read back and compare SHA-256. On any failure the old
     /// file stays under its name and the temp file is removed (best effort).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        self.push_owned(path, bytes, mode, None)
+    }
+
+    /// Like [`Session::push`]; a file that did not exist gets `owner` (`user:group`), the owner
+    /// its backup recorded, so a restored key is not left owned by whoever wrote it.
+    pub fn push_owned(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
         if let Some(b) = &self.become_ {
-            return self.sudo_push(b, path, bytes, mode);
+            return self.sudo_push(b, path, bytes, mode, owner);
         }
+        let created = owner.is_some() && self.stat(path)?.is_none();
+        self.push_plain(path, bytes, mode)?;
+        if let Some(owner) = owner.filter(|_| created) {
+            self.exec_ok(&format!(
+                "chown -h {} -- {}",
+                shell_quote(owner),
+                shell_quote(path)
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the user and group names exist on the node (`getent`, as the SSH user).
+    pub fn owner_exists(&self, user: &str, group: &str) -> Result<bool, RemoteError> {
+        let out = self.exec(&format!(
+            "getent passwd {} >/dev/null && getent group {} >/dev/null",
+            shell_quote(user),
+            shell_quote(group)
+        ))?;
+        Ok(out.status == 0)
+    }
+
+    fn push_plain(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         let (dir, name) = split_remote(path);
         let temp = join_remote(
             &dir,

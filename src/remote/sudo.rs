@@ -134,6 +134,16 @@ pub fn write_ops(path: &str, new_mode: u32) -> Vec<Op> {
     ]
 }
 
+/// Give the temp file of a write to `path` the owner `user:group` (a newly created file whose
+/// backup recorded an owner that exists on the node).
+pub fn chown_op(path: &str, owner: &str) -> Op {
+    let temp = temp_of(path);
+    op(
+        format!("give a newly created {path} the owner {owner} recorded in its backup"),
+        &[CHOWN, "-h", owner, "--", &temp],
+    )
+}
+
 /// The command line run on the node: `sudo -n -u USER -- ARGV...`, each word quoted.
 fn command_line(user: &str, argv: &[String]) -> String {
     let mut line = format!("sudo -n -u {} --", shell_quote(user));
@@ -451,8 +461,12 @@ impl Session {
         path: &str,
         bytes: &[u8],
         mode: u32,
+        owner: Option<&str>,
     ) -> Result<(), RemoteError> {
-        let ops = write_ops(path, mode);
+        let mut ops = write_ops(path, mode);
+        if let Some(owner) = owner {
+            ops.push(chown_op(path, owner));
+        }
         let result = self.sudo_push_via(b, path, bytes, &ops);
         if result.is_err() {
             let _ = self.sudo_ok(b, &ops[0], &[]);
@@ -478,6 +492,9 @@ impl Session {
             self.sudo_ok(b, &ops[4], &[])?;
         } else {
             self.sudo_ok(b, &ops[5], &[])?;
+            if let Some(chown) = ops.get(7) {
+                self.sudo_ok(b, chown, &[])?;
+            }
         }
         self.sudo_ok(b, &ops[6], &[])?;
         let back = self.sudo_fetch(b, path, bytes.len() as u64 + 1024 * 1024)?;
