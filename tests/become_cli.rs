@@ -334,3 +334,50 @@ fn a_restore_that_creates_the_file_gives_it_the_owner_recorded_in_the_backup() {
         (format!("{SERVICE_USER}:{SERVICE_USER}"), 0o400)
     );
 }
+
+#[test]
+fn a_file_keystore_round_trips_through_sudo_like_a_p12() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    let original = support::fleet::cn_config("/home/nodeadmin/tessellation/", "nodeadmin-node.p12", None);
+    let cn = PathBuf::from(s.fleet.put(
+        "a",
+        "var/tessellation/nodectl/cn-config.yaml",
+        original.as_bytes(),
+        0o600,
+    ));
+    let node = s.fleet.node("a");
+    s.fleet.write_config(&format!(
+        "  - name: a\n    host: 127.0.0.1\n    port: {}\n    become: sudo\n    keystores:\n\
+         \x20     - name: cn-config\n        kind: file\n        path: {}\n        max_size: 65536\n",
+        node.port,
+        cn.display()
+    ));
+    let (code, out) = s.run(&["config", "check"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let identity = s.fleet.age_identity.to_str().unwrap().to_string();
+    let (code, out) = s.run(&["verify", "--identity", &identity]);
+    assert_eq!(code, 0, "{out}");
+
+    // Identical: left alone.
+    let (code, out) = s.restore("a", "cn-config", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already in place"), "{out}");
+    // Different: saved as pre-restore, replaced, owner and mode kept.
+    fs::write(&cn, b"nodectl:\n  changed: True\n").unwrap();
+    let (code, out) = s.restore("a", "cn-config", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fs::read_to_string(&cn).unwrap(), original);
+    assert_eq!((owner_of(&cn), mode(&cn)), ("root:root".to_string(), 0o600));
+    let (_, listed) = s.fleet.run_json(&["list", "--json"]);
+    assert!(listed.to_string().contains("pre-restore"), "{listed}");
+
+    // Over the size cap: refused, nothing stored.
+    fs::write(&cn, vec![b'x'; 70_000]).unwrap();
+    let (code, out) = s.run(&["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("over the 65536-byte cap"), "{out}");
+}

@@ -30,8 +30,15 @@ pub fn password(ks: &KeystoreConfig) -> anyhow::Result<Option<Zeroizing<String>>
 /// Checks what a P12 file's bytes are and returns their public identity. With a password the file
 /// is opened, so a wrong password or a corrupt file fails here.
 pub fn identify(ks: &KeystoreConfig, bytes: &[u8]) -> anyhow::Result<Identity> {
-    if ks.kind != KeystoreKind::P12 {
-        bail!("keystore {} is not a single file", ks.name);
+    match ks.kind {
+        KeystoreKind::P12 => {}
+        KeystoreKind::File => {
+            return Ok(Identity::File(crate::material::FileIdentity {
+                size: bytes.len() as u64,
+                sha256: crate::digest::sha256_hex(bytes),
+            }));
+        }
+        KeystoreKind::Acra => bail!("keystore {} is not a single file", ks.name),
     }
     let password = password(ks)?;
     let id = p12::inspect(bytes, password.as_ref().map(|p| p.as_str()))
@@ -62,7 +69,7 @@ pub fn acra_skip(rel: &str) -> bool {
 /// Fetches a keystore's material over the node's session and identifies it.
 pub fn fetch(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Fetched> {
     match ks.kind {
-        KeystoreKind::P12 => {
+        KeystoreKind::P12 | KeystoreKind::File => {
             let file = session.fetch(&ks.path, ks.max_size)?;
             let identity = identify(ks, &file.bytes)?;
             Ok(Fetched {

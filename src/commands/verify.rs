@@ -388,7 +388,7 @@ fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> 
                         check.matches = true;
                         format!(
                             "matches: the live {} byte-identical to backup {} ({})",
-                            if ks.kind == KeystoreKind::P12 { "file is" } else { "keystore is" },
+                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
                             a.id,
                             file_summary(&live.files)
                         )

@@ -296,6 +296,9 @@ pub struct NodeConfig {
 pub enum KeystoreKind {
     P12,
     Acra,
+    /// Any single file kept byte for byte (nodectl's `cn-config.yaml`, Tessellation's
+    /// `id_ecdsa.hex`, ...): what a key needs beside it to be usable, restored like a P12.
+    File,
 }
 
 impl KeystoreKind {
@@ -304,6 +307,7 @@ impl KeystoreKind {
         match self {
             KeystoreKind::P12 => "p12",
             KeystoreKind::Acra => "acra",
+            KeystoreKind::File => "file",
         }
     }
 }

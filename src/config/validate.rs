@@ -539,14 +539,15 @@ impl Validator<'_> {
         let kind = match ks.kind.value.as_str() {
             "p12" => KeystoreKind::P12,
             "acra" => KeystoreKind::Acra,
+            "file" => KeystoreKind::File,
             other => {
                 return Err(self.err(
                     &ks.kind.referenced,
-                    format!("unknown keystore kind `{other}`: supported kinds are `p12` and `acra`"),
+                    format!("unknown keystore kind `{other}`: supported kinds are `p12`, `acra` and `file`"),
                 ));
             }
         };
-        let what = if kind == KeystoreKind::P12 {
+        let what = if kind != KeystoreKind::Acra {
             "a file"
         } else {
             "a directory"
@@ -576,13 +577,13 @@ impl Validator<'_> {
         };
         let acra = kind == KeystoreKind::Acra;
         only(
-            acra,
+            kind != KeystoreKind::P12,
             ks.password.as_ref().map(|x| &x.referenced),
             "password",
             "p12",
         )?;
         only(
-            acra,
+            kind != KeystoreKind::P12,
             ks.nodectl_config.as_ref().map(|x| &x.referenced),
             "nodectl_config",
             "p12",

@@ -21,6 +21,17 @@ pub enum Identity {
     OnlyKey(onlykey::OnlyKeyIdentity),
     #[serde(rename = "bitbox02")]
     BitBox02(bitbox02::BitBox02Identity),
+    /// A plain file (`kind: file`): only its size and digest say what it is.
+    File(FileIdentity),
+}
+
+/// What identifies a plain file: its size and SHA-256 (no secret: a digest of a high-entropy
+/// or already-known file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
 }
 
 impl Identity {
@@ -32,6 +43,11 @@ impl Identity {
             Identity::AcraMasterKey(m) => format!("acra v{} master key {}", m.version, m.key_id),
             Identity::OnlyKey(o) => o.short(),
             Identity::BitBox02(b) => b.short(),
+            Identity::File(f) => format!(
+                "file, {} bytes, sha256 {}…",
+                f.size,
+                &f.sha256[..12.min(f.sha256.len())]
+            ),
         }
     }
 }
