@@ -116,6 +116,8 @@ pub enum Command {
     /// Config file commands
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Connect to a node and print the `keystores:` YAML to paste for it (writes nothing)
+    Discover(DiscoverArgs),
     /// Run backup -> list -> verify against a throwaway sshd node on loopback
     Demo(DemoArgs),
 }
@@ -327,6 +329,28 @@ pub enum ConfigCommand {
         #[arg(long)]
         restore: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// A configured node
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub node: Option<String>,
+    /// A node not in the config yet (connection settings of the first configured node)
+    #[arg(long, value_name = "HOST", requires = "user")]
+    pub host: Option<String>,
+    /// SSH port with --host
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// SSH user with --host
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// nodectl's config on the node [default: /var/tessellation/nodectl/cn-config.yaml]
+    #[arg(long, value_name = "PATH")]
+    pub nodectl_config: Option<String>,
+    /// Acra keys directory to look for (repeatable) [default: the usual places]
+    #[arg(long, value_name = "PATH")]
+    pub acra_dir: Vec<String>,
 }
 
 #[derive(Debug, Args)]

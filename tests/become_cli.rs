@@ -381,3 +381,79 @@ fn a_file_keystore_round_trips_through_sudo_like_a_p12() {
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("over the 65536-byte cap"), "{out}");
 }
+
+#[test]
+fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    let root = s.fleet.node("a").root.clone();
+    let key_dir = format!("{}/", s.p12.parent().unwrap().display());
+    let cn_text = support::fleet::cn_config(&key_dir, "nodeadmin-node.p12", None);
+    let cn = s.fleet.put(
+        "a",
+        "var/tessellation/nodectl/cn-config.yaml",
+        cn_text.as_bytes(),
+        0o600,
+    );
+    s.config("    become: sudo\n", "");
+    let acra = s.acra.display().to_string();
+    let missing = root.join("opt/acra/.acrakeys").display().to_string();
+    let out = s.fleet.run(&[
+        "discover",
+        "--node",
+        "a",
+        "--nodectl-config",
+        &cn,
+        "--acra-dir",
+        &acra,
+        "--acra-dir",
+        &missing,
+    ]);
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{printed}{}", text(&out.stderr));
+    assert!(
+        printed.contains(&format!("path: {}", s.p12.display())),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!("nodectl_config: {cn}")), "{printed}");
+    assert!(
+        printed.contains("kind: file") && printed.contains(&format!("path: {acra}")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(&missing),
+        "only directories that exist: {printed}"
+    );
+    // Nothing was written on the node.
+    assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes);
+
+    // The printed entry is the node's whole config.
+    s.fleet.write_config(&printed);
+    let (code, out) = s.run(&["config", "check"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, listed) = s.fleet.run_json(&["list", "--json"]);
+    let listed = listed.to_string();
+    for ks in ["\"p12\"", "\"cn-config\"", "\"acra\""] {
+        assert!(listed.contains(ks), "{ks} in {listed}");
+    }
+
+    // Without become the same node says what it could not read, and why.
+    s.config("", "");
+    let out = s.fleet.run(&[
+        "discover",
+        "--node",
+        "a",
+        "--nodectl-config",
+        &cn,
+        "--acra-dir",
+        &acra,
+    ]);
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("# could not use:") && printed.contains("become: sudo"),
+        "{printed}"
+    );
+}

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config_check;
 pub mod daemon;
 pub mod demo;
+pub mod discover;
 pub mod fleet;
 pub mod hardware;
 pub mod keystore;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             print!("{}", crate::remote::sudoers_text(&picked, *restore));
             Ok(Exit::Ok)
         }
+        Command::Discover(args) => discover::run(&config, args),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
         Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),
