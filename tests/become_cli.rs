@@ -457,3 +457,65 @@ fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
         "{printed}"
     );
 }
+
+#[test]
+fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    let key_dir = format!("{}/", s.p12.parent().unwrap().display());
+    let base = support::fleet::cn_config(&key_dir, "nodeadmin-node.p12", None);
+    let secret = "password";
+    let cases = [
+        (
+            base.replace("passphrase: None", &format!("passphrase: {secret}")),
+            "opens",
+            true,
+        ),
+        (
+            base.replace("passphrase: None", "passphrase: not-the-passphrase"),
+            "does not open",
+            false,
+        ),
+        (
+            base.replace("passphrase: None", "passphrase: gAAAAABscrambledtoken")
+                .replace("encryption: False", "encryption: True"),
+            "encrypted, not checked",
+            true,
+        ),
+    ];
+    let identity = s.fleet.age_identity.to_str().unwrap().to_string();
+    for (text_yaml, expected, ok) in cases {
+        let cn = s.fleet.put(
+            "a",
+            "var/tessellation/nodectl/cn-config.yaml",
+            text_yaml.as_bytes(),
+            0o600,
+        );
+        let node = s.fleet.node("a");
+        s.fleet.write_config(&format!(
+            "  - name: a\n    host: 127.0.0.1\n    port: {}\n    become: sudo\n    keystores:\n\
+             \x20     - name: p12\n        kind: p12\n        path: {}\n        nodectl_config: {cn}\n\
+             \x20     - name: cn-config\n        kind: file\n        path: {cn}\n",
+            node.port,
+            s.p12.display(),
+        ));
+        // A fresh store per case: backups within one second are not ordered by time.
+        let _ = fs::remove_dir_all(s.fleet.store());
+        let _ = fs::remove_dir_all(s.fleet.replica());
+        let (code, out) = s.run(&["backup"]);
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = s.run(&["verify", "--identity", &identity]);
+        assert_eq!(code == 0, ok, "{out}");
+        // Two profiles (dag-l0, dag-l1) use the global P12.
+        let answers = out
+            .lines()
+            .filter(|l| l.starts_with("passphrase of a/p12") && l.ends_with(&format!(": {expected}")))
+            .count();
+        assert_eq!(answers, 2, "{out}");
+        assert!(
+            !out.contains("not-the-passphrase") && !out.contains("scrambledtoken"),
+            "{out}"
+        );
+    }
+}

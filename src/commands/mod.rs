@@ -14,6 +14,7 @@ pub mod hardware;
 pub mod keystore;
 pub mod list;
 pub mod onlykey;
+mod passphrase;
 pub mod prune;
 pub mod report;
 pub mod restore;

@@ -34,6 +34,9 @@ pub struct ArtifactCheck {
 #[derive(Debug, Serialize)]
 struct VerifyOutput {
     artifacts: Vec<ArtifactCheck>,
+    /// With --identity: does each backed-up P12 open with the passphrase in cn-config.yaml?
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    passphrases: Vec<super::passphrase::PassphraseCheck>,
     store_problems: Vec<String>,
     store_warnings: Vec<String>,
 }
@@ -69,12 +72,19 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let (warnings, problems): (Vec<&Problem>, Vec<&Problem>) =
         listing.problems.iter().partition(|p| p.interrupted);
     let describe = |p: &&Problem| format!("{}: {}", p.path.display(), p.message);
+    let passphrases = identities
+        .as_ref()
+        .map(|ids| super::passphrase::check_all(config, &store, &listing.artifacts, ids))
+        .unwrap_or_default();
     let out = VerifyOutput {
         artifacts: checks,
+        passphrases,
         store_problems: problems.iter().map(describe).collect(),
         store_warnings: warnings.iter().map(describe).collect(),
     };
-    let failed = out.artifacts.iter().filter(|c| !c.ok).count() + out.store_problems.len();
+    let failed = out.artifacts.iter().filter(|c| !c.ok).count()
+        + out.store_problems.len()
+        + out.passphrases.iter().filter(|p| !p.ok).count();
     if args.json {
         print_json(&out)?;
     } else {
@@ -312,6 +322,12 @@ fn master_keys_for(config: &Config, node: &str, keystore: &str, ids: &Identities
 }
 
 fn print_checks(out: &VerifyOutput, deep: bool) {
+    for p in &out.passphrases {
+        println!(
+            "passphrase of {}/{} ({}) for profile {}: {}",
+            p.node, p.keystore, p.artifact, p.profile, p.result
+        );
+    }
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {

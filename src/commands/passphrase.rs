@@ -1,0 +1,106 @@
+//! Does the backed-up P12 open with the passphrase nodectl's cn-config.yaml holds? A P12 without
+//! its passphrase is not a usable backup, so `verify --identity` answers per profile from the
+//! newest backups of both (the P12 keystore, and the node's `file` keystore holding the
+//! cn-config.yaml its `nodectl_config` names). The passphrase is never printed or logged.
+
+use crate::bundle::{self, Identities, Opened};
+use crate::config::{Config, KeystoreKind};
+use crate::material::{nodectl, p12};
+use crate::store::{Artifact, Store};
+use serde::Serialize;
+
+/// One profile's answer.
+#[derive(Debug, Serialize)]
+pub struct PassphraseCheck {
+    pub node: String,
+    pub keystore: String,
+    pub artifact: String,
+    pub profile: String,
+    /// `opens`, `does not open`, `encrypted, not checked`, `not stored in cn-config.yaml`.
+    pub result: String,
+    /// False only when the passphrase is there and does not open the P12.
+    pub ok: bool,
+}
+
+/// The newest regular backup of `node`/`keystore` among `artifacts`.
+fn newest<'a>(artifacts: &'a [Artifact], node: &str, keystore: &str) -> Option<&'a Artifact> {
+    artifacts
+        .iter()
+        .filter(|a| {
+            a.node == node && a.keystore == keystore && a.sidecar.manifest.purpose == bundle::Purpose::Backup
+        })
+        .max_by(|a, b| a.sidecar.manifest.created_at.cmp(&b.sidecar.manifest.created_at))
+}
+
+/// Decrypts the first intact copy.
+fn open(store: &Store, a: &Artifact, ids: &Identities) -> Option<Opened> {
+    a.copies
+        .iter()
+        .filter(|c| c.present)
+        .find_map(|c| store.read(c).ok().and_then(|(ct, _)| bundle::open(&ct, ids).ok()))
+}
+
+/// Checks every P12 keystore whose cn-config.yaml is also backed up as a `file` keystore.
+pub fn check_all(
+    config: &Config,
+    store: &Store,
+    artifacts: &[Artifact],
+    ids: &Identities,
+) -> Vec<PassphraseCheck> {
+    let mut out = Vec::new();
+    for node in &config.nodes {
+        for ks in node.keystores.iter().filter(|k| k.kind == KeystoreKind::P12) {
+            let Some(cn_path) = &ks.nodectl_config else {
+                continue;
+            };
+            let Some(cn_ks) = node
+                .keystores
+                .iter()
+                .find(|k| k.kind == KeystoreKind::File && &k.path == cn_path)
+            else {
+                continue;
+            };
+            let (Some(p12_art), Some(cn_art)) = (
+                newest(artifacts, &node.name, &ks.name),
+                newest(artifacts, &node.name, &cn_ks.name),
+            ) else {
+                continue;
+            };
+            let (Some(p12_opened), Some(cn_opened)) = (open(store, p12_art, ids), open(store, cn_art, ids))
+            else {
+                continue;
+            };
+            let (Some(p12_file), Some(cn_file)) = (p12_opened.files.first(), cn_opened.files.first()) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&cn_file.data);
+            let Ok(profiles) = nodectl::passphrases(&text) else {
+                continue;
+            };
+            for p in profiles
+                .into_iter()
+                .filter(|p| p.path.as_deref() == Some(ks.path.as_str()))
+            {
+                let (result, ok) = match &p.passphrase {
+                    nodectl::Passphrase::Plain(pass) => {
+                        match p12::inspect(&p12_file.data, Some(pass.as_str())) {
+                            Ok(_) => ("opens", true),
+                            Err(_) => ("does not open", false),
+                        }
+                    }
+                    nodectl::Passphrase::Encrypted => ("encrypted, not checked", true),
+                    nodectl::Passphrase::NotStored => ("not stored in cn-config.yaml, not checked", true),
+                };
+                out.push(PassphraseCheck {
+                    node: node.name.clone(),
+                    keystore: ks.name.clone(),
+                    artifact: p12_art.id.clone(),
+                    profile: p.profile,
+                    result: result.into(),
+                    ok,
+                });
+            }
+        }
+    }
+    out
+}
