@@ -517,5 +517,10 @@ fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it
             !out.contains("not-the-passphrase") && !out.contains("scrambledtoken"),
             "{out}"
         );
+        // `check` answers the same.
+        let (code, out) = s.run(&["check", "--identity", &identity]);
+        assert_eq!(code == 0, ok, "{out}");
+        assert!(out.contains(&format!("for profile dag-l0: {expected}")), "{out}");
+        assert!(!out.contains("not-the-passphrase"), "{out}");
     }
 }

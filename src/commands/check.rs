@@ -92,16 +92,23 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     .into_iter()
     .flatten()
     .collect();
+    let passphrases = ids
+        .as_ref()
+        .map(|ids| super::passphrase::check_all(&nodes, &store, &listing.artifacts, ids))
+        .unwrap_or_default();
     if args.json {
         print_json(&checks)?;
     } else {
         print_human(&checks);
+        super::passphrase::print(&passphrases);
     }
-    Ok(if checks.iter().all(|c| c.ok) {
-        Exit::Ok
-    } else {
-        Exit::Failed
-    })
+    Ok(
+        if checks.iter().all(|c| c.ok) && passphrases.iter().all(|p| p.ok) {
+            Exit::Ok
+        } else {
+            Exit::Failed
+        },
+    )
 }
 
 fn read_local_nodectl(path: &std::path::Path) -> anyhow::Result<Vec<P12Location>> {

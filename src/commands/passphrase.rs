@@ -4,7 +4,7 @@
 //! cn-config.yaml its `nodectl_config` names). The passphrase is never printed or logged.
 
 use crate::bundle::{self, Identities, Opened};
-use crate::config::{Config, KeystoreKind};
+use crate::config::{KeystoreKind, NodeConfig};
 use crate::material::{nodectl, p12};
 use crate::store::{Artifact, Store};
 use serde::Serialize;
@@ -40,15 +40,25 @@ fn open(store: &Store, a: &Artifact, ids: &Identities) -> Option<Opened> {
         .find_map(|c| store.read(c).ok().and_then(|(ct, _)| bundle::open(&ct, ids).ok()))
 }
 
+/// Prints the answers for people.
+pub fn print(checks: &[PassphraseCheck]) {
+    for p in checks {
+        println!(
+            "passphrase of {}/{} ({}) for profile {}: {}",
+            p.node, p.keystore, p.artifact, p.profile, p.result
+        );
+    }
+}
+
 /// Checks every P12 keystore whose cn-config.yaml is also backed up as a `file` keystore.
 pub fn check_all(
-    config: &Config,
+    nodes: &[&NodeConfig],
     store: &Store,
     artifacts: &[Artifact],
     ids: &Identities,
 ) -> Vec<PassphraseCheck> {
     let mut out = Vec::new();
-    for node in &config.nodes {
+    for node in nodes {
         for ks in node.keystores.iter().filter(|k| k.kind == KeystoreKind::P12) {
             let Some(cn_path) = &ks.nodectl_config else {
                 continue;

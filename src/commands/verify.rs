@@ -74,7 +74,14 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let describe = |p: &&Problem| format!("{}: {}", p.path.display(), p.message);
     let passphrases = identities
         .as_ref()
-        .map(|ids| super::passphrase::check_all(config, &store, &listing.artifacts, ids))
+        .map(|ids| {
+            let nodes: Vec<&NodeConfig> = config
+                .nodes
+                .iter()
+                .filter(|n| args.node.as_ref().is_none_or(|x| *x == n.name))
+                .collect();
+            super::passphrase::check_all(&nodes, &store, &listing.artifacts, ids)
+        })
         .unwrap_or_default();
     let out = VerifyOutput {
         artifacts: checks,
@@ -322,12 +329,7 @@ fn master_keys_for(config: &Config, node: &str, keystore: &str, ids: &Identities
 }
 
 fn print_checks(out: &VerifyOutput, deep: bool) {
-    for p in &out.passphrases {
-        println!(
-            "passphrase of {}/{} ({}) for profile {}: {}",
-            p.node, p.keystore, p.artifact, p.profile, p.result
-        );
-    }
+    super::passphrase::print(&out.passphrases);
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {
