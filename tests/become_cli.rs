@@ -356,6 +356,10 @@ fn a_file_keystore_round_trips_through_sudo_like_a_p12() {
     ));
     let (code, out) = s.run(&["config", "check"]);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(sudo -u root)"),
+        "config check shows how the node is reached: {out}"
+    );
     let (code, out) = s.run(&["backup"]);
     assert_eq!(code, 0, "{out}");
     let identity = s.fleet.age_identity.to_str().unwrap().to_string();
