@@ -175,6 +175,53 @@ fn sudo_wanting_a_password_fails_fast_with_the_rule_and_changes_nothing() {
     );
     assert_eq!(fs::read(&s.p12).unwrap(), before);
     assert_eq!((owner_of(&s.p12), mode(&s.p12)), ("root:root".to_string(), 0o400));
+    drop(_rules);
+
+    // A restore under the same rule: refused before any change on the node.
+    let allowed = DropIn::install(&allow_all());
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    drop(allowed);
+    let _password = DropIn::install(&format!("{LOGIN_USER} ALL=(ALL:ALL) ALL\n"));
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&s.p12, b"the node's current file").unwrap();
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, out) = s.restore("a", "p12", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("a password is required") && out.contains("config sudoers"),
+        "{out}"
+    );
+    assert_eq!(fs::read(&s.p12).unwrap(), b"the node's current file");
+    let names: Vec<String> = fs::read_dir(s.p12.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["nodeadmin-node.p12".to_string()]);
+}
+
+#[test]
+fn through_sudo_a_symlinked_key_or_a_link_inside_the_acra_tree_is_refused() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    // Whoever controls the node's files points the key path at another root-only file.
+    let secret = b"root-only secret, not a keystore ".repeat(3);
+    let other = s.fleet.put("a", "etc/shadow-like", &secret, 0o400);
+    fs::remove_file(&s.p12).unwrap();
+    std::os::unix::fs::symlink(&other, &s.p12).unwrap();
+    std::os::unix::fs::symlink(&other, s.acra.join("client_link")).unwrap();
+    let out = s
+        .fleet
+        .run_with_env(&["backup", "--json"], &[("P12_PASSWORD", "password")]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for o in report["outcomes"].as_array().unwrap() {
+        assert_eq!(o["ok"], false, "{o}");
+        let error = o["error"].as_str().unwrap();
+        assert!(error.contains("symbolic link"), "{error}");
+    }
+    s.fleet.assert_not_on_local_disk(&[&secret]);
 }
 
 #[test]
