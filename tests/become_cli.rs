@@ -491,6 +491,28 @@ fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
         assert!(listed.contains(ks), "{ks} in {listed}");
     }
 
+    // A node not in the config yet, by host, port and user.
+    let port = s.fleet.node("a").port.to_string();
+    let out = s.fleet.run(&[
+        "discover",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--user",
+        LOGIN_USER,
+        "--nodectl-config",
+        &cn,
+        "--acra-dir",
+        &acra,
+    ]);
+    let by_host = text(&out.stdout);
+    assert!(out.status.success(), "{by_host}{}", text(&out.stderr));
+    assert!(
+        by_host.contains(&format!("path: {}", s.p12.display())),
+        "{by_host}"
+    );
+
     // Without become the same node says what it could not read, and why.
     s.config("", "");
     let out = s.fleet.run(&[

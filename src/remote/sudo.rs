@@ -242,42 +242,10 @@ impl Session {
 
     /// Turns sudo's own failures (not the program's) into errors that name the fix.
     fn sudo_refusal(&self, b: &Become, op: &Op, status: i32, stderr: &str) -> Result<(), RemoteError> {
-        let addr = self.addr.clone();
-        if status == 127 && !stderr.contains(op.argv[0].as_str()) {
-            return Err(RemoteError::SudoMissing { addr });
+        match refusal(&self.addr, b, op, status, stderr) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if stderr.contains("unknown user") {
-            return Err(RemoteError::BecomeUserMissing {
-                addr,
-                user: b.user.clone(),
-            });
-        }
-        let refused = [
-            "a password is required",
-            "is not allowed to execute",
-            "not in the sudoers file",
-        ];
-        let tty = stderr.contains("must have a tty");
-        if tty || refused.iter().any(|r| stderr.contains(r)) {
-            let detail = if tty {
-                "sudo wants a terminal (`Defaults requiretty`): add `Defaults:USER !requiretty` for the SSH user"
-                    .replace("USER", &b.ssh_user)
-            } else {
-                stderr
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("sudo: ")
-                    .to_string()
-            };
-            return Err(RemoteError::SudoRefused {
-                addr,
-                node: b.node.clone(),
-                detail,
-                rule: sudoers_rule(&b.ssh_user, &b.user, op),
-            });
-        }
-        Ok(())
     }
 
     /// Runs `op` and turns a non-zero exit into [`RemoteError::Command`].
@@ -572,6 +540,49 @@ impl Session {
     }
 }
 
+/// sudo's own failure in a command's exit status and stderr, as an error naming the fix; `None`
+/// when sudo ran the program (whose failure is the caller's to judge).
+fn refusal(addr: &str, b: &Become, op: &Op, status: i32, stderr: &str) -> Option<RemoteError> {
+    let addr = addr.to_string();
+    if status == 127 && !stderr.contains(op.argv[0].as_str()) {
+        return Some(RemoteError::SudoMissing { addr });
+    }
+    if stderr.contains("unknown user") {
+        return Some(RemoteError::BecomeUserMissing {
+            addr,
+            user: b.user.clone(),
+        });
+    }
+    let refused = [
+        "a password is required",
+        "is not allowed to execute",
+        "not in the sudoers file",
+    ];
+    let tty = stderr.contains("must have a tty");
+    if !tty && !refused.iter().any(|r| stderr.contains(r)) {
+        return None;
+    }
+    let detail = if tty {
+        format!(
+            "sudo wants a terminal (`Defaults requiretty`): add `Defaults:{} !requiretty`",
+            b.ssh_user
+        )
+    } else {
+        stderr
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim_start_matches("sudo: ")
+            .to_string()
+    };
+    Some(RemoteError::SudoRefused {
+        addr,
+        node: b.node.clone(),
+        detail,
+        rule: sudoers_rule(&b.ssh_user, &b.user, op),
+    })
+}
+
 /// Parses `stat -c STAT_FORMAT` output.
 fn parse_stat(text: &str) -> Option<RemoteStat> {
     let mut f = text.trim_end_matches('\n').splitn(6, '/');
@@ -758,6 +769,36 @@ mod tests {
         assert!(
             command_line("root", &stat_op("/x'y").argv).starts_with("sudo -n -u 'root' -- '/usr/bin/stat'")
         );
+    }
+
+    #[test]
+    fn sudo_failures_name_the_fix() {
+        let b = Become {
+            user: "acra".into(),
+            ssh_user: "nodeadmin".into(),
+            node: "gw".into(),
+        };
+        let op = read_op("/k/a");
+        let msg = |status, stderr: &str| refusal("h:22", &b, &op, status, stderr).map(|e| e.to_string());
+        let missing = msg(127, "sh: 1: sudo: not found").unwrap();
+        assert!(missing.contains("has no sudo"), "{missing}");
+        let user = msg(
+            1,
+            "sudo: unknown user acra\nsudo: error initializing audit plugin",
+        )
+        .unwrap();
+        assert!(user.contains("become_user `acra` does not exist"), "{user}");
+        let password = msg(1, "sudo: a password is required").unwrap();
+        assert!(password.contains("config sudoers --node gw"), "{password}");
+        assert!(
+            password.contains(r"nodeadmin ALL=(acra) NOPASSWD: /usr/bin/dd if\=/k/a"),
+            "{password}"
+        );
+        let tty = msg(1, "sudo: sorry, you must have a tty to run sudo").unwrap();
+        assert!(tty.contains("Defaults:nodeadmin !requiretty"), "{tty}");
+        // The program's own failure is not sudo's.
+        assert!(msg(1, "dd: failed to open '/k/a': No such file or directory").is_none());
+        assert!(msg(127, "sudo: /usr/bin/dd: command not found").is_none());
     }
 
     fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
