@@ -597,3 +597,35 @@ fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it
         assert!(!out.contains("not-the-passphrase"), "{out}");
     }
 }
+
+#[test]
+fn without_become_a_restore_that_cannot_keep_the_owner_stops_before_replacing() {
+    let s = setup(false);
+    // nodectl's key directory belongs to the SSH user; the key (readable) to someone else.
+    let dir = s.p12.parent().unwrap();
+    fs::remove_file(&s.p12).unwrap();
+    chown(dir, LOGIN_USER);
+    s.config("", "");
+    fs::write(&s.p12, &s.p12_bytes).unwrap();
+    chown(&s.p12, SERVICE_USER);
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o444)).unwrap();
+    let out = s
+        .fleet
+        .run_with_env(&["backup", "--json"], &[("P12_PASSWORD", "password")]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcomes"][0]["keystore"], "p12", "{report}");
+    assert_eq!(report["outcomes"][0]["ok"], true, "{report}");
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&s.p12, b"current").unwrap();
+    fs::set_permissions(&s.p12, fs::Permissions::from_mode(0o444)).unwrap();
+    let (code, out) = s.restore("a", "p12", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("set `become: sudo`"), "{out}");
+    assert_eq!(fs::read(&s.p12).unwrap(), b"current");
+    assert_eq!(owner_of(&s.p12), format!("{SERVICE_USER}:{SERVICE_USER}"));
+    let names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["nodeadmin-node.p12".to_string()], "temp removed");
+}

@@ -74,6 +74,11 @@ pub enum RemoteError {
         rule: String,
     },
     #[error(
+        "cannot give the new {path} the owner and group of the file it replaces as the SSH user: \
+         set `become: sudo` for this node (nothing was changed)"
+    )]
+    OwnerNotKept { path: String },
+    #[error(
         "`become: sudo` is set for {addr}, but the node has no sudo: install it there or remove `become`"
     )]
     SudoMissing { addr: String },
@@ -875,7 +880,7 @@ impl Session {
     fn push_via(&self, path: &str, temp: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         use std::io::Write;
         let sftp = self.sftp()?;
-        let target_exists = self.stat_with(sftp, path)?.is_some();
+        let target = self.stat_with(sftp, path)?;
         let during = format!("uploading {temp}");
         {
             let mut file = sftp
@@ -902,9 +907,17 @@ impl Session {
         let qtemp = shell_quote(temp);
         let qpath = shell_quote(path);
         self.exec_ok(&format!("chmod {mode:o} -- {qtemp}"))?;
-        if target_exists {
-            // Keep the owner and group of the file being replaced (best effort: needs rights).
+        if let Some(target) = target {
+            // Keep the owner and group of the file being replaced; when the SSH user may not,
+            // stop before the rename instead of leaving the key owned by the wrong user.
             let _ = self.exec(&format!("chown --reference={qpath} -- {qtemp}"));
+            let ids = |st: Option<RemoteStat>| st.and_then(|s| s.owner).map(|o| (o.uid, o.gid));
+            let want = ids(Some(target));
+            if want.is_some() && ids(self.stat_with(sftp, temp)?) != want {
+                return Err(RemoteError::OwnerNotKept {
+                    path: path.to_string(),
+                });
+            }
         }
         self.exec_ok(&format!("mv -f -- {qtemp} {qpath}"))?;
         let back = self.fetch(path, bytes.len() as u64 + 1024 * 1024)?;
