@@ -47,6 +47,7 @@ const CHOWN: &str = "/usr/bin/chown";
 const CHMOD: &str = "/usr/bin/chmod";
 const MV: &str = "/usr/bin/mv";
 const MKDIR: &str = "/usr/bin/mkdir";
+const FIND: &str = "/usr/bin/find";
 
 /// `stat` format: raw mode (hex), uid, gid, owner, group, size; `/` cannot occur in any of them.
 const STAT_FORMAT: &str = "%f/%u/%g/%U/%G/%s";
@@ -144,6 +145,32 @@ pub fn chown_op(path: &str, owner: &str) -> Op {
     )
 }
 
+/// Remove everything named `.NAME.coldkeep-tmp*` directly beside `path` (`find` neither
+/// descends nor follows links; the pattern is literal to sudoers).
+pub fn stale_temps_op(path: &str) -> Op {
+    let (dir, name) = split_remote(path);
+    let pattern = format!(".{name}.coldkeep-tmp*");
+    op(
+        format!("remove temp files an interrupted restore of {path} left"),
+        &[
+            FIND,
+            &dir,
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-name",
+            &pattern,
+            "-exec",
+            RM,
+            "-rf",
+            "--",
+            "{}",
+            "+",
+        ],
+    )
+}
+
 /// The command line run on the node: `sudo -n -u USER -- ARGV...`, each word quoted.
 fn command_line(user: &str, argv: &[String]) -> String {
     let mut line = format!("sudo -n -u {} --", shell_quote(user));
@@ -158,7 +185,12 @@ fn command_line(user: &str, argv: &[String]) -> String {
 fn sudoers_word(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
     for c in word.chars() {
-        if matches!(c, '\\' | ',' | ':' | '=' | ' ' | '"' | '#' | '(' | ')' | '!') {
+        // Separators and sudoers syntax, and the wildcards `*?[]`: a path holding one must match
+        // only itself.
+        if matches!(
+            c,
+            '\\' | ',' | ':' | '=' | ' ' | '"' | '#' | '(' | ')' | '!' | '*' | '?' | '[' | ']'
+        ) {
             out.push('\\');
         }
         out.push(c);
@@ -478,9 +510,10 @@ impl Session {
         Ok(())
     }
 
-    /// Removes the fixed temp file of a write to `path`.
+    /// Removes what interrupted writes to `path` left beside it: the fixed temp file, and
+    /// temp directories of tree restores.
     pub(super) fn sudo_remove_temp(&self, b: &Become, path: &str) -> Result<(), RemoteError> {
-        self.sudo_ok(b, &write_ops(path, 0)[0], &[])
+        self.sudo_ok(b, &stale_temps_op(path), &[])
     }
 
     /// A new directory with exactly `mode`.
@@ -766,6 +799,11 @@ mod tests {
             r"nodeadmin ALL=(root) NOPASSWD: /usr/bin/dd if\=/home/a\ b/k\,1.p12 iflag\=nofollow status\=none"
         );
         assert_eq!(temp_of("/home/n/t/a.p12"), "/home/n/t/.a.p12.coldkeep-tmp");
+        assert!(sudoers_rule("u", "root", &stat_op("/k/a*[1]?")).ends_with(r"-- /k/a\*\[1\]\?"));
+        assert!(
+            sudoers_rule("u", "root", &stale_temps_op("/k/a.p12"))
+                .contains(r"-name .a.p12.coldkeep-tmp\* -exec")
+        );
         assert!(
             command_line("root", &stat_op("/x'y").argv).starts_with("sudo -n -u 'root' -- '/usr/bin/stat'")
         );

@@ -35,6 +35,7 @@ fn keystore_ops(ks: &KeystoreConfig, restore: bool, ops: &mut Vec<Op>, notes: &m
             if restore {
                 let (dir, _) = super::split_remote(&ks.path);
                 ops.push(sudo::stat_op(&dir));
+                ops.push(sudo::stale_temps_op(&ks.path));
                 ops.extend(sudo::write_ops(&ks.path, NEW_FILE_MODE));
             }
         }
