@@ -153,6 +153,10 @@ fn become_reads_root_owned_p12_and_service_user_acra_tree_and_without_it_only_th
     let identity = s.fleet.age_identity.to_str().unwrap().to_string();
     let (code, out) = s.run(&["verify", "--node", "a", "--identity", &identity]);
     assert_eq!(code, 0, "{out}");
+    // The live check reads through sudo too.
+    let (code, out) = s.run(&["verify", "--live", "--node", "a"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("matches"), "{out}");
     // Nothing on local disk in plaintext.
     s.fleet.assert_not_on_local_disk(&[&s.p12_bytes]);
 }
