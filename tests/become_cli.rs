@@ -646,3 +646,28 @@ fn without_become_a_restore_that_cannot_keep_the_owner_stops_before_replacing() 
         .collect();
     assert_eq!(names, vec!["nodeadmin-node.p12".to_string()], "temp removed");
 }
+
+#[test]
+fn an_interrupted_acra_swap_is_found_through_sudo_in_a_root_only_parent() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let parent = s.acra.parent().unwrap();
+    fs::set_permissions(parent, fs::Permissions::from_mode(0o700)).unwrap();
+    let old = parent.join("..acrakeys.coldkeep-old-0badcafe");
+    fs::create_dir(&old).unwrap();
+    fs::remove_file(s.acra.join("client_hmac")).unwrap();
+    let (code, out) = s.restore("a", "acra", &["--replace"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("interrupted") && out.contains("..acrakeys.coldkeep-old-0badcafe"),
+        "{out}"
+    );
+    assert!(
+        old.exists() && !s.acra.join("client_hmac").exists(),
+        "nothing changed"
+    );
+}

@@ -264,16 +264,7 @@ fn tree_matches(
 /// A swap cut off between its two renames leaves the previous keystore under a
 /// `.NAME.coldkeep-old-*` name: never touch it, tell the operator.
 fn refuse_interrupted_swap(session: &Session, root: &str) -> anyhow::Result<()> {
-    let (parent, name) = super::restore::split_path(root);
-    let pattern = format!(
-        "{}/{}*",
-        crate::remote::shell_quote(parent.trim_end_matches('/')),
-        crate::remote::shell_quote(&format!(".{name}.coldkeep-old-"))
-    );
-    let out = session.exec(&format!(
-        "for d in {pattern}; do [ -e \"$d\" ] && echo \"$d\"; done; true"
-    ))?;
-    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let found = session.beside(root, "coldkeep-old-")?.join(", ");
     if !found.is_empty() {
         bail!(
             "an earlier restore was interrupted and left the previous keystore at {found} on the node; \

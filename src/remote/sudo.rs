@@ -171,6 +171,16 @@ pub fn stale_temps_op(path: &str) -> Op {
     )
 }
 
+/// List what is named `.NAME.<tag>*` directly beside `path` (no descent, no link following).
+pub fn beside_op(path: &str, tag: &str) -> Op {
+    let (dir, name) = split_remote(path);
+    let pattern = format!(".{name}.{tag}*");
+    op(
+        format!("look for leftovers `{pattern}` beside {path}"),
+        &[FIND, &dir, "-mindepth", "1", "-maxdepth", "1", "-name", &pattern],
+    )
+}
+
 /// The command line run on the node: `sudo -n -u USER -- ARGV...`, each word quoted.
 fn command_line(user: &str, argv: &[String]) -> String {
     let mut line = format!("sudo -n -u {} --", shell_quote(user));
@@ -514,6 +524,28 @@ impl Session {
     /// temp directories of tree restores.
     pub(super) fn sudo_remove_temp(&self, b: &Become, path: &str) -> Result<(), RemoteError> {
         self.sudo_ok(b, &stale_temps_op(path), &[])
+    }
+
+    /// Paths named `.NAME.<tag>*` beside `path`, through sudo.
+    pub(super) fn sudo_beside(&self, b: &Become, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
+        let op = beside_op(path, tag);
+        let ran = self
+            .sudo_run(b, &op, &[], 1024 * 1024)?
+            .ok_or_else(|| RemoteError::Ssh {
+                during: format!("looking beside {path}"),
+                detail: "unexpectedly long output".into(),
+            })?;
+        if ran.status != 0 {
+            return Err(RemoteError::Command {
+                command: format!("sudo {}", op.argv.join(" ")),
+                status: ran.status,
+                stderr: ran.stderr,
+            });
+        }
+        Ok(String::from_utf8_lossy(&ran.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 
     /// A new directory with exactly `mode`.

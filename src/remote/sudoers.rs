@@ -18,6 +18,7 @@ fn keystore_ops(ks: &KeystoreConfig, restore: bool, ops: &mut Vec<Op>, notes: &m
             ops.push(sudo::stat_op(&ks.path));
             ops.push(sudo::tar_op(&ks.path));
             if restore {
+                ops.push(sudo::beside_op(&ks.path, "coldkeep-old-"));
                 notes.push(format!(
                     "restoring the Acra keystore {} writes under fresh temp names beside it, which no \
                      pinned rule can name: run that restore with broader sudo rights, or as the service user",

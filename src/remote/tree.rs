@@ -300,6 +300,28 @@ impl Session {
         Ok(())
     }
 
+    /// Paths named `.NAME.<tag>*` directly beside `path` (leftovers of an interrupted restore),
+    /// read with the node's rights (`become` included).
+    pub fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_beside(b, path, tag);
+        }
+        let (dir, name) = super::split_remote(path);
+        let prefix = format!(".{name}.{tag}");
+        let sftp = self.sftp()?;
+        let entries = sftp
+            .readdir(Path::new(&dir))
+            .map_err(|e| self.sftp_err(e, &dir, &format!("listing {dir}")))?;
+        let mut found: Vec<String> = entries
+            .into_iter()
+            .filter_map(|(p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .filter(|n| n.starts_with(&prefix))
+            .map(|n| join_remote(&dir, &n))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// Removes a directory tree that coldkeep itself created (temp or swapped-out directories).
     pub fn remove_tree(&self, path: &str) -> Result<(), RemoteError> {
         if let Some(b) = &self.become_ {
