@@ -40,7 +40,9 @@ pub struct FileEntry {
 /// restore matches on another host, where ids may differ).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileOwner {
+    /// Numeric user id on the node it came from.
     pub uid: u32,
+    /// Numeric group id on the node it came from.
     pub gid: u32,
     /// User name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,9 +12,13 @@ use serde::Serialize;
 /// One profile's answer.
 #[derive(Debug, Serialize)]
 pub struct PassphraseCheck {
+    /// Node name.
     pub node: String,
+    /// The P12 keystore.
     pub keystore: String,
+    /// The P12 artifact checked (the newest backup).
     pub artifact: String,
+    /// nodectl profile (`dag-l0`, ...).
     pub profile: String,
     /// `opens`, `does not open`, `encrypted, not checked`, `not stored in cn-config.yaml`.
     pub result: String,

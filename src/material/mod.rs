@@ -29,6 +29,7 @@ pub enum Identity {
 /// or already-known file).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileIdentity {
+    /// Bytes.
     pub size: u64,
     /// Lowercase hex SHA-256.
     pub sha256: String,

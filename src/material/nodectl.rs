@@ -157,9 +157,11 @@ pub enum Passphrase {
 
 /// One enabled profile's P12 path and passphrase.
 pub struct ProfilePassphrase {
+    /// nodectl profile (`dag-l0`, ...).
     pub profile: String,
     /// `directory/name`, when both are set.
     pub path: Option<String>,
+    /// What the file holds as its passphrase.
     pub passphrase: Passphrase,
 }
 

@@ -123,7 +123,9 @@ pub struct RemoteFile {
 /// manifest so a restore can give a recreated file the owner it had.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
+    /// Numeric user id.
     pub uid: u32,
+    /// Numeric group id.
     pub gid: u32,
     /// User name, when known.
     pub user: Option<String>,
