@@ -671,3 +671,30 @@ fn an_interrupted_acra_swap_is_found_through_sudo_in_a_root_only_parent() {
         "nothing changed"
     );
 }
+
+#[test]
+fn an_acra_keystore_restored_where_none_exists_gets_its_recorded_service_owner() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    let (code, out) = s.run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let (before, _) = read_tree(&s.acra);
+    fs::remove_dir_all(&s.acra).unwrap();
+    let (code, out) = s.restore("a", "acra", &["--dry-run", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{SERVICE_USER}:{SERVICE_USER} (recorded in the backup)")),
+        "the plan says which owner: {out}"
+    );
+    let (code, out) = s.restore("a", "acra", &[]);
+    assert_eq!(code, 0, "{out}");
+    let (after, _) = read_tree(&s.acra);
+    assert_eq!(after, before);
+    let service = format!("{SERVICE_USER}:{SERVICE_USER}");
+    assert_eq!(owner_of(&s.acra), service);
+    for (rel, _, _) in &after {
+        assert_eq!(owner_of(&s.acra.join(rel)), service, "{rel}");
+    }
+}

@@ -34,6 +34,8 @@ struct Root<'a> {
     path: &'a str,
     files: Vec<&'a PlainFile>,
     target: Target,
+    /// For a missing keystore: `user:group` to give the new tree (its files' recorded owner).
+    owner: Option<String>,
 }
 
 /// Restores an already opened and verified Acra artifact (step 1 was done by the caller).
@@ -70,6 +72,7 @@ pub fn run(
         path: &ks.path,
         files: Vec::new(),
         target: Target::Missing,
+        owner: None,
     }];
     if let Some(public) = &ks.public_path {
         roots.push(Root {
@@ -77,6 +80,7 @@ pub fn run(
             path: public,
             files: Vec::new(),
             target: Target::Missing,
+            owner: None,
         });
     }
     for f in &opened.files {
@@ -139,6 +143,12 @@ pub fn run(
         let tree = session.list_tree(root.path, limits, &keystore::acra_skip)?;
         root.target = classify(tree.as_ref(), &root.files, root.prefix, &session, root.path)?;
     }
+    let mut owners = Vec::new();
+    for root in roots.iter_mut().filter(|r| r.target == Target::Missing) {
+        let (owner, said) = super::restore_owner::pick_for_tree(&session, &root.files)?;
+        root.owner = owner;
+        owners.push(format!("{}: {said}", root.path));
+    }
 
     let mut outcome = RestoreOutcome {
         node: node.name.clone(),
@@ -148,7 +158,7 @@ pub fn run(
         path: roots.iter().map(|r| r.path).collect::<Vec<_>>().join(", "),
         action: String::new(),
         mode: "0700".into(),
-        owner: None,
+        owner: (!owners.is_empty()).then(|| owners.join("; ")),
         identity: m.identity.clone(),
         previous_saved_as: None,
     };
@@ -405,6 +415,10 @@ fn prepare(session: &Session, s: &Staged) -> anyhow::Result<()> {
         session
             .chown_like(&s.temp, root.path)
             .context("giving the restored files the owner of the keystore they replace")?;
+    } else if let Some(owner) = &root.owner {
+        session
+            .chown_tree(&s.temp, owner)
+            .context("giving the restored files the owner recorded in the backup")?;
     }
     if !tree_matches(session, &s.temp, &root.files, root.prefix, &|_| false)? {
         bail!("read back of the uploaded keystore does not match the backup");

@@ -30,3 +30,25 @@ pub fn pick(session: &Session, recorded: Option<&FileOwner>) -> anyhow::Result<(
         ))
     }
 }
+
+/// For a whole tree (an Acra keystore that does not exist on the node): the owner its files
+/// were recorded with, when they all had the same one.
+pub fn pick_for_tree(
+    session: &Session,
+    files: &[&crate::bundle::PlainFile],
+) -> anyhow::Result<(Option<String>, String)> {
+    let named = |f: &&crate::bundle::PlainFile| {
+        f.entry
+            .owner
+            .as_ref()
+            .and_then(|o| Some((o.user.clone()?, o.group.clone()?)))
+    };
+    let first = files.first().and_then(named);
+    if first.is_none() || files.iter().any(|f| named(f) != first) {
+        return Ok((
+            None,
+            "the writing user's (the backup recorded no single named owner for the files)".into(),
+        ));
+    }
+    pick(session, files[0].entry.owner.as_ref())
+}

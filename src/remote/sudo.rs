@@ -594,6 +594,11 @@ impl Session {
         self.sudo_ok(b, &op("owner", &[CHOWN, "-R", &reference, "--", path]), &[])
     }
 
+    /// `chown -R -h USER:GROUP` through sudo.
+    pub(super) fn sudo_chown_tree(&self, b: &Become, path: &str, owner: &str) -> Result<(), RemoteError> {
+        self.sudo_ok(b, &op("owner", &[CHOWN, "-R", "-h", owner, "--", path]), &[])
+    }
+
     /// `mv -T` through sudo.
     pub(super) fn sudo_rename(&self, b: &Become, from: &str, to: &str) -> Result<(), RemoteError> {
         self.sudo_ok(b, &op("rename", &[MV, "-T", "--", from, to]), &[])

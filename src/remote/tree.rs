@@ -291,6 +291,19 @@ impl Session {
         Ok(())
     }
 
+    /// Gives the tree at `path` the owner `user:group` (`chown -R -h`, links not followed).
+    pub fn chown_tree(&self, path: &str, owner: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_chown_tree(b, path, owner);
+        }
+        self.exec_ok(&format!(
+            "chown -R -h {} -- {}",
+            shell_quote(owner),
+            shell_quote(path)
+        ))?;
+        Ok(())
+    }
+
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
         if let Some(b) = &self.become_ {
