@@ -33,6 +33,12 @@ fn mode(p: &Path) -> u32 {
 /// Nodes `a` (and `b` when `two`), each with a root-owned 0400 P12 in a root-owned directory and
 /// an Acra v1 tree owned by the service user (0700).
 fn setup(two: bool) -> Setup {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        text(&uid.stdout).trim(),
+        "0",
+        "these tests need root: they create local users and sudoers drop-ins (as .ci/run does)"
+    );
     let names: &[&str] = if two { &["a", "b"] } else { &["a"] };
     let mut fleet = Fleet::new(names);
     fleet.sandbox.login_as(LOGIN_USER).unwrap();
