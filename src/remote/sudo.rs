@@ -333,11 +333,8 @@ impl Session {
             if ran.stderr.contains("No such file") || ran.stderr.contains("Not a directory") {
                 return Ok(None);
             }
-            if ran.stderr.contains("Permission denied") {
-                return Err(RemoteError::PermissionDenied {
-                    path: path.to_string(),
-                });
-            }
+            // Permission denied here means become_user may not reach it: the command and its
+            // stderr say so better than the hint to set `become`, which is already set.
             return Err(RemoteError::Command {
                 command: format!("sudo {}", op.argv.join(" ")),
                 status: ran.status,
