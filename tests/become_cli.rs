@@ -159,6 +159,38 @@ fn become_reads_root_owned_p12_and_service_user_acra_tree_and_without_it_only_th
     let identity = s.fleet.age_identity.to_str().unwrap().to_string();
     let (code, out) = s.run(&["verify", "--node", "a", "--identity", &identity]);
     assert_eq!(code, 0, "{out}");
+    // The manifest (repeated in the plaintext sidecar) records owners of files and directories.
+    let sidecar_of = |keystore: &str| -> serde_json::Value {
+        let dir = s.fleet.store().join("a").join(keystore);
+        let json = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+            .unwrap();
+        serde_json::from_slice(&fs::read(json).unwrap()).unwrap()
+    };
+    let p12_side = sidecar_of("p12");
+    let owner = &p12_side["files"][0]["owner"];
+    assert_eq!(
+        (owner["uid"].as_u64(), owner["user"].as_str()),
+        (Some(0), Some("root")),
+        "{p12_side}"
+    );
+    let acra_side = sidecar_of("acra");
+    let dirs = acra_side["dirs"].as_array().unwrap();
+    assert_eq!(dirs[0]["path"], "keys/", "{acra_side}");
+    assert_eq!(dirs[0]["mode"], 0o700);
+    assert!(
+        dirs.iter().any(|d| d["path"] == "keys/.poison_key/"),
+        "{acra_side}"
+    );
+    for d in dirs {
+        assert_eq!(d["owner"]["user"], SERVICE_USER, "{d}");
+    }
+    for f in acra_side["files"].as_array().unwrap() {
+        assert_eq!(f["owner"]["group"], SERVICE_USER, "{f}");
+    }
+
     // The live check reads through sudo too.
     let (code, out) = s.run(&["verify", "--live", "--node", "a"]);
     assert_eq!(code, 0, "{out}");
@@ -282,6 +314,10 @@ fn restore_through_sudo_keeps_root_owner_and_mode_and_the_acra_owners() {
     assert_eq!(after, before);
     assert_eq!(owner_of(&s.acra), format!("{SERVICE_USER}:{SERVICE_USER}"));
     assert_eq!(mode(&s.acra), 0o700);
+    // Listed through sudo, the restored tree is identical to the backup: nothing to do.
+    let (code, out) = s.restore("a", "acra", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already in place"), "{out}");
     for (rel, _, _) in &after {
         assert_eq!(
             owner_of(&s.acra.join(rel)),

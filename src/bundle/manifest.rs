@@ -36,6 +36,21 @@ pub struct FileEntry {
     pub owner: Option<FileOwner>,
 }
 
+/// A directory of a tree keystore (Acra): not in the tar, recorded so a restore can know who
+/// owned it and how it was protected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Relative name as files have it (`keys/`, `keys/.poison_key/`).
+    pub path: String,
+    /// Where it was on the node.
+    pub remote_path: String,
+    /// Unix permission bits on the node.
+    pub mode: u32,
+    /// Owner and group on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<FileOwner>,
+}
+
 /// Who owned a file on the node: ids, and names when the node knew them (names are what a
 /// restore matches on another host, where ids may differ).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +85,9 @@ pub struct Manifest {
     #[serde(default)]
     pub host_key: String,
     pub files: Vec<FileEntry>,
+    /// Directories of a tree keystore, root first (absent in older artifacts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
     /// The recipients it was encrypted to.

@@ -5,7 +5,7 @@
 
 mod manifest;
 
-pub use manifest::{FORMAT_VERSION, FileEntry, FileOwner, Manifest, Purpose, Sidecar};
+pub use manifest::{DirEntry, FORMAT_VERSION, FileEntry, FileOwner, Manifest, Purpose, Sidecar};
 
 use crate::config::Recipient;
 use std::io::{Read, Write};

@@ -215,7 +215,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                     fetched.identity,
                 ));
             }
-            let manifest = keystore::manifest(
+            let mut manifest = keystore::manifest(
                 node,
                 &ks.name,
                 ks.kind.as_str(),
@@ -224,6 +224,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                 Some(fetched.identity.clone()),
                 Purpose::Backup,
             );
+            manifest.dirs = fetched.dirs.clone();
             let (id, size) = keystore::seal_and_store(
                 store,
                 &config.encryption.recipients,

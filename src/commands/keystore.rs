@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 pub struct Fetched {
     /// The files as they go into the bundle (P12: one; Acra: the tree).
     pub files: Vec<PlainFile>,
+    /// The directories of a tree (Acra), root first, with owners; empty for a single file.
+    pub dirs: Vec<bundle::DirEntry>,
     pub identity: Identity,
 }
 
@@ -74,20 +76,28 @@ pub fn fetch(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Fetched> 
             let identity = identify(ks, &file.bytes)?;
             Ok(Fetched {
                 files: vec![p12_file(ks, file)],
+                dirs: Vec::new(),
                 identity,
             })
         }
         KeystoreKind::Acra => {
-            let (root_mode, files) = fetch_acra(session, ks)?
+            let (root_mode, files, dirs) = fetch_acra(session, ks)?
                 .with_context(|| format!("the keystore directory {} does not exist on the node", ks.path))?;
             let identity = identify_acra(ks, root_mode, &files)?;
-            Ok(Fetched { files, identity })
+            Ok(Fetched {
+                files,
+                dirs,
+                identity,
+            })
         }
     }
 }
 
+/// An Acra keystore as fetched: root mode, files, directories (root first).
+pub type AcraFetch = (u32, Vec<PlainFile>, Vec<bundle::DirEntry>);
+
 /// Fetches an Acra keystore's tree(s); `None` when the keys directory does not exist.
-pub fn fetch_acra(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Option<(u32, Vec<PlainFile>)>> {
+pub fn fetch_acra(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Option<AcraFetch>> {
     let mut limits = TreeLimits {
         max_files: ks.max_files,
         max_size: ks.max_size,
@@ -96,6 +106,7 @@ pub fn fetch_acra(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Opti
         return Ok(None);
     };
     let root_mode = keys.root_mode;
+    let mut dirs = tree_dirs(acra::KEYS_PREFIX, &ks.path, &keys);
     let mut files = tree_files(acra::KEYS_PREFIX, &ks.path, keys);
     if let Some(public) = &ks.public_path {
         limits.max_files -= (files.len() as u64).min(limits.max_files);
@@ -107,9 +118,33 @@ pub fn fetch_acra(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Opti
         let tree = session
             .fetch_tree(public, limits, &acra_skip)?
             .with_context(|| format!("the public keys directory {public} does not exist on the node"))?;
+        dirs.extend(tree_dirs(acra::PUBLIC_PREFIX, public, &tree));
         files.extend(tree_files(acra::PUBLIC_PREFIX, public, tree));
     }
-    Ok(Some((root_mode, files)))
+    Ok(Some((root_mode, files, dirs)))
+}
+
+/// A tree's directories as the manifest records them (`keys/`, `keys/sub/`).
+fn tree_dirs(prefix: &str, root: &str, tree: &FetchedTree) -> Vec<bundle::DirEntry> {
+    tree.dirs
+        .iter()
+        .map(|d| {
+            let (path, remote_path) = if d.rel.is_empty() {
+                (prefix.to_string(), root.to_string())
+            } else {
+                (
+                    format!("{prefix}{}/", d.rel),
+                    format!("{}/{}", root.trim_end_matches('/'), d.rel),
+                )
+            };
+            bundle::DirEntry {
+                path,
+                remote_path,
+                mode: d.mode,
+                owner: d.owner.clone().map(owner_of),
+            }
+        })
+        .collect()
 }
 
 fn tree_files(prefix: &str, root: &str, tree: FetchedTree) -> Vec<PlainFile> {
@@ -177,6 +212,7 @@ pub fn manifest(
         host: format!("{}:{}", node.host, node.port),
         host_key: session_host_key.to_string(),
         files: files.iter().map(|f| f.entry.clone()).collect(),
+        dirs: Vec::new(),
         identity,
         recipients: Vec::new(),
     }

@@ -461,7 +461,7 @@ fn save_pre_restore(
     ks: &KeystoreConfig,
     session: &Session,
 ) -> anyhow::Result<String> {
-    let (root_mode, files) = keystore::fetch_acra(session, ks)?
+    let (root_mode, files, _) = keystore::fetch_acra(session, ks)?
         .context("the keystore directory disappeared while restoring; nothing was changed")?;
     let identity = keystore::identify_acra(ks, root_mode, &files).ok();
     keystore::save_pre_restore(config, store, node, ks, session, &files, identity)

@@ -443,17 +443,31 @@ impl Session {
             });
         }
         let parsed = parse_tar(root, &ran.stdout, limits, skip)?;
+        let listed = parsed.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
+        let (files, mut dir_entries) = parsed_split(parsed);
+        dir_entries.insert(
+            0,
+            TreeEntry {
+                rel: String::new(),
+                size: 0,
+                mode: st.mode,
+                owner: st.owner,
+            },
+        );
         let tree = RemoteTree {
             root_mode: st.mode,
-            files: parsed.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(),
-            dirs: Vec::new(),
+            files: listed
+                .into_iter()
+                .filter(|e| !dir_entries.iter().any(|d| d.rel == e.rel))
+                .collect(),
+            dirs: dir_entries[1..].iter().map(|d| (d.rel.clone(), d.mode)).collect(),
+            dir_entries: dir_entries.clone(),
         };
-        let (files, dirs) = parsed_split(parsed);
-        let tree = RemoteTree { dirs, ..tree };
         Ok(Some((
             tree,
             FetchedTree {
                 root_mode: st.mode,
+                dirs: dir_entries,
                 files,
             },
         )))
@@ -677,8 +691,8 @@ fn parse_stat(text: &str) -> Option<RemoteStat> {
 /// A file or directory read from a tar stream.
 type Parsed = Vec<(TreeEntry, Option<Zeroizing<Vec<u8>>>)>;
 
-/// Files with their bytes, and directories with their modes.
-type Split = (Vec<(TreeEntry, Zeroizing<Vec<u8>>)>, Vec<(String, u32)>);
+/// Files with their bytes, and directories.
+type Split = (Vec<(TreeEntry, Zeroizing<Vec<u8>>)>, Vec<TreeEntry>);
 
 fn parsed_split(parsed: Parsed) -> Split {
     let mut files = Vec::new();
@@ -686,11 +700,11 @@ fn parsed_split(parsed: Parsed) -> Split {
     for (entry, bytes) in parsed {
         match bytes {
             Some(b) => files.push((entry, b)),
-            None => dirs.push((entry.rel, entry.mode)),
+            None => dirs.push(entry),
         }
     }
     files.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
-    dirs.sort();
+    dirs.sort_by(|a: &TreeEntry, b: &TreeEntry| a.rel.cmp(&b.rel));
     (files, dirs)
 }
 
@@ -907,7 +921,11 @@ mod tests {
         let (files, dirs) = parsed_split(parsed);
         assert_eq!(files.len(), 2);
         assert_eq!(&files[1].1[..], b"3");
-        assert_eq!(dirs, vec![("d".to_string(), 0o600)]);
+        let dirs: Vec<(String, u32, u32)> = dirs
+            .into_iter()
+            .map(|d| (d.rel, d.mode, d.owner.unwrap().uid))
+            .collect();
+        assert_eq!(dirs, vec![("d".to_string(), 0o600, 7)]);
         let skipped = parse_tar("/k", &ok, limits, &|p| p == "d").unwrap();
         assert_eq!(skipped.len(), 1);
         let many = tar_of(&[("a", b"1", reg), ("b", b"1", reg), ("c", b"1", reg)]);

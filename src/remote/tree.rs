@@ -38,11 +38,15 @@ pub struct RemoteTree {
     pub files: Vec<TreeEntry>,
     /// Subdirectories (relative paths) with their modes, parents before children.
     pub dirs: Vec<(String, u32)>,
+    /// Owners of the root (first, `rel` empty) and of every subdirectory, for the manifest.
+    pub dir_entries: Vec<TreeEntry>,
 }
 
 /// A fetched tree: every file's bytes in memory, wiped on drop.
 pub struct FetchedTree {
     pub root_mode: u32,
+    /// The root (first, `rel` empty) and every subdirectory, with modes and owners.
+    pub dirs: Vec<TreeEntry>,
     pub files: Vec<(TreeEntry, Zeroizing<Vec<u8>>)>,
 }
 
@@ -76,6 +80,12 @@ impl Session {
             root_mode: st.mode,
             files: Vec::new(),
             dirs: Vec::new(),
+            dir_entries: vec![TreeEntry {
+                rel: String::new(),
+                size: 0,
+                mode: st.mode,
+                owner: st.owner.clone(),
+            }],
         };
         let mut total = 0u64;
         let mut pending = vec![String::new()];
@@ -116,6 +126,17 @@ impl Session {
                 match perm & S_IFMT {
                     S_IFDIR => {
                         tree.dirs.push((rel.clone(), perm & 0o7777));
+                        tree.dir_entries.push(TreeEntry {
+                            rel: rel.clone(),
+                            size: 0,
+                            mode: perm & 0o7777,
+                            owner: stat.uid.zip(stat.gid).map(|(uid, gid)| super::Owner {
+                                uid,
+                                gid,
+                                user: None,
+                                group: None,
+                            }),
+                        });
                         pending.push(rel);
                     }
                     S_IFREG => {
@@ -163,6 +184,7 @@ impl Session {
         }
         tree.files.sort_by(|a, b| a.rel.cmp(&b.rel));
         tree.dirs.sort();
+        tree.dir_entries.sort_by(|a, b| a.rel.cmp(&b.rel));
         Ok(Some(tree))
     }
 
@@ -200,6 +222,7 @@ impl Session {
         }
         Ok(Some(FetchedTree {
             root_mode: tree.root_mode,
+            dirs: tree.dir_entries,
             files,
         }))
     }
