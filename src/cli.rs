@@ -12,7 +12,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// as Kubernetes' `JOB_COMPLETION_INDEX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard, from 0.
     pub index: u32,
+    /// How many shards.
     pub count: u32,
 }
 
@@ -59,6 +61,7 @@ pub struct Cli {
     pub lock_wait: Duration,
 
     #[command(subcommand)]
+    /// The subcommand.
     pub command: Command,
 }
 
@@ -80,6 +83,8 @@ Exit codes: 0 all done, 1 some node/keystore/artifact failed, 2 usage or config 
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+// Variant docs would become per-value help in `--help`; the value names say it all.
+#[allow(missing_docs)]
 pub enum LogFormat {
     Text,
     Json,
@@ -120,6 +125,12 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// Run backup -> list -> verify against a throwaway sshd node on loopback
     Demo(DemoArgs),
+    /// Start here: write a commented config, create the store, optionally make an age identity
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(ManArgs),
 }
 
 /// Which nodes to act on.
@@ -137,8 +148,10 @@ pub struct NodeSelector {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep backup`.
 pub struct BackupArgs {
     #[command(flatten)]
+    /// Which nodes.
     pub select: NodeSelector,
     /// Connect and fetch, check the material, but write nothing
     #[arg(long)]
@@ -158,10 +171,11 @@ keep_last N, keep_hourly/daily/weekly/monthly/yearly N (the newest artifact of e
 recent periods that have one). Never removed: a keystore's newest backup and its newest intact
 one. pre-restore artifacts are kept unless keep_pre_restore N is set. Without any keep_* rule
 nothing is removed.")]
+/// Arguments of `coldkeep prune`.
 pub struct PruneArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Print what would be kept and removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -171,6 +185,7 @@ pub struct PruneArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep status`.
 pub struct StatusArgs {
     /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
@@ -187,8 +202,10 @@ Each node is backed up on its schedule (`schedule:` on the node, else the first 
 once; retention follows each run. The config file is watched: a valid edit takes effect, an
 invalid one is logged and the old config stays. SIGTERM/SIGINT: no new runs, in-flight ones
 finish (up to --shutdown-timeout), exit 0.")]
+/// Arguments of `coldkeep daemon`.
 pub struct DaemonArgs {
     #[command(flatten)]
+    /// Which nodes.
     pub select: NodeSelector,
     /// How long to wait for in-flight backups on SIGTERM/SIGINT
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
@@ -196,25 +213,27 @@ pub struct DaemonArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep list`.
 pub struct ListArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep verify`.
 pub struct VerifyArgs {
-    /// Only this node
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// age identity file or SSH private key: decrypt in memory and check every file
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Compare the latest backup with the file the node has now (needs --node)
-    #[arg(long, requires = "node")]
+    /// Compare the latest backup with the file the node has now (needs one --node)
+    #[arg(long, requires = "nodes")]
     pub live: bool,
     /// Print JSON on stdout
     #[arg(long)]
@@ -222,6 +241,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep hid ...`.
 pub enum HidCommand {
     /// The known hardware keys present (model, path, serial, interface)
     List {
@@ -232,6 +252,7 @@ pub enum HidCommand {
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep onlykey ...`.
 pub enum OnlyKeyCommand {
     /// Store a saved or piped backup text (what the OnlyKey types when button 1 is held)
     #[command(after_help = "\
@@ -253,11 +274,44 @@ and delete any file you saved it in.")]
         #[arg(long, value_name = "NAME")]
         name: String,
     },
+    /// Prove a backup opens: decrypt it offline and walk its records (counts only, no values)
+    #[command(after_help = "\
+Decrypts in memory with the backup passphrase (--passphrase-file/--passphrase-env), the 32-byte
+ECC backup key in hex (--key-file) or the RSA backup key in PEM (--rsa-key), and walks the records
+as the firmware's restore does. It proves the passphrase or key opens this backup; it cannot prove
+a device will accept it (the device must hold the same passphrase or key). Exit 0: opens and every
+record is well-formed; 1: wrong passphrase or key, or damaged; 2: usage.")]
+    Verify {
+        /// The backup text file, or `-` for standard input (not with --name)
+        #[arg(value_name = "FILE|-", conflicts_with = "name")]
+        file: Option<String>,
+        /// A stored OnlyKey backup's name (with --identity)
+        #[arg(long, value_name = "NAME", requires = "identity")]
+        name: Option<String>,
+        /// age identity file or SSH private key that decrypts the stored artifact
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// Artifact id (or a unique prefix), or `latest`
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        backup: String,
+        /// File holding the backup passphrase (first line)
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        passphrase_file: Option<PathBuf>,
+        /// Environment variable holding the backup passphrase
+        #[arg(long, value_name = "VAR", group = "backup_key")]
+        passphrase_env: Option<String>,
+        /// File holding the 32-byte ECC backup key in hex
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        key_file: Option<PathBuf>,
+        /// File holding the RSA backup key in PEM
+        #[arg(long, value_name = "FILE", group = "backup_key")]
+        rsa_key: Option<PathBuf>,
+    },
     /// Restore a stored backup to an OnlyKey over USB (OKRESTORE)
     #[command(after_help = "\
 Before restoring: set the same backup passphrase (or backup key) on the device that the backup
-was made with, unlock it, and put it in config mode (hold button 6 for 5 seconds, re-enter the
-PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
+was made with, unlock it, and put it in config mode (OnlyKey: hold button 6 for 5 seconds;
+OnlyKey DUO: hold button 1; then re-enter the PIN). The backup is decrypted in memory, its check line verified again, then sent in 57-byte
 reports, 100 ms apart; the device answers when it has loaded it.")]
     Restore {
         /// Artifact id (or a unique prefix), or `latest` with --name
@@ -279,6 +333,7 @@ reports, 100 ms apart; the device answers when it has loaded it.")]
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep bitbox02 ...`.
 pub enum BitBox02Command {
     /// Store a backup folder from the card (named by the backup id, three copies inside)
     Import {
@@ -313,6 +368,7 @@ pub enum BitBox02Command {
 }
 
 #[derive(Debug, Subcommand)]
+/// `coldkeep config ...`.
 pub enum ConfigCommand {
     /// Validate the config and print a summary (nodes, keystores, recipients)
     Check {
@@ -332,6 +388,7 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep discover`.
 pub struct DiscoverArgs {
     /// A configured node
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
@@ -354,8 +411,53 @@ pub struct DiscoverArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep demo`.
 pub struct DemoArgs {
     /// Directory for the demo (keys, node tree, store, config) [default: a new temp directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Writes the config given by --config (default ./coldkeep.yaml) from the documented template, with
+the recipients filled in and the example nodes commented out, and creates the store (0700).
+Nothing that exists is overwritten, and a refused or failed init leaves nothing behind.
+
+--identity-out makes a new age identity (0600) whose public key becomes a recipient: it is the
+key that decrypts every backup, so move it off this machine; backing up never needs it.
+
+Then add your nodes to the config and run `coldkeep config check` and `coldkeep backup --dry-run`.")]
+/// `coldkeep init`: what to create (the config path is the global `--config`).
+pub struct InitArgs {
+    /// The store directory to create (absolute; an existing one must be empty)
+    #[arg(long, value_name = "DIR", default_value = crate::init::DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Who can decrypt backups: an age recipient (age1...) or SSH public key (repeatable)
+    #[arg(long = "recipient", short = 'r', value_name = "R")]
+    pub recipients: Vec<String>,
+    /// Generate a new age identity into this file (0600) and add its public key as a recipient
+    #[arg(long, value_name = "PATH")]
+    pub identity_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+bash:  coldkeep completions bash > /etc/bash_completion.d/coldkeep
+       (this shell only: source <(coldkeep completions bash))
+zsh:   coldkeep completions zsh > \"${fpath[1]}/_coldkeep\"
+fish:  coldkeep completions fish > ~/.config/fish/completions/coldkeep.fish")]
+/// `coldkeep completions`: which shell's script to print.
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `coldkeep man`: stdout, or a directory of pages.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write coldkeep.1 and one page per subcommand (coldkeep-backup.1, ...) into this directory
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -375,6 +477,7 @@ Acra keystores: the whole tree, names kept exactly. A missing or empty keys dire
 filled; a non-empty one that differs only with --replace, after it was saved as a pre-restore
 artifact. The tree is uploaded into a temp directory beside the target, read back, then swapped
 in by directory renames, so a failure leaves the old keystore in place.")]
+/// Arguments of `coldkeep restore`.
 pub struct RestoreArgs {
     /// The node to restore to
     #[arg(long, value_name = "NAME")]
@@ -407,10 +510,11 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+/// Arguments of `coldkeep check`.
 pub struct CheckArgs {
-    /// Only this node (repeatable)
-    #[arg(long = "node", value_name = "NAME")]
-    pub nodes: Vec<String>,
+    /// Which nodes.
+    #[command(flatten)]
+    pub select: NodeSelector,
     /// Read nodectl's config from this local file instead of from the nodes (provisioning)
     #[arg(long, value_name = "FILE")]
     pub nodectl_config: Option<PathBuf>,

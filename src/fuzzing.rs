@@ -28,6 +28,14 @@ pub fn onlykey(data: &[u8]) {
     }
 }
 
+/// OnlyKey backup payloads: the decryption's slicing by trailer, and the record walk on bytes
+/// taken as a decrypted plaintext.
+pub fn onlykey_records(data: &[u8]) {
+    use crate::material::onlykey_backup::{self as b, BackupKey, Scheme};
+    let _ = b::walk_records(data, Scheme::X25519);
+    let _ = b::open(data, &BackupKey::Ecc(zeroize::Zeroizing::new([7u8; 32])));
+}
+
 /// BitBox02 backup files, alone and as a folder of copies.
 pub fn bitbox02(data: &[u8]) {
     if let Ok(b) = crate::material::bitbox02::parse(data) {
@@ -54,4 +62,38 @@ pub fn bundle_tar(data: &[u8]) {
 pub fn der(data: &[u8]) {
     let _ = crate::material::p12::inspect(data, None);
     let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
+}
+
+/// Acra sealed keys: a Secure Cell opened with a fixed key, a Themis EC key container, and the
+/// same bytes as a v2 key ring and a v1 key file opened with a master key of each version.
+pub fn acra_keys(data: &[u8]) {
+    use crate::material::acra::{Entry, MasterKey};
+    use crate::material::{acra_open, secure_cell};
+    use zeroize::Zeroizing;
+    let _ = secure_cell::open_seal(&[7u8; 32], b"ctx", data);
+    let _ = secure_cell::check_ec_key_pair(data, Some(data));
+    let entries = [
+        Entry {
+            path: "keys/client/x/storage.keyring",
+            mode: 0o600,
+            data,
+        },
+        Entry {
+            path: "keys/x_storage",
+            mode: 0o600,
+            data,
+        },
+        Entry {
+            path: "keys/x_storage.pub",
+            mode: 0o644,
+            data,
+        },
+    ];
+    let v2 = MasterKey::V2 {
+        encryption: Zeroizing::new(vec![7u8; 32]),
+        signature: Zeroizing::new(vec![8u8; 32]),
+    };
+    let _ = acra_open::open_all(&entries, 2, &v2).problems();
+    let v1 = MasterKey::V1(Zeroizing::new(vec![7u8; 32]));
+    let _ = acra_open::open_all(&entries, 1, &v1).problems();
 }

@@ -1,7 +1,10 @@
 //! coldkeep: back up server key material over SSH into age-encrypted cold storage.
 //!
 //! Data flows one way: [`config`] -> [`remote`] -> [`material`] -> [`bundle`] -> [`store`] ->
-//! [`commands`]. A lower layer never imports a higher one.
+//! [`ops`] -> [`commands`]. A lower layer never imports a higher one; [`ops`] never prints,
+//! [`commands`] are one thin file per subcommand, [`output`] holds their tables and JSON.
+
+#![warn(missing_docs)]
 
 pub mod bundle;
 pub mod cli;
@@ -12,7 +15,10 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hid;
+pub mod init;
 pub mod material;
+pub mod ops;
+pub mod output;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;

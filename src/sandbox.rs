@@ -16,9 +16,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("sshd not found (looked for /usr/sbin/sshd and sshd on PATH); install openssh-server")]
+    /// No sshd binary on this machine.
     NoSshd,
     #[error("{what}: {detail}")]
-    Failed { what: String, detail: String },
+    /// Setting up the sandbox failed.
+    Failed {
+        /// What was being set up.
+        what: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
 }
 
 /// Client-side material shared by every node of a sandbox.
@@ -35,7 +42,9 @@ pub struct Sandbox {
 
 /// One running sshd.
 pub struct SandboxNode {
+    /// The node's name.
     pub name: String,
+    /// Its sshd port on 127.0.0.1.
     pub port: u16,
     /// `SHA256:...` of its ed25519 host key.
     pub host_key_fingerprint: String,

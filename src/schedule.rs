@@ -63,7 +63,9 @@ pub enum Zone {
     /// The machine's local zone (default).
     #[default]
     Local,
+    /// UTC.
     Utc,
+    /// An IANA zone.
     Named(chrono_tz::Tz),
 }
 

@@ -305,8 +305,12 @@ fn unsafe_or_oversized_trees_are_refused() {
 
 #[test]
 fn master_key_is_stored_apart_and_checks_key_ring_signatures() {
-    let (master, signature) = v2_master_key();
-    let files = v2_files(&["Alice"], &signature);
+    // Keys sealed by the reference Themis: deep verify opens them with the master key too.
+    let support::themis::V2 {
+        files,
+        master_key: master,
+        signature_key: signature,
+    } = support::themis::v2_keystore(&["Alice"], &[]);
     let s = setup(&files, "");
     let fleet_dir = s.fleet.dir.clone();
     let master_store = fleet_dir.join("master-keys");

@@ -23,7 +23,7 @@ fn systemd_units_verify_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     for unit in UNITS {
         let text = read(&format!("systemd/{unit}"))
-            .replace("/usr/local/bin/coldkeep", env!("CARGO_BIN_EXE_coldkeep"));
+            .replace("=coldkeep ", &format!("={} ", env!("CARGO_BIN_EXE_coldkeep")));
         fs::write(dir.path().join(unit), text).unwrap();
     }
     let out = Command::new("systemd-analyze")

@@ -139,6 +139,28 @@ fn onlykey_text_parser() {
 }
 
 #[test]
+fn onlykey_record_walk() {
+    // A plaintext shaped like a backup: slot fields, a TOTP key, a Yubico OTP, an ECC key, the
+    // FIDO2 state and one resident key; then the same ending in a legacy U2F record.
+    let mut p = vec![0xff, 1, 1, b'l', b'a', b'b', 0xff, 2, 9, 3, 1, 2, 3, 0xff, 0, 10];
+    p.extend([5u8; 30]);
+    p.extend([0xfe, 101, 0x21]);
+    p.extend([9u8; 32]);
+    let mut with_u2f = p.clone();
+    with_u2f.extend([0xfd]);
+    with_u2f.extend([1u8; 34]);
+    with_u2f.extend([0, 2, 0x30, 0]);
+    p.extend([0xfe, 0]);
+    p.extend([4u8; 208]);
+    p.extend([0xfe, 200]);
+    p.extend([3u8; 441]);
+    use coldkeep::material::onlykey_backup::{Scheme, walk_records};
+    assert_eq!(walk_records(&p, Scheme::X25519).unwrap().resident_keys, 1);
+    assert!(walk_records(&with_u2f, Scheme::X25519).unwrap().legacy_u2f);
+    fuzz("onlykey_records", vec![p, with_u2f], fuzzing::onlykey_records);
+}
+
+#[test]
 fn bitbox02_backup_parser() {
     let file = coldkeep::material::bitbox02::encode(
         "My BitBox",
@@ -196,4 +218,26 @@ fn der_walkers() {
         .unwrap();
     let ring = support::acra::key_ring("client/x/storage", &[0u8; 32]);
     fuzz("der", vec![p12, ring], fuzzing::der);
+}
+
+#[test]
+fn acra_sealed_keys() {
+    // Seeds from the reference Themis: a cell sealed under [7; 32] with context "ctx" (the key the
+    // fuzz entry point opens with), an EC private key, and a Themis-sealed v2 key ring.
+    let cell = hex::decode(
+        "000101400c000000100000000b000000703ee7c3b99276fbce73a82253af3811953374d9c3a37a8e0da68f54\
+         33520c7b3776c893220e2a",
+    )
+    .unwrap();
+    let private = hex::decode(
+        "524543320000002d2b2a7bf700a61e3a23eaa697ffcdb7557e98cda0dfe02ec9a4560d389b9be8a4b2249099b2",
+    )
+    .unwrap();
+    let ring = support::themis::v2_keystore(&["x"], &[])
+        .files
+        .into_iter()
+        .find(|f| f.0 == "client/x/storage.keyring")
+        .unwrap()
+        .2;
+    fuzz("acra_keys", vec![cell, private, ring], fuzzing::acra_keys);
 }

@@ -340,6 +340,10 @@ fn capture_reads_the_typed_text_on_a_terminal_with_echo_off() {
     wait_for("stored OnlyKey backup typed", &mut seen);
     drop(stdin);
     let _ = child.wait();
+    // The rest of the output (the reader ends when the terminal closes).
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        seen.extend(chunk);
+    }
     let after = String::from_utf8_lossy(&seen[prompt_len..]).into_owned();
     // Echo was off: none of the typed lines came back on the terminal.
     for line in armored.lines().filter(|l| l.len() > 20) {

@@ -25,6 +25,7 @@ pub struct FileEntry {
     pub path: String,
     /// Where it came from on the node.
     pub remote_path: String,
+    /// Size in bytes.
     pub size: u64,
     /// Unix permission bits on the node.
     pub mode: u32,
@@ -70,25 +71,33 @@ pub struct FileOwner {
 /// What a bundle holds; stored as `manifest.json` inside it and repeated in the sidecar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Bundle format version (readers refuse newer ones).
     pub format: u32,
+    /// The node the material came from.
     pub node: String,
+    /// The keystore's name in the config.
     pub keystore: String,
     /// `p12`, ...
     pub kind: String,
     #[serde(default)]
+    /// A regular backup, or what a restore replaced.
     pub purpose: Purpose,
+    /// When the material was fetched (UTC, whole seconds).
     pub created_at: DateTime<Utc>,
+    /// The coldkeep version that wrote it.
     pub coldkeep_version: String,
     /// `host:port` the material was fetched from.
     pub host: String,
     /// SHA256 fingerprint of the node's host key at fetch time.
     #[serde(default)]
     pub host_key: String,
+    /// Every file, with hash and mode.
     pub files: Vec<FileEntry>,
     /// Directories of a tree keystore, root first (absent in older artifacts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The material's public identity, for listing without decrypting.
     pub identity: Option<Identity>,
     /// The recipients it was encrypted to.
     pub recipients: Vec<String>,
@@ -98,9 +107,11 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
     #[serde(flatten)]
+    /// A copy of the manifest inside, readable without a key.
     pub manifest: Manifest,
     /// Lowercase hex SHA-256 of the `.age` file.
     pub ciphertext_sha256: String,
+    /// Size of the `.age` file in bytes.
     pub ciphertext_size: u64,
     /// The last time a backup found the same material and therefore stored nothing new. Not part
     /// of the manifest: it is the only field that changes after the artifact was written.

@@ -22,29 +22,49 @@ pub const IDENTITY_PASSPHRASE_ENV: &str = "COLDKEEP_IDENTITY_PASSPHRASE";
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("not an age file or its header is damaged: {0}")]
+    /// The data is not an age file.
     BadHeader(String),
     #[error("cannot decrypt: {0}")]
+    /// age could not decrypt it.
     Decrypt(String),
     #[error("cannot decrypt: none of the given identities can decrypt it (wrong identity file?)")]
+    /// None of the given identities is a recipient of the artifact.
     NotARecipient,
     #[error("bundle content is invalid: {0}")]
+    /// The decrypted bundle is malformed.
     Invalid(String),
     #[error("file {path} in the bundle does not match the manifest: {detail}")]
-    Mismatch { path: String, detail: String },
+    /// A file does not match its manifest entry.
+    Mismatch {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("cannot load identity {path}: {detail}")]
-    Identity { path: String, detail: String },
+    /// An identity file cannot be read or parsed.
+    Identity {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("encryption failed: {0}")]
+    /// Encryption failed.
     Encrypt(String),
 }
 
 /// One file's plaintext with its manifest entry. Wiped on drop.
 pub struct PlainFile {
+    /// What the manifest records about the file.
     pub entry: FileEntry,
+    /// The plaintext bytes (wiped on drop).
     pub data: Zeroizing<Vec<u8>>,
 }
 
 /// The result of [`seal`].
 pub struct Sealed {
+    /// The age ciphertext to write to the store.
     pub ciphertext: Vec<u8>,
     /// Lowercase hex SHA-256 of `ciphertext`.
     pub sha256: String,
@@ -52,7 +72,9 @@ pub struct Sealed {
 
 /// A decrypted, checked bundle.
 pub struct Opened {
+    /// The manifest inside the bundle.
     pub manifest: Manifest,
+    /// The files, checked against the manifest.
     pub files: Vec<PlainFile>,
 }
 

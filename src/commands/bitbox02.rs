@@ -1,13 +1,13 @@
 //! `coldkeep bitbox02 import | list-card | check-card`: BitBox02 microSD card backups.
 
-use super::hardware;
-use super::report::{Table, print_json};
 use crate::bundle::{self, PlainFile};
 use crate::cli::BitBox02Command;
 use crate::config::Config;
 use crate::error::Exit;
 use crate::material::Identity;
 use crate::material::bitbox02::{self, BitBox02Identity, FolderCheck};
+use crate::ops::hardware;
+use crate::output::{Table, print_json_list};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::io::Read;
@@ -15,7 +15,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// The artifact kind.
-pub const KIND: &str = "bitbox02";
+pub const KIND: &str = crate::ops::vocab::ArtifactKind::Bitbox02.as_str();
 /// Largest backup file accepted (real ones are a few hundred bytes).
 const MAX_FILE: u64 = 64 * 1024;
 
@@ -55,24 +55,6 @@ fn read_folder(dir: &Path) -> anyhow::Result<Vec<(String, Zeroizing<Vec<u8>>)>> 
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
-}
-
-/// Checks a decrypted BitBox02 artifact (its files are `<id>/<file>`) like a card folder.
-pub fn check_stored(opened: &crate::bundle::Opened) -> FolderCheck {
-    let files: Vec<(String, &[u8])> = opened
-        .files
-        .iter()
-        .map(|f| {
-            let name = f.entry.path.rsplit('/').next().unwrap_or_default();
-            (name.to_string(), f.data.as_slice())
-        })
-        .collect();
-    let folder = opened
-        .files
-        .first()
-        .and_then(|f| f.entry.path.split('/').next())
-        .unwrap_or_default();
-    bitbox02::check_folder(folder, &files)
 }
 
 fn check(dir: &Path, files: &[(String, Zeroizing<Vec<u8>>)]) -> FolderCheck {
@@ -179,7 +161,7 @@ fn scan_card(dir: &Path) -> anyhow::Result<Vec<CardBackup>> {
 fn list_card(dir: &Path, json: bool) -> anyhow::Result<Exit> {
     let backups = scan_card(dir)?;
     if json {
-        print_json(&backups)?;
+        print_json_list(&backups)?;
     } else if backups.is_empty() {
         println!("No BitBox02 backups on {}.", dir.display());
     } else {
@@ -219,7 +201,7 @@ fn check_card(config: &Config, dir: &Path, name: &str, identity: &Path) -> anyho
     hardware::check_name(name)?;
     let (store, artifact) = hardware::pick(config, KIND, Some(name), "latest")?;
     let opened = hardware::open(&store, &artifact, identity)?;
-    let stored = check_stored(&opened)
+    let stored = hardware::check_bitbox02(&opened)
         .identity
         .context("the stored backup has no valid copy")?;
     let card = scan_card(dir)?;

@@ -1,8 +1,8 @@
 //! `coldkeep config check`: validate the config and show what it covers.
 
-use super::report::{Table, print_json};
 use crate::config::{Config, HostKeyPolicy, NodeConfig};
 use crate::error::Exit;
+use crate::output::{Table, print_json};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]

@@ -1,16 +1,18 @@
 //! `coldkeep daemon`: scheduled backups, retention after each run, config reload, clean stop.
 //!
-//! One scheduler thread keeps each node's next fire time and starts a batch (the due nodes, in
+//! One scheduler thread ([`Scheduler`]: fire times, runs in flight, reloads) starts a batch (the due nodes, in
 //! parallel up to `jobs`) on a worker thread. A node is never in two runs at once: a fire time that
 //! comes while the node's previous run is in flight is skipped. Events reach the scheduler over one
 //! channel: a batch finished, the config file changed, SIGTERM/SIGINT.
 
-use super::backup::{self, Options};
-use crate::cli::{DaemonArgs, NodeSelector};
+use crate::cli::DaemonArgs;
 use crate::config::{Config, NodeConfig};
-use crate::error::{Exit, UsageError};
+use crate::error::Exit;
+use crate::ops::Selection;
+use crate::ops::backup::{self, Options};
+use crate::ops::scheduler::{Scheduler, SystemClock};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -41,74 +43,41 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
 
     let mut config = Arc::new(config);
     let lock_wait = config.store.lock_wait;
-    let mut next = schedule_all(&config, &args.select, Utc::now())?;
-    tracing::info!(config = %path.display(), nodes = next.len(), "daemon started");
-    log_next(&next);
-    let mut running: BTreeSet<String> = BTreeSet::new();
+    let select = Selection::from(&args.select);
+    let mut scheduler = Scheduler::new(&config, &crate::ops::select_nodes(&config, &select)?, SystemClock)?;
+    tracing::info!(config = %path.display(), nodes = scheduler.next_runs().len(), "daemon started");
+    log_next(scheduler.next_runs());
     let mut batches = 0usize;
     let stop = loop {
-        let now = Utc::now();
-        let due: Vec<String> = next
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        let mut start = Vec::new();
-        for name in due {
-            if running.contains(&name) {
-                tracing::warn!(node = %name, "scheduled run skipped: the previous run of this node is still going");
-            } else {
-                start.push(name.clone());
-            }
-            advance(&config, &mut next, &name, now);
+        let due = scheduler.due();
+        for name in &due.skipped {
+            tracing::warn!(node = %name, "scheduled run skipped: the previous run of this node is still going");
         }
-        if !start.is_empty() {
-            running.extend(start.iter().cloned());
+        if !due.start.is_empty() {
             batches += 1;
-            spawn_batch(config.clone(), start, tx.clone());
+            spawn_batch(config.clone(), due.start, tx.clone());
         }
-        let wait = next
-            .values()
-            .min()
-            .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(3600))
-            .min(Duration::from_secs(3600));
-        match rx.recv_timeout(wait) {
+        match rx.recv_timeout(scheduler.wait()) {
             Ok(Event::Stop(sig)) => break sig,
             Ok(Event::ConfigChanged) => {
                 match Config::load(path).map_err(anyhow::Error::from).and_then(|mut c| {
                     c.store.lock_wait = lock_wait;
-                    let mut fresh = schedule_all(&c, &args.select, Utc::now())?;
                     // A node whose schedule did not change keeps its pending fire time (it may be due).
-                    for (name, t) in fresh.iter_mut() {
-                        let same = |cfg: &Config| {
-                            cfg.node(name)
-                                .and_then(|n| n.schedule.as_ref())
-                                .map(|s| s.as_str().to_string())
-                        };
-                        if let Some(old) = next.get(name)
-                            && same(&config) == same(&c)
-                        {
-                            *t = *old;
-                        }
-                    }
-                    Ok((c, fresh))
+                    scheduler.reload(&c, &crate::ops::select_nodes(&c, &select)?)?;
+                    Ok(c)
                 }) {
-                    Ok((c, fresh)) => {
+                    Ok(c) => {
                         config = Arc::new(c);
-                        next = fresh;
-                        tracing::info!(nodes = next.len(), "config reloaded");
-                        log_next(&next);
+                        tracing::info!(nodes = scheduler.next_runs().len(), "config reloaded");
+                        log_next(scheduler.next_runs());
                     }
                     Err(e) => tracing::error!("config reload failed, keeping the previous config: {e:#}"),
                 }
             }
             Ok(Event::BatchDone(nodes)) => {
                 batches -= 1;
-                for n in &nodes {
-                    running.remove(n);
-                }
-                log_next(&next);
+                scheduler.finished(&nodes);
+                log_next(scheduler.next_runs());
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break 0,
@@ -139,51 +108,6 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     Ok(Exit::Ok)
 }
 
-/// The nodes the daemon runs, with their first fire time after `now`.
-fn schedule_all(
-    config: &Config,
-    select: &NodeSelector,
-    now: DateTime<Utc>,
-) -> anyhow::Result<BTreeMap<String, DateTime<Utc>>> {
-    let nodes = super::select_nodes(config, select)?;
-    let mut next = BTreeMap::new();
-    for node in nodes {
-        match node
-            .schedule
-            .as_ref()
-            .and_then(|s| s.next_after(now, &config.timezone))
-        {
-            Some(t) => {
-                next.insert(node.name.clone(), t);
-            }
-            None => tracing::warn!(node = %node.name, "no schedule: the daemon will not back up this node"),
-        }
-    }
-    if next.is_empty() {
-        return Err(UsageError(
-            "no selected node has a schedule: set `schedule:` (top level, per node, or in label_schedules)"
-                .into(),
-        )
-        .into());
-    }
-    Ok(next)
-}
-
-fn advance(config: &Config, next: &mut BTreeMap<String, DateTime<Utc>>, name: &str, now: DateTime<Utc>) {
-    let after = config
-        .node(name)
-        .and_then(|n| n.schedule.as_ref())
-        .and_then(|s| s.next_after(now, &config.timezone));
-    match after {
-        Some(t) => {
-            next.insert(name.to_string(), t);
-        }
-        None => {
-            next.remove(name);
-        }
-    }
-}
-
 fn log_next(next: &BTreeMap<String, DateTime<Utc>>) {
     for (node, t) in next {
         tracing::info!(node = %node, next_run = %t.to_rfc3339(), "next run");
@@ -198,7 +122,7 @@ fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
         // Store changes take the store lock themselves, briefly: SSH work never holds it.
         let started = Instant::now();
         let report = backup::backup(&config, &nodes, Options::default());
-        super::after_run::record(&config, &report, started.elapsed());
+        crate::ops::run_state::record(&config, &report, started.elapsed());
         for o in &report.outcomes {
             if o.ok {
                 tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
@@ -209,7 +133,7 @@ fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
             }
         }
         for node in &nodes {
-            if let Err(e) = super::prune::prune(&config, Some(&node.name), false) {
+            if let Err(e) = crate::ops::prune::prune(&config, Some(&node.name), false) {
                 tracing::error!(node = %node.name, "retention failed: {e:#}");
             }
         }

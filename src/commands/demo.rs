@@ -5,7 +5,7 @@
 //! and `verify` code a real deployment runs. Everything stays in one directory to look at.
 
 use super::{backup, list, verify};
-use crate::cli::{BackupArgs, DemoArgs, ListArgs, VerifyArgs};
+use crate::cli::{BackupArgs, DemoArgs, ListArgs, NodeSelector, VerifyArgs};
 use crate::config::Config;
 use crate::error::Exit;
 use crate::material::p12::{self, GenerateStyle};
@@ -98,7 +98,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
     list::run(
         &config,
         &ListArgs {
-            node: None,
+            select: Default::default(),
             json: false,
         },
     )?;
@@ -106,7 +106,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
     let verified = verify::run(
         &config,
         &VerifyArgs {
-            node: None,
+            select: Default::default(),
             identity: Some(identity_file.clone()),
             live: false,
             json: false,
@@ -116,7 +116,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
     let live = verify::run(
         &config,
         &VerifyArgs {
-            node: Some(NODE.into()),
+            select: NodeSelector {
+                nodes: vec![NODE.into()],
+                ..Default::default()
+            },
             identity: None,
             live: true,
             json: false,

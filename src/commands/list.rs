@@ -1,13 +1,13 @@
 //! `coldkeep list`: what is stored, from the sidecars alone (no private key needed).
 
-use super::backup::{MASTER_KEY_KIND, MASTER_KEY_SUFFIX};
-use super::report::{Table, human_size, print_json};
 use crate::bundle::Purpose;
 use crate::cli::ListArgs;
-use crate::config::{Config, KeystoreKind};
+use crate::config::Config;
 use crate::error::Exit;
 use crate::material::Identity;
-use crate::store::{Artifact, Store};
+use crate::ops::vocab::{ArtifactKind, master_key};
+use crate::output::{Table, human_size, print_json};
+use crate::store::Artifact;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -16,16 +16,24 @@ use std::path::PathBuf;
 /// One artifact as `list --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct ListedArtifact {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
+    /// The artifact id.
     pub id: String,
+    /// The artifact kind (`p12`, `acra`, ...).
     pub kind: String,
+    /// Backup or pre-restore.
     pub purpose: Purpose,
+    /// When the material was fetched.
     pub created_at: DateTime<Utc>,
     /// Ciphertext size in bytes.
     pub size: u64,
+    /// The files inside.
     pub files: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The public identity.
     pub identity: Option<Identity>,
     /// Paths of the `.age` files that exist (primary first).
     pub copies: Vec<PathBuf>,
@@ -79,8 +87,8 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
             .map(|a| (a.node.as_str(), a.keystore.as_str()))
             .collect()
     };
-    let keystores = groups(KeystoreKind::Acra.as_str());
-    let keys = groups(MASTER_KEY_KIND);
+    let keystores = groups(ArtifactKind::Acra.as_str());
+    let keys = groups(ArtifactKind::AcraMasterKey.as_str());
     let place = master_store
         .map(|p| format!("in {}", p.display()))
         .unwrap_or_else(|| "(no store.master_key_store configured)".into());
@@ -102,15 +110,18 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
 
 /// Runs `coldkeep list`.
 pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
-    if let Some(node) = &args.node {
-        super::check_node_names(config, std::slice::from_ref(node))?;
-    }
-    let mut listing = Store::new(&config.store).list(args.node.as_deref())?;
-    if let Some(master) = Store::master_keys(&config.store) {
-        let keys = master.list(args.node.as_deref())?;
-        listing.artifacts.extend(keys.artifacts);
-        listing.problems.extend(keys.problems);
-    }
+    let listing = match crate::ops::selected_names(config, &(&args.select).into())? {
+        None => crate::ops::artifact::list_both(config, None)?,
+        Some(names) => {
+            let mut all = crate::store::Listing::default();
+            for name in &names {
+                let one = crate::ops::artifact::list_both(config, Some(name))?;
+                all.artifacts.extend(one.artifacts);
+                all.problems.extend(one.problems);
+            }
+            all
+        }
+    };
     let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
     let problems: Vec<String> = listing
         .problems
@@ -144,8 +155,8 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             if a.purpose == Purpose::PreRestore {
                 identity = format!("[pre-restore] {identity}");
             }
-            let keystore = if a.kind == MASTER_KEY_KIND {
-                format!("{}{MASTER_KEY_SUFFIX}", a.keystore)
+            let keystore = if ArtifactKind::AcraMasterKey.is(&a.kind) {
+                master_key::report_name(&a.keystore)
             } else {
                 a.keystore.clone()
             };

@@ -1,37 +1,42 @@
-//! The commands: thin orchestration over config, remote, material, bundle and store.
+//! The commands: one file per subcommand, each parsing its arguments into a request for
+//! [`crate::ops`], calling it, and printing the result (human or `--json`).
 
-mod after_run;
-pub mod artifact;
 pub mod backup;
 pub mod bitbox02;
 pub mod check;
 pub mod config_check;
+pub mod config_sudoers;
 pub mod daemon;
 pub mod demo;
 pub mod discover;
-pub mod fleet;
-pub mod hardware;
-pub mod keystore;
+pub mod docs;
+pub mod hid;
+pub mod init;
 pub mod list;
 pub mod onlykey;
-mod passphrase;
+pub mod onlykey_verify;
 pub mod prune;
-pub mod report;
 pub mod restore;
-mod restore_acra;
-mod restore_owner;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, NodeSelector};
-use crate::config::{Config, NodeConfig};
-use crate::error::{Exit, UsageError};
+use crate::cli::{Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand};
+use crate::config::Config;
+use crate::error::Exit;
+use crate::ops::Selection;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Demo(args) => return demo::run(args),
-        Command::Hid(crate::cli::HidCommand::List { json }) => return hardware::list(*json),
+        Command::Hid(crate::cli::HidCommand::List { json }) => return hid::list(*json),
+        Command::Init(args) => return init::run(cli.config.as_deref(), args),
+        Command::Completions(args) => return docs::completions(args.shell),
+        Command::Man(args) => return docs::man(args.dir.as_deref()),
+        // A backup file is verified without a configuration.
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { name: None, .. }) => {
+            return onlykey_verify::run(None, cmd);
+        }
         _ => {}
     }
     let path = crate::config::resolve_path(cli.config.as_deref())?;
@@ -48,72 +53,25 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
         Command::Config(ConfigCommand::Sudoers { nodes, restore }) => {
-            check_node_names(&config, nodes)?;
-            let picked: Vec<&NodeConfig> = config
-                .nodes
-                .iter()
-                .filter(|n| nodes.is_empty() || nodes.contains(&n.name))
-                .collect();
-            print!("{}", crate::remote::sudoers_text(&picked, *restore));
-            Ok(Exit::Ok)
+            config_sudoers::run(&config, nodes, *restore)
         }
         Command::Discover(args) => discover::run(&config, args),
+        Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
-        Command::Demo(_) | Command::Hid(_) => unreachable!("handled above"),
-    }
-}
-
-/// The nodes a selector picks, in config order. No selector means every node. Naming a node
-/// that is not in the config is a usage error, so a typo never silently backs up nothing.
-pub fn select_nodes<'c>(
-    config: &'c Config,
-    select: &NodeSelector,
-) -> Result<Vec<&'c NodeConfig>, UsageError> {
-    if config.nodes.is_empty() {
-        return Err(UsageError(format!("{} lists no nodes", config.source.display())));
-    }
-    check_node_names(config, &select.nodes)?;
-    let picked: Vec<&NodeConfig> = config
-        .nodes
-        .iter()
-        .filter(|n| select.nodes.is_empty() || select.nodes.contains(&n.name))
-        .filter(|n| select.labels.is_empty() || n.labels.iter().any(|l| select.labels.contains(l)))
-        .filter(|n| {
-            select
-                .shard
-                .is_none_or(|s| fleet::shard_of(&n.name, s.count) == s.index)
-        })
-        .collect();
-    if picked.is_empty() && select.shard.is_some() && select.nodes.is_empty() && select.labels.is_empty() {
-        // A fleet smaller than the shard count leaves some shards empty: nothing to do.
-        tracing::info!("this shard holds no node");
-        return Ok(picked);
-    }
-    if picked.is_empty() {
-        return Err(UsageError(format!(
-            "no node matches the selection (labels: {}; shard: {})",
-            select.labels.join(", "),
-            select
-                .shard
-                .map(|s| format!("{}/{}", s.index, s.count))
-                .unwrap_or_else(|| "-".into())
-        )));
-    }
-    Ok(picked)
-}
-
-/// Errors unless every name is a configured node.
-pub fn check_node_names(config: &Config, names: &[String]) -> Result<(), UsageError> {
-    for name in names {
-        if config.node(name).is_none() {
-            let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(UsageError(format!(
-                "no node named {name:?} in {} (nodes: {})",
-                config.source.display(),
-                known.join(", ")
-            )));
+        Command::Demo(_) | Command::Hid(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
         }
     }
-    Ok(())
+}
+
+/// `--node`/`--label`/`--shard` as the selection the ops layer takes.
+impl From<&NodeSelector> for Selection {
+    fn from(s: &NodeSelector) -> Selection {
+        Selection {
+            nodes: s.nodes.clone(),
+            labels: s.labels.clone(),
+            shard: s.shard.map(|s| (s.index, s.count)),
+        }
+    }
 }

@@ -1,22 +1,20 @@
 //! `coldkeep onlykey import | capture | restore`.
 
-use super::hardware;
 use crate::bundle::{self, PlainFile};
 use crate::cli::OnlyKeyCommand;
 use crate::config::Config;
 use crate::error::{Exit, UsageError};
 use crate::hid::{self, HardwareKey, onlykey as device};
 use crate::material::{Identity, onlykey};
+use crate::ops::hardware::{
+    self,
+    onlykey_text::{FILE, KIND, MAX_TEXT, read_text},
+};
 use anyhow::{Context, bail};
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// The artifact kind and the file name inside it.
-pub const KIND: &str = "onlykey";
-pub const FILE: &str = "onlykey-backup.txt";
-/// Largest text accepted (an 18,000-byte payload is about 24 KiB of text).
-const MAX_TEXT: u64 = 256 * 1024;
 
 /// Runs an `onlykey` subcommand.
 pub fn run(config: &Config, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit> {
@@ -38,23 +36,8 @@ pub fn run(config: &Config, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit> {
             device,
             yes,
         } => restore(config, backup, name.as_deref(), identity, device.as_deref(), *yes),
+        OnlyKeyCommand::Verify { .. } => unreachable!("dispatched to onlykey_verify"),
     }
-}
-
-/// Reads the text into one pre-sized, wiped buffer (no reallocation leaves copies behind).
-fn read_text(file: &str) -> anyhow::Result<Zeroizing<String>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_TEXT as usize + 1));
-    let reader: Box<dyn Read> = if file == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(file).with_context(|| format!("reading {file}"))?)
-    };
-    reader.take(MAX_TEXT + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_TEXT {
-        bail!("the input is larger than {MAX_TEXT} bytes: not an OnlyKey backup");
-    }
-    let text = std::str::from_utf8(&buf).context("the backup text is not UTF-8")?;
-    Ok(Zeroizing::new(text.to_string()))
 }
 
 /// Verifies and stores; nothing is stored when the text does not verify.
@@ -76,31 +59,56 @@ fn store(config: &Config, name: &str, text: &str, source: &str) -> anyhow::Resul
     )?;
     println!("stored OnlyKey backup {name} as {id} ({size} bytes encrypted)");
     println!("  {}", identity.short());
-    println!("  check value: {}", identity.check);
+    if identity.no_check_line {
+        println!(
+            "  no check line (firmware 2.1.1 or older): unverified; `coldkeep onlykey verify` with the \
+             backup passphrase or key is its integrity check"
+        );
+    } else {
+        println!("  check value: {}", identity.check);
+    }
     Ok(Exit::Ok)
 }
 
-/// Restores echo on the terminal when dropped.
-struct EchoOff;
+/// How long typing may pause after BEGIN before the capture ends.
+const IDLE: Duration = Duration::from_secs(20);
+/// How long to wait for the operator to start the backup.
+const BEFORE_BEGIN: Duration = Duration::from_secs(600);
 
-impl EchoOff {
-    fn new() -> anyhow::Result<EchoOff> {
-        let ok = Command::new("stty")
-            .arg("-echo")
+/// The terminal with echo and line editing off (so a line without Enter, as the device types
+/// when it has no backup key, still arrives); restores the saved settings when dropped.
+struct RawTerminal(String);
+
+impl RawTerminal {
+    fn new() -> anyhow::Result<RawTerminal> {
+        let saved = Command::new("stty")
+            .arg("-g")
             .stdin(Stdio::inherit())
-            .status()
-            .is_ok_and(|s| s.success());
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let ok = saved.is_some()
+            && Command::new("stty")
+                .args(["-echo", "-icanon", "min", "1", "time", "0"])
+                .stdin(Stdio::inherit())
+                .status()
+                .is_ok_and(|s| s.success());
         anyhow::ensure!(
             ok,
-            "cannot turn terminal echo off (stty -echo failed); refusing to show the backup"
+            "cannot turn terminal echo off (stty failed); refusing to show the backup"
         );
-        Ok(EchoOff)
+        Ok(RawTerminal(saved.unwrap_or_default()))
+    }
+
+    fn restore(saved: &str) {
+        let _ = Command::new("stty").arg(saved).stdin(Stdio::inherit()).status();
     }
 }
 
-impl Drop for EchoOff {
+impl Drop for RawTerminal {
     fn drop(&mut self) {
-        let _ = Command::new("stty").arg("echo").stdin(Stdio::inherit()).status();
+        RawTerminal::restore(&self.0);
     }
 }
 
@@ -113,7 +121,7 @@ impl Drop for UnregisterOnDrop {
     }
 }
 
-/// Reads the typed text from the terminal with echo off, until the END line.
+/// Reads the typed text from the terminal with echo off, from BEGIN to the END line.
 fn capture() -> anyhow::Result<Zeroizing<String>> {
     if !std::io::stdin().is_terminal() {
         return Err(UsageError(
@@ -124,7 +132,7 @@ fn capture() -> anyhow::Result<Zeroizing<String>> {
         .into());
     }
     // Echo goes off before the prompt: nothing typed after the prompt can be shown.
-    let _echo = EchoOff::new()?;
+    let terminal = RawTerminal::new()?;
     // Ctrl-C or a kill must not leave the terminal without echo.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -132,9 +140,10 @@ fn capture() -> anyhow::Result<Zeroizing<String>> {
         signal_hook::consts::SIGHUP,
     ])?;
     let _unregister = UnregisterOnDrop(signals.handle());
+    let saved = terminal.0.clone();
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            let _ = Command::new("stty").arg("echo").stdin(Stdio::inherit()).status();
+            RawTerminal::restore(&saved);
             eprintln!("\ninterrupted: nothing was stored");
             std::process::exit(128 + sig);
         }
@@ -146,29 +155,33 @@ fn capture() -> anyhow::Result<Zeroizing<String>> {
          (Ctrl-D to give up.)"
     );
     std::io::stderr().flush()?;
-    let mut text = Zeroizing::new(String::with_capacity(MAX_TEXT as usize + 1024));
-    let mut line = Zeroizing::new(String::with_capacity(1024));
-    let stdin = std::io::stdin();
-    let mut lock = stdin.lock();
-    let mut lines = 0usize;
-    loop {
-        line.clear();
-        if lock.read_line(&mut line)? == 0 {
-            bail!("input ended before {}: nothing was stored", onlykey::END);
+    // Reads go straight into a wiped buffer: one larger than stdin's own, so it is bypassed.
+    let (tx, rx) = std::sync::mpsc::channel::<Zeroizing<Vec<u8>>>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
+        while let Ok(n @ 1..) = stdin.read(&mut buf) {
+            if tx.send(Zeroizing::new(buf[..n].to_vec())).is_err() {
+                break;
+            }
         }
-        if text.len() + line.len() > MAX_TEXT as usize {
-            bail!("more than {MAX_TEXT} bytes typed without an END line: nothing was stored");
-        }
-        text.push_str(&line);
-        lines += 1;
-        if lines.is_multiple_of(20) {
-            eprint!("\r{lines} lines received");
-        }
-        if line.trim() == onlykey::END {
-            eprintln!("\r{lines} lines received.");
-            return Ok(text);
-        }
-    }
+    });
+    let text = onlykey::TypedCapture::new(MAX_TEXT as usize)
+        .collect(&rx, IDLE, BEFORE_BEGIN, |lines| {
+            if lines.is_multiple_of(20) {
+                eprint!("\r{lines} lines received");
+            }
+        })
+        .map_err(|e| {
+            // Let the device finish typing (a hint line, a partial backup) while echo is still
+            // off, so none of it lands in the shell after we exit.
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < until && rx.recv_timeout(Duration::from_secs(2)).is_ok() {}
+            anyhow::anyhow!("{e}: nothing was stored")
+        })?;
+    let lines = text.lines().count();
+    eprintln!("\r{lines} lines received.");
+    Ok(text)
 }
 
 fn restore(
@@ -223,10 +236,11 @@ fn restore(
          Before you go on, on the device:\n\
          - the same backup passphrase or backup key must be set that this backup was made with;\n\
          - it must be unlocked (PIN entered);\n\
-         - it must be in config mode: hold button 6 for 5 seconds, then re-enter the PIN.\n\
+         - it must be in config mode: {}.\n\
          The restore replaces the device's slots and keys with the backup's.",
         artifact.id,
-        parsed.identity().short()
+        parsed.identity().short(),
+        device::CONFIG_MODE
     );
     confirm(yes)?;
     let mut transport = hid::open(&path)?;
@@ -242,7 +256,7 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to restore without --yes (no terminal to ask on)");
     }
-    if super::report::ask_yes("Restore now?")? {
+    if crate::output::ask_yes("Restore now?")? {
         Ok(())
     } else {
         bail!("not confirmed; nothing was sent")

@@ -1,9 +1,9 @@
 //! `coldkeep status`: a monitoring check (Nagios/cron friendly) from the run state and the store.
 
-use super::report::{Table, print_json};
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::error::Exit;
+use crate::output::{Table, print_json_list};
 use crate::store::RunState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -11,19 +11,26 @@ use serde::Serialize;
 /// One keystore's status.
 #[derive(Debug, Serialize)]
 pub struct KeystoreStatus {
+    /// The node.
     pub node: String,
+    /// The keystore (master keys as `<keystore>:master-key`).
     pub keystore: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last successful backup.
     pub last_success: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last failed attempt.
     pub last_failure: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The newest artifact id.
     pub newest_artifact: Option<String>,
     /// Age of the newest backup (its creation, or the last time it was seen unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newest_age_seconds: Option<i64>,
+    /// False when failing or older than `--max-age`.
     pub ok: bool,
     /// Why not ok.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -34,7 +41,7 @@ pub struct KeystoreStatus {
 pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<Exit> {
     let statuses = status(config, args.max_age, Utc::now())?;
     if args.json {
-        print_json(&statuses)?;
+        print_json_list(&statuses)?;
     } else {
         print_human(&statuses);
     }
@@ -52,10 +59,10 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
-    let artifacts = super::after_run::artifacts_with_master_keys(config)?;
+    let artifacts = crate::ops::artifact::artifacts_with_master_keys(config)?;
     let mut out = Vec::new();
     // Configured keystores (and master keys), then every hardware key in the store.
-    let mut names = super::after_run::keystore_names(config);
+    let mut names = crate::ops::run_state::keystore_names(config);
     for a in &artifacts {
         let key = (a.node.clone(), a.keystore.clone());
         if a.node == crate::config::HARDWARE_NODE && !names.contains(&key) {
@@ -65,7 +72,7 @@ pub fn status(
     for (node, keystore) in names {
         {
             let st = state.get(&node, &keystore).cloned().unwrap_or_default();
-            let newest = super::artifact::latest(&artifacts, &node, &keystore);
+            let newest = crate::ops::artifact::latest(&artifacts, &node, &keystore);
             // An unchanged keystore is current as of the last time a backup saw it.
             let fresh_at = newest.map(|a| {
                 a.sidecar

@@ -86,7 +86,9 @@ impl ConfigError {
 pub struct Config {
     /// The file it was read from.
     pub source: PathBuf,
+    /// Where artifacts go.
     pub store: StoreConfig,
+    /// Who can decrypt them.
     pub encryption: EncryptionConfig,
     /// Nodes processed in parallel.
     pub jobs: usize,
@@ -98,9 +100,11 @@ pub struct Config {
     pub retry_wait: Duration,
     /// Prometheus textfile written after each run.
     pub metrics_file: Option<PathBuf>,
+    /// Commands run after each backup.
     pub hooks: Hooks,
     /// The top-level `retention:` (hardware keys follow it; keystores may override it).
     pub retention: Retention,
+    /// The nodes, in config order.
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -108,7 +112,9 @@ pub struct Config {
 /// `COLDKEEP_KEYSTORE`, `COLDKEEP_STATUS`, `COLDKEEP_ARTIFACT` and `COLDKEEP_ERROR` set.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
+    /// Run for each keystore backed up.
     pub on_success: Vec<String>,
+    /// Run for each keystore that failed.
     pub on_failure: Vec<String>,
     /// Each command is killed after this long.
     pub timeout: Duration,
@@ -118,11 +124,17 @@ pub struct Hooks {
 /// that kind. With no `keep_*` set at all, nothing is removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Retention {
+    /// Keep the N newest.
     pub keep_last: Option<u32>,
+    /// Keep the newest of each of the N latest hours.
     pub keep_hourly: Option<u32>,
+    /// Keep the newest of each of the N latest days.
     pub keep_daily: Option<u32>,
+    /// Keep the newest of each of the N latest weeks.
     pub keep_weekly: Option<u32>,
+    /// Keep the newest of each of the N latest months.
     pub keep_monthly: Option<u32>,
+    /// Keep the newest of each of the N latest years.
     pub keep_yearly: Option<u32>,
     /// `pre-restore` artifacts to keep (default: all).
     pub keep_pre_restore: Option<u32>,
@@ -265,18 +277,25 @@ pub enum Become {
 /// One node, with `ssh:` defaults already merged in.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// Its unique name.
     pub name: String,
+    /// Host name or address.
     pub host: String,
+    /// SSH port.
     pub port: u16,
+    /// SSH user.
     pub user: String,
     /// Private key file for auth; `None` = ssh-agent only.
     pub identity: Option<PathBuf>,
+    /// Passphrase of the SSH key, if it has one.
     pub identity_passphrase: Option<Secret>,
     /// known_hosts file (expanded, absolute).
     pub known_hosts: PathBuf,
     /// `SHA256:<base64>` pin; when set it is checked instead of known_hosts.
     pub host_key: Option<String>,
+    /// What to do with an unknown host key.
     pub host_key_policy: HostKeyPolicy,
+    /// How long to wait for the TCP connection and handshake.
     pub connect_timeout: Duration,
     /// Timeout for each blocking SSH operation after connect.
     pub io_timeout: Duration,
@@ -284,9 +303,11 @@ pub struct NodeConfig {
     pub file_transfer: FileTransfer,
     /// `become:` / `become_user:`: sudo for every read and write, or none.
     pub become_: Become,
+    /// Labels for `--label` and `label_schedules`.
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).
     pub schedule: Option<Schedule>,
+    /// What to back up on this node.
     pub keystores: Vec<KeystoreConfig>,
 }
 
@@ -294,7 +315,9 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeystoreKind {
+    /// One PKCS#12 file.
     P12,
+    /// An Acra keystore directory.
     Acra,
     /// Any single file kept byte for byte (nodectl's `cn-config.yaml`, Tessellation's
     /// `id_ecdsa.hex`, ...): what a key needs beside it to be usable, restored like a P12.
@@ -315,7 +338,9 @@ impl KeystoreKind {
 /// One keystore on a node.
 #[derive(Debug, Clone)]
 pub struct KeystoreConfig {
+    /// Its unique name.
     pub name: String,
+    /// What it is.
     pub kind: KeystoreKind,
     /// Absolute remote path: the P12 file, or the Acra keys directory.
     pub path: String,

@@ -16,9 +16,16 @@ pub enum Secret {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("environment variable {0} is not set")]
+    /// The environment variable is not set.
     EnvMissing(String),
     #[error("cannot read secret file {}: {source}", path.display())]
-    File { path: PathBuf, source: std::io::Error },
+    /// The file cannot be read.
+    File {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl Secret {

@@ -6,6 +6,7 @@ use super::{Capabilities, DeviceInfo, HardwareKey};
 
 /// BitBox02 USB ids.
 pub const VENDOR_ID: u16 = 0x03eb;
+/// USB product id of the BitBox02 (multi edition).
 pub const PRODUCT_ID: u16 = 0x2403;
 /// The HWW (hardware wallet) interface.
 pub const USAGE_PAGE_HWW: u16 = 0xffff;

@@ -12,6 +12,8 @@ pub enum Step {
     Expect(Report),
     /// The next read returns this report.
     Reply(Report),
+    /// The next write fails, as when the device is unplugged mid-transfer.
+    WriteFails,
 }
 
 /// The fake device.
@@ -24,6 +26,7 @@ pub struct ScriptedTransport {
 }
 
 impl ScriptedTransport {
+    /// A transport that plays these steps in order.
     pub fn new(steps: Vec<Step>) -> ScriptedTransport {
         ScriptedTransport {
             steps: steps.into(),
@@ -56,6 +59,7 @@ impl Transport for ScriptedTransport {
         self.written += 1;
         match self.steps.pop_front() {
             Some(Step::Expect(want)) if want == *report => Ok(()),
+            Some(Step::WriteFails) => Err(HidError::Io(format!("write #{n}: device gone"))),
             other => {
                 let msg = format!(
                     "write #{n}: got {}, script had {:?}",
@@ -63,6 +67,7 @@ impl Transport for ScriptedTransport {
                     other.map(|s| match s {
                         Step::Expect(r) => format!("expect {}", hex::encode(r)),
                         Step::Reply(r) => format!("reply {}", hex::encode(r)),
+                        Step::WriteFails => "a failing write".into(),
                     })
                 );
                 self.mismatch = Some(msg.clone());

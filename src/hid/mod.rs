@@ -22,17 +22,30 @@ pub type Report = [u8; REPORT_SIZE];
 #[derive(Debug, thiserror::Error)]
 pub enum HidError {
     #[error("USB HID support is not built in (cargo feature `hid`)")]
+    /// This build has no USB HID support.
     NotBuilt,
     #[error("cannot enumerate USB HID devices: {0}")]
+    /// Listing devices failed.
     Enumerate(String),
     #[error(
         "no permission to open {path}: install the udev rules from the README (then unplug and \
          replug the device), or run as a user in the right group"
     )]
-    Permission { path: String },
+    /// No permission to open the device (udev rules).
+    Permission {
+        /// The path concerned.
+        path: String,
+    },
     #[error("cannot open {path}: {detail}")]
-    Open { path: String, detail: String },
+    /// Opening the device failed.
+    Open {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("device I/O failed: {0}")]
+    /// Reading or writing a report failed.
     Io(String),
 }
 
@@ -47,21 +60,30 @@ pub trait Transport {
 /// One HID interface of an attached device, as enumeration reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceInfo {
+    /// USB vendor id.
     pub vendor_id: u16,
+    /// USB product id.
     pub product_id: u16,
+    /// USB interface number.
     pub interface: i32,
+    /// HID usage page.
     pub usage_page: u16,
+    /// HID usage.
     pub usage: u16,
     /// The hidraw path to open.
     pub path: String,
+    /// Serial number, if readable.
     pub serial: Option<String>,
+    /// Product string, if readable.
     pub product: Option<String>,
 }
 
 /// What coldkeep can do with a device model.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Capabilities {
+    /// How coldkeep backs this model up.
     pub backup: &'static str,
+    /// How coldkeep restores it.
     pub restore: &'static str,
 }
 
@@ -87,8 +109,11 @@ pub static DEVICES: &[&dyn HardwareKey] = &[&onlykey::OnlyKey, &bitbox02::BitBox
 /// A known device found on the bus.
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
+    /// The model name.
     pub model: &'static str,
+    /// The device.
     pub device: DeviceInfo,
+    /// What coldkeep can do with it.
     pub capabilities: Capabilities,
     /// Whether this user may open it (udev rules).
     pub accessible: bool,

@@ -3,7 +3,9 @@
 //! Restore sends the backup payload in 57-byte chunks, one 64-byte report each:
 //! `FF FF FF FF F1 <FF while more follow, else the last chunk's length> <57 data bytes> <pad>`,
 //! paced (the firmware has no per-report acknowledgement and copies slowly), then waits for the
-//! device's ASCII reply.
+//! device's ASCII reply. Stale replies still queued from earlier commands are drained first, so
+//! they are not taken for this restore's answer. The firmware keeps a partial transfer until it
+//! restarts, so an interrupted restore must be followed by an unplug and replug.
 
 use super::{Capabilities, DeviceInfo, HardwareKey, HidError, REPORT_SIZE, Report, Transport, report_text};
 use crate::material::onlykey::LINE_BYTES;
@@ -17,6 +19,11 @@ pub const USAGE_PAGE_VENDOR: u16 = 0xffab;
 pub const USAGE_PAGE_FIDO: u16 = 0xf1d0;
 /// OKRESTORE message id.
 pub const OKRESTORE: u8 = 0xf1;
+/// How to enter config mode on each model.
+pub const CONFIG_MODE: &str =
+    "hold button 6 for 5 seconds (OnlyKey DUO: a long hold of button 1), then re-enter the PIN";
+/// Reports drained at most before a restore (the firmware queues a few; more means a chatty device).
+const MAX_STALE: usize = 32;
 
 /// The OnlyKey model.
 pub struct OnlyKey;
@@ -88,14 +95,23 @@ pub fn restore_frames(payload: &[u8]) -> Vec<Report> {
 /// What the device answered, with advice for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// The backup was loaded.
     Loaded,
+    /// No PIN is set on the device.
     NoPin,
+    /// The device is not in config mode.
     NotConfigMode,
+    /// The device is locked.
     Locked,
+    /// The device has no backup key.
     NoBackupKey,
+    /// The backup key has another type.
     KeyTypeMismatch,
+    /// The backup was made with another backup key.
     WrongBackupKey,
+    /// The device rejected the backup's format.
     BadFormat,
+    /// The backup is too large for the device.
     TooLarge,
 }
 
@@ -133,8 +149,8 @@ impl Reply {
             Reply::Loaded => "the backup was loaded; remove and reinsert the OnlyKey to complete the restore",
             Reply::NoPin => "the OnlyKey has no PIN yet: set it up (PIN) first, then restore",
             Reply::NotConfigMode => {
-                "the OnlyKey is not in config mode: unlock it, hold button 6 for 5 seconds, re-enter the PIN, \
-                 then restore again"
+                "the OnlyKey is not in config mode: unlock it, hold button 6 for 5 seconds (OnlyKey DUO: a \
+                 long hold of button 1), re-enter the PIN, then restore again"
             }
             Reply::Locked => {
                 "the OnlyKey is locked: enter the PIN, put it in config mode, then restore again"
@@ -161,13 +177,41 @@ impl Reply {
 /// Why a restore did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// The device answered with an error string.
     #[error("the device refused the restore ({text}): {advice}")]
-    Refused { text: String, advice: &'static str },
+    Refused {
+        /// The device's reply.
+        text: String,
+        /// What to do.
+        advice: &'static str,
+    },
+    /// No verdict after the last report.
     #[error(
         "the device did not answer within {secs}s after the last report: is it unlocked, in config mode \
-         (hold button 6 for 5 s, re-enter the PIN), and the right interface?"
+         (hold button 6 for 5 s, OnlyKey DUO: a long hold of button 1; re-enter the PIN), and the right \
+         interface? Unplug and replug it before retrying: it keeps a partial transfer until it restarts"
     )]
-    NoReply { secs: u64 },
+    NoReply {
+        /// How long we waited.
+        secs: u64,
+    },
+    /// Some reports reached the device, then I/O failed: its buffer now holds a partial backup.
+    #[error(
+        "the transfer was interrupted after {sent} of {total} reports ({source}): unplug and replug the \
+         OnlyKey before retrying, it keeps the partial transfer until it restarts"
+    )]
+    Interrupted {
+        /// Reports written.
+        sent: usize,
+        /// Reports in the whole transfer.
+        total: usize,
+        /// The I/O failure.
+        source: HidError,
+    },
+    /// Stale reports never stopped coming.
+    #[error("the device keeps sending reports ({MAX_STALE} drained): unplug and replug it, then retry")]
+    Chatty,
+    /// I/O failed before anything was sent.
     #[error(transparent)]
     Hid(#[from] HidError),
 }
@@ -193,12 +237,26 @@ impl Default for Pacing {
 /// Sends the payload as OKRESTORE reports and waits for the device's verdict. An error reply
 /// that arrives while sending stops the transfer at once. Unknown replies are logged and skipped.
 pub fn restore(t: &mut dyn Transport, payload: &[u8], pacing: Pacing) -> Result<&'static str, RestoreError> {
+    let stale = drain(t)?;
+    if stale > 0 {
+        tracing::info!(stale, "discarded stale device replies before the restore");
+    }
     let frames = restore_frames(payload);
+    let total = frames.len();
+    let interrupted = |sent: usize| {
+        move |source: HidError| {
+            if sent == 0 {
+                RestoreError::Hid(source)
+            } else {
+                RestoreError::Interrupted { sent, total, source }
+            }
+        }
+    };
     for (i, frame) in frames.iter().enumerate() {
-        t.write(frame)?;
+        t.write(frame).map_err(interrupted(i))?;
         std::thread::sleep(pacing.between_reports);
-        if i + 1 < frames.len()
-            && let Some(reply) = t.read(Duration::ZERO)?
+        if i + 1 < total
+            && let Some(reply) = t.read(Duration::ZERO).map_err(interrupted(i + 1))?
         {
             verdict(&report_text(&reply))?;
         }
@@ -218,6 +276,16 @@ pub fn restore(t: &mut dyn Transport, payload: &[u8], pacing: Pacing) -> Result<
             return Ok(done);
         }
     }
+}
+
+/// Reads and discards replies already queued (answers to earlier commands); returns how many.
+fn drain(t: &mut dyn Transport) -> Result<usize, RestoreError> {
+    for n in 0..MAX_STALE {
+        if t.read(Duration::ZERO)?.is_none() {
+            return Ok(n);
+        }
+    }
+    Err(RestoreError::Chatty)
 }
 
 /// `Ok(Some)` on success, `Err` on a known error reply, `Ok(None)` for anything else.
@@ -345,6 +413,63 @@ mod tests {
         let e = restore(&mut t, &p, no_pause()).unwrap_err();
         assert!(e.to_string().contains("hold button 6"), "{e}");
         assert_eq!(t.written(), 1, "no further frames after the refusal");
+    }
+
+    #[test]
+    fn stale_replies_are_drained_before_the_first_frame() {
+        let p = payload(130);
+        let mut steps = vec![
+            // Left over from earlier commands: without the drain, the first would stop the restore.
+            Step::Reply(ScriptedTransport::text_reply("Error incorrect backup key set")),
+            Step::Reply(ScriptedTransport::text_reply("INITIALIZED")),
+        ];
+        steps.extend(restore_frames(&p).into_iter().map(Step::Expect));
+        steps.push(Step::Reply(ScriptedTransport::text_reply(
+            "Successfully loaded backup",
+        )));
+        let mut t = ScriptedTransport::new(steps);
+        assert!(restore(&mut t, &p, no_pause()).is_ok());
+        assert_eq!(t.remaining(), 0);
+        // A device that never stops talking is not waited on forever.
+        let chatty = vec![Step::Reply(ScriptedTransport::text_reply("x")); MAX_STALE + 1];
+        let e = restore(&mut ScriptedTransport::new(chatty), &p, no_pause()).unwrap_err();
+        assert!(matches!(e, RestoreError::Chatty), "{e}");
+    }
+
+    #[test]
+    fn an_interrupted_transfer_says_to_replug() {
+        let p = payload(200);
+        let frames = restore_frames(&p);
+        let steps = vec![Step::Expect(frames[0]), Step::Expect(frames[1]), Step::WriteFails];
+        let mut t = ScriptedTransport::new(steps);
+        let e = restore(&mut t, &p, no_pause()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RestoreError::Interrupted {
+                    sent: 2,
+                    total: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("unplug and replug"), "{e}");
+        // Failing on the very first report: nothing reached the device, no replug needed.
+        let e = restore(
+            &mut ScriptedTransport::new(vec![Step::WriteFails]),
+            &p,
+            no_pause(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, RestoreError::Hid(_)), "{e}");
+        // No answer at all: the advice includes the replug and both models' config mode.
+        let mut steps: Vec<Step> = frames.iter().copied().map(Step::Expect).collect();
+        steps.push(Step::Reply(ScriptedTransport::text_reply("")));
+        let e = restore(&mut ScriptedTransport::new(steps), &p, no_pause()).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("replug") && e.contains("DUO"), "{e}");
+        assert!(Reply::NotConfigMode.advice().contains("DUO"));
     }
 
     #[test]

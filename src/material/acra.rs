@@ -29,15 +29,20 @@ const KEY_RING_VERSION: u64 = 2;
 /// One file of a keystore tree, as named in the bundle (`keys/...` or `public/...`).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
+    /// Path in the bundle (`keys/...`, `public/...`).
     pub path: &'a str,
+    /// Permission bits.
     pub mode: u32,
+    /// Contents.
     pub data: &'a [u8],
 }
 
 /// A key file or key ring and its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRef {
+    /// Path in the bundle (`keys/...`, `public/...`).
     pub path: String,
+    /// SHA-256 of the contents, hex.
     pub sha256: String,
 }
 
@@ -77,8 +82,10 @@ impl AcraIdentity {
 #[derive(Debug, thiserror::Error)]
 pub enum AcraError {
     #[error("the keystore directory is empty")]
+    /// The keystore directory is empty.
     Empty,
     #[error("{0}")]
+    /// The master key is not usable.
     MasterKey(String),
 }
 
@@ -226,7 +233,7 @@ fn inspect_v1(entries: &[Entry], warnings: &mut Vec<String>) -> AcraIdentity {
 
 /// Whether a v1 file is a keypair's private key, the only files whose mode Acra checks (symmetric,
 /// HMAC and audit-log keys are read without a mode check).
-fn is_keypair_private(rel: &str) -> bool {
+pub(crate) fn is_keypair_private(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     !(name.ends_with(".pub")
         || name.ends_with("_sym")
@@ -265,6 +272,8 @@ pub fn client_ids_of(version: u8, rel_paths: &[&str]) -> Vec<String> {
 /// A parsed `SignedContainer`: where its payload is, and its signatures.
 struct Ring<'a> {
     payload: &'a [u8],
+    /// Content of the `KeyRing` SEQUENCE (`purpose`, `keys`, `current`).
+    data: &'a [u8],
     signatures: Vec<(&'a [u8], &'a [u8])>,
 }
 
@@ -306,7 +315,7 @@ fn parse_ring(der: &[u8]) -> Result<Ring<'_>, String> {
     let (pos, content_type) = field(payload_hdr.content, tag, "contentType")?;
     let (pos, version) = field(pos, 0x02, "version")?;
     let (pos, _) = field(pos, 0x17, "lastModified")?;
-    let (pos, _) = field(pos, 0x30, "key ring data")?;
+    let (pos, data) = field(pos, 0x30, "key ring data")?;
     if pos != payload_end {
         return Err("unexpected fields in the payload".into());
     }
@@ -345,8 +354,14 @@ fn parse_ring(der: &[u8]) -> Result<Ring<'_>, String> {
     }
     Ok(Ring {
         payload: &der[outer.content..payload_end],
+        data,
         signatures,
     })
+}
+
+/// The content of a key ring file's `KeyRing` SEQUENCE, after checking the container structure.
+pub(crate) fn ring_data(der: &[u8]) -> Result<&[u8], String> {
+    parse_ring(der).map(|r| r.data)
 }
 
 /// Checks a key ring's HMAC-SHA-256 signature with the v2 signature master key. `ring_path` is
@@ -381,7 +396,9 @@ pub enum MasterKey {
     V1(Zeroizing<Vec<u8>>),
     /// Separate encryption and signature keys, each at least 32 bytes.
     V2 {
+        /// The encryption key.
         encryption: Zeroizing<Vec<u8>>,
+        /// The signature key.
         signature: Zeroizing<Vec<u8>>,
     },
 }
@@ -389,6 +406,7 @@ pub enum MasterKey {
 /// The public identity of a master-key artifact: its version and a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterKeyIdentity {
+    /// Acra keystore version (1 or 2).
     pub version: u8,
     /// First 16 hex digits of SHA-256 over a fixed label and the decoded key.
     pub key_id: String,

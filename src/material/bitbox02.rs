@@ -22,13 +22,20 @@ fn bad(message: impl Into<String>) -> BitBoxError {
 
 /// One parsed backup file. The seed is wiped on drop.
 pub struct BackupFile {
+    /// The wallet name.
     pub name: String,
+    /// When the backup was made (Unix time).
     pub timestamp: u32,
+    /// Backup mode byte.
     pub mode: u32,
+    /// Length of the backup data.
     pub length: u32,
+    /// Seed length in bytes.
     pub seed_length: u32,
     seed: Zeroizing<Vec<u8>>,
+    /// Wallet birthdate (Unix time).
     pub birthdate: u32,
+    /// Firmware that wrote the backup.
     pub generator: String,
     checksum: Vec<u8>,
 }
@@ -44,6 +51,7 @@ impl std::fmt::Debug for BackupFile {
 pub struct BitBox02Identity {
     /// HMAC-SHA256("backup", seed) in hex: the wallet's backup id, also the card folder's name.
     pub id: String,
+    /// The wallet name.
     pub name: String,
     /// Creation time of the backup (Unix seconds).
     pub timestamp: u32,

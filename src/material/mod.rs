@@ -1,11 +1,14 @@
 //! Key material: recognise, validate and identify what was fetched.
 
 pub mod acra;
+pub mod acra_open;
 mod asn1;
 pub mod bitbox02;
 pub mod nodectl;
 pub mod onlykey;
+pub mod onlykey_backup;
 pub mod p12;
+pub mod secure_cell;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,13 +16,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Identity {
+    /// A PKCS#12 keystore.
     P12(p12::P12Identity),
+    /// An Acra keystore.
     Acra(acra::AcraIdentity),
     /// An Acra master key, stored apart from its keystore.
     AcraMasterKey(acra::MasterKeyIdentity),
     #[serde(rename = "onlykey")]
+    /// An OnlyKey backup.
     OnlyKey(onlykey::OnlyKeyIdentity),
     #[serde(rename = "bitbox02")]
+    /// A BitBox02 backup.
     BitBox02(bitbox02::BitBox02Identity),
     /// A plain file (`kind: file`): only its size and digest say what it is.
     File(FileIdentity),

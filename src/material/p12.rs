@@ -28,6 +28,7 @@ pub struct P12Identity {
     /// Whether it was opened with a password (the fields below are then filled where available).
     pub opened: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Friendly names of the key entries.
     pub aliases: Vec<String>,
     /// SHA-256 of the leaf certificate's DER, lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,10 +90,13 @@ fn truncate_chars(s: &str, max: usize) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum P12Error {
     #[error("not a PKCS#12 file: {0}")]
+    /// The bytes are not a PKCS#12 file.
     NotPkcs12(String),
     #[error("wrong password for this PKCS#12 file (MAC check failed)")]
+    /// The password does not open it.
     WrongPassword,
     #[error("PKCS#12 file could not be read: {0}")]
+    /// It opens but cannot be read.
     Unreadable(String),
 }
 

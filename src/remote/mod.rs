@@ -3,10 +3,12 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+mod node;
 mod sudo;
 mod sudoers;
 mod tree;
 
+pub use node::Node;
 pub use sudo::{Op, chown_op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
 pub use sudoers::{NEW_FILE_MODE, sudoers_text};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
@@ -18,11 +20,29 @@ use zeroize::Zeroizing;
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    /// The TCP connection failed.
+    Connect {
+        /// `host:port` of the node.
+        addr: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
     #[error("timed out after {secs}s while {during}")]
-    Timeout { during: String, secs: u64 },
+    /// An operation timed out.
+    Timeout {
+        /// What coldkeep was doing.
+        during: String,
+        /// The timeout, in seconds.
+        secs: u64,
+    },
     #[error("SSH handshake with {addr} failed: {detail}")]
-    Handshake { addr: String, detail: String },
+    /// The SSH handshake failed.
+    Handshake {
+        /// `host:port` of the node.
+        addr: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error(
         "host key of {host}:{port} is unknown (not in {known_hosts}); its fingerprint is {fingerprint}.\n  \
          If that is the node's key, accept it with either:\n    \
@@ -30,76 +50,161 @@ pub enum RemoteError {
          host_key: {fingerprint}   (pin it in the node's config)\n    \
          host_key_policy: accept-new   (record it on first contact)"
     )]
+    /// The host key is in no known_hosts file and not pinned.
     UnknownHostKey {
+        /// The node's host name or address.
         host: String,
+        /// The node's SSH port.
         port: u16,
+        /// `SHA256:` fingerprint of the key the node presented.
         fingerprint: String,
+        /// The known_hosts file that was searched.
         known_hosts: String,
     },
     #[error(
         "HOST KEY OF {host}:{port} HAS CHANGED: expected {expected}, got {fingerprint}. \
          Someone may be intercepting the connection, or the node was reinstalled. Refusing to connect."
     )]
+    /// The host key differs from the known one.
     HostKeyChanged {
+        /// The node's host name or address.
         host: String,
+        /// The node's SSH port.
         port: u16,
+        /// What was expected.
         expected: String,
+        /// `SHA256:` fingerprint of the key the node presented.
         fingerprint: String,
     },
     #[error("authentication as {user} failed: {detail}")]
-    Auth { user: String, detail: String },
+    /// Authentication failed.
+    Auth {
+        /// The SSH user.
+        user: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("remote file {path} does not exist")]
-    NotFound { path: String },
+    /// No such path.
+    NotFound {
+        /// The path concerned.
+        path: String,
+    },
     #[error("remote path {path} is a directory, not a file")]
-    IsDirectory { path: String },
+    /// A directory where a file was expected.
+    IsDirectory {
+        /// The path concerned.
+        path: String,
+    },
     #[error("remote path {path} is not a directory")]
-    NotADirectory { path: String },
+    /// A file where a directory was expected.
+    NotADirectory {
+        /// The path concerned.
+        path: String,
+    },
     #[error("refusing {path}: {detail}")]
-    UnsafeEntry { path: String, detail: String },
+    /// A symlink or special file inside a tree.
+    UnsafeEntry {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error("the tree under {path} is too large: {detail}")]
-    TreeTooLarge { path: String, detail: String },
+    /// A tree over its caps.
+    TreeTooLarge {
+        /// The path concerned.
+        path: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
     #[error(
         "permission denied on {path}: if root or a service user owns it, set `become: sudo` for this \
          node and allow the reads with the lines `coldkeep config sudoers` prints"
     )]
-    PermissionDenied { path: String },
+    /// No permission.
+    PermissionDenied {
+        /// The path concerned.
+        path: String,
+    },
     #[error(
         "sudo on {addr} refused: {detail}. coldkeep never types a password; allow it with the lines \
          `coldkeep config sudoers --node {node}` prints (this one: `{rule}`)"
     )]
+    /// `sudo -n` refused to run a command (a password is required, requiretty, no rule).
     SudoRefused {
+        /// `user@host:port`.
         addr: String,
+        /// The configured node name, for the `config sudoers --node` hint.
         node: String,
+        /// What sudo said, classified.
         detail: String,
+        /// The sudoers line that would allow this command.
         rule: String,
     },
     #[error(
         "cannot give the new {path} the owner and group of the file it replaces as the SSH user: \
          set `become: sudo` for this node (nothing was changed)"
     )]
-    OwnerNotKept { path: String },
+    /// Without `become`, the replaced file's owner could not be given to the new one.
+    OwnerNotKept {
+        /// The target path.
+        path: String,
+    },
     #[error(
         "`become: sudo` is set for {addr}, but the node has no sudo: install it there or remove `become`"
     )]
-    SudoMissing { addr: String },
+    /// `become: sudo` on a node without sudo.
+    SudoMissing {
+        /// `user@host:port`.
+        addr: String,
+    },
     #[error("become_user `{user}` does not exist on {addr}: create it or fix `become_user`")]
-    BecomeUserMissing { addr: String, user: String },
+    /// The configured `become_user` does not exist on the node.
+    BecomeUserMissing {
+        /// `user@host:port`.
+        addr: String,
+        /// The missing user.
+        user: String,
+    },
     #[error("remote file {path} is {size} bytes, over the {cap}-byte cap")]
-    TooLarge { path: String, size: u64, cap: u64 },
+    /// A file over its cap.
+    TooLarge {
+        /// The path concerned.
+        path: String,
+        /// Size in bytes.
+        size: u64,
+        /// The cap in bytes.
+        cap: u64,
+    },
     #[error("remote command `{command}` failed (exit {status}): {stderr}")]
+    /// A remote command failed.
     Command {
+        /// The remote command.
         command: String,
+        /// Exit status.
         status: i32,
+        /// Standard error.
         stderr: String,
     },
     #[error("read back of {path} does not match what was written (sha256 {expected} vs {got})")]
+    /// What was read back differs from what was written.
     ReadBackMismatch {
+        /// The path concerned.
         path: String,
+        /// What was expected.
         expected: String,
+        /// What was found.
         got: String,
     },
     #[error("SSH error during {during}: {detail}")]
-    Ssh { during: String, detail: String },
+    /// Another SSH error.
+    Ssh {
+        /// What coldkeep was doing.
+        during: String,
+        /// What went wrong, as the library reported it.
+        detail: String,
+    },
 }
 
 impl RemoteError {
@@ -136,8 +241,11 @@ pub struct Owner {
 /// What `stat` found at a remote path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteStat {
+    /// A directory.
     pub is_dir: bool,
+    /// A regular file.
     pub is_file: bool,
+    /// Size in bytes.
     pub size: u64,
     /// Unix permission bits.
     pub mode: u32,
@@ -148,8 +256,11 @@ pub struct RemoteStat {
 /// Output of a remote command.
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
+    /// Exit status.
     pub status: i32,
+    /// Standard output.
     pub stdout: Vec<u8>,
+    /// Standard error.
     pub stderr: String,
 }
 

@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 /// Caps on a tree fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeLimits {
+    /// At most this many files.
     pub max_files: u64,
+    /// At most this many bytes in all.
     pub max_size: u64,
 }
 
@@ -22,6 +24,7 @@ pub struct TreeLimits {
 pub struct TreeEntry {
     /// Path relative to the tree's root, `/`-separated.
     pub rel: String,
+    /// Size in bytes.
     pub size: u64,
     /// Unix permission bits.
     pub mode: u32,
@@ -44,9 +47,11 @@ pub struct RemoteTree {
 
 /// A fetched tree: every file's bytes in memory, wiped on drop.
 pub struct FetchedTree {
+    /// Mode of the root directory.
     pub root_mode: u32,
     /// The root (first, `rel` empty) and every subdirectory, with modes and owners.
     pub dirs: Vec<TreeEntry>,
+    /// Each file with its bytes (wiped on drop).
     pub files: Vec<(TreeEntry, Zeroizing<Vec<u8>>)>,
 }
 

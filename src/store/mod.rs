@@ -23,17 +23,32 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// A file operation failed.
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    /// A file in the store is malformed.
+    Invalid {
+        /// The path concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The primary store and its replicas. Every change takes the store's writer lock (on the
 /// primary) for its duration, waiting up to `lock_wait` for another writer.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The primary root.
     pub primary: PathBuf,
+    /// Replica roots (each gets a copy).
     pub replicas: Vec<PathBuf>,
+    /// How long to wait for the store lock.
     pub lock_wait: std::time::Duration,
 }
 
@@ -42,7 +57,9 @@ pub struct Store {
 pub struct Copy {
     /// The store root holding it.
     pub root: PathBuf,
+    /// The `.age` file.
     pub age_path: PathBuf,
+    /// Its `.json` sidecar.
     pub sidecar_path: PathBuf,
     /// Both files exist.
     pub present: bool,
@@ -51,10 +68,13 @@ pub struct Copy {
 /// An artifact as listed: its sidecar and where its copies are.
 #[derive(Debug, Clone)]
 pub struct Artifact {
+    /// The node.
     pub node: String,
+    /// The keystore.
     pub keystore: String,
     /// `<UTC stamp>-<short id>`, e.g. `20261122T031500Z-3f9a1c2b`.
     pub id: String,
+    /// The sidecar as read.
     pub sidecar: Sidecar,
     /// Primary first, then replicas in config order.
     pub copies: Vec<Copy>,
@@ -63,7 +83,9 @@ pub struct Artifact {
 /// Something found in the store that is not a whole, readable artifact.
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// The file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub message: String,
     /// Left by an interrupted write (a temp file, a ciphertext whose sidecar never came): harmless,
     /// never listed as an artifact, safe to delete.
@@ -73,7 +95,9 @@ pub struct Problem {
 /// Result of [`Store::list`]: artifacts oldest first per keystore, plus problems found.
 #[derive(Debug, Default)]
 pub struct Listing {
+    /// The artifacts found.
     pub artifacts: Vec<Artifact>,
+    /// Files that could not be read as artifacts.
     pub problems: Vec<Problem>,
 }
 

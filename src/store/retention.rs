@@ -14,8 +14,11 @@ use serde::Serialize;
 /// What the planner needs to know about one artifact.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// The artifact id.
     pub id: String,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// Whether it is a pre-restore artifact.
     pub pre_restore: bool,
     /// Every copy is present and its ciphertext matches its sidecar.
     pub intact: bool,
@@ -24,7 +27,9 @@ pub struct Candidate {
 /// The decision for one artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
+    /// The artifact id.
     pub id: String,
+    /// Kept (true) or removed.
     pub keep: bool,
     /// Why it is kept (`last 3`, `daily`, `newest`, ...); empty when it goes.
     pub reasons: Vec<String>,

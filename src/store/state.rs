@@ -14,15 +14,19 @@ pub const STATE_DIR: &str = ".coldkeep";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeystoreState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last successful backup.
     pub last_success: Option<DateTime<Utc>>,
     /// The artifact the last success wrote (or found unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_artifact: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Size of the artifact of the last success.
     pub last_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last failed attempt.
     pub last_failure: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why it failed.
     pub last_error: Option<String>,
 }
 
@@ -41,8 +45,10 @@ impl KeystoreState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
     #[serde(default)]
+    /// Per `node/keystore`.
     pub keystores: BTreeMap<String, KeystoreState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Duration of the last run.
     pub last_run_seconds: Option<f64>,
 }
 

@@ -44,7 +44,8 @@ pub fn v1_files(client: &str) -> Vec<FixtureFile> {
     ]
 }
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+/// One DER TLV (definite length).
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let n = content.len();
     if n < 0x80 {
@@ -58,7 +59,8 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+/// A DER SEQUENCE of already encoded parts.
+pub fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
 }
 
@@ -77,16 +79,29 @@ pub fn v2_master_key() -> (String, Vec<u8>) {
 
 /// A signed key ring file (`SignedContainer` with a one-key `KeyRing`) for `path` (no suffix).
 pub fn key_ring(path: &str, signature_key: &[u8]) -> Vec<u8> {
-    let utc = |t: &str| tlv(0x17, t.as_bytes());
     let key_data = seq(&[tlv(0x0a, &[3]), tlv(0x83, &random(68))]);
-    let key = seq(&[
-        tlv(0x02, &[0]),
+    signed_ring(path, &[der_key(0, &[key_data])], signature_key)
+}
+
+/// A `Key` (seqnum, state active, validity, `SET OF KeyData`).
+pub fn der_key(seqnum: u8, key_data: &[Vec<u8>]) -> Vec<u8> {
+    let utc = |t: &str| tlv(0x17, t.as_bytes());
+    seq(&[
+        tlv(0x02, &[seqnum]),
         tlv(0x0a, &[2]),
         utc("200101000000Z"),
-        utc("300101000000Z"),
-        tlv(0x31, &key_data),
-    ]);
-    let ring = seq(&[tlv(0x04, path.as_bytes()), seq(&[key]), tlv(0x02, &[0])]);
+        // Go's encoding/asn1 writes years from 2050 as GeneralizedTime.
+        tlv(0x18, b"20700101000000Z"),
+        tlv(0x31, &key_data.concat()),
+    ])
+}
+
+/// A `SignedContainer` holding a `KeyRing` of `keys` for `path` (no suffix), HMAC-signed the way
+/// Acra signs rings.
+pub fn signed_ring(path: &str, keys: &[Vec<u8>], signature_key: &[u8]) -> Vec<u8> {
+    let utc = |t: &str| tlv(0x17, t.as_bytes());
+    let current = [keys.len().saturating_sub(1) as u8];
+    let ring = seq(&[tlv(0x04, path.as_bytes()), seq(keys), tlv(0x02, &current)]);
     // contentType as Acra's Go code writes it: an INTEGER (encoding/asn1 only writes ENUMERATED
     // for asn1.Enumerated itself, not for a type defined on it).
     let payload = seq(&[tlv(0x02, &[1]), tlv(0x02, &[2]), utc("240102030405Z"), ring]);

@@ -5,3 +5,4 @@ pub mod acra;
 pub mod cutter;
 pub mod fleet;
 pub mod sudo;
+pub mod themis;

@@ -67,8 +67,40 @@ pub fn ask_yes(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+/// Version of every `--json` document's shape. Raised when a field is removed, renamed or
+/// changes meaning (adding a field does not raise it), so scripts can check what they read.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// A document with the `schema` field first, then the document's own fields.
+#[derive(Serialize)]
+struct Versioned<'a, T: Serialize> {
+    schema: u32,
+    #[serde(flatten)]
+    doc: &'a T,
+}
+
+/// Prints one JSON document (a struct) as pretty JSON on stdout, with `"schema": 1` first.
+pub fn print_json<T: Serialize>(doc: &T) -> anyhow::Result<()> {
+    write_json(&Versioned {
+        schema: JSON_SCHEMA,
+        doc,
+    })
+}
+
+/// Prints a JSON document that is a list (kept a list for existing scripts): each element
+/// carries `"schema": 1` first.
+pub fn print_json_list<T: Serialize>(items: &[T]) -> anyhow::Result<()> {
+    let versioned: Vec<Versioned<'_, T>> = items
+        .iter()
+        .map(|doc| Versioned {
+            schema: JSON_SCHEMA,
+            doc,
+        })
+        .collect();
+    write_json(&versioned)
+}
+
+fn write_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     // Buffered: stdout is line-buffered, and pretty JSON has a line per field (100,000 listed
     // artifacts were a third of `list --json`'s time in write calls).
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -107,6 +139,25 @@ mod tests {
             "NODE         STATUS\nvalidator-1  ok\nv2           failed: x\n"
         );
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn json_documents_carry_the_schema_first() {
+        #[derive(Serialize)]
+        struct Doc {
+            b: u8,
+            a: &'static str,
+        }
+        let doc = Doc { b: 1, a: "x" };
+        let text = serde_json::to_string(&Versioned {
+            schema: JSON_SCHEMA,
+            doc: &doc,
+        })
+        .unwrap();
+        assert_eq!(
+            text, r#"{"schema":1,"b":1,"a":"x"}"#,
+            "schema first, field order kept"
+        );
     }
 
     #[test]

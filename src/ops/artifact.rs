@@ -1,8 +1,11 @@
-//! Picking a stored artifact and opening it with every check, for commands that use contents.
+//! Listing both stores, picking a stored artifact and opening it with every check, for commands
+//! that use contents.
 
+use super::vocab::master_key;
 use crate::bundle::{self, Identities, Opened, Purpose};
+use crate::config::Config;
 use crate::digest::sha256_hex;
-use crate::store::{Artifact, Store};
+use crate::store::{Artifact, Listing, Store, StoreError};
 use anyhow::{Context, bail};
 
 /// The newest regular backup of a keystore, if any.
@@ -67,4 +70,29 @@ pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> an
         return Ok(opened);
     }
     bail!("artifact {}: no intact copy ({})", artifact.id, damage.join("; "))
+}
+
+/// The listing of the store and of the master-key store together (master keys under their own
+/// keystore names and kind): the one place both stores are listed, optionally for one node.
+pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreError> {
+    let mut listing = Store::new(&config.store).list(node)?;
+    if let Some(master) = Store::master_keys(&config.store) {
+        let keys = master.list(node)?;
+        listing.artifacts.extend(keys.artifacts);
+        listing.problems.extend(keys.problems);
+    }
+    Ok(listing)
+}
+
+/// Every artifact of both stores, master keys under `<keystore>:master-key` (the names runs,
+/// `status` and the metrics report them under).
+pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
+    let mut artifacts = Store::new(&config.store).list(None)?.artifacts;
+    if let Some(master) = Store::master_keys(&config.store) {
+        artifacts.extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
+            a.keystore = master_key::report_name(&a.keystore);
+            a
+        }));
+    }
+    Ok(artifacts)
 }

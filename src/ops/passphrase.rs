@@ -44,13 +44,13 @@ fn open(store: &Store, a: &Artifact, ids: &Identities) -> Option<Opened> {
         .find_map(|c| store.read(c).ok().and_then(|(ct, _)| bundle::open(&ct, ids).ok()))
 }
 
-/// Prints the answers for people.
-pub fn print(checks: &[PassphraseCheck]) {
-    for p in checks {
-        println!(
+impl PassphraseCheck {
+    /// The answer as one line for people (no passphrase in it).
+    pub fn line(&self) -> String {
+        format!(
             "passphrase of {}/{} ({}) for profile {}: {}",
-            p.node, p.keystore, p.artifact, p.profile, p.result
-        );
+            self.node, self.keystore, self.artifact, self.profile, self.result
+        )
     }
 }
 

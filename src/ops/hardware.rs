@@ -1,11 +1,9 @@
-//! Hardware keys in the store (`<store>/hardware/<name>/`), and `coldkeep hid list`.
+//! Hardware keys in the store (`<store>/hardware/<name>/`): naming, storing, picking, opening.
 
 use super::keystore;
-use super::report::{Table, print_json};
 use crate::bundle::{Identities, Manifest, Opened, PlainFile, Purpose};
 use crate::config::{Config, HARDWARE_NODE};
-use crate::error::{Exit, UsageError};
-use crate::hid;
+use crate::error::UsageError;
 use crate::material::Identity;
 use crate::store::{Artifact, Store};
 use anyhow::{Context, bail};
@@ -110,48 +108,50 @@ pub fn open(store: &Store, artifact: &Artifact, identity: &std::path::Path) -> a
     super::artifact::open_verified(store, artifact, &ids)
 }
 
-/// Runs `coldkeep hid list`.
-pub fn list(json: bool) -> anyhow::Result<Exit> {
-    let all = hid::enumerate()?;
-    let found = hid::known(&all);
-    if json {
-        print_json(&found)?;
-    } else if found.is_empty() {
-        println!(
-            "No known hardware key found ({}). If one is plugged in: check the cable and, for access, \
-             the udev rules in the README.",
-            hid::DEVICES
-                .iter()
-                .map(|d| {
-                    let ids: Vec<String> = d.ids().iter().map(|(v, p)| format!("{v:04x}:{p:04x}")).collect();
-                    format!("{} {}", d.model(), ids.join("/"))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    } else {
-        let mut table = Table::new(&["MODEL", "PATH", "SERIAL", "INTERFACE", "USAGE PAGE", "ACCESS"]);
-        for f in &found {
-            table.row(vec![
-                f.model.to_string(),
-                f.device.path.clone(),
-                f.device.serial.clone().unwrap_or_else(|| "-".into()),
-                f.device.interface.to_string(),
-                format!("0x{:04x}", f.device.usage_page),
-                if f.accessible {
-                    "ok".into()
-                } else {
-                    "NO PERMISSION (udev rules, see README)".into()
-                },
-            ]);
+/// Checks a decrypted BitBox02 artifact (its files are `<id>/<file>`) like a card folder.
+pub fn check_bitbox02(opened: &crate::bundle::Opened) -> crate::material::bitbox02::FolderCheck {
+    let files: Vec<(String, &[u8])> = opened
+        .files
+        .iter()
+        .map(|f| {
+            let name = f.entry.path.rsplit('/').next().unwrap_or_default();
+            (name.to_string(), f.data.as_slice())
+        })
+        .collect();
+    let folder = opened
+        .files
+        .first()
+        .and_then(|f| f.entry.path.split('/').next())
+        .unwrap_or_default();
+    crate::material::bitbox02::check_folder(folder, &files)
+}
+
+/// OnlyKey backup texts: the artifact's kind and file name, and reading a text safely.
+pub mod onlykey_text {
+    use anyhow::{Context, bail};
+    use std::io::Read;
+    use zeroize::Zeroizing;
+
+    /// The artifact kind and the file name inside it.
+    pub const KIND: &str = crate::ops::vocab::ArtifactKind::Onlykey.as_str();
+    /// The file name an OnlyKey backup has inside its artifact.
+    pub const FILE: &str = "onlykey-backup.txt";
+    /// Largest text accepted (an 18,000-byte payload is about 24 KiB of text).
+    pub const MAX_TEXT: u64 = 256 * 1024;
+
+    /// Reads the text into one pre-sized, wiped buffer (no reallocation leaves copies behind).
+    pub fn read_text(file: &str) -> anyhow::Result<Zeroizing<String>> {
+        let mut buf = Zeroizing::new(Vec::with_capacity(MAX_TEXT as usize + 1));
+        let reader: Box<dyn Read> = if file == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(file).with_context(|| format!("reading {file}"))?)
+        };
+        reader.take(MAX_TEXT + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_TEXT {
+            bail!("the input is larger than {MAX_TEXT} bytes: not an OnlyKey backup");
         }
-        print!("{}", table.render());
-        for f in &found {
-            println!(
-                "{}: backup: {}; restore: {}",
-                f.model, f.capabilities.backup, f.capabilities.restore
-            );
-        }
+        let text = std::str::from_utf8(&buf).context("the backup text is not UTF-8")?;
+        Ok(Zeroizing::new(text.to_string()))
     }
-    Ok(Exit::Ok)
 }

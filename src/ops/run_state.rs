@@ -2,6 +2,7 @@
 //! textfile, and the hooks.
 
 use super::backup::{BackupReport, KeystoreOutcome};
+use super::vocab::{OutcomeStatus, master_key};
 use crate::config::{Config, Hooks};
 use crate::store::{Artifact, RunState, Store};
 use chrono::Utc;
@@ -55,27 +56,11 @@ pub fn keystore_names(config: &Config) -> Vec<(String, String)> {
         for k in &n.keystores {
             out.push((n.name.clone(), k.name.clone()));
             if k.master_key.is_some() {
-                out.push((
-                    n.name.clone(),
-                    format!("{}{}", k.name, super::backup::MASTER_KEY_SUFFIX),
-                ));
+                out.push((n.name.clone(), master_key::report_name(&k.name)));
             }
         }
     }
     out
-}
-
-/// Every artifact of the store, and of the master-key store under `<keystore>:master-key` (the
-/// names runs report master keys under).
-pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, crate::store::StoreError> {
-    let mut artifacts = Store::new(&config.store).list(None)?.artifacts;
-    if let Some(master) = Store::master_keys(&config.store) {
-        artifacts.extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
-            a.keystore = format!("{}{}", a.keystore, super::backup::MASTER_KEY_SUFFIX);
-            a
-        }));
-    }
-    Ok(artifacts)
 }
 
 /// Escapes a Prometheus label value.
@@ -160,7 +145,7 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
-    let artifacts = artifacts_with_master_keys(config)?;
+    let artifacts = super::artifact::artifacts_with_master_keys(config)?;
     let text = metrics_text(config, state, &artifacts);
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
@@ -219,7 +204,7 @@ fn run_hook(command: &str, o: &KeystoreOutcome, timeout: Duration) -> anyhow::Re
         .process_group(0)
         .env("COLDKEEP_NODE", &o.node)
         .env("COLDKEEP_KEYSTORE", &o.keystore)
-        .env("COLDKEEP_STATUS", if o.ok { "success" } else { "failure" })
+        .env("COLDKEEP_STATUS", OutcomeStatus::of(o.ok).as_str())
         .env("COLDKEEP_ARTIFACT", o.id.as_deref().unwrap_or(""))
         .env("COLDKEEP_ERROR", o.error.as_deref().unwrap_or(""))
         .stdin(Stdio::null())

@@ -1,4 +1,4 @@
-//! `coldkeep restore` of an Acra keystore: the whole tree, names exactly as backed up.
+//! Restore of an Acra keystore: the whole tree, names exactly as backed up.
 //!
 //! Into a missing or empty keystore directory it just goes in; over a non-empty one only with
 //! `--replace`, after the current content was saved as a `pre-restore` artifact. Either way the
@@ -6,50 +6,33 @@
 //! swapped in by directory renames: a failure at any point leaves the old keystore in place.
 
 use super::keystore;
-use super::restore::{RestoreOutcome, finish};
+use super::restore_plan::{Prepared, RestorePlan, Root, Source, Step, Target, new_tree_owner, split_path};
+use super::vocab::{ArtifactKind, RestoreAction};
 use crate::bundle::{Opened, PlainFile};
-use crate::cli::RestoreArgs;
 use crate::config::{Config, KeystoreConfig, NodeConfig};
-use crate::error::Exit;
 use crate::material::{Identity, acra};
-use crate::remote::{RemoteError, RemoteTree, Session, TreeLimits};
+use crate::remote::{Node, RemoteError, RemoteTree, TreeLimits};
 use crate::store::{Artifact, Store};
 use anyhow::{Context, bail};
 use std::collections::BTreeSet;
 
-/// What is at one target directory now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Missing,
-    /// No files, or only a v2 `version` marker (an empty keystore).
-    Empty,
-    Identical,
-    Different,
+fn copy(f: &PlainFile) -> PlainFile {
+    PlainFile {
+        entry: f.entry.clone(),
+        data: f.data.clone(),
+    }
 }
 
-/// One directory to restore: the keys directory, or the separate public one.
-struct Root<'a> {
-    /// `keys/` or `public/`.
-    prefix: &'static str,
-    path: &'a str,
-    files: Vec<&'a PlainFile>,
-    target: Target,
-    /// For a missing keystore: `user:group` to give the new tree (its files' recorded owner).
-    owner: Option<String>,
-}
-
-/// Restores an already opened and verified Acra artifact (step 1 was done by the caller).
-pub fn run(
-    config: &Config,
-    args: &RestoreArgs,
+/// Splits an opened Acra backup into the directories it restores (keys, and public when
+/// configured), checking its shape against the config. Needs no node.
+pub fn roots(
     node: &NodeConfig,
     ks: &KeystoreConfig,
-    store: &Store,
     picked: &Artifact,
     opened: &Opened,
-) -> anyhow::Result<Exit> {
+) -> anyhow::Result<Vec<Root>> {
     let m = &opened.manifest;
-    if m.kind != ks.kind.as_str() {
+    if m.kind != ArtifactKind::of_keystore(ks.kind).as_str() {
         bail!(
             "artifact {} holds a {} backup, but keystore {} is of kind acra",
             picked.id,
@@ -69,7 +52,7 @@ pub fn run(
     let version_file = (version == 2 && has_rings).then(|| version_marker(&ks.path));
     let mut roots = vec![Root {
         prefix: acra::KEYS_PREFIX,
-        path: &ks.path,
+        path: ks.path.clone(),
         files: Vec::new(),
         target: Target::Missing,
         owner: None,
@@ -77,7 +60,7 @@ pub fn run(
     if let Some(public) = &ks.public_path {
         roots.push(Root {
             prefix: acra::PUBLIC_PREFIX,
-            path: public,
+            path: public.clone(),
             files: Vec::new(),
             target: Target::Missing,
             owner: None,
@@ -85,7 +68,7 @@ pub fn run(
     }
     for f in &opened.files {
         match roots.iter_mut().find(|r| f.entry.path.starts_with(r.prefix)) {
-            Some(root) => root.files.push(f),
+            Some(root) => root.files.push(copy(f)),
             None if f.entry.path.starts_with(acra::PUBLIC_PREFIX) => bail!(
                 "the backup has a separate public keys directory ({}); set `public_path` for {}/{} first",
                 split_remote_dir(&f.entry.remote_path),
@@ -108,19 +91,24 @@ pub fn run(
             public.path
         );
     }
-    if let Some(marker) = &version_file
+    if let Some(marker) = version_file
         && !roots[0].files.iter().any(|f| f.entry.path == marker.entry.path)
     {
         roots[0].files.push(marker);
     }
+    Ok(roots)
+}
 
-    let session = Session::connect(node)?;
+/// Reads the node and classifies each directory; changes nothing.
+pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<RestorePlan> {
+    let (node, ks) = (src.node, src.ks);
+    let mut roots = roots(node, ks, &src.picked, &src.opened)?;
     let limits = TreeLimits {
         max_files: ks.max_files,
         max_size: ks.max_size,
     };
     for root in &mut roots {
-        let (parent, _) = super::restore::split_path(root.path);
+        let (parent, _) = split_path(&root.path);
         match session.stat(parent)? {
             Some(s) if s.is_dir => {}
             _ => bail!(
@@ -129,66 +117,101 @@ pub fn run(
                 node.name
             ),
         }
-        if session.is_symlink(root.path)? {
+        if session.is_symlink(&root.path)? {
             bail!(
                 "{} on {} is a symbolic link; set `path` to the directory it points to and restore there",
                 root.path,
                 node.name
             );
         }
-        refuse_interrupted_swap(&session, root.path)?;
-        if !args.dry_run {
-            session.remove_stale_temps(root.path)?;
-        }
-        let tree = session.list_tree(root.path, limits, &keystore::acra_skip)?;
-        root.target = classify(tree.as_ref(), &root.files, root.prefix, &session, root.path)?;
+        refuse_interrupted_swap(session, &root.path)?;
+        let tree = session.list_tree(&root.path, limits, &keystore::acra_skip)?;
+        let files: Vec<&PlainFile> = root.files.iter().collect();
+        root.target = classify(tree.as_ref(), &files, root.prefix, session, &root.path)?;
     }
+    // Whose a tree that does not exist yet will be (a replaced one keeps its owner).
     let mut owners = Vec::new();
     for root in roots.iter_mut().filter(|r| r.target == Target::Missing) {
-        let (owner, said) = super::restore_owner::pick_for_tree(&session, &root.files)?;
+        let (owner, said) = new_tree_owner(session, &root.files)?;
         root.owner = owner;
         owners.push(format!("{}: {said}", root.path));
     }
 
-    let mut outcome = RestoreOutcome {
-        node: node.name.clone(),
-        keystore: ks.name.clone(),
-        artifact: picked.id.clone(),
-        from_node: m.node.clone(),
-        path: roots.iter().map(|r| r.path).collect::<Vec<_>>().join(", "),
-        action: String::new(),
-        mode: "0700".into(),
-        owner: (!owners.is_empty()).then(|| owners.join("; ")),
-        identity: m.identity.clone(),
-        previous_saved_as: None,
-    };
+    let path = roots
+        .iter()
+        .map(|r| r.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut plan = RestorePlan::new(src, path, "0700".into());
+    plan.owner = (!owners.is_empty()).then(|| owners.join("; "));
     if roots.iter().all(|r| r.target == Target::Identical) {
-        outcome.action = "already-in-place".into();
-        session.close();
-        return finish(&outcome, args.json);
+        return Ok(plan);
     }
     let occupied = roots.iter().any(|r| r.target == Target::Different);
-    if occupied && !args.replace {
+    if occupied && !replace {
         bail!(
             "the keystore at {} on {} is not empty and differs from the backup; restoring over it needs \
              --replace (its current content is saved as a pre-restore artifact first). Nothing was changed.",
-            outcome.path,
+            plan.path,
             node.name
         );
     }
-    if args.dry_run {
-        outcome.action = if occupied { "would-replace" } else { "would-create" }.into();
-        session.close();
-        return finish(&outcome, args.json);
-    }
     if occupied {
-        outcome.previous_saved_as = Some(save_pre_restore(config, store, node, ks, &session)?);
+        plan.steps.push(Step::SavePreRestore {
+            paths: roots.iter().map(|r| r.path.clone()).collect(),
+        });
     }
-    let changing: Vec<&Root> = roots.iter().filter(|r| r.target != Target::Identical).collect();
-    swap_all(&session, &changing).with_context(|| format!("restoring {} on {}", outcome.path, node.name))?;
-    session.close();
-    outcome.action = if occupied { "replaced" } else { "created" }.into();
-    finish(&outcome, args.json)
+    for r in roots.iter().filter(|r| r.target != Target::Identical) {
+        plan.steps.push(Step::SwapTree {
+            path: r.path.clone(),
+            files: r
+                .files
+                .iter()
+                .map(|f| {
+                    let rel = f.entry.path.strip_prefix(r.prefix).unwrap_or(&f.entry.path);
+                    (
+                        rel.to_string(),
+                        format!("{:04o}", restored_mode(rel, f.entry.mode)),
+                    )
+                })
+                .collect(),
+            keep_owner: r.target != Target::Missing,
+            owner: r.owner.clone(),
+            replaces: r.target != Target::Missing,
+        });
+    }
+    plan.action = if occupied {
+        RestoreAction::Replaced
+    } else {
+        RestoreAction::Created
+    };
+    Ok(plan.with_acra(Prepared { roots, occupied }))
+}
+
+/// Executes the Acra part of a plan; returns the pre-restore artifact's id when one was saved.
+pub fn apply(
+    config: &Config,
+    src: &Source,
+    session: &dyn Node,
+    plan: &RestorePlan,
+    prepared: Prepared,
+) -> anyhow::Result<Option<String>> {
+    let (node, ks) = (src.node, src.ks);
+    for root in &prepared.roots {
+        session.remove_stale_temps(&root.path)?;
+    }
+    let saved = if prepared.occupied {
+        Some(save_pre_restore(config, &src.store, node, ks, session)?)
+    } else {
+        None
+    };
+    let changing: Vec<&Root> = prepared
+        .roots
+        .iter()
+        .filter(|r| r.target != Target::Identical)
+        .collect();
+    swap_all(session, &changing).with_context(|| format!("restoring {} on {}", plan.path, node.name))?;
+    Ok(saved)
 }
 
 fn entries(files: &[PlainFile]) -> Vec<acra::Entry<'_>> {
@@ -203,7 +226,7 @@ fn entries(files: &[PlainFile]) -> Vec<acra::Entry<'_>> {
 }
 
 fn split_remote_dir(path: &str) -> &str {
-    super::restore::split_path(path).0
+    split_path(path).0
 }
 
 /// Compares what is on the node with the backup's files for that directory.
@@ -211,7 +234,7 @@ fn classify(
     tree: Option<&RemoteTree>,
     files: &[&PlainFile],
     prefix: &str,
-    session: &Session,
+    session: &dyn Node,
     root: &str,
 ) -> anyhow::Result<Target> {
     let Some(tree) = tree else {
@@ -241,7 +264,7 @@ fn classify(
 
 /// Whether the tree at `dir` on the node holds exactly `files` (names under `prefix`, hashes).
 fn tree_matches(
-    session: &Session,
+    session: &dyn Node,
     dir: &str,
     files: &[&PlainFile],
     prefix: &str,
@@ -273,7 +296,7 @@ fn tree_matches(
 
 /// A swap cut off between its two renames leaves the previous keystore under a
 /// `.NAME.coldkeep-old-*` name: never touch it, tell the operator.
-fn refuse_interrupted_swap(session: &Session, root: &str) -> anyhow::Result<()> {
+fn refuse_interrupted_swap(session: &dyn Node, root: &str) -> anyhow::Result<()> {
     let found = session.beside(root, "coldkeep-old-")?.join(", ");
     if !found.is_empty() {
         bail!(
@@ -284,7 +307,7 @@ fn refuse_interrupted_swap(session: &Session, root: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn marker_is_exact(session: &Session, root: &str) -> anyhow::Result<bool> {
+fn marker_is_exact(session: &dyn Node, root: &str) -> anyhow::Result<bool> {
     let file = session.fetch(&format!("{root}/{}", acra::VERSION_FILE), 64)?;
     Ok(file.bytes.as_slice() == acra::VERSION_CONTENT)
 }
@@ -322,13 +345,13 @@ pub fn restored_mode(rel: &str, backed_up: u32) -> u32 {
 
 /// Temp and swapped-out names beside a root.
 struct Staged<'a> {
-    root: &'a Root<'a>,
+    root: &'a Root,
     temp: String,
     old: String,
 }
 
 fn beside(root: &str, suffix: &str) -> String {
-    let (parent, name) = super::restore::split_path(root);
+    let (parent, name) = split_path(root);
     let parent = parent.trim_end_matches('/');
     format!("{parent}/.{name}.{suffix}")
 }
@@ -336,14 +359,14 @@ fn beside(root: &str, suffix: &str) -> String {
 /// Uploads every root's tree into a temp directory beside it (owned like the directory it
 /// replaces), reads each back, and only then swaps them all in by renames. A failure before the
 /// swaps removes the temp directories; a failed swap undoes the swaps already made.
-fn swap_all(session: &Session, roots: &[&Root]) -> anyhow::Result<()> {
+pub fn swap_all(session: &dyn Node, roots: &[&Root]) -> anyhow::Result<()> {
     let tag = format!("{:08x}", rand::random::<u32>());
     let staged: Vec<Staged> = roots
         .iter()
         .map(|r| Staged {
             root: r,
-            temp: beside(r.path, &format!("coldkeep-tmp-{tag}")),
-            old: beside(r.path, &format!("coldkeep-old-{tag}")),
+            temp: beside(&r.path, &format!("coldkeep-tmp-{tag}")),
+            old: beside(&r.path, &format!("coldkeep-old-{tag}")),
         })
         .collect();
     let prepared = staged.iter().try_for_each(|s| prepare(session, s));
@@ -362,7 +385,9 @@ fn swap_all(session: &Session, roots: &[&Root]) -> anyhow::Result<()> {
             for s in &staged[k..] {
                 let _ = session.remove_tree(&s.temp);
             }
-            let state = if undone.iter().all(|u| u.is_ok()) {
+            let state = if e.downcast_ref::<LeftAside>().is_some() {
+                "the previous keystore was not moved back (see above)".to_string()
+            } else if undone.iter().all(|u| u.is_ok()) {
                 "the previous keystore is back in place".to_string()
             } else {
                 format!(
@@ -387,7 +412,7 @@ fn swap_all(session: &Session, roots: &[&Root]) -> anyhow::Result<()> {
 }
 
 /// Uploads one root's files into its temp directory and reads them back.
-fn prepare(session: &Session, s: &Staged) -> anyhow::Result<()> {
+fn prepare(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
     let root = s.root;
     session.make_dir(&s.temp, 0o700)?;
     let mut dirs = BTreeSet::new();
@@ -413,41 +438,49 @@ fn prepare(session: &Session, s: &Staged) -> anyhow::Result<()> {
     if root.target != Target::Missing {
         // Acra checks modes, and runs as whoever owns its keys: keep the owner.
         session
-            .chown_like(&s.temp, root.path)
+            .chown_like(&s.temp, &root.path)
             .context("giving the restored files the owner of the keystore they replace")?;
     } else if let Some(owner) = &root.owner {
         session
             .chown_tree(&s.temp, owner)
             .context("giving the restored files the owner recorded in the backup")?;
     }
-    if !tree_matches(session, &s.temp, &root.files, root.prefix, &|_| false)? {
+    let files: Vec<&PlainFile> = root.files.iter().collect();
+    if !tree_matches(session, &s.temp, &files, root.prefix, &|_| false)? {
         bail!("read back of the uploaded keystore does not match the backup");
     }
     Ok(())
 }
 
-fn swap(session: &Session, s: &Staged) -> anyhow::Result<()> {
+/// A failed swap whose undo failed too: the previous keystore is under its swapped-out name, so
+/// the caller must not report it back in place.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LeftAside(String);
+
+fn swap(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
     if s.root.target == Target::Missing {
-        return Ok(session.rename_dir(&s.temp, s.root.path)?);
+        return Ok(session.rename_dir(&s.temp, &s.root.path)?);
     }
-    session.rename_dir(s.root.path, &s.old)?;
-    if let Err(e) = session.rename_dir(&s.temp, s.root.path) {
-        return match session.rename_dir(&s.old, s.root.path) {
+    session.rename_dir(&s.root.path, &s.old)?;
+    if let Err(e) = session.rename_dir(&s.temp, &s.root.path) {
+        return match session.rename_dir(&s.old, &s.root.path) {
             Ok(()) => Err(e.into()),
-            Err(back) => Err(anyhow::anyhow!(
+            Err(back) => Err(LeftAside(format!(
                 "{e}; moving the previous keystore back also failed ({back}): it is at {} on the node",
                 s.old
-            )),
+            ))
+            .into()),
         };
     }
     Ok(())
 }
 
 /// Undoes a completed [`swap`].
-fn unswap(session: &Session, s: &Staged) -> anyhow::Result<()> {
-    session.rename_dir(s.root.path, &s.temp)?;
+fn unswap(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
+    session.rename_dir(&s.root.path, &s.temp)?;
     if s.root.target != Target::Missing {
-        session.rename_dir(&s.old, s.root.path)?;
+        session.rename_dir(&s.old, &s.root.path)?;
     }
     let _ = session.remove_tree(&s.temp);
     Ok(())
@@ -459,7 +492,7 @@ fn save_pre_restore(
     store: &Store,
     node: &NodeConfig,
     ks: &KeystoreConfig,
-    session: &Session,
+    session: &dyn Node,
 ) -> anyhow::Result<String> {
     let (root_mode, files, _) = keystore::fetch_acra(session, ks)?
         .context("the keystore directory disappeared while restoring; nothing was changed")?;

@@ -1,9 +1,10 @@
-//! What commands do with one keystore's material: fetch it, identify it, bundle it.
+//! What commands do with one keystore's material: fetch it, identify it, bundle it (fetch and seal).
 
+use super::vocab::ArtifactKind;
 use crate::bundle::{self, FORMAT_VERSION, Manifest, PlainFile, Purpose, Sidecar};
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig, Recipient};
 use crate::material::{Identity, acra, p12};
-use crate::remote::{FetchedTree, RemoteFile, Session, TreeLimits};
+use crate::remote::{FetchedTree, Node, RemoteFile, TreeLimits};
 use crate::store::Store;
 use anyhow::{Context, bail};
 use chrono::{SubsecRound, Utc};
@@ -15,6 +16,7 @@ pub struct Fetched {
     pub files: Vec<PlainFile>,
     /// The directories of a tree (Acra), root first, with owners; empty for a single file.
     pub dirs: Vec<bundle::DirEntry>,
+    /// The material's public identity (checked on fetch).
     pub identity: Identity,
 }
 
@@ -69,7 +71,7 @@ pub fn acra_skip(rel: &str) -> bool {
 }
 
 /// Fetches a keystore's material over the node's session and identifies it.
-pub fn fetch(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Fetched> {
+pub fn fetch(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Fetched> {
     match ks.kind {
         KeystoreKind::P12 | KeystoreKind::File => {
             let file = session.fetch(&ks.path, ks.max_size)?;
@@ -97,7 +99,7 @@ pub fn fetch(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Fetched> 
 pub type AcraFetch = (u32, Vec<PlainFile>, Vec<bundle::DirEntry>);
 
 /// Fetches an Acra keystore's tree(s); `None` when the keys directory does not exist.
-pub fn fetch_acra(session: &Session, ks: &KeystoreConfig) -> anyhow::Result<Option<AcraFetch>> {
+pub fn fetch_acra(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Option<AcraFetch>> {
     let mut limits = TreeLimits {
         max_files: ks.max_files,
         max_size: ks.max_size,
@@ -195,7 +197,7 @@ pub fn bundle_name(remote_path: &str) -> &str {
 pub fn manifest(
     node: &NodeConfig,
     keystore: &str,
-    kind: &str,
+    kind: ArtifactKind,
     session_host_key: &str,
     files: &[PlainFile],
     identity: Option<Identity>,
@@ -205,7 +207,7 @@ pub fn manifest(
         format: FORMAT_VERSION,
         node: node.name.clone(),
         keystore: keystore.to_string(),
-        kind: kind.to_string(),
+        kind: kind.as_str().to_string(),
         purpose,
         created_at: Utc::now().trunc_subsecs(0),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -248,14 +250,14 @@ pub fn save_pre_restore(
     store: &Store,
     node: &NodeConfig,
     ks: &KeystoreConfig,
-    session: &Session,
+    session: &dyn Node,
     files: &[PlainFile],
     identity: Option<Identity>,
 ) -> anyhow::Result<String> {
     let manifest = manifest(
         node,
         &ks.name,
-        ks.kind.as_str(),
+        ArtifactKind::of_keystore(ks.kind),
         session.host_key_fingerprint(),
         files,
         identity,

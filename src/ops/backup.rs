@@ -1,0 +1,379 @@
+//! Backing up nodes: fetch every selected node's keystores, decide "unchanged, reuse" or seal
+//! and store, per keystore. Never prints: returns a [`BackupReport`].
+//!
+//! Nodes run in parallel (`jobs`), one SSH session each. A node that fails (down, host key,
+//! auth) fails alone; a keystore that fails (missing file, not a P12, wrong password) fails alone.
+
+use super::fleet::run_parallel;
+use super::keystore;
+use super::vocab::{ArtifactKind, master_key};
+use crate::bundle::{self, PlainFile, Purpose};
+use crate::config::{Config, KeystoreConfig, NodeConfig};
+use crate::material::{Identity, acra};
+use crate::remote::Node;
+use crate::store::{Artifact, Store};
+use anyhow::Context;
+use serde::Serialize;
+
+/// The outcome for one keystore.
+#[derive(Debug, Serialize)]
+pub struct KeystoreOutcome {
+    /// The node.
+    pub node: String,
+    /// The keystore (a master key as `<keystore>:master-key`).
+    pub keystore: String,
+    /// Whether it was backed up.
+    pub ok: bool,
+    /// Artifact id (None on failure or dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Ciphertext size in bytes.
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The material's public identity, short form.
+    pub identity: Option<String>,
+    /// The failure's cause, one line per context level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Problems found on the node that did not stop the backup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Nothing new was stored: the newest artifact already holds this material.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+}
+
+/// The whole run's report.
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// One outcome per keystore, in config order.
+    pub outcomes: Vec<KeystoreOutcome>,
+}
+
+impl BackupReport {
+    /// The failed outcomes.
+    pub fn failures(&self) -> impl Iterator<Item = &KeystoreOutcome> {
+        self.outcomes.iter().filter(|o| !o.ok)
+    }
+}
+
+/// How a backup run behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Fetch and check, write nothing.
+    pub dry_run: bool,
+    /// Store a new artifact even when the material is unchanged.
+    pub force: bool,
+    /// Show a progress bar (one-shot runs on a terminal).
+    pub progress: bool,
+}
+
+/// Backs up the given nodes and returns one outcome per keystore, in config order.
+pub fn backup(config: &Config, nodes: &[&NodeConfig], options: Options) -> BackupReport {
+    let store = Store::new(&config.store);
+    let bar = options.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(nodes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} nodes, {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let per_node = run_parallel(nodes, config.jobs, |node| {
+        let outcomes = backup_node(config, &store, node, options);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+        outcomes
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    BackupReport {
+        dry_run: options.dry_run,
+        outcomes: per_node.into_iter().flatten().collect(),
+    }
+}
+
+fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Options) -> Vec<KeystoreOutcome> {
+    let _span = tracing::info_span!("node", node = %node.name).entered();
+    let dry_run = options.dry_run;
+    let session = match super::connect_with_retries(config, node) {
+        Ok(s) => s,
+        Err(err) => {
+            let cause = format!("{err:#}");
+            tracing::warn!(error = %cause, "node failed");
+            return node
+                .keystores
+                .iter()
+                .map(|ks| failed(node, &ks.name, cause.clone()))
+                .collect();
+        }
+    };
+    let existing = match store.list(Some(&node.name)) {
+        Ok(listing) => {
+            // Copies missing from a root (offline replica, interrupted run) are written again.
+            let mut repaired = 0;
+            if !options.dry_run {
+                for a in &listing.artifacts {
+                    match store.repair_missing(a) {
+                        Ok(n) => repaired += n,
+                        Err(e) => tracing::warn!(artifact = %a.id, "cannot write a missing copy: {e}"),
+                    }
+                }
+            }
+            match repaired {
+                0 => listing.artifacts,
+                _ => store
+                    .list(Some(&node.name))
+                    .map(|l| l.artifacts)
+                    .unwrap_or(listing.artifacts),
+            }
+        }
+        Err(e) => {
+            let cause = format!("reading the store: {e}");
+            return node
+                .keystores
+                .iter()
+                .map(|ks| failed(node, &ks.name, cause.clone()))
+                .collect();
+        }
+    };
+    let mut outcomes = Vec::new();
+    for ks in &node.keystores {
+        let result = backup_keystore(config, store, node, ks, &session, &existing, options);
+        match result {
+            Ok(Backed {
+                id,
+                size,
+                identity,
+                unchanged,
+            }) => {
+                tracing::info!(keystore = %ks.name, id = id.as_deref().unwrap_or("-"), "backed up");
+                let warnings = match &identity {
+                    Identity::Acra(a) => a.warnings.clone(),
+                    _ => Vec::new(),
+                };
+                for w in &warnings {
+                    tracing::warn!(keystore = %ks.name, "{w}");
+                }
+                let acra_version = match &identity {
+                    Identity::Acra(a) => Some(a.version),
+                    _ => None,
+                };
+                outcomes.push(KeystoreOutcome {
+                    node: node.name.clone(),
+                    keystore: ks.name.clone(),
+                    ok: true,
+                    id,
+                    size: Some(size),
+                    identity: Some(identity.short()),
+                    error: None,
+                    warnings,
+                    unchanged,
+                });
+                if ks.master_key.is_some() {
+                    outcomes.push(backup_master_key(
+                        config,
+                        node,
+                        ks,
+                        acra_version,
+                        &session,
+                        dry_run,
+                    ));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(keystore = %ks.name, error = %format!("{err:#}"), "keystore failed");
+                outcomes.push(failed(node, &ks.name, format!("{err:#}")));
+            }
+        }
+    }
+    session.close();
+    outcomes
+}
+
+/// What backing up one keystore gave: the artifact standing for the material now on the node.
+#[derive(Debug)]
+pub struct Backed {
+    /// Artifact id (None on a dry run that would store a new one).
+    pub id: Option<String>,
+    /// Ciphertext size of that artifact.
+    pub size: u64,
+    /// The material's public identity.
+    pub identity: Identity,
+    /// True when the newest artifact already holds this material and nothing new was stored.
+    pub unchanged: bool,
+}
+
+/// Fetches one keystore from `session` and either reuses the newest artifact (the same files,
+/// every copy intact, the same recipients; not with `force`) or seals and stores a new one.
+pub fn backup_keystore(
+    config: &Config,
+    store: &Store,
+    node: &NodeConfig,
+    ks: &KeystoreConfig,
+    session: &dyn Node,
+    existing: &[Artifact],
+    options: Options,
+) -> anyhow::Result<Backed> {
+    let dry_run = options.dry_run;
+    let fetched = keystore::fetch(session, ks)?;
+    // The same files as the newest backup: record that it was seen, store nothing new.
+    if !options.force
+        && let Some(latest) = super::artifact::latest(existing, &node.name, &ks.name)
+        && keystore::same_files(&fetched.files, &latest.sidecar.manifest)
+        && reusable(store, latest, &config.encryption.recipients)
+    {
+        if !dry_run {
+            store.mark_unchanged(latest, chrono::Utc::now())?;
+        }
+        return Ok(Backed {
+            id: Some(latest.id.clone()),
+            size: latest.sidecar.ciphertext_size,
+            identity: fetched.identity,
+            unchanged: true,
+        });
+    }
+    let mut manifest = keystore::manifest(
+        node,
+        &ks.name,
+        ArtifactKind::of_keystore(ks.kind),
+        session.host_key_fingerprint(),
+        &fetched.files,
+        Some(fetched.identity.clone()),
+        Purpose::Backup,
+    );
+    manifest.dirs = fetched.dirs.clone();
+    let (id, size) = keystore::seal_and_store(
+        store,
+        &config.encryption.recipients,
+        manifest,
+        &fetched.files,
+        dry_run,
+    )?;
+    Ok(Backed {
+        id,
+        size,
+        identity: fetched.identity,
+        unchanged: false,
+    })
+}
+
+/// Stores an Acra keystore's master key (read on this machine) into the master-key store, to its
+/// own recipients, unless the newest one stored there is the same key.
+fn backup_master_key(
+    config: &Config,
+    node: &NodeConfig,
+    ks: &KeystoreConfig,
+    keystore_version: Option<u8>,
+    session: &dyn Node,
+    dry_run: bool,
+) -> KeystoreOutcome {
+    let name = master_key::report_name(&ks.name);
+    let result = (|| -> anyhow::Result<KeystoreOutcome> {
+        let secret = ks.master_key.as_ref().context("no master_key configured")?;
+        let value = secret
+            .resolve()
+            .with_context(|| format!("master key of {}/{}", node.name, ks.name))?;
+        let key = acra::MasterKey::parse(&value)
+            .with_context(|| format!("master key of {}/{} ({})", node.name, ks.name, secret.describe()))?;
+        let identity = key.identity();
+        let mut warnings = Vec::new();
+        if keystore_version.is_some_and(|v| v != identity.version) {
+            warnings.push(format!(
+                "the master key is a v{} key but the keystore is v{}: is it the right key?",
+                identity.version,
+                keystore_version.unwrap_or_default()
+            ));
+        }
+        let store = Store::master_keys(&config.store).context("no store.master_key_store configured")?;
+        let listing = store.list(Some(&node.name))?;
+        let same = super::artifact::latest(&listing.artifacts, &node.name, &ks.name)
+            .filter(|a| a.sidecar.manifest.identity == Some(Identity::AcraMasterKey(identity.clone())))
+            .filter(|a| reusable(&store, a, &config.encryption.master_key_recipients));
+        let mut outcome = KeystoreOutcome {
+            node: node.name.clone(),
+            keystore: name.clone(),
+            ok: true,
+            id: None,
+            size: None,
+            identity: Some(Identity::AcraMasterKey(identity.clone()).short()),
+            error: None,
+            warnings,
+            unchanged: false,
+        };
+        if let Some(existing) = same {
+            outcome.id = Some(existing.id.clone());
+            outcome.unchanged = true;
+            return Ok(outcome);
+        }
+        let data = zeroize::Zeroizing::new(value.as_bytes().to_vec());
+        let files = [PlainFile {
+            entry: bundle::file_entry(
+                acra::MASTER_KEY_FILE,
+                &format!("(agent) {}", secret.describe()),
+                &data,
+                0o600,
+            ),
+            data,
+        }];
+        let manifest = keystore::manifest(
+            node,
+            &ks.name,
+            ArtifactKind::AcraMasterKey,
+            session.host_key_fingerprint(),
+            &files,
+            Some(Identity::AcraMasterKey(identity)),
+            Purpose::Backup,
+        );
+        let (id, size) = keystore::seal_and_store(
+            &store,
+            &config.encryption.master_key_recipients,
+            manifest,
+            &files,
+            dry_run,
+        )?;
+        outcome.id = id;
+        outcome.size = Some(size);
+        Ok(outcome)
+    })();
+    result.unwrap_or_else(|err| {
+        tracing::warn!(keystore = %name, error = %format!("{err:#}"), "master key failed");
+        failed(node, &name, format!("{err:#}"))
+    })
+}
+
+/// Whether an artifact can stand for unchanged material: every copy intact (so a damaged or
+/// missing copy gets rewritten) and encrypted to exactly the current recipients (so a recipient
+/// change re-encrypts).
+fn reusable(store: &Store, artifact: &Artifact, recipients: &[crate::config::Recipient]) -> bool {
+    let mut want: Vec<&str> = recipients.iter().map(|r| r.as_str()).collect();
+    let mut have: Vec<&str> = artifact
+        .sidecar
+        .manifest
+        .recipients
+        .iter()
+        .map(String::as_str)
+        .collect();
+    want.sort_unstable();
+    have.sort_unstable();
+    want == have && artifact.copies.iter().all(|c| store.copy_intact(artifact, c))
+}
+
+fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {
+    KeystoreOutcome {
+        node: node.name.clone(),
+        keystore: keystore.to_string(),
+        ok: false,
+        id: None,
+        size: None,
+        identity: None,
+        error: Some(error),
+        warnings: Vec::new(),
+        unchanged: false,
+    }
+}

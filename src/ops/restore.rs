@@ -1,0 +1,379 @@
+//! Restore as plan, then apply.
+//!
+//! [`Source::open`] picks the artifact and checks everything that needs no node (decryption,
+//! hashes, the password, the backup's shape). [`plan`] then reads the node (never changes it) and
+//! returns a [`RestorePlan`]: every check result, what will be saved, uploaded and renamed, with
+//! modes and owners. `--dry-run` prints exactly that plan; [`apply`] executes exactly that plan.
+//!
+//! Order for a P12 (see `coldkeep restore --help`): decrypt and verify the artifact; name checks
+//! against the config and nodectl's cn-config.yaml; the target directory exists; an identical
+//! file is left alone, a different one is saved as a `pre-restore` artifact and replaced only
+//! when confirmed; then an atomic upload with read-back. Nothing changes on the node before apply.
+
+use super::artifact;
+use super::keystore;
+use super::restore_acra;
+pub use super::restore_plan::{
+    NameRow, RestoreOutcome, RestorePlan, RestoreRequest, Source, Step, split_path,
+};
+use super::restore_plan::{Work, new_file_owner};
+use super::vocab::RestoreAction;
+use crate::bundle::{Identities, Opened, PlainFile};
+use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
+use crate::digest::sha256_hex;
+use crate::error::UsageError;
+use crate::material::{Identity, nodectl, p12};
+use crate::output::Table;
+use crate::remote::{Node, RemoteError, RemoteFile};
+use crate::store::{Artifact, Store};
+use anyhow::{Context, bail};
+
+/// Mode of a restored P12 when there is no existing file to take it from (nodectl's).
+pub const DEFAULT_MODE: u32 = 0o400;
+
+impl<'c> Source<'c> {
+    /// Resolves the request against the config, picks the artifact and opens it with every
+    /// check; for a P12 checks the password, for Acra the backup's shape.
+    pub fn open(config: &'c Config, req: &RestoreRequest) -> anyhow::Result<Source<'c>> {
+        let mut names = vec![req.node.clone()];
+        names.extend(req.from_node.clone());
+        super::check_node_names(config, &names)?;
+        let node = config.node(&req.node).expect("checked");
+        let ks = pick_keystore(node, req.keystore.as_deref())?;
+        let from = req.from_node.clone().unwrap_or_else(|| node.name.clone());
+        let ids = Identities::from_file(&req.identity)?;
+        let store = Store::new(&config.store);
+
+        // 1. The artifact, decrypted in memory and fully checked.
+        let picked = artifact::pick(&store, &from, &ks.name, &req.backup)?;
+        let opened = artifact::open_verified(&store, &picked, &ids)?;
+        let identity = if ks.kind == KeystoreKind::Acra {
+            restore_acra::roots(node, ks, &picked, &opened)?;
+            super::acra_master::refuse_unless_keys_open(
+                config,
+                (&node.name, &ks.name),
+                &picked,
+                &opened,
+                &ids,
+            )?;
+            opened.manifest.identity.clone()
+        } else {
+            let file = p12_file(&picked, &opened)?;
+            match ks.password {
+                Some(_) => Some(keystore::identify(ks, &file.data).with_context(|| {
+                    format!("the backup does not open with {}'s configured password", ks.name)
+                })?),
+                None => opened.manifest.identity.clone(),
+            }
+        };
+        Ok(Source {
+            node,
+            ks,
+            from,
+            store,
+            picked,
+            opened,
+            identity,
+        })
+    }
+}
+
+/// The one file of a P12 backup.
+fn p12_file<'o>(picked: &Artifact, opened: &'o Opened) -> anyhow::Result<&'o PlainFile> {
+    let [file] = opened.files.as_slice() else {
+        bail!(
+            "artifact {} holds {} files; a P12 backup holds one",
+            picked.id,
+            opened.files.len()
+        );
+    };
+    Ok(file)
+}
+
+/// Reads the node and decides what the restore will do. Changes nothing.
+pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<RestorePlan> {
+    if src.ks.kind == KeystoreKind::Acra {
+        return restore_acra::plan(src, session, replace);
+    }
+    plan_p12(src, session)
+}
+
+/// Executes a plan; returns what was done.
+pub fn apply(
+    config: &Config,
+    src: &Source,
+    session: &dyn Node,
+    mut plan: RestorePlan,
+) -> anyhow::Result<RestoreOutcome> {
+    let mut previous_saved_as = None;
+    match std::mem::take(&mut plan.work) {
+        Work::Nothing => {}
+        Work::P12 {
+            data,
+            mode,
+            current,
+            owner,
+        } => {
+            if let Some(current) = current {
+                previous_saved_as = Some(save_pre_restore(
+                    config, &src.store, src.node, src.ks, session, current,
+                )?);
+            }
+            push(session, src.ks, &data, mode, owner.as_deref())?;
+        }
+        Work::Acra(prepared) => {
+            previous_saved_as = restore_acra::apply(config, src, session, &plan, prepared)?;
+        }
+    }
+    Ok(RestoreOutcome {
+        plan,
+        previous_saved_as,
+    })
+}
+
+/// The P12 part of [`plan`]: name checks, the target directory, what is there now.
+fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
+    let (node, ks) = (src.node, src.ks);
+    let file = p12_file(&src.picked, &src.opened)?;
+
+    // 2a. Names the backup and the config give.
+    let (want_dir, want_name) = split_path(&ks.path);
+    let mut rows = vec![
+        NameRow {
+            source: format!("backup {} ({})", src.picked.id, src.from),
+            directory: split_path(&file.entry.remote_path).0.to_string(),
+            name: file.entry.path.clone(),
+            ok: file.entry.path == want_name,
+        },
+        NameRow {
+            source: format!("config {}/{}", node.name, ks.name),
+            directory: want_dir.to_string(),
+            name: want_name.to_string(),
+            ok: true,
+        },
+    ];
+
+    // 2b. nodectl's view, read from the node.
+    if let Some(cn_config) = &ks.nodectl_config {
+        let text = match session.fetch(cn_config, nodectl::MAX_SIZE) {
+            Ok(f) => String::from_utf8_lossy(&f.bytes).into_owned(),
+            Err(RemoteError::NotFound { .. }) => bail!(
+                "nodectl config {cn_config} does not exist on {}: install the node with nodectl first, \
+                 using the same P12 file name ({want_name}), then restore",
+                node.name
+            ),
+            Err(e) => return Err(e).context("reading nodectl's config"),
+        };
+        let locations =
+            nodectl::p12_locations(&text).with_context(|| format!("{cn_config} on {}", node.name))?;
+        rows.extend(nodectl_rows(&locations, want_dir, want_name));
+    }
+    if rows.iter().any(|r| !r.ok) {
+        bail!(
+            "refusing to restore: the P12 names do not match (the node reads the file nodectl's config names, \
+             so it must have the same name and directory):\n{}",
+            name_table(&rows)
+        );
+    }
+
+    // 3. The target directory must exist.
+    match session.stat(want_dir)? {
+        Some(s) if s.is_dir => {}
+        _ => bail!(
+            "directory {want_dir} does not exist on {}: install the node with nodectl first, using the same \
+             P12 file name ({want_name}), then restore",
+            node.name
+        ),
+    }
+
+    // 4. What is there now.
+    let mut plan = RestorePlan::new(src, ks.path.clone(), format!("{DEFAULT_MODE:04o}"));
+    plan.checks = rows;
+    let existing = match session.stat(&ks.path)? {
+        Some(s) if s.is_file => Some(session.fetch(&ks.path, ks.max_size.max(file.data.len() as u64))?),
+        Some(_) => bail!(
+            "{} on {} exists and is not a regular file; refusing",
+            ks.path,
+            node.name
+        ),
+        None => None,
+    };
+    let mode = existing.as_ref().map_or(DEFAULT_MODE, |c| c.mode);
+    plan.mode = format!("{mode:04o}");
+    // 5. Whose it will be: the replaced file's owner, else the backup's when it exists here.
+    let owner = match &existing {
+        Some(_) => {
+            plan.owner = Some("kept from the replaced file".into());
+            None
+        }
+        None => {
+            let (owner, said) = new_file_owner(session, file.entry.owner.as_ref())?;
+            plan.owner = Some(said);
+            owner
+        }
+    };
+    if existing
+        .as_ref()
+        .is_some_and(|current| sha256_hex(&current.bytes) == file.entry.sha256)
+    {
+        return Ok(plan);
+    }
+    if existing.is_some() {
+        plan.action = RestoreAction::Replaced;
+        plan.steps.push(Step::SavePreRestore {
+            paths: vec![ks.path.clone()],
+        });
+    } else {
+        plan.action = RestoreAction::Created;
+    }
+    plan.steps.push(Step::Upload {
+        path: ks.path.clone(),
+        mode: plan.mode.clone(),
+        keep_owner: existing.is_some(),
+        owner: owner.clone(),
+    });
+    plan.work = Work::P12 {
+        data: file.data.clone(),
+        mode,
+        current: existing,
+        owner,
+    };
+    Ok(plan)
+}
+
+/// The keystore to restore: the named one, or the node's only one.
+pub fn pick_keystore<'n>(node: &'n NodeConfig, name: Option<&str>) -> Result<&'n KeystoreConfig, UsageError> {
+    let ks = match name {
+        Some(name) => node.keystores.iter().find(|k| k.name == name),
+        None if node.keystores.len() == 1 => node.keystores.first(),
+        None => {
+            return Err(UsageError(format!(
+                "node {} has {} keystores; name one with --keystore ({})",
+                node.name,
+                node.keystores.len(),
+                node.keystores
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    ks.ok_or_else(|| {
+        UsageError(format!(
+            "node {} has no keystore {:?}",
+            node.name,
+            name.unwrap_or_default()
+        ))
+    })
+}
+
+/// One row per nodectl profile, checked against the configured directory and name.
+pub fn nodectl_rows(locations: &[nodectl::P12Location], want_dir: &str, want_name: &str) -> Vec<NameRow> {
+    locations
+        .iter()
+        .map(|l| {
+            let source = if l.from_global {
+                format!("nodectl {} (global_p12)", l.profile)
+            } else {
+                format!("nodectl {}", l.profile)
+            };
+            NameRow {
+                source,
+                directory: l.directory.clone().unwrap_or_else(|| "(not set)".into()),
+                name: l.name.clone().unwrap_or_else(|| "(not set)".into()),
+                ok: l.directory.as_deref() == Some(want_dir) && l.name.as_deref() == Some(want_name),
+            }
+        })
+        .collect()
+}
+
+/// The name-check rows as a table.
+pub fn name_table(rows: &[NameRow]) -> String {
+    let mut table = Table::new(&["SOURCE", "DIRECTORY", "NAME", ""]);
+    for r in rows {
+        let mark = if r.ok { "ok" } else { "MISMATCH" };
+        table.row(vec![
+            r.source.clone(),
+            r.directory.clone(),
+            r.name.clone(),
+            mark.into(),
+        ]);
+    }
+    table.render()
+}
+
+/// Stores the file about to be replaced as a `pre-restore` artifact; returns its id.
+fn save_pre_restore(
+    config: &Config,
+    store: &Store,
+    node: &NodeConfig,
+    ks: &KeystoreConfig,
+    session: &dyn Node,
+    current: RemoteFile,
+) -> anyhow::Result<String> {
+    // The file being replaced may be nodectl's temporary P12 with another password: record what
+    // can be known about it, and keep it whatever it is.
+    let identity = keystore::identify(ks, &current.bytes)
+        .or_else(|_| p12::inspect(&current.bytes, None).map(Identity::P12))
+        .ok();
+    let files = [keystore::p12_file(ks, current)];
+    keystore::save_pre_restore(config, store, node, ks, session, &files, identity)
+}
+
+/// Uploads atomically, after removing temp files an interrupted earlier restore left behind; a
+/// new file gets `owner` (`user:group`), a replaced one keeps its own.
+fn push(
+    session: &dyn Node,
+    ks: &KeystoreConfig,
+    data: &[u8],
+    mode: u32,
+    owner: Option<&str>,
+) -> anyhow::Result<()> {
+    session.remove_stale_temps(&ks.path)?;
+    session.push_owned(&ks.path, data, mode, owner).with_context(|| {
+        format!(
+            "uploading to {} (the previous file, if any, is still in place)",
+            ks.path
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_paths() {
+        assert_eq!(
+            split_path("/home/nodeadmin/tessellation/a.p12"),
+            ("/home/nodeadmin/tessellation", "a.p12")
+        );
+        assert_eq!(split_path("/a.p12"), ("/", "a.p12"));
+    }
+
+    #[test]
+    fn nodectl_rows_flag_mismatches() {
+        let locs = vec![
+            nodectl::P12Location {
+                profile: "dag-l0".into(),
+                directory: Some("/home/nodeadmin/tessellation".into()),
+                name: Some("a.p12".into()),
+                from_global: true,
+            },
+            nodectl::P12Location {
+                profile: "dag-l1".into(),
+                directory: None,
+                name: None,
+                from_global: false,
+            },
+        ];
+        let rows = nodectl_rows(&locs, "/home/nodeadmin/tessellation", "a.p12");
+        assert!(rows[0].ok && !rows[1].ok);
+        let table = name_table(&rows);
+        assert!(
+            table.contains("nodectl dag-l0 (global_p12)") && table.contains("MISMATCH"),
+            "{table}"
+        );
+    }
+}

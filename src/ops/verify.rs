@@ -1,0 +1,365 @@
+//! Checking stored artifacts (copies, headers, contents) and comparing a node's live material with
+//! its newest backup. Used by `coldkeep verify`; never prints.
+
+use super::keystore;
+use super::vocab::ArtifactKind;
+use crate::bundle::{self, Identities, Manifest, Opened, PlainFile};
+use crate::config::{Config, KeystoreKind, NodeConfig};
+use crate::digest::sha256_hex;
+use crate::material::{Identity, acra};
+use crate::remote::Node;
+use crate::store::{Artifact, Store};
+use serde::Serialize;
+
+/// The result of checking one artifact.
+#[derive(Debug, Serialize)]
+pub struct ArtifactCheck {
+    /// The node.
+    pub node: String,
+    /// The keystore.
+    pub keystore: String,
+    /// The artifact id.
+    pub id: String,
+    /// Whether the contents were decrypted and checked.
+    pub deep: bool,
+    /// True when no problem was found.
+    pub ok: bool,
+    /// What is wrong, one line each.
+    pub problems: Vec<String>,
+    /// Acra: how many sealed keys the master key at hand opens (when one is at hand).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_keys: Option<crate::material::acra_open::OpenReport>,
+}
+
+/// Checks every copy of one artifact, and its contents when identities are given.
+pub fn verify_artifact(
+    config: &Config,
+    store: &Store,
+    a: &Artifact,
+    ids: Option<&Identities>,
+) -> ArtifactCheck {
+    let mut problems = Vec::new();
+    let mut good_ciphertext = None;
+    for copy in &a.copies {
+        let root = copy.root.display();
+        if !copy.present {
+            problems.push(format!("copy missing in {root}"));
+            continue;
+        }
+        let (ciphertext, sidecar) = match store.read(copy) {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(format!("cannot read copy: {e}"));
+                continue;
+            }
+        };
+        let mut copy_ok = true;
+        let actual = sha256_hex(&ciphertext);
+        if actual != sidecar.ciphertext_sha256 || ciphertext.len() as u64 != sidecar.ciphertext_size {
+            problems.push(format!(
+                "{}: ciphertext does not match its sidecar (sha256 {actual}, {} bytes; sidecar says {}, {} bytes): \
+                 the file was modified or truncated",
+                copy.age_path.display(),
+                ciphertext.len(),
+                sidecar.ciphertext_sha256,
+                sidecar.ciphertext_size
+            ));
+            copy_ok = false;
+        }
+        if !sidecar.same_artifact(&a.sidecar) {
+            problems.push(format!(
+                "{}: sidecar differs from the other copies'",
+                copy.sidecar_path.display()
+            ));
+            copy_ok = false;
+        }
+        if let Err(e) = bundle::check_header(&ciphertext) {
+            problems.push(format!("{}: {e}", copy.age_path.display()));
+            copy_ok = false;
+        }
+        if copy_ok && good_ciphertext.is_none() {
+            good_ciphertext = Some(ciphertext);
+        }
+    }
+    let mut deep = ids.is_some();
+    let mut sealed_keys = None;
+    if let Some(ids) = ids {
+        match &good_ciphertext {
+            None => problems.push("no intact copy to decrypt".to_string()),
+            Some(ciphertext) => match bundle::open(ciphertext, ids) {
+                // Master keys have their own recipients: an operator identity that is not one of
+                // them checks these artifacts shallowly, without calling them bad.
+                Err(bundle::BundleError::NotARecipient)
+                    if ArtifactKind::AcraMasterKey.is(&a.sidecar.manifest.kind) =>
+                {
+                    deep = false;
+                }
+                Err(e) => problems.push(e.to_string()),
+                Ok(opened) => {
+                    sealed_keys = super::acra_master::open_keys(config, &a.node, &a.keystore, &opened, ids);
+                    problems.extend(sealed_keys.iter().flat_map(|r| r.problems()));
+                    problems.extend(check_contents(config, a, opened, ids))
+                }
+            },
+        }
+    }
+    ArtifactCheck {
+        node: a.node.clone(),
+        keystore: a.keystore.clone(),
+        id: a.id.clone(),
+        deep,
+        ok: problems.is_empty(),
+        problems,
+        sealed_keys,
+    }
+}
+
+/// Decrypts in memory and compares contents with the sidecar; returns the problems found.
+fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identities) -> Vec<String> {
+    let mut problems = Vec::new();
+    if opened.manifest != a.sidecar.manifest {
+        problems
+            .push("the manifest inside the artifact differs from the sidecar: the sidecar was edited".into());
+    }
+    let ks = config
+        .node(&a.node)
+        .and_then(|n| n.keystores.iter().find(|k| k.name == a.keystore));
+    match ArtifactKind::parse(&opened.manifest.kind) {
+        Some(ArtifactKind::AcraMasterKey) => {
+            for file in &opened.files {
+                let text = String::from_utf8_lossy(&file.data);
+                match acra::MasterKey::parse(&text) {
+                    Ok(key) if Some(Identity::AcraMasterKey(key.identity())) != opened.manifest.identity => {
+                        problems.push("the master key differs from the recorded key id".into())
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("{}: {e}", file.entry.path)),
+                }
+            }
+            return problems;
+        }
+        Some(ArtifactKind::Acra) => {
+            problems.extend(check_acra_rings(config, a, &opened, ids));
+            return problems;
+        }
+        Some(ArtifactKind::Onlykey) => {
+            let recorded = opened.manifest.identity.clone();
+            let parsed = opened
+                .files
+                .first()
+                .map(|f| crate::material::onlykey::parse(&String::from_utf8_lossy(&f.data)));
+            match parsed {
+                Some(Ok(b)) if Some(Identity::OnlyKey(b.identity())) == recorded => {}
+                Some(Ok(_)) => problems.push("the OnlyKey backup differs from its recorded identity".into()),
+                Some(Err(e)) => problems.push(format!("the OnlyKey backup text does not verify: {e}")),
+                None => problems.push("the artifact holds no file".into()),
+            }
+            return problems;
+        }
+        Some(ArtifactKind::Bitbox02) => {
+            let checked = crate::ops::hardware::check_bitbox02(&opened);
+            match checked.identity {
+                Some(id) if Some(Identity::BitBox02(id.clone())) == opened.manifest.identity => {}
+                Some(_) => problems.push("the BitBox02 backup differs from its recorded identity".into()),
+                None => problems.push(format!("no valid BitBox02 copy: {}", checked.problems.join("; "))),
+            }
+            return problems;
+        }
+        // A plain file's bytes were checked against their hashes when it was opened.
+        Some(ArtifactKind::P12 | ArtifactKind::File) | None => {}
+    }
+    if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
+        for file in &opened.files {
+            match keystore::identify(ks, &file.data) {
+                Ok(identity) if Some(&identity) != opened.manifest.identity.as_ref() => {
+                    problems.push(format!(
+                        "{} opens, but its identity ({}) differs from the recorded one",
+                        file.entry.path,
+                        identity.short()
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: {e:#}", file.entry.path)),
+            }
+        }
+    }
+    problems
+}
+
+/// With the v2 master key at hand (from the config, or the newest master-key artifact that these
+/// identities open), recomputes every key ring's HMAC signature.
+fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identities) -> Vec<String> {
+    let is_v2 = matches!(&opened.manifest.identity, Some(Identity::Acra(id)) if id.version == 2);
+    if !is_v2 {
+        return Vec::new();
+    }
+    let keys = super::acra_master::master_keys_for(config, &a.node, &a.keystore, ids);
+    let signature_keys: Vec<&[u8]> = keys.iter().filter_map(|k| k.signature_key()).collect();
+    if signature_keys.is_empty() {
+        if !keys.is_empty() {
+            // A v1 key for a v2 keystore is reported once, by the sealed-key check.
+            return Vec::new();
+        }
+        tracing::info!(node = %a.node, keystore = %a.keystore, "no master key at hand: key ring signatures not checked");
+        return Vec::new();
+    }
+    // After a key rotation older backups match an older key: the backup is good when one of the
+    // keys at hand verifies every ring.
+    let mut best: Option<Vec<String>> = None;
+    for key in signature_keys {
+        let mut problems = Vec::new();
+        for f in &opened.files {
+            let Some(rel) = f.entry.path.strip_prefix(acra::KEYS_PREFIX) else {
+                continue;
+            };
+            if rel.ends_with(".keyring")
+                && let Err(e) = acra::verify_ring(rel, &f.data, key)
+            {
+                problems.push(format!("key ring {rel}: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            return problems;
+        }
+        if best.as_ref().is_none_or(|b| problems.len() < b.len()) {
+            best = Some(problems);
+        }
+    }
+    best.unwrap_or_default()
+}
+
+/// The result of comparing one keystore's live file with its latest backup.
+#[derive(Debug, Serialize)]
+pub struct LiveCheck {
+    /// The node.
+    pub node: String,
+    /// The keystore.
+    pub keystore: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The newest backup compared with, if any.
+    pub backup: Option<String>,
+    /// Whether the node holds exactly that backup.
+    pub matches: bool,
+    /// What matched or what differs, in one sentence.
+    pub detail: String,
+}
+
+/// `sha256 <hex>` for one file, `<n> files` for a tree.
+fn file_summary(files: &[PlainFile]) -> String {
+    match files {
+        [one] => format!("sha256 {}", one.entry.sha256),
+        many => format!("{} files", many.len()),
+    }
+}
+
+/// Which files of a tree changed, appeared or disappeared since the backup.
+fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
+    let stored: std::collections::HashMap<&str, &str> = m
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    let live: std::collections::HashMap<&str, &str> = files
+        .iter()
+        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str()))
+        .collect();
+    let mut parts = Vec::new();
+    let mut list = |what: &str, mut names: Vec<&str>| {
+        if !names.is_empty() {
+            names.sort();
+            let shown: Vec<&str> = names.iter().take(5).copied().collect();
+            let more = if names.len() > 5 {
+                format!(" and {} more", names.len() - 5)
+            } else {
+                String::new()
+            };
+            parts.push(format!("{what}: {}{more}", shown.join(", ")));
+        }
+    };
+    list(
+        "changed",
+        live.iter()
+            .filter(|(p, h)| stored.get(*p).is_some_and(|s| s != *h))
+            .map(|(p, _)| *p)
+            .collect(),
+    );
+    list(
+        "new on the node",
+        live.keys()
+            .filter(|p| !stored.contains_key(*p))
+            .copied()
+            .collect(),
+    );
+    list(
+        "gone from the node",
+        stored
+            .keys()
+            .filter(|p| !live.contains_key(*p))
+            .copied()
+            .collect(),
+    );
+    parts.join("; ")
+}
+
+/// Compares each of a node's keystores as the node has it now with its newest backup in
+/// `artifacts` (the node's listing).
+pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]) -> Vec<LiveCheck> {
+    node
+        .keystores
+        .iter()
+        .map(|ks| {
+            let latest = super::artifact::latest(artifacts, &node.name, &ks.name);
+            let mut check = LiveCheck {
+                node: node.name.clone(),
+                keystore: ks.name.clone(),
+                backup: latest.map(|a| a.id.clone()),
+                matches: false,
+                detail: String::new(),
+            };
+            check.detail = match (latest, keystore::fetch(session, ks)) {
+                (None, _) => "no backup of this keystore in the store".into(),
+                (_, Err(e)) => format!("cannot read the live file: {e:#}"),
+                (Some(a), Ok(live)) => {
+                    let m = &a.sidecar.manifest;
+                    if keystore::same_files(&live.files, m) {
+                        check.matches = true;
+                        format!(
+                            "matches: the live {} byte-identical to backup {} ({})",
+                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
+                            a.id,
+                            file_summary(&live.files)
+                        )
+                    } else if ks.kind == KeystoreKind::Acra {
+                        format!(
+                            "DIFFERS from backup {}: {}; take a new backup",
+                            a.id,
+                            tree_difference(&live.files, m)
+                        )
+                    } else {
+                        let live_sha = file_summary(&live.files);
+                        let backup_sha = m.files.first().map(|f| f.sha256.as_str()).unwrap_or("-");
+                        let same_key = m.identity.as_ref() == Some(&live.identity) && ks.password.is_some();
+                        format!(
+                            "DIFFERS: live {live_sha}, backup {} has {backup_sha}; {}",
+                            a.id,
+                            if same_key {
+                                "the identity (alias, certificate, node id) is the same, so the file was rewritten \
+                                 (new password?): take a new backup"
+                                    .to_string()
+                            } else if ks.password.is_some() {
+                                format!(
+                                    "the node uses a different key ({}) than the backup ({})",
+                                    live.identity.short(),
+                                    m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
+                                )
+                            } else {
+                                "configure the keystore's password to compare identities".to_string()
+                            }
+                        )
+                    }
+                }
+            };
+            check
+        })
+        .collect()
+}
