@@ -740,3 +740,40 @@ fn an_acra_keystore_restored_where_none_exists_gets_its_recorded_service_owner()
         assert_eq!(owner_of(&s.acra.join(rel)), service, "{rel}");
     }
 }
+
+#[test]
+fn a_planted_temp_at_the_fixed_sudo_name_is_replaced_never_followed() {
+    let _lock = sudo_lock();
+    let s = setup(false);
+    let _rules = DropIn::install(&allow_all());
+    s.config("    become: sudo\n", "");
+    let config = coldkeep::config::Config::load(&s.fleet.config).unwrap();
+    let node = config.node("a").unwrap();
+    let session = coldkeep::remote::Session::connect(node).unwrap();
+    let temp = PathBuf::from(coldkeep::remote::temp_of(&s.p12.display().to_string()));
+    // Someone who may write in the directory plants a link at the predictable temp name,
+    // pointing at a file they want root to overwrite (or chmod).
+    let victim = s.fleet.put("a", "etc/victim", b"do not touch", 0o644);
+    std::os::unix::fs::symlink(&victim, &temp).unwrap();
+    session
+        .push_owned(&s.p12.display().to_string(), b"new key bytes", 0o400, None)
+        .unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"do not touch");
+    assert_eq!(
+        mode(Path::new(&victim)),
+        0o644,
+        "the link was not followed by chmod"
+    );
+    assert_eq!(fs::read(&s.p12).unwrap(), b"new key bytes");
+    assert_eq!((owner_of(&s.p12), mode(&s.p12)), ("root:root".to_string(), 0o400));
+    assert!(fs::symlink_metadata(&temp).is_err(), "no temp left");
+
+    // A planted directory there cannot be cleaned by `rm -f`: the write stops, nothing renamed.
+    fs::create_dir(&temp).unwrap();
+    let err = session
+        .push_owned(&s.p12.display().to_string(), b"other bytes", 0o400, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("rm"), "{err}");
+    assert_eq!(fs::read(&s.p12).unwrap(), b"new key bytes");
+    session.close();
+}

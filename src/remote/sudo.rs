@@ -84,55 +84,112 @@ pub fn tar_op(root: &str) -> Op {
     )
 }
 
-/// The temp file a write to `path` goes through: fixed, so a sudoers rule can name it.
+/// The temp file a write to `path` goes through: fixed, so a sudoers rule can name it. A fixed
+/// name is predictable, so it is never trusted: see [`WriteSteps`].
 pub fn temp_of(path: &str) -> String {
     let (dir, name) = split_remote(path);
     super::join_remote(&dir, &format!(".{name}.coldkeep-tmp"))
 }
 
+/// The steps of an atomic write of `path` through sudo, each one pinned command.
+///
+/// The temp name is fixed (so sudoers can pin it) and therefore guessable: whoever can write in
+/// the target's directory could plant something there. So nothing at that name is trusted:
+/// `clean` removes whatever is there (`rm` removes a link, never its target), `create` makes the
+/// temp exclusively (`install` unlinks, then creates with `O_EXCL` at mode 0600: a link or file
+/// that appears in between makes it fail, never followed), `write` refuses a link
+/// (`oflag=nofollow`, `conv=nocreat`), `check_temp` confirms before owner and mode are set that
+/// the temp is still the regular file the become user just wrote, `rename` is `mv -T` (replaces,
+/// never follows, a link), and `check_target` confirms the result before it is read back.
+#[derive(Debug, Clone)]
+pub(super) struct WriteSteps {
+    /// `rm -f` whatever is at the temp name.
+    pub clean: Op,
+    /// Exclusive create of the temp, mode 0600.
+    pub create: Op,
+    /// Contents from stdin, no link following.
+    pub write: Op,
+    /// lstat of the temp: still ours?
+    pub check_temp: Op,
+    /// Owner of the replaced file (`chown -h`).
+    pub owner_like: Op,
+    /// Mode of the replaced file.
+    pub mode_like: Op,
+    /// Mode of a new file.
+    pub new_mode: Op,
+    /// `mv -f -T` over the target.
+    pub rename: Op,
+    /// lstat of the target after the rename.
+    pub check_target: Op,
+}
+
+impl WriteSteps {
+    /// The steps for `path`; a new file gets `new_mode`.
+    pub fn new(path: &str, new_mode: u32) -> WriteSteps {
+        let temp = temp_of(path);
+        let reference = format!("--reference={path}");
+        let output = format!("of={temp}");
+        let mode = format!("{new_mode:04o}");
+        WriteSteps {
+            clean: op(
+                format!("remove whatever is at the temp name of {path} (a link is removed, not followed)"),
+                &[RM, "-f", "--", &temp],
+            ),
+            create: op(
+                format!("create the temp file of {path} exclusively (0600, never through a link)"),
+                &[INSTALL, "-m", "0600", "/dev/null", &temp],
+            ),
+            write: op(
+                format!("write the temp file of {path} from stdin (no link following)"),
+                &[
+                    DD,
+                    &output,
+                    "conv=nocreat,notrunc,fsync",
+                    "oflag=nofollow",
+                    "status=none",
+                ],
+            ),
+            check_temp: stat_op(&temp),
+            owner_like: op(
+                format!("give the temp file the owner of {path}"),
+                &[CHOWN, "-h", &reference, "--", &temp],
+            ),
+            mode_like: op(
+                format!("give the temp file the mode of {path}"),
+                &[CHMOD, &reference, "--", &temp],
+            ),
+            new_mode: op(
+                format!("mode of a newly created {path}"),
+                &[CHMOD, &mode, "--", &temp],
+            ),
+            rename: op(
+                format!("rename the temp file over {path} (replaces, never follows, a link)"),
+                &[MV, "-f", "-T", "--", &temp, path],
+            ),
+            check_target: stat_op(path),
+        }
+    }
+
+    /// Every step, in the order a write may run them.
+    pub fn all(self) -> Vec<Op> {
+        vec![
+            self.clean,
+            self.create,
+            self.write,
+            self.check_temp,
+            self.owner_like,
+            self.mode_like,
+            self.new_mode,
+            self.rename,
+            self.check_target,
+        ]
+    }
+}
+
 /// Every operation an atomic write of `path` may run, in order (the owner/mode pair by
 /// reference when the target exists, `chmod new_mode` when it does not).
 pub fn write_ops(path: &str, new_mode: u32) -> Vec<Op> {
-    let temp = temp_of(path);
-    let reference = format!("--reference={path}");
-    let output = format!("of={temp}");
-    let mode = format!("{new_mode:04o}");
-    vec![
-        op(
-            format!("remove the temp file of {path}"),
-            &[RM, "-f", "--", &temp],
-        ),
-        op(
-            format!("create the temp file of {path} (0600)"),
-            &[INSTALL, "-m", "0600", "/dev/null", &temp],
-        ),
-        op(
-            format!("write the temp file of {path} from stdin (no link following)"),
-            &[
-                DD,
-                &output,
-                "conv=nocreat,notrunc,fsync",
-                "oflag=nofollow",
-                "status=none",
-            ],
-        ),
-        op(
-            format!("give the temp file the owner of {path}"),
-            &[CHOWN, "-h", &reference, "--", &temp],
-        ),
-        op(
-            format!("give the temp file the mode of {path}"),
-            &[CHMOD, &reference, "--", &temp],
-        ),
-        op(
-            format!("mode of a newly created {path}"),
-            &[CHMOD, &mode, "--", &temp],
-        ),
-        op(
-            format!("rename the temp file over {path} (replaces, never follows, a link)"),
-            &[MV, "-f", "-T", "--", &temp, path],
-        ),
-    ]
+    WriteSteps::new(path, new_mode).all()
 }
 
 /// Give the temp file of a write to `path` the owner `user:group` (a newly created file whose
@@ -473,9 +530,11 @@ impl Session {
         )))
     }
 
-    /// Writes `path` atomically through sudo: temp file beside it (0600), contents over stdin,
-    /// owner and mode of the replaced file (or `mode` for a new one), `mv -T` over the target,
-    /// read back and compared. The temp file is removed on failure.
+    /// Writes `path` atomically through sudo: temp file beside it created exclusively (0600),
+    /// contents over stdin, checked to be still ours, owner and mode of the replaced file (or
+    /// `mode` and `owner` for a new one), `mv -T` over the target, the result checked (a regular
+    /// file with the size, owner and mode intended), read back and compared. The temp file is
+    /// removed on failure. See [`WriteSteps`] for why each step cannot be redirected.
     pub(super) fn sudo_push(
         &self,
         b: &Become,
@@ -484,18 +543,23 @@ impl Session {
         mode: u32,
         owner: Option<&str>,
     ) -> Result<(), RemoteError> {
-        let mut ops = write_ops(path, mode);
-        if let Some(owner) = owner {
-            ops.push(chown_op(path, owner));
-        }
-        let result = self.sudo_push_via(b, path, bytes, &ops);
+        let steps = WriteSteps::new(path, mode);
+        let result = self.sudo_push_via(b, path, bytes, mode, owner, &steps);
         if result.is_err() {
-            let _ = self.sudo_ok(b, &ops[0], &[]);
+            let _ = self.sudo_ok(b, &steps.clean, &[]);
         }
         result
     }
 
-    fn sudo_push_via(&self, b: &Become, path: &str, bytes: &[u8], ops: &[Op]) -> Result<(), RemoteError> {
+    fn sudo_push_via(
+        &self,
+        b: &Become,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+        steps: &WriteSteps,
+    ) -> Result<(), RemoteError> {
         let existing = self.sudo_stat(b, path)?;
         if let Some(st) = &existing
             && !st.is_file
@@ -505,19 +569,72 @@ impl Session {
                 detail: "exists and is not a regular file; refusing to replace it".into(),
             });
         }
-        self.sudo_ok(b, &ops[0], &[])?;
-        self.sudo_ok(b, &ops[1], &[])?;
-        self.sudo_ok(b, &ops[2], bytes)?;
-        if existing.is_some() {
-            self.sudo_ok(b, &ops[3], &[])?;
-            self.sudo_ok(b, &ops[4], &[])?;
-        } else {
-            self.sudo_ok(b, &ops[5], &[])?;
-            if let Some(chown) = ops.get(7) {
-                self.sudo_ok(b, chown, &[])?;
+        let temp = temp_of(path);
+        self.sudo_ok(b, &steps.clean, &[])?;
+        self.sudo_ok(b, &steps.create, &[])?;
+        self.sudo_ok(b, &steps.write, bytes)?;
+        // Still the regular file the become user created and wrote? (Someone who may write in
+        // the directory could have swapped it; owner and mode are not set through a swap.)
+        let ours = self.sudo_stat(b, &temp)?;
+        let ours = ours.filter(|st| {
+            st.is_file
+                && st.size == bytes.len() as u64
+                && st.owner.as_ref().and_then(|o| o.user.as_deref()) == Some(b.user.as_str())
+        });
+        if ours.is_none() {
+            return Err(RemoteError::UnsafeEntry {
+                path: temp,
+                detail: "the temp file changed while being written (not the file coldkeep created); \
+                         nothing was renamed"
+                    .into(),
+            });
+        }
+        let new_owner = match &existing {
+            Some(_) => {
+                self.sudo_ok(b, &steps.owner_like, &[])?;
+                self.sudo_ok(b, &steps.mode_like, &[])?;
+                None
+            }
+            None => {
+                self.sudo_ok(b, &steps.new_mode, &[])?;
+                if let Some(owner) = owner {
+                    self.sudo_ok(b, &chown_op(path, owner), &[])?;
+                }
+                owner
+            }
+        };
+        self.sudo_ok(b, &steps.rename, &[])?;
+        // The result: a regular file of the right size, with the owner and mode intended.
+        let after = self.sudo_stat(b, path)?;
+        let want_mode = existing.as_ref().map_or(mode & 0o7777, |st| st.mode);
+        let owner_ok = |got: Option<&super::Owner>| match (&existing, new_owner, got) {
+            (Some(old), _, got) => old.owner.as_ref().map(|o| (o.uid, o.gid)) == got.map(|o| (o.uid, o.gid)),
+            (None, Some(want), Some(got)) => {
+                Some(want)
+                    == got
+                        .user
+                        .as_deref()
+                        .zip(got.group.as_deref())
+                        .map(|(u, g)| format!("{u}:{g}"))
+                        .as_deref()
+            }
+            (None, Some(_), None) => false,
+            (None, None, _) => true,
+        };
+        match &after {
+            Some(st)
+                if st.is_file
+                    && st.size == bytes.len() as u64
+                    && st.mode == want_mode
+                    && owner_ok(st.owner.as_ref()) => {}
+            _ => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail: "after the rename the target is not the regular file written (size, owner or mode differ)"
+                        .into(),
+                });
             }
         }
-        self.sudo_ok(b, &ops[6], &[])?;
         let back = self.sudo_fetch(b, path, bytes.len() as u64 + 1024 * 1024)?;
         let expected = crate::digest::sha256_hex(bytes);
         let got = crate::digest::sha256_hex(&back.bytes);
