@@ -114,6 +114,8 @@ struct Fleet {
     nodes: Vec<SandboxNode>,
     recipient: String,
     identity: PathBuf,
+    signing_key: PathBuf,
+    allowed_signers: PathBuf,
 }
 
 const P12_REL: &str = "home/nodeadmin/tessellation/node.p12";
@@ -153,7 +155,21 @@ fn start_fleet(dir: &Path, n: usize, rings: usize) -> Fleet {
         .strip_prefix("Public key: ")
         .unwrap()
         .to_string();
+    // The artifact signing key (every config needs one) and the allowed_signers trusting it.
+    let signer = coldkeep::sign::Signer::generate();
+    let signing_key = dir.join("signing_key");
+    fs::write(&signing_key, signer.to_openssh().as_bytes()).unwrap();
+    fs::set_permissions(&signing_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let allowed_signers = dir.join("allowed_signers");
+    fs::write(&allowed_signers, format!("coldkeep {}\n", signer.public_line())).unwrap();
+    fs::set_permissions(
+        &allowed_signers,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     Fleet {
+        signing_key,
+        allowed_signers,
         dir: dir.to_path_buf(),
         sandbox,
         nodes,
@@ -163,15 +179,24 @@ fn start_fleet(dir: &Path, n: usize, rings: usize) -> Fleet {
 }
 
 impl Fleet {
+    fn signing_yaml(&self) -> String {
+        format!(
+            "signing:\n  key: {}\n  allowed_signers: {}\n",
+            self.signing_key.display(),
+            self.allowed_signers.display()
+        )
+    }
+
     fn config(&self, store: &Path, jobs: usize, acra: bool, transfer: &str) -> PathBuf {
         let mut text = format!(
             "store:\n  path: {}\nencryption:\n  recipients: [{}]\nssh:\n  user: {}\n  identity: {}\n  known_hosts: {}\n\
-             \x20 file_transfer: {transfer}\njobs: {jobs}\nretries: 0\nnodes:\n",
+             \x20 file_transfer: {transfer}\njobs: {jobs}\nretries: 0\n{}nodes:\n",
             store.display(),
             self.recipient,
             self.sandbox.user,
             self.sandbox.client_key.display(),
-            self.sandbox.known_hosts.display()
+            self.sandbox.known_hosts.display(),
+            self.signing_yaml()
         );
         for n in &self.nodes {
             let _ = write!(
@@ -246,7 +271,7 @@ fn artifact_bytes(store: &Path) -> (usize, u64) {
 }
 
 /// A store of `n` artifacts: copies of one real artifact under distinct ids and nodes.
-fn generate_store(from: &Path, to: &Path, n: usize) {
+fn generate_store(from: &Path, to: &Path, n: usize, signer: &coldkeep::sign::Signer) {
     let json = walkdir::WalkDir::new(from)
         .into_iter()
         .filter_map(Result::ok)
@@ -271,11 +296,9 @@ fn generate_store(from: &Path, to: &Path, n: usize) {
         sidecar["created_at"] = Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let id = format!("{}-{short}", t.format("%Y%m%dT%H%M%SZ"));
         fs::write(dir.join(format!("{id}.age")), &age).unwrap();
-        fs::write(
-            dir.join(format!("{id}.json")),
-            serde_json::to_vec(&sidecar).unwrap(),
-        )
-        .unwrap();
+        let bytes = serde_json::to_vec(&sidecar).unwrap();
+        fs::write(dir.join(format!("{id}.json.sig")), signer.sign(&bytes)).unwrap();
+        fs::write(dir.join(format!("{id}.json")), bytes).unwrap();
     }
 }
 
@@ -352,14 +375,16 @@ fn main() {
 
     eprintln!("generating a store of {} artifacts...", a.big_store);
     let big = dir.join("big-store");
-    generate_store(&store, &big, a.big_store);
+    let signer = coldkeep::sign::Signer::load(&fleet.signing_key, None).unwrap();
+    generate_store(&store, &big, a.big_store, &signer);
     let big_config = dir.join("big.yaml");
     fs::write(
         &big_config,
         format!(
-            "store:\n  path: {}\nencryption:\n  recipients: [{}]\n",
+            "store:\n  path: {}\nencryption:\n  recipients: [{}]\n{}",
             big.display(),
-            fleet.recipient
+            fleet.recipient,
+            fleet.signing_yaml()
         ),
     )
     .unwrap();

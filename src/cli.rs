@@ -235,6 +235,10 @@ pub struct VerifyArgs {
     /// Compare the latest backup with the file the node has now (needs one --node)
     #[arg(long, requires = "nodes")]
     pub live: bool,
+    /// Adopt a store that predates signing: sign each unsigned artifact that passes deep
+    /// verification with --identity (never one with a bad or foreign signature)
+    #[arg(long, requires = "identity", conflicts_with = "live")]
+    pub sign_unsigned: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,

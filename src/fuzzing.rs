@@ -64,6 +64,59 @@ pub fn der(data: &[u8]) {
     let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
 }
 
+/// known_hosts files (markers, patterns, negations, hashed names), looked up for a few hosts.
+pub fn known_hosts(data: &[u8]) {
+    use crate::remote::known_hosts::{KnownHosts, wildcard_match};
+    let text = String::from_utf8_lossy(data);
+    let kh = KnownHosts::parse(&text);
+    let blob = kh.entries.first().map(|e| e.blob.clone()).unwrap_or_default();
+    for (host, port) in [("127.0.0.1", 22), ("node.example", 2222), ("", 0)] {
+        let _ = kh.check(host, port, &blob);
+        let _ = kh.cert_authorities(host, port);
+    }
+    // The pattern matcher on its own: first line as pattern, the rest as the name.
+    if let Some((pattern, name)) = text.split_once('\n') {
+        let _ = wildcard_match(pattern, name);
+    }
+}
+
+/// One key for the signature target, made once per process.
+fn fuzz_keys() -> &'static crate::sign::Keys {
+    static KEYS: std::sync::OnceLock<crate::sign::Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let signer = crate::sign::Signer::generate();
+        let allowed = crate::sign::AllowedSigners::parse(&format!("fuzz {}", signer.public_line()))
+            .expect("own key parses");
+        crate::sign::Keys { signer, allowed }
+    })
+}
+
+/// The message [`signature_seed`] signs.
+const FUZZ_MESSAGE: &[u8] = b"{\"format\":1}\n";
+
+/// Valid inputs for the [`signature`] target to seed mutations from: a signature by the
+/// allowed key, and an allowed_signers text.
+pub fn signature_seeds() -> Vec<Vec<u8>> {
+    let keys = fuzz_keys();
+    vec![
+        keys.signer.sign(FUZZ_MESSAGE),
+        format!(
+            "# ops\ncoldkeep,\"ops@x\" namespaces=\"git,{}\" {} key\n",
+            crate::sign::NAMESPACE,
+            keys.signer.public_line()
+        )
+        .into_bytes(),
+    ]
+}
+
+/// `.json.sig` files as the store reads them (SSHSIG armor), and allowed_signers text.
+pub fn signature(data: &[u8]) {
+    let _ = fuzz_keys().allowed.verify(FUZZ_MESSAGE, Some(data));
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::sign::AllowedSigners::parse(text);
+    }
+}
+
 /// Acra sealed keys: a Secure Cell opened with a fixed key, a Themis EC key container, and the
 /// same bytes as a v2 key ring and a v1 key file opened with a master key of each version.
 pub fn acra_keys(data: &[u8]) {

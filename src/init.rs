@@ -1,5 +1,6 @@
 //! `coldkeep init`: a first config from the documented template (`config/coldkeep.yaml`), an age
-//! identity when the operator asks for one, and an empty store directory.
+//! identity when the operator asks for one, the Ed25519 signing key and allowed_signers file
+//! beside the config (every artifact is signed), and an empty store directory.
 //!
 //! Never prints and never overwrites: every path is checked before anything is written, files are
 //! created with `create_new`, and whatever this run created is removed again when a later step
@@ -47,6 +48,12 @@ pub struct InitOutcome {
     pub recipients: Vec<String>,
     /// The identity file written and its public key (age1...), when one was asked for.
     pub identity: Option<(PathBuf, String)>,
+    /// The signing key written (0600, beside the config, never in the store).
+    pub signing_key: PathBuf,
+    /// Its fingerprint (`SHA256:...`, as `ssh-keygen -lf` prints it), to compare on other hosts.
+    pub signing_fingerprint: String,
+    /// The allowed_signers file written, trusting the new key.
+    pub allowed_signers: PathBuf,
 }
 
 /// Why `init` refused or failed. The refusals ([`InitError::is_usage`]) change nothing.
@@ -86,6 +93,19 @@ pub enum InitError {
     IdentityInStore {
         /// The identity path.
         identity: PathBuf,
+        /// The store path.
+        store: PathBuf,
+    },
+    /// The signing key or allowed_signers would sit inside the store they protect.
+    #[error(
+        "{} would be inside the store {}: whoever can write the store must not reach the signing \
+         key or allowed_signers; put the config (they go beside it) outside the store",
+        .path.display(),
+        .store.display()
+    )]
+    SigningInStore {
+        /// The signing key or allowed_signers path.
+        path: PathBuf,
         /// The store path.
         store: PathBuf,
     },
@@ -131,6 +151,8 @@ struct NewFile {
     path: PathBuf,
     contents: Zeroizing<Vec<u8>>,
     mode: u32,
+    /// Read by the service that writes the store (the signing key): owned like the store.
+    store_owned: bool,
 }
 
 /// Checks everything, then writes the identity (if asked), creates the store and writes the
@@ -140,6 +162,10 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     let config_path = absolute(&opts.config)?;
     let store = absolute(&opts.store)?;
     let identity_path = opts.identity_out.as_deref().map(absolute).transpose()?;
+    // Beside the config (the template's /etc/coldkeep/ layout), which the operator protects.
+    let config_dir = config_path.parent().unwrap_or(Path::new("/"));
+    let signing_key = config_dir.join("signing_key");
+    let allowed_signers = config_dir.join("allowed_signers");
 
     let mut recipients = Vec::new();
     for text in &opts.recipients {
@@ -154,7 +180,10 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     if recipients.is_empty() && identity_path.is_none() {
         return Err(InitError::NoRecipient);
     }
-    for path in std::iter::once(&config_path).chain(identity_path.as_ref()) {
+    for path in [&config_path, &signing_key, &allowed_signers]
+        .into_iter()
+        .chain(identity_path.as_ref())
+    {
         if path.symlink_metadata().is_ok() {
             return Err(InitError::Exists(path.clone()));
         }
@@ -174,6 +203,14 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             store,
         });
     }
+    for path in [&signing_key, &allowed_signers] {
+        if path.starts_with(&store) {
+            return Err(InitError::SigningInStore {
+                path: path.clone(),
+                store,
+            });
+        }
+    }
 
     let mut files = Vec::new();
     let mut identity = None;
@@ -189,6 +226,7 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             path: path.clone(),
             contents: Zeroizing::new(text.into_bytes()),
             mode: 0o600,
+            store_owned: false,
         });
         if !recipients.contains(&public) {
             recipients.push(public.clone());
@@ -196,19 +234,35 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         identity = Some((path.clone(), public));
     }
 
-    // --- SIGNING: the place for "generate an Ed25519 signing key + allowed_signers". ---
-    // Once the config has `signing.key` / `signing.allowed_signers` (SSHSIG via the `ssh-key`
-    // crate), generate the key pair here, push the private key (0600) and the allowed_signers
-    // file (0644) onto `files`, and fill both paths into the template in `render_config` the way
-    // the store path is filled in. Checks, writing order and rollback below already cover any
-    // number of files; add their paths to the "already exists" check above.
+    // Every artifact is signed: the key (0600, readable by the service that writes the store)
+    // and the allowed_signers file trusting it, for coldkeep and for `ssh-keygen -Y verify`.
+    let signer = crate::sign::Signer::generate();
+    let signing_fingerprint = signer.fingerprint();
+    files.push(NewFile {
+        path: signing_key.clone(),
+        contents: Zeroizing::new(signer.to_openssh().as_bytes().to_vec()),
+        mode: 0o600,
+        store_owned: true,
+    });
+    let allowed = format!(
+        "coldkeep namespaces=\"{}\" {}\n",
+        crate::sign::NAMESPACE,
+        signer.public_line()
+    );
+    files.push(NewFile {
+        path: allowed_signers.clone(),
+        contents: Zeroizing::new(allowed.into_bytes()),
+        mode: 0o644,
+        store_owned: false,
+    });
 
-    let text = render_config(TEMPLATE, &store, &recipients)?;
+    let text = render_config(TEMPLATE, &store, &recipients, (&signing_key, &allowed_signers))?;
     Config::parse(&text, &config_path).map_err(InitError::Invalid)?;
     files.push(NewFile {
         path: config_path.clone(),
         contents: Zeroizing::new(text.into_bytes()),
         mode: 0o644,
+        store_owned: false,
     });
 
     let mut created = Created::default();
@@ -223,6 +277,9 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         store_created,
         recipients,
         identity,
+        signing_key,
+        signing_fingerprint,
+        allowed_signers,
     })
 }
 
@@ -273,6 +330,10 @@ fn write_all(
     created: &mut Created,
 ) -> Result<(), InitError> {
     let (config, others) = files.split_last().expect("the config is always planned");
+    // The signing key and allowed_signers go beside the config: its directory comes first.
+    if let Some(parent) = config.path.parent() {
+        fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
     for file in others {
         write_new(file, created)?;
     }
@@ -289,8 +350,8 @@ fn write_all(
     } else {
         fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
     }
-    if let Some(parent) = config.path.parent() {
-        fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    for file in others.iter().filter(|f| f.store_owned) {
+        share_owner(store, &file.path)?;
     }
     write_new(config, created)
 }
@@ -308,6 +369,17 @@ fn adopt_parent_owner(dir: &Path) -> Result<(), InitError> {
     let above = fs::metadata(parent).map_err(io("reading", parent))?;
     if own.uid() == 0 && above.uid() != 0 {
         std::os::unix::fs::lchown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
+    }
+    Ok(())
+}
+
+/// Run as root for a service user's store, the signing key takes the store's owner (still 0600):
+/// the service signs every artifact it writes, so it must be able to read the key.
+fn share_owner(store: &Path, file: &Path) -> Result<(), InitError> {
+    let owner = fs::metadata(store).map_err(io("reading", store))?;
+    let own = fs::metadata(file).map_err(io("reading", file))?;
+    if own.uid() == 0 && owner.uid() != 0 {
+        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).map_err(io("chown", file))?;
     }
     Ok(())
 }
@@ -338,9 +410,15 @@ fn quoted_path(path: &Path) -> Result<String, InitError> {
     }
 }
 
-/// Fills the template: the store path, the recipients, and `nodes:` with the examples commented
-/// out (so the file is valid before any node is added, and adding one is uncommenting).
-pub fn render_config(template: &str, store: &Path, recipients: &[String]) -> Result<String, InitError> {
+/// Fills the template: the store path, the recipients, the signing key and allowed_signers paths
+/// (`signing`: key, allowed_signers), and `nodes:` with the examples commented out (so the file is
+/// valid before any node is added, and adding one is uncommenting).
+pub fn render_config(
+    template: &str,
+    store: &Path,
+    recipients: &[String],
+    signing: (&Path, &Path),
+) -> Result<String, InitError> {
     let mut out = format!(
         "# Written by `coldkeep init` on {} from the documented template. Add your nodes at the\n\
          # end, then run `coldkeep config check` and `coldkeep backup --dry-run`.\n#\n",
@@ -348,6 +426,7 @@ pub fn render_config(template: &str, store: &Path, recipients: &[String]) -> Res
     );
     let mut lines = template.lines().peekable();
     let (mut store_done, mut recipients_done, mut nodes_done) = (false, false, false);
+    let (mut key_done, mut allowed_done) = (false, false);
     let mut section = "";
     while let Some(line) = lines.next() {
         if !line.starts_with([' ', '#']) && !line.is_empty() {
@@ -356,6 +435,12 @@ pub fn render_config(template: &str, store: &Path, recipients: &[String]) -> Res
         if section == "store" && !store_done && line.trim_start().starts_with("path:") {
             out.push_str(&format!("  path: {}\n", quoted_path(store)?));
             store_done = true;
+        } else if section == "signing" && !key_done && line.starts_with("  key:") {
+            out.push_str(&format!("  key: {}\n", quoted_path(signing.0)?));
+            key_done = true;
+        } else if section == "signing" && !allowed_done && line.starts_with("  allowed_signers:") {
+            out.push_str(&format!("  allowed_signers: {}\n", quoted_path(signing.1)?));
+            allowed_done = true;
         } else if section == "encryption" && !recipients_done && line == "  recipients:" {
             out.push_str("  recipients:\n");
             while lines.peek().is_some_and(|l| l.starts_with("    - ")) {
@@ -384,6 +469,8 @@ pub fn render_config(template: &str, store: &Path, recipients: &[String]) -> Res
     for (done, what) in [
         (store_done, "`store.path`"),
         (recipients_done, "`encryption.recipients`"),
+        (key_done, "`signing.key`"),
+        (allowed_done, "`signing.allowed_signers`"),
         (nodes_done, "`nodes:`"),
     ] {
         if !done {
@@ -400,6 +487,10 @@ mod tests {
     const KEY: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
     const SSH: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJS7gvA1ffFRf/ARWSkf2pd1jYeBYSLML3c8AsZLX/r op@laptop";
+
+    fn signing() -> (&'static Path, &'static Path) {
+        (Path::new("/k"), Path::new("/a"))
+    }
 
     fn opts(dir: &Path) -> InitOptions {
         InitOptions {
@@ -420,12 +511,15 @@ mod tests {
             TEMPLATE,
             Path::new("/srv/cold \"keep\""),
             &[KEY.into(), SSH.into()],
+            (Path::new("/etc/ck/sk"), Path::new("/etc/ck/allowed")),
         )
         .unwrap();
         let config = Config::parse(&text, Path::new("/etc/coldkeep/coldkeep.yaml")).unwrap();
         assert_eq!(config.store.path, Path::new("/srv/cold \"keep\""));
         let got: Vec<&str> = config.encryption.recipients.iter().map(|r| r.as_str()).collect();
         assert_eq!(got, [KEY, SSH]);
+        assert_eq!(config.signing.key, Path::new("/etc/ck/sk"));
+        assert_eq!(config.signing.allowed_signers, Path::new("/etc/ck/allowed"));
         assert!(config.nodes.is_empty(), "the examples are commented out");
         // The documentation stays: every comment line of the template is still there.
         for line in TEMPLATE.lines().filter(|l| l.trim_start().starts_with('#')) {
@@ -445,12 +539,17 @@ mod tests {
     fn a_template_without_the_lines_init_fills_is_an_error_not_a_wrong_config() {
         let broken = TEMPLATE.replace("\nnodes:\n", "\nhosts:\n");
         assert!(matches!(
-            render_config(&broken, Path::new("/s"), &[KEY.into()]),
+            render_config(&broken, Path::new("/s"), &[KEY.into()], signing()),
             Err(InitError::Template("`nodes:`"))
         ));
         assert!(matches!(
-            render_config(TEMPLATE, Path::new("/a/${HOME}"), &[KEY.into()]),
+            render_config(TEMPLATE, Path::new("/a/${HOME}"), &[KEY.into()], signing()),
             Err(InitError::UnusablePath(_))
+        ));
+        let no_signing = TEMPLATE.replace("\n  allowed_signers:", "\n  # allowed_signers:");
+        assert!(matches!(
+            render_config(&no_signing, Path::new("/s"), &[KEY.into()], signing()),
+            Err(InitError::Template("`signing.allowed_signers`"))
         ));
     }
 
@@ -475,6 +574,16 @@ mod tests {
         let got: Vec<&str> = config.encryption.recipients.iter().map(|r| r.as_str()).collect();
         assert_eq!(got, [KEY, public.as_str()]);
         assert_eq!(config.store.path, out.store);
+        // The signing key: private, beside the config, trusted by the allowed_signers written.
+        assert_eq!(mode(&out.signing_key), 0o600);
+        assert_eq!(out.signing_key, dir.path().join("etc/signing_key"));
+        assert_eq!(config.signing.key, out.signing_key);
+        assert_eq!(config.signing.allowed_signers, out.allowed_signers);
+        let keys = config.store.keys.expect("load opened the signing keys");
+        assert_eq!(keys.signer.fingerprint(), out.signing_fingerprint);
+        assert!(keys.allowed.trusts(&keys.signer));
+        let allowed = fs::read_to_string(&out.allowed_signers).unwrap();
+        assert!(allowed.contains(&format!("namespaces=\"{}\"", crate::sign::NAMESPACE)));
     }
 
     #[test]
@@ -496,6 +605,20 @@ mod tests {
         assert!(matches!(init(&o), Err(InitError::Exists(p)) if p == id));
         assert_eq!(fs::read_to_string(&id).unwrap(), "old key");
         assert!(!o.config.exists() && !o.store.exists());
+
+        // An existing signing key or allowed_signers: never replaced (artifacts it signed would
+        // stop verifying).
+        for name in ["signing_key", "allowed_signers"] {
+            let dir = tempfile::tempdir().unwrap();
+            let o = opts(dir.path());
+            let existing = dir.path().join("etc").join(name);
+            fs::create_dir_all(existing.parent().unwrap()).unwrap();
+            fs::write(&existing, "old").unwrap();
+            assert!(matches!(init(&o), Err(InitError::Exists(p)) if p == existing));
+            assert_eq!(fs::read_to_string(&existing).unwrap(), "old");
+            assert!(!o.config.exists() && !o.store.exists());
+            assert_eq!(fs::read_dir(dir.path().join("etc")).unwrap().count(), 1);
+        }
 
         // A store with something in it.
         let dir = tempfile::tempdir().unwrap();
@@ -521,6 +644,9 @@ mod tests {
         let out = init(&o).unwrap();
         let meta = fs::metadata(&out.store).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        // The service that writes the store signs with the key: it must be able to read it.
+        let key = fs::metadata(&out.signing_key).unwrap();
+        assert_eq!((key.uid(), mode(&out.signing_key)), (65534, 0o600));
         assert_eq!(mode(&out.store), 0o700);
         // A store whose parent is root's stays root's.
         let plain = dir.path().join("plain-store");
@@ -557,6 +683,12 @@ mod tests {
         o.identity_out = Some(o.store.join("key.txt"));
         assert!(matches!(init(&o), Err(InitError::IdentityInStore { .. })));
         assert!(!dir.path().join("etc").exists() && !o.store.exists());
+        // The config (and so the signing key beside it) inside the store.
+        o.identity_out = None;
+        o.recipients = vec![KEY.into()];
+        o.config = o.store.join("etc/coldkeep.yaml");
+        assert!(matches!(init(&o), Err(InitError::SigningInStore { .. })));
+        assert!(!o.store.exists());
     }
 
     /// The store given through a symlink (the common way to put it on another disk) or with a
@@ -628,6 +760,7 @@ mod tests {
         let err = init(&o).unwrap_err();
         assert!(matches!(err, InitError::Io { .. }), "{err}");
         assert!(!dir.path().join("key.txt").exists(), "identity removed again");
+        assert!(!dir.path().join("etc/signing_key").exists());
         assert!(!o.store.exists(), "store removed again");
         assert_eq!(fs::read_to_string(dir.path().join("etc")).unwrap(), "a file");
     }

@@ -14,12 +14,16 @@ pub mod digest;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod harden;
 pub mod hid;
 pub mod init;
 pub mod material;
+pub mod memory;
 pub mod ops;
 pub mod output;
 pub mod remote;
 pub mod sandbox;
 pub mod schedule;
+pub mod sign;
 pub mod store;
+pub mod text;

@@ -5,6 +5,8 @@ use coldkeep::cli::{Cli, Command, LogFormat};
 use coldkeep::error::exit_for;
 
 fn main() {
+    // Before anything reads a secret: no core file may ever hold plaintext keys.
+    let hardening = coldkeep::harden::at_start();
     let cli = Cli::parse();
     // The daemon reports its schedule and each run: info by default.
     let verbose = if matches!(cli.command, Command::Daemon(_)) {
@@ -13,6 +15,15 @@ fn main() {
         cli.verbose
     };
     init_logging(cli.log_format, verbose);
+    if hardening.dumpable != 0 || hardening.core_limit != (0, 0) {
+        tracing::warn!(
+            "core dumps could not be disabled (dumpable {}, core limit {:?}); a crash may write keys to disk",
+            hardening.dumpable,
+            hardening.core_limit
+        );
+    } else {
+        tracing::debug!("process hardening: dumpable 0, core limit 0");
+    }
     let code = match coldkeep::commands::run(cli) {
         Ok(exit) => exit as i32,
         Err(err) => {

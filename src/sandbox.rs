@@ -241,15 +241,38 @@ impl Sandbox {
     /// Idempotent and safe to call from parallel tests: the account is created under a lock file
     /// and unlocked with `usermod -p '*'` (with `UsePAM no`, sshd refuses a `!` password field)
     /// without getting a password. sshd reads `AuthorizedKeysFile` with the user's rights, so
-    /// the sandbox directory and its ancestors become traversable (never listable) by others.
+    /// the sandbox directory, its ancestors and the nodes' directories and roots become
+    /// traversable (never listable) by others, and the nodes' `authorized_keys` (public keys)
+    /// readable: a harness running under umask 077 would otherwise lock the login user out.
     pub fn login_as(&mut self, user: &str) -> Result<(), SandboxError> {
         ensure_user(user)?;
-        for dir in self.dir.ancestors() {
-            let meta = std::fs::metadata(dir).map_err(io_failed("stat", dir))?;
+        let add = |path: &Path, bits: u32| -> Result<(), SandboxError> {
+            let meta = std::fs::symlink_metadata(path).map_err(io_failed("stat", path))?;
             let mode = meta.permissions().mode();
-            if mode & 0o001 == 0 {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode((mode | 0o001) & 0o7777))
-                    .map_err(io_failed("chmod", dir))?;
+            if mode & bits != bits {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode((mode | bits) & 0o7777))
+                    .map_err(io_failed("chmod", path))?;
+            }
+            Ok(())
+        };
+        for dir in self.dir.ancestors() {
+            add(dir, 0o001)?;
+        }
+        // The nodes' own directories (not what tests put under their roots).
+        let nodes = self.dir.join("nodes");
+        if nodes.is_dir() {
+            add(&nodes, 0o001)?;
+            for entry in std::fs::read_dir(&nodes).map_err(io_failed("listing", &nodes))? {
+                let node = entry.map_err(io_failed("listing", &nodes))?.path();
+                for path in [node.clone(), node.join("root")] {
+                    if path.is_dir() {
+                        add(&path, 0o001)?;
+                    }
+                }
+                let keys = node.join("authorized_keys");
+                if keys.is_file() {
+                    add(&keys, 0o004)?;
+                }
             }
         }
         self.user = user.to_string();
@@ -260,6 +283,18 @@ impl Sandbox {
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
     pub fn start_node(&self, name: &str, trust: bool) -> Result<SandboxNode, SandboxError> {
+        self.start_node_with(name, trust, "")
+    }
+
+    /// [`Sandbox::start_node`] with extra sshd_config lines (e.g. a `HostCertificate`), for tests
+    /// of server setups the default node does not have. Files the lines name may be placed in
+    /// `<sandbox>/nodes/<name>/` beforehand (an existing `host_key` pair is kept).
+    pub fn start_node_with(
+        &self,
+        name: &str,
+        trust: bool,
+        extra_config: &str,
+    ) -> Result<SandboxNode, SandboxError> {
         let sshd = find_sshd().ok_or(SandboxError::NoSshd)?;
         let node_dir = self.dir.join("nodes").join(name);
         let root = node_dir.join("root");
@@ -281,7 +316,7 @@ impl Sandbox {
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n",
+                 Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 50\n{extra_config}\n",
                 host_key.display(),
                 node_dir.join("sshd.pid").display(),
                 authorized_keys.display(),

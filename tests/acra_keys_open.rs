@@ -28,8 +28,8 @@ fn setup(master: &str) -> Setup {
     setup_with(master, false)
 }
 
-/// With `operator_opens_master_keys`, master-key artifacts are encrypted to the operator's own
-/// recipient, so `--identity` also brings every stored (older) master key to hand.
+/// With `operator_opens_master_keys`, the operator's identity file also holds the master-key
+/// identity, so `--identity` also brings every stored (older) master key to hand.
 fn setup_with(master: &str, operator_opens_master_keys: bool) -> Setup {
     let fleet = Fleet::new(&["gw"]);
     let dir = fleet.node("gw").root.join(KEYS);
@@ -49,15 +49,21 @@ fn setup_with(master: &str, operator_opens_master_keys: bool) -> Setup {
         .arg(s.fleet.dir.join("master-identity.txt"))
         .output()
         .unwrap();
-    let master_recipient = if operator_opens_master_keys {
-        s.fleet.recipient.clone()
-    } else {
-        text(&keygen.stderr)
-            .trim()
-            .strip_prefix("Public key: ")
-            .unwrap()
-            .to_string()
-    };
+    let master_recipient = text(&keygen.stderr)
+        .trim()
+        .strip_prefix("Public key: ")
+        .unwrap()
+        .to_string();
+    if operator_opens_master_keys {
+        // No recipient may open both a keystore and its master key (a config error), so the
+        // operator holds the master-key identity too: one identity file with both keys.
+        let master_identity = fs::read_to_string(s.fleet.dir.join("master-identity.txt")).unwrap();
+        let mut operator = fs::OpenOptions::new()
+            .append(true)
+            .open(&s.fleet.age_identity)
+            .unwrap();
+        std::io::Write::write_all(&mut operator, master_identity.as_bytes()).unwrap();
+    }
     let config = fs::read_to_string(&s.fleet.config)
         .unwrap()
         .replacen(

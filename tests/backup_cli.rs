@@ -341,7 +341,8 @@ fn verify_finds_flipped_truncated_and_edited_artifacts() {
         )
     );
 
-    // Editing a sidecar's identity (and nothing else) is caught by the deep check only.
+    // Editing a sidecar's identity (and nothing else) breaks its signature (caught without a
+    // key) and is caught by the deep check as well.
     let sidecar = artifacts[2].with_extension("json");
     let mut json: Value = serde_json::from_slice(&fs::read(&sidecar).unwrap()).unwrap();
     json["files"][0]["mode"] = Value::from(0o644);
@@ -358,7 +359,11 @@ fn verify_finds_flipped_truncated_and_edited_artifacts() {
             .unwrap()
             .clone()
     };
-    assert_eq!(third(&shallow)["ok"], true);
+    assert_eq!(third(&shallow)["ok"], false);
+    assert!(
+        third(&shallow)["problems"].to_string().contains("bad signature"),
+        "{shallow}"
+    );
     let (code, deep) = fleet.run_json(&["verify", "--json", "--identity", identity]);
     assert_eq!(code, 1);
     assert!(

@@ -52,6 +52,13 @@ fn setup(two: bool) -> Setup {
         write_tree(&acra, &v1_files("client"));
         chown(&acra, SERVICE_USER);
         fs::set_permissions(&acra, fs::Permissions::from_mode(0o700)).unwrap();
+        // The directories on the way are 0755 as on a node (the harness runs under umask 077).
+        let root = fleet.node(n).root.clone();
+        for dir in [p12.parent().unwrap(), acra.parent().unwrap()] {
+            for d in dir.ancestors().take_while(|d| d.starts_with(&root) && *d != root) {
+                fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
     }
     Setup {
         fleet,
@@ -635,6 +642,8 @@ fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it
         // A fresh store per case: backups within one second are not ordered by time.
         let _ = fs::remove_dir_all(s.fleet.store());
         let _ = fs::remove_dir_all(s.fleet.replica());
+        // A replica root exists as a mounted one would: coldkeep never creates it.
+        fs::create_dir(s.fleet.replica()).unwrap();
         let (code, out) = s.run(&["backup"]);
         assert_eq!(code, 0, "{out}");
         let (code, out) = s.run(&["verify", "--identity", &identity]);

@@ -5,12 +5,15 @@ use coldkeep::config::{Become, Config, ConfigError, KeystoreKind};
 use std::path::Path;
 
 const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+/// Paths only: `Config::parse` reads no key (`Config::load` does).
+const SIGNING: &str =
+    "signing:\n  key: /etc/coldkeep/signing_key\n  allowed_signers: /etc/coldkeep/allowed_signers\n";
 
 fn config(ssh: &str, node_extra: &str, keystore: &str) -> Result<Config, ConfigError> {
     let text = format!(
         "store:\n  path: /var/lib/coldkeep\nencryption:\n  recipients: [{RECIPIENT}]\nssh:\n  user: nodeadmin\n{ssh}\
          nodes:\n  - name: v1\n    host: 10.0.0.1\n{node_extra}    keystores:\n{keystore}\
-         \x20 - name: v2\n    host: 10.0.0.2\n    keystores:\n{keystore}"
+         \x20 - name: v2\n    host: 10.0.0.2\n    keystores:\n{keystore}{SIGNING}"
     );
     Config::parse(&text, Path::new("/etc/coldkeep/test.yaml"))
 }

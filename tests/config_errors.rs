@@ -6,9 +6,16 @@ use std::path::Path;
 use std::time::Duration;
 
 const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const MASTER_RECIPIENT: &str = "age1kec32r8z4pruze28j7mdjs983kkm7f027zdv8c5mvggemyl785vsgpd7uj";
+
+/// Paths only: `Config::parse` reads no key (`Config::load` does).
+const SIGNING: &str =
+    "signing:\n  key: /etc/coldkeep/signing_key\n  allowed_signers: /etc/coldkeep/allowed_signers\n";
 
 fn base(nodes: &str) -> String {
-    format!("store:\n  path: /var/lib/coldkeep\nencryption:\n  recipients: [{RECIPIENT}]\nnodes:\n{nodes}")
+    format!(
+        "store:\n  path: /var/lib/coldkeep\nencryption:\n  recipients: [{RECIPIENT}]\nnodes:\n{nodes}{SIGNING}"
+    )
 }
 
 const NODE: &str = "  - name: v1\n    host: 10.0.0.1\n    keystores:\n      - name: p12\n        kind: p12\n        path: /home/nodeadmin/tessellation/v1.p12\n";
@@ -42,7 +49,7 @@ fn minimal_config_gets_defaults() {
 fn node_settings_override_ssh_defaults() {
     let text = format!(
         "store:\n  path: /s\nencryption:\n  recipients: [{RECIPIENT}, {RECIPIENT}]\nssh:\n  user: nodeadmin\n  \
-         connect_timeout: 3s\n  io_timeout: 2m\n  identity_passphrase: {{env: PASS}}\njobs: 3\nnodes:\n\
+         connect_timeout: 3s\n  io_timeout: 2m\n  identity_passphrase: {{env: PASS}}\n{SIGNING}jobs: 3\nnodes:\n\
          \x20 - name: v1\n    host: h\n    port: 2222\n    user: other\n    connect_timeout: 500ms\n    \
          host_key: SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s\n    keystores:\n      - name: p12\n        \
          kind: p12\n        path: /k.p12\n        password: {{file: /run/secrets/p12}}\n  - name: v2\n    host: h2\n    \
@@ -248,7 +255,8 @@ fn acra_keystores_and_master_key_placement() {
             )
             .replace(
                 "]\nnodes:",
-                &format!("]\n  master_key_recipients: [{RECIPIENT}]\nnodes:"),
+                // Its own recipient: one that also opens keystores is refused.
+                &format!("]\n  master_key_recipients: [{MASTER_RECIPIENT}]\nnodes:"),
             )
     };
     let c = parse(&apart("/srv/keys")).unwrap();

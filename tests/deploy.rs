@@ -52,6 +52,7 @@ fn systemd_services_are_hardened_and_the_timer_catches_up() {
             "NoNewPrivileges=yes",
             "PrivateTmp=yes",
             "UMask=0077",
+            "LimitCORE=0",
             "CapabilityBoundingSet=",
             "User=coldkeep",
             "EnvironmentFile=-/etc/coldkeep/secrets.env",

@@ -246,7 +246,8 @@ fn make_read_only(dir: &Path) -> bool {
     let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     if root {
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+            // mode=0700: coldkeep refuses a world-writable store root (tmpfs defaults to 1777).
+            .args(["-t", "tmpfs", "-o", "ro,size=64k,mode=0700", "tmpfs"])
             .arg(dir)
             .status()
             .unwrap()
@@ -357,7 +358,8 @@ fn a_sidecar_edited_in_every_copy_is_refused_by_restore_before_any_change() {
     ]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("differs from the sidecar"), "{all}");
+    // The edit breaks the sidecar's signature, so the artifact is refused before decryption.
+    assert!(all.contains("refused") && all.contains("bad signature"), "{all}");
     assert_eq!(fs::read(path).unwrap(), before, "the node's file is untouched");
     let out = s
         .fleet

@@ -62,14 +62,25 @@ fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
     }
 }
 
-/// Replays saved regressions, then mutates the seeds `iterations()` times through `target`.
+/// Replays saved regressions and the coverage-guided corpus (`fuzz/corpus/<name>/`, minimized by
+/// `cargo fuzz cmin`), then mutates the seeds `iterations()` times through `target`.
+/// `COLDKEEP_FUZZ_SEEDS_OUT=DIR` also writes the seeds to `DIR/<name>/`, to start a cargo-fuzz
+/// corpus from the same real inputs.
 fn fuzz(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz_regressions")
-        .join(name);
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            target(&std::fs::read(e.path()).unwrap());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/fuzz_regressions").join(name);
+    for replay in [dir.clone(), root.join("fuzz/corpus").join(name)] {
+        if let Ok(entries) = std::fs::read_dir(&replay) {
+            for e in entries.flatten() {
+                target(&std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    if let Some(out) = std::env::var_os("COLDKEEP_FUZZ_SEEDS_OUT") {
+        let out = Path::new(&out).join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        for (i, s) in seeds.iter().enumerate() {
+            std::fs::write(out.join(format!("seed-{i}")), s).unwrap();
         }
     }
     for s in &seeds {
@@ -218,6 +229,32 @@ fn der_walkers() {
         .unwrap();
     let ring = support::acra::key_ring("client/x/storage", &[0u8; 32]);
     fuzz("der", vec![p12, ring], fuzzing::der);
+}
+
+#[test]
+fn known_hosts_reader() {
+    let key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let text = format!(
+        "# comment\n[127.0.0.1]:2222,node.example ssh-ed25519 {key}\n@revoked * ssh-ed25519 {key}\n\
+         @cert-authority *.example,!bad.example ssh-ed25519 {key}\n\
+         |1|F1E1KeoE/eEWhi10WpGv4OdiO6Y=|3988QV0VE8wmZL7suNrYQLITLCg= ssh-ed25519 {key}\n"
+    );
+    fuzz(
+        "known_hosts",
+        vec![text.into_bytes(), b"a*b?c\naXXbYc".to_vec()],
+        fuzzing::known_hosts,
+    );
+}
+
+#[test]
+fn signature_and_allowed_signers_parsers() {
+    let seeds = fuzzing::signature_seeds();
+    let text = std::str::from_utf8(&seeds[1]).unwrap();
+    assert!(
+        coldkeep::sign::AllowedSigners::parse(text).is_ok(),
+        "the seeds are valid"
+    );
+    fuzz("signature", seeds, fuzzing::signature);
 }
 
 #[test]

@@ -59,12 +59,34 @@ fn init_then_config_check_then_dry_run_explains_then_a_real_backup() {
     assert_eq!(mode(&store), 0o700);
     assert_eq!(mode(&identity), 0o600);
     assert_eq!(fs::read_dir(&store).unwrap().count(), 0);
+    // The signing key and allowed_signers beside the config, never in the store.
+    let signing_key = dir.join("etc/signing_key");
+    let allowed_signers = dir.join("etc/allowed_signers");
+    assert_eq!(mode(&signing_key), 0o600);
+    assert!(
+        text(&out.stdout).contains(&signing_key.display().to_string()),
+        "{}",
+        both(&out)
+    );
 
     let out = coldkeep(dir, &["--config", c, "config", "check", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["store"], s);
     assert_eq!(summary["nodes"].as_array().unwrap().len(), 0);
+    // The fingerprint config check shows is the one stock ssh-keygen computes for the key.
+    let fingerprint = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&signing_key)
+        .output()
+        .unwrap();
+    assert!(fingerprint.status.success(), "{}", text(&fingerprint.stderr));
+    let fingerprint = text(&fingerprint.stdout);
+    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap();
+    assert!(
+        summary["signing"].as_str().unwrap().contains(fingerprint),
+        "{summary}"
+    );
     let public = summary["recipients"][0].as_str().unwrap().to_string();
     assert!(fs::read_to_string(&identity).unwrap().contains(&public));
 
@@ -145,6 +167,26 @@ fn init_then_config_check_then_dry_run_explains_then_a_real_backup() {
 
     // The generated identity opens the artifact with the stock age CLI: the P12 is inside.
     let artifact = age_files(&store.join("v1")).pop().expect("an artifact");
+    // First, as the README says: stock ssh-keygen accepts the signature with the generated
+    // allowed_signers.
+    let sidecar = artifact.with_extension("json");
+    let verified = Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-I",
+            "coldkeep",
+            "-n",
+            coldkeep::sign::NAMESPACE,
+            "-f",
+        ])
+        .arg(&allowed_signers)
+        .arg("-s")
+        .arg(format!("{}.sig", sidecar.display()))
+        .stdin(fs::File::open(&sidecar).unwrap())
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", both(&verified));
     let out = Command::new("age")
         .arg("-d")
         .arg("-i")
@@ -237,6 +279,33 @@ fn init_refuses_to_overwrite_anything_and_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     assert!(both(&out).contains("--identity-out"), "{}", both(&out));
     assert!(!dir.join("new.yaml").exists() && !dir.join("s4").exists());
+
+    // An existing signing key is never replaced: artifacts it signed would stop verifying.
+    fs::write(dir.join("signing_key"), "the operator's key\n").unwrap();
+    let out = coldkeep(
+        dir,
+        &[
+            "--config",
+            "new.yaml",
+            "init",
+            "--store",
+            dir.join("s5").to_str().unwrap(),
+            "-r",
+            recipient,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        both(&out).contains("signing_key already exists"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("signing_key")).unwrap(),
+        "the operator's key\n"
+    );
+    assert!(!dir.join("new.yaml").exists() && !dir.join("s5").exists());
+    assert!(!dir.join("allowed_signers").exists());
 }
 
 #[test]

@@ -416,3 +416,25 @@ fn daemon_runs_due_backups_reloads_config_and_stops_cleanly() {
     let (code, out) = run(&f, &["verify"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn daemon_reloads_on_sighup_and_keeps_running() {
+    let f = fleet(&["n1"], "schedule: \"0 0 1 1 *\"\ntimezone: UTC\n");
+    let mut daemon = Daemon::start(&f);
+    daemon.expect("daemon started");
+    let pid = daemon.child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    daemon.expect("SIGHUP: reloading the config");
+    daemon.expect("config reloaded");
+    assert!(
+        daemon.child.0.try_wait().unwrap().is_none(),
+        "still running after SIGHUP"
+    );
+    assert_eq!(daemon.terminate(), 0, "SIGTERM: clean exit");
+}

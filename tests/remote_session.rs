@@ -271,6 +271,11 @@ fn encrypted_identity_with_passphrase_from_a_secret() {
     let mut cfg = node_config(&e.sandbox, &node);
     cfg.identity = Some(key);
     cfg.identity_passphrase = Some(Secret::File(pass.clone()));
+    // A secret file everyone may read is refused, naming the fix.
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Session::connect(&cfg).err().expect("world-readable secret");
+    assert!(err.to_string().contains("chmod o-rwx"), "{err}");
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).unwrap();
     Session::connect(&cfg).unwrap().close();
 
     fs::write(&pass, "Zq9-bad-passphrase\n").unwrap();
@@ -340,7 +345,8 @@ fn push_creates_and_replaces_atomically() {
     let second = b"second version".to_vec();
     s.push(&target_s, &second, 0o640).unwrap();
     assert_eq!(fs::read(&target).unwrap(), second);
-    assert_eq!(mode_of(&target), 0o640);
+    // The replaced file's 0400, narrowed to the recorded 0640: never looser than either.
+    assert_eq!(mode_of(&target), 0o400);
     let back = s.fetch(&target_s, 1024).unwrap();
     assert_eq!(
         coldkeep::digest::sha256_hex(&back.bytes),

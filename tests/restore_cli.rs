@@ -154,7 +154,13 @@ fn a_different_file_is_saved_then_replaced_only_with_yes() {
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["action"], "replaced");
     assert_eq!(fs::read(&s.path).unwrap(), s.original);
-    assert_eq!(s.mode(), 0o440, "the existing file's mode is kept");
+    // The existing file's 0440 narrowed to the 0400 the backup recorded: never looser.
+    assert_eq!(
+        s.mode(),
+        0o400,
+        "the existing file's mode, never looser than recorded"
+    );
+    assert_eq!(json["mode"], "0400");
     assert_eq!(s.files_in_dir(), vec!["nodeadmin-node.p12"]);
 
     // The replaced file is in the store as a pre-restore artifact, and decrypts to its bytes.
@@ -493,4 +499,19 @@ fn a_connection_cut_during_upload_leaves_the_original_and_the_next_run_cleans_up
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec!["big.p12"], "no temp file is left");
+}
+
+#[test]
+fn a_symlink_at_the_target_is_refused_and_what_it_points_to_is_not_saved() {
+    let s = setup(&["v1"], "nodeadmin-node.p12", None);
+    let victim = s.path.with_file_name("victim");
+    fs::write(&victim, b"not the keystore").unwrap();
+    fs::remove_file(&s.path).unwrap();
+    std::os::unix::fs::symlink(&victim, &s.path).unwrap();
+    let (code, out) = s.restore(&["--node", "v1", "--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+    assert_eq!(fs::read(&victim).unwrap(), b"not the keystore");
+    assert!(fs::symlink_metadata(&s.path).unwrap().file_type().is_symlink());
+    assert_eq!(s.artifact_count(), 1, "nothing saved as a pre-restore copy");
 }

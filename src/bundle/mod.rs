@@ -91,6 +91,8 @@ impl Identities {
             path: path.display().to_string(),
             detail,
         };
+        // The key that opens every backup: nobody else may read or replace it.
+        crate::config::perms::check_file(path, crate::config::perms::FileKind::Identity).map_err(&err)?;
         let text = Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
         if text.windows(15).any(|w| w == b"AGE-SECRET-KEY-") {
             let file = age::IdentityFile::from_buffer(&text[..])
@@ -255,6 +257,8 @@ pub fn open(ciphertext: &[u8], identities: &Identities) -> Result<Opened, Bundle
     })?;
     // The plaintext is never larger than the ciphertext.
     let mut tar = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    // Plaintext: kept out of swap where RLIMIT_MEMLOCK allows (read_to_end may still grow it).
+    crate::harden::lock_in_memory(&tar);
     reader
         .read_to_end(&mut tar)
         .map_err(|e| BundleError::Decrypt(format!("ciphertext is damaged: {e}")))?;
@@ -289,6 +293,7 @@ pub fn read_tar(tar: &[u8]) -> Result<Opened, BundleError> {
             )));
         }
         let mut data = Zeroizing::new(Vec::with_capacity(size as usize));
+        crate::harden::lock_in_memory(&data);
         entry
             .read_to_end(&mut data)
             .map_err(|e| invalid(format!("cannot read {name:?}: {e}")))?;

@@ -164,6 +164,12 @@ fn identities_load_from_age_and_ssh_files() {
     let id = age::x25519::Identity::generate();
     let age_file = dir.path().join("key.txt");
     std::fs::write(&age_file, format!("# test\n{}\n", id.to_string().expose_secret())).unwrap();
+    // Readable by everyone: refused, naming the fix; 0600 is fine.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&age_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = Identities::from_file(&age_file).err().unwrap().to_string();
+    assert!(e.contains("chmod o-rwx"), "{e}");
+    std::fs::set_permissions(&age_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let r = Recipient::parse(&id.to_public().to_string()).unwrap();
     let files = vec![plain("v1.p12", b"data")];
     let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
@@ -182,6 +188,7 @@ fn identities_load_from_age_and_ssh_files() {
     }
     let junk = dir.path().join("junk");
     std::fs::write(&junk, "hello").unwrap();
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
     let e = Identities::from_file(&junk).err().unwrap().to_string();
     assert!(e.contains("neither an age identity file"), "{e}");
     assert!(Identities::from_file(&dir.path().join("missing")).is_err());

@@ -11,6 +11,8 @@ struct Summary {
     store: String,
     replicas: Vec<String>,
     recipients: Vec<String>,
+    /// The signing key, its fingerprint, and the allowed_signers file.
+    signing: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_key_store: Option<String>,
     master_key_recipients: Vec<String>,
@@ -85,6 +87,16 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect(),
+        signing: format!(
+            "{} ({}), allowed_signers {}",
+            config.signing.key.display(),
+            config
+                .store
+                .keys
+                .as_ref()
+                .map_or_else(|| "not opened".into(), |k| k.signer.fingerprint()),
+            config.signing.allowed_signers.display()
+        ),
         master_key_store: config
             .store
             .master_key_store
@@ -128,6 +140,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
         for r in &summary.replicas {
             println!("replica:    {r}");
         }
+        println!("signing:    {}", summary.signing);
         println!("recipients: {}", summary.recipients.len());
         for r in &summary.recipients {
             println!("  {r}");
@@ -159,6 +172,36 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
         for u in &summary.unreadable_secrets {
             eprintln!("warning: secret not readable now: {u}");
         }
+        if let Some(w) = memory_warning(config) {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(Exit::Ok)
+}
+
+/// Warns when `jobs` keystores at their `max_size` could need more memory than the process may
+/// use (its cgroup limit, e.g. the Kubernetes manifest's `resources.limits.memory`).
+fn memory_warning(config: &Config) -> Option<String> {
+    let limit = crate::memory::limit()?;
+    let max_size = config
+        .nodes
+        .iter()
+        .flat_map(|n| &n.keystores)
+        .map(|k| k.max_size)
+        .max()?;
+    let jobs = config
+        .jobs
+        .min(config.nodes.iter().map(|n| n.keystores.len()).sum());
+    let worst = crate::memory::worst_case(jobs, max_size);
+    (worst > limit).then(|| {
+        format!(
+            "{jobs} jobs x {max_size}-byte max_size x {} (peak per byte) = {} MiB may be held at once, over \
+             the {} MiB memory limit; backups will wait for each other past {} MiB in flight. Lower \
+             `jobs` or `max_size`, or raise the limit",
+            crate::memory::PEAK_FACTOR,
+            worst >> 20,
+            limit >> 20,
+            limit >> 21
+        )
+    })
 }

@@ -29,12 +29,22 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     let mut config = config;
     config.store.lock_wait = lock_wait;
     let (tx, rx) = mpsc::channel();
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
     let stop_tx = tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
-            if stop_tx.send(Event::Stop(sig)).is_err() {
+            // SIGHUP reloads the config, as daemons do (it used to kill the process silently).
+            let event = if sig == signal_hook::consts::SIGHUP {
+                tracing::info!("SIGHUP: reloading the config");
+                Event::ConfigChanged
+            } else {
+                Event::Stop(sig)
+            };
+            if stop_tx.send(event).is_err() {
                 break;
             }
         }
@@ -118,27 +128,32 @@ fn log_next(next: &BTreeMap<String, DateTime<Utc>>) {
 /// the run; reports back with [`Event::BatchDone`].
 fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
     std::thread::spawn(move || {
-        let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
-        // Store changes take the store lock themselves, briefly: SSH work never holds it.
-        let started = Instant::now();
-        let report = backup::backup(&config, &nodes, Options::default());
-        crate::ops::run_state::record(&config, &report, started.elapsed());
-        for o in &report.outcomes {
-            if o.ok {
-                tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
-                    unchanged = o.unchanged, "backup done");
-            } else {
-                tracing::error!(node = %o.node, keystore = %o.keystore,
-                    error = o.error.as_deref().unwrap_or(""), "backup failed");
-            }
-        }
-        for node in &nodes {
-            if let Err(e) = crate::ops::prune::prune(&config, Some(&node.name), false) {
-                tracing::error!(node = %node.name, "retention failed: {e:#}");
-            }
-        }
+        crate::ops::scheduler::guard_batch(&config, &names, || run_batch(&config, &names));
         let _ = tx.send(Event::BatchDone(names));
     });
+}
+
+/// One batch: back up `names`, record the run, log each outcome, apply retention.
+fn run_batch(config: &Config, names: &[String]) {
+    let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
+    // Store changes take the store lock themselves, briefly: SSH work never holds it.
+    let started = Instant::now();
+    let report = backup::backup(config, &nodes, Options::default());
+    crate::ops::run_state::record(config, &report, started.elapsed());
+    for o in &report.outcomes {
+        if o.ok {
+            tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
+                unchanged = o.unchanged, "backup done");
+        } else {
+            tracing::error!(node = %o.node, keystore = %o.keystore,
+                error = o.error.as_deref().unwrap_or(""), "backup failed");
+        }
+    }
+    for node in &nodes {
+        if let Err(e) = crate::ops::prune::prune(config, Some(&node.name), false) {
+            tracing::error!(node = %node.name, "retention failed: {e:#}");
+        }
+    }
 }
 
 /// Watches the config file's directory (editors replace files, so the file's own watch would

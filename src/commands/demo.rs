@@ -38,6 +38,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         );
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    // The replica stands for a mounted disk: coldkeep never creates a replica root itself.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("replica"))?;
     println!("coldkeep demo in {}\n", dir.display());
 
     println!("== starting a throwaway node: real sshd on 127.0.0.1");
@@ -78,6 +83,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         identity_file.display()
     );
 
+    println!("\n== making a signing key (every artifact is signed; allowed_signers says whose count)");
+    let signer = crate::sign::Signer::generate();
+    write_file(
+        &secrets.join("signing_key"),
+        signer.to_openssh().as_bytes(),
+        0o600,
+    )?;
+    let allowed = format!(
+        "coldkeep namespaces=\"{}\" {}\n",
+        crate::sign::NAMESPACE,
+        signer.public_line()
+    );
+    write_file(&dir.join("allowed_signers"), allowed.as_bytes(), 0o644)?;
+    println!("   signing key: {}", secrets.join("signing_key").display());
+
     let config_path = dir.join("coldkeep.yaml");
     let config_text = demo_config(&dir, &sandbox, node.port, &recipient, &p12_path, &password_file);
     write_file(&config_path, config_text.as_bytes(), 0o600)?;
@@ -109,6 +129,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
             select: Default::default(),
             identity: Some(identity_file.clone()),
             live: false,
+            sign_unsigned: false,
             json: false,
         },
     )?;
@@ -122,6 +143,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
             },
             identity: None,
             live: true,
+            sign_unsigned: false,
             json: false,
         },
     )?;
@@ -129,14 +151,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
     let store = config.store.path.display();
     println!(
         "\nWhere everything is:\n  store:     {store}\n  replica:   {}\n  config:    {}\n  identity:  {}\n  node tree: {}\n\
-         \nRecover without coldkeep:\n  age -d -i {} {store}/{NODE}/p12/<ID>.age | tar xv\n\
+         \nRecover without coldkeep (check the signature first):\n  ssh-keygen -Y verify -f {allowed} -I coldkeep -n {ns} \\\n    -s {store}/{NODE}/p12/<ID>.json.sig < {store}/{NODE}/p12/<ID>.json\n\
+         \x20 age -d -i {} {store}/{NODE}/p12/<ID>.age | tar xv\n\
          \nThe demo node has been stopped. Remove everything with: rm -rf {}",
         dir.join("replica").display(),
         config_path.display(),
         identity_file.display(),
         node.root.display(),
         identity_file.display(),
-        dir.display()
+        dir.display(),
+        allowed = dir.join("allowed_signers").display(),
+        ns = crate::sign::NAMESPACE,
     );
     let all_ok = [backed_up, verified, live].iter().all(|e| *e == Exit::Ok);
     Ok(if all_ok { Exit::Ok } else { Exit::Failed })
@@ -156,6 +181,7 @@ fn demo_config(
          store:\n  path: {store}\n  replicas: [{replica}]\n\
          encryption:\n  recipients:\n    - {recipient}\n\
          ssh:\n  user: {user}\n  identity: {key}\n  known_hosts: {known_hosts}\n  connect_timeout: 5s\n\
+         signing:\n  key: {signing_key}\n  allowed_signers: {allowed}\n\
          jobs: 4\n\
          nodes:\n  - name: {NODE}\n    host: 127.0.0.1\n    port: {port}\n    labels: [demo]\n    keystores:\n\
          \x20     - name: p12\n        kind: p12\n        path: {p12}\n        password: {{file: {password}}}\n",
@@ -166,6 +192,8 @@ fn demo_config(
         known_hosts = sandbox.known_hosts.display(),
         p12 = p12.display(),
         password = password.display(),
+        signing_key = dir.join("secrets/signing_key").display(),
+        allowed = dir.join("allowed_signers").display(),
     )
 }
 

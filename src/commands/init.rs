@@ -1,4 +1,5 @@
-//! `coldkeep init`: write a first config, create the store, optionally make an age identity
+//! `coldkeep init`: write a first config, create the store, make the signing key, optionally make
+//! an age identity
 //! (the work is in [`crate::init`]; this prints what was done and what is still missing).
 
 use crate::cli::InitArgs;
@@ -41,7 +42,14 @@ pub fn run(config: Option<&Path>, args: &InitArgs) -> anyhow::Result<Exit> {
             path.display()
         );
     }
-    // SIGNING: once init makes a signing key, say here where it and allowed_signers went.
+    println!(
+        "\nwrote the signing key {} (0600, {}) and {} trusting it: every artifact is signed\n\
+         with it. Keep a copy with the identity; to rotate, add the new key's line to allowed_signers\n\
+         and keep the old one.",
+        done.signing_key.display(),
+        done.signing_fingerprint,
+        done.allowed_signers.display()
+    );
     println!(
         "\nStill missing before the first backup:\n  \
          1. nodes: add them at the end of {config} (commented examples are there)\n  \

@@ -42,6 +42,10 @@ pub struct ListedArtifact {
     /// The last time a backup found the same material (and stored nothing new).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seen_unchanged_at: Option<DateTime<Utc>>,
+    /// `valid`, `unsigned`, `bad` or `foreign`: only `valid` artifacts are ever used.
+    pub signature: &'static str,
+    /// The signature verdict in words (signer, or what is wrong).
+    pub signature_detail: String,
 }
 
 impl ListedArtifact {
@@ -65,6 +69,8 @@ impl ListedArtifact {
                 .collect(),
             roots: a.copies.len(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
+            signature: a.signature.word(),
+            signature_detail: a.signature.to_string(),
         }
     }
 }
@@ -83,7 +89,7 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
     let groups = |kind: &str| -> BTreeSet<(&str, &str)> {
         artifacts
             .iter()
-            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup)
+            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup && a.signature == "valid")
             .map(|a| (a.node.as_str(), a.keystore.as_str()))
             .collect()
     };
@@ -110,24 +116,35 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
 
 /// Runs `coldkeep list`.
 pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
-    let listing = match crate::ops::selected_names(config, &(&args.select).into())? {
+    let mut listing = match crate::ops::selected_names(config, &(&args.select).into())? {
         None => crate::ops::artifact::list_both(config, None)?,
         Some(names) => {
             let mut all = crate::store::Listing::default();
             for name in &names {
                 let one = crate::ops::artifact::list_both(config, Some(name))?;
                 all.artifacts.extend(one.artifacts);
+                all.untrusted.extend(one.untrusted);
                 all.problems.extend(one.problems);
             }
             all
         }
     };
+    listing.artifacts.append(&mut listing.untrusted);
+    listing
+        .artifacts
+        .sort_by(|a, b| (&a.node, &a.keystore, &a.id).cmp(&(&b.node, &b.keystore, &b.id)));
     let artifacts: Vec<ListedArtifact> = listing.artifacts.iter().map(ListedArtifact::from).collect();
-    let problems: Vec<String> = listing
+    let mut problems: Vec<String> = listing
         .problems
         .iter()
         .map(|p| format!("{}: {}", p.path.display(), p.message))
         .collect();
+    problems.extend(artifacts.iter().filter(|a| a.signature != "valid").map(|a| {
+        format!(
+            "{}/{}/{}: {} (never used: not restored, reused, repaired from or kept)",
+            a.node, a.keystore, a.id, a.signature_detail
+        )
+    }));
     let warnings = master_key_warnings(&artifacts, config.store.master_key_store.as_deref());
     if args.json {
         print_json(&ListOutput {
@@ -148,6 +165,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
             "ID",
             "SIZE",
             "COPIES",
+            "SIGNATURE",
             "IDENTITY",
         ]);
         for a in &artifacts {
@@ -170,6 +188,11 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
                 a.id.clone(),
                 human_size(a.size),
                 format!("{}/{}", a.copies.len(), a.roots),
+                if a.signature == "valid" {
+                    "ok".into()
+                } else {
+                    a.signature.to_uppercase()
+                },
                 identity,
             ]);
         }

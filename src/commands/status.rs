@@ -60,6 +60,7 @@ pub fn status(
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
     let artifacts = crate::ops::artifact::artifacts_with_master_keys(config)?;
+    let untrusted = crate::ops::artifact::untrusted_with_master_keys(config)?;
     let mut out = Vec::new();
     // Configured keystores (and master keys), then every hardware key in the store.
     let mut names = crate::ops::run_state::keystore_names(config);
@@ -85,6 +86,15 @@ pub fn status(
             let mut problems = Vec::new();
             if newest.is_none() {
                 problems.push("no backup in the store".to_string());
+            }
+            let forged = untrusted
+                .iter()
+                .filter(|a| a.node == node && a.keystore == keystore)
+                .count();
+            if forged > 0 {
+                problems.push(format!(
+                    "{forged} artifact(s) without a valid signature in the store (see `coldkeep verify`)"
+                ));
             }
             if st.failing() {
                 problems.push(format!(

@@ -10,7 +10,7 @@ use crate::bundle::Identities;
 use crate::cli::VerifyArgs;
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
-use crate::ops::verify::{ArtifactCheck, verify_artifact};
+use crate::ops::verify::{ArtifactCheck, check_signed};
 use crate::output::{Table, print_json, print_json_list};
 use crate::store::{Problem, Store};
 use serde::Serialize;
@@ -57,7 +57,8 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
             checks.extend(
                 part.artifacts
                     .iter()
-                    .map(|a| verify_artifact(config, store, a, identities.as_ref())),
+                    .chain(&part.untrusted)
+                    .map(|a| check_signed(config, store, a, identities.as_ref(), args.sign_unsigned)),
             );
             listing.problems.extend(part.problems);
             if i == 0 {
@@ -104,10 +105,11 @@ fn print_checks(out: &VerifyOutput, deep: bool) {
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {
+            let signed = if c.signed_now { ", signed now" } else { "" };
             if let Some(r) = c.sealed_keys.as_ref().filter(|_| c.deep) {
-                format!("ok (decrypted, contents checked; {})", r.summary())
+                format!("ok (decrypted, contents checked; {}{signed})", r.summary())
             } else if c.deep {
-                "ok (decrypted, contents checked)".to_string()
+                format!("ok (decrypted, contents checked{signed})")
             } else {
                 "ok (hashes, header)".to_string()
             }

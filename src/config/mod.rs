@@ -3,7 +3,9 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+pub mod perms;
 mod raw;
+mod redact;
 mod secret;
 mod validate;
 
@@ -90,6 +92,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Who can decrypt them.
     pub encryption: EncryptionConfig,
+    /// `signing:`: who signs artifacts and whose signatures are trusted.
+    pub signing: SigningConfig,
     /// Nodes processed in parallel.
     pub jobs: usize,
     /// Zone schedules and retention buckets are read in.
@@ -165,8 +169,90 @@ pub struct StoreConfig {
     pub replicas: Vec<PathBuf>,
     /// Where Acra master-key artifacts go: apart from the keystore backups.
     pub master_key_store: Option<PathBuf>,
+    /// Replicas of the master-key store (the one unrecoverable secret must not live in one
+    /// place); same rules as `replicas`: apart from the keystore backups, never created.
+    pub master_key_replicas: Vec<PathBuf>,
     /// How long a write waits for another writer's lock (`--lock-wait`).
     pub lock_wait: Duration,
+    /// The signing key and allowed signers, once [`Config::load`] opened them (`None` after a bare
+    /// [`Config::parse`]): a store signs what it writes and trusts only what verifies.
+    pub keys: Option<std::sync::Arc<crate::sign::Keys>>,
+}
+
+/// `signing:`: artifact signatures (SSHSIG, Ed25519), see [`crate::sign`].
+#[derive(Debug, Clone)]
+pub struct SigningConfig {
+    /// OpenSSH private key file: outside every store root, mode 0600 (checked at parse when it
+    /// exists, and again when opened).
+    pub key: PathBuf,
+    /// Passphrase of an encrypted key.
+    pub passphrase: Option<Secret>,
+    /// OpenSSH allowed_signers file: the keys whose signatures are trusted.
+    pub allowed_signers: PathBuf,
+}
+
+impl SigningConfig {
+    /// Reads the key (decrypting it in memory) and allowed_signers. Errors are config errors: a
+    /// run that cannot sign or verify does nothing.
+    pub fn open(&self, source: &Path) -> Result<crate::sign::Keys, ConfigError> {
+        check_key_file(&self.key).map_err(|m| ConfigError::whole(source, m))?;
+        let pass = self
+            .passphrase
+            .as_ref()
+            .map(|s| s.resolve())
+            .transpose()
+            .map_err(|e| ConfigError::whole(source, format!("`signing.passphrase`: {e}")))?;
+        let signer = crate::sign::Signer::load(&self.key, pass.as_ref().map(|p| p.as_str()))
+            .map_err(|e| ConfigError::whole(source, format!("`signing.key`: {e}")))?;
+        check_allowed_signers_file(&self.allowed_signers).map_err(|m| ConfigError::whole(source, m))?;
+        let allowed = crate::sign::AllowedSigners::load(&self.allowed_signers)
+            .map_err(|e| ConfigError::whole(source, format!("`signing.allowed_signers`: {e}")))?;
+        if !allowed.trusts(&signer) {
+            return Err(ConfigError::whole(
+                source,
+                format!(
+                    "`signing.allowed_signers` ({}) does not trust the signing key, so nothing written \
+                     would verify: add the line `coldkeep namespaces=\"{}\" {}`",
+                    self.allowed_signers.display(),
+                    crate::sign::NAMESPACE,
+                    signer.public_line()
+                ),
+            ));
+        }
+        Ok(crate::sign::Keys { signer, allowed })
+    }
+}
+
+/// allowed_signers decides what is trusted: nobody but its owner may change it.
+fn check_allowed_signers_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("`signing.allowed_signers` {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "`signing.allowed_signers` {} is writable by others (mode {mode:o}): `chmod go-w {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The signing key must be readable by its owner only (like ssh refuses a private key others
+/// can read). `Err` says how to fix it.
+pub(crate) fn check_key_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("`signing.key` {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "`signing.key` {} is readable by others (mode {mode:o}): `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `encryption:`: who can decrypt artifacts.
@@ -363,14 +449,19 @@ pub struct KeystoreConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and opens the signing key and allowed_signers.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Its hooks are shell commands (and the daemon re-reads it): nobody else may write it.
+        perms::check_file(path, perms::FileKind::Config).map_err(|m| ConfigError::whole(path, m))?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole(path, format!("cannot read config file: {e}")))?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.store.keys = Some(std::sync::Arc::new(config.signing.open(path)?));
+        Ok(config)
     }
 
     /// Validates config text; `source` is used in error messages and to resolve relative paths.
+    /// Reads no key: `store.keys` stays `None` (see [`Config::load`]).
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
         validate::parse(text, source)
     }

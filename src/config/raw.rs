@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub retry_wait: Option<S<RawDuration>>,
     pub metrics_file: Option<S<String>>,
     pub hooks: Option<S<RawHooks>>,
+    /// Required whenever there is a store (always): see [`RawSigning`].
+    pub signing: Option<S<RawSigning>>,
     /// May be empty or absent (a store for hardware keys only).
     #[serde(default)]
     pub nodes: Option<Vec<RawNode>>,
@@ -62,6 +64,17 @@ pub(super) struct RawStore {
     #[serde(default)]
     pub replicas: Vec<S<String>>,
     pub master_key_store: Option<S<String>>,
+    #[serde(default)]
+    pub master_key_replicas: Vec<S<String>>,
+}
+
+/// `signing:`: the key that signs every artifact, and the keys trusted on read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigning {
+    pub key: S<String>,
+    pub passphrase: Option<S<RawSecret>>,
+    pub allowed_signers: S<String>,
 }
 
 #[derive(Deserialize)]

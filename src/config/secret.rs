@@ -26,6 +26,9 @@ pub enum SecretError {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The file or its directory is unsafe (others may write or read it): the message names the chmod.
+    #[error("{0}")]
+    Unsafe(String),
 }
 
 impl Secret {
@@ -36,6 +39,8 @@ impl Secret {
                 Zeroizing::new(std::env::var(name).map_err(|_| SecretError::EnvMissing(name.clone()))?)
             }
             Secret::File(path) => {
+                super::perms::check_file(path, super::perms::FileKind::Secret)
+                    .map_err(SecretError::Unsafe)?;
                 Zeroizing::new(std::fs::read_to_string(path).map_err(|source| SecretError::File {
                     path: path.clone(),
                     source,

@@ -2,12 +2,12 @@
 //! recipients, names; every problem located at `file:line:column`.
 
 use super::raw::{
-    RawConfig, RawDuration, RawHooks, RawKeystore, RawNode, RawRetention, RawSecret, RawSsh, S,
+    RawConfig, RawDuration, RawHooks, RawKeystore, RawNode, RawRetention, RawSecret, RawSigning, RawSsh, S,
 };
 use super::{
     Config, ConfigError, DEFAULT_ACRA_MAX_FILES, DEFAULT_ACRA_MAX_SIZE, DEFAULT_P12_MAX_SIZE,
     EncryptionConfig, Hooks, HostKeyPolicy, KeystoreConfig, KeystoreKind, NodeConfig, Recipient, Retention,
-    Secret, StoreConfig,
+    Secret, SigningConfig, StoreConfig,
 };
 use crate::schedule::{Schedule, Zone};
 use serde_saphyr::Location;
@@ -61,7 +61,7 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError
 fn looks_secret(text: &str, line: usize) -> bool {
     text.lines().nth(line - 1).is_some_and(|l| {
         let key = l.trim_start().trim_start_matches("- ");
-        key.starts_with("password") || key.starts_with("identity_passphrase")
+        key.starts_with("password") || key.starts_with("identity_passphrase") || key.starts_with("passphrase")
     })
 }
 
@@ -79,7 +79,7 @@ pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> S
             .unwrap_or(src.len());
         format!("{}<redacted>", &src[..cut])
     } else {
-        src.to_string()
+        super::redact::redact_line(text, line)
     };
     let gutter = line.to_string().len();
     format!(
@@ -152,6 +152,7 @@ impl Validator<'_> {
                 ..Hooks::default()
             },
         };
+        let signing = self.signing(&raw, &store)?;
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut nodes = Vec::new();
@@ -178,6 +179,7 @@ impl Validator<'_> {
             source: self.source.to_path_buf(),
             store,
             encryption,
+            signing,
             jobs,
             timezone,
             retries,
@@ -266,46 +268,137 @@ impl Validator<'_> {
             }
             replicas.push(replica);
         }
-        let master_key_store = match &store.master_key_store {
-            Some(m) => {
-                let master = absolute(m, "`store.master_key_store`")?;
-                // The keystore backups and their master key must never share a place.
-                let resolved = resolve(&master);
-                if std::iter::once(&path)
-                    .chain(&replicas)
-                    .map(|p| resolve(p))
-                    .any(|p| p.starts_with(&resolved) || resolved.starts_with(&p))
-                {
-                    return Err(self.err(
-                        &m.referenced,
-                        "`master_key_store` must be apart from `store.path` and every replica \
+        // The keystore backups and their master key must never share a place.
+        let apart = |m: &S<String>, what: &str| -> Result<PathBuf, ConfigError> {
+            let master = absolute(m, what)?;
+            let resolved = resolve(&master);
+            if std::iter::once(&path)
+                .chain(&replicas)
+                .map(|p| resolve(p))
+                .any(|p| p.starts_with(&resolved) || resolved.starts_with(&p))
+            {
+                return Err(self.err(
+                    &m.referenced,
+                    format!(
+                        "{what} must be apart from `store.path` and every replica \
                          (not the same, not inside, not containing): a keystore and its master key \
-                         must not be stored together",
-                    ));
-                }
-                Some(master)
+                         must not be stored together"
+                    ),
+                ));
             }
+            Ok(master)
+        };
+        let master_key_store = match &store.master_key_store {
+            Some(m) => Some(apart(m, "`master_key_store`")?),
             None => None,
         };
+        let mut master_key_replicas: Vec<PathBuf> = Vec::new();
+        for r in &store.master_key_replicas {
+            let Some(master) = &master_key_store else {
+                return Err(self.err(
+                    &r.referenced,
+                    "`master_key_replicas` needs `store.master_key_store` (the primary copy)",
+                ));
+            };
+            let replica = apart(r, "a `master_key_replicas` entry")?;
+            if &replica == master || master_key_replicas.contains(&replica) {
+                return Err(self.err(
+                    &r.referenced,
+                    format!("master-key replica `{}` is listed twice", r.value),
+                ));
+            }
+            master_key_replicas.push(replica);
+        }
         Ok(StoreConfig {
             path,
             replicas,
             master_key_store,
+            master_key_replicas,
             lock_wait: Duration::from_secs(60),
+            keys: None,
+        })
+    }
+
+    /// `signing:` is required (every artifact is signed); the key must lie outside every store
+    /// root (a replica's writer must not be able to read it) and be private when it exists.
+    fn signing(&self, raw: &RawConfig, store: &StoreConfig) -> Result<SigningConfig, ConfigError> {
+        let Some(signing) = &raw.signing else {
+            return Err(self.err(
+                &raw.store.referenced,
+                format!(
+                    "no `signing:` section: every artifact is signed, so nothing written to a store can \
+                     be forged. Make a key and trust it:\n  ssh-keygen -t ed25519 -N '' -C coldkeep -f \
+                     /etc/coldkeep/signing_key\n  echo \"coldkeep namespaces=\\\"{ns}\\\" $(cat \
+                     /etc/coldkeep/signing_key.pub)\" > /etc/coldkeep/allowed_signers\nthen add:\n  \
+                     signing:\n    key: /etc/coldkeep/signing_key\n    allowed_signers: \
+                     /etc/coldkeep/allowed_signers",
+                    ns = crate::sign::NAMESPACE
+                ),
+            ));
+        };
+        let RawSigning {
+            key,
+            passphrase,
+            allowed_signers,
+        } = &signing.value;
+        let key_path = self.path(key)?;
+        let allowed_path = self.path(allowed_signers)?;
+        let in_store = |p: &Path| {
+            let resolved = resolve(p);
+            std::iter::once(&store.path)
+                .chain(&store.replicas)
+                .chain(&store.master_key_store)
+                .chain(&store.master_key_replicas)
+                .any(|root| resolved.starts_with(resolve(root)))
+        };
+        if in_store(&key_path) {
+            return Err(self.err(
+                &key.referenced,
+                "`signing.key` lies inside a store root: whoever can write a store could read the key \
+                 and sign forgeries; keep it apart (e.g. /etc/coldkeep/signing_key)",
+            ));
+        }
+        if in_store(&allowed_path) {
+            return Err(self.err(
+                &allowed_signers.referenced,
+                "`signing.allowed_signers` lies inside a store root: whoever can write a store could \
+                 trust their own key; keep it apart (e.g. /etc/coldkeep/allowed_signers)",
+            ));
+        }
+        if key_path.exists() {
+            super::check_key_file(&key_path).map_err(|m| self.err(&key.referenced, m))?;
+        }
+        Ok(SigningConfig {
+            key: key_path,
+            passphrase: passphrase
+                .as_ref()
+                .map(|p| self.secret(p, "signing.passphrase"))
+                .transpose()?,
+            allowed_signers: allowed_path,
         })
     }
 
     fn encryption(&self, raw: &RawConfig) -> Result<EncryptionConfig, ConfigError> {
         let enc = &raw.encryption.value;
         let mut recipients: Vec<Recipient> = Vec::new();
-        let mut add = |r: Recipient| {
+        // Where each keystore recipient was given, to name it when a master-key one repeats it.
+        let mut origins: Vec<(String, String)> = Vec::new();
+        let mut add = |r: Recipient, origin: String| {
             if !recipients.iter().any(|x| x.as_str() == r.as_str()) {
+                origins.push((r.as_str().to_string(), origin));
                 recipients.push(r);
             }
         };
         for r in &enc.recipients {
             let parsed = Recipient::parse(&r.value).map_err(|m| self.err(&r.referenced, m))?;
-            add(parsed);
+            add(
+                parsed,
+                format!(
+                    "{}:{} (encryption.recipients)",
+                    self.source.display(),
+                    r.referenced.line()
+                ),
+            );
         }
         if let Some(file) = &enc.recipients_file {
             let path = self.path(file)?;
@@ -327,7 +420,7 @@ impl Validator<'_> {
                     message: m,
                     snippet: Some(snippet(&text, i + 1, 1, false)),
                 })?;
-                add(parsed);
+                add(parsed, format!("{}:{} (recipients_file)", path.display(), i + 1));
             }
         }
         if recipients.is_empty() {
@@ -339,6 +432,16 @@ impl Validator<'_> {
         let mut master_key_recipients: Vec<Recipient> = Vec::new();
         for r in &enc.master_key_recipients {
             let parsed = Recipient::parse(&r.value).map_err(|m| self.err(&r.referenced, m))?;
+            if let Some((_, origin)) = origins.iter().find(|(k, _)| k == parsed.as_str()) {
+                return Err(self.err(
+                    &r.referenced,
+                    format!(
+                        "this master-key recipient is also a keystore recipient, at {origin}: no \
+                         single identity may open both a keystore and its master key; give the \
+                         master key its own recipient"
+                    ),
+                ));
+            }
             if !master_key_recipients
                 .iter()
                 .any(|x| x.as_str() == parsed.as_str())

@@ -128,7 +128,8 @@ pub fn inspect(root_mode: u32, entries: &[Entry], configured: Option<u8>) -> Res
     } else {
         inspect_v1(entries, &mut warnings)
     };
-    identity.warnings = warnings;
+    // They name files from the node: control characters escaped before anyone prints them.
+    identity.warnings = warnings.iter().map(|w| crate::text::escape_control(w)).collect();
     Ok(identity)
 }
 

@@ -42,9 +42,23 @@ impl P12Location {
 #[error("not a usable nodectl cn-config.yaml: {0}")]
 pub struct NodectlError(pub String);
 
+/// A YAML error as `line:column` only. cn-config.yaml holds the P12 passphrase, and the
+/// parser's message or snippet may quote it (an unquoted `@Str0ngPass` is a scanner error that
+/// shows the line): nothing from the file is repeated.
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    match e.location() {
+        Some(l) => format!(
+            "YAML error at line {}, column {} (details withheld: the file holds the P12 passphrase)",
+            l.line(),
+            l.column()
+        ),
+        None => "YAML error (details withheld: the file holds the P12 passphrase)".to_string(),
+    }
+}
+
 /// Reads every enabled profile's effective P12 location from cn-config.yaml text.
 pub fn p12_locations(text: &str) -> Result<Vec<P12Location>, NodectlError> {
-    let doc: Value = serde_saphyr::from_str(text).map_err(|e| NodectlError(format!("YAML: {e}")))?;
+    let doc: Value = serde_saphyr::from_str(text).map_err(|e| NodectlError(yaml_error(&e)))?;
     let root = doc
         .get("nodectl")
         .and_then(Value::as_object)
@@ -63,9 +77,11 @@ pub fn p12_locations(text: &str) -> Result<Vec<P12Location>, NodectlError> {
         }
         let (directory, name, from_global) = effective(section, global)?;
         out.push(P12Location {
-            profile: profile.clone(),
-            directory,
-            name,
+            // From the node's file, printed in tables: control characters escaped (a name with
+            // one then no longer equals the configured one, and the restore refuses).
+            profile: crate::text::escape_control(profile),
+            directory: directory.map(|d| crate::text::escape_control(&d)),
+            name: name.map(|n| crate::text::escape_control(&n)),
             from_global,
         });
     }
@@ -274,5 +290,18 @@ mod tests {
                 .to_string()
                 .contains("global_p12")
         );
+    }
+}
+
+#[cfg(test)]
+mod yaml_error_tests {
+    use super::*;
+
+    #[test]
+    fn yaml_errors_never_repeat_the_file() {
+        let text = "nodectl:\n  p12:\n    passphrase: @Str0ngPass\n";
+        let err = p12_locations(text).unwrap_err().to_string();
+        assert!(!err.contains("Str0ng"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
     }
 }

@@ -130,11 +130,13 @@ pub fn inspect(bytes: &[u8], password: Option<&str>) -> Result<P12Identity, P12E
 
     if let Some(cert) = parsed.cert.as_ref() {
         if let Some(alias) = cert.alias() {
-            id.aliases.push(String::from_utf8_lossy(alias).into_owned());
+            // Printed in tables and messages: escaped once, here, where it enters.
+            id.aliases
+                .push(crate::text::escape_control(&String::from_utf8_lossy(alias)));
         }
         let der = cert.to_der().map_err(|e| P12Error::Unreadable(ssl_reason(&e)))?;
         id.cert_sha256 = Some(crate::digest::sha256_hex(&der));
-        id.subject = Some(subject_string(cert));
+        id.subject = Some(crate::text::escape_control(&subject_string(cert)));
     }
 
     // Public key: from the private key if present (that is what the node uses), else the cert.

@@ -22,13 +22,43 @@ pub fn pick(store: &Store, node: &str, keystore: &str, wanted: &str) -> anyhow::
     if wanted == "latest" {
         return latest(&listing.artifacts, node, keystore)
             .cloned()
-            .with_context(|| format!("no backup of {node}/{keystore} in {}", store.primary.display()));
+            .with_context(|| {
+                // Say why when there are artifacts, just none that may be trusted.
+                let refused: Vec<String> = listing
+                    .untrusted
+                    .iter()
+                    .filter(|a| a.keystore == keystore)
+                    .map(|a| format!("{} ({})", a.id, a.signature))
+                    .collect();
+                let why = match refused.is_empty() {
+                    true => String::new(),
+                    false => format!("; refused, not validly signed: {}", refused.join(", ")),
+                };
+                format!(
+                    "no backup of {node}/{keystore} in {}{why}",
+                    store.primary.display()
+                )
+            });
     }
     let matches: Vec<&Artifact> = listing
         .artifacts
         .iter()
         .filter(|a| a.keystore == keystore && a.id.starts_with(wanted))
         .collect();
+    // Named explicitly but not validly signed: say why it is refused, not "not found".
+    if matches.is_empty()
+        && let Some(bad) = listing
+            .untrusted
+            .iter()
+            .find(|a| a.keystore == keystore && a.id.starts_with(wanted))
+    {
+        bail!(
+            "artifact {} of {node}/{keystore} is refused: {} (only artifacts signed by a key in \
+             signing.allowed_signers are used)",
+            bad.id,
+            bad.signature
+        );
+    }
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => bail!("no artifact {wanted} of {node}/{keystore} (see `coldkeep list --node {node}`)"),
@@ -42,8 +72,15 @@ pub fn pick(store: &Store, node: &str, keystore: &str, wanted: &str) -> anyhow::
 /// Decrypts the first intact copy (ciphertext hash = sidecar, sidecar = the listed one) and checks
 /// that the manifest inside equals the sidecar. A tampered or undecryptable artifact is refused.
 pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> anyhow::Result<Opened> {
+    if !artifact.signature.is_valid() {
+        bail!("artifact {} is refused: {}", artifact.id, artifact.signature);
+    }
     let mut damage = Vec::new();
-    for copy in artifact.copies.iter().filter(|c| c.present) {
+    for copy in artifact
+        .copies
+        .iter()
+        .filter(|c| c.present && c.signature.is_valid())
+    {
         let (ciphertext, sidecar) = match store.read(copy) {
             Ok(x) => x,
             Err(e) => {
@@ -79,6 +116,7 @@ pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreEr
     if let Some(master) = Store::master_keys(&config.store) {
         let keys = master.list(node)?;
         listing.artifacts.extend(keys.artifacts);
+        listing.untrusted.extend(keys.untrusted);
         listing.problems.extend(keys.problems);
     }
     Ok(listing)
@@ -87,9 +125,22 @@ pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreEr
 /// Every artifact of both stores, master keys under `<keystore>:master-key` (the names runs,
 /// `status` and the metrics report them under).
 pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
-    let mut artifacts = Store::new(&config.store).list(None)?.artifacts;
+    listed_with_master_keys(config, |l| l.artifacts)
+}
+
+/// Like [`artifacts_with_master_keys`], for the artifacts without a valid signature (never
+/// used; `status` and the metrics raise them).
+pub fn untrusted_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
+    listed_with_master_keys(config, |l| l.untrusted)
+}
+
+fn listed_with_master_keys(
+    config: &Config,
+    part: impl Fn(Listing) -> Vec<Artifact>,
+) -> Result<Vec<Artifact>, StoreError> {
+    let mut artifacts = part(Store::new(&config.store).list(None)?);
     if let Some(master) = Store::master_keys(&config.store) {
-        artifacts.extend(master.list(None)?.artifacts.into_iter().map(|mut a| {
+        artifacts.extend(part(master.list(None)?).into_iter().map(|mut a| {
             a.keystore = master_key::report_name(&a.keystore);
             a
         }));

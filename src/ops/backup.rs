@@ -221,6 +221,9 @@ pub fn backup_keystore(
     options: Options,
 ) -> anyhow::Result<Backed> {
     let dry_run = options.dry_run;
+    // Bounded memory across parallel jobs (see src/memory.rs): held until the keystore is stored.
+    let _memory =
+        crate::memory::Budget::global().reserve(crate::memory::PEAK_FACTOR.saturating_mul(ks.max_size));
     let fetched = keystore::fetch(session, ks)?;
     // The same files as the newest backup: record that it was seen, store nothing new.
     if !options.force
@@ -291,7 +294,24 @@ fn backup_master_key(
             ));
         }
         let store = Store::master_keys(&config.store).context("no store.master_key_store configured")?;
-        let listing = store.list(Some(&node.name))?;
+        let mut listing = store.list(Some(&node.name))?;
+        // Same repair rules as the keystore store: missing master-key replica copies are written
+        // again (never into a missing replica root).
+        if !dry_run {
+            let repaired: usize = listing
+                .artifacts
+                .iter()
+                .map(|a| {
+                    store.repair_missing(a).unwrap_or_else(|e| {
+                        tracing::warn!(artifact = %a.id, "cannot write a missing master-key copy: {e}");
+                        0
+                    })
+                })
+                .sum();
+            if repaired > 0 {
+                listing = store.list(Some(&node.name))?;
+            }
+        }
         let same = super::artifact::latest(&listing.artifacts, &node.name, &ks.name)
             .filter(|a| a.sidecar.manifest.identity == Some(Identity::AcraMasterKey(identity.clone())))
             .filter(|a| reusable(&store, a, &config.encryption.master_key_recipients));

@@ -356,7 +356,8 @@ impl FakeNode {
             .filter(|d| !d.rel.is_empty())
             .map(|d| (d.rel.clone(), d.mode))
             .collect();
-        if files.len() as u64 > limits.max_files
+        // Directories count toward max_files, as in Session's listing.
+        if (files.len() + dirs.len()) as u64 > limits.max_files
             || files.iter().map(|f| f.size).sum::<u64>() > limits.max_size
         {
             return Err(RemoteError::TreeTooLarge {
@@ -398,6 +399,20 @@ impl Node for FakeNode {
                 owner: Some(owner_info(&f.owner, &st.users)),
             })
         })
+    }
+
+    fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        if self.state.borrow().fs.links.contains_key(path) {
+            // As SFTP lstat reports a link: neither a file nor a directory.
+            return Ok(Some(RemoteStat {
+                is_dir: false,
+                is_file: false,
+                size: 0,
+                mode: 0o777,
+                owner: None,
+            }));
+        }
+        self.stat(path)
     }
 
     fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
@@ -463,8 +478,7 @@ impl Node for FakeNode {
     }
 
     fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
-        let owner = self.state.borrow().fs.files.get(path).map(|f| f.owner.clone());
-        self.write(path, bytes, mode, owner)
+        self.push_owned(path, bytes, mode, None)
     }
 
     fn push_owned(
@@ -474,7 +488,24 @@ impl Node for FakeNode {
         mode: u32,
         owner: Option<&str>,
     ) -> Result<(), RemoteError> {
-        let existing = self.state.borrow().fs.files.get(path).map(|f| f.owner.clone());
+        // As Session::push: a link or directory at the target is never replaced or followed, a
+        // replaced file's mode is narrowed to `mode` (never looser than recorded) and its owner
+        // kept; a new file gets `owner` when given.
+        let (existing, mode) = {
+            let st = self.state.borrow();
+            if st.fs.links.contains_key(path) || st.fs.dirs.contains_key(path) {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.into(),
+                    detail:
+                        "not a regular file (a symlink, directory or device is never replaced or followed)"
+                            .into(),
+                });
+            }
+            match st.fs.files.get(path) {
+                Some(f) => (Some(f.owner.clone()), f.mode & mode & 0o777),
+                None => (None, mode & 0o777),
+            }
+        };
         let Some(owner) = owner.filter(|_| existing.is_none()) else {
             return self.write(path, bytes, mode, existing);
         };

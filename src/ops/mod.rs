@@ -24,6 +24,7 @@ pub mod restore_acra;
 pub mod restore_plan;
 pub mod run_state;
 pub mod scheduler;
+pub mod signatures;
 #[cfg(test)]
 mod tests;
 pub mod verify;

@@ -75,6 +75,16 @@ pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Resu
             });
         }
     }
+    // Never counted above, never removed: reported for a human to look at.
+    results.extend(listing.untrusted.iter().map(|a| Pruned {
+        node: a.node.clone(),
+        keystore: a.keystore.clone(),
+        id: a.id.clone(),
+        created_at: a.sidecar.manifest.created_at,
+        keep: true,
+        reasons: vec![super::signatures::untrusted_reason(a)],
+        error: None,
+    }));
     Ok(results)
 }
 

@@ -189,7 +189,8 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
     // 4. What is there now.
     let mut plan = RestorePlan::new(src, ks.path.clone(), format!("{DEFAULT_MODE:04o}"));
     plan.checks = rows;
-    let existing = match session.stat(&ks.path)? {
+    // lstat: a symlink at the target is refused, never followed (nor saved as the old file).
+    let existing = match session.lstat(&ks.path)? {
         Some(s) if s.is_file => Some(session.fetch(&ks.path, ks.max_size.max(file.data.len() as u64))?),
         Some(_) => bail!(
             "{} on {} exists and is not a regular file; refusing",
@@ -198,7 +199,18 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         ),
         None => None,
     };
-    let mode = existing.as_ref().map_or(DEFAULT_MODE, |c| c.mode);
+    if let Some(current) = existing
+        .as_ref()
+        .filter(|current| sha256_hex(&current.bytes) == file.entry.sha256)
+    {
+        plan.mode = format!("{:04o}", current.mode);
+        return Ok(plan);
+    }
+    // A replaced file keeps its mode, narrowed to what the backup recorded: never looser
+    // (Session::push narrows the same way).
+    let mode = existing
+        .as_ref()
+        .map_or(DEFAULT_MODE, |c| c.mode & file.entry.mode & 0o777);
     plan.mode = format!("{mode:04o}");
     // 5. Whose it will be: the replaced file's owner, else the backup's when it exists here.
     let owner = match &existing {
@@ -212,12 +224,6 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
             owner
         }
     };
-    if existing
-        .as_ref()
-        .is_some_and(|current| sha256_hex(&current.bytes) == file.entry.sha256)
-    {
-        return Ok(plan);
-    }
     if existing.is_some() {
         plan.action = RestoreAction::Replaced;
         plan.steps.push(Step::SavePreRestore {

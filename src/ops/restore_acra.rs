@@ -271,7 +271,8 @@ fn tree_matches(
     skip: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<bool> {
     let limits = TreeLimits {
-        max_files: files.len() as u64 + 1,
+        // Directories count toward max_files; each holds at least one of the files.
+        max_files: files.len() as u64 * 2 + 1,
         max_size: files.iter().map(|f| f.entry.size).sum::<u64>() + 1,
     };
     let live = match session.fetch_tree(dir, limits, skip) {
@@ -360,7 +361,7 @@ fn beside(root: &str, suffix: &str) -> String {
 /// replaces), reads each back, and only then swaps them all in by renames. A failure before the
 /// swaps removes the temp directories; a failed swap undoes the swaps already made.
 pub fn swap_all(session: &dyn Node, roots: &[&Root]) -> anyhow::Result<()> {
-    let tag = format!("{:08x}", rand::random::<u32>());
+    let tag = format!("{:032x}", rand::random::<u128>());
     let staged: Vec<Staged> = roots
         .iter()
         .map(|r| Staged {

@@ -146,7 +146,14 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
     let artifacts = super::artifact::artifacts_with_master_keys(config)?;
-    let text = metrics_text(config, state, &artifacts);
+    let mut text = metrics_text(config, state, &artifacts);
+    let _ = writeln!(
+        text,
+        "# HELP coldkeep_untrusted_artifacts Artifacts in the store without a valid signature \
+         (planted or edited; never used).\n# TYPE coldkeep_untrusted_artifacts gauge\n\
+         coldkeep_untrusted_artifacts {}",
+        super::artifact::untrusted_with_master_keys(config)?.len()
+    );
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
         ".{}.tmp-{:08x}",

@@ -184,6 +184,51 @@ impl<C: Clock> Scheduler<C> {
     }
 }
 
+/// Runs `batch`; a panic inside it is caught, logged and recorded (state file, metrics, hooks)
+/// as a failure of every keystore of `names`, so the nodes are freed for their next fire time
+/// instead of staying "running" forever. Returns whether it panicked.
+pub fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> bool {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let Err(panic) = catch_unwind(AssertUnwindSafe(batch)) else {
+        return false;
+    };
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    tracing::error!(nodes = ?names, "backup batch panicked: {message}; its nodes run again at their next fire time");
+    let outcomes = names
+        .iter()
+        .filter_map(|n| config.node(n))
+        .flat_map(|node| {
+            node.keystores.iter().map(|ks| super::backup::KeystoreOutcome {
+                node: node.name.clone(),
+                keystore: ks.name.clone(),
+                ok: false,
+                id: None,
+                size: None,
+                identity: None,
+                error: Some(format!("internal error: the backup panicked: {message}")),
+                warnings: Vec::new(),
+                unchanged: false,
+            })
+        })
+        .collect();
+    let report = super::backup::BackupReport {
+        dry_run: false,
+        outcomes,
+    };
+    if catch_unwind(AssertUnwindSafe(|| {
+        super::run_state::record(config, &report, Duration::ZERO)
+    }))
+    .is_err()
+    {
+        tracing::error!("recording the panicked batch panicked too");
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +261,8 @@ mod tests {
         let mut text = String::from(
             "timezone: UTC\nstore:\n  path: /tmp/coldkeep-scheduler-test\nencryption:\n  recipients: \
              [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\nssh:\n  user: t\n  \
-             identity: /nonexistent/id\n  known_hosts: /nonexistent/kh\nnodes:\n",
+             identity: /nonexistent/id\n  known_hosts: /nonexistent/kh\nsigning:\n  key: \
+             /nonexistent/signing_key\n  allowed_signers: /nonexistent/allowed_signers\nnodes:\n",
         );
         for (name, schedule) in nodes {
             text.push_str(&format!("  - name: {name}\n    host: 127.0.0.1\n"));
@@ -343,5 +389,39 @@ mod tests {
         clock.set(4, 10, 0);
         assert_eq!(s.due().start, ["a"]);
         assert!(!s.next_runs().contains_key("b"));
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_panicking_batch_is_caught_and_recorded_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let text = format!(
+            "store:\n  path: {}\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+             signing:\n  key: /nonexistent/signing_key\n  allowed_signers: /nonexistent/allowed_signers\n\
+             nodes:\n  - name: n1\n    host: h\n    keystores:\n      - name: p12\n        kind: p12\n        path: /k.p12\n",
+            store.display()
+        );
+        let config = Config::parse(&text, Path::new("/t.yaml")).unwrap();
+        let names = vec!["n1".to_string()];
+        assert!(!guard_batch(&config, &names, || {}));
+        assert!(guard_batch(&config, &names, || panic!("boom in a batch")));
+        let state = crate::store::RunState::load(&store).unwrap();
+        let entry = state.keystores.get("n1/p12").expect("the failure is recorded");
+        assert!(entry.last_failure.is_some());
+        assert!(
+            entry
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("panicked: boom in a batch"),
+            "{:?}",
+            entry.last_error
+        );
     }
 }

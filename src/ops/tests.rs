@@ -33,9 +33,20 @@ impl Fixture {
         std::fs::write(&identity, id.to_string().expose_secret()).unwrap();
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "pw").unwrap();
+        // Secrets and identities others may read are refused; a replica root is never created
+        // (it stands for a mounted disk), so the fixture makes it.
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        for secret in [&identity, &pw] {
+            std::fs::set_permissions(secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join("replica"))
+            .unwrap();
         let text = format!(
             "store:\n  path: {store}\n  replicas: [{replica}]\nencryption:\n  recipients: [{recipient}]\n\
              ssh:\n  user: test\n  identity: {identity}\n  known_hosts: {known}\n\
+             signing:\n  key: {signing_key}\n  allowed_signers: {allowed}\n\
              nodes:\n  - name: n1\n    host: 127.0.0.1\n    keystores:\n\
              \x20     - name: p12\n        kind: p12\n        path: {P12}\n        password: {{file: {pw}}}\n\
              \x20     - name: acra\n        kind: acra\n        path: {KEYS}\n        public_path: {PUBLIC}\n",
@@ -45,8 +56,16 @@ impl Fixture {
             identity = identity.display(),
             known = dir.path().join("known_hosts").display(),
             pw = pw.display(),
+            signing_key = dir.path().join("signing_key").display(),
+            allowed = dir.path().join("allowed_signers").display(),
         );
-        let config = Config::parse(&text, &dir.path().join("coldkeep.yaml")).unwrap();
+        let mut config = Config::parse(&text, &dir.path().join("coldkeep.yaml")).unwrap();
+        // A fresh signing key trusted by its own allowed_signers, held in memory: every artifact
+        // these tests write is signed, and only signed ones are reused or restored.
+        let signer = crate::sign::Signer::generate();
+        let allowed = crate::sign::AllowedSigners::parse(&format!("coldkeep {}", signer.public_line()))
+            .expect("own key parses");
+        config.store.keys = Some(std::sync::Arc::new(crate::sign::Keys { signer, allowed }));
         Fixture {
             _dir: dir,
             config,
@@ -226,7 +245,12 @@ fn backup_fails_on_a_read_cut_short_and_stores_nothing() {
 // ---- restore: P12 decisions ----
 
 fn p12_source_with<'f>(fx: &'f Fixture, backed_up: &[u8]) -> Source<'f> {
-    fx.backup_p12(&node_with_p12(backed_up, 0o400), Options::default())
+    p12_source_moded(fx, backed_up, 0o400)
+}
+
+/// A source whose backup recorded the P12 with `mode`.
+fn p12_source_moded<'f>(fx: &'f Fixture, backed_up: &[u8], mode: u32) -> Source<'f> {
+    fx.backup_p12(&node_with_p12(backed_up, mode), Options::default())
         .unwrap();
     Source::open(&fx.config, &fx.request("p12")).unwrap()
 }
@@ -278,7 +302,7 @@ fn restore_p12_identical_file_is_left_alone() {
 fn restore_p12_different_file_is_saved_then_replaced_keeping_mode_and_owner() {
     let fx = Fixture::new();
     let bytes = p12_bytes();
-    let src = p12_source_with(&fx, &bytes);
+    let src = p12_source_moded(&fx, &bytes, 0o640);
     let node = node_with_p12(b"nodectl's temporary key", 0o640);
     let plan = restore::plan(&src, &node, false).unwrap();
     assert_eq!(plan.action, RestoreAction::Replaced);
@@ -311,6 +335,35 @@ fn restore_p12_different_file_is_saved_then_replaced_keeping_mode_and_owner() {
         (file.bytes, file.mode, file.owner.as_str()),
         (bytes, 0o640, "app")
     );
+}
+
+#[test]
+fn restore_p12_mode_is_never_looser_than_the_backup_recorded() {
+    let fx = Fixture::new();
+    let bytes = p12_bytes();
+    let src = p12_source_moded(&fx, &bytes, 0o400);
+    // Someone loosened the node's file to 0644: the restored key gets 0644 & 0400.
+    let node = node_with_p12(b"loosened", 0o644);
+    let plan = restore::plan(&src, &node, false).unwrap();
+    assert_eq!(plan.mode, "0400");
+    restore::apply(&fx.config, &src, &node, plan).unwrap();
+    assert_eq!(node.get(P12).unwrap().mode, 0o400);
+}
+
+#[test]
+fn restore_p12_refuses_a_symlink_at_the_target_and_saves_nothing() {
+    let fx = Fixture::new();
+    let src = p12_source_with(&fx, &p12_bytes());
+    let node = FakeNode::new();
+    node.put("/etc/shadow", b"root:x:0:0", 0o640);
+    node.symlink(P12, "/etc/shadow");
+    let err = restore::plan(&src, &node, false).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert_eq!(fx.pre_restores(), 0, "the link's target is not saved");
+    // push refuses it too, so a plan made before the link appeared cannot follow it.
+    assert!(node.push(P12, b"key", 0o400).is_err());
+    assert_eq!(node.get("/etc/shadow").unwrap().bytes, b"root:x:0:0");
+    assert!(node.log().is_empty());
 }
 
 #[test]

@@ -29,6 +29,27 @@ pub struct ArtifactCheck {
     /// Acra: how many sealed keys the master key at hand opens (when one is at hand).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_keys: Option<crate::material::acra_open::OpenReport>,
+    /// `--sign-unsigned` signed this (deep-verified, unsigned) artifact now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub signed_now: bool,
+}
+
+/// [`verify_artifact`], then the copies' signatures: an artifact without a valid signature on
+/// every present copy fails, each copy named. With `sign_unsigned`, a store that predates
+/// signing is adopted (see [`super::signatures::report`]).
+pub fn check_signed(
+    config: &Config,
+    store: &Store,
+    a: &Artifact,
+    ids: Option<&Identities>,
+    sign_unsigned: bool,
+) -> ArtifactCheck {
+    let mut check = verify_artifact(config, store, a, ids);
+    let signatures = super::signatures::report(store, a, check.ok && check.deep, sign_unsigned);
+    check.problems.extend(signatures.problems);
+    check.signed_now = signatures.signed > 0;
+    check.ok = check.problems.is_empty();
+    check
 }
 
 /// Checks every copy of one artifact, and its contents when identities are given.
@@ -111,6 +132,7 @@ pub fn verify_artifact(
         ok: problems.is_empty(),
         problems,
         sealed_keys,
+        signed_now: false,
     }
 }
 

@@ -3,6 +3,7 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+pub(crate) mod known_hosts;
 mod node;
 mod sudo;
 mod sudoers;
@@ -75,6 +76,42 @@ pub enum RemoteError {
         expected: String,
         /// `SHA256:` fingerprint of the key the node presented.
         fingerprint: String,
+    },
+    #[error(
+        "HOST KEY OF {host}:{port} IS REVOKED ({fingerprint} is listed under @revoked on line {line} \
+         of {known_hosts}). Refusing to connect."
+    )]
+    /// The host key is listed under `@revoked` in known_hosts: refused even if also listed plainly.
+    HostKeyRevoked {
+        /// The node's host name or address.
+        host: String,
+        /// The node's SSH port.
+        port: u16,
+        /// `SHA256:` fingerprint of the key the node presented.
+        fingerprint: String,
+        /// The known_hosts file that revokes it.
+        known_hosts: String,
+        /// The line of the `@revoked` entry.
+        line: usize,
+    },
+    #[error(
+        "{known_hosts} trusts {host}:{port} only through @cert-authority (line {lines}), and coldkeep \
+         does not verify host certificates: it negotiates the node's plain host key ({fingerprint}). \
+         Add that key (ssh-keyscan -p {port} {host}, then compare the fingerprint) or pin it with \
+         host_key: {fingerprint}"
+    )]
+    /// Only `@cert-authority` lines match the host; host certificates are not verified.
+    HostKeyCertOnly {
+        /// The node's host name or address.
+        host: String,
+        /// The node's SSH port.
+        port: u16,
+        /// `SHA256:` fingerprint of the key the node presented.
+        fingerprint: String,
+        /// The known_hosts file concerned.
+        known_hosts: String,
+        /// The `@cert-authority` lines that match, comma-separated.
+        lines: String,
     },
     #[error("authentication as {user} failed: {detail}")]
     /// Authentication failed.
@@ -280,6 +317,15 @@ pub struct Session {
     become_: Option<sudo::Become>,
 }
 
+/// Most bytes coldkeep reads from one stream (stdout or stderr) of a remote command: its
+/// commands (`chmod`, `mv`, `rm`, `ls`) print a few lines at most.
+pub const MAX_EXEC_OUTPUT: u64 = 256 * 1024;
+/// A remote command may run this many io timeouts in all (each read is bounded by one).
+pub const EXEC_TIME_FACTOR: u64 = 2;
+/// A file or tree read may take this many io timeouts in all: a node that drips bytes just
+/// under the io timeout must not hold a run forever.
+pub const READ_TIME_FACTOR: u64 = 20;
+
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
 /// SFTP status codes (`LIBSSH2_FX_*`).
@@ -362,6 +408,41 @@ fn known_hosts_name(host: &str, port: u16) -> String {
     } else {
         format!("[{host}]:{port}")
     }
+}
+
+/// Offers only plain host-key algorithms: a node with a `HostCertificate` then presents its
+/// plain key, which known_hosts or a pin can vouch for (host certificates are not verified).
+fn prefer_plain_host_keys(sess: &ssh2::Session) {
+    let Ok(algs) = sess.supported_algs(ssh2::MethodType::HostKey) else {
+        return;
+    };
+    let plain: Vec<&str> = algs.into_iter().filter(|a| !a.contains("-cert-")).collect();
+    if !plain.is_empty()
+        && let Err(e) = sess.method_pref(ssh2::MethodType::HostKey, &plain.join(","))
+    {
+        tracing::debug!("cannot restrict host-key algorithms to plain keys: {e}");
+    }
+}
+
+/// A `FileStat` that sets only the permission bits.
+fn mode_only(mode: u32) -> ssh2::FileStat {
+    ssh2::FileStat {
+        size: None,
+        uid: None,
+        gid: None,
+        perm: Some(mode & 0o7777),
+        atime: None,
+        mtime: None,
+    }
+}
+
+/// Line numbers as `3, 7`.
+fn join_lines(lines: &[usize]) -> String {
+    lines
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Splits a remote path into (directory, file name).
@@ -474,6 +555,7 @@ impl Session {
         sess.set_tcp_stream(stream);
         let timeout_ms = u32::try_from(node.io_timeout.as_millis()).unwrap_or(u32::MAX);
         sess.set_timeout(timeout_ms);
+        prefer_plain_host_keys(&sess);
         sess.handshake().map_err(|e| {
             if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
                 RemoteError::Timeout {
@@ -495,7 +577,7 @@ impl Session {
         })?;
         let blob = blob.to_vec();
         let fingerprint = fingerprint_of_blob(&blob);
-        Self::check_host_key(node, &sess, &blob, key_type, &fingerprint, &addr)?;
+        Self::check_host_key(node, &blob, key_type, &fingerprint, &addr)?;
 
         // Authentication.
         Self::authenticate(node, &sess, io_secs)?;
@@ -521,12 +603,48 @@ impl Session {
 
     fn check_host_key(
         node: &NodeConfig,
-        sess: &ssh2::Session,
         blob: &[u8],
         key_type: ssh2::HostKeyType,
         fingerprint: &str,
         addr: &str,
     ) -> Result<(), RemoteError> {
+        let kh_err = |detail: String| RemoteError::Handshake {
+            addr: addr.to_string(),
+            detail,
+        };
+        let kh = match std::fs::read_to_string(&node.known_hosts) {
+            Ok(text) => known_hosts::KnownHosts::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => known_hosts::KnownHosts::default(),
+            // A pinned node does not need the file; it is read only for @revoked lines.
+            Err(e) if node.host_key.is_some() => {
+                tracing::debug!(known_hosts = %node.known_hosts.display(), "cannot read known_hosts ({e}); checking the pin only");
+                known_hosts::KnownHosts::default()
+            }
+            Err(e) => {
+                return Err(kh_err(format!(
+                    "cannot read known_hosts {}: {e}",
+                    node.known_hosts.display()
+                )));
+            }
+        };
+        if !kh.skipped.is_empty() {
+            tracing::debug!(
+                known_hosts = %node.known_hosts.display(),
+                "skipping known_hosts lines that do not parse: {:?}",
+                kh.skipped
+            );
+        }
+        let revoked = |line: usize| RemoteError::HostKeyRevoked {
+            host: node.host.clone(),
+            port: node.port,
+            fingerprint: fingerprint.to_string(),
+            known_hosts: node.known_hosts.display().to_string(),
+            line,
+        };
+        // A revoked key is refused whatever else vouches for it, a pin included.
+        if let Some(e) = kh.revoked(blob) {
+            return Err(revoked(e.line));
+        }
         if let Some(pin) = &node.host_key {
             if normalize_fingerprint(pin) == normalize_fingerprint(fingerprint) {
                 return Ok(());
@@ -538,47 +656,34 @@ impl Session {
                 fingerprint: fingerprint.to_string(),
             });
         }
-        let kh_err = |detail: String| RemoteError::Handshake {
-            addr: addr.to_string(),
-            detail,
-        };
-        let mut kh = sess
-            .known_hosts()
-            .map_err(|e| kh_err(format!("cannot initialise known_hosts: {e}")))?;
-        match std::fs::read_to_string(&node.known_hosts) {
-            Ok(text) => {
-                // Line by line, so one entry libssh2 cannot parse (e.g. a security-key type)
-                // does not hide the others.
-                for line in text.lines() {
-                    let l = line.trim();
-                    if l.is_empty() || l.starts_with('#') {
-                        continue;
-                    }
-                    if let Err(e) = kh.read_str(l, ssh2::KnownHostFileKind::OpenSSH) {
-                        tracing::debug!(
-                            known_hosts = %node.known_hosts.display(),
-                            "skipping a known_hosts line libssh2 cannot parse: {e}"
-                        );
-                    }
+        match kh.check(&node.host, node.port, blob) {
+            known_hosts::Verdict::Match { .. } => Ok(()),
+            known_hosts::Verdict::Revoked { line } => Err(revoked(line)),
+            known_hosts::Verdict::Mismatch { lines } => {
+                let cas = kh.cert_authorities(&node.host, node.port);
+                if cas.len() == lines.len() {
+                    // Only @cert-authority lines cover this host: coldkeep negotiates plain host
+                    // keys and does not verify host certificates.
+                    return Err(RemoteError::HostKeyCertOnly {
+                        host: node.host.clone(),
+                        port: node.port,
+                        fingerprint: fingerprint.to_string(),
+                        known_hosts: node.known_hosts.display().to_string(),
+                        lines: join_lines(&lines),
+                    });
                 }
+                Err(RemoteError::HostKeyChanged {
+                    host: node.host.clone(),
+                    port: node.port,
+                    expected: format!(
+                        "the key on line {} of {}",
+                        join_lines(&lines),
+                        node.known_hosts.display()
+                    ),
+                    fingerprint: fingerprint.to_string(),
+                })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(kh_err(format!(
-                    "cannot read known_hosts {}: {e}",
-                    node.known_hosts.display()
-                )));
-            }
-        }
-        match kh.check_port(&node.host, node.port, blob) {
-            ssh2::CheckResult::Match => Ok(()),
-            ssh2::CheckResult::Mismatch => Err(RemoteError::HostKeyChanged {
-                host: node.host.clone(),
-                port: node.port,
-                expected: format!("the key in {}", node.known_hosts.display()),
-                fingerprint: fingerprint.to_string(),
-            }),
-            ssh2::CheckResult::NotFound => match node.host_key_policy {
+            known_hosts::Verdict::NotFound => match node.host_key_policy {
                 crate::config::HostKeyPolicy::Strict => Err(RemoteError::UnknownHostKey {
                     host: node.host.clone(),
                     port: node.port,
@@ -615,10 +720,6 @@ impl Session {
                     Ok(())
                 }
             },
-            ssh2::CheckResult::Failure => Err(kh_err(format!(
-                "checking the host key against {} failed",
-                node.known_hosts.display()
-            ))),
         }
     }
 
@@ -627,6 +728,14 @@ impl Session {
         let mut tried: Vec<String> = Vec::new();
         let is_timeout = |e: &ssh2::Error| e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT);
         if let Some(identity) = &node.identity {
+            if let Err(m) =
+                crate::config::perms::check_file(identity, crate::config::perms::FileKind::Identity)
+            {
+                return Err(RemoteError::Auth {
+                    user: user.to_string(),
+                    detail: m,
+                });
+            }
             if !identity.exists() {
                 tried.push(format!("identity file {} does not exist", identity.display()));
             } else {
@@ -838,9 +947,20 @@ impl Session {
         let during = format!("reading {path}");
         // Allocated once at the announced size: no reallocation leaves unwiped copies.
         let mut bytes = Zeroizing::new(vec![0u8; size as usize]);
-        channel
-            .read_exact(&mut bytes)
-            .map_err(|e| self.io_err(e, &during))?;
+        crate::harden::lock_in_memory(&bytes);
+        let deadline = self.read_deadline();
+        let mut at = 0;
+        while at < bytes.len() {
+            self.check_deadline(deadline, &during)?;
+            let end = (at + 32 * 1024).min(bytes.len());
+            let n = channel
+                .read(&mut bytes[at..end])
+                .map_err(|e| self.io_err(e, &during))?;
+            if n == 0 {
+                return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into(), &during));
+            }
+            at += n;
+        }
         // libssh2 omits the trailing NUL, so the remote scp's exit status is not meaningful.
         let _ = channel.send_eof();
         let _ = channel.wait_eof();
@@ -872,8 +992,11 @@ impl Session {
             })?;
         let capacity = usize::try_from(size_hint).unwrap_or(0).min(16 * 1024 * 1024);
         let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+        crate::harden::lock_in_memory(&bytes);
         let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
+        let deadline = self.read_deadline();
         loop {
+            self.check_deadline(deadline, &during)?;
             let n = file.read(&mut chunk).map_err(|e| self.io_err(e, &during))?;
             if n == 0 {
                 break;
@@ -888,6 +1011,7 @@ impl Session {
             // Never let the Vec reallocate (that would leave unwiped copies behind).
             if bytes.len() + n > bytes.capacity() {
                 let mut bigger = Zeroizing::new(Vec::with_capacity((bytes.len() + n) * 2));
+                crate::harden::lock_in_memory(&bigger);
                 bigger.extend_from_slice(&bytes);
                 bytes = bigger;
             }
@@ -898,26 +1022,89 @@ impl Session {
     }
 
     /// Runs a command; a non-zero exit is returned in [`ExecOutput`], not as an error.
+    ///
+    /// A hostile node must not be able to exhaust coldkeep: stdout and stderr are each capped at
+    /// [`MAX_EXEC_OUTPUT`] bytes and the whole command at [`EXEC_TIME_FACTOR`] x the io timeout.
+    /// Past either cap the command fails and the session is not used again (that node alone
+    /// fails; the channel is abandoned mid-stream).
     pub fn exec(&self, command: &str) -> Result<ExecOutput, RemoteError> {
-        use std::io::Read;
         self.usable()?;
         let during = format!("running `{command}`");
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(self.io_secs.saturating_mul(EXEC_TIME_FACTOR));
         let mut ch = self.sess.channel_session().map_err(|e| self.err(e, &during))?;
         ch.exec(command).map_err(|e| self.err(e, &during))?;
-        let mut stdout = Vec::new();
-        ch.read_to_end(&mut stdout).map_err(|e| self.io_err(e, &during))?;
-        let mut stderr = Vec::new();
-        ch.stderr()
-            .read_to_end(&mut stderr)
-            .map_err(|e| self.io_err(e, &during))?;
+        let stdout = self.read_capped(&mut ch, MAX_EXEC_OUTPUT, deadline, &during, EXEC_TIME_FACTOR)?;
+        let stderr = self.read_capped(
+            &mut ch.stderr(),
+            MAX_EXEC_OUTPUT,
+            deadline,
+            &during,
+            EXEC_TIME_FACTOR,
+        )?;
         let _ = ch.close();
         ch.wait_close().map_err(|e| self.err(e, &during))?;
         let status = ch.exit_status().map_err(|e| self.err(e, &during))?;
         Ok(ExecOutput {
             status,
             stdout,
-            stderr: String::from_utf8_lossy(&stderr).trim_end().to_string(),
+            // The node's words, printed in errors: control characters escaped.
+            stderr: crate::text::escape_control(String::from_utf8_lossy(&stderr).trim_end()),
         })
+    }
+
+    /// When a file read that starts now must have finished ([`READ_TIME_FACTOR`]).
+    fn read_deadline(&self) -> std::time::Instant {
+        std::time::Instant::now()
+            + std::time::Duration::from_secs(self.io_secs.saturating_mul(READ_TIME_FACTOR))
+    }
+
+    /// Fails (and poisons the session) once `deadline` has passed.
+    fn check_deadline(&self, deadline: std::time::Instant, during: &str) -> Result<(), RemoteError> {
+        if std::time::Instant::now() > deadline {
+            self.poisoned.set(true);
+            return Err(RemoteError::Timeout {
+                during: format!("{during} (too slow in all)"),
+                secs: self.io_secs.saturating_mul(READ_TIME_FACTOR),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a stream to its end, failing past `cap` bytes or after `deadline` (each single
+    /// read is bounded by the session's io timeout). Either failure poisons the session.
+    fn read_capped(
+        &self,
+        reader: &mut dyn std::io::Read,
+        cap: u64,
+        deadline: std::time::Instant,
+        during: &str,
+        factor: u64,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if std::time::Instant::now() > deadline {
+                self.poisoned.set(true);
+                return Err(RemoteError::Timeout {
+                    during: format!("{during} (the node kept sending)"),
+                    secs: self.io_secs.saturating_mul(factor),
+                });
+            }
+            let n = reader.read(&mut chunk).map_err(|e| self.io_err(e, during))?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if out.len() as u64 + n as u64 > cap {
+                self.poisoned.set(true);
+                return Err(RemoteError::TooLarge {
+                    path: format!("output of {during}"),
+                    size: out.len() as u64 + n as u64,
+                    cap,
+                });
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
     }
 
     /// Runs a command and turns a non-zero exit into [`RemoteError::Command`].
@@ -933,9 +1120,20 @@ impl Session {
         Ok(out)
     }
 
-    /// Writes `bytes` to `path` atomically: upload to a temp name in the same directory with
-    /// `mode`, `mv -f` over the target, read back and compare SHA-256. On any failure the old
-    /// file stays under its name and the temp file is removed (best effort).
+    /// Writes `bytes` to `path` atomically, trusting nothing that sits at `path`:
+    /// - a target that is not a regular file (symlink, directory, device) is refused, never
+    ///   followed;
+    /// - the mode is `mode` (what the backup recorded) for a new file, and the replaced file's
+    ///   mode narrowed to `mode` otherwise: never looser than recorded;
+    /// - the temp file beside it is created exclusively (`O_EXCL`) under a 128-bit random name;
+    /// - `mv -T` renames it over the target (never into a directory that appeared there);
+    /// - the replaced file's owner and group are kept; where the SSH user may not, it stops
+    ///   before the rename ([`RemoteError::OwnerNotKept`]);
+    /// - afterwards the target must be a regular file with the SHA-256 of `bytes`.
+    ///
+    /// On any failure before the rename the old file stays under its name and the temp file is
+    /// removed (best effort). With `become: sudo` the same guarantees come from pinned sudo
+    /// commands and a fixed temp name (see `sudo::WriteSteps` for why and how).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         self.push_owned(path, bytes, mode, None)
     }
@@ -952,16 +1150,7 @@ impl Session {
         if let Some(b) = &self.become_ {
             return self.sudo_push(b, path, bytes, mode, owner);
         }
-        let created = owner.is_some() && self.stat(path)?.is_none();
-        self.push_plain(path, bytes, mode)?;
-        if let Some(owner) = owner.filter(|_| created) {
-            self.exec_ok(&format!(
-                "chown -h {} -- {}",
-                shell_quote(owner),
-                shell_quote(path)
-            ))?;
-        }
-        Ok(())
+        self.push_plain(path, bytes, mode, owner)
     }
 
     /// Whether the user and group names exist on the node (`getent`, as the SSH user).
@@ -974,14 +1163,20 @@ impl Session {
         Ok(out.status == 0)
     }
 
-    fn push_plain(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+    fn push_plain(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
         let (dir, name) = split_remote(path);
         let temp = join_remote(
             &dir,
-            &format!(".{name}.coldkeep-tmp-{:08x}", rand::random::<u32>()),
+            &format!(".{name}.coldkeep-tmp-{:032x}", rand::random::<u128>()),
         );
-        let mode = mode & 0o7777;
-        let result = self.push_via(path, &temp, bytes, mode);
+        let mode = mode & 0o777;
+        let result = self.push_via(path, &temp, bytes, mode, owner);
         if result.is_err() {
             // Best effort: the temp file may or may not exist; the target is untouched unless
             // `mv` already ran (then the temp name is gone anyway).
@@ -990,17 +1185,36 @@ impl Session {
         result
     }
 
-    fn push_via(&self, path: &str, temp: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+    fn push_via(
+        &self,
+        path: &str,
+        temp: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
         use std::io::Write;
         let sftp = self.sftp()?;
-        let target = self.stat_with(sftp, path)?;
+        let existing = self.lstat_with(sftp, path)?;
+        let mode = match &existing {
+            Some(st) if !st.is_file => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail:
+                        "not a regular file (a symlink, directory or device is never replaced or followed)"
+                            .into(),
+                });
+            }
+            Some(st) => st.mode & mode,
+            None => mode,
+        };
         let during = format!("uploading {temp}");
         {
             let mut file = sftp
                 .open_mode(
                     std::path::Path::new(temp),
                     ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
-                    (mode & 0o777) as i32,
+                    0o600,
                     ssh2::OpenType::File,
                 )
                 .map_err(|e| match e.code() {
@@ -1015,24 +1229,37 @@ impl Session {
             file.flush().map_err(|e| self.io_err(e, &during))?;
             // fsync@openssh.com; not every server has it.
             let _ = file.fsync();
+            // The mode goes on the open handle (fsetstat): never on whatever the name points to.
+            file.setstat(mode_only(mode)).map_err(|e| self.err(e, &during))?;
             file.close().map_err(|e| self.err(e, &during))?;
         }
         let qtemp = shell_quote(temp);
         let qpath = shell_quote(path);
-        self.exec_ok(&format!("chmod {mode:o} -- {qtemp}"))?;
-        if let Some(target) = target {
+        if let Some(target) = &existing {
             // Keep the owner and group of the file being replaced; when the SSH user may not,
             // stop before the rename instead of leaving the key owned by the wrong user.
             let _ = self.exec(&format!("chown --reference={qpath} -- {qtemp}"));
-            let ids = |st: Option<RemoteStat>| st.and_then(|s| s.owner).map(|o| (o.uid, o.gid));
+            let ids = |st: Option<&RemoteStat>| st.and_then(|s| s.owner.as_ref()).map(|o| (o.uid, o.gid));
             let want = ids(Some(target));
-            if want.is_some() && ids(self.stat_with(sftp, temp)?) != want {
+            if want.is_some() && ids(self.lstat_with(sftp, temp)?.as_ref()) != want {
                 return Err(RemoteError::OwnerNotKept {
                     path: path.to_string(),
                 });
             }
+        } else if let Some(owner) = owner {
+            // A new file gets the owner its backup recorded, before it appears under its name.
+            self.exec_ok(&format!("chown -h {} -- {qtemp}", shell_quote(owner)))?;
         }
-        self.exec_ok(&format!("mv -f -- {qtemp} {qpath}"))?;
+        self.exec_ok(&format!("mv -f -T -- {qtemp} {qpath}"))?;
+        match self.lstat_with(sftp, path)? {
+            Some(st) if st.is_file => {}
+            _ => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail: "after the rename the target is not a regular file".into(),
+                });
+            }
+        }
         let back = self.fetch(path, bytes.len() as u64 + 1024 * 1024)?;
         let expected = crate::digest::sha256_hex(bytes);
         let got = crate::digest::sha256_hex(&back.bytes);
@@ -1044,6 +1271,41 @@ impl Session {
             });
         }
         Ok(())
+    }
+
+    /// Stats a path without following a final symlink (`is_file` and `is_dir` are then false);
+    /// `Ok(None)` when it does not exist.
+    pub fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            // sudo's `stat` never follows a link.
+            return self.sudo_stat(b, path);
+        }
+        let sftp = self.sftp()?;
+        self.lstat_with(sftp, path)
+    }
+
+    fn lstat_with(&self, sftp: &ssh2::Sftp, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        match sftp.lstat(std::path::Path::new(path)) {
+            Ok(st) => Ok(Some(RemoteStat {
+                is_dir: st.is_dir(),
+                is_file: st.is_file(),
+                size: st.size.unwrap_or(0),
+                mode: st.perm.unwrap_or(0) & 0o7777,
+                owner: st.uid.zip(st.gid).map(|(uid, gid)| Owner {
+                    uid,
+                    gid,
+                    user: None,
+                    group: None,
+                }),
+            })),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
+            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
+                Err(RemoteError::PermissionDenied {
+                    path: path.to_string(),
+                })
+            }
+            Err(e) => Err(self.err(e, &format!("lstat of {path}"))),
+        }
     }
 
     /// Removes temp files (or directories) an interrupted upload to `path` left beside it.

@@ -14,6 +14,9 @@ pub trait Node {
     fn host_key_fingerprint(&self) -> &str;
     /// Stats a path, following links; `Ok(None)` when it does not exist.
     fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError>;
+    /// Stats a path without following a final symlink (a link is neither file nor directory);
+    /// `Ok(None)` when it does not exist. Restore uses it so a link at the target is refused.
+    fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError>;
     /// Whether `path` is a symbolic link (stat without following it); false when missing.
     fn is_symlink(&self, path: &str) -> Result<bool, RemoteError>;
     /// Reads a whole regular file, refusing one over `max_size` bytes.
@@ -36,8 +39,9 @@ pub trait Node {
     fn make_dir(&self, path: &str, mode: u32) -> Result<(), RemoteError>;
     /// Writes a file that must not exist yet (exclusive create) with exactly `mode`.
     fn write_new_file(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError>;
-    /// Replaces `path` atomically (temp file, rename) with `mode` and reads it back; a replaced
-    /// file's owner and group are kept (or the push stops before the rename).
+    /// Replaces `path` atomically (exclusive temp file, `mv -T`) and reads it back; refuses a
+    /// target that is not a regular file, narrows an existing file's mode to `mode`, and keeps
+    /// its owner and group (or stops before the rename).
     fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError>;
     /// Like [`Node::push`]; a file that did not exist gets `owner` (`user:group`), the owner its
     /// backup recorded, so a restored key is not left owned by whoever wrote it.
@@ -66,6 +70,9 @@ impl Node for Session {
     }
     fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
         Session::stat(self, path)
+    }
+    fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        Session::lstat(self, path)
     }
     fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
         Session::is_symlink(self, path)

@@ -129,7 +129,6 @@ impl WriteSteps {
         let temp = temp_of(path);
         let reference = format!("--reference={path}");
         let output = format!("of={temp}");
-        let mode = format!("{new_mode:04o}");
         WriteSteps {
             clean: op(
                 format!("remove whatever is at the temp name of {path} (a link is removed, not followed)"),
@@ -158,10 +157,7 @@ impl WriteSteps {
                 format!("give the temp file the mode of {path}"),
                 &[CHMOD, &reference, "--", &temp],
             ),
-            new_mode: op(
-                format!("mode of a newly created {path}"),
-                &[CHMOD, &mode, "--", &temp],
-            ),
+            new_mode: chmod_op(path, new_mode),
             rename: op(
                 format!("rename the temp file over {path} (replaces, never follows, a link)"),
                 &[MV, "-f", "-T", "--", &temp, path],
@@ -184,6 +180,17 @@ impl WriteSteps {
             self.check_target,
         ]
     }
+}
+
+/// Give the temp file of a write to `path` exactly `mode`: a new file's mode, or a replaced
+/// file's mode narrowed to what the backup recorded.
+fn chmod_op(path: &str, mode: u32) -> Op {
+    let temp = temp_of(path);
+    let text = format!("{mode:04o}");
+    op(
+        format!("mode {text} for the file written to {path}"),
+        &[CHMOD, &text, "--", &temp],
+    )
 }
 
 /// Every operation an atomic write of `path` may run, in order (the owner/mode pair by
@@ -589,10 +596,19 @@ impl Session {
                     .into(),
             });
         }
+        // A replaced file keeps its owner and its mode narrowed to `mode` (never looser than the
+        // backup recorded, as without sudo); a pinned rule exists for the usual case, where the
+        // narrowed mode is the replaced one or the recorded one.
+        let mode = mode & 0o777;
+        let want_mode = existing.as_ref().map_or(mode, |st| st.mode & mode);
         let new_owner = match &existing {
-            Some(_) => {
+            Some(st) => {
                 self.sudo_ok(b, &steps.owner_like, &[])?;
-                self.sudo_ok(b, &steps.mode_like, &[])?;
+                if want_mode == st.mode {
+                    self.sudo_ok(b, &steps.mode_like, &[])?;
+                } else {
+                    self.sudo_ok(b, &chmod_op(path, want_mode), &[])?;
+                }
                 None
             }
             None => {
@@ -606,7 +622,6 @@ impl Session {
         self.sudo_ok(b, &steps.rename, &[])?;
         // The result: a regular file of the right size, with the owner and mode intended.
         let after = self.sudo_stat(b, path)?;
-        let want_mode = existing.as_ref().map_or(mode & 0o7777, |st| st.mode);
         let owner_ok = |got: Option<&super::Owner>| match (&existing, new_owner, got) {
             (Some(old), _, got) => old.owner.as_ref().map(|o| (o.uid, o.gid)) == got.map(|o| (o.uid, o.gid)),
             (None, Some(want), Some(got)) => {

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 /// Caps on a tree fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeLimits {
-    /// At most this many files.
+    /// Most entries in the tree, files and directories counted (every one costs memory).
     pub max_files: u64,
     /// At most this many bytes in all.
     pub max_size: u64,
@@ -55,6 +55,20 @@ pub struct FetchedTree {
     pub files: Vec<(TreeEntry, Zeroizing<Vec<u8>>)>,
 }
 
+/// libssh2's `LIBSSH2_ERROR_FILE`: the end of a directory listing.
+const LIBSSH2_ERROR_FILE: i32 = -16;
+
+/// The error for a tree over `max_files` entries (files and directories).
+fn too_many(root: &str, limits: TreeLimits) -> RemoteError {
+    RemoteError::TreeTooLarge {
+        path: root.to_string(),
+        detail: format!(
+            "more than {} files and directories counted together (max_files)",
+            limits.max_files
+        ),
+    }
+}
+
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
@@ -93,6 +107,8 @@ impl Session {
             }],
         };
         let mut total = 0u64;
+        // Entries seen so far, directories included (30,000 empty directories are no keystore).
+        let mut seen = 0u64;
         let mut pending = vec![String::new()];
         while let Some(dir_rel) = pending.pop() {
             let dir_abs = if dir_rel.is_empty() {
@@ -101,17 +117,12 @@ impl Session {
                 join_remote(root, &dir_rel)
             };
             let during = format!("listing {dir_abs}");
-            let mut entries = sftp.readdir(Path::new(&dir_abs)).map_err(|e| match e.code() {
-                ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
-                    path: dir_abs.clone(),
-                },
-                _ => self.err(e, &during),
-            })?;
+            let mut entries = self.read_dir_capped(sftp, &dir_abs, &during, root, limits, &mut seen)?;
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (path, stat) in entries {
                 let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                     return Err(RemoteError::UnsafeEntry {
-                        path: path.display().to_string(),
+                        path: crate::text::escape_control(&path.display().to_string()),
                         detail: "the name is not valid UTF-8".into(),
                     });
                 };
@@ -130,6 +141,9 @@ impl Session {
                 let abs = join_remote(root, &rel);
                 match perm & S_IFMT {
                     S_IFDIR => {
+                        if tree.files.len() as u64 + tree.dirs.len() as u64 >= limits.max_files {
+                            return Err(too_many(root, limits));
+                        }
                         tree.dirs.push((rel.clone(), perm & 0o7777));
                         tree.dir_entries.push(TreeEntry {
                             rel: rel.clone(),
@@ -158,11 +172,8 @@ impl Session {
                                 group: None,
                             }),
                         });
-                        if tree.files.len() as u64 > limits.max_files {
-                            return Err(RemoteError::TreeTooLarge {
-                                path: root.to_string(),
-                                detail: format!("more than {} files (max_files)", limits.max_files),
-                            });
+                        if tree.files.len() as u64 + tree.dirs.len() as u64 > limits.max_files {
+                            return Err(too_many(root, limits));
                         }
                         if total > limits.max_size {
                             return Err(RemoteError::TreeTooLarge {
@@ -173,14 +184,14 @@ impl Session {
                     }
                     S_IFLNK => {
                         return Err(RemoteError::UnsafeEntry {
-                            path: abs,
+                            path: crate::text::escape_control(&abs),
                             detail: "a symbolic link (refused: a keystore holds only files and directories)"
                                 .into(),
                         });
                     }
                     _ => {
                         return Err(RemoteError::UnsafeEntry {
-                            path: abs,
+                            path: crate::text::escape_control(&abs),
                             detail: "not a regular file or directory (device, fifo or socket)".into(),
                         });
                     }
@@ -191,6 +202,45 @@ impl Session {
         tree.dirs.sort();
         tree.dir_entries.sort_by(|a, b| a.rel.cmp(&b.rel));
         Ok(Some(tree))
+    }
+
+    /// Reads one directory's entries (names relative to it, `.` and `..` dropped) entry by
+    /// entry, so a directory with millions of names fails at the cap instead of filling memory.
+    fn read_dir_capped(
+        &self,
+        sftp: &ssh2::Sftp,
+        dir_abs: &str,
+        during: &str,
+        root: &str,
+        limits: TreeLimits,
+        seen: &mut u64,
+    ) -> Result<Vec<(std::path::PathBuf, ssh2::FileStat)>, RemoteError> {
+        let mut dir = sftp.opendir(Path::new(dir_abs)).map_err(|e| match e.code() {
+            ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
+                path: dir_abs.to_string(),
+            },
+            _ => self.err(e, during),
+        })?;
+        let deadline = self.read_deadline();
+        let mut out = Vec::new();
+        loop {
+            self.check_deadline(deadline, during)?;
+            match dir.readdir() {
+                Ok((name, stat)) => {
+                    if name == Path::new(".") || name == Path::new("..") {
+                        continue;
+                    }
+                    *seen += 1;
+                    if *seen > limits.max_files {
+                        return Err(too_many(root, limits));
+                    }
+                    out.push((Path::new(dir_abs).join(name), stat));
+                }
+                Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_FILE) => break,
+                Err(e) => return Err(self.err(e, during)),
+            }
+        }
+        Ok(out)
     }
 
     /// Lists and reads the whole tree under `root`; `Ok(None)` when there is no such directory.
@@ -240,6 +290,16 @@ impl Session {
         let sftp = self.sftp()?;
         sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
             .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
+        // setstat follows links: check that the name still is the directory just made.
+        match sftp.lstat(Path::new(path)) {
+            Ok(st) if st.perm.unwrap_or(0) & S_IFMT == S_IFDIR => {}
+            _ => {
+                return Err(RemoteError::UnsafeEntry {
+                    path: path.to_string(),
+                    detail: "the directory just created was replaced".into(),
+                });
+            }
+        }
         self.set_mode(sftp, path, mode)
     }
 
@@ -264,20 +324,14 @@ impl Session {
         }
         file.flush().map_err(|e| self.io_err(e, &during))?;
         let _ = file.fsync();
-        file.close().map_err(|e| self.err(e, &during))?;
-        self.set_mode(sftp, path, mode)
+        // On the open handle (fsetstat), so a name swapped meanwhile is never chmod-ed.
+        file.setstat(super::mode_only(mode))
+            .map_err(|e| self.sftp_err(e, path, &format!("setting the mode of {path}")))?;
+        file.close().map_err(|e| self.err(e, &during))
     }
 
     fn set_mode(&self, sftp: &ssh2::Sftp, path: &str, mode: u32) -> Result<(), RemoteError> {
-        let stat = ssh2::FileStat {
-            size: None,
-            uid: None,
-            gid: None,
-            perm: Some(mode & 0o7777),
-            atime: None,
-            mtime: None,
-        };
-        sftp.setstat(Path::new(path), stat)
+        sftp.setstat(Path::new(path), super::mode_only(mode))
             .map_err(|e| self.sftp_err(e, path, &format!("setting the mode of {path}")))
     }
 
@@ -333,12 +387,20 @@ impl Session {
     }
 
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
+    /// Afterwards `to` must be a directory (not a link someone swapped in).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
         if let Some(b) = &self.become_ {
             return self.sudo_rename(b, from, to);
         }
         self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;
-        Ok(())
+        let sftp = self.sftp()?;
+        match sftp.lstat(Path::new(to)) {
+            Ok(st) if st.perm.unwrap_or(0) & S_IFMT == S_IFDIR => Ok(()),
+            _ => Err(RemoteError::UnsafeEntry {
+                path: to.to_string(),
+                detail: "after the rename it is not a directory".into(),
+            }),
+        }
     }
 
     /// Paths named `.NAME.<tag>*` directly beside `path` (leftovers of an interrupted restore),

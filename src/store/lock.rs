@@ -32,6 +32,8 @@ impl StoreLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // Never through a planted symlink (set_len below would empty its target).
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&path)
             .map_err(io)?;

@@ -6,6 +6,7 @@
 
 mod lock;
 pub mod retention;
+mod signed;
 mod state;
 
 pub use lock::{LOCK_FILE, StoreLock};
@@ -13,6 +14,7 @@ pub use state::{KeystoreState, RunState, STATE_DIR};
 
 use crate::bundle::Sidecar;
 use crate::config::StoreConfig;
+use crate::sign::{Keys, Verdict};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -50,6 +52,8 @@ pub struct Store {
     pub replicas: Vec<PathBuf>,
     /// How long to wait for the store lock.
     pub lock_wait: std::time::Duration,
+    /// Signs what is written and checks what is read; `None` = cannot write, trusts nothing.
+    pub keys: Option<std::sync::Arc<Keys>>,
 }
 
 /// One stored copy (primary or replica) of an artifact.
@@ -63,6 +67,8 @@ pub struct Copy {
     pub sidecar_path: PathBuf,
     /// Both files exist.
     pub present: bool,
+    /// This copy's sidecar signature (`Unsigned` when the copy is missing).
+    pub signature: Verdict,
 }
 
 /// An artifact as listed: its sidecar and where its copies are.
@@ -78,6 +84,9 @@ pub struct Artifact {
     pub sidecar: Sidecar,
     /// Primary first, then replicas in config order.
     pub copies: Vec<Copy>,
+    /// The signature of the sidecar above: valid when any copy is validly signed (that copy's
+    /// sidecar is the one listed), else the first copy's verdict.
+    pub signature: Verdict,
 }
 
 /// Something found in the store that is not a whole, readable artifact.
@@ -95,8 +104,12 @@ pub struct Problem {
 /// Result of [`Store::list`]: artifacts oldest first per keystore, plus problems found.
 #[derive(Debug, Default)]
 pub struct Listing {
-    /// The artifacts found.
+    /// Validly signed artifacts: the only ones anything may trust (reuse, repair, retention,
+    /// restore, status).
     pub artifacts: Vec<Artifact>,
+    /// Artifacts without a valid signature (unsigned, bad, foreign, future-dated): shown by
+    /// `list` and `verify`, reported by `prune`, never used.
+    pub untrusted: Vec<Artifact>,
     /// Files that could not be read as artifacts.
     pub problems: Vec<Problem>,
 }
@@ -108,57 +121,58 @@ impl Store {
             primary: cfg.path.clone(),
             replicas: cfg.replicas.clone(),
             lock_wait: cfg.lock_wait,
+            keys: cfg.keys.clone(),
         }
     }
 
-    /// The separate store for Acra master keys, when the config has one (no replicas).
+    /// The separate store for Acra master keys, when the config has one, with its own replicas.
     pub fn master_keys(cfg: &StoreConfig) -> Option<Store> {
         cfg.master_key_store.as_ref().map(|path| Store {
             primary: path.clone(),
-            replicas: Vec::new(),
+            replicas: cfg.master_key_replicas.clone(),
             lock_wait: cfg.lock_wait,
+            keys: cfg.keys.clone(),
         })
     }
 
     /// Writes the missing copies of an artifact (a replica that was offline, or a run killed
-    /// between roots) from a present copy whose ciphertext matches its sidecar; returns how many
-    /// copies were written. Present copies are not touched.
+    /// between roots) from a present, validly signed copy whose ciphertext matches its sidecar;
+    /// returns how many copies were written. A copy with a bad or missing signature counts as
+    /// missing and is replaced; good copies are not touched. The sidecar and its signature are
+    /// copied byte for byte.
     pub fn repair_missing(&self, artifact: &Artifact) -> Result<usize, StoreError> {
-        if artifact.copies.iter().all(|c| c.present) {
+        if artifact
+            .copies
+            .iter()
+            .all(|c| c.present && c.signature.is_valid())
+        {
             return Ok(0);
         }
         // Under the lock, so a concurrent prune cannot have removed the artifact in between.
         let _lock = self.lock()?;
-        let Some((ciphertext, sidecar)) = artifact
-            .copies
-            .iter()
-            .filter(|c| c.age_path.is_file() && c.sidecar_path.is_file())
-            .filter_map(|c| self.read(c).ok())
-            .find(|(ct, sc)| {
-                crate::digest::sha256_hex(ct) == sc.ciphertext_sha256 && sc.same_artifact(&artifact.sidecar)
-            })
-        else {
+        let Some(source) = self.signed_source(artifact) else {
             return Ok(0);
         };
-        let mut json = serde_json::to_vec_pretty(&sidecar).map_err(|e| StoreError::Invalid {
-            path: self.primary.clone(),
-            message: e.to_string(),
-        })?;
-        json.push(b'\n');
         let mut written = 0;
-        for copy in artifact.copies.iter().filter(|c| !c.present) {
+        for copy in artifact
+            .copies
+            .iter()
+            .filter(|c| !c.present || !c.signature.is_valid())
+        {
             if !copy.root.is_dir() {
                 // An unmounted replica must not be filled on the local disk underneath it.
                 tracing::warn!(root = %copy.root.display(), "replica root missing (not mounted?); copy not written");
                 continue;
             }
-            if copy.age_path.exists() && copy.sidecar_path.exists() {
-                continue;
-            }
             let dir = copy.age_path.parent().unwrap_or(&copy.root).to_path_buf();
             create_private_dirs(&copy.root, &dir)?;
-            write_atomic(&dir, &copy.age_path, &ciphertext)?;
-            write_atomic(&dir, &copy.sidecar_path, &json)?;
+            write_atomic(&dir, &copy.age_path, &source.ciphertext)?;
+            write_atomic(
+                &dir,
+                &crate::sign::sig_path(&copy.sidecar_path),
+                &source.signature,
+            )?;
+            write_atomic(&dir, &copy.sidecar_path, &source.sidecar)?;
             tracing::info!(artifact = %artifact.id, root = %copy.root.display(), "wrote a missing copy");
             written += 1;
         }
@@ -170,9 +184,11 @@ impl Store {
         StoreLock::acquire(&self.primary, self.lock_wait)
     }
 
-    /// Whether a copy is there and its ciphertext matches its sidecar (and the listed sidecar).
+    /// Whether a copy is there, validly signed, and its ciphertext matches its sidecar (and the
+    /// listed sidecar).
     pub fn copy_intact(&self, artifact: &Artifact, copy: &Copy) -> bool {
         copy.present
+            && copy.signature.is_valid()
             && self.read(copy).is_ok_and(|(ciphertext, sidecar)| {
                 crate::digest::sha256_hex(&ciphertext) == sidecar.ciphertext_sha256
                     && sidecar.same_artifact(&artifact.sidecar)
@@ -205,8 +221,18 @@ impl Store {
             message: format!("cannot serialise sidecar: {e}"),
         })?;
         json.push(b'\n');
+        let signature = self.sign(&json)?;
         let mut first_error = None;
         for root in self.roots() {
+            if root != &self.primary && !root.is_dir() {
+                // Never created: an unmounted replica must not fill the disk underneath it. The
+                // copy is listed as missing, and the next run writes it once the root is back.
+                tracing::warn!(
+                    root = %root.display(),
+                    "replica root missing (not mounted?); copy not written, the next run repairs it"
+                );
+                continue;
+            }
             let result = (|| {
                 let dir = root.join(&m.node).join(&m.keystore);
                 create_private_dirs(root, &dir)?;
@@ -218,8 +244,10 @@ impl Store {
                         message: "an artifact with this id already exists; not overwriting".into(),
                     });
                 }
-                // Ciphertext first: a sidecar is only ever written beside a whole .age file.
+                // Ciphertext first, then the signature: a sidecar is only ever written beside a
+                // whole .age file and its signature.
                 write_atomic(&dir, &age_path, ciphertext)?;
+                write_atomic(&dir, &crate::sign::sig_path(&json_path), &signature)?;
                 write_atomic(&dir, &json_path, &json)
             })();
             if let Err(e) = result {
@@ -258,6 +286,14 @@ impl Store {
                         })
                         .map(|e| e.file_name())
                         .collect();
+                    // Signatures dominate listing time: check this directory's in parallel first.
+                    let mut checked = self.read_signed_sidecars(
+                        entries
+                            .iter()
+                            .map(|e| e.path())
+                            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                            .collect(),
+                    );
                     for entry in entries {
                         let path = entry.path();
                         let name = entry.file_name().to_string_lossy().into_owned();
@@ -270,23 +306,35 @@ impl Store {
                             });
                             continue;
                         }
-                        if let Some(id) = name.strip_suffix(".json") {
+                        if let Some(sidecar) = name.strip_suffix(crate::sign::SIG_SUFFIX) {
+                            if !names.contains(std::ffi::OsStr::new(sidecar)) {
+                                problems.push(Problem {
+                                    path,
+                                    message:
+                                        "signature without a sidecar (an interrupted write; safe to delete)"
+                                            .into(),
+                                    interrupted: true,
+                                });
+                            }
+                        } else if let Some(id) = name.strip_suffix(".json") {
                             let slot = found
                                 .entry((n.clone(), ks.clone(), id.to_string()))
                                 .or_insert_with(|| vec![None; roots.len()]);
                             let has_age = names.contains(std::ffi::OsStr::new(&format!("{id}.age")));
-                            match read_sidecar(&path) {
-                                Ok(s) if s.manifest.node != n || s.manifest.keystore != ks => {
-                                    problems.push(Problem {
+                            let read = checked
+                                .remove(&path)
+                                .unwrap_or_else(|| self.read_signed_sidecar(&path));
+                            match read {
+                                Ok((s, _)) if s.manifest.node != n || s.manifest.keystore != ks => problems
+                                    .push(Problem {
                                         path,
                                         message: format!(
                                             "sidecar names {}/{}, but it is stored under {n}/{ks}",
                                             s.manifest.node, s.manifest.keystore
                                         ),
                                         interrupted: false,
-                                    })
-                                }
-                                Ok(s) => slot[i] = Some((s, has_age)),
+                                    }),
+                                Ok((s, verdict)) => slot[i] = Some((s, has_age, verdict)),
                                 Err(e) => problems.push(Problem {
                                     path,
                                     message: format!("unreadable sidecar: {e}"),
@@ -314,9 +362,16 @@ impl Store {
                 }
             }
         }
-        let mut artifacts = Vec::new();
+        let (mut artifacts, mut untrusted) = (Vec::new(), Vec::new());
         for ((node, keystore, id), sidecars) in found {
-            let Some(sidecar) = sidecars.iter().flatten().next().map(|(s, _)| s.clone()) else {
+            // The listed sidecar is a validly signed copy's when there is one.
+            let Some((sidecar, _, signature)) = sidecars
+                .iter()
+                .flatten()
+                .find(|(_, _, v)| v.is_valid())
+                .or_else(|| sidecars.iter().flatten().next())
+                .cloned()
+            else {
                 continue;
             };
             let copies = roots
@@ -327,24 +382,36 @@ impl Store {
                     let age_path = dir.join(format!("{id}.age"));
                     Copy {
                         root: (*root).clone(),
-                        present: s.as_ref().is_some_and(|(_, has_age)| *has_age),
+                        present: s.as_ref().is_some_and(|(_, has_age, _)| *has_age),
+                        signature: s.as_ref().map_or(Verdict::Unsigned, |(_, _, v)| v.clone()),
                         age_path,
                         sidecar_path: dir.join(format!("{id}.json")),
                     }
                 })
                 .collect();
-            artifacts.push(Artifact {
+            let artifact = Artifact {
                 node,
                 keystore,
                 id,
                 sidecar,
                 copies,
-            });
+                signature,
+            };
+            if artifact.signature.is_valid() {
+                artifacts.push(artifact);
+            } else {
+                untrusted.push(artifact);
+            }
         }
-        Ok(Listing { artifacts, problems })
+        Ok(Listing {
+            artifacts,
+            untrusted,
+            problems,
+        })
     }
 
-    /// Records in every copy's sidecar that a backup at `at` found the same material.
+    /// Records in every validly signed copy's sidecar that a backup at `at` found the same
+    /// material, and signs the new sidecar.
     pub fn mark_unchanged(
         &self,
         artifact: &Artifact,
@@ -352,9 +419,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let mut first_error = None;
-        for copy in artifact.copies.iter().filter(|c| c.present) {
+        for copy in artifact
+            .copies
+            .iter()
+            .filter(|c| c.present && c.signature.is_valid())
+        {
             let result = (|| {
-                let mut sidecar = read_sidecar(&copy.sidecar_path)?;
+                let (mut sidecar, verdict) = self.read_signed_sidecar(&copy.sidecar_path)?;
+                if !verdict.is_valid() {
+                    return Err(StoreError::Invalid {
+                        path: copy.sidecar_path.clone(),
+                        message: format!("not updated: {verdict}"),
+                    });
+                }
                 sidecar.seen_unchanged_at = Some(at);
                 let mut json = serde_json::to_vec_pretty(&sidecar).map_err(|e| StoreError::Invalid {
                     path: copy.sidecar_path.clone(),
@@ -362,6 +439,13 @@ impl Store {
                 })?;
                 json.push(b'\n');
                 let dir = copy.sidecar_path.parent().unwrap_or(&copy.root);
+                // Signature first: a crash in between leaves a bad signature (never trusted, the
+                // next run writes a new artifact), not a forged-looking good one.
+                write_atomic(
+                    dir,
+                    &crate::sign::sig_path(&copy.sidecar_path),
+                    &self.sign(&json)?,
+                )?;
                 write_atomic(dir, &copy.sidecar_path, &json)
             })();
             if let Err(e) = result {
@@ -372,12 +456,16 @@ impl Store {
     }
 
     /// Deletes an artifact from every root: the sidecar first (so it is no longer listed), then
-    /// the ciphertext.
+    /// its signature and the ciphertext.
     pub fn remove(&self, artifact: &Artifact) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let mut first_error = None;
         for copy in &artifact.copies {
-            for path in [&copy.sidecar_path, &copy.age_path] {
+            for path in [
+                &copy.sidecar_path,
+                &crate::sign::sig_path(&copy.sidecar_path),
+                &copy.age_path,
+            ] {
                 match fs::remove_file(path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -401,8 +489,9 @@ impl Store {
     }
 }
 
-/// One root's copy of an artifact while listing: its sidecar, and whether its `.age` is beside it.
-type Found = (Sidecar, bool);
+/// One root's copy of an artifact while listing: its sidecar, whether its `.age` is beside it,
+/// and its signature.
+type Found = (Sidecar, bool, Verdict);
 
 fn safe_component(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
@@ -417,6 +506,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 /// Creates `dir` and its missing parents below (and including) `root` with mode 0700.
 pub(crate) fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
+    crate::config::perms::check_store_root(root).map_err(|message| StoreError::Invalid {
+        path: root.to_path_buf(),
+        message,
+    })?;
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.exists() {
@@ -492,5 +585,7 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, StoreError> {
         .collect())
 }
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;

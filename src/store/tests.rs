@@ -3,7 +3,7 @@ use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
 use chrono::TimeZone;
 use std::os::unix::fs::MetadataExt;
 
-fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
+pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
     Sidecar {
         manifest: Manifest {
             format: FORMAT_VERSION,
@@ -26,11 +26,25 @@ fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
     }
 }
 
-fn store(dir: &Path) -> Store {
+/// A fresh signing key trusted by its own allowed_signers.
+pub(super) fn test_keys() -> Option<std::sync::Arc<Keys>> {
+    let signer = crate::sign::Signer::generate();
+    let allowed = crate::sign::AllowedSigners::parse(&format!("test {}", signer.public_line())).unwrap();
+    Some(std::sync::Arc::new(Keys { signer, allowed }))
+}
+
+pub(super) fn store(dir: &Path) -> Store {
+    // A replica root is a mounted disk: it exists (coldkeep never creates one).
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("replica"))
+        .unwrap();
     Store {
         lock_wait: std::time::Duration::from_secs(5),
         primary: dir.join("primary"),
         replicas: vec![dir.join("replica")],
+        keys: test_keys(),
     }
 }
 
@@ -103,6 +117,7 @@ fn write_error_names_the_path() {
         lock_wait: std::time::Duration::from_secs(5),
         primary: blocker.join("store"),
         replicas: vec![],
+        keys: test_keys(),
     };
     let e = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap_err().to_string();
     assert!(e.contains(&blocker.display().to_string()), "{e}");

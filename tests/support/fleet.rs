@@ -23,13 +23,21 @@ pub struct Fleet {
     pub age_identity: PathBuf,
     pub recipient: String,
     pub config: PathBuf,
+    /// The artifact signing key (made by stock `ssh-keygen`), outside the store roots.
+    pub signing_key: PathBuf,
+    /// allowed_signers trusting `signing_key` for the coldkeep namespace.
+    pub allowed_signers: PathBuf,
 }
 
 impl Fleet {
     pub fn new(names: &[&str]) -> Fleet {
+        // Secret files the tests write must not be world-readable (coldkeep refuses those), and
+        // the replica root exists as a mounted one would (coldkeep never creates it).
+        // SAFETY: umask has no preconditions.
+        unsafe { libc::umask(0o077) };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        for sub in ["home", "tmp", "cwd", "secrets"] {
+        for sub in ["home", "tmp", "cwd", "secrets", "replica"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let sandbox = Sandbox::new(&dir.join("ssh")).unwrap();
@@ -54,6 +62,7 @@ impl Fleet {
             .expect("age-keygen prints the public key")
             .to_string();
         let config = dir.join("coldkeep.yaml");
+        let (signing_key, allowed_signers) = signing_key(&dir.join("secrets"), "signing_key");
         Fleet {
             _tmp: tmp,
             dir,
@@ -62,6 +71,8 @@ impl Fleet {
             age_identity,
             recipient,
             config,
+            signing_key,
+            allowed_signers,
         }
     }
 
@@ -112,6 +123,7 @@ impl Fleet {
         let text = format!(
             "store:\n  path: {}\n  replicas: [{}]\nencryption:\n  recipients: [{}]\n\
              ssh:\n  user: {}\n  identity: {}\n  known_hosts: {}\n  connect_timeout: 5s\n  io_timeout: 20s\n\
+             signing:\n  key: {}\n  allowed_signers: {}\n\
              jobs: 4\n{top}nodes:\n{nodes_yaml}",
             self.store().display(),
             self.replica().display(),
@@ -119,6 +131,8 @@ impl Fleet {
             self.sandbox.user,
             self.sandbox.client_key.display(),
             self.sandbox.known_hosts.display(),
+            self.signing_key.display(),
+            self.allowed_signers.display(),
         );
         fs::write(&self.config, text).unwrap();
     }
@@ -264,4 +278,31 @@ pub fn cn_config(key_location: &str, key_name: &str, l1_override: Option<(&str, 
         profile("dag-l0", 0, ("global", "global")),
         profile("dag-l1", 1, l1),
     )
+}
+
+/// Makes an Ed25519 signing key `dir/name` with stock `ssh-keygen` and an allowed_signers file
+/// `dir/name.allowed` trusting it (principal `coldkeep`) for the coldkeep namespace.
+pub fn signing_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    fs::create_dir_all(dir).unwrap();
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "coldkeep", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+    let allowed = dir.join(format!("{name}.allowed"));
+    fs::write(
+        &allowed,
+        format!("coldkeep namespaces=\"{}\" {public}", coldkeep::sign::NAMESPACE),
+    )
+    .unwrap();
+    // Whatever the umask: coldkeep refuses an allowed_signers that others can write.
+    fs::set_permissions(&allowed, fs::Permissions::from_mode(0o644)).unwrap();
+    (key, allowed)
 }

@@ -1,0 +1,152 @@
+//! Redaction of config lines shown in error snippets.
+//!
+//! A snippet shows the offending line of the operator's file. Values under `password`,
+//! `passphrase` (any key containing either word) and `master_key` never appear in one, nor do
+//! the lines of a block nested under such a key (a `{env: ..}` mapping written as a block, or a
+//! `|` literal holding a pasted secret), nor the values of such keys inside inline `{...}`
+//! mappings.
+
+/// Whether a mapping key names a secret.
+pub(super) fn is_secret_key(key: &str) -> bool {
+    let k = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    k == "master_key" || k.contains("password") || k.contains("passphrase")
+}
+
+/// Line `line` (1-based) of `text`, safe to print.
+pub(super) fn redact_line(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(src) = lines.get(line.wrapping_sub(1)) else {
+        return String::new();
+    };
+    if under_secret_key(&lines, line - 1) {
+        let indent = src.len() - src.trim_start().len();
+        return format!("{}<redacted>", &src[..indent]);
+    }
+    redact_inline(src)
+}
+
+fn indent_of(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+/// The key of a `key: value` line (list dashes skipped).
+fn key_of(l: &str) -> Option<&str> {
+    let t = l.trim_start().trim_start_matches("- ").trim_start();
+    let (key, _) = t.split_once(':')?;
+    (!key.contains(['{', '[', ' '])).then_some(key)
+}
+
+/// Whether line `idx` is nested (by indentation) under a secret key.
+fn under_secret_key(lines: &[&str], idx: usize) -> bool {
+    let mut indent = indent_of(lines[idx]);
+    if lines[idx].trim().is_empty() {
+        return false;
+    }
+    for prev in lines[..idx].iter().rev() {
+        if prev.trim().is_empty() || prev.trim_start().starts_with('#') {
+            continue;
+        }
+        let i = indent_of(prev);
+        if i < indent {
+            if key_of(prev).is_some_and(is_secret_key) {
+                return true;
+            }
+            indent = i;
+            if i == 0 {
+                break;
+            }
+        }
+    }
+    false
+}
+
+/// Replaces the value of every secret key in the line (block or inline `{...}` form).
+fn redact_inline(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let chars: Vec<char> = src.chars().collect();
+    let mut key_start = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        out.push(c);
+        match c {
+            '{' | ',' | '[' => key_start = out.len(),
+            ':' if chars.get(i + 1).is_none_or(|n| n.is_whitespace()) => {
+                let key: String = out[key_start..out.len() - 1]
+                    .trim()
+                    .trim_start_matches("- ")
+                    .to_string();
+                if is_secret_key(&key) {
+                    // Skip the value: to the end of an inline `{...}` value, else to the next
+                    // `,` / `}` of an enclosing inline mapping, else to the end of the line.
+                    let mut j = i + 1;
+                    while j < chars.len() && chars[j] == ' ' {
+                        j += 1;
+                    }
+                    if j >= chars.len() || chars[j] == '#' {
+                        // `password:` opening a block: nothing on this line to hide.
+                        i += 1;
+                        continue;
+                    }
+                    out.push_str(" <redacted>");
+                    let mut depth = 0i32;
+                    while j < chars.len() {
+                        match chars[j] {
+                            '{' | '[' => depth += 1,
+                            '}' | ']' if depth > 0 => depth -= 1,
+                            ',' | '}' | ']' if depth == 0 => break,
+                            _ => {}
+                        }
+                        j += 1;
+                    }
+                    i = j;
+                    key_start = out.len();
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_values_under_secret_keys_are_hidden() {
+        assert_eq!(redact_line("password: hunter2", 1), "password: <redacted>");
+        assert_eq!(
+            redact_line("  - identity_passphrase: \"s3cr3t\"", 1),
+            "  - identity_passphrase: <redacted>"
+        );
+        assert_eq!(redact_line("master_key: abc", 1), "master_key: <redacted>");
+        // Not secrets: the master key's store and its public recipients.
+        assert_eq!(redact_line("master_key_store: /x", 1), "master_key_store: /x");
+        assert_eq!(redact_line("host: n1", 1), "host: n1");
+    }
+
+    #[test]
+    fn inline_mappings_are_redacted_key_by_key() {
+        assert_eq!(
+            redact_line("ks: {name: a, password: hunter2, path: /p}", 1),
+            "ks: {name: a, password: <redacted>, path: /p}"
+        );
+        assert_eq!(redact_line("password: {env: HUNTER2}", 1), "password: <redacted>");
+        assert_eq!(
+            redact_line("- {passphrase: {file: /s}, x: 1}", 1),
+            "- {passphrase: <redacted>, x: 1}"
+        );
+    }
+
+    #[test]
+    fn lines_nested_under_a_secret_key_are_hidden() {
+        let text = "nodes:\n  - name: n\n    password: |\n      hunter2\n    master_key:\n      env: X\n    host: h\n";
+        assert_eq!(redact_line(text, 4), "      <redacted>");
+        assert_eq!(redact_line(text, 6), "      <redacted>");
+        assert_eq!(redact_line(text, 7), "    host: h");
+        assert_eq!(redact_line(text, 3), "    password: <redacted>");
+    }
+}

@@ -1,0 +1,411 @@
+//! Artifact signatures: OpenSSH SSHSIG (Ed25519) over a sidecar's exact bytes, checked against an
+//! OpenSSH `allowed_signers` file.
+//!
+//! age authenticates nothing about who wrote a file and the recipients are public, so anyone who
+//! can write to a store root could plant an artifact. A detached signature by the agent's key
+//! closes that: nothing unsigned is trusted. The format is stock OpenSSH's (via RustCrypto's
+//! `ssh-key`), so `ssh-keygen -Y verify -n coldkeep-artifact` checks the same files.
+//!
+//! This module is the lowest layer: it knows files and bytes, not stores or configs.
+
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// The SSHSIG namespace of every coldkeep artifact signature (`ssh-keygen -Y ... -n`): a
+/// signature made for anything else (git commits, files) cannot pass as an artifact's.
+pub const NAMESPACE: &str = "coldkeep-artifact";
+
+/// Suffix of the signature file beside a sidecar: `<stamp>-<id>.json.sig`.
+pub const SIG_SUFFIX: &str = ".sig";
+
+/// A signing-key or allowed_signers problem; names the file, never contains key material.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct SignError {
+    /// The key or allowed_signers file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn sign_error(path: &Path, message: impl Into<String>) -> SignError {
+    SignError {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// The agent's signing key (decrypted in memory only), made to sign sidecars.
+pub struct Signer {
+    key: PrivateKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.fingerprint())
+    }
+}
+
+impl Signer {
+    /// Reads an OpenSSH private key file; an encrypted one needs `passphrase`. Only Ed25519 is
+    /// accepted: one small, fast, deterministic algorithm that every OpenSSH verifies.
+    pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Signer, SignError> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| sign_error(path, format!("cannot read signing key: {e}")))?,
+        );
+        let key = PrivateKey::from_openssh(text.as_bytes())
+            .map_err(|e| sign_error(path, format!("not an OpenSSH private key: {e}")))?;
+        let key = if key.is_encrypted() {
+            let Some(pass) = passphrase else {
+                return Err(sign_error(
+                    path,
+                    "the signing key is passphrase-protected: set `signing.passphrase` ({env: NAME} or {file: PATH})",
+                ));
+            };
+            key.decrypt(pass.as_bytes())
+                .map_err(|_| sign_error(path, "cannot decrypt the signing key: wrong passphrase?"))?
+        } else {
+            key
+        };
+        if key.algorithm() != Algorithm::Ed25519 {
+            return Err(sign_error(
+                path,
+                format!("the signing key is {}, expected an Ed25519 key", key.algorithm()),
+            ));
+        }
+        Ok(Signer { key })
+    }
+
+    /// Makes a fresh key (tests and the demo: coldkeep never needs to invent a production key).
+    pub fn generate() -> Signer {
+        let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).expect("Ed25519 keygen");
+        Signer { key }
+    }
+
+    /// The key in OpenSSH private-key format (unencrypted), for the demo and tests to write.
+    pub fn to_openssh(&self) -> Zeroizing<String> {
+        self.key.to_openssh(LineEnding::LF).expect("encodable key")
+    }
+
+    /// `ssh-ed25519 AAAA...`: the line to put in allowed_signers after a principal.
+    pub fn public_line(&self) -> String {
+        self.key.public_key().to_openssh().expect("encodable public key")
+    }
+
+    /// `SHA256:...` of the public key, for messages.
+    pub fn fingerprint(&self) -> String {
+        self.key.public_key().fingerprint(HashAlg::Sha256).to_string()
+    }
+
+    /// The armored SSHSIG signature (`-----BEGIN SSH SIGNATURE-----`) of `message`.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.key
+            .sign(NAMESPACE, HashAlg::Sha512, message)
+            .and_then(|s| s.to_pem(LineEnding::LF))
+            .expect("Ed25519 signing cannot fail")
+            .into_bytes()
+    }
+}
+
+/// One `allowed_signers` line: who, which namespaces, which key.
+#[derive(Debug, Clone)]
+struct Entry {
+    principals: String,
+    /// `None` = every namespace (no `namespaces=` option).
+    namespaces: Option<Vec<String>>,
+    key: PublicKey,
+}
+
+/// The keys whose signatures are trusted (OpenSSH `allowed_signers`). Several keys may be
+/// listed, so a key can be rotated while the artifacts it signed stay valid.
+#[derive(Debug, Clone)]
+pub struct AllowedSigners {
+    entries: Vec<Entry>,
+}
+
+/// What a signature says about an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed by an allowed key for the coldkeep namespace.
+    Valid {
+        /// The allowed_signers principals of the key.
+        principal: String,
+    },
+    /// No signature file.
+    Unsigned,
+    /// A signature that does not check: edited sidecar, wrong namespace, garbage.
+    Bad(String),
+    /// A well-formed signature by a key that is not allowed (for this namespace).
+    Foreign {
+        /// `SHA256:...` of the signing key.
+        fingerprint: String,
+    },
+}
+
+impl Verdict {
+    /// Whether the artifact may be trusted.
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Verdict::Valid { .. })
+    }
+
+    /// A short word for tables and JSON: `valid`, `unsigned`, `bad`, `foreign`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Valid { .. } => "valid",
+            Verdict::Unsigned => "unsigned",
+            Verdict::Bad(_) => "bad",
+            Verdict::Foreign { .. } => "foreign",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Valid { principal } => write!(f, "signed by {principal}"),
+            Verdict::Unsigned => f.write_str("unsigned (no .sig file)"),
+            Verdict::Bad(why) => write!(f, "bad signature: {why}"),
+            Verdict::Foreign { fingerprint } => {
+                write!(f, "signed by a key not in allowed_signers ({fingerprint})")
+            }
+        }
+    }
+}
+
+impl AllowedSigners {
+    /// Reads an allowed_signers file.
+    pub fn load(path: &Path) -> Result<AllowedSigners, SignError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| sign_error(path, format!("cannot read allowed_signers: {e}")))?;
+        Self::parse(&text).map_err(|(line, m)| sign_error(path, format!("line {line}: {m}")))
+    }
+
+    /// Parses allowed_signers text; errors carry the 1-based line. Comments and blank lines are
+    /// skipped. Options: `namespaces="..."` is honoured; `cert-authority`, `valid-after` and
+    /// `valid-before` are refused rather than silently ignored.
+    pub fn parse(text: &str) -> Result<AllowedSigners, (usize, String)> {
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fail = |m: String| (i + 1, m);
+            let (principals, rest) = split_field(line);
+            let principals = principals.trim_matches('"').to_string();
+            let rest = rest.trim_start();
+            let first = split_field(rest).0;
+            let (options, key_text) = if looks_like_key_type(first) {
+                ("", rest)
+            } else {
+                let (o, r) = split_field(rest);
+                (o, r.trim_start())
+            };
+            let mut namespaces = None;
+            for opt in split_options(options) {
+                let (name, value) = opt.split_once('=').unwrap_or((opt, ""));
+                match name.to_ascii_lowercase().as_str() {
+                    "namespaces" => {
+                        let v = value.trim_matches('"');
+                        namespaces = Some(v.split(',').map(|s| s.trim().to_string()).collect());
+                    }
+                    other => {
+                        return Err(fail(format!(
+                            "option `{other}` is not supported by coldkeep (only `namespaces=`)"
+                        )));
+                    }
+                }
+            }
+            let key = PublicKey::from_openssh(key_text)
+                .map_err(|e| fail(format!("not a valid public key: {e}")))?;
+            entries.push(Entry {
+                principals,
+                namespaces,
+                key,
+            });
+        }
+        if entries.is_empty() {
+            return Err((0, "no keys: add a line `coldkeep ssh-ed25519 AAAA...`".into()));
+        }
+        Ok(AllowedSigners { entries })
+    }
+
+    /// Whether this file trusts `signer` for the coldkeep namespace (so written artifacts verify).
+    pub fn trusts(&self, signer: &Signer) -> bool {
+        let data = signer.key.public_key().key_data();
+        self.entries
+            .iter()
+            .any(|e| e.key.key_data() == data && allows_namespace(e))
+    }
+
+    /// Checks `signature` (armored SSHSIG, `None` when there is no .sig file) over `message`.
+    pub fn verify(&self, message: &[u8], signature: Option<&[u8]>) -> Verdict {
+        let Some(signature) = signature else {
+            return Verdict::Unsigned;
+        };
+        let sig = match SshSig::from_pem(signature) {
+            Ok(s) => s,
+            Err(e) => return Verdict::Bad(format!("not an SSH signature ({e})")),
+        };
+        if sig.namespace() != NAMESPACE {
+            return Verdict::Bad(format!("namespace {:?}, expected {NAMESPACE:?}", sig.namespace()));
+        }
+        let Some(entry) = self
+            .entries
+            .iter()
+            .find(|e| e.key.key_data() == sig.public_key() && allows_namespace(e))
+        else {
+            return Verdict::Foreign {
+                fingerprint: sig.public_key().fingerprint(HashAlg::Sha256).to_string(),
+            };
+        };
+        match entry.key.verify(NAMESPACE, message, &sig) {
+            Ok(()) => Verdict::Valid {
+                principal: entry.principals.clone(),
+            },
+            Err(_) => Verdict::Bad("signature does not match the sidecar (edited?)".into()),
+        }
+    }
+}
+
+fn allows_namespace(e: &Entry) -> bool {
+    e.namespaces
+        .as_ref()
+        .is_none_or(|ns| ns.iter().any(|n| pattern_match(n, NAMESPACE)))
+}
+
+/// OpenSSH-style `*` / `?` wildcard match (namespaces may be patterns).
+fn pattern_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+fn looks_like_key_type(s: &str) -> bool {
+    s.starts_with("ssh-") || s.starts_with("ecdsa-") || s.starts_with("sk-")
+}
+
+/// The first whitespace-separated field (double quotes group), and the rest.
+fn split_field(s: &str) -> (&str, &str) {
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => return (&s[..i], &s[i..]),
+            _ => {}
+        }
+    }
+    (s, "")
+}
+
+/// Comma-separated options, commas inside double quotes kept.
+fn split_options(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out.into_iter().filter(|o| !o.is_empty()).collect()
+}
+
+/// The signature file of a sidecar: `X.json` -> `X.json.sig`.
+pub fn sig_path(sidecar: &Path) -> PathBuf {
+    let mut p = sidecar.as_os_str().to_owned();
+    p.push(SIG_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// Both halves of signing, loaded once per run: the key that signs what this run writes and
+/// the keys whose signatures are trusted on read.
+#[derive(Debug)]
+pub struct Keys {
+    /// Signs new and updated sidecars.
+    pub signer: Signer,
+    /// Checks every sidecar read.
+    pub allowed: AllowedSigners,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed_for(s: &Signer, opts: &str) -> AllowedSigners {
+        AllowedSigners::parse(&format!("# test\nops@example {opts}{}\n", s.public_line())).unwrap()
+    }
+
+    #[test]
+    fn sign_and_verify_round_trip_and_edits_fail() {
+        let s = Signer::generate();
+        let allowed = allowed_for(&s, "");
+        let sig = s.sign(b"{\"a\":1}\n");
+        assert_eq!(
+            allowed.verify(b"{\"a\":1}\n", Some(&sig)),
+            Verdict::Valid {
+                principal: "ops@example".into()
+            }
+        );
+        assert!(matches!(
+            allowed.verify(b"{\"a\":2}\n", Some(&sig)),
+            Verdict::Bad(_)
+        ));
+        assert_eq!(allowed.verify(b"x", None), Verdict::Unsigned);
+        assert!(matches!(allowed.verify(b"x", Some(b"junk")), Verdict::Bad(_)));
+    }
+
+    #[test]
+    fn foreign_keys_and_namespaces() {
+        let s = Signer::generate();
+        let other = Signer::generate();
+        let sig = other.sign(b"m");
+        assert!(matches!(
+            allowed_for(&s, "").verify(b"m", Some(&sig)),
+            Verdict::Foreign { .. }
+        ));
+        // The key is listed, but only for another namespace.
+        let git_only = allowed_for(&s, "namespaces=\"git,file\" ");
+        assert!(!git_only.trusts(&s));
+        assert!(matches!(
+            git_only.verify(b"m", Some(&s.sign(b"m"))),
+            Verdict::Foreign { .. }
+        ));
+        let ours = allowed_for(&s, "namespaces=\"git,coldkeep-*\" ");
+        assert!(ours.trusts(&s) && ours.verify(b"m", Some(&s.sign(b"m"))).is_valid());
+    }
+
+    #[test]
+    fn rotation_keeps_old_signatures_valid() {
+        let (old, new) = (Signer::generate(), Signer::generate());
+        let both = AllowedSigners::parse(&format!("old {}\nnew {}\n", old.public_line(), new.public_line()))
+            .unwrap();
+        assert!(both.verify(b"m", Some(&old.sign(b"m"))).is_valid());
+        assert!(both.verify(b"m", Some(&new.sign(b"m"))).is_valid());
+    }
+
+    #[test]
+    fn unsupported_options_and_empty_files_are_errors() {
+        let s = Signer::generate();
+        let e = AllowedSigners::parse(&format!("ca cert-authority {}\n", s.public_line())).unwrap_err();
+        assert!(e.1.contains("cert-authority"), "{e:?}");
+        assert!(AllowedSigners::parse("# nothing\n").is_err());
+        assert!(AllowedSigners::parse("p ssh-ed25519 notbase64\n").is_err());
+    }
+}
