@@ -3,7 +3,8 @@
 //! newest backups of both (the P12 keystore, and the node's `file` keystore holding the
 //! cn-config.yaml its `nodectl_config` names). The passphrase is never printed or logged.
 
-use crate::bundle::{self, Identities, Opened};
+use super::artifact::latest as newest;
+use crate::bundle::{Identities, Opened};
 use crate::config::{KeystoreKind, NodeConfig};
 use crate::material::{nodectl, p12};
 use crate::store::{Artifact, Store};
@@ -26,22 +27,10 @@ pub struct PassphraseCheck {
     pub ok: bool,
 }
 
-/// The newest regular backup of `node`/`keystore` among `artifacts`.
-fn newest<'a>(artifacts: &'a [Artifact], node: &str, keystore: &str) -> Option<&'a Artifact> {
-    artifacts
-        .iter()
-        .filter(|a| {
-            a.node == node && a.keystore == keystore && a.sidecar.manifest.purpose == bundle::Purpose::Backup
-        })
-        .max_by(|a, b| a.sidecar.manifest.created_at.cmp(&b.sidecar.manifest.created_at))
-}
-
-/// Decrypts the first intact copy.
+/// Decrypts an artifact with every check a restore makes (signature, hashes); `None` when it
+/// does not open, so a damaged or forged artifact is never judged by its contents.
 fn open(store: &Store, a: &Artifact, ids: &Identities) -> Option<Opened> {
-    a.copies
-        .iter()
-        .filter(|c| c.present)
-        .find_map(|c| store.read(c).ok().and_then(|(ct, _)| bundle::open(&ct, ids).ok()))
+    super::artifact::open_verified(store, a, ids).ok()
 }
 
 impl PassphraseCheck {

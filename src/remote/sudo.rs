@@ -285,12 +285,21 @@ struct Ran {
     stderr: String,
 }
 
-/// Reads at most `cap` bytes; `Ok(None)` when the stream holds more.
-fn read_capped(r: &mut dyn std::io::Read, cap: u64) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+/// Reads at most `cap` bytes; `Ok(None)` when the stream holds more. `in_time` is asked before
+/// every read (each single read is bounded by the session's io timeout), so a node that drips
+/// bytes cannot hold a run forever.
+fn read_capped(
+    r: &mut dyn std::io::Read,
+    cap: u64,
+    in_time: &dyn Fn() -> Result<(), RemoteError>,
+    io_err: &dyn Fn(std::io::Error) -> RemoteError,
+) -> Result<Option<Zeroizing<Vec<u8>>>, RemoteError> {
     let mut out = Zeroizing::new(Vec::with_capacity(cap.min(1 << 20) as usize));
+    crate::harden::lock_in_memory(&out);
     let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
     loop {
-        let n = r.read(&mut chunk)?;
+        in_time()?;
+        let n = r.read(&mut chunk).map_err(io_err)?;
         if n == 0 {
             return Ok(Some(out));
         }
@@ -300,6 +309,7 @@ fn read_capped(r: &mut dyn std::io::Read, cap: u64) -> std::io::Result<Option<Ze
         // Never let the Vec reallocate (that would leave unwiped copies behind).
         if out.len() + n > out.capacity() {
             let mut bigger = Zeroizing::new(Vec::with_capacity((out.len() + n) * 2));
+            crate::harden::lock_in_memory(&bigger);
             bigger.extend_from_slice(&out);
             out = bigger;
         }
@@ -310,28 +320,39 @@ fn read_capped(r: &mut dyn std::io::Read, cap: u64) -> std::io::Result<Option<Ze
 impl Session {
     /// Runs `op` through sudo, feeding `stdin`, keeping at most `cap` bytes of output. sudo's own
     /// refusals become per-node errors that say what to do; the program's exit status is the
-    /// caller's to judge. `Ok(None)`: the output went over `cap`.
+    /// caller's to judge. `Ok(None)`: the output went over `cap`. As every read of a file, the
+    /// whole command may take [`super::READ_TIME_FACTOR`] io timeouts (then the session is
+    /// poisoned), and the node's stderr is escaped before it can reach a terminal.
     fn sudo_run(&self, b: &Become, op: &Op, stdin: &[u8], cap: u64) -> Result<Option<Ran>, RemoteError> {
         use std::io::{Read, Write};
         self.usable()?;
         let line = command_line(&b.user, &op.argv);
         let during = format!("running `{}` through sudo", op.argv.join(" "));
+        let deadline = self.read_deadline();
+        let in_time = || self.check_deadline(deadline, &during);
+        let io_err = |e| self.io_err(e, &during);
         let mut ch = self.sess.channel_session().map_err(|e| self.err(e, &during))?;
         ch.exec(&line).map_err(|e| self.err(e, &during))?;
         for chunk in stdin.chunks(30_000) {
-            ch.write_all(chunk).map_err(|e| self.io_err(e, &during))?;
+            in_time()?;
+            ch.write_all(chunk).map_err(io_err)?;
         }
         ch.send_eof().map_err(|e| self.err(e, &during))?;
-        let stdout = read_capped(&mut ch, cap).map_err(|e| self.io_err(e, &during))?;
-        let Some(stdout) = stdout else {
+        let Some(stdout) = read_capped(&mut ch, cap, &in_time, &io_err)? else {
             let _ = ch.close();
             return Ok(None);
         };
         let mut stderr = Vec::new();
-        ch.stderr()
-            .take(64 * 1024)
-            .read_to_end(&mut stderr)
-            .map_err(|e| self.io_err(e, &during))?;
+        let mut err_stream = ch.stderr().take(64 * 1024);
+        let mut chunk = [0u8; 4096];
+        loop {
+            in_time()?;
+            let n = err_stream.read(&mut chunk).map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            stderr.extend_from_slice(&chunk[..n]);
+        }
         let _ = ch.close();
         ch.wait_close().map_err(|e| self.err(e, &during))?;
         let status = ch.exit_status().map_err(|e| self.err(e, &during))?;
@@ -339,6 +360,8 @@ impl Session {
         if status != 0 {
             self.sudo_refusal(b, op, status, &stderr)?;
         }
+        // The node's words, printed in errors: control characters escaped.
+        let stderr = crate::text::escape_control(&stderr);
         Ok(Some(Ran {
             status,
             stdout,
@@ -781,12 +804,7 @@ fn refusal(addr: &str, b: &Become, op: &Op, status: i32, stderr: &str) -> Option
             b.ssh_user
         )
     } else {
-        stderr
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim_start_matches("sudo: ")
-            .to_string()
+        crate::text::escape_control(stderr.lines().last().unwrap_or("").trim_start_matches("sudo: "))
     };
     Some(RemoteError::SudoRefused {
         addr,
@@ -1017,6 +1035,48 @@ mod tests {
         // The program's own failure is not sudo's.
         assert!(msg(1, "dd: failed to open '/k/a': No such file or directory").is_none());
         assert!(msg(127, "sudo: /usr/bin/dd: command not found").is_none());
+    }
+
+    #[test]
+    fn a_dripping_or_flooding_node_is_cut_off_and_its_words_are_escaped() {
+        // A node that never stops sending: the cap ends it, and the deadline ends it first.
+        let io = |e: std::io::Error| RemoteError::Ssh {
+            during: "test".into(),
+            detail: e.to_string(),
+        };
+        let mut endless = std::io::repeat(b'x');
+        let capped = read_capped(&mut endless, 100_000, &|| Ok(()), &io).unwrap();
+        assert!(capped.is_none(), "over the cap");
+        let calls = std::cell::Cell::new(0);
+        let late = || {
+            calls.set(calls.get() + 1);
+            if calls.get() > 3 {
+                Err(RemoteError::Timeout {
+                    during: "reading".into(),
+                    secs: 1,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let err = read_capped(&mut endless, u64::MAX, &late, &io).unwrap_err();
+        assert!(matches!(err, RemoteError::Timeout { .. }), "{err}");
+        // sudo's refusal quotes the node's stderr only with control characters escaped.
+        let b = Become {
+            user: "root".into(),
+            ssh_user: "nodeadmin".into(),
+            node: "gw".into(),
+        };
+        let e = refusal(
+            "h:22",
+            &b,
+            &read_op("/k"),
+            1,
+            "sudo: first line\n\x1b[2Jsudo: a password is required",
+        )
+        .unwrap()
+        .to_string();
+        assert!(e.contains("\\u{1b}[2J") && !e.contains('\x1b'), "{e}");
     }
 
     fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
