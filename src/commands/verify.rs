@@ -18,6 +18,9 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 struct VerifyOutput {
     artifacts: Vec<ArtifactCheck>,
+    /// With --identity: does each backed-up P12 open with the passphrase in cn-config.yaml?
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    passphrases: Vec<crate::ops::passphrase::PassphraseCheck>,
     store_problems: Vec<String>,
     store_warnings: Vec<String>,
 }
@@ -36,8 +39,13 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let store = Store::new(&config.store);
     let mut listing = crate::store::Listing::default();
     let mut checks: Vec<ArtifactCheck> = Vec::new();
+    let mut backups = Vec::new();
     let stores = [Some(store), Store::master_keys(&config.store)];
-    for store in stores.iter().flatten() {
+    for (i, store) in stores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i, s.as_ref()?)))
+    {
         let parts = match &names {
             None => vec![store.list(None)?],
             Some(names) => names
@@ -53,17 +61,35 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
                     .map(|a| check_signed(config, store, a, identities.as_ref(), args.sign_unsigned)),
             );
             listing.problems.extend(part.problems);
+            if i == 0 {
+                backups.extend(part.artifacts);
+            }
         }
     }
     let (warnings, problems): (Vec<&Problem>, Vec<&Problem>) =
         listing.problems.iter().partition(|p| p.interrupted);
     let describe = |p: &&Problem| format!("{}: {}", p.path.display(), p.message);
+    let passphrases = identities
+        .as_ref()
+        .zip(stores[0].as_ref())
+        .map(|(ids, store)| {
+            let nodes: Vec<&NodeConfig> = config
+                .nodes
+                .iter()
+                .filter(|n| names.as_ref().is_none_or(|names| names.contains(&n.name)))
+                .collect();
+            crate::ops::passphrase::check_all(&nodes, store, &backups, ids)
+        })
+        .unwrap_or_default();
     let out = VerifyOutput {
         artifacts: checks,
+        passphrases,
         store_problems: problems.iter().map(describe).collect(),
         store_warnings: warnings.iter().map(describe).collect(),
     };
-    let failed = out.artifacts.iter().filter(|c| !c.ok).count() + out.store_problems.len();
+    let failed = out.artifacts.iter().filter(|c| !c.ok).count()
+        + out.store_problems.len()
+        + out.passphrases.iter().filter(|p| !p.ok).count();
     if args.json {
         print_json(&out)?;
     } else {
@@ -73,6 +99,9 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
 }
 
 fn print_checks(out: &VerifyOutput, deep: bool) {
+    for p in &out.passphrases {
+        println!("{}", p.line());
+    }
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {

@@ -187,7 +187,8 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
             }
             return problems;
         }
-        Some(ArtifactKind::P12) | None => {}
+        // A plain file's bytes were checked against their hashes when it was opened.
+        Some(ArtifactKind::P12 | ArtifactKind::File) | None => {}
     }
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
         for file in &opened.files {
@@ -346,7 +347,7 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
                         check.matches = true;
                         format!(
                             "matches: the live {} byte-identical to backup {} ({})",
-                            if ks.kind == KeystoreKind::P12 { "file is" } else { "keystore is" },
+                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
                             a.id,
                             file_summary(&live.files)
                         )

@@ -20,6 +20,7 @@ fn node_config(sandbox: &Sandbox, node: &SandboxNode, io: Duration) -> NodeConfi
         connect_timeout: Duration::from_secs(5),
         io_timeout: io,
         file_transfer: coldkeep::config::FileTransfer::Sftp,
+        become_: coldkeep::config::Become::None,
         labels: vec![],
         schedule: None,
         keystores: vec![],

@@ -4,4 +4,5 @@
 pub use coldkeep::testkit::acra;
 pub mod cutter;
 pub mod fleet;
+pub mod sudo;
 pub mod themis;
