@@ -25,6 +25,8 @@ mod support;
 mod acra_cli;
 mod acra_keys_open;
 mod backup_cli;
+mod become_cli;
+mod become_config;
 mod config_errors;
 mod config_master_key;
 mod config_redaction;

@@ -4,7 +4,7 @@
 //!
 //! Tests that depend on which sudo rules exist hold [`sudo_lock`]. They need root (to create the
 //! users and the drop-ins), as `.ci/run` runs them.
-mod support;
+use crate::support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ fn setup(two: bool) -> Setup {
     let names: &[&str] = if two { &["a", "b"] } else { &["a"] };
     let mut fleet = Fleet::new(names);
     fleet.sandbox.login_as(LOGIN_USER).unwrap();
-    coldkeep::sandbox::ensure_user(SERVICE_USER).unwrap();
+    coldkeep::testkit::sandbox::ensure_user(SERVICE_USER).unwrap();
     let p12_bytes = fs::read(format!("{FIXTURE}/key.p12")).unwrap();
     let mut p12 = PathBuf::new();
     let mut acra = PathBuf::new();
