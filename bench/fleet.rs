@@ -11,12 +11,9 @@
 //! restore latency of one P12, and the peak RSS of a `--rss-nodes` run. Results go to
 //! `<out>/fleet.md` and `<out>/fleet.json`.
 
-#[path = "../tests/support/acra.rs"]
-#[allow(dead_code)]
-mod acra;
-
 use coldkeep::material::p12::{self, GenerateStyle};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::acra;
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::fs;

@@ -37,6 +37,9 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
 }
 
 fn print_checks(out: &StoreCheck, deep: bool) {
+    for p in &out.passphrases {
+        println!("{}", p.line());
+    }
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {

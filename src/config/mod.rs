@@ -366,6 +366,21 @@ pub enum FileTransfer {
     Sftp,
 }
 
+/// How coldkeep gains the rights to read and write a node's keys (`become:`), decided per node
+/// because privilege is a property of how a node is reached, not of each command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Become {
+    /// Read and write as the SSH user (default).
+    #[default]
+    None,
+    /// Run every remote read and write as `user` through `sudo -n` (never a password prompt), for
+    /// nodes whose keys belong to root or a service user and that refuse root logins.
+    Sudo {
+        /// `become_user` (default `root`).
+        user: String,
+    },
+}
+
 /// One node, with `ssh:` defaults already merged in.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -393,6 +408,8 @@ pub struct NodeConfig {
     pub io_timeout: Duration,
     /// How single files (P12) are fetched.
     pub file_transfer: FileTransfer,
+    /// `become:` / `become_user:`: sudo for every read and write, or none.
+    pub become_: Become,
     /// Labels for `--label` and `label_schedules`.
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).
@@ -409,6 +426,9 @@ pub enum KeystoreKind {
     P12,
     /// An Acra keystore directory.
     Acra,
+    /// Any single file kept byte for byte (nodectl's `cn-config.yaml`, Tessellation's
+    /// `id_ecdsa.hex`, ...): what a key needs beside it to be usable, restored like a P12.
+    File,
 }
 
 impl KeystoreKind {
@@ -417,6 +437,7 @@ impl KeystoreKind {
         match self {
             KeystoreKind::P12 => "p12",
             KeystoreKind::Acra => "acra",
+            KeystoreKind::File => "file",
         }
     }
 }

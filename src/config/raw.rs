@@ -111,6 +111,9 @@ pub(super) struct RawSsh {
     pub connect_timeout: Option<S<RawDuration>>,
     pub io_timeout: Option<S<RawDuration>>,
     pub file_transfer: Option<S<String>>,
+    #[serde(rename = "become")]
+    pub become_: Option<S<String>>,
+    pub become_user: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +135,9 @@ pub(super) struct RawNode {
     pub connect_timeout: Option<S<RawDuration>>,
     pub io_timeout: Option<S<RawDuration>>,
     pub file_transfer: Option<S<String>>,
+    #[serde(rename = "become")]
+    pub become_: Option<S<String>>,
+    pub become_user: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

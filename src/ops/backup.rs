@@ -253,7 +253,7 @@ pub fn backup_keystore(
             unchanged: true,
         });
     }
-    let manifest = keystore::manifest(
+    let mut manifest = keystore::manifest(
         node,
         &ks.name,
         ArtifactKind::of_keystore(ks.kind),
@@ -262,6 +262,7 @@ pub fn backup_keystore(
         Some(fetched.identity.clone()),
         Purpose::Backup,
     );
+    manifest.dirs = fetched.dirs.clone();
     let (id, size) = keystore::seal_and_store(
         store,
         &config.encryption.recipients,

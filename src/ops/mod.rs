@@ -11,12 +11,14 @@ pub mod acra_master;
 pub mod artifact;
 pub mod backup;
 pub mod check;
+pub mod discover;
 #[cfg(test)]
 pub(crate) mod fake_node;
 pub mod fleet;
 pub mod hardware;
 pub mod hooks;
 pub mod keystore;
+pub mod passphrase;
 pub mod prune;
 pub mod restore;
 pub mod restore_acra;

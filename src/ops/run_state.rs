@@ -61,6 +61,11 @@ pub fn record_verify(config: &Config, check: &StoreCheck, deep: bool, took: Dura
         entry.extend(c.problems.iter().map(|p| format!("{}: {p}", c.id)));
         entry.truncate(MAX_PROBLEMS_KEPT);
     }
+    for p in check.passphrases.iter().filter(|p| !p.ok) {
+        let entry = bad.entry(format!("{}/{}", p.node, p.keystore)).or_default();
+        entry.push(p.line());
+        entry.truncate(MAX_PROBLEMS_KEPT);
+    }
     let verify = VerifyState {
         at: Utc::now(),
         deep,

@@ -33,11 +33,14 @@ pub enum ProblemKind {
     /// A copy's signature is missing, forged, by a key not in `allowed_signers`, or does not
     /// cover this sidecar (an edited or unsigned artifact): the attack signing exists to catch.
     Signature,
+    /// Deep verification: a backed-up P12 does not open with the passphrase its backed-up
+    /// cn-config.yaml holds (the backup could not be used as it is).
+    Passphrase,
 }
 
 impl ProblemKind {
     /// Every kind, so metrics show a zero for each kind not found.
-    pub const ALL: [ProblemKind; 8] = [
+    pub const ALL: [ProblemKind; 9] = [
         ProblemKind::Missing,
         ProblemKind::Unreadable,
         ProblemKind::Hash,
@@ -46,6 +49,7 @@ impl ProblemKind {
         ProblemKind::Contents,
         ProblemKind::Store,
         ProblemKind::Signature,
+        ProblemKind::Passphrase,
     ];
 
     /// The metric label and state-file key.
@@ -59,6 +63,7 @@ impl ProblemKind {
             ProblemKind::Contents => "contents",
             ProblemKind::Store => "store",
             ProblemKind::Signature => "signature",
+            ProblemKind::Passphrase => "passphrase",
         }
     }
 }
@@ -71,6 +76,10 @@ impl ProblemKind {
 pub struct StoreCheck {
     /// One check per artifact.
     pub artifacts: Vec<ArtifactCheck>,
+    /// Deep only: does each backed-up P12 open with the passphrase in its backed-up
+    /// cn-config.yaml?
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passphrases: Vec<super::passphrase::PassphraseCheck>,
     /// Files in the store that are not valid artifacts.
     pub store_problems: Vec<String>,
     /// Leftovers of interrupted writes (not problems).
@@ -80,7 +89,9 @@ pub struct StoreCheck {
 impl StoreCheck {
     /// Bad artifacts plus store problems: zero means all verified.
     pub fn failed(&self) -> usize {
-        self.artifacts.iter().filter(|c| !c.ok).count() + self.store_problems.len()
+        self.artifacts.iter().filter(|c| !c.ok).count()
+            + self.store_problems.len()
+            + self.passphrases.iter().filter(|p| !p.ok).count()
     }
 
     /// How many problems of each kind were found (every kind present, zero when none).
@@ -91,12 +102,14 @@ impl StoreCheck {
             *counts.entry(*kind).or_default() += 1;
         }
         *counts.entry(ProblemKind::Store).or_default() += self.store_problems.len() as u64;
+        *counts.entry(ProblemKind::Passphrase).or_default() +=
+            self.passphrases.iter().filter(|p| !p.ok).count() as u64;
         counts
     }
 }
 
 /// Checks every artifact of the store, its replicas and the master-key store (only the named
-/// nodes' when `names` is given), signatures included ([`check_signed`]: untrusted artifacts are
+/// nodes' when `names` is given), signatures included, and when deep the P12 passphrases ([`check_signed`]: untrusted artifacts are
 /// checked too, so a forgery is reported rather than skipped); deep (decrypting in memory) when
 /// identities are given. `sign_unsigned` adopts a store that predates signing (`coldkeep verify
 /// --sign-unsigned`; the daemon never does).
@@ -108,9 +121,13 @@ pub fn verify_store(
 ) -> anyhow::Result<StoreCheck> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
-    for store in [Some(Store::new(&config.store)), Store::master_keys(&config.store)]
+    // The primary store's trusted artifacts: the passphrase check reads the newest of them.
+    let mut backups = Vec::new();
+    let stores = [Some(Store::new(&config.store)), Store::master_keys(&config.store)];
+    for (i, store) in stores
         .iter()
-        .flatten()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i, s.as_ref()?)))
     {
         let parts = match names {
             None => vec![store.list(None)?],
@@ -127,12 +144,27 @@ pub fn verify_store(
                     .map(|a| check_signed(config, store, a, ids, sign_unsigned)),
             );
             problems.extend(part.problems);
+            if i == 0 {
+                backups.extend(part.artifacts);
+            }
         }
     }
+    let passphrases = ids
+        .zip(stores[0].as_ref())
+        .map(|(ids, store)| {
+            let nodes: Vec<&NodeConfig> = config
+                .nodes
+                .iter()
+                .filter(|n| names.is_none_or(|names| names.contains(&n.name)))
+                .collect();
+            super::passphrase::check_all(&nodes, store, &backups, ids)
+        })
+        .unwrap_or_default();
     let (warnings, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.interrupted);
     let describe = |p: crate::store::Problem| format!("{}: {}", p.path.display(), p.message);
     Ok(StoreCheck {
         artifacts,
+        passphrases,
         store_problems: problems.into_iter().map(describe).collect(),
         store_warnings: warnings.into_iter().map(describe).collect(),
     })
@@ -336,7 +368,8 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
             }
             return problems;
         }
-        Some(ArtifactKind::P12) | None => {}
+        // A plain file's bytes were checked against their hashes when it was opened.
+        Some(ArtifactKind::P12 | ArtifactKind::File) | None => {}
     }
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
         for file in &opened.files {
@@ -495,7 +528,7 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
                         check.matches = true;
                         format!(
                             "matches: the live {} byte-identical to backup {} ({})",
-                            if ks.kind == KeystoreKind::P12 { "file is" } else { "keystore is" },
+                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
                             a.id,
                             file_summary(&live.files)
                         )

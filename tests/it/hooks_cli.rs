@@ -1,7 +1,7 @@
 //! Hooks around backup runs (before/before_node vetoes, start/finish/fail pings) and the daemon's
 //! scheduled store verification, through the real binary against real sshd nodes.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;
