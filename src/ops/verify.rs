@@ -566,3 +566,55 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::passphrase::PassphraseCheck;
+
+    fn passphrase(ok: bool) -> PassphraseCheck {
+        PassphraseCheck {
+            node: "n1".into(),
+            keystore: "p12".into(),
+            artifact: "a".into(),
+            profile: "dag-l0".into(),
+            result: if ok { "opens" } else { "does not open" }.into(),
+            ok,
+        }
+    }
+
+    #[test]
+    fn signature_and_passphrase_problems_count_under_their_kinds_and_fail_the_check() {
+        let check = StoreCheck {
+            artifacts: vec![ArtifactCheck {
+                node: "n1".into(),
+                keystore: "p12".into(),
+                id: "a".into(),
+                deep: true,
+                ok: false,
+                problems: vec!["sidecar differs".into(), "bad signature".into()],
+                kinds: vec![ProblemKind::Sidecar, ProblemKind::Signature],
+                sealed_keys: None,
+                signed_now: false,
+            }],
+            passphrases: vec![passphrase(true), passphrase(false)],
+            store_problems: Vec::new(),
+            store_warnings: Vec::new(),
+        };
+        let counts = check.problems_by_kind();
+        assert_eq!(counts.len(), ProblemKind::ALL.len(), "every kind has a count");
+        assert_eq!(counts[&ProblemKind::Signature], 1);
+        assert_eq!(counts[&ProblemKind::Sidecar], 1);
+        assert_eq!(
+            counts[&ProblemKind::Passphrase],
+            1,
+            "only the one that does not open"
+        );
+        assert_eq!(counts[&ProblemKind::Hash], 0);
+        assert_eq!(
+            check.failed(),
+            2,
+            "one bad artifact, one passphrase that does not open"
+        );
+    }
+}
