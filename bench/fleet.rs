@@ -20,12 +20,9 @@
 //! time for wall, CPU and peak RSS. Results: `<out>/fleet.md`, `fleet.json`, `scaling.csv` and
 //! the plot `scaling.png`.
 
-#[path = "../tests/support/acra.rs"]
-#[allow(dead_code)]
-mod acra;
-
 use coldkeep::material::p12::{self, GenerateStyle};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::acra;
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::fs;

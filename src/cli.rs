@@ -121,6 +121,8 @@ pub enum Command {
     /// Config file commands
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Connect to a node and print the `keystores:` YAML to paste for it (writes nothing)
+    Discover(DiscoverArgs),
     /// Run backup -> list -> verify against a throwaway sshd node on loopback
     Demo(DemoArgs),
     /// Start here: write a commented config, create the store, optionally make an age identity
@@ -378,6 +380,38 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print least-privilege sudoers lines for `become: sudo` (exact commands and paths)
+    Sudoers {
+        /// Only these nodes [default: every node]
+        #[arg(long = "node", value_name = "NAME")]
+        nodes: Vec<String>,
+        /// Add the writes a restore needs (default: reads only, for backup, verify and check)
+        #[arg(long)]
+        restore: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+/// Arguments of `coldkeep discover`.
+pub struct DiscoverArgs {
+    /// A configured node
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub node: Option<String>,
+    /// A node not in the config yet (connection settings of the first configured node)
+    #[arg(long, value_name = "HOST", requires = "user")]
+    pub host: Option<String>,
+    /// SSH port with --host
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// SSH user with --host
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// nodectl's config on the node [default: /var/tessellation/nodectl/cn-config.yaml]
+    #[arg(long, value_name = "PATH")]
+    pub nodectl_config: Option<String>,
+    /// Acra keys directory to look for (repeatable) [default: the usual places]
+    #[arg(long, value_name = "PATH")]
+    pub acra_dir: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,6 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod harden;
 pub mod hid;
 pub mod init;
@@ -22,8 +20,9 @@ pub mod memory;
 pub mod ops;
 pub mod output;
 pub mod remote;
-pub mod sandbox;
 pub mod schedule;
 pub mod sign;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 pub mod text;

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| coldkeep::fuzzing::known_hosts(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| coldkeep::testkit::fuzzing::known_hosts(data));

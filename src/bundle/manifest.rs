@@ -31,6 +31,41 @@ pub struct FileEntry {
     pub mode: u32,
     /// Lowercase hex SHA-256 of the plaintext.
     pub sha256: String,
+    /// Owner and group on the node, so a restore that creates the file can give it back its
+    /// owner (absent in artifacts from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<FileOwner>,
+}
+
+/// A directory of a tree keystore (Acra): not in the tar, recorded so a restore can know who
+/// owned it and how it was protected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Relative name as files have it (`keys/`, `keys/.poison_key/`).
+    pub path: String,
+    /// Where it was on the node.
+    pub remote_path: String,
+    /// Unix permission bits on the node.
+    pub mode: u32,
+    /// Owner and group on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<FileOwner>,
+}
+
+/// Who owned a file on the node: ids, and names when the node knew them (names are what a
+/// restore matches on another host, where ids may differ).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    /// Numeric user id on the node it came from.
+    pub uid: u32,
+    /// Numeric group id on the node it came from.
+    pub gid: u32,
+    /// User name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Group name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// What a bundle holds; stored as `manifest.json` inside it and repeated in the sidecar.
@@ -58,6 +93,9 @@ pub struct Manifest {
     pub host_key: String,
     /// Every file, with hash and mode.
     pub files: Vec<FileEntry>,
+    /// Directories of a tree keystore, root first (absent in older artifacts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// The material's public identity, for listing without decrypting.
     pub identity: Option<Identity>,

@@ -5,7 +5,7 @@
 
 mod manifest;
 
-pub use manifest::{FORMAT_VERSION, FileEntry, Manifest, Purpose, Sidecar};
+pub use manifest::{DirEntry, FORMAT_VERSION, FileEntry, FileOwner, Manifest, Purpose, Sidecar};
 
 use crate::config::Recipient;
 use std::io::{Read, Write};
@@ -153,6 +153,7 @@ pub fn file_entry(path: &str, remote_path: &str, data: &[u8], mode: u32) -> File
         size: data.len() as u64,
         mode,
         sha256: crate::digest::sha256_hex(data),
+        owner: None,
     }
 }
 

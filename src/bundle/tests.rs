@@ -15,6 +15,7 @@ fn manifest(files: &[PlainFile]) -> Manifest {
         host: "127.0.0.1:22".into(),
         host_key: "SHA256:x".into(),
         files: files.iter().map(|f| f.entry.clone()).collect(),
+        dirs: Vec::new(),
         identity: None,
         recipients: vec![],
     }

@@ -6,10 +6,9 @@
 use crate::cli::BackupArgs;
 use crate::config::Config;
 use crate::error::Exit;
-use crate::ops::backup::{BackupReport, KeystoreOutcome, Options, backup};
+use crate::ops::backup::{BackupReport, KeystoreOutcome, Options};
 use crate::output::{Table, human_size, print_json};
 use std::io::IsTerminal;
-use std::time::Instant;
 
 /// Runs `coldkeep backup`.
 pub fn run(config: &Config, args: &BackupArgs) -> anyhow::Result<Exit> {
@@ -19,11 +18,8 @@ pub fn run(config: &Config, args: &BackupArgs) -> anyhow::Result<Exit> {
         force: args.force,
         progress: !args.json && std::io::stderr().is_terminal() && nodes.len() > 1,
     };
-    let started = Instant::now();
-    let report = backup(config, &nodes, options);
-    if !args.dry_run {
-        crate::ops::run_state::record(config, &report, started.elapsed());
-    }
+    // Hooks and the record of the run (state, metrics) come with it; a dry run has neither.
+    let report = crate::ops::run::backup_run(config, &nodes, options);
     if args.json {
         print_json(&report)?;
     } else {

@@ -41,16 +41,25 @@ pub fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exit> {
     .into_iter()
     .flatten()
     .collect();
+    let passphrases = ids
+        .as_ref()
+        .map(|ids| crate::ops::passphrase::check_all(&nodes, &store, &listing.artifacts, ids))
+        .unwrap_or_default();
     if args.json {
         print_json_list(&checks)?;
     } else {
         print_human(&checks);
+        for p in &passphrases {
+            println!("{}", p.line());
+        }
     }
-    Ok(if checks.iter().all(|c| c.ok) {
-        Exit::Ok
-    } else {
-        Exit::Failed
-    })
+    Ok(
+        if checks.iter().all(|c| c.ok) && passphrases.iter().all(|p| p.ok) {
+            Exit::Ok
+        } else {
+            Exit::Failed
+        },
+    )
 }
 
 fn print_human(checks: &[KeystoreCheck]) {

@@ -28,6 +28,9 @@ struct NodeSummary {
     address: String,
     user: String,
     host_key_check: String,
+    /// `become: sudo`: the user sudo runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    become_user: Option<String>,
     labels: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule: Option<String>,
@@ -114,6 +117,10 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
                 address: format!("{}@{}:{}", n.user, n.host, n.port),
                 user: n.user.clone(),
                 host_key_check: host_key_check(n),
+                become_user: match &n.become_ {
+                    crate::config::Become::Sudo { user } => Some(user.clone()),
+                    crate::config::Become::None => None,
+                },
                 labels: n.labels.clone(),
                 schedule: n.schedule.as_ref().map(|s| s.as_str().to_string()),
                 keystores: n
@@ -151,7 +158,10 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
         for n in &summary.nodes {
             table.row(vec![
                 n.name.clone(),
-                n.address.clone(),
+                match &n.become_user {
+                    Some(u) => format!("{} (sudo -u {u})", n.address),
+                    None => n.address.clone(),
+                },
                 n.host_key_check.clone(),
                 n.labels.join(","),
                 n.schedule.clone().unwrap_or_else(|| "-".into()),

@@ -1,4 +1,5 @@
-//! `coldkeep daemon`: scheduled backups, retention after each run, config reload, clean stop.
+//! `coldkeep daemon`: scheduled backups, retention after each run, scheduled store verification,
+//! config reload, clean stop.
 //!
 //! One scheduler thread ([`Scheduler`]: fire times, runs in flight, reloads) starts a batch (the due nodes, in
 //! parallel up to `jobs`) on a worker thread. A node is never in two runs at once: a fire time that
@@ -9,7 +10,7 @@ use crate::cli::DaemonArgs;
 use crate::config::{Config, NodeConfig};
 use crate::error::Exit;
 use crate::ops::Selection;
-use crate::ops::backup::{self, Options};
+use crate::ops::backup::Options;
 use crate::ops::scheduler::{Scheduler, SystemClock};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ enum Event {
     Stop(i32),
     ConfigChanged,
     BatchDone(Vec<String>),
+    VerifyDone,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -57,6 +59,9 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     let mut scheduler = Scheduler::new(&config, &crate::ops::select_nodes(&config, &select)?, SystemClock)?;
     tracing::info!(config = %path.display(), nodes = scheduler.next_runs().len(), "daemon started");
     log_next(scheduler.next_runs());
+    if let Some(t) = scheduler.next_verify() {
+        tracing::info!(next_verify = %t.to_rfc3339(), deep = config.verify_identity.is_some(), "store verification scheduled");
+    }
     let mut batches = 0usize;
     let stop = loop {
         let due = scheduler.due();
@@ -66,6 +71,13 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
         if !due.start.is_empty() {
             batches += 1;
             spawn_batch(config.clone(), due.start, tx.clone());
+        }
+        if due.verify_skipped {
+            tracing::warn!("scheduled verify skipped: the previous one is still going");
+        }
+        if due.verify {
+            batches += 1;
+            spawn_verify(config.clone(), tx.clone());
         }
         match rx.recv_timeout(scheduler.wait()) {
             Ok(Event::Stop(sig)) => break sig,
@@ -89,6 +101,10 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
                 scheduler.finished(&nodes);
                 log_next(scheduler.next_runs());
             }
+            Ok(Event::VerifyDone) => {
+                batches -= 1;
+                scheduler.verify_finished();
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break 0,
         }
@@ -102,7 +118,7 @@ pub fn run(config: Config, path: &Path, args: &DaemonArgs, lock_wait: Duration) 
     while batches > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(Event::BatchDone(_)) => batches -= 1,
+            Ok(Event::BatchDone(_) | Event::VerifyDone) => batches -= 1,
             Ok(_) => {}
             Err(_) => {
                 tracing::error!(
@@ -133,13 +149,12 @@ fn spawn_batch(config: Arc<Config>, names: Vec<String>, tx: Sender<Event>) {
     });
 }
 
-/// One batch: back up `names`, record the run, log each outcome, apply retention.
+/// One batch: back up `names` with the run's hooks and record it (ops::run::backup_run), log
+/// each outcome, apply retention.
 fn run_batch(config: &Config, names: &[String]) {
     let nodes: Vec<&NodeConfig> = names.iter().filter_map(|n| config.node(n)).collect();
     // Store changes take the store lock themselves, briefly: SSH work never holds it.
-    let started = Instant::now();
-    let report = backup::backup(config, &nodes, Options::default());
-    crate::ops::run_state::record(config, &report, started.elapsed());
+    let report = crate::ops::run::backup_run(config, &nodes, Options::default());
     for o in &report.outcomes {
         if o.ok {
             tracing::info!(node = %o.node, keystore = %o.keystore, id = o.id.as_deref().unwrap_or("-"),
@@ -153,6 +168,36 @@ fn run_batch(config: &Config, names: &[String]) {
         if let Err(e) = crate::ops::prune::prune(config, Some(&node.name), false) {
             tracing::error!(node = %node.name, "retention failed: {e:#}");
         }
+    }
+}
+
+/// Runs the scheduled verification on a worker thread; reports back with [`Event::VerifyDone`]
+/// even when it panics (guarded like a batch), so the next fire time can start it again.
+fn spawn_verify(config: Arc<Config>, tx: Sender<Event>) {
+    std::thread::spawn(move || {
+        crate::ops::scheduler::guard_verify(|| verify(&config));
+        let _ = tx.send(Event::VerifyDone);
+    });
+}
+
+/// One scheduled verification: check and record (ops::run::scheduled_verify), log the result.
+fn verify(config: &Config) {
+    match crate::ops::run::scheduled_verify(config) {
+        Ok(check) => {
+            let problems: Vec<String> = check
+                .problems_by_kind()
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{}={n}", k.as_str()))
+                .collect();
+            if problems.is_empty() {
+                tracing::info!(artifacts = check.artifacts.len(), "verify done: no problems");
+            } else {
+                tracing::error!(artifacts = check.artifacts.len(), problems = %problems.join(","),
+                    "verify done: PROBLEMS found (run `coldkeep verify` for details)");
+            }
+        }
+        Err(e) => tracing::error!("scheduled verify failed: {e:#}"),
     }
 }
 

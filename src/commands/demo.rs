@@ -9,7 +9,7 @@ use crate::cli::{BackupArgs, DemoArgs, ListArgs, NodeSelector, VerifyArgs};
 use crate::config::Config;
 use crate::error::Exit;
 use crate::material::p12::{self, GenerateStyle};
-use crate::sandbox::Sandbox;
+use crate::testkit::sandbox::Sandbox;
 use age::secrecy::ExposeSecret;
 use anyhow::Context;
 use std::fs;

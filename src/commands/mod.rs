@@ -5,8 +5,10 @@ pub mod backup;
 pub mod bitbox02;
 pub mod check;
 pub mod config_check;
+pub mod config_sudoers;
 pub mod daemon;
 pub mod demo;
+pub mod discover;
 pub mod docs;
 pub mod hid;
 pub mod init;
@@ -50,6 +52,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Check(args) => check::run(&config, args),
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
+        Command::Config(ConfigCommand::Sudoers { nodes, restore }) => {
+            config_sudoers::run(&config, nodes, *restore)
+        }
+        Command::Discover(args) => discover::run(&config, args),
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),

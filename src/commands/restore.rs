@@ -29,7 +29,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         session.close();
         return finish(&RestoreOutcome::dry_run(plan), args.json);
     }
-    if plan.replaces() && src.ks.kind == crate::config::KeystoreKind::P12 {
+    if plan.replaces() && src.ks.kind != crate::config::KeystoreKind::Acra {
         confirm(args.yes, &src.node.name, &src.ks.path)?;
     }
     let outcome = restore::apply(config, &src, &session, plan)?;
@@ -47,25 +47,40 @@ fn describe(step: &Step) -> String {
             path,
             mode,
             keep_owner,
+            owner,
         } => format!(
             "upload {path} (mode {mode}{}) atomically and read it back",
-            if *keep_owner { ", owner kept" } else { "" }
+            owner_note(*keep_owner, owner.as_deref())
+                .map(|n| format!(", {n}"))
+                .unwrap_or_default()
         ),
         Step::SwapTree {
             path,
             files,
             keep_owner,
+            owner,
             replaces,
         } => format!(
             "upload {} files beside {path}{}, read them back, then {} by renames",
             files.len(),
-            if *keep_owner { " (owner kept)" } else { "" },
+            owner_note(*keep_owner, owner.as_deref())
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
             if *replaces {
                 "swap them in"
             } else {
                 "rename them into place"
             }
         ),
+    }
+}
+
+/// What a step does about owners, for [`describe`].
+fn owner_note(keep: bool, owner: Option<&str>) -> Option<String> {
+    match (keep, owner) {
+        (true, _) => Some("owner kept".into()),
+        (false, Some(o)) => Some(format!("owner {o}")),
+        (false, None) => None,
     }
 }
 
@@ -99,9 +114,19 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
         RestoreAction::AlreadyInPlace => {
             "already in place: the node has the identical file; nothing changed".to_string()
         }
-        RestoreAction::Created => format!("restored: created {} (mode {})", plan.path, plan.mode),
+        RestoreAction::Created => format!(
+            "restored: created {} (mode {}, owner {})",
+            plan.path,
+            plan.mode,
+            plan.owner.as_deref().unwrap_or("unchanged")
+        ),
         RestoreAction::Replaced => format!("restored: replaced {} (mode {})", plan.path, plan.mode),
-        RestoreAction::WouldCreate => format!("dry run: would create {} (mode {})", plan.path, plan.mode),
+        RestoreAction::WouldCreate => format!(
+            "dry run: would create {} (mode {}, owner {})",
+            plan.path,
+            plan.mode,
+            plan.owner.as_deref().unwrap_or("unchanged")
+        ),
         RestoreAction::WouldReplace => format!(
             "dry run: would save the current {} as a pre-restore artifact, then replace it (mode {} kept)",
             plan.path, plan.mode

@@ -4,7 +4,7 @@ use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::error::Exit;
 use crate::output::{Table, print_json_list};
-use crate::store::RunState;
+use crate::store::{RunState, VerifyState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -40,10 +40,18 @@ pub struct KeystoreStatus {
 /// Runs `coldkeep status`.
 pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<Exit> {
     let statuses = status(config, args.max_age, Utc::now())?;
+    let verify = RunState::load(&config.store.path)?.verify;
     if args.json {
         print_json_list(&statuses)?;
     } else {
         print_human(&statuses);
+        if let Some(v) = &verify {
+            print_verify(v);
+        }
+    }
+    let store_bad = verify.is_some_and(|v| !v.store_problems.is_empty());
+    if store_bad {
+        return Ok(Exit::Failed);
     }
     Ok(if statuses.iter().all(|s| s.ok) {
         Exit::Ok
@@ -103,6 +111,16 @@ pub fn status(
                     st.last_error.as_deref().unwrap_or("unknown error")
                 ));
             }
+            // The daemon's last scheduled verification found this keystore's artifacts damaged.
+            if let Some(v) = &state.verify
+                && let Some(bad) = v.bad.get(&format!("{node}/{keystore}"))
+            {
+                problems.push(format!(
+                    "the store verification at {} found: {}",
+                    v.at.format("%Y-%m-%d %H:%M:%S"),
+                    bad.join("; ")
+                ));
+            }
             if let (Some(max), Some(ms)) = (max_age, age_ms)
                 && ms > max.as_millis() as i64
             {
@@ -126,6 +144,26 @@ pub fn status(
         }
     }
     Ok(out)
+}
+
+/// The daemon's last scheduled verification, one line (and the store problems not tied to a
+/// keystore, which the table cannot show).
+fn print_verify(v: &VerifyState) {
+    let found: u64 = v.problems.values().sum();
+    let how = if v.deep { "decrypted" } else { "hashes, headers" };
+    println!(
+        "Store verified at {} ({how}): {} artifacts, {}.",
+        v.at.format("%Y-%m-%d %H:%M:%S"),
+        v.artifacts,
+        if found == 0 {
+            "no problems".to_string()
+        } else {
+            format!("{found} PROBLEMS (run `coldkeep verify`)")
+        }
+    );
+    for p in &v.store_problems {
+        println!("PROBLEM: {p}");
+    }
 }
 
 fn human_age(secs: i64) -> String {

@@ -10,17 +10,9 @@ use crate::bundle::Identities;
 use crate::cli::VerifyArgs;
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
-use crate::ops::verify::{ArtifactCheck, check_signed};
+use crate::ops::verify::StoreCheck;
 use crate::output::{Table, print_json, print_json_list};
-use crate::store::{Problem, Store};
-use serde::Serialize;
-
-#[derive(Debug, Serialize)]
-struct VerifyOutput {
-    artifacts: Vec<ArtifactCheck>,
-    store_problems: Vec<String>,
-    store_warnings: Vec<String>,
-}
+use crate::store::Store;
 
 /// Runs `coldkeep verify`.
 pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
@@ -33,37 +25,9 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         return live(config, node, args.json);
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
-    let store = Store::new(&config.store);
-    let mut listing: crate::store::Listing = crate::store::Listing::default();
-    let mut checks: Vec<ArtifactCheck> = Vec::new();
-    let stores = [Some(store), Store::master_keys(&config.store)];
-    for store in stores.iter().flatten() {
-        let parts = match &names {
-            None => vec![store.list(None)?],
-            Some(names) => names
-                .iter()
-                .map(|n| store.list(Some(n)))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        for part in parts {
-            checks.extend(
-                part.artifacts
-                    .iter()
-                    .chain(&part.untrusted)
-                    .map(|a| check_signed(config, store, a, identities.as_ref(), args.sign_unsigned)),
-            );
-            listing.problems.extend(part.problems);
-        }
-    }
-    let (warnings, problems): (Vec<&Problem>, Vec<&Problem>) =
-        listing.problems.iter().partition(|p| p.interrupted);
-    let describe = |p: &&Problem| format!("{}: {}", p.path.display(), p.message);
-    let out = VerifyOutput {
-        artifacts: checks,
-        store_problems: problems.iter().map(describe).collect(),
-        store_warnings: warnings.iter().map(describe).collect(),
-    };
-    let failed = out.artifacts.iter().filter(|c| !c.ok).count() + out.store_problems.len();
+    let out =
+        crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref(), args.sign_unsigned)?;
+    let failed = out.failed();
     if args.json {
         print_json(&out)?;
     } else {
@@ -72,7 +36,10 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
     Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
 }
 
-fn print_checks(out: &VerifyOutput, deep: bool) {
+fn print_checks(out: &StoreCheck, deep: bool) {
+    for p in &out.passphrases {
+        println!("{}", p.line());
+    }
     let mut table = Table::new(&["NODE", "KEYSTORE", "ID", "RESULT"]);
     for c in &out.artifacts {
         let result = if c.ok {

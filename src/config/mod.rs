@@ -104,18 +104,39 @@ pub struct Config {
     pub retry_wait: Duration,
     /// Prometheus textfile written after each run.
     pub metrics_file: Option<PathBuf>,
-    /// Commands run after each backup.
+    /// Commands run around each backup run, node and keystore.
     pub hooks: Hooks,
+    /// When the daemon verifies the whole store and its replicas (`verify_schedule`).
+    pub verify_schedule: Option<Schedule>,
+    /// An age identity that makes the scheduled verification deep (decrypts in memory). It puts a
+    /// decryption key on the agent host: see the README before setting it.
+    pub verify_identity: Option<PathBuf>,
     /// The top-level `retention:` (hardware keys follow it; keystores may override it).
     pub retention: Retention,
     /// The nodes, in config order.
     pub nodes: Vec<NodeConfig>,
 }
 
-/// `hooks:`: shell commands run after each keystore's backup, with `COLDKEEP_NODE`,
-/// `COLDKEEP_KEYSTORE`, `COLDKEEP_STATUS`, `COLDKEEP_ARTIFACT` and `COLDKEEP_ERROR` set.
+/// `hooks:`: shell commands run around a backup run, in a clean environment with `COLDKEEP_*`
+/// variables, each killed after `timeout`.
+///
+/// Per run: `on_start`, then `before` (a failure vetoes the run), then for each node
+/// `before_node` (a failure skips that node), then per keystore `on_success` / `on_failure`,
+/// then once `on_run_success` / `on_run_failure`: the start/finish/fail pings of a dead-man's
+/// switch such as Healthchecks.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
+    /// Run once before a run; one failing vetoes the whole run (every keystore fails).
+    pub before: Vec<String>,
+    /// Run before each node's backup, `COLDKEEP_NODE` set; one failing skips that node.
+    pub before_node: Vec<String>,
+    /// Run once when a run starts (a start ping, so the monitor measures duration and catches
+    /// runs that never end).
+    pub on_start: Vec<String>,
+    /// Run once after a run in which every keystore was backed up.
+    pub on_run_success: Vec<String>,
+    /// Run once after a run in which any keystore failed (or that was vetoed).
+    pub on_run_failure: Vec<String>,
     /// Run for each keystore backed up.
     pub on_success: Vec<String>,
     /// Run for each keystore that failed.
@@ -347,6 +368,21 @@ pub enum FileTransfer {
     Sftp,
 }
 
+/// How coldkeep gains the rights to read and write a node's keys (`become:`), decided per node
+/// because privilege is a property of how a node is reached, not of each command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Become {
+    /// Read and write as the SSH user (default).
+    #[default]
+    None,
+    /// Run every remote read and write as `user` through `sudo -n` (never a password prompt), for
+    /// nodes whose keys belong to root or a service user and that refuse root logins.
+    Sudo {
+        /// `become_user` (default `root`).
+        user: String,
+    },
+}
+
 /// One node, with `ssh:` defaults already merged in.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -374,6 +410,8 @@ pub struct NodeConfig {
     pub io_timeout: Duration,
     /// How single files (P12) are fetched.
     pub file_transfer: FileTransfer,
+    /// `become:` / `become_user:`: sudo for every read and write, or none.
+    pub become_: Become,
     /// Labels for `--label` and `label_schedules`.
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).
@@ -390,6 +428,9 @@ pub enum KeystoreKind {
     P12,
     /// An Acra keystore directory.
     Acra,
+    /// Any single file kept byte for byte (nodectl's `cn-config.yaml`, Tessellation's
+    /// `id_ecdsa.hex`, ...): what a key needs beside it to be usable, restored like a P12.
+    File,
 }
 
 impl KeystoreKind {
@@ -398,6 +439,7 @@ impl KeystoreKind {
         match self {
             KeystoreKind::P12 => "p12",
             KeystoreKind::Acra => "acra",
+            KeystoreKind::File => "file",
         }
     }
 }

@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub retry_wait: Option<S<RawDuration>>,
     pub metrics_file: Option<S<String>>,
     pub hooks: Option<S<RawHooks>>,
+    pub verify_schedule: Option<S<String>>,
+    pub verify_identity: Option<S<String>>,
     /// Required whenever there is a store (always): see [`RawSigning`].
     pub signing: Option<S<RawSigning>>,
     /// May be empty or absent (a store for hardware keys only).
@@ -46,10 +48,20 @@ pub(super) struct RawRetention {
     pub keep_pre_restore: Option<u32>,
 }
 
-/// `hooks:`: commands run after each keystore's backup.
+/// `hooks:`: commands run around each backup run, node and keystore.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHooks {
+    #[serde(default)]
+    pub before: Vec<S<String>>,
+    #[serde(default)]
+    pub before_node: Vec<S<String>>,
+    #[serde(default)]
+    pub on_start: Vec<S<String>>,
+    #[serde(default)]
+    pub on_run_success: Vec<S<String>>,
+    #[serde(default)]
+    pub on_run_failure: Vec<S<String>>,
     #[serde(default)]
     pub on_success: Vec<S<String>>,
     #[serde(default)]
@@ -99,6 +111,9 @@ pub(super) struct RawSsh {
     pub connect_timeout: Option<S<RawDuration>>,
     pub io_timeout: Option<S<RawDuration>>,
     pub file_transfer: Option<S<String>>,
+    #[serde(rename = "become")]
+    pub become_: Option<S<String>>,
+    pub become_user: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +135,9 @@ pub(super) struct RawNode {
     pub connect_timeout: Option<S<RawDuration>>,
     pub io_timeout: Option<S<RawDuration>>,
     pub file_transfer: Option<S<String>>,
+    #[serde(rename = "become")]
+    pub become_: Option<S<String>>,
+    pub become_user: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

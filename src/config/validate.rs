@@ -152,6 +152,21 @@ impl Validator<'_> {
                 ..Hooks::default()
             },
         };
+        let verify_schedule = raw
+            .verify_schedule
+            .as_ref()
+            .map(|s| self.schedule(s))
+            .transpose()?;
+        let verify_identity = match &raw.verify_identity {
+            Some(p) if verify_schedule.is_none() => {
+                return Err(self.err(
+                    &p.referenced,
+                    "`verify_identity` is only used by `verify_schedule`, which is not set",
+                ));
+            }
+            Some(p) => Some(self.path(p)?),
+            None => None,
+        };
         let signing = self.signing(&raw, &store)?;
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -186,6 +201,8 @@ impl Validator<'_> {
             retry_wait,
             metrics_file,
             hooks,
+            verify_schedule,
+            verify_identity,
             retention: shared.retention.clone(),
             nodes,
         })
@@ -241,6 +258,11 @@ impl Validator<'_> {
             None => DEFAULT_HOOK_TIMEOUT,
         };
         Ok(Hooks {
+            before: commands(&h.before)?,
+            before_node: commands(&h.before_node)?,
+            on_start: commands(&h.on_start)?,
+            on_run_success: commands(&h.on_run_success)?,
+            on_run_failure: commands(&h.on_run_failure)?,
             on_success: commands(&h.on_success)?,
             on_failure: commands(&h.on_failure)?,
             timeout,
@@ -546,6 +568,7 @@ impl Validator<'_> {
                 }
             },
         };
+        let become_ = self.become_(&node, defaults)?;
         let mut labels = Vec::new();
         for l in &node.labels {
             self.name(l, "label")?;
@@ -598,24 +621,58 @@ impl Validator<'_> {
             connect_timeout,
             io_timeout,
             file_transfer,
+            become_,
             labels,
             schedule,
             keystores,
         })
     }
 
+    /// `become` and `become_user`, node values over `ssh:` defaults.
+    fn become_(&self, node: &RawNode, defaults: &RawSsh) -> Result<super::Become, ConfigError> {
+        let pick = |own: &Option<S<String>>, def: &Option<S<String>>| own.clone().or_else(|| def.clone());
+        let user = pick(&node.become_user, &defaults.become_user);
+        if let Some(u) = &user
+            && !valid_user_name(&u.value)
+        {
+            return Err(self.err(
+                &u.referenced,
+                format!("`become_user` `{}` is not a valid user name", u.value),
+            ));
+        }
+        match pick(&node.become_, &defaults.become_) {
+            None => {
+                if let Some(u) = user {
+                    return Err(self.err(&u.referenced, "`become_user` needs `become: sudo`"));
+                }
+                Ok(super::Become::None)
+            }
+            Some(b) => match b.value.as_str() {
+                "none" => Ok(super::Become::None),
+                "sudo" => Ok(super::Become::Sudo {
+                    user: user.map(|u| u.value).unwrap_or_else(|| "root".to_string()),
+                }),
+                other => Err(self.err(
+                    &b.referenced,
+                    format!("unknown become `{other}`: expected `sudo` or `none`"),
+                )),
+            },
+        }
+    }
+
     fn keystore(&self, ks: RawKeystore, shared: &Shared) -> Result<KeystoreConfig, ConfigError> {
         let kind = match ks.kind.value.as_str() {
             "p12" => KeystoreKind::P12,
             "acra" => KeystoreKind::Acra,
+            "file" => KeystoreKind::File,
             other => {
                 return Err(self.err(
                     &ks.kind.referenced,
-                    format!("unknown keystore kind `{other}`: supported kinds are `p12` and `acra`"),
+                    format!("unknown keystore kind `{other}`: supported kinds are `p12`, `acra` and `file`"),
                 ));
             }
         };
-        let what = if kind == KeystoreKind::P12 {
+        let what = if kind != KeystoreKind::Acra {
             "a file"
         } else {
             "a directory"
@@ -645,13 +702,13 @@ impl Validator<'_> {
         };
         let acra = kind == KeystoreKind::Acra;
         only(
-            acra,
+            kind != KeystoreKind::P12,
             ks.password.as_ref().map(|x| &x.referenced),
             "password",
             "p12",
         )?;
         only(
-            acra,
+            kind != KeystoreKind::P12,
             ks.nodectl_config.as_ref().map(|x| &x.referenced),
             "nodectl_config",
             "p12",
@@ -868,4 +925,13 @@ fn valid_fingerprint(s: &str) -> bool {
             && b.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
     })
+}
+
+/// A POSIX-portable user name (what `useradd` accepts by default): it goes into sudo's command
+/// line and the printed sudoers lines, so nothing that a shell or sudoers would interpret.
+fn valid_user_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
 }

@@ -1,11 +1,10 @@
 //! Hardware keys over USB HID: a second source and sink beside `remote/`.
 //!
-//! [`Transport`] moves 64-byte reports (hidapi in production, [`fake::ScriptedTransport`] in
+//! [`Transport`] moves 64-byte reports (hidapi in production, a scripted fake from `testkit` in
 //! tests). [`HardwareKey`] describes one device model: how to recognise it and what coldkeep can
 //! back up and restore with it. Every model is one file here, registered in [`DEVICES`].
 
 pub mod bitbox02;
-pub mod fake;
 #[cfg(all(feature = "hid", target_os = "linux"))]
 mod hidapi_transport;
 pub mod onlykey;

@@ -308,7 +308,7 @@ fn verdict(text: &str) -> Result<Option<&'static str>, RestoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hid::fake::{ScriptedTransport, Step};
+    use crate::testkit::hid_fake::{ScriptedTransport, Step};
 
     fn payload(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i % 251) as u8).collect()

@@ -28,6 +28,18 @@ pub enum Identity {
     #[serde(rename = "bitbox02")]
     /// A BitBox02 backup.
     BitBox02(bitbox02::BitBox02Identity),
+    /// A plain file (`kind: file`): only its size and digest say what it is.
+    File(FileIdentity),
+}
+
+/// What identifies a plain file: its size and SHA-256 (no secret: a digest of a high-entropy
+/// or already-known file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
 }
 
 impl Identity {
@@ -39,6 +51,11 @@ impl Identity {
             Identity::AcraMasterKey(m) => format!("acra v{} master key {}", m.version, m.key_id),
             Identity::OnlyKey(o) => o.short(),
             Identity::BitBox02(b) => b.short(),
+            Identity::File(f) => format!(
+                "file, {} bytes, sha256 {}…",
+                f.size,
+                &f.sha256[..12.min(f.sha256.len())]
+            ),
         }
     }
 }

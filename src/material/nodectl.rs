@@ -161,6 +161,57 @@ fn scalar(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// What cn-config.yaml holds as a profile's P12 passphrase.
+pub enum Passphrase {
+    /// In plain text (wiped on drop; never printed).
+    Plain(zeroize::Zeroizing<String>),
+    /// Encrypted by nodectl (`global_p12.encryption: True`): the key is elsewhere.
+    Encrypted,
+    /// Not stored (`None`, `blank` or missing): nodectl asks for it.
+    NotStored,
+}
+
+/// One enabled profile's P12 path and passphrase.
+pub struct ProfilePassphrase {
+    /// nodectl profile (`dag-l0`, ...).
+    pub profile: String,
+    /// `directory/name`, when both are set.
+    pub path: Option<String>,
+    /// What the file holds as its passphrase.
+    pub passphrase: Passphrase,
+}
+
+/// Every enabled profile's P12 path and passphrase (`global` resolved through `global_p12`).
+pub fn passphrases(text: &str) -> Result<Vec<ProfilePassphrase>, NodectlError> {
+    let locations = p12_locations(text)?;
+    let doc: Value = serde_saphyr::from_str(text).map_err(|e| NodectlError(format!("YAML: {e}")))?;
+    let root = doc.get("nodectl").and_then(Value::as_object);
+    let global = root.and_then(|r| r.get("global_p12")).and_then(Value::as_object);
+    let encrypted = global.is_some_and(|g| g.get("encryption").is_some_and(|v| !is_false(v) && !v.is_null()));
+    Ok(locations
+        .into_iter()
+        .map(|l| {
+            let own = root
+                .and_then(|r| r.get(&l.profile))
+                .and_then(|s| scalar(s.get("p12_passphrase")));
+            let value = match own.as_deref() {
+                Some("global") | None => global.and_then(|g| scalar(g.get("passphrase"))),
+                Some(_) => own,
+            };
+            let passphrase = match value {
+                _ if encrypted => Passphrase::Encrypted,
+                Some(v) if !is_blank(&v) => Passphrase::Plain(zeroize::Zeroizing::new(v)),
+                _ => Passphrase::NotStored,
+            };
+            ProfilePassphrase {
+                path: l.path(),
+                profile: l.profile,
+                passphrase,
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

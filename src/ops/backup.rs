@@ -101,6 +101,18 @@ pub fn backup(config: &Config, nodes: &[&NodeConfig], options: Options) -> Backu
 fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Options) -> Vec<KeystoreOutcome> {
     let _span = tracing::info_span!("node", node = %node.name).entered();
     let dry_run = options.dry_run;
+    // The node's before hooks decide whether it is backed up at all (maintenance, a check that
+    // it is the right machine); a dry run changes nothing, so runs none.
+    if !dry_run {
+        let env = [("COLDKEEP_NODE", node.name.clone())];
+        if let Err(cause) =
+            super::hooks::run_until_failure(&config.hooks.before_node, &env, config.hooks.timeout)
+        {
+            let cause = format!("skipped: the before_node {cause}");
+            tracing::warn!(error = %cause, "node skipped");
+            return all_failed(node, &cause);
+        }
+    }
     let session = match super::connect_with_retries(config, node) {
         Ok(s) => s,
         Err(err) => {
@@ -241,7 +253,7 @@ pub fn backup_keystore(
             unchanged: true,
         });
     }
-    let manifest = keystore::manifest(
+    let mut manifest = keystore::manifest(
         node,
         &ks.name,
         ArtifactKind::of_keystore(ks.kind),
@@ -250,6 +262,7 @@ pub fn backup_keystore(
         Some(fetched.identity.clone()),
         Purpose::Backup,
     );
+    manifest.dirs = fetched.dirs.clone();
     let (id, size) = keystore::seal_and_store(
         store,
         &config.encryption.recipients,
@@ -381,6 +394,15 @@ fn reusable(store: &Store, artifact: &Artifact, recipients: &[crate::config::Rec
     want.sort_unstable();
     have.sort_unstable();
     want == have && artifact.copies.iter().all(|c| store.copy_intact(artifact, c))
+}
+
+/// Every keystore of `node` failed for the same cause (the node was skipped or vetoed), so
+/// status, metrics and hooks report it like any other failure of that node.
+pub fn all_failed(node: &NodeConfig, cause: &str) -> Vec<KeystoreOutcome> {
+    node.keystores
+        .iter()
+        .map(|ks| failed(node, &ks.name, cause.to_string()))
+        .collect()
 }
 
 fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {

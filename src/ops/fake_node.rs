@@ -8,7 +8,7 @@
 //! test names. It is a supplement to the sshd tests in `tests/`, never a replacement.
 
 use crate::remote::{
-    FetchedTree, Node, RemoteError, RemoteFile, RemoteStat, RemoteTree, TreeEntry, TreeLimits,
+    FetchedTree, Node, Owner, RemoteError, RemoteFile, RemoteStat, RemoteTree, TreeEntry, TreeLimits,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,9 +34,12 @@ pub struct File {
     pub bytes: Vec<u8>,
     /// Permission bits.
     pub mode: u32,
-    /// Owner, as a name.
+    /// Owner, as a name (`user`, or `user:group` when the group differs).
     pub owner: String,
 }
+
+/// Users (and groups of the same name) every fake node has; uids by position, root 0.
+const USERS: [&str; 3] = ["root", "app", "coldkeep"];
 
 /// Everything on the node: comparable, so a test can assert "as before".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +60,8 @@ struct State {
     short_reads: BTreeSet<String>,
     free_bytes: Option<u64>,
     log: Vec<String>,
+    /// Users beyond [`USERS`] (each with a group of the same name).
+    users: Vec<String>,
 }
 
 /// The fake node.
@@ -76,6 +81,34 @@ fn parent(path: &str) -> &str {
 fn under(path: &str, root: &str) -> Option<String> {
     let root = root.trim_end_matches('/');
     path.strip_prefix(root)?.strip_prefix('/').map(str::to_string)
+}
+
+/// What the node reports as the owner of a file recorded as `owner` (`user` or `user:group`):
+/// names, and ids by position in the user list (unknown names get 65534, like `nobody`).
+fn owner_info(owner: &str, users: &[String]) -> Owner {
+    let (user, group) = owner.split_once(':').unwrap_or((owner, owner));
+    let id = |name: &str| {
+        USERS
+            .iter()
+            .map(|u| u.to_string())
+            .chain(users.iter().cloned())
+            .position(|u| u == name)
+            .map_or(65534, |i| if i == 0 { 0 } else { 1000 + i as u32 })
+    };
+    Owner {
+        uid: id(user),
+        gid: id(group),
+        user: Some(user.to_string()),
+        group: Some(group.to_string()),
+    }
+}
+
+/// How the fake records `user:group`: just `user` when the group has the same name.
+fn owner_name(owner: &str) -> String {
+    match owner.split_once(':') {
+        Some((user, group)) if user == group => user.to_string(),
+        _ => owner.to_string(),
+    }
 }
 
 fn io_failure(during: &str) -> RemoteError {
@@ -119,6 +152,22 @@ impl FakeNode {
                 owner: "app".into(),
             },
         );
+    }
+
+    /// Gives a file or directory another owner (`user` or `user:group`).
+    pub fn chown(&self, path: &str, owner: &str) {
+        let mut st = self.state.borrow_mut();
+        if let Some(f) = st.fs.files.get_mut(path) {
+            f.owner = owner_name(owner);
+        }
+        if let Some((_, o)) = st.fs.dirs.get_mut(path) {
+            *o = owner_name(owner);
+        }
+    }
+
+    /// Adds a user (and a group of the same name) to the node.
+    pub fn add_user(&self, name: &str) {
+        self.state.borrow_mut().users.push(name.to_string());
     }
 
     /// Makes `path` a symbolic link.
@@ -212,6 +261,7 @@ impl FakeNode {
         Ok(RemoteFile {
             bytes: Zeroizing::new(file.bytes.clone()),
             mode: file.mode,
+            owner: Some(owner_info(&file.owner, &st.users)),
         })
     }
 
@@ -279,14 +329,32 @@ impl FakeNode {
                 rel,
                 size: f.bytes.len() as u64,
                 mode: f.mode,
+                owner: Some(owner_info(&f.owner, &st.users)),
             })
             .collect();
-        let dirs: Vec<(String, u32)> = st
+        let dir_entries: Vec<TreeEntry> = st
             .fs
             .dirs
             .iter()
-            .filter_map(|(p, (m, _))| under(p, root).map(|rel| (rel, *m)))
-            .filter(|(rel, _)| !skipped(rel))
+            .filter_map(|(p, (m, o))| {
+                let rel = if p == root {
+                    Some(String::new())
+                } else {
+                    under(p, root)
+                };
+                rel.map(|rel| TreeEntry {
+                    rel,
+                    size: 0,
+                    mode: *m,
+                    owner: Some(owner_info(o, &st.users)),
+                })
+            })
+            .filter(|d| d.rel.is_empty() || !skipped(&d.rel))
+            .collect();
+        let dirs: Vec<(String, u32)> = dir_entries
+            .iter()
+            .filter(|d| !d.rel.is_empty())
+            .map(|d| (d.rel.clone(), d.mode))
             .collect();
         // Directories count toward max_files, as in Session's listing.
         if (files.len() + dirs.len()) as u64 > limits.max_files
@@ -301,6 +369,7 @@ impl FakeNode {
             root_mode: *root_mode,
             files,
             dirs,
+            dir_entries,
         }))
     }
 }
@@ -313,12 +382,13 @@ impl Node for FakeNode {
     fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
         let st = self.state.borrow();
         let path = st.fs.links.get(path).map(String::as_str).unwrap_or(path);
-        Ok(if let Some((mode, _)) = st.fs.dirs.get(path) {
+        Ok(if let Some((mode, owner)) = st.fs.dirs.get(path) {
             Some(RemoteStat {
                 is_dir: true,
                 is_file: false,
                 size: 0,
                 mode: *mode,
+                owner: Some(owner_info(owner, &st.users)),
             })
         } else {
             st.fs.files.get(path).map(|f| RemoteStat {
@@ -326,6 +396,7 @@ impl Node for FakeNode {
                 is_file: true,
                 size: f.bytes.len() as u64,
                 mode: f.mode,
+                owner: Some(owner_info(&f.owner, &st.users)),
             })
         })
     }
@@ -338,6 +409,7 @@ impl Node for FakeNode {
                 is_file: false,
                 size: 0,
                 mode: 0o777,
+                owner: None,
             }));
         }
         self.stat(path)
@@ -377,6 +449,7 @@ impl Node for FakeNode {
         }
         Ok(Some(FetchedTree {
             root_mode: tree.root_mode,
+            dirs: tree.dir_entries,
             files,
         }))
     }
@@ -405,9 +478,20 @@ impl Node for FakeNode {
     }
 
     fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
-        // As Session::push: a link or directory at the target is never replaced or followed, and
-        // a replaced file's mode is narrowed to `mode` (never looser than recorded).
-        let (owner, mode) = {
+        self.push_owned(path, bytes, mode, None)
+    }
+
+    fn push_owned(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
+        // As Session::push: a link or directory at the target is never replaced or followed, a
+        // replaced file's mode is narrowed to `mode` (never looser than recorded) and its owner
+        // kept; a new file gets `owner` when given.
+        let (existing, mode) = {
             let st = self.state.borrow();
             if st.fs.links.contains_key(path) || st.fs.dirs.contains_key(path) {
                 return Err(RemoteError::UnsafeEntry {
@@ -422,7 +506,50 @@ impl Node for FakeNode {
                 None => (None, mode & 0o777),
             }
         };
-        self.write(path, bytes, mode, owner)
+        let Some(owner) = owner.filter(|_| existing.is_none()) else {
+            return self.write(path, bytes, mode, existing);
+        };
+        let (user, group) = owner.split_once(':').unwrap_or((owner, owner));
+        if !self.owner_exists(user, group)? {
+            // What `chown` says for an unknown name; the caller checked before, so a bug.
+            return Err(RemoteError::Command {
+                command: format!("chown {owner}"),
+                status: 1,
+                stderr: "invalid user".into(),
+            });
+        }
+        self.write(path, bytes, mode, Some(owner_name(owner)))
+    }
+
+    fn owner_exists(&self, user: &str, group: &str) -> Result<bool, RemoteError> {
+        let st = self.state.borrow();
+        let known = |n: &str| USERS.contains(&n) || st.users.iter().any(|u| u == n);
+        Ok(known(user) && known(group))
+    }
+
+    fn chown_tree(&self, path: &str, owner: &str) -> Result<(), RemoteError> {
+        let (user, group) = owner.split_once(':').unwrap_or((owner, owner));
+        if !self.owner_exists(user, group)? {
+            return Err(RemoteError::Command {
+                command: format!("chown -R -h {owner}"),
+                status: 1,
+                stderr: "invalid user".into(),
+            });
+        }
+        let owner = owner_name(owner);
+        let mut st = self.state.borrow_mut();
+        for (p, f) in st.fs.files.iter_mut() {
+            if p == path || under(p, path).is_some() {
+                f.owner = owner.clone();
+            }
+        }
+        for (p, (_, o)) in st.fs.dirs.iter_mut() {
+            if p == path || under(p, path).is_some() {
+                *o = owner.clone();
+            }
+        }
+        st.log.push(format!("chown {path} {owner}"));
+        Ok(())
     }
 
     fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError> {
@@ -493,14 +620,21 @@ impl Node for FakeNode {
     }
 
     fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
-        let (dir, name) = (parent(path), path.rsplit('/').next().unwrap_or(path));
-        for stale in self.entries_with_prefix(dir, &format!(".{name}.coldkeep-tmp-"))? {
+        for stale in self.beside(path, "coldkeep-tmp-")? {
             self.remove_tree(&stale)?;
         }
         Ok(())
     }
 
-    fn entries_with_prefix(&self, dir: &str, prefix: &str) -> Result<Vec<String>, RemoteError> {
+    fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
+        let (dir, name) = (parent(path), path.rsplit('/').next().unwrap_or(path));
+        self.entries_with_prefix(dir, &format!(".{name}.{tag}"))
+    }
+}
+
+impl FakeNode {
+    /// The entries of directory `dir` whose names start with `prefix` (full paths, sorted).
+    pub fn entries_with_prefix(&self, dir: &str, prefix: &str) -> Result<Vec<String>, RemoteError> {
         let st = self.state.borrow();
         let start = format!("{}/{prefix}", dir.trim_end_matches('/'));
         let mut found: BTreeSet<String> = BTreeSet::new();

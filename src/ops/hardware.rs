@@ -46,6 +46,7 @@ pub fn store_backup(
         host: source.to_string(),
         host_key: String::new(),
         files: files.iter().map(|f| f.entry.clone()).collect(),
+        dirs: Vec::new(),
         identity: Some(identity),
         recipients: Vec::new(),
     };

@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 pub struct Fetched {
     /// The files as they go into the bundle (P12: one; Acra: the tree).
     pub files: Vec<PlainFile>,
+    /// The directories of a tree (Acra), root first, with owners; empty for a single file.
+    pub dirs: Vec<bundle::DirEntry>,
     /// The material's public identity (checked on fetch).
     pub identity: Identity,
 }
@@ -32,8 +34,15 @@ pub fn password(ks: &KeystoreConfig) -> anyhow::Result<Option<Zeroizing<String>>
 /// Checks what a P12 file's bytes are and returns their public identity. With a password the file
 /// is opened, so a wrong password or a corrupt file fails here.
 pub fn identify(ks: &KeystoreConfig, bytes: &[u8]) -> anyhow::Result<Identity> {
-    if ks.kind != KeystoreKind::P12 {
-        bail!("keystore {} is not a single file", ks.name);
+    match ks.kind {
+        KeystoreKind::P12 => {}
+        KeystoreKind::File => {
+            return Ok(Identity::File(crate::material::FileIdentity {
+                size: bytes.len() as u64,
+                sha256: crate::digest::sha256_hex(bytes),
+            }));
+        }
+        KeystoreKind::Acra => bail!("keystore {} is not a single file", ks.name),
     }
     let password = password(ks)?;
     let id = p12::inspect(bytes, password.as_ref().map(|p| p.as_str()))
@@ -64,25 +73,33 @@ pub fn acra_skip(rel: &str) -> bool {
 /// Fetches a keystore's material over the node's session and identifies it.
 pub fn fetch(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Fetched> {
     match ks.kind {
-        KeystoreKind::P12 => {
+        KeystoreKind::P12 | KeystoreKind::File => {
             let file = session.fetch(&ks.path, ks.max_size)?;
             let identity = identify(ks, &file.bytes)?;
             Ok(Fetched {
                 files: vec![p12_file(ks, file)],
+                dirs: Vec::new(),
                 identity,
             })
         }
         KeystoreKind::Acra => {
-            let (root_mode, files) = fetch_acra(session, ks)?
+            let (root_mode, files, dirs) = fetch_acra(session, ks)?
                 .with_context(|| format!("the keystore directory {} does not exist on the node", ks.path))?;
             let identity = identify_acra(ks, root_mode, &files)?;
-            Ok(Fetched { files, identity })
+            Ok(Fetched {
+                files,
+                dirs,
+                identity,
+            })
         }
     }
 }
 
+/// An Acra keystore as fetched: root mode, files, directories (root first).
+pub type AcraFetch = (u32, Vec<PlainFile>, Vec<bundle::DirEntry>);
+
 /// Fetches an Acra keystore's tree(s); `None` when the keys directory does not exist.
-pub fn fetch_acra(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Option<(u32, Vec<PlainFile>)>> {
+pub fn fetch_acra(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Option<AcraFetch>> {
     let mut limits = TreeLimits {
         max_files: ks.max_files,
         max_size: ks.max_size,
@@ -91,6 +108,7 @@ pub fn fetch_acra(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Opt
         return Ok(None);
     };
     let root_mode = keys.root_mode;
+    let mut dirs = tree_dirs(acra::KEYS_PREFIX, &ks.path, &keys);
     let mut files = tree_files(acra::KEYS_PREFIX, &ks.path, keys);
     if let Some(public) = &ks.public_path {
         limits.max_files -= (files.len() as u64).min(limits.max_files);
@@ -102,21 +120,48 @@ pub fn fetch_acra(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Opt
         let tree = session
             .fetch_tree(public, limits, &acra_skip)?
             .with_context(|| format!("the public keys directory {public} does not exist on the node"))?;
+        dirs.extend(tree_dirs(acra::PUBLIC_PREFIX, public, &tree));
         files.extend(tree_files(acra::PUBLIC_PREFIX, public, tree));
     }
-    Ok(Some((root_mode, files)))
+    Ok(Some((root_mode, files, dirs)))
+}
+
+/// A tree's directories as the manifest records them (`keys/`, `keys/sub/`).
+fn tree_dirs(prefix: &str, root: &str, tree: &FetchedTree) -> Vec<bundle::DirEntry> {
+    tree.dirs
+        .iter()
+        .map(|d| {
+            let (path, remote_path) = if d.rel.is_empty() {
+                (prefix.to_string(), root.to_string())
+            } else {
+                (
+                    format!("{prefix}{}/", d.rel),
+                    format!("{}/{}", root.trim_end_matches('/'), d.rel),
+                )
+            };
+            bundle::DirEntry {
+                path,
+                remote_path,
+                mode: d.mode,
+                owner: d.owner.clone().map(owner_of),
+            }
+        })
+        .collect()
 }
 
 fn tree_files(prefix: &str, root: &str, tree: FetchedTree) -> Vec<PlainFile> {
     tree.files
         .into_iter()
         .map(|(entry, data)| PlainFile {
-            entry: bundle::file_entry(
-                &format!("{prefix}{}", entry.rel),
-                &format!("{}/{}", root.trim_end_matches('/'), entry.rel),
-                &data,
-                entry.mode,
-            ),
+            entry: bundle::FileEntry {
+                owner: entry.owner.map(owner_of),
+                ..bundle::file_entry(
+                    &format!("{prefix}{}", entry.rel),
+                    &format!("{}/{}", root.trim_end_matches('/'), entry.rel),
+                    &data,
+                    entry.mode,
+                )
+            },
             data,
         })
         .collect()
@@ -125,8 +170,21 @@ fn tree_files(prefix: &str, root: &str, tree: FetchedTree) -> Vec<PlainFile> {
 /// A P12 file as it goes into a bundle: under its own file name.
 pub fn p12_file(ks: &KeystoreConfig, file: RemoteFile) -> PlainFile {
     PlainFile {
-        entry: bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode),
+        entry: bundle::FileEntry {
+            owner: file.owner.map(owner_of),
+            ..bundle::file_entry(bundle_name(&ks.path), &ks.path, &file.bytes, file.mode)
+        },
         data: file.bytes,
+    }
+}
+
+/// The manifest's record of a remote owner.
+fn owner_of(o: crate::remote::Owner) -> bundle::FileOwner {
+    bundle::FileOwner {
+        uid: o.uid,
+        gid: o.gid,
+        user: o.user,
+        group: o.group,
     }
 }
 
@@ -156,6 +214,7 @@ pub fn manifest(
         host: format!("{}:{}", node.host, node.port),
         host_key: session_host_key.to_string(),
         files: files.iter().map(|f| f.entry.clone()).collect(),
+        dirs: Vec::new(),
         identity,
         recipients: Vec::new(),
     }

@@ -13,10 +13,10 @@
 use super::artifact;
 use super::keystore;
 use super::restore_acra;
-use super::restore_plan::Work;
 pub use super::restore_plan::{
     NameRow, RestoreOutcome, RestorePlan, RestoreRequest, Source, Step, split_path,
 };
+use super::restore_plan::{Work, new_file_owner};
 use super::vocab::RestoreAction;
 use crate::bundle::{Identities, Opened, PlainFile};
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
@@ -108,13 +108,18 @@ pub fn apply(
     let mut previous_saved_as = None;
     match std::mem::take(&mut plan.work) {
         Work::Nothing => {}
-        Work::P12 { data, mode, current } => {
+        Work::P12 {
+            data,
+            mode,
+            current,
+            owner,
+        } => {
             if let Some(current) = current {
                 previous_saved_as = Some(save_pre_restore(
                     config, &src.store, src.node, src.ks, session, current,
                 )?);
             }
-            push(session, src.ks, &data, mode)?;
+            push(session, src.ks, &data, mode, owner.as_deref())?;
         }
         Work::Acra(prepared) => {
             previous_saved_as = restore_acra::apply(config, src, session, &plan, prepared)?;
@@ -207,6 +212,18 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         .as_ref()
         .map_or(DEFAULT_MODE, |c| c.mode & file.entry.mode & 0o777);
     plan.mode = format!("{mode:04o}");
+    // 5. Whose it will be: the replaced file's owner, else the backup's when it exists here.
+    let owner = match &existing {
+        Some(_) => {
+            plan.owner = Some("kept from the replaced file".into());
+            None
+        }
+        None => {
+            let (owner, said) = new_file_owner(session, file.entry.owner.as_ref())?;
+            plan.owner = Some(said);
+            owner
+        }
+    };
     if existing.is_some() {
         plan.action = RestoreAction::Replaced;
         plan.steps.push(Step::SavePreRestore {
@@ -219,11 +236,13 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         path: ks.path.clone(),
         mode: plan.mode.clone(),
         keep_owner: existing.is_some(),
+        owner: owner.clone(),
     });
     plan.work = Work::P12 {
         data: file.data.clone(),
         mode,
         current: existing,
+        owner,
     };
     Ok(plan)
 }
@@ -308,10 +327,17 @@ fn save_pre_restore(
     keystore::save_pre_restore(config, store, node, ks, session, &files, identity)
 }
 
-/// Uploads atomically, after removing temp files an interrupted earlier restore left behind.
-fn push(session: &dyn Node, ks: &KeystoreConfig, data: &[u8], mode: u32) -> anyhow::Result<()> {
+/// Uploads atomically, after removing temp files an interrupted earlier restore left behind; a
+/// new file gets `owner` (`user:group`), a replaced one keeps its own.
+fn push(
+    session: &dyn Node,
+    ks: &KeystoreConfig,
+    data: &[u8],
+    mode: u32,
+    owner: Option<&str>,
+) -> anyhow::Result<()> {
     session.remove_stale_temps(&ks.path)?;
-    session.push(&ks.path, data, mode).with_context(|| {
+    session.push_owned(&ks.path, data, mode, owner).with_context(|| {
         format!(
             "uploading to {} (the previous file, if any, is still in place)",
             ks.path

@@ -6,7 +6,7 @@
 //! swapped in by directory renames: a failure at any point leaves the old keystore in place.
 
 use super::keystore;
-use super::restore_plan::{Prepared, RestorePlan, Root, Source, Step, Target, split_path};
+use super::restore_plan::{Prepared, RestorePlan, Root, Source, Step, Target, new_tree_owner, split_path};
 use super::vocab::{ArtifactKind, RestoreAction};
 use crate::bundle::{Opened, PlainFile};
 use crate::config::{Config, KeystoreConfig, NodeConfig};
@@ -55,6 +55,7 @@ pub fn roots(
         path: ks.path.clone(),
         files: Vec::new(),
         target: Target::Missing,
+        owner: None,
     }];
     if let Some(public) = &ks.public_path {
         roots.push(Root {
@@ -62,6 +63,7 @@ pub fn roots(
             path: public.clone(),
             files: Vec::new(),
             target: Target::Missing,
+            owner: None,
         });
     }
     for f in &opened.files {
@@ -127,6 +129,13 @@ pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<R
         let files: Vec<&PlainFile> = root.files.iter().collect();
         root.target = classify(tree.as_ref(), &files, root.prefix, session, &root.path)?;
     }
+    // Whose a tree that does not exist yet will be (a replaced one keeps its owner).
+    let mut owners = Vec::new();
+    for root in roots.iter_mut().filter(|r| r.target == Target::Missing) {
+        let (owner, said) = new_tree_owner(session, &root.files)?;
+        root.owner = owner;
+        owners.push(format!("{}: {said}", root.path));
+    }
 
     let path = roots
         .iter()
@@ -134,6 +143,7 @@ pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<R
         .collect::<Vec<_>>()
         .join(", ");
     let mut plan = RestorePlan::new(src, path, "0700".into());
+    plan.owner = (!owners.is_empty()).then(|| owners.join("; "));
     if roots.iter().all(|r| r.target == Target::Identical) {
         return Ok(plan);
     }
@@ -166,6 +176,7 @@ pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<R
                 })
                 .collect(),
             keep_owner: r.target != Target::Missing,
+            owner: r.owner.clone(),
             replaces: r.target != Target::Missing,
         });
     }
@@ -287,10 +298,7 @@ fn tree_matches(
 /// A swap cut off between its two renames leaves the previous keystore under a
 /// `.NAME.coldkeep-old-*` name: never touch it, tell the operator.
 fn refuse_interrupted_swap(session: &dyn Node, root: &str) -> anyhow::Result<()> {
-    let (parent, name) = split_path(root);
-    let found = session
-        .entries_with_prefix(parent, &format!(".{name}.coldkeep-old-"))?
-        .join("\n");
+    let found = session.beside(root, "coldkeep-old-")?.join(", ");
     if !found.is_empty() {
         bail!(
             "an earlier restore was interrupted and left the previous keystore at {found} on the node; \
@@ -433,6 +441,10 @@ fn prepare(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
         session
             .chown_like(&s.temp, &root.path)
             .context("giving the restored files the owner of the keystore they replace")?;
+    } else if let Some(owner) = &root.owner {
+        session
+            .chown_tree(&s.temp, owner)
+            .context("giving the restored files the owner recorded in the backup")?;
     }
     let files: Vec<&PlainFile> = root.files.iter().collect();
     if !tree_matches(session, &s.temp, &files, root.prefix, &|_| false)? {
@@ -483,7 +495,7 @@ fn save_pre_restore(
     ks: &KeystoreConfig,
     session: &dyn Node,
 ) -> anyhow::Result<String> {
-    let (root_mode, files) = keystore::fetch_acra(session, ks)?
+    let (root_mode, files, _) = keystore::fetch_acra(session, ks)?
         .context("the keystore directory disappeared while restoring; nothing was changed")?;
     let identity = keystore::identify_acra(ks, root_mode, &files).ok();
     keystore::save_pre_restore(config, store, node, ks, session, &files, identity)

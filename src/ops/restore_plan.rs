@@ -1,12 +1,13 @@
 //! The restore plan as a value: what a restore will check and change, decided before anything
-//! changes. Shared by the P12 ([`super::restore`]) and Acra ([`super::restore_acra`]) planners;
-//! data only, so neither imports the other's planning code.
+//! changes. Shared by the P12 ([`super::restore`]) and Acra ([`super::restore_acra`]) planners:
+//! the plan's data, and the one decision both make the same way (which owner a file or tree
+//! that does not exist yet gets), so neither imports the other's planning code.
 
 use super::vocab::RestoreAction;
-use crate::bundle::{Opened, PlainFile};
+use crate::bundle::{FileOwner, Opened, PlainFile};
 use crate::config::{KeystoreConfig, NodeConfig};
 use crate::material::Identity;
-use crate::remote::RemoteFile;
+use crate::remote::{Node, RemoteFile};
 use crate::store::{Artifact, Store};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ pub enum Step {
         mode: String,
         /// Whether the replaced file's owner and group are kept.
         keep_owner: bool,
+        /// `user:group` a new file gets (the owner its backup recorded); none: the writer's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     /// Upload a tree into a temp directory beside `path`, read it back, then swap it in by renames.
     SwapTree {
@@ -67,6 +71,9 @@ pub enum Step {
         files: Vec<(String, String)>,
         /// Whether the replaced tree's owner and group are given to the new one.
         keep_owner: bool,
+        /// `user:group` a new tree gets (its files' recorded owner); none: the writer's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
         /// Whether a directory is there now (it is renamed aside, then removed).
         replaces: bool,
     },
@@ -90,6 +97,10 @@ pub struct RestorePlan {
     pub action: RestoreAction,
     /// Mode of the restored file (P12) or directory (Acra), octal.
     pub mode: String,
+    /// Whose the restored files will be: kept from the replaced file, the backup's recorded
+    /// owner, or why neither (so an operator sees it before a key ends up with the wrong owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The backup's public identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
@@ -112,6 +123,8 @@ pub(super) enum Work {
         data: zeroize::Zeroizing<Vec<u8>>,
         mode: u32,
         current: Option<RemoteFile>,
+        /// `user:group` for a file that does not exist yet.
+        owner: Option<String>,
     },
     Acra(Prepared),
 }
@@ -174,6 +187,7 @@ impl RestorePlan {
             path,
             action: RestoreAction::AlreadyInPlace,
             mode,
+            owner: None,
             identity: src.identity.clone(),
             checks: Vec::new(),
             steps: Vec::new(),
@@ -217,12 +231,65 @@ pub struct Root {
     pub(super) path: String,
     pub(super) files: Vec<PlainFile>,
     pub(super) target: Target,
+    /// For a missing directory: `user:group` to give the new tree (its files' recorded owner).
+    pub(super) owner: Option<String>,
 }
 
 /// What apply needs: the directories to restore, classified.
 pub struct Prepared {
     pub(super) roots: Vec<Root>,
     pub(super) occupied: bool,
+}
+
+/// The owner a restore gives a file that does not exist on the node: `(user:group to chown to,
+/// what the plan says)`. The one its backup recorded, when those names exist there (ids differ
+/// between hosts, names are what nodectl and Acra set up); otherwise whoever writes it.
+pub fn new_file_owner(
+    session: &dyn Node,
+    recorded: Option<&FileOwner>,
+) -> anyhow::Result<(Option<String>, String)> {
+    let Some(o) = recorded else {
+        return Ok((None, "the writing user's (the backup recorded no owner)".into()));
+    };
+    let (Some(user), Some(group)) = (&o.user, &o.group) else {
+        return Ok((
+            None,
+            format!(
+                "the writing user's (the backup recorded uid {} gid {} without names)",
+                o.uid, o.gid
+            ),
+        ));
+    };
+    if session.owner_exists(user, group)? {
+        Ok((
+            Some(format!("{user}:{group}")),
+            format!("{user}:{group} (recorded in the backup)"),
+        ))
+    } else {
+        Ok((
+            None,
+            format!("the writing user's ({user}:{group} from the backup does not exist on this node)"),
+        ))
+    }
+}
+
+/// [`new_file_owner`] for a whole tree (an Acra keystore that does not exist on the node): the
+/// owner its files were recorded with, when they all had the same named one.
+pub fn new_tree_owner(session: &dyn Node, files: &[PlainFile]) -> anyhow::Result<(Option<String>, String)> {
+    let named = |f: &PlainFile| {
+        f.entry
+            .owner
+            .as_ref()
+            .and_then(|o| Some((o.user.clone()?, o.group.clone()?)))
+    };
+    let first = files.first().and_then(named);
+    if first.is_none() || files.iter().any(|f| named(f) != first) {
+        return Ok((
+            None,
+            "the writing user's (the backup recorded no single named owner for the files)".into(),
+        ));
+    }
+    new_file_owner(session, files[0].entry.owner.as_ref())
 }
 
 impl std::fmt::Debug for RestorePlan {

@@ -2,16 +2,17 @@
 //! textfile, and the hooks.
 
 use super::backup::{BackupReport, KeystoreOutcome};
+use super::verify::{ProblemKind, StoreCheck};
 use super::vocab::{OutcomeStatus, master_key};
 use crate::config::{Config, Hooks};
-use crate::store::{Artifact, RunState, Store};
+use crate::store::{Artifact, RunState, Store, VerifyState};
 use chrono::Utc;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Records the run's outcomes in the state file (under the store lock), rewrites the metrics file
 /// and runs the hooks. Problems are logged; they never turn a good run into a failure.
@@ -48,6 +49,58 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
     }
     run_hooks(&config.hooks, &report.outcomes);
 }
+
+/// Records a scheduled verification in the state file (under the store lock) and rewrites the
+/// metrics file, so `status` and the `coldkeep_verify_*` metrics show it.
+pub fn record_verify(config: &Config, check: &StoreCheck, deep: bool, took: Duration) -> anyhow::Result<()> {
+    let root = &config.store.path;
+    let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in check.artifacts.iter().filter(|c| !c.ok) {
+        let entry = bad.entry(format!("{}/{}", c.node, c.keystore)).or_default();
+        // A few lines are enough to point at the problem; `coldkeep verify` lists them all.
+        entry.extend(c.problems.iter().map(|p| format!("{}: {p}", c.id)));
+        entry.truncate(MAX_PROBLEMS_KEPT);
+    }
+    for p in check.passphrases.iter().filter(|p| !p.ok) {
+        let entry = bad.entry(format!("{}/{}", p.node, p.keystore)).or_default();
+        entry.push(p.line());
+        entry.truncate(MAX_PROBLEMS_KEPT);
+    }
+    let verify = VerifyState {
+        at: Utc::now(),
+        deep,
+        artifacts: check.artifacts.len() as u64,
+        seconds: took.as_secs_f64(),
+        problems: check
+            .problems_by_kind()
+            .into_iter()
+            .map(|(k, n)| (k.as_str().to_string(), n))
+            .collect(),
+        bad,
+        store_problems: check
+            .store_problems
+            .iter()
+            .take(MAX_PROBLEMS_KEPT)
+            .cloned()
+            .collect(),
+    };
+    let state = {
+        let store = Store::new(&config.store);
+        let _lock = store.lock()?;
+        let mut state = RunState::load(root)?;
+        state.verify = Some(verify);
+        state.save(root)?;
+        state
+    };
+    if let Some(path) = &config.metrics_file {
+        write_metrics(config, &state, path)
+            .map_err(|e| e.context(format!("cannot write the metrics file {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Problem lines kept per keystore in the state file.
+const MAX_PROBLEMS_KEPT: usize = 5;
 
 /// Every `(node, keystore)` that runs report on: configured keystores, and their master keys.
 pub fn keystore_names(config: &Config) -> Vec<(String, String)> {
@@ -139,7 +192,40 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
          # TYPE coldkeep_run_duration_seconds gauge\ncoldkeep_run_duration_seconds {}",
         state.last_run_seconds.unwrap_or(0.0)
     );
+    if let Some(v) = &state.verify {
+        verify_metrics(&mut out, v);
+    }
     out
+}
+
+/// The `coldkeep_verify_*` families: every kind gets a line (zero when none was found), so an
+/// alert on `> 0` has a series to watch from the first verification on.
+fn verify_metrics(out: &mut String, v: &VerifyState) {
+    let _ = writeln!(
+        out,
+        "# HELP coldkeep_verify_last_run_timestamp_seconds Unix time of the last scheduled store verification.\n\
+         # TYPE coldkeep_verify_last_run_timestamp_seconds gauge\n\
+         coldkeep_verify_last_run_timestamp_seconds {}",
+        v.at.timestamp()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP coldkeep_verify_problems Problems the last scheduled store verification found, by kind.\n\
+         # TYPE coldkeep_verify_problems gauge"
+    );
+    for kind in ProblemKind::ALL {
+        let n = v.problems.get(kind.as_str()).copied().unwrap_or(0);
+        let _ = writeln!(out, "coldkeep_verify_problems{{kind=\"{}\"}} {n}", kind.as_str());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP coldkeep_verify_artifacts Artifacts the last scheduled store verification checked.\n\
+         # TYPE coldkeep_verify_artifacts gauge\ncoldkeep_verify_artifacts {}\n\
+         # HELP coldkeep_verify_deep 1 if the last scheduled verification decrypted (verify_identity set).\n\
+         # TYPE coldkeep_verify_deep gauge\ncoldkeep_verify_deep {}",
+        v.artifacts,
+        u8::from(v.deep)
+    );
 }
 
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;
@@ -178,8 +264,8 @@ fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Resu
     Ok(result?)
 }
 
-/// Runs `on_success` / `on_failure` commands for each outcome with `sh -c`, the outcome in
-/// `COLDKEEP_*` variables, output to our stderr, each killed after the timeout.
+/// Runs `on_success` / `on_failure` commands for each outcome, the outcome in `COLDKEEP_*`
+/// variables (see [`super::hooks`] for the environment and timeout).
 pub fn run_hooks(hooks: &Hooks, outcomes: &[KeystoreOutcome]) {
     for o in outcomes {
         let commands = if o.ok {
@@ -187,50 +273,13 @@ pub fn run_hooks(hooks: &Hooks, outcomes: &[KeystoreOutcome]) {
         } else {
             &hooks.on_failure
         };
-        for command in commands {
-            if let Err(e) = run_hook(command, o, hooks.timeout) {
-                tracing::warn!(node = %o.node, keystore = %o.keystore, hook = %command, "hook failed: {e}");
-            }
-        }
-    }
-}
-
-fn run_hook(command: &str, o: &KeystoreOutcome, timeout: Duration) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        // Not coldkeep's environment: it holds secrets (passwords, master keys, the SSH agent).
-        .env_clear()
-        .envs(
-            ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]
-                .iter()
-                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
-        )
-        // Its own process group, so a timeout kills what it started too.
-        .process_group(0)
-        .env("COLDKEEP_NODE", &o.node)
-        .env("COLDKEEP_KEYSTORE", &o.keystore)
-        .env("COLDKEEP_STATUS", OutcomeStatus::of(o.ok).as_str())
-        .env("COLDKEEP_ARTIFACT", o.id.as_deref().unwrap_or(""))
-        .env("COLDKEEP_ERROR", o.error.as_deref().unwrap_or(""))
-        .stdin(Stdio::null())
-        .stdout(std::io::stderr())
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            anyhow::ensure!(status.success(), "exited with {status}");
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("killed after {}s (hooks.timeout)", timeout.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        let env = [
+            ("COLDKEEP_NODE", o.node.clone()),
+            ("COLDKEEP_KEYSTORE", o.keystore.clone()),
+            ("COLDKEEP_STATUS", OutcomeStatus::of(o.ok).as_str().to_string()),
+            ("COLDKEEP_ARTIFACT", o.id.clone().unwrap_or_default()),
+            ("COLDKEEP_ERROR", o.error.clone().unwrap_or_default()),
+        ];
+        super::hooks::run_all(commands, &env, hooks.timeout);
     }
 }

@@ -1,5 +1,5 @@
-//! The daemon's scheduler: each node's next fire time, which nodes are in a run, and what a
-//! config reload keeps.
+//! The daemon's scheduler: each node's next fire time and the store verification's, which nodes
+//! are in a run, and what a config reload keeps.
 //!
 //! Why a struct with an injected [`Clock`]: the rules (a node is never in two runs at once; a
 //! fire time that comes while the node's previous run is in flight is skipped; a reload keeps the
@@ -40,6 +40,9 @@ pub struct Scheduler<C: Clock> {
     schedules: BTreeMap<String, Schedule>,
     next: BTreeMap<String, DateTime<Utc>>,
     running: BTreeSet<String>,
+    /// `verify_schedule` and its next fire time.
+    verify: Option<(Schedule, DateTime<Utc>)>,
+    verifying: bool,
 }
 
 /// What [`Scheduler::due`] decided.
@@ -49,6 +52,10 @@ pub struct Due {
     pub start: Vec<String>,
     /// Nodes whose fire time came while their previous run was still going: skipped.
     pub skipped: Vec<String>,
+    /// Start the scheduled store verification now (marked running).
+    pub verify: bool,
+    /// The verification's fire time came while the previous one was still going: skipped.
+    pub verify_skipped: bool,
 }
 
 impl<C: Clock> Scheduler<C> {
@@ -61,6 +68,8 @@ impl<C: Clock> Scheduler<C> {
             schedules: BTreeMap::new(),
             next: BTreeMap::new(),
             running: BTreeSet::new(),
+            verify: None,
+            verifying: false,
         };
         scheduler.schedule(config, nodes)?;
         Ok(scheduler)
@@ -85,7 +94,12 @@ impl<C: Clock> Scheduler<C> {
                 }
             }
         }
-        if next.is_empty() {
+        let verify = config
+            .verify_schedule
+            .as_ref()
+            .and_then(|s| Some((s.clone(), s.next_after(now, &config.timezone)?)));
+        // A daemon that only verifies (say, on the host of a replica) is fine.
+        if next.is_empty() && verify.is_none() {
             return Err(UsageError(
                 "no selected node has a schedule: set `schedule:` (top level, per node, or in label_schedules)"
                     .into(),
@@ -94,6 +108,7 @@ impl<C: Clock> Scheduler<C> {
         self.zone = config.timezone.clone();
         self.schedules = schedules;
         self.next = next;
+        self.verify = verify;
         Ok(())
     }
 
@@ -129,7 +144,30 @@ impl<C: Clock> Scheduler<C> {
                 }
             }
         }
+        if let Some((schedule, t)) = &self.verify
+            && *t <= now
+        {
+            if self.verifying {
+                out.verify_skipped = true;
+            } else {
+                self.verifying = true;
+                out.verify = true;
+            }
+            self.verify = schedule
+                .next_after(now, &self.zone)
+                .map(|t| (schedule.clone(), t));
+        }
         out
+    }
+
+    /// Marks the scheduled verification as finished: the next fire time may start it again.
+    pub fn verify_finished(&mut self) {
+        self.verifying = false;
+    }
+
+    /// The scheduled verification's next fire time, if it is scheduled.
+    pub fn next_verify(&self) -> Option<DateTime<Utc>> {
+        self.verify.as_ref().map(|(_, t)| *t)
     }
 
     /// Marks the nodes of a finished run as free for their next fire time.
@@ -142,8 +180,10 @@ impl<C: Clock> Scheduler<C> {
     /// How long to sleep until the next fire time (zero when one is due, at most [`MAX_WAIT`]).
     pub fn wait(&self) -> Duration {
         let now = self.clock.now();
+        let verify = self.next_verify();
         self.next
             .values()
+            .chain(verify.as_ref())
             .min()
             .map(|t| (*t - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_WAIT)
@@ -157,9 +197,16 @@ impl<C: Clock> Scheduler<C> {
         let old_next = self.next.clone();
         let old_schedules = self.schedules.clone();
         let old_zone = self.zone.clone();
+        let old_verify = self.verify.clone();
         if let Err(e) = self.schedule(config, nodes) {
-            (self.next, self.schedules, self.zone) = (old_next, old_schedules, old_zone);
+            (self.next, self.schedules, self.zone, self.verify) =
+                (old_next, old_schedules, old_zone, old_verify);
             return Err(e);
+        }
+        if let (Some((old, t)), Some((new, next))) = (&old_verify, &mut self.verify)
+            && old.as_str() == new.as_str()
+        {
+            *next = *t;
         }
         for (name, t) in self.next.iter_mut() {
             let unchanged = old_schedules.get(name).map(Schedule::as_str)
@@ -192,11 +239,7 @@ pub fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> b
     let Err(panic) = catch_unwind(AssertUnwindSafe(batch)) else {
         return false;
     };
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into());
+    let message = panic_message(panic.as_ref());
     tracing::error!(nodes = ?names, "backup batch panicked: {message}; its nodes run again at their next fire time");
     let outcomes = names
         .iter()
@@ -220,13 +263,41 @@ pub fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> b
         outcomes,
     };
     if catch_unwind(AssertUnwindSafe(|| {
-        super::run_state::record(config, &report, Duration::ZERO)
+        super::run_state::record(config, &report, Duration::ZERO);
+        // The run's start ping went out: its failure ping must follow.
+        super::run::finish_hooks(config, &report, names.join(" "), Duration::ZERO);
     }))
     .is_err()
     {
         tracing::error!("recording the panicked batch panicked too");
     }
     true
+}
+
+/// Runs a scheduled verification; a panic inside it is caught and logged, so the daemon still
+/// hears that it finished and starts it again at the next fire time (instead of skipping every
+/// later one as "still going"). Nothing is recorded: the state and metrics keep the last
+/// verification, whose `coldkeep_verify_last_run_timestamp_seconds` then stops advancing, which
+/// is what a staleness alert watches. Returns whether it panicked.
+pub fn guard_verify(verify: impl FnOnce()) -> bool {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let Err(panic) = catch_unwind(AssertUnwindSafe(verify)) else {
+        return false;
+    };
+    tracing::error!(
+        "scheduled verify panicked: {}; it runs again at its next fire time",
+        panic_message(panic.as_ref())
+    );
+    true
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 #[cfg(test)]
@@ -258,8 +329,12 @@ mod tests {
     }
 
     fn config(nodes: &[(&str, Option<&str>)]) -> Config {
-        let mut text = String::from(
-            "timezone: UTC\nstore:\n  path: /tmp/coldkeep-scheduler-test\nencryption:\n  recipients: \
+        config_with("", nodes)
+    }
+
+    fn config_with(top: &str, nodes: &[(&str, Option<&str>)]) -> Config {
+        let mut text = format!(
+            "{top}timezone: UTC\nstore:\n  path: /tmp/coldkeep-scheduler-test\nencryption:\n  recipients: \
              [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\nssh:\n  user: t\n  \
              identity: /nonexistent/id\n  known_hosts: /nonexistent/kh\nsigning:\n  key: \
              /nonexistent/signing_key\n  allowed_signers: /nonexistent/allowed_signers\nnodes:\n",
@@ -272,6 +347,74 @@ mod tests {
             text.push_str("    keystores:\n      - name: p12\n        kind: p12\n        path: /k.p12\n");
         }
         Config::parse(&text, std::path::Path::new("/tmp/coldkeep.yaml")).unwrap()
+    }
+
+    #[test]
+    fn the_verify_schedule_fires_once_per_time_and_never_overlaps() {
+        let c = config_with("verify_schedule: \"30 4 * * *\"\n", &[("a", Some("0 4 * * *"))]);
+        let clock = TestClock::at(3, 0, 0);
+        let mut s = Scheduler::new(&c, &all(&c), clock.clone()).unwrap();
+        assert_eq!(s.next_verify(), Some(at(4, 30, 0)));
+        clock.set(4, 0, 0);
+        let due = s.due();
+        assert_eq!(
+            (due.start.as_slice(), due.verify),
+            (["a".to_string()].as_slice(), false)
+        );
+        assert_eq!(
+            s.wait(),
+            Duration::from_secs(1800),
+            "the verification is the next thing to do"
+        );
+        clock.set(4, 30, 0);
+        let due = s.due();
+        assert!(due.verify && due.start.is_empty(), "{due:?}");
+        assert_eq!(s.due(), Due::default(), "each fire time fires once");
+        // Still verifying a day later: that fire time is skipped, not run twice.
+        clock.0.set(Utc.with_ymd_and_hms(2026, 12, 2, 4, 30, 0).unwrap());
+        let due = s.due();
+        assert!(!due.verify && due.verify_skipped, "{due:?}");
+        s.verify_finished();
+        clock.0.set(Utc.with_ymd_and_hms(2026, 12, 3, 4, 30, 0).unwrap());
+        assert!(s.due().verify);
+    }
+
+    #[test]
+    fn a_panicking_verify_is_caught_and_the_next_fire_time_starts_it_again() {
+        let c = config_with("verify_schedule: \"*/10 * * * *\"\n", &[("a", None)]);
+        let clock = TestClock::at(4, 0, 0);
+        let mut s = Scheduler::new(&c, &all(&c), clock.clone()).unwrap();
+        clock.set(4, 10, 0);
+        assert!(s.due().verify);
+        // As the daemon's verify thread does: guarded, then always reports it finished.
+        assert!(guard_verify(|| panic!("boom in a verify")));
+        s.verify_finished();
+        clock.set(4, 20, 0);
+        let due = s.due();
+        assert!(due.verify && !due.verify_skipped, "{due:?}");
+        assert!(!guard_verify(|| {}));
+    }
+
+    #[test]
+    fn a_verify_schedule_alone_is_enough_and_reload_keeps_its_pending_time() {
+        let c = config_with("verify_schedule: \"0 5 * * *\"\n", &[("a", None)]);
+        let clock = TestClock::at(3, 0, 0);
+        let mut s = Scheduler::new(&c, &all(&c), clock.clone()).unwrap();
+        assert!(s.next_runs().is_empty());
+        clock.set(5, 0, 5);
+        s.reload(&c, &all(&c)).unwrap();
+        assert_eq!(s.next_verify(), Some(at(5, 0, 0)), "unchanged: still due");
+        let c2 = config_with("verify_schedule: \"0 6 * * *\"\n", &[("a", None)]);
+        s.reload(&c2, &all(&c2)).unwrap();
+        assert_eq!(
+            s.next_verify(),
+            Some(at(6, 0, 0)),
+            "changed: rescheduled from now"
+        );
+        // Taking the verify schedule away leaves nothing to do: refused, nothing changes.
+        let none = config(&[("a", None)]);
+        assert!(s.reload(&none, &all(&none)).is_err());
+        assert_eq!(s.next_verify(), Some(at(6, 0, 0)));
     }
 
     fn all(c: &Config) -> Vec<&NodeConfig> {

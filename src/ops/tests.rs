@@ -99,13 +99,21 @@ impl Fixture {
 
     /// Stores an Acra backup with these files (`keys/...`, `public/...`).
     fn store_acra(&self, files: &[(&str, &[u8], u32)]) {
+        self.store_acra_owned(files, None)
+    }
+
+    /// Like [`Fixture::store_acra`], every file recorded with `owner`.
+    fn store_acra_owned(&self, files: &[(&str, &[u8], u32)], owner: Option<bundle::FileOwner>) {
         let cfg = self.config.node("n1").unwrap();
         let files: Vec<PlainFile> = files
             .iter()
             .map(|(path, data, mode)| {
                 let data = zeroize::Zeroizing::new(data.to_vec());
                 PlainFile {
-                    entry: bundle::file_entry(path, &format!("/remote/{path}"), &data, *mode),
+                    entry: bundle::FileEntry {
+                        owner: owner.clone(),
+                        ..bundle::file_entry(path, &format!("/remote/{path}"), &data, *mode)
+                    },
                     data,
                 }
             })
@@ -261,14 +269,19 @@ fn restore_p12_into_a_missing_file_creates_it_with_nodectl_mode() {
         [Step::Upload {
             path: P12.into(),
             mode: "0400".into(),
-            keep_owner: false
+            keep_owner: false,
+            owner: Some("app:app".into()),
         }]
     );
+    assert_eq!(plan.owner.as_deref(), Some("app:app (recorded in the backup)"));
     assert!(node.log().is_empty(), "planning changes nothing");
     let done = restore::apply(&fx.config, &src, &node, plan).unwrap();
     assert!(done.previous_saved_as.is_none());
     let file = node.get(P12).unwrap();
-    assert_eq!((file.bytes, file.mode), (bytes, 0o400));
+    assert_eq!(
+        (file.bytes, file.mode, file.owner.as_str()),
+        (bytes, 0o400, "app")
+    );
 }
 
 #[test]
@@ -303,7 +316,8 @@ fn restore_p12_different_file_is_saved_then_replaced_keeping_mode_and_owner() {
             Step::Upload {
                 path: P12.into(),
                 mode: "0640".into(),
-                keep_owner: true
+                keep_owner: true,
+                owner: None,
             }
         ]
     );
@@ -420,7 +434,7 @@ fn restore_acra_into_missing_directories_creates_them() {
     assert_eq!(plan.action, RestoreAction::Created);
     assert_eq!(plan.steps.len(), 2, "{:?}", plan.steps);
     assert!(
-        matches!(&plan.steps[0], Step::SwapTree { path, replaces: false, keep_owner: false, files } if path == KEYS
+        matches!(&plan.steps[0], Step::SwapTree { path, replaces: false, keep_owner: false, owner: None, files } if path == KEYS
             && files.contains(&("Alice_storage".into(), "0600".into())))
     );
     restore::apply(&fx.config, &src, &node, plan).unwrap();
@@ -584,4 +598,129 @@ fn upload_failure_before_the_swap_changes_nothing() {
     assert!(format!("{err:#}").contains("nothing was changed"), "{err:#}");
     assert_eq!(node.fs(), before);
     assert_eq!(node.calls(Op::Rename), 0);
+}
+
+// ---- owners: recorded on backup, given back on restore ----
+
+#[test]
+fn backup_records_owners_of_files_and_directories() {
+    let fx = Fixture::new();
+    let node = node_with_p12(&p12_bytes(), 0o400);
+    node.add_user("nodeadmin");
+    node.chown(P12, "root");
+    fx.backup_p12(&node, Options::default()).unwrap();
+    let a = &fx.store().list(Some("n1")).unwrap().artifacts[0];
+    let owner = a.sidecar.manifest.files[0].owner.clone().unwrap();
+    assert_eq!(
+        (owner.uid, owner.user.as_deref(), owner.group.as_deref()),
+        (0, Some("root"), Some("root"))
+    );
+
+    // An Acra tree: the root first, then each subdirectory, with modes and owners.
+    let acra = acra_node(&[("Alice_storage", b"k")], &[]);
+    acra.add_user("acra");
+    acra.mkdirs(&format!("{KEYS}/.poison_key"));
+    acra.chown(KEYS, "acra");
+    acra.chown(&format!("{KEYS}/Alice_storage"), "acra:app");
+    let ks = &fx.config.node("n1").unwrap().keystores[1];
+    let (_, files, dirs) = keystore::fetch_acra(&acra, ks).unwrap().unwrap();
+    let paths: Vec<&str> = dirs.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths, ["keys/", "keys/.poison_key/", "public/"]);
+    assert_eq!(dirs[0].remote_path, KEYS);
+    assert_eq!(dirs[0].owner.as_ref().unwrap().user.as_deref(), Some("acra"));
+    let key = files
+        .iter()
+        .find(|f| f.entry.path == "keys/Alice_storage")
+        .unwrap();
+    let o = key.entry.owner.as_ref().unwrap();
+    assert_eq!(
+        (o.user.as_deref(), o.group.as_deref()),
+        (Some("acra"), Some("app"))
+    );
+}
+
+#[test]
+fn restore_p12_gives_a_new_file_the_recorded_owner_only_when_it_exists_on_the_node() {
+    let fx = Fixture::new();
+    let bytes = p12_bytes();
+    let source_node = node_with_p12(&bytes, 0o400);
+    source_node.add_user("nodeadmin");
+    source_node.chown(P12, "nodeadmin");
+    fx.backup_p12(&source_node, Options::default()).unwrap();
+    let src = Source::open(&fx.config, &fx.request("p12")).unwrap();
+
+    // A node without that user: the writer's owner, and the plan says why.
+    let bare = FakeNode::new();
+    bare.mkdirs("/home/nodeadmin/tessellation");
+    let plan = restore::plan(&src, &bare, false).unwrap();
+    assert!(
+        matches!(&plan.steps[0], Step::Upload { owner: None, .. }),
+        "{:?}",
+        plan.steps
+    );
+    let said = plan.owner.clone().unwrap();
+    assert!(
+        said.contains("nodeadmin:nodeadmin from the backup does not exist"),
+        "{said}"
+    );
+    restore::apply(&fx.config, &src, &bare, plan).unwrap();
+    assert_eq!(bare.get(P12).unwrap().owner, "coldkeep");
+
+    // A node that has it: the file gets it back.
+    let node = FakeNode::new();
+    node.add_user("nodeadmin");
+    node.mkdirs("/home/nodeadmin/tessellation");
+    let plan = restore::plan(&src, &node, false).unwrap();
+    assert_eq!(
+        plan.owner.as_deref(),
+        Some("nodeadmin:nodeadmin (recorded in the backup)")
+    );
+    restore::apply(&fx.config, &src, &node, plan).unwrap();
+    let file = node.get(P12).unwrap();
+    assert_eq!(
+        (file.bytes, file.mode, file.owner.as_str()),
+        (bytes, 0o400, "nodeadmin")
+    );
+}
+
+#[test]
+fn restore_acra_into_missing_directories_gives_them_the_recorded_service_owner() {
+    let fx = Fixture::new();
+    let owner = bundle::FileOwner {
+        uid: 999,
+        gid: 999,
+        user: Some("acra".into()),
+        group: Some("acra".into()),
+    };
+    fx.store_acra_owned(BACKUP, Some(owner));
+    let src = Source::open(&fx.config, &fx.request("acra")).unwrap();
+    let node = FakeNode::new();
+    node.add_user("acra");
+    node.mkdirs("/etc/acra");
+    let plan = restore::plan(&src, &node, false).unwrap();
+    assert!(
+        matches!(&plan.steps[0], Step::SwapTree { owner: Some(o), .. } if o == "acra:acra"),
+        "{:?}",
+        plan.steps
+    );
+    let said = plan.owner.clone().unwrap();
+    assert!(
+        said.contains(&format!("{KEYS}: acra:acra (recorded in the backup)")),
+        "{said}"
+    );
+    restore::apply(&fx.config, &src, &node, plan).unwrap();
+    assert!(backup_on(&node));
+    let fs = node.fs();
+    assert_eq!(fs.dirs[KEYS].1, "acra");
+    assert_eq!(fs.files[&format!("{KEYS}/Alice_storage")].owner, "acra");
+    assert_eq!(fs.files[&format!("{PUBLIC}/Alice_storage.pub")].owner, "acra");
+
+    // Files recorded without owners: no single owner to give, and the plan says so.
+    let fx = Fixture::new();
+    fx.store_acra(BACKUP);
+    let src = Source::open(&fx.config, &fx.request("acra")).unwrap();
+    let node = FakeNode::new();
+    node.mkdirs("/etc/acra");
+    let plan = restore::plan(&src, &node, false).unwrap();
+    assert!(plan.owner.unwrap().contains("no single named owner"));
 }

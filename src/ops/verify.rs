@@ -11,6 +11,165 @@ use crate::remote::Node;
 use crate::store::{Artifact, Store};
 use serde::Serialize;
 
+/// What kind of problem a verification found: the label of `coldkeep_verify_problems{kind=...}`,
+/// so alerts can tell bit rot (hash) from a lost copy (missing) or a tampered sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// A copy is missing from one of the roots (primary or a replica).
+    Missing,
+    /// A copy cannot be read.
+    Unreadable,
+    /// A copy's ciphertext does not match its sidecar's hash or size.
+    Hash,
+    /// A copy's sidecar differs from the other copies'.
+    Sidecar,
+    /// A copy's age header does not parse.
+    Header,
+    /// Deep verification: the decrypted contents are wrong (or cannot be decrypted).
+    Contents,
+    /// The store itself: a file that is not a valid artifact or sidecar.
+    Store,
+    /// A copy's signature is missing, forged, by a key not in `allowed_signers`, or does not
+    /// cover this sidecar (an edited or unsigned artifact): the attack signing exists to catch.
+    Signature,
+    /// Deep verification: a backed-up P12 does not open with the passphrase its backed-up
+    /// cn-config.yaml holds (the backup could not be used as it is).
+    Passphrase,
+}
+
+impl ProblemKind {
+    /// Every kind, so metrics show a zero for each kind not found.
+    pub const ALL: [ProblemKind; 9] = [
+        ProblemKind::Missing,
+        ProblemKind::Unreadable,
+        ProblemKind::Hash,
+        ProblemKind::Sidecar,
+        ProblemKind::Header,
+        ProblemKind::Contents,
+        ProblemKind::Store,
+        ProblemKind::Signature,
+        ProblemKind::Passphrase,
+    ];
+
+    /// The metric label and state-file key.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Unreadable => "unreadable",
+            ProblemKind::Hash => "hash",
+            ProblemKind::Sidecar => "sidecar",
+            ProblemKind::Header => "header",
+            ProblemKind::Contents => "contents",
+            ProblemKind::Store => "store",
+            ProblemKind::Signature => "signature",
+            ProblemKind::Passphrase => "passphrase",
+        }
+    }
+}
+
+/// The result of checking the whole store (or the selected nodes' part of it), replicas and
+/// master-key store included: what `coldkeep verify` prints and the daemon's scheduled
+/// verification records. The one place that decides what "verified" means (hashes, headers,
+/// signatures, contents), so the command and the daemon can never disagree.
+#[derive(Debug, Serialize)]
+pub struct StoreCheck {
+    /// One check per artifact.
+    pub artifacts: Vec<ArtifactCheck>,
+    /// Deep only: does each backed-up P12 open with the passphrase in its backed-up
+    /// cn-config.yaml?
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passphrases: Vec<super::passphrase::PassphraseCheck>,
+    /// Files in the store that are not valid artifacts.
+    pub store_problems: Vec<String>,
+    /// Leftovers of interrupted writes (not problems).
+    pub store_warnings: Vec<String>,
+}
+
+impl StoreCheck {
+    /// Bad artifacts plus store problems: zero means all verified.
+    pub fn failed(&self) -> usize {
+        self.artifacts.iter().filter(|c| !c.ok).count()
+            + self.store_problems.len()
+            + self.passphrases.iter().filter(|p| !p.ok).count()
+    }
+
+    /// How many problems of each kind were found (every kind present, zero when none).
+    pub fn problems_by_kind(&self) -> std::collections::BTreeMap<ProblemKind, u64> {
+        let mut counts: std::collections::BTreeMap<ProblemKind, u64> =
+            ProblemKind::ALL.iter().map(|k| (*k, 0)).collect();
+        for kind in self.artifacts.iter().flat_map(|c| &c.kinds) {
+            *counts.entry(*kind).or_default() += 1;
+        }
+        *counts.entry(ProblemKind::Store).or_default() += self.store_problems.len() as u64;
+        *counts.entry(ProblemKind::Passphrase).or_default() +=
+            self.passphrases.iter().filter(|p| !p.ok).count() as u64;
+        counts
+    }
+}
+
+/// Checks every artifact of the store, its replicas and the master-key store (only the named
+/// nodes' when `names` is given), signatures included, and when deep the P12 passphrases ([`check_signed`]: untrusted artifacts are
+/// checked too, so a forgery is reported rather than skipped); deep (decrypting in memory) when
+/// identities are given. `sign_unsigned` adopts a store that predates signing (`coldkeep verify
+/// --sign-unsigned`; the daemon never does).
+pub fn verify_store(
+    config: &Config,
+    names: Option<&[String]>,
+    ids: Option<&Identities>,
+    sign_unsigned: bool,
+) -> anyhow::Result<StoreCheck> {
+    let mut problems = Vec::new();
+    let mut artifacts = Vec::new();
+    // The primary store's trusted artifacts: the passphrase check reads the newest of them.
+    let mut backups = Vec::new();
+    let stores = [Some(Store::new(&config.store)), Store::master_keys(&config.store)];
+    for (i, store) in stores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i, s.as_ref()?)))
+    {
+        let parts = match names {
+            None => vec![store.list(None)?],
+            Some(names) => names
+                .iter()
+                .map(|n| store.list(Some(n)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        for part in parts {
+            artifacts.extend(
+                part.artifacts
+                    .iter()
+                    .chain(&part.untrusted)
+                    .map(|a| check_signed(config, store, a, ids, sign_unsigned)),
+            );
+            problems.extend(part.problems);
+            if i == 0 {
+                backups.extend(part.artifacts);
+            }
+        }
+    }
+    let passphrases = ids
+        .zip(stores[0].as_ref())
+        .map(|(ids, store)| {
+            let nodes: Vec<&NodeConfig> = config
+                .nodes
+                .iter()
+                .filter(|n| names.is_none_or(|names| names.contains(&n.name)))
+                .collect();
+            super::passphrase::check_all(&nodes, store, &backups, ids)
+        })
+        .unwrap_or_default();
+    let (warnings, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.interrupted);
+    let describe = |p: crate::store::Problem| format!("{}: {}", p.path.display(), p.message);
+    Ok(StoreCheck {
+        artifacts,
+        passphrases,
+        store_problems: problems.into_iter().map(describe).collect(),
+        store_warnings: warnings.into_iter().map(describe).collect(),
+    })
+}
+
 /// The result of checking one artifact.
 #[derive(Debug, Serialize)]
 pub struct ArtifactCheck {
@@ -26,6 +185,9 @@ pub struct ArtifactCheck {
     pub ok: bool,
     /// What is wrong, one line each.
     pub problems: Vec<String>,
+    /// The kind of each problem, in the same order (for the metrics).
+    #[serde(skip)]
+    pub kinds: Vec<ProblemKind>,
     /// Acra: how many sealed keys the master key at hand opens (when one is at hand).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_keys: Option<crate::material::acra_open::OpenReport>,
@@ -46,6 +208,9 @@ pub fn check_signed(
 ) -> ArtifactCheck {
     let mut check = verify_artifact(config, store, a, ids);
     let signatures = super::signatures::report(store, a, check.ok && check.deep, sign_unsigned);
+    check
+        .kinds
+        .extend(signatures.problems.iter().map(|_| ProblemKind::Signature));
     check.problems.extend(signatures.problems);
     check.signed_now = signatures.signed > 0;
     check.ok = check.problems.is_empty();
@@ -60,42 +225,53 @@ pub fn verify_artifact(
     ids: Option<&Identities>,
 ) -> ArtifactCheck {
     let mut problems = Vec::new();
+    let mut kinds = Vec::new();
+    let mut found = |kind: ProblemKind, problem: String| {
+        problems.push(problem);
+        kinds.push(kind);
+    };
     let mut good_ciphertext = None;
     for copy in &a.copies {
         let root = copy.root.display();
         if !copy.present {
-            problems.push(format!("copy missing in {root}"));
+            found(ProblemKind::Missing, format!("copy missing in {root}"));
             continue;
         }
         let (ciphertext, sidecar) = match store.read(copy) {
             Ok(x) => x,
             Err(e) => {
-                problems.push(format!("cannot read copy: {e}"));
+                found(ProblemKind::Unreadable, format!("cannot read copy: {e}"));
                 continue;
             }
         };
         let mut copy_ok = true;
         let actual = sha256_hex(&ciphertext);
         if actual != sidecar.ciphertext_sha256 || ciphertext.len() as u64 != sidecar.ciphertext_size {
-            problems.push(format!(
-                "{}: ciphertext does not match its sidecar (sha256 {actual}, {} bytes; sidecar says {}, {} bytes): \
+            found(
+                ProblemKind::Hash,
+                format!(
+                    "{}: ciphertext does not match its sidecar (sha256 {actual}, {} bytes; sidecar says {}, {} bytes): \
                  the file was modified or truncated",
-                copy.age_path.display(),
-                ciphertext.len(),
-                sidecar.ciphertext_sha256,
-                sidecar.ciphertext_size
-            ));
+                    copy.age_path.display(),
+                    ciphertext.len(),
+                    sidecar.ciphertext_sha256,
+                    sidecar.ciphertext_size
+                ),
+            );
             copy_ok = false;
         }
         if !sidecar.same_artifact(&a.sidecar) {
-            problems.push(format!(
-                "{}: sidecar differs from the other copies'",
-                copy.sidecar_path.display()
-            ));
+            found(
+                ProblemKind::Sidecar,
+                format!(
+                    "{}: sidecar differs from the other copies'",
+                    copy.sidecar_path.display()
+                ),
+            );
             copy_ok = false;
         }
         if let Err(e) = bundle::check_header(&ciphertext) {
-            problems.push(format!("{}: {e}", copy.age_path.display()));
+            found(ProblemKind::Header, format!("{}: {e}", copy.age_path.display()));
             copy_ok = false;
         }
         if copy_ok && good_ciphertext.is_none() {
@@ -106,7 +282,7 @@ pub fn verify_artifact(
     let mut sealed_keys = None;
     if let Some(ids) = ids {
         match &good_ciphertext {
-            None => problems.push("no intact copy to decrypt".to_string()),
+            None => found(ProblemKind::Contents, "no intact copy to decrypt".to_string()),
             Some(ciphertext) => match bundle::open(ciphertext, ids) {
                 // Master keys have their own recipients: an operator identity that is not one of
                 // them checks these artifacts shallowly, without calling them bad.
@@ -115,11 +291,15 @@ pub fn verify_artifact(
                 {
                     deep = false;
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => found(ProblemKind::Contents, e.to_string()),
                 Ok(opened) => {
                     sealed_keys = super::acra_master::open_keys(config, &a.node, &a.keystore, &opened, ids);
-                    problems.extend(sealed_keys.iter().flat_map(|r| r.problems()));
-                    problems.extend(check_contents(config, a, opened, ids))
+                    for p in sealed_keys.iter().flat_map(|r| r.problems()) {
+                        found(ProblemKind::Contents, p);
+                    }
+                    for p in check_contents(config, a, opened, ids) {
+                        found(ProblemKind::Contents, p);
+                    }
                 }
             },
         }
@@ -131,6 +311,7 @@ pub fn verify_artifact(
         deep,
         ok: problems.is_empty(),
         problems,
+        kinds,
         sealed_keys,
         signed_now: false,
     }
@@ -187,7 +368,8 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
             }
             return problems;
         }
-        Some(ArtifactKind::P12) | None => {}
+        // A plain file's bytes were checked against their hashes when it was opened.
+        Some(ArtifactKind::P12 | ArtifactKind::File) | None => {}
     }
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
         for file in &opened.files {
@@ -346,7 +528,7 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
                         check.matches = true;
                         format!(
                             "matches: the live {} byte-identical to backup {} ({})",
-                            if ks.kind == KeystoreKind::P12 { "file is" } else { "keystore is" },
+                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
                             a.id,
                             file_summary(&live.files)
                         )
@@ -383,4 +565,56 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
             check
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::passphrase::PassphraseCheck;
+
+    fn passphrase(ok: bool) -> PassphraseCheck {
+        PassphraseCheck {
+            node: "n1".into(),
+            keystore: "p12".into(),
+            artifact: "a".into(),
+            profile: "dag-l0".into(),
+            result: if ok { "opens" } else { "does not open" }.into(),
+            ok,
+        }
+    }
+
+    #[test]
+    fn signature_and_passphrase_problems_count_under_their_kinds_and_fail_the_check() {
+        let check = StoreCheck {
+            artifacts: vec![ArtifactCheck {
+                node: "n1".into(),
+                keystore: "p12".into(),
+                id: "a".into(),
+                deep: true,
+                ok: false,
+                problems: vec!["sidecar differs".into(), "bad signature".into()],
+                kinds: vec![ProblemKind::Sidecar, ProblemKind::Signature],
+                sealed_keys: None,
+                signed_now: false,
+            }],
+            passphrases: vec![passphrase(true), passphrase(false)],
+            store_problems: Vec::new(),
+            store_warnings: Vec::new(),
+        };
+        let counts = check.problems_by_kind();
+        assert_eq!(counts.len(), ProblemKind::ALL.len(), "every kind has a count");
+        assert_eq!(counts[&ProblemKind::Signature], 1);
+        assert_eq!(counts[&ProblemKind::Sidecar], 1);
+        assert_eq!(
+            counts[&ProblemKind::Passphrase],
+            1,
+            "only the one that does not open"
+        );
+        assert_eq!(counts[&ProblemKind::Hash], 0);
+        assert_eq!(
+            check.failed(),
+            2,
+            "one bad artifact, one passphrase that does not open"
+        );
+    }
 }

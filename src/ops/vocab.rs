@@ -22,16 +22,19 @@ pub enum ArtifactKind {
     Onlykey,
     /// A BitBox02 backup.
     Bitbox02,
+    /// Any single file (`kind: file`: nodectl's cn-config.yaml, ...).
+    File,
 }
 
 impl ArtifactKind {
     /// Every kind, for parsing and listing.
-    pub const ALL: [ArtifactKind; 5] = [
+    pub const ALL: [ArtifactKind; 6] = [
         ArtifactKind::P12,
         ArtifactKind::Acra,
         ArtifactKind::AcraMasterKey,
         ArtifactKind::Onlykey,
         ArtifactKind::Bitbox02,
+        ArtifactKind::File,
     ];
 
     /// The string stored in manifests (unchanged since format 1).
@@ -42,6 +45,7 @@ impl ArtifactKind {
             ArtifactKind::AcraMasterKey => "acra-master-key",
             ArtifactKind::Onlykey => "onlykey",
             ArtifactKind::Bitbox02 => "bitbox02",
+            ArtifactKind::File => "file",
         }
     }
 
@@ -55,6 +59,7 @@ impl ArtifactKind {
         match kind {
             KeystoreKind::P12 => ArtifactKind::P12,
             KeystoreKind::Acra => ArtifactKind::Acra,
+            KeystoreKind::File => ArtifactKind::File,
         }
     }
 
@@ -157,7 +162,10 @@ mod tests {
     #[test]
     fn kinds_keep_their_stored_strings() {
         let strings: Vec<&str> = ArtifactKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(strings, ["p12", "acra", "acra-master-key", "onlykey", "bitbox02"]);
+        assert_eq!(
+            strings,
+            ["p12", "acra", "acra-master-key", "onlykey", "bitbox02", "file"]
+        );
         for k in ArtifactKind::ALL {
             assert_eq!(ArtifactKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());

@@ -5,9 +5,13 @@
 
 pub(crate) mod known_hosts;
 mod node;
+mod sudo;
+mod sudoers;
 mod tree;
 
 pub use node::Node;
+pub use sudo::{Op, chown_op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
+pub use sudoers::{NEW_FILE_MODE, sudoers_text};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
 
 use crate::config::NodeConfig;
@@ -151,11 +155,54 @@ pub enum RemoteError {
         /// What went wrong, as the library reported it.
         detail: String,
     },
-    #[error("permission denied on {path}")]
+    #[error(
+        "permission denied on {path}: if root or a service user owns it, set `become: sudo` for this \
+         node and allow the reads with the lines `coldkeep config sudoers` prints"
+    )]
     /// No permission.
     PermissionDenied {
         /// The path concerned.
         path: String,
+    },
+    #[error(
+        "sudo on {addr} refused: {detail}. coldkeep never types a password; allow it with the lines \
+         `coldkeep config sudoers --node {node}` prints (this one: `{rule}`)"
+    )]
+    /// `sudo -n` refused to run a command (a password is required, requiretty, no rule).
+    SudoRefused {
+        /// `user@host:port`.
+        addr: String,
+        /// The configured node name, for the `config sudoers --node` hint.
+        node: String,
+        /// What sudo said, classified.
+        detail: String,
+        /// The sudoers line that would allow this command.
+        rule: String,
+    },
+    #[error(
+        "cannot give the new {path} the owner and group of the file it replaces as the SSH user: \
+         set `become: sudo` for this node (nothing was changed)"
+    )]
+    /// Without `become`, the replaced file's owner could not be given to the new one.
+    OwnerNotKept {
+        /// The target path.
+        path: String,
+    },
+    #[error(
+        "`become: sudo` is set for {addr}, but the node has no sudo: install it there or remove `become`"
+    )]
+    /// `become: sudo` on a node without sudo.
+    SudoMissing {
+        /// `user@host:port`.
+        addr: String,
+    },
+    #[error("become_user `{user}` does not exist on {addr}: create it or fix `become_user`")]
+    /// The configured `become_user` does not exist on the node.
+    BecomeUserMissing {
+        /// `user@host:port`.
+        addr: String,
+        /// The missing user.
+        user: String,
     },
     #[error("remote file {path} is {size} bytes, over the {cap}-byte cap")]
     /// A file over its cap.
@@ -210,6 +257,22 @@ pub struct RemoteFile {
     pub bytes: Zeroizing<Vec<u8>>,
     /// Unix permission bits (e.g. 0o400).
     pub mode: u32,
+    /// Who owns it, when the transport tells.
+    pub owner: Option<Owner>,
+}
+
+/// The owner and group of a remote file: ids always, names when the node knows them. Kept in the
+/// manifest so a restore can give a recreated file the owner it had.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    /// Numeric user id.
+    pub uid: u32,
+    /// Numeric group id.
+    pub gid: u32,
+    /// User name, when known.
+    pub user: Option<String>,
+    /// Group name, when known.
+    pub group: Option<String>,
 }
 
 /// What `stat` found at a remote path.
@@ -223,6 +286,8 @@ pub struct RemoteStat {
     pub size: u64,
     /// Unix permission bits.
     pub mode: u32,
+    /// Owner and group.
+    pub owner: Option<Owner>,
 }
 
 /// Output of a remote command.
@@ -251,6 +316,8 @@ pub struct Session {
     transfer: crate::config::FileTransfer,
     /// Set after a timeout: see [`Session::poison_on_timeout`].
     poisoned: std::cell::Cell<bool>,
+    /// `become: sudo`: every read and write goes through sudo ([`sudo`]).
+    become_: Option<sudo::Become>,
 }
 
 /// Most bytes coldkeep reads from one stream (stdout or stderr) of a remote command: its
@@ -527,6 +594,14 @@ impl Session {
             no_sftp: std::cell::Cell::new(false),
             transfer: node.file_transfer,
             poisoned: std::cell::Cell::new(false),
+            become_: match &node.become_ {
+                crate::config::Become::None => None,
+                crate::config::Become::Sudo { user } => Some(sudo::Become {
+                    user: user.clone(),
+                    ssh_user: node.user.clone(),
+                    node: node.name.clone(),
+                }),
+            },
         })
     }
 
@@ -806,6 +881,9 @@ impl Session {
 
     /// Stats a path (SFTP); `Ok(None)` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_stat(b, path);
+        }
         let sftp = self.sftp()?;
         self.stat_with(sftp, path)
     }
@@ -817,6 +895,12 @@ impl Session {
                 is_file: st.is_file(),
                 size: st.size.unwrap_or(0),
                 mode: st.perm.unwrap_or(0) & 0o7777,
+                owner: st.uid.zip(st.gid).map(|(uid, gid)| Owner {
+                    uid,
+                    gid,
+                    user: None,
+                    group: None,
+                }),
             })),
             Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
             Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
@@ -832,6 +916,9 @@ impl Session {
     /// Uses SFTP (or SCP with `file_transfer: scp`); a node without an SFTP subsystem is read
     /// over SCP alone, whatever the setting.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_fetch(b, path, max_size);
+        }
         // SFTP stat first: clean status codes for missing / forbidden / directory paths.
         let sftp = match self.sftp() {
             Ok(sftp) => sftp,
@@ -858,7 +945,11 @@ impl Session {
         }
         if self.transfer == crate::config::FileTransfer::Sftp {
             let bytes = self.read_sftp(sftp, path, st.size, max_size)?;
-            return Ok(RemoteFile { bytes, mode: st.mode });
+            return Ok(RemoteFile {
+                bytes,
+                mode: st.mode,
+                owner: st.owner,
+            });
         }
         let bytes = match self.sess.scp_recv(std::path::Path::new(path)) {
             Ok((channel, scp)) => self.read_scp(channel, scp.size(), path, max_size)?,
@@ -868,7 +959,11 @@ impl Session {
                 self.read_sftp(sftp, path, st.size, max_size)?
             }
         };
-        Ok(RemoteFile { bytes, mode: st.mode })
+        Ok(RemoteFile {
+            bytes,
+            mode: st.mode,
+            owner: st.owner,
+        })
     }
 
     /// SCP without an SFTP stat first: the remote `scp`'s own error line says why a path
@@ -881,7 +976,12 @@ impl Session {
         };
         let mode = u32::try_from(stat.mode()).unwrap_or(0) & 0o7777;
         let bytes = self.read_scp(channel, stat.size(), path, max_size)?;
-        Ok(RemoteFile { bytes, mode })
+        // SCP tells no owner (the SFTP stat it replaces would have).
+        Ok(RemoteFile {
+            bytes,
+            mode,
+            owner: None,
+        })
     }
 
     /// Why an SCP download failed: libssh2 only says "Failed to recv file", so one remote
@@ -1107,18 +1207,56 @@ impl Session {
     ///   mode narrowed to `mode` otherwise: never looser than recorded;
     /// - the temp file beside it is created exclusively (`O_EXCL`) under a 128-bit random name;
     /// - `mv -T` renames it over the target (never into a directory that appeared there);
+    /// - the replaced file's owner and group are kept; where the SSH user may not, it stops
+    ///   before the rename ([`RemoteError::OwnerNotKept`]);
     /// - afterwards the target must be a regular file with the SHA-256 of `bytes`.
     ///
     /// On any failure before the rename the old file stays under its name and the temp file is
-    /// removed (best effort).
+    /// removed (best effort). With `become: sudo` the same guarantees come from pinned sudo
+    /// commands and a fixed temp name (see `sudo::WriteSteps` for why and how).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        self.push_owned(path, bytes, mode, None)
+    }
+
+    /// Like [`Session::push`]; a file that did not exist gets `owner` (`user:group`), the owner
+    /// its backup recorded, so a restored key is not left owned by whoever wrote it.
+    pub fn push_owned(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_push(b, path, bytes, mode, owner);
+        }
+        self.push_plain(path, bytes, mode, owner)
+    }
+
+    /// Whether the user and group names exist on the node (`getent`, as the SSH user).
+    pub fn owner_exists(&self, user: &str, group: &str) -> Result<bool, RemoteError> {
+        let out = self.exec(&format!(
+            "getent passwd {} >/dev/null && getent group {} >/dev/null",
+            shell_quote(user),
+            shell_quote(group)
+        ))?;
+        Ok(out.status == 0)
+    }
+
+    fn push_plain(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
         let (dir, name) = split_remote(path);
         let temp = join_remote(
             &dir,
             &format!(".{name}.coldkeep-tmp-{:032x}", rand::random::<u128>()),
         );
         let mode = mode & 0o777;
-        let result = self.push_via(path, &temp, bytes, mode);
+        let result = self.push_via(path, &temp, bytes, mode, owner);
         if result.is_err() {
             // Best effort: the temp file may or may not exist; the target is untouched unless
             // `mv` already ran (then the temp name is gone anyway).
@@ -1127,7 +1265,14 @@ impl Session {
         result
     }
 
-    fn push_via(&self, path: &str, temp: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+    fn push_via(
+        &self,
+        path: &str,
+        temp: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
         use std::io::Write;
         let sftp = self.sftp()?;
         let existing = self.lstat_with(sftp, path)?;
@@ -1170,9 +1315,20 @@ impl Session {
         }
         let qtemp = shell_quote(temp);
         let qpath = shell_quote(path);
-        if existing.is_some() {
-            // Keep the owner and group of the file being replaced (best effort: needs rights).
+        if let Some(target) = &existing {
+            // Keep the owner and group of the file being replaced; when the SSH user may not,
+            // stop before the rename instead of leaving the key owned by the wrong user.
             let _ = self.exec(&format!("chown --reference={qpath} -- {qtemp}"));
+            let ids = |st: Option<&RemoteStat>| st.and_then(|s| s.owner.as_ref()).map(|o| (o.uid, o.gid));
+            let want = ids(Some(target));
+            if want.is_some() && ids(self.lstat_with(sftp, temp)?.as_ref()) != want {
+                return Err(RemoteError::OwnerNotKept {
+                    path: path.to_string(),
+                });
+            }
+        } else if let Some(owner) = owner {
+            // A new file gets the owner its backup recorded, before it appears under its name.
+            self.exec_ok(&format!("chown -h {} -- {qtemp}", shell_quote(owner)))?;
         }
         self.exec_ok(&format!("mv -f -T -- {qtemp} {qpath}"))?;
         match self.lstat_with(sftp, path)? {
@@ -1200,6 +1356,10 @@ impl Session {
     /// Stats a path without following a final symlink (`is_file` and `is_dir` are then false);
     /// `Ok(None)` when it does not exist.
     pub fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            // sudo's `stat` never follows a link.
+            return self.sudo_stat(b, path);
+        }
         let sftp = self.sftp()?;
         self.lstat_with(sftp, path)
     }
@@ -1211,6 +1371,12 @@ impl Session {
                 is_file: st.is_file(),
                 size: st.size.unwrap_or(0),
                 mode: st.perm.unwrap_or(0) & 0o7777,
+                owner: st.uid.zip(st.gid).map(|(uid, gid)| Owner {
+                    uid,
+                    gid,
+                    user: None,
+                    group: None,
+                }),
             })),
             Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
             Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
@@ -1224,6 +1390,9 @@ impl Session {
 
     /// Removes temp files (or directories) an interrupted upload to `path` left beside it.
     pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_remove_temp(b, path);
+        }
         let (dir, name) = split_remote(path);
         let dir_prefix = if dir.ends_with('/') {
             shell_quote(&dir)

@@ -6,7 +6,7 @@
 //! call. The implementation for [`Session`] only delegates to its methods.
 
 use super::tree::FetchedTree;
-use super::{RemoteError, RemoteFile, RemoteStat, RemoteTree, Session, TreeLimits, shell_quote};
+use super::{RemoteError, RemoteFile, RemoteStat, RemoteTree, Session, TreeLimits};
 
 /// What coldkeep does on a node. Paths are absolute remote paths.
 pub trait Node {
@@ -40,18 +40,28 @@ pub trait Node {
     /// Writes a file that must not exist yet (exclusive create) with exactly `mode`.
     fn write_new_file(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError>;
     /// Replaces `path` atomically (exclusive temp file, `mv -T`) and reads it back; refuses a
-    /// target that is not a regular file, and narrows an existing file's mode to `mode`.
+    /// target that is not a regular file, narrows an existing file's mode to `mode`, and keeps
+    /// its owner and group (or stops before the rename).
     fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError>;
+    /// Like [`Node::push`]; a file that did not exist gets `owner` (`user:group`), the owner its
+    /// backup recorded, so a restored key is not left owned by whoever wrote it.
+    fn push_owned(&self, path: &str, bytes: &[u8], mode: u32, owner: Option<&str>)
+    -> Result<(), RemoteError>;
+    /// Whether the user and group names exist on the node (a recorded owner can be given back).
+    fn owner_exists(&self, user: &str, group: &str) -> Result<bool, RemoteError>;
     /// Gives the tree at `path` the owner and group of `reference`.
     fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError>;
+    /// Gives the tree at `path` the owner `user:group` (links not followed).
+    fn chown_tree(&self, path: &str, owner: &str) -> Result<(), RemoteError>;
     /// Renames `from` to `to` (`to` must not be a non-empty directory).
     fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError>;
     /// Removes a tree coldkeep created (temp or swapped-out directories).
     fn remove_tree(&self, path: &str) -> Result<(), RemoteError>;
     /// Removes the temp files an interrupted upload to `path` left beside it.
     fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError>;
-    /// The entries of directory `dir` whose names start with `prefix` (full paths).
-    fn entries_with_prefix(&self, dir: &str, prefix: &str) -> Result<Vec<String>, RemoteError>;
+    /// Paths named `.NAME.<tag>*` directly beside `path` (leftovers of an interrupted restore),
+    /// read with the node's rights (`become` included), sorted.
+    fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError>;
 }
 
 impl Node for Session {
@@ -95,8 +105,23 @@ impl Node for Session {
     fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         Session::push(self, path, bytes, mode)
     }
+    fn push_owned(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RemoteError> {
+        Session::push_owned(self, path, bytes, mode, owner)
+    }
+    fn owner_exists(&self, user: &str, group: &str) -> Result<bool, RemoteError> {
+        Session::owner_exists(self, user, group)
+    }
     fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError> {
         Session::chown_like(self, path, reference)
+    }
+    fn chown_tree(&self, path: &str, owner: &str) -> Result<(), RemoteError> {
+        Session::chown_tree(self, path, owner)
     }
     fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
         Session::rename_dir(self, from, to)
@@ -107,20 +132,7 @@ impl Node for Session {
     fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
         Session::remove_stale_temps(self, path)
     }
-    fn entries_with_prefix(&self, dir: &str, prefix: &str) -> Result<Vec<String>, RemoteError> {
-        let pattern = format!(
-            "{}/{}*",
-            shell_quote(dir.trim_end_matches('/')),
-            shell_quote(prefix)
-        );
-        let out = Session::exec(
-            self,
-            &format!("for d in {pattern}; do [ -e \"$d\" ] && echo \"$d\"; done; true"),
-        )?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect())
+    fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
+        Session::beside(self, path, tag)
     }
 }

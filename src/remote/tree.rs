@@ -28,6 +28,8 @@ pub struct TreeEntry {
     pub size: u64,
     /// Unix permission bits.
     pub mode: u32,
+    /// Owner and group, when the transport tells.
+    pub owner: Option<super::Owner>,
 }
 
 /// The listing of a remote tree.
@@ -39,12 +41,16 @@ pub struct RemoteTree {
     pub files: Vec<TreeEntry>,
     /// Subdirectories (relative paths) with their modes, parents before children.
     pub dirs: Vec<(String, u32)>,
+    /// Owners of the root (first, `rel` empty) and of every subdirectory, for the manifest.
+    pub dir_entries: Vec<TreeEntry>,
 }
 
 /// A fetched tree: every file's bytes in memory, wiped on drop.
 pub struct FetchedTree {
     /// Mode of the root directory.
     pub root_mode: u32,
+    /// The root (first, `rel` empty) and every subdirectory, with modes and owners.
+    pub dirs: Vec<TreeEntry>,
     /// Each file with its bytes (wiped on drop).
     pub files: Vec<(TreeEntry, Zeroizing<Vec<u8>>)>,
 }
@@ -77,6 +83,9 @@ impl Session {
         limits: TreeLimits,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<RemoteTree>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return Ok(self.sudo_fetch_tree(b, root, limits, skip)?.map(|(tree, _)| tree));
+        }
         let sftp = self.sftp()?;
         let Some(st) = self.stat_with(sftp, root)? else {
             return Ok(None);
@@ -90,6 +99,12 @@ impl Session {
             root_mode: st.mode,
             files: Vec::new(),
             dirs: Vec::new(),
+            dir_entries: vec![TreeEntry {
+                rel: String::new(),
+                size: 0,
+                mode: st.mode,
+                owner: st.owner.clone(),
+            }],
         };
         let mut total = 0u64;
         // Entries seen so far, directories included (30,000 empty directories are no keystore).
@@ -130,6 +145,17 @@ impl Session {
                             return Err(too_many(root, limits));
                         }
                         tree.dirs.push((rel.clone(), perm & 0o7777));
+                        tree.dir_entries.push(TreeEntry {
+                            rel: rel.clone(),
+                            size: 0,
+                            mode: perm & 0o7777,
+                            owner: stat.uid.zip(stat.gid).map(|(uid, gid)| super::Owner {
+                                uid,
+                                gid,
+                                user: None,
+                                group: None,
+                            }),
+                        });
                         pending.push(rel);
                     }
                     S_IFREG => {
@@ -139,6 +165,12 @@ impl Session {
                             rel,
                             size,
                             mode: perm & 0o7777,
+                            owner: stat.uid.zip(stat.gid).map(|(uid, gid)| super::Owner {
+                                uid,
+                                gid,
+                                user: None,
+                                group: None,
+                            }),
                         });
                         if tree.files.len() as u64 + tree.dirs.len() as u64 > limits.max_files {
                             return Err(too_many(root, limits));
@@ -168,6 +200,7 @@ impl Session {
         }
         tree.files.sort_by(|a, b| a.rel.cmp(&b.rel));
         tree.dirs.sort();
+        tree.dir_entries.sort_by(|a, b| a.rel.cmp(&b.rel));
         Ok(Some(tree))
     }
 
@@ -217,6 +250,11 @@ impl Session {
         limits: TreeLimits,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<FetchedTree>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return Ok(self
+                .sudo_fetch_tree(b, root, limits, skip)?
+                .map(|(_, fetched)| fetched));
+        }
         let Some(tree) = self.list_tree(root, limits, skip)? else {
             return Ok(None);
         };
@@ -239,12 +277,16 @@ impl Session {
         }
         Ok(Some(FetchedTree {
             root_mode: tree.root_mode,
+            dirs: tree.dir_entries,
             files,
         }))
     }
 
     /// Creates a directory with exactly `mode` (not subject to the server's umask).
     pub fn make_dir(&self, path: &str, mode: u32) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_make_dir(b, path, mode);
+        }
         let sftp = self.sftp()?;
         sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
             .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
@@ -263,6 +305,9 @@ impl Session {
 
     /// Writes a new file (it must not exist) with exactly `mode`, and syncs it when the server can.
     pub fn write_new_file(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_write_new_file(b, path, bytes, mode);
+        }
         use std::io::Write;
         let sftp = self.sftp()?;
         let during = format!("writing {path}");
@@ -304,6 +349,9 @@ impl Session {
 
     /// Whether `path` is a symbolic link (lstat); false when it does not exist.
     pub fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_is_symlink(b, path);
+        }
         let sftp = self.sftp()?;
         match sftp.lstat(Path::new(path)) {
             Ok(st) => Ok(st.perm.unwrap_or(0) & S_IFMT == S_IFLNK),
@@ -314,6 +362,9 @@ impl Session {
 
     /// Gives the tree at `path` the owner and group of `reference` (`chown -R --reference`).
     pub fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_chown_like(b, path, reference);
+        }
         self.exec_ok(&format!(
             "chown -R --reference={} -- {}",
             shell_quote(reference),
@@ -322,9 +373,25 @@ impl Session {
         Ok(())
     }
 
+    /// Gives the tree at `path` the owner `user:group` (`chown -R -h`, links not followed).
+    pub fn chown_tree(&self, path: &str, owner: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_chown_tree(b, path, owner);
+        }
+        self.exec_ok(&format!(
+            "chown -R -h {} -- {}",
+            shell_quote(owner),
+            shell_quote(path)
+        ))?;
+        Ok(())
+    }
+
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
     /// Afterwards `to` must be a directory (not a link someone swapped in).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_rename(b, from, to);
+        }
         self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;
         let sftp = self.sftp()?;
         match sftp.lstat(Path::new(to)) {
@@ -336,8 +403,33 @@ impl Session {
         }
     }
 
+    /// Paths named `.NAME.<tag>*` directly beside `path` (leftovers of an interrupted restore),
+    /// read with the node's rights (`become` included).
+    pub fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_beside(b, path, tag);
+        }
+        let (dir, name) = super::split_remote(path);
+        let prefix = format!(".{name}.{tag}");
+        let sftp = self.sftp()?;
+        let entries = sftp
+            .readdir(Path::new(&dir))
+            .map_err(|e| self.sftp_err(e, &dir, &format!("listing {dir}")))?;
+        let mut found: Vec<String> = entries
+            .into_iter()
+            .filter_map(|(p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .filter(|n| n.starts_with(&prefix))
+            .map(|n| join_remote(&dir, &n))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// Removes a directory tree that coldkeep itself created (temp or swapped-out directories).
     pub fn remove_tree(&self, path: &str) -> Result<(), RemoteError> {
+        if let Some(b) = &self.become_ {
+            return self.sudo_remove_tree(b, path);
+        }
         self.exec_ok(&format!("rm -rf -- {}", shell_quote(path)))?;
         Ok(())
     }

@@ -18,6 +18,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             host: "h:22".into(),
             host_key: String::new(),
             files: vec![],
+            dirs: Vec::new(),
             identity: None,
             recipients: vec![],
         },

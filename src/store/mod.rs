@@ -13,7 +13,7 @@ mod summary;
 
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
-pub use state::{KeystoreState, RunState, STATE_DIR};
+pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};
 pub use summary::{FileName, Listed, Summary, SummaryManifest};
 
 use crate::bundle::Sidecar;

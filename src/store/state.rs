@@ -50,6 +50,30 @@ pub struct RunState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Duration of the last run.
     pub last_run_seconds: Option<f64>,
+    /// The last scheduled verification of the whole store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyState>,
+}
+
+/// What the daemon's last scheduled verification found, for `status` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyState {
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// Whether it decrypted (an identity was configured).
+    pub deep: bool,
+    /// How many artifacts it checked.
+    pub artifacts: u64,
+    /// How long it took.
+    pub seconds: f64,
+    /// Problems found, by kind (`hash`, `missing`, ...).
+    pub problems: BTreeMap<String, u64>,
+    /// `"node/keystore"` -> what is wrong with its artifacts (so `status` flags the keystore).
+    #[serde(default)]
+    pub bad: BTreeMap<String, Vec<String>>,
+    /// Problems not tied to one keystore (files in the store that are not artifacts).
+    #[serde(default)]
+    pub store_problems: Vec<String>,
 }
 
 impl RunState {

@@ -16,6 +16,7 @@ pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
             host: "h:22".into(),
             host_key: String::new(),
             files: vec![],
+            dirs: Vec::new(),
             identity: None,
             recipients: vec![],
         },

@@ -1,7 +1,8 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
-pub mod acra;
+pub use coldkeep::testkit::acra;
 pub mod cutter;
 pub mod fleet;
+pub mod sudo;
 pub mod themis;

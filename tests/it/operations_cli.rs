@@ -1,7 +1,7 @@
 //! Fleet operation through the real binary against real sshd nodes: unchanged material, the store
 //! lock, retries, retention, shards, status, metrics and hooks, and the daemon.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

@@ -1,6 +1,6 @@
 //! Entry points for fuzzing: each feeds arbitrary bytes to one parser that reads untrusted input.
 //! Used by the cargo-fuzz targets in `fuzz/` (nightly, by hand) and by the stable mutation run in
-//! `tests/fuzz.rs` (CI). A parser may reject anything; it must never panic or hang.
+//! `tests/it/fuzz.rs` (CI). A parser may reject anything; it must never panic or hang.
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! store, checked, listed and verified; no plaintext on local disk. The OKRESTORE protocol itself
 //! is tested against a scripted fake device in `src/hid/onlykey.rs`.
 
-mod support;
+use crate::support;
 
 use coldkeep::material::{bitbox02, onlykey};
 use serde_json::Value;
@@ -338,6 +338,9 @@ fn capture_reads_the_typed_text_on_a_terminal_with_echo_off() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(armored.as_bytes()).unwrap();
     wait_for("stored OnlyKey backup typed", &mut seen);
+    // The report's last line, before our end of the terminal closes (closing it early can cut
+    // the lines after "stored" off under load).
+    wait_for("check value:", &mut seen);
     drop(stdin);
     let _ = child.wait();
     // The rest of the output (the reader ends when the terminal closes).

@@ -4,9 +4,9 @@
 //! `COLDKEEP_FUZZ_ITERS` (per target, default 20,000) runs longer by hand; inputs that once crashed
 //! are kept in tests/fuzz_regressions/<target>/ and replayed first.
 
-mod support;
+use crate::support;
 
-use coldkeep::fuzzing;
+use coldkeep::testkit::fuzzing;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! A scripted fake [`Transport`] for tests: it asserts the exact reports written, in order, and
 //! plays the device's replies. Reads return `None` (a timeout) when the script has no reply next.
 
-use super::{HidError, Report, Transport};
+use crate::hid::{HidError, Report, Transport};
 use std::collections::VecDeque;
 use std::time::Duration;
 

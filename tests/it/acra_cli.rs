@@ -2,7 +2,7 @@
 //! restore (into a missing, an empty and a non-empty keystore), check, and the master key kept
 //! apart.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

@@ -2,7 +2,7 @@
 //! Themis (wasm-themis under Node.js), backed up over a real sshd node, then `verify --identity`,
 //! `check --identity` and `restore` open every key offline with the master key at hand.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

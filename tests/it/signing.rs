@@ -3,7 +3,7 @@
 //! (an edited sidecar; a whole artifact made with the stock `age` CLI and the public recipient)
 //! are never trusted, and stock `ssh-keygen -Y verify` checks what coldkeep signs.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

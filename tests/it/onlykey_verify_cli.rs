@@ -3,14 +3,14 @@
 //! backup encryption): exit codes, messages, legacy texts through import, and that no decrypted
 //! value (nor the passphrase or key) ever appears in any output.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;
 use std::path::PathBuf;
 use support::fleet::{Fleet, text};
 
-const VECTORS: &str = include_str!("fixtures/onlykey/vectors.json");
+const VECTORS: &str = include_str!("../fixtures/onlykey/vectors.json");
 
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(VECTORS).unwrap();

@@ -2,9 +2,9 @@
 //! accepts and that backs up a real sshd node once a node is added; refusals that change
 //! nothing; completions bash can load and use; man pages that render.
 
-mod support;
+use crate::support;
 
-use coldkeep::sandbox::Sandbox;
+use coldkeep::testkit::sandbox::Sandbox;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! types before BEGIN (a short press types slot 1's credentials) is dropped and never shown or
 //! stored, and the one-line "No Backup Key" text ends the capture with advice instead of a hang.
 
-mod support;
+use crate::support;
 
 use coldkeep::material::onlykey;
 use std::io::{Read, Write};

@@ -1,13 +1,11 @@
 //! `file_transfer: sftp` is the default; a node whose sshd has no SFTP subsystem is read over
 //! SCP instead, logged once per node. Against real sshd nodes with the `Subsystem` line removed.
 
-mod support;
-
+use crate::support::fleet::{Fleet, legacy_p12, text};
 use coldkeep::config::{FileTransfer, HostKeyPolicy, NodeConfig};
 use coldkeep::remote::{RemoteError, Session, TreeLimits};
-use coldkeep::sandbox::{NodeOptions, SandboxNode};
+use coldkeep::testkit::sandbox::{NodeOptions, SandboxNode};
 use std::time::Duration;
-use support::fleet::{Fleet, legacy_p12, text};
 
 fn no_sftp() -> NodeOptions {
     NodeOptions {
@@ -70,7 +68,7 @@ fn default_config_backs_up_a_node_without_sftp_over_scp_and_logs_it_once() {
     let (_, list) = fleet.run_json(&["list", "--json"]);
     let artifacts = list["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 4, "{list}");
-    for age in support::fleet::age_files(&fleet.store()) {
+    for age in crate::support::fleet::age_files(&fleet.store()) {
         let plain = std::process::Command::new("age")
             .arg("-d")
             .arg("-i")
@@ -100,6 +98,7 @@ fn node_config(fleet: &Fleet, node: &SandboxNode, transfer: FileTransfer) -> Nod
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(20),
         file_transfer: transfer,
+        become_: coldkeep::config::Become::None,
         labels: vec![],
         schedule: None,
         keystores: vec![],

@@ -161,22 +161,25 @@ pub fn write_tree(dir: &Path, files: &[FixtureFile]) {
 }
 
 /// Every file under `dir`: (relative path, mode, bytes), sorted; plus every directory's mode.
+/// (std only: the test kit sits in the library, whose dependencies stay what production needs.)
 pub fn read_tree(dir: &Path) -> (Vec<FixtureFile>, Vec<(PathBuf, u32)>) {
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let e = e.unwrap();
-        let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
-        let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
-        if e.file_type().is_dir() {
+    fn walk(root: &Path, at: &Path, files: &mut Vec<FixtureFile>, dirs: &mut Vec<(PathBuf, u32)>) {
+        let meta = fs::symlink_metadata(at).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let rel = at.strip_prefix(root).unwrap().to_path_buf();
+        if meta.is_dir() {
             dirs.push((rel, mode));
+            let mut entries: Vec<PathBuf> = fs::read_dir(at).unwrap().map(|e| e.unwrap().path()).collect();
+            entries.sort();
+            for e in entries {
+                walk(root, &e, files, dirs);
+            }
         } else {
-            files.push((
-                rel.to_str().unwrap().to_string(),
-                mode,
-                fs::read(e.path()).unwrap(),
-            ));
+            files.push((rel.to_str().unwrap().to_string(), mode, fs::read(at).unwrap()));
         }
     }
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    walk(dir, dir, &mut files, &mut dirs);
     (files, dirs)
 }

@@ -1,7 +1,7 @@
 //! End-to-end tests of `coldkeep restore` and `coldkeep check` through the real binary, against
 //! real sshd nodes on loopback.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

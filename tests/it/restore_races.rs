@@ -3,7 +3,7 @@
 
 use coldkeep::config::{HostKeyPolicy, NodeConfig};
 use coldkeep::remote::{RemoteError, Session};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,6 +23,7 @@ fn node_config(sandbox: &Sandbox, node: &SandboxNode) -> NodeConfig {
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(20),
         file_transfer: coldkeep::config::FileTransfer::Sftp,
+        become_: coldkeep::config::Become::None,
         labels: vec![],
         schedule: None,
         keystores: vec![],

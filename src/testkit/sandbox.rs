@@ -255,6 +255,50 @@ impl Sandbox {
         })
     }
 
+    /// Makes the nodes log in as `user`, an unprivileged local account created if missing, the
+    /// way nodectl nodes are reached (root logins off): for tests of `become: sudo`. Needs root.
+    ///
+    /// Idempotent and safe to call from parallel tests: the account is created under a lock file
+    /// and unlocked with `usermod -p '*'` (with `UsePAM no`, sshd refuses a `!` password field)
+    /// without getting a password. sshd reads `AuthorizedKeysFile` with the user's rights, so
+    /// the sandbox directory, its ancestors and the nodes' directories and roots become
+    /// traversable (never listable) by others, and the nodes' `authorized_keys` (public keys)
+    /// readable: a harness running under umask 077 would otherwise lock the login user out.
+    pub fn login_as(&mut self, user: &str) -> Result<(), SandboxError> {
+        ensure_user(user)?;
+        let add = |path: &Path, bits: u32| -> Result<(), SandboxError> {
+            let meta = std::fs::symlink_metadata(path).map_err(io_failed("stat", path))?;
+            let mode = meta.permissions().mode();
+            if mode & bits != bits {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode((mode | bits) & 0o7777))
+                    .map_err(io_failed("chmod", path))?;
+            }
+            Ok(())
+        };
+        for dir in self.dir.ancestors() {
+            add(dir, 0o001)?;
+        }
+        // The nodes' own directories (not what tests put under their roots).
+        let nodes = self.dir.join("nodes");
+        if nodes.is_dir() {
+            add(&nodes, 0o001)?;
+            for entry in std::fs::read_dir(&nodes).map_err(io_failed("listing", &nodes))? {
+                let node = entry.map_err(io_failed("listing", &nodes))?.path();
+                for path in [node.clone(), node.join("root")] {
+                    if path.is_dir() {
+                        add(&path, 0o001)?;
+                    }
+                }
+                let keys = node.join("authorized_keys");
+                if keys.is_file() {
+                    add(&keys, 0o004)?;
+                }
+            }
+        }
+        self.user = user.to_string();
+        Ok(())
+    }
+
     /// Starts an sshd for `name` on a free 127.0.0.1 port, waits until it accepts connections
     /// (by polling the port, not sleeping blindly), and, when `trust` is true, adds its key
     /// to known_hosts.
@@ -384,6 +428,29 @@ impl Sandbox {
         writeln!(f, "[127.0.0.1]:{port} {kind} {b64}").map_err(io_failed("writing", &self.known_hosts))?;
         Ok(())
     }
+}
+
+/// Creates the unprivileged local account `user` unless it exists (a login shell, a home, no
+/// password, not locked), serialised across processes by a lock file. Needs root.
+pub fn ensure_user(user: &str) -> Result<(), SandboxError> {
+    if !user
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(failed(
+            "creating a user",
+            format!("`{user}` is not a plain user name"),
+        ));
+    }
+    let script =
+        format!("id -u {user} >/dev/null 2>&1 || useradd -m -s /bin/sh {user}; usermod -p '*' {user}");
+    run(
+        &format!("creating the user {user}"),
+        Command::new("flock")
+            .arg("/tmp/coldkeep-sandbox-users.lock")
+            .args(["sh", "-c", &script]),
+    )?;
+    Ok(())
 }
 
 /// `SHA256:...` of a key pair's public half, from `ssh-keygen -l`.

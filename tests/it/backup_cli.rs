@@ -1,7 +1,7 @@
 //! End-to-end tests of `coldkeep backup`, `list` and `verify` through the real binary, against
-//! real sshd nodes on loopback (see `coldkeep::sandbox`).
+//! real sshd nodes on loopback (see `coldkeep::testkit::sandbox`).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

@@ -1,10 +1,10 @@
 //! Fault injection. Each case checks that the failure is reported precisely, the store holds only
 //! whole artifacts, the nodes' files are unchanged unless a restore completed, and no plaintext
-//! key bytes reached local disk. (Cut uploads during restore: tests/restore_cli.rs; lock
-//! contention and a holder killed with -9: tests/operations_cli.rs; flipped, truncated and edited
-//! artifacts in verify: tests/backup_cli.rs.)
+//! key bytes reached local disk. (Cut uploads during restore: tests/it/restore_cli.rs;
+//! lock contention and a holder killed with -9: tests/it/operations_cli.rs; flipped, truncated and
+//! edited artifacts in verify: tests/it/backup_cli.rs.)
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

@@ -3,7 +3,7 @@
 
 use coldkeep::config::{HostKeyPolicy, NodeConfig};
 use coldkeep::remote::{RemoteError, Session};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +23,7 @@ fn node_config(sandbox: &Sandbox, node: &SandboxNode, known_hosts: &Path) -> Nod
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(20),
         file_transfer: coldkeep::config::FileTransfer::Sftp,
+        become_: coldkeep::config::Become::None,
         labels: vec![],
         schedule: None,
         keystores: vec![],
@@ -188,7 +189,7 @@ fn host_certificates_get_plain_keys_or_a_clear_message() {
         .start_node_with(
             "cert",
             false,
-            &coldkeep::sandbox::NodeOptions {
+            &coldkeep::testkit::sandbox::NodeOptions {
                 extra_config: format!("HostCertificate {}", cert.display()),
                 ..Default::default()
             },

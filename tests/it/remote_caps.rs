@@ -2,7 +2,7 @@
 
 use coldkeep::config::{HostKeyPolicy, NodeConfig};
 use coldkeep::remote::{MAX_EXEC_OUTPUT, RemoteError, Session, TreeLimits};
-use coldkeep::sandbox::{Sandbox, SandboxNode};
+use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ fn node_config(sandbox: &Sandbox, node: &SandboxNode, io: Duration) -> NodeConfi
         connect_timeout: Duration::from_secs(5),
         io_timeout: io,
         file_transfer: coldkeep::config::FileTransfer::Sftp,
+        become_: coldkeep::config::Become::None,
         labels: vec![],
         schedule: None,
         keystores: vec![],
