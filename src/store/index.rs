@@ -30,7 +30,9 @@
 //! over the file (not a MAC per entry), and goes wherever the store goes. An index whose MAC
 //! does not check (forged, edited, copied from another directory, written under other keys)
 //! is ignored and rebuilt from the sidecars, with their signatures checked. Even a served
-//! entry is only ever the content the agent itself verified, never what the file says now.
+//! entry is only ever the content the agent itself verified, never what the file says now; an
+//! old authentic index put back (a replay) serves an entry only while the files still carry
+//! the stamps it recorded, and allowed_signers changes make every older index fail the MAC.
 //! The time check (a `created_at` in the future) is not cached: it is applied on every read.
 
 use super::summary::Listed;
