@@ -889,27 +889,7 @@ impl Session {
     }
 
     fn stat_with(&self, sftp: &ssh2::Sftp, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        match sftp.stat(std::path::Path::new(path)) {
-            Ok(st) => Ok(Some(RemoteStat {
-                is_dir: st.is_dir(),
-                is_file: st.is_file(),
-                size: st.size.unwrap_or(0),
-                mode: st.perm.unwrap_or(0) & 0o7777,
-                owner: st.uid.zip(st.gid).map(|(uid, gid)| Owner {
-                    uid,
-                    gid,
-                    user: None,
-                    group: None,
-                }),
-            })),
-            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
-            Err(e) if e.code() == ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
-                Err(RemoteError::PermissionDenied {
-                    path: path.to_string(),
-                })
-            }
-            Err(e) => Err(self.err(e, &format!("stat of {path}"))),
-        }
+        self.sftp_stat(sftp, path, true)
     }
 
     /// Reads a whole regular file into memory, refusing files over `max_size` bytes.
@@ -1365,7 +1345,23 @@ impl Session {
     }
 
     fn lstat_with(&self, sftp: &ssh2::Sftp, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        match sftp.lstat(std::path::Path::new(path)) {
+        self.sftp_stat(sftp, path, false)
+    }
+
+    /// One SFTP stat, following a final symlink or not; `Ok(None)` when nothing is there.
+    fn sftp_stat(
+        &self,
+        sftp: &ssh2::Sftp,
+        path: &str,
+        follow: bool,
+    ) -> Result<Option<RemoteStat>, RemoteError> {
+        let p = std::path::Path::new(path);
+        let (result, what) = if follow {
+            (sftp.stat(p), "stat")
+        } else {
+            (sftp.lstat(p), "lstat")
+        };
+        match result {
             Ok(st) => Ok(Some(RemoteStat {
                 is_dir: st.is_dir(),
                 is_file: st.is_file(),
@@ -1384,7 +1380,7 @@ impl Session {
                     path: path.to_string(),
                 })
             }
-            Err(e) => Err(self.err(e, &format!("lstat of {path}"))),
+            Err(e) => Err(self.err(e, &format!("{what} of {path}"))),
         }
     }
 
