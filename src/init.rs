@@ -204,7 +204,7 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         });
     }
     for path in [&signing_key, &allowed_signers] {
-        if path.starts_with(&store) {
+        if inside(path, &store) {
             return Err(InitError::SigningInStore {
                 path: path.clone(),
                 store,
@@ -375,11 +375,26 @@ fn adopt_parent_owner(dir: &Path) -> Result<(), InitError> {
 
 /// Run as root for a service user's store, the signing key takes the store's owner (still 0600):
 /// the service signs every artifact it writes, so it must be able to read the key.
+/// The chown goes through a handle opened without following links, on the file this run
+/// created (root's, one link): if whoever can write the config's directory swapped in a symlink
+/// or another file, root hands nothing over.
 fn share_owner(store: &Path, file: &Path) -> Result<(), InitError> {
-    let owner = fs::metadata(store).map_err(io("reading", store))?;
-    let own = fs::metadata(file).map_err(io("reading", file))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let owner = fs::symlink_metadata(store).map_err(io("reading", store))?;
+    let handle = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file)
+        .map_err(io("opening", file))?;
+    let own = handle.metadata().map_err(io("reading", file))?;
+    if !own.is_file() || own.nlink() != 1 {
+        return Err(io("chown", file)(std::io::Error::other(
+            "not the file this run created (replaced while init ran?)",
+        )));
+    }
     if own.uid() == 0 && owner.uid() != 0 {
-        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).map_err(io("chown", file))?;
+        std::os::unix::fs::fchown(&handle, Some(owner.uid()), Some(owner.gid()))
+            .map_err(io("chown", file))?;
     }
     Ok(())
 }
@@ -744,6 +759,63 @@ mod tests {
             "the symlink's target was chowned"
         );
         assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    }
+
+    /// The signing key is handed to the store's owner when root runs init for a service user;
+    /// a symlink swapped in at the key's path (by whoever can write the config's directory)
+    /// must not make root hand over the link's target.
+    #[test]
+    fn handing_the_signing_key_over_never_follows_a_swapped_in_symlink() {
+        if !nix_is_root() {
+            println!("SKIPPED: needs root (chown)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir(&store).unwrap();
+        std::os::unix::fs::chown(&store, Some(4242), Some(4242)).unwrap();
+        let victim = dir.path().join("shadow");
+        fs::write(&victim, "root:secret").unwrap();
+        let key = dir.path().join("signing_key");
+        std::os::unix::fs::symlink(&victim, &key).unwrap();
+        assert!(share_owner(&store, &key).is_err());
+        let meta = fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "the symlink's target was chowned"
+        );
+        // The real file is handed over.
+        fs::remove_file(&key).unwrap();
+        fs::write(&key, "key").unwrap();
+        share_owner(&store, &key).unwrap();
+        assert_eq!(fs::metadata(&key).unwrap().uid(), 4242);
+    }
+
+    /// The config (and so the signing key beside it) reached through a symlink into the store.
+    #[test]
+    fn the_signing_key_is_refused_inside_the_store_however_the_path_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk");
+        fs::create_dir(&disk).unwrap();
+        // The config's directory is a link to the (empty) store itself.
+        let link = dir.path().join("etc-link");
+        std::os::unix::fs::symlink(&disk, &link).unwrap();
+        let mut o = opts(dir.path());
+        o.store = disk.clone();
+        o.identity_out = None;
+        o.recipients = vec![KEY.into()];
+        o.config = link.join("coldkeep.yaml");
+        let r = init(&o);
+        assert!(
+            matches!(r, Err(InitError::SigningInStore { .. })),
+            "{:?}",
+            r.map(|_| ())
+        );
+        assert!(
+            fs::read_dir(&disk).unwrap().next().is_none(),
+            "nothing written into the store"
+        );
     }
 
     fn nix_is_root() -> bool {

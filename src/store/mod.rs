@@ -508,6 +508,14 @@ impl Store {
                         message: format!("not updated: {verdict}"),
                     });
                 }
+                // Another writer may have put a different (validly signed) sidecar here since
+                // the listing: re-signing it would vouch for content nobody compared.
+                if !sidecar.same_artifact(&artifact.sidecar) {
+                    return Err(StoreError::Invalid {
+                        path: copy.sidecar_path.clone(),
+                        message: "not updated: no longer the listed artifact".into(),
+                    });
+                }
                 sidecar.seen_unchanged_at = Some(at);
                 let mut json = serde_json::to_vec_pretty(&sidecar).map_err(|e| StoreError::Invalid {
                     path: copy.sidecar_path.clone(),

@@ -394,6 +394,29 @@ mod tests {
         assert_eq!(listing.untrusted[0].sidecar.manifest.host, "h:99");
     }
 
+    /// Between the listing and the update another writer put a different, validly signed
+    /// sidecar at the same path: "seen unchanged" must not be stamped (and re-signed) onto it.
+    #[test]
+    fn mark_unchanged_refuses_a_sidecar_that_is_no_longer_the_listed_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.write(&sidecar("v1", 0, b"c"), b"c").unwrap();
+        let a = s.list(None).unwrap().artifacts.remove(0);
+        // A genuine, differently signed-for sidecar written over both copies.
+        let mut other = a.sidecar.clone();
+        other.manifest.host = "h:99".into();
+        let mut json = serde_json::to_vec_pretty(&other).unwrap();
+        json.push(b'\n');
+        for c in &a.copies {
+            fs::write(crate::sign::sig_path(&c.sidecar_path), s.sign(&json).unwrap()).unwrap();
+            fs::write(&c.sidecar_path, &json).unwrap();
+        }
+        assert!(s.mark_unchanged(&a, chrono::Utc::now()).is_err());
+        for c in &a.copies {
+            assert_eq!(fs::read(&c.sidecar_path).unwrap(), json, "left as it was");
+        }
+    }
+
     #[test]
     fn mark_unchanged_re_signs_and_no_key_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
