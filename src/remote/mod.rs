@@ -621,7 +621,8 @@ impl Session {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => known_hosts::KnownHosts::default(),
             // A pinned node does not need the file; it is read only for @revoked lines.
             Err(e) if node.host_key.is_some() => {
-                tracing::debug!(known_hosts = %node.known_hosts.display(), "cannot read known_hosts ({e}); checking the pin only");
+                // Visible by default: @revoked lines in it are not applied to this node now.
+                tracing::warn!(known_hosts = %node.known_hosts.display(), "cannot read known_hosts ({e}): its @revoked lines are not checked; checking the pin only");
                 known_hosts::KnownHosts::default()
             }
             Err(e) => {
