@@ -5,11 +5,8 @@ use crate::support;
 
 use serde_json::Value;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use support::daemon::Daemon;
 use support::fleet::{Fleet, age_files, legacy_p12, text};
 
 /// A fleet whose nodes each hold a P12 at `keys/<node>.p12`; `top` goes into the config.
@@ -200,74 +197,6 @@ fn hook_and_verify_settings_are_validated_with_their_position() {
     let c = coldkeep::config::Config::parse(&text, Path::new("/etc/coldkeep/coldkeep.yaml")).unwrap();
     assert_eq!(c.verify_identity.as_deref(), Some(Path::new("/k.txt")));
     assert_eq!(c.verify_schedule.unwrap().as_str(), "0 5 * * 0");
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running daemon with its stderr lines on a channel.
-struct Daemon {
-    child: Killed,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(f: &Fleet) -> Daemon {
-        let mut child = f
-            .command(&["daemon"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon {
-            child: Killed(child),
-            lines,
-        }
-    }
-
-    /// Waits (bounded) for a log line containing `want`; returns it.
-    fn expect(&self, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line.contains(want) {
-                return line;
-            }
-            seen.push(line);
-        }
-        panic!("no log line with {want:?}; saw:\n{}", seen.join("\n"));
-    }
-
-    fn terminate(mut self) -> i32 {
-        let pid = self.child.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.0.wait().unwrap().code().unwrap()
-    }
 }
 
 fn metric(prom: &str, name: &str) -> Option<String> {

@@ -8,9 +8,9 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::daemon::{Daemon, Killed};
 use support::fleet::{Fleet, age_files, legacy_p12, text};
 
 /// A fleet whose nodes each hold a P12 at `keys/<node>.p12`; `top` goes into the config.
@@ -64,16 +64,6 @@ fn unchanged_material_is_recorded_not_duplicated_and_force_stores_anyway() {
     assert!(path.exists());
     assert_eq!(run(&f, &["backup"]).0, 0);
     assert_eq!(age_files(&f.store()).len(), 4);
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Holds the store lock from another process (`flock`, util-linux) until killed.
@@ -304,71 +294,6 @@ fn status_metrics_and_hooks_follow_each_run() {
         log.contains("failed bad/p12: ") && log.contains("does not exist"),
         "{log}"
     );
-}
-
-/// A running daemon with its stderr lines on a channel.
-struct Daemon {
-    child: Killed,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(f: &Fleet) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coldkeep"))
-            .arg("--config")
-            .arg(&f.config)
-            .arg("daemon")
-            .current_dir(f.dir.join("cwd"))
-            .env("HOME", f.dir.join("home"))
-            .env("TMPDIR", f.dir.join("tmp"))
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon {
-            child: Killed(child),
-            lines,
-        }
-    }
-
-    /// Waits (bounded) for a log line containing `want`; returns it.
-    fn expect(&self, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line.contains(want) {
-                return line;
-            }
-            seen.push(line);
-        }
-        panic!("no log line with {want:?}; saw:\n{}", seen.join("\n"));
-    }
-
-    fn terminate(mut self) -> i32 {
-        let pid = self.child.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.0.wait().unwrap().code().unwrap()
-    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub use coldkeep::testkit::acra;
 pub mod cutter;
+pub mod daemon;
 pub mod fleet;
 pub mod sudo;
 pub mod themis;
