@@ -228,6 +228,30 @@ fn signal(sig: &str, pids: &[u32]) {
 }
 
 impl Sandbox {
+    /// The config of a node reached the way tests reach it: this sandbox's user, key and
+    /// known_hosts, strict host-key checking, SFTP, no sudo, short timeouts. Tests change the
+    /// field they are about with struct update syntax.
+    pub fn node_config(&self, node: &SandboxNode) -> crate::config::NodeConfig {
+        crate::config::NodeConfig {
+            name: node.name.clone(),
+            host: "127.0.0.1".into(),
+            port: node.port,
+            user: self.user.clone(),
+            identity: Some(self.client_key.clone()),
+            identity_passphrase: None,
+            known_hosts: self.known_hosts.clone(),
+            host_key: None,
+            host_key_policy: crate::config::HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(20),
+            file_transfer: crate::config::FileTransfer::Sftp,
+            become_: crate::config::Become::None,
+            labels: vec![],
+            schedule: None,
+            keystores: vec![],
+        }
+    }
+
     /// Creates client key and empty known_hosts under `dir` (created 0700 if missing).
     pub fn new(dir: &Path) -> Result<Sandbox, SandboxError> {
         let dir = std::path::absolute(dir).map_err(io_failed("resolving", dir))?;

@@ -7,26 +7,11 @@ use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 fn node_config(sandbox: &Sandbox, node: &SandboxNode, known_hosts: &Path) -> NodeConfig {
     NodeConfig {
-        name: node.name.clone(),
-        host: "127.0.0.1".into(),
-        port: node.port,
-        user: sandbox.user.clone(),
-        identity: Some(sandbox.client_key.clone()),
-        identity_passphrase: None,
         known_hosts: known_hosts.to_path_buf(),
-        host_key: None,
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(20),
-        file_transfer: coldkeep::config::FileTransfer::Sftp,
-        become_: coldkeep::config::Become::None,
-        labels: vec![],
-        schedule: None,
-        keystores: vec![],
+        ..sandbox.node_config(node)
     }
 }
 

@@ -11,27 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::daemon::{Daemon, Killed};
-use support::fleet::{Fleet, age_files, legacy_p12, text};
-
-/// A fleet whose nodes each hold a P12 at `keys/<node>.p12`; `top` goes into the config.
-fn fleet(names: &[&str], top: &str) -> Fleet {
-    let fleet = Fleet::new(names);
-    let mut yaml = String::new();
-    for n in names {
-        let path = fleet.put(n, &format!("keys/{n}.p12"), &legacy_p12("pw"), 0o400);
-        yaml.push_str(&fleet.node_yaml(n, fleet.node(n).port, &path, ""));
-    }
-    fleet.write_config_with(top, &yaml);
-    fleet
-}
-
-fn run(fleet: &Fleet, args: &[&str]) -> (i32, String) {
-    let out = fleet.run(args);
-    (
-        out.status.code().unwrap(),
-        format!("{}{}", text(&out.stdout), text(&out.stderr)),
-    )
-}
+use support::fleet::{age_files, legacy_p12, p12_fleet as fleet, run_code_and_text as run, text};
 
 #[test]
 fn unchanged_material_is_recorded_not_duplicated_and_force_stores_anyway() {

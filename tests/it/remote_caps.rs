@@ -1,6 +1,6 @@
 //! A hostile node fails alone: every read from it is capped in bytes and time (real sshd).
 
-use coldkeep::config::{HostKeyPolicy, NodeConfig};
+use coldkeep::config::NodeConfig;
 use coldkeep::remote::{MAX_EXEC_OUTPUT, RemoteError, Session, TreeLimits};
 use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
@@ -8,22 +8,8 @@ use std::time::{Duration, Instant};
 
 fn node_config(sandbox: &Sandbox, node: &SandboxNode, io: Duration) -> NodeConfig {
     NodeConfig {
-        name: node.name.clone(),
-        host: "127.0.0.1".into(),
-        port: node.port,
-        user: sandbox.user.clone(),
-        identity: Some(sandbox.client_key.clone()),
-        identity_passphrase: None,
-        known_hosts: sandbox.known_hosts.clone(),
-        host_key: None,
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(5),
         io_timeout: io,
-        file_transfer: coldkeep::config::FileTransfer::Sftp,
-        become_: coldkeep::config::Become::None,
-        labels: vec![],
-        schedule: None,
-        keystores: vec![],
+        ..sandbox.node_config(node)
     }
 }
 

@@ -21,22 +21,8 @@ fn env() -> Env {
 
 fn node_config(sandbox: &Sandbox, node: &SandboxNode) -> NodeConfig {
     NodeConfig {
-        name: node.name.clone(),
-        host: "127.0.0.1".into(),
-        port: node.port,
-        user: sandbox.user.clone(),
-        identity: Some(sandbox.client_key.clone()),
-        identity_passphrase: None,
-        known_hosts: sandbox.known_hosts.clone(),
-        host_key: None,
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(20),
         file_transfer: coldkeep::config::FileTransfer::Scp,
-        become_: coldkeep::config::Become::None,
-        labels: vec![],
-        schedule: None,
-        keystores: vec![],
+        ..sandbox.node_config(node)
     }
 }
 

@@ -1,33 +1,15 @@
 //! Restore uploads trust nothing at the target path: real sshd, a symlink or a directory planted
 //! where the keystore goes.
 
-use coldkeep::config::{HostKeyPolicy, NodeConfig};
+use coldkeep::config::NodeConfig;
 use coldkeep::remote::{RemoteError, Session};
 use coldkeep::testkit::sandbox::{Sandbox, SandboxNode};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 fn node_config(sandbox: &Sandbox, node: &SandboxNode) -> NodeConfig {
-    NodeConfig {
-        name: node.name.clone(),
-        host: "127.0.0.1".into(),
-        port: node.port,
-        user: sandbox.user.clone(),
-        identity: Some(sandbox.client_key.clone()),
-        identity_passphrase: None,
-        known_hosts: sandbox.known_hosts.clone(),
-        host_key: None,
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(20),
-        file_transfer: coldkeep::config::FileTransfer::Sftp,
-        become_: coldkeep::config::Become::None,
-        labels: vec![],
-        schedule: None,
-        keystores: vec![],
-    }
+    sandbox.node_config(node)
 }
 
 fn mode_of(path: &Path) -> u32 {

@@ -2,10 +2,9 @@
 //! SCP instead, logged once per node. Against real sshd nodes with the `Subsystem` line removed.
 
 use crate::support::fleet::{Fleet, legacy_p12, text};
-use coldkeep::config::{FileTransfer, HostKeyPolicy, NodeConfig};
+use coldkeep::config::{FileTransfer, NodeConfig};
 use coldkeep::remote::{RemoteError, Session, TreeLimits};
 use coldkeep::testkit::sandbox::{NodeOptions, SandboxNode};
-use std::time::Duration;
 
 fn no_sftp() -> NodeOptions {
     NodeOptions {
@@ -86,22 +85,8 @@ fn default_config_backs_up_a_node_without_sftp_over_scp_and_logs_it_once() {
 
 fn node_config(fleet: &Fleet, node: &SandboxNode, transfer: FileTransfer) -> NodeConfig {
     NodeConfig {
-        name: node.name.clone(),
-        host: "127.0.0.1".into(),
-        port: node.port,
-        user: fleet.sandbox.user.clone(),
-        identity: Some(fleet.sandbox.client_key.clone()),
-        identity_passphrase: None,
-        known_hosts: fleet.sandbox.known_hosts.clone(),
-        host_key: None,
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(20),
         file_transfer: transfer,
-        become_: coldkeep::config::Become::None,
-        labels: vec![],
-        schedule: None,
-        keystores: vec![],
+        ..fleet.sandbox.node_config(node)
     }
 }
 

@@ -311,3 +311,25 @@ pub fn signing_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     fs::set_permissions(&allowed, fs::Permissions::from_mode(0o644)).unwrap();
     (key, allowed)
 }
+
+/// A fleet whose nodes each hold one legacy P12 (`keys/<node>.p12`, password "pw"), configured
+/// with `top` as the config's top-level YAML.
+pub fn p12_fleet(names: &[&str], top: &str) -> Fleet {
+    let fleet = Fleet::new(names);
+    let mut yaml = String::new();
+    for n in names {
+        let path = fleet.put(n, &format!("keys/{n}.p12"), &legacy_p12("pw"), 0o400);
+        yaml.push_str(&fleet.node_yaml(n, fleet.node(n).port, &path, ""));
+    }
+    fleet.write_config_with(top, &yaml);
+    fleet
+}
+
+/// Runs coldkeep; its exit code and stdout + stderr as one text.
+pub fn run_code_and_text(fleet: &Fleet, args: &[&str]) -> (i32, String) {
+    let out = fleet.run(args);
+    (
+        out.status.code().unwrap(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
