@@ -19,6 +19,7 @@ pub mod material;
 pub mod memory;
 pub mod ops;
 pub mod output;
+pub mod par;
 pub mod remote;
 pub mod schedule;
 pub mod sign;

@@ -7,6 +7,7 @@ use coldkeep::error::exit_for;
 fn main() {
     // Before anything reads a secret: no core file may ever hold plaintext keys.
     let hardening = coldkeep::harden::at_start();
+    coldkeep::memory::tune_allocator();
     let cli = Cli::parse();
     // The daemon reports its schedule and each run: info by default.
     let verbose = if matches!(cli.command, Command::Daemon(_)) {

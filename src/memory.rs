@@ -105,6 +105,22 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// Lets glibc's allocator keep up to 8 MiB of freed memory per arena before giving it back to
+/// the kernel (the default gives back anything past 128 KiB at once). Listing a store frees and
+/// allocates buffers of 50-100 KiB per keystore directory on each worker thread (an index
+/// file, a part of the output); with the default, each such free trimmed the thread's heap
+/// (`madvise`) and the next allocation faulted the pages back in: 10-15% of `list --json` of
+/// 100,000 artifacts, measured with `GLIBC_TUNABLES=glibc.malloc.trim_threshold=8388608`
+/// (peak RSS unchanged at 15 MiB). Freed buffers that held secrets were wiped before (see
+/// `zeroize` in the fetch and bundle paths), and core dumps are off (see [`crate::harden`]).
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called once at start, before threads.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,11 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Adds rows (missing cells print empty).
+    pub fn rows_from(&mut self, rows: Vec<Vec<String>>) {
+        self.rows.extend(rows);
+    }
+
     /// Number of data rows (without the header).
     pub fn len(&self) -> usize {
         self.rows.len() - 1

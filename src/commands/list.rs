@@ -6,11 +6,12 @@ use crate::config::Config;
 use crate::error::Exit;
 use crate::material::Identity;
 use crate::ops::vocab::{ArtifactKind, master_key};
-use crate::output::{Table, human_size, print_json};
-use crate::store::{Artifact, Summary};
+use crate::output::{JSON_SCHEMA, Table, human_size};
+use crate::store::{Artifact, Listing, StoreError, Summary};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// One artifact as `list --json` prints it.
@@ -33,8 +34,8 @@ pub struct ListedArtifact {
     /// The files inside.
     pub files: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    /// The public identity.
-    pub identity: Option<Identity>,
+    /// The public identity (as the sidecar has it).
+    pub identity: Option<Box<serde_json::value::RawValue>>,
     /// Paths of the `.age` files that exist (primary first).
     pub copies: Vec<PathBuf>,
     /// How many store roots there are (primary + replicas).
@@ -76,31 +77,35 @@ impl ListedArtifact {
     }
 }
 
-/// The `list --json` document.
-#[derive(Debug, Serialize)]
-struct ListOutput {
-    artifacts: Vec<ListedArtifact>,
+/// One keystore's share of the listing, built on a worker thread (see
+/// [`crate::ops::artifact::each_keystore_summary`]) and written out in keystore order.
+#[derive(Default)]
+struct Part {
+    /// `--json`: the artifacts as compact JSON objects, each `,\n`-terminated.
+    json: Vec<u8>,
+    /// Otherwise: the table rows.
+    rows: Vec<Vec<String>>,
+    /// Artifacts without a valid signature, named.
+    untrusted: Vec<String>,
+    /// What the store itself reports (unreadable files, leftovers).
     problems: Vec<String>,
-    warnings: Vec<String>,
+    /// Whether it holds a valid Acra keystore backup, and a valid master-key backup.
+    acra: Option<(String, String)>,
+    master_key: Option<(String, String)>,
 }
 
 /// Acra keystores and their master keys must both be backed up (apart): name those with one
 /// and not the other.
-fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::path::Path>) -> Vec<String> {
-    let groups = |kind: &str| -> BTreeSet<(&str, &str)> {
-        artifacts
-            .iter()
-            .filter(|a| a.kind == kind && a.purpose == Purpose::Backup && a.signature == "valid")
-            .map(|a| (a.node.as_str(), a.keystore.as_str()))
-            .collect()
-    };
-    let keystores = groups(ArtifactKind::Acra.as_str());
-    let keys = groups(ArtifactKind::AcraMasterKey.as_str());
+fn master_key_warnings(
+    keystores: &BTreeSet<(String, String)>,
+    keys: &BTreeSet<(String, String)>,
+    master_store: Option<&std::path::Path>,
+) -> Vec<String> {
     let place = master_store
         .map(|p| format!("in {}", p.display()))
         .unwrap_or_else(|| "(no store.master_key_store configured)".into());
     let mut warnings: Vec<String> = keystores
-        .difference(&keys)
+        .difference(keys)
         .map(|(n, k)| {
             format!(
                 "{n}/{k}: Acra keystore backups but no master key backup {place}; they are useless without \
@@ -109,96 +114,159 @@ fn master_key_warnings(artifacts: &[ListedArtifact], master_store: Option<&std::
         })
         .collect();
     warnings.extend(
-        keys.difference(&keystores)
+        keys.difference(keystores)
             .map(|(n, k)| format!("{n}/{k}: a master key backup but no backup of its keystore")),
     );
     warnings
 }
 
-/// Runs `coldkeep list`.
-pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
-    let mut listing = match crate::ops::selected_names(config, &(&args.select).into())? {
-        None => crate::ops::artifact::list_both_summaries(config, None)?,
-        Some(names) => {
-            let mut all = crate::store::Listing::<Summary>::default();
-            for name in &names {
-                let one = crate::ops::artifact::list_both_summaries(config, Some(name))?;
-                all.artifacts.extend(one.artifacts);
-                all.untrusted.extend(one.untrusted);
-                all.problems.extend(one.problems);
-            }
-            all
+/// One table row.
+fn row(a: &ListedArtifact) -> Vec<String> {
+    let mut identity = a
+        .identity
+        .as_deref()
+        .and_then(|raw| serde_json::from_str::<Identity>(raw.get()).ok())
+        .as_ref()
+        .map(Identity::short)
+        .unwrap_or_default();
+    if a.purpose == Purpose::PreRestore {
+        identity = format!("[pre-restore] {identity}");
+    }
+    let keystore = if ArtifactKind::AcraMasterKey.is(&a.kind) {
+        master_key::report_name(&a.keystore)
+    } else {
+        a.keystore.clone()
+    };
+    vec![
+        a.node.clone(),
+        keystore,
+        a.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        a.seen_unchanged_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into()),
+        a.id.clone(),
+        human_size(a.size),
+        format!("{}/{}", a.copies.len(), a.roots),
+        if a.signature == "valid" {
+            "ok".into()
+        } else {
+            a.signature.to_uppercase()
+        },
+        identity,
+    ]
+}
+
+/// Builds one keystore's part: its artifacts (trusted or not) by id.
+fn part(listing: Result<Listing<Summary>, StoreError>, json: bool) -> Part {
+    let mut part = Part::default();
+    let mut listing = match listing {
+        Ok(l) => l,
+        Err(e) => {
+            part.problems.push(e.to_string());
+            return part;
         }
     };
-    listing.artifacts.append(&mut listing.untrusted);
-    listing
-        .artifacts
-        .sort_by(|a, b| (&a.node, &a.keystore, &a.id).cmp(&(&b.node, &b.keystore, &b.id)));
-    let artifacts: Vec<ListedArtifact> = listing.artifacts.into_iter().map(ListedArtifact::from).collect();
-    let mut problems: Vec<String> = listing
+    part.problems = listing
         .problems
         .iter()
         .map(|p| format!("{}: {}", p.path.display(), p.message))
         .collect();
-    problems.extend(artifacts.iter().filter(|a| a.signature != "valid").map(|a| {
-        format!(
-            "{}/{}/{}: {} (never used: not restored, reused, repaired from or kept)",
-            a.node, a.keystore, a.id, a.signature_detail
-        )
-    }));
-    let warnings = master_key_warnings(&artifacts, config.store.master_key_store.as_deref());
+    listing.artifacts.append(&mut listing.untrusted);
+    listing.artifacts.sort_by(|a, b| a.id.cmp(&b.id));
+    for a in listing.artifacts.into_iter().map(ListedArtifact::from) {
+        if a.signature != "valid" {
+            part.untrusted.push(format!(
+                "{}/{}/{}: {} (never used: not restored, reused, repaired from or kept)",
+                a.node, a.keystore, a.id, a.signature_detail
+            ));
+        } else if a.purpose == Purpose::Backup {
+            let place = Some((a.node.clone(), a.keystore.clone()));
+            if ArtifactKind::Acra.is(&a.kind) {
+                part.acra = place;
+            } else if ArtifactKind::AcraMasterKey.is(&a.kind) {
+                part.master_key = place;
+            }
+        }
+        if json {
+            // Serialising owned strings and numbers cannot fail.
+            serde_json::to_writer(&mut part.json, &a).expect("an artifact serialises");
+            part.json.extend_from_slice(b",\n");
+        } else {
+            part.rows.push(row(&a));
+        }
+    }
+    part
+}
+
+/// Runs `coldkeep list`. The store is listed a keystore at a time on every core and written
+/// out as it goes (`--json`: one compact object per line), so 100,000 artifacts are never
+/// held at once.
+pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
+    let nodes: Vec<Option<String>> = match crate::ops::selected_names(config, &(&args.select).into())? {
+        None => vec![None],
+        Some(names) => names.into_iter().map(Some).collect(),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut table = Table::new(&[
+        "NODE",
+        "KEYSTORE",
+        "CREATED (UTC)",
+        "SEEN UNCHANGED",
+        "ID",
+        "SIZE",
+        "COPIES",
+        "SIGNATURE",
+        "IDENTITY",
+    ]);
+    let (mut problems, mut untrusted) = (Vec::new(), Vec::new());
+    let (mut keystores, mut keys) = (BTreeSet::new(), BTreeSet::new());
+    // A JSON array cannot end in a comma: each part's trailing `,\n` is written before the next.
+    let mut pending_comma = false;
+    let mut write_error = None;
     if args.json {
-        print_json(&ListOutput {
-            artifacts,
-            problems,
-            warnings,
-        })?;
+        write!(out, "{{\"schema\":{JSON_SCHEMA},\"artifacts\":[")?;
+    }
+    for node in &nodes {
+        crate::ops::artifact::each_keystore_summary(
+            config,
+            node.as_deref(),
+            |listing| part(listing, args.json),
+            |p| {
+                problems.extend(p.problems);
+                untrusted.extend(p.untrusted);
+                keystores.extend(p.acra);
+                keys.extend(p.master_key);
+                table.rows_from(p.rows);
+                if let Some(body) = p.json.strip_suffix(b",\n") {
+                    let sep: &[u8] = if pending_comma { b",\n" } else { b"\n" };
+                    if let Err(e) = out.write_all(sep).and_then(|()| out.write_all(body)) {
+                        write_error.get_or_insert(e);
+                    }
+                    pending_comma = true;
+                }
+            },
+        )?;
+    }
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    problems.append(&mut untrusted);
+    let warnings = master_key_warnings(&keystores, &keys, config.store.master_key_store.as_deref());
+    if args.json {
+        write!(out, "\n],\"problems\":")?;
+        serde_json::to_writer(&mut out, &problems)?;
+        write!(out, ",\"warnings\":")?;
+        serde_json::to_writer(&mut out, &warnings)?;
+        writeln!(out, "}}")?;
+        out.flush()?;
         return Ok(Exit::Ok);
     }
-    if artifacts.is_empty() {
-        println!("No artifacts in {}.", config.store.path.display());
+    if table.is_empty() {
+        writeln!(out, "No artifacts in {}.", config.store.path.display())?;
     } else {
-        let mut table = Table::new(&[
-            "NODE",
-            "KEYSTORE",
-            "CREATED (UTC)",
-            "SEEN UNCHANGED",
-            "ID",
-            "SIZE",
-            "COPIES",
-            "SIGNATURE",
-            "IDENTITY",
-        ]);
-        for a in &artifacts {
-            let mut identity = a.identity.as_ref().map(Identity::short).unwrap_or_default();
-            if a.purpose == Purpose::PreRestore {
-                identity = format!("[pre-restore] {identity}");
-            }
-            let keystore = if ArtifactKind::AcraMasterKey.is(&a.kind) {
-                master_key::report_name(&a.keystore)
-            } else {
-                a.keystore.clone()
-            };
-            table.row(vec![
-                a.node.clone(),
-                keystore,
-                a.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                a.seen_unchanged_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".into()),
-                a.id.clone(),
-                human_size(a.size),
-                format!("{}/{}", a.copies.len(), a.roots),
-                if a.signature == "valid" {
-                    "ok".into()
-                } else {
-                    a.signature.to_uppercase()
-                },
-                identity,
-            ]);
-        }
-        print!("{}", table.render());
+        out.write_all(table.render().as_bytes())?;
     }
+    out.flush()?;
     for p in problems.iter().chain(&warnings) {
         eprintln!("warning: {p}");
     }

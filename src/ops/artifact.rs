@@ -119,9 +119,33 @@ pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreEr
     both(config, node, Store::list)
 }
 
-/// [`list_both`] with a [`Summary`] per artifact: for showing (`list`), not for acting.
-pub fn list_both_summaries(config: &Config, node: Option<&str>) -> Result<Listing<Summary>, StoreError> {
-    both(config, node, Store::list_summaries)
+/// Both stores listed a keystore at a time on every core, for showing a large store without
+/// holding it (`list`): `f` turns one (node, keystore)'s listing (both stores' artifacts under
+/// that name, or the error reading it) into what the caller keeps, on the worker threads;
+/// `sink` gets the results in (node, keystore) order. Only `node`'s keystores when given.
+pub fn each_keystore_summary<T: Send>(
+    config: &Config,
+    node: Option<&str>,
+    f: impl Fn(Result<Listing<Summary>, StoreError>) -> T + Sync,
+    sink: impl FnMut(T),
+) -> Result<(), StoreError> {
+    let store = Store::new(&config.store);
+    let master = Store::master_keys(&config.store);
+    let mut keystores: std::collections::BTreeSet<(String, String)> =
+        store.keystores(node)?.into_iter().collect();
+    if let Some(master) = &master {
+        keystores.extend(master.keystores(node)?);
+    }
+    let keystores: Vec<(String, String)> = keystores.into_iter().collect();
+    let one = |(n, ks): &(String, String)| -> Result<Listing<Summary>, StoreError> {
+        let mut listing = store.list_keystore::<Summary>(n, ks)?;
+        if let Some(master) = &master {
+            listing.append(master.list_keystore(n, ks)?);
+        }
+        Ok(listing)
+    };
+    crate::par::map_ordered(&keystores, 64, |k| f(one(k)), sink);
+    Ok(())
 }
 
 fn both<S>(

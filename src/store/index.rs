@@ -1,5 +1,9 @@
 //! A per-keystore-directory cache of parsed sidecars, so listing a store (`list`, `status`,
 //! `prune`, the unchanged check of `backup`) does not open and parse one JSON file per artifact.
+//! There are two, one per view a listing holds (see [`Listed`]): whole sidecars
+//! ([`INDEX_FILE`], for anything that acts) and summaries ([`super::SUMMARY_INDEX_FILE`], for
+//! `list` and `status`, half the bytes to read, authenticate and parse). Both work alike and
+//! are read without copying (entries borrow from the file's bytes).
 //!
 //! The index is only a cache, never the source of truth:
 //! - every sidecar it serves is matched by its file's inode, size, mtime and ctime (a `stat`,
@@ -41,27 +45,49 @@ use crate::sign::Verdict;
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// File name of the index inside a keystore directory (a dot file, never an artifact).
+/// File name of the index of whole sidecars inside a keystore directory (a dot file, never an
+/// artifact): what [`super::Store::list`] reads.
 pub const INDEX_FILE: &str = ".coldkeep-index.json";
+
 /// Format version; an index of another version is rebuilt.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// The first line of an index file: this, a space, the hex HMAC of the rest, a newline.
-const MAGIC: &str = "coldkeep-index-v3";
+const MAGIC: &str = "coldkeep-index-v4";
 /// Entries changed this close (ns) to the index build time are not trusted (see module doc).
 const RACY_NS: i64 = 2_000_000_000;
 
-/// What identifies one version of a sidecar file without reading it.
+/// What identifies one version of a sidecar file without reading it. Written as an array
+/// `[ino, size, mtime_ns, ctime_ns]` (two per entry, 100,000 entries in a large store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u64, i64, i64)", into = "(u64, u64, i64, i64)")]
 struct Stamp {
     ino: u64,
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
+}
+
+impl From<(u64, u64, i64, i64)> for Stamp {
+    fn from((ino, size, mtime_ns, ctime_ns): (u64, u64, i64, i64)) -> Stamp {
+        Stamp {
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+}
+
+impl From<Stamp> for (u64, u64, i64, i64) {
+    fn from(s: Stamp) -> Self {
+        (s.ino, s.size, s.mtime_ns, s.ctime_ns)
+    }
 }
 
 impl Stamp {
@@ -81,20 +107,30 @@ impl Stamp {
     }
 }
 
-/// One cached sidecar and its signature verdict.
+/// One cached sidecar and its signature verdict. Read borrowing from the index file's bytes
+/// (names, hashes and cached JSON are not copied: a listing of 100,000 artifacts reads 100 MB
+/// of index), written from borrowed and new entries alike.
 #[derive(Debug, Serialize, Deserialize)]
-struct Entry {
+struct Entry<'a> {
     /// The sidecar's file name (`<id>.json`).
-    name: String,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
     stamp: Stamp,
     /// The `.sig` file's stamp, `None` when there was none.
     sig: Option<Stamp>,
     /// [`content_sha256`] of the sidecar and signature bytes: what `verdict` was found for.
-    content_sha256: String,
+    #[serde(borrow)]
+    content_sha256: Cow<'a, str>,
     /// The signature check's verdict for that content (without the time check).
     verdict: Verdict,
     /// The parsed sidecar as [`Cached`], compact; parsed only when served.
-    sidecar: Box<RawValue>,
+    #[serde(borrow, deserialize_with = "borrow_raw")]
+    sidecar: Cow<'a, RawValue>,
+}
+
+/// Serde's own `Cow` deserializer always copies; this borrows the cached JSON from the file.
+fn borrow_raw<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'a, RawValue>, D::Error> {
+    <&'a RawValue>::deserialize(d).map(Cow::Borrowed)
 }
 
 /// The stamps of a sidecar and of its `.sig` (None: no signature file), taken before reading.
@@ -148,10 +184,22 @@ pub(crate) fn parse_cached(json: &str) -> Option<Sidecar> {
     })
 }
 
-/// The whole sidecar as listed (the index caches it whole; [`super::Summary`] reads part).
+/// The whole sidecar as listed (the index caches it whole; [`super::Summary`] has its own).
 impl Listed for Sidecar {
+    const INDEX: &'static str = INDEX_FILE;
+
     fn from_cache(json: &str) -> Option<Sidecar> {
         parse_cached(json)
+    }
+
+    fn to_cache(sidecar: &Sidecar) -> Option<Box<RawValue>> {
+        serde_json::value::to_raw_value(&CachedRef {
+            manifest: &sidecar.manifest,
+            ciphertext_sha256: &sidecar.ciphertext_sha256,
+            ciphertext_size: sidecar.ciphertext_size,
+            seen_unchanged_at: sidecar.seen_unchanged_at,
+        })
+        .ok()
     }
 
     fn from_sidecar(s: Sidecar) -> Sidecar {
@@ -185,11 +233,12 @@ struct CachedRef<'a> {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct IndexFile {
+struct IndexFile<'a> {
     version: u32,
     /// Wall clock (ns since the epoch) when the listing that wrote this index began.
     built_at_ns: i64,
-    entries: Vec<Entry>,
+    #[serde(borrow)]
+    entries: Vec<Entry<'a>>,
 }
 
 /// How a listing used the index caches (for tests and the benchmark).
@@ -212,18 +261,21 @@ impl IndexStats {
     }
 }
 
-/// The index of one keystore directory while it is being listed.
-pub(crate) struct DirIndex {
-    dir: PathBuf,
+/// The index of one keystore directory while it is being listed (borrowing the index file's
+/// bytes, read with [`DirIndex::read`]).
+pub(crate) struct DirIndex<'a> {
+    dir: &'a Path,
+    /// The index file's name ([`INDEX_FILE`] or [`super::SUMMARY_INDEX_FILE`]).
+    file: &'static str,
     /// The HMAC key (see the module doc).
     key: zeroize::Zeroizing<[u8; 32]>,
     /// Stale entries' (content hash, verdict), to reuse a verdict when the bytes are the same.
     stale: HashMap<String, (String, Verdict)>,
     /// Entries of the index file as found, by sidecar name; taken out as they are served.
-    old: HashMap<String, Entry>,
+    old: HashMap<Cow<'a, str>, Entry<'a>>,
     old_built_at_ns: i64,
     /// Entries for the index to write, in listing order.
-    new: Vec<Entry>,
+    new: Vec<Entry<'a>>,
     built_at_ns: i64,
     /// Something differs from the index file: it must be rewritten.
     changed: bool,
@@ -236,11 +288,13 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// The HMAC of an index body for `dir`.
-fn mac(key: &[u8; 32], dir: &Path, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+/// The HMAC of an index body for the index file `file` of `dir` (bound to both: an index is
+/// never valid in another directory, nor as the other kind of index).
+fn mac(key: &[u8; 32], dir: &Path, file: &str, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
     use std::os::unix::ffi::OsStrExt;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
-    let dir = dir.as_os_str().as_bytes();
+    let path = dir.join(file);
+    let dir = path.as_os_str().as_bytes();
     mac.update(&(dir.len() as u64).to_le_bytes());
     mac.update(dir);
     mac.update(body);
@@ -248,23 +302,35 @@ fn mac(key: &[u8; 32], dir: &Path, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
 }
 
 /// Parses an index file, `None` unless its MAC checks (in constant time) and its version fits.
-fn parse(key: &[u8; 32], dir: &Path, bytes: &[u8]) -> Option<IndexFile> {
+fn parse<'a>(key: &[u8; 32], dir: &Path, file: &str, bytes: &'a [u8]) -> Option<IndexFile<'a>> {
     let newline = bytes.iter().position(|b| *b == b'\n')?;
     let header = std::str::from_utf8(&bytes[..newline]).ok()?;
     let tag = hex::decode(header.strip_prefix(MAGIC)?.strip_prefix(' ')?).ok()?;
     let body = &bytes[newline + 1..];
-    mac(key, dir, body).verify_slice(&tag).ok()?;
+    mac(key, dir, file, body).verify_slice(&tag).ok()?;
     serde_json::from_slice::<IndexFile>(body)
         .ok()
         .filter(|f| f.version == VERSION)
 }
 
-impl DirIndex {
-    /// Loads the directory's index; anything unreadable or unauthenticated counts as no index.
-    pub(crate) fn open(dir: &Path, key: zeroize::Zeroizing<[u8; 32]>) -> DirIndex {
+impl<'a> DirIndex<'a> {
+    /// The bytes of the directory's index file `file`, `None` when there is none or it is
+    /// unreadable.
+    pub(crate) fn read(dir: &Path, file: &str) -> Option<Vec<u8>> {
+        std::fs::read(dir.join(file)).ok()
+    }
+
+    /// The directory's index `file` from its `bytes`; anything unauthenticated counts as none.
+    pub(crate) fn open(
+        dir: &'a Path,
+        file: &'static str,
+        key: zeroize::Zeroizing<[u8; 32]>,
+        bytes: Option<&'a [u8]>,
+    ) -> DirIndex<'a> {
         let built_at_ns = now_ns();
-        let file = std::fs::read(dir.join(INDEX_FILE)).ok().and_then(|bytes| {
-            let parsed = parse(&key, dir, &bytes);
+        let index_file = file;
+        let file = bytes.and_then(|bytes| {
+            let parsed = parse(&key, dir, index_file, bytes);
             if parsed.is_none() {
                 tracing::debug!(dir = %dir.display(), "store index ignored (unauthenticated or old)");
             }
@@ -279,7 +345,8 @@ impl DirIndex {
             None => (HashMap::new(), 0),
         };
         DirIndex {
-            dir: dir.to_path_buf(),
+            dir,
+            file: index_file,
             key,
             stale: HashMap::new(),
             old,
@@ -303,7 +370,10 @@ impl DirIndex {
             self.new.push(old);
             return Some((cached, verdict));
         }
-        self.stale.insert(old.name, (old.content_sha256, old.verdict));
+        self.stale.insert(
+            old.name.into_owned(),
+            (old.content_sha256.into_owned(), old.verdict),
+        );
         None
     }
 
@@ -313,8 +383,9 @@ impl DirIndex {
         self.stale.get(name)
     }
 
-    /// Records a sidecar read from disk (stamped before the read) and its signature verdict.
-    pub(crate) fn record(
+    /// Records a sidecar read from disk (stamped before the read), as the view `S` caches it,
+    /// and its signature verdict.
+    pub(crate) fn record<S: Listed>(
         &mut self,
         name: &str,
         stamps: Stamps,
@@ -324,20 +395,14 @@ impl DirIndex {
     ) {
         self.changed = true;
         self.stats.read += 1;
-        let cached = CachedRef {
-            manifest: &sidecar.manifest,
-            ciphertext_sha256: &sidecar.ciphertext_sha256,
-            ciphertext_size: sidecar.ciphertext_size,
-            seen_unchanged_at: sidecar.seen_unchanged_at,
-        };
-        if let Ok(raw) = serde_json::value::to_raw_value(&cached) {
+        if let Some(raw) = S::to_cache(sidecar) {
             self.new.push(Entry {
-                name: name.to_string(),
+                name: Cow::Owned(name.to_string()),
                 stamp: stamps.sidecar,
                 sig: stamps.sig,
-                content_sha256,
+                content_sha256: Cow::Owned(content_sha256),
                 verdict: verdict.clone(),
-                sidecar: raw,
+                sidecar: Cow::Owned(raw),
             });
         }
     }
@@ -377,13 +442,13 @@ impl DirIndex {
         self.stats
     }
 
-    fn write(&self, file: &IndexFile) -> std::io::Result<()> {
+    fn write(&self, file: &IndexFile<'_>) -> std::io::Result<()> {
         let body = serde_json::to_vec(file)?;
-        let tag = hex::encode(mac(&self.key, &self.dir, &body).finalize().into_bytes());
-        let target = self.dir.join(INDEX_FILE);
+        let tag = hex::encode(mac(&self.key, self.dir, self.file, &body).finalize().into_bytes());
+        let target = self.dir.join(self.file);
         let temp = self
             .dir
-            .join(format!("{INDEX_FILE}.tmp-{:08x}", rand::random::<u32>()));
+            .join(format!("{}.tmp-{:08x}", self.file, rand::random::<u32>()));
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -406,19 +471,28 @@ impl DirIndex {
 /// it again with `key` (the tests hold the agent's keys).
 #[cfg(test)]
 pub(crate) fn shift_built_at(dir: &Path, key: &[u8; 32], secs: i64) {
-    let path = dir.join(INDEX_FILE);
-    let bytes = std::fs::read(&path).unwrap();
-    let mut file = parse(key, dir, &bytes).expect("an authenticated index");
-    file.built_at_ns += secs * 1_000_000_000;
-    write_for_test(dir, key, &file);
+    shift_built_at_of(dir, INDEX_FILE, key, secs);
+}
+
+/// [`shift_built_at`] for the index file `file` of `dir`.
+#[cfg(test)]
+pub(crate) fn shift_built_at_of(dir: &Path, file: &str, key: &[u8; 32], secs: i64) {
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let mut index = parse(key, dir, file, &bytes).expect("an authenticated index");
+    index.built_at_ns += secs * 1_000_000_000;
+    let body = serde_json::to_vec(&index).unwrap();
+    let tag = hex::encode(mac(key, dir, file, &body).finalize().into_bytes());
+    let mut out = format!("{MAGIC} {tag}\n").into_bytes();
+    out.extend_from_slice(&body);
+    std::fs::write(dir.join(file), out).unwrap();
 }
 
 /// Test support: writes `file` as the index of `dir`, authenticated with `key` (a forger's
 /// key in the tests that check forgeries are ignored).
 #[cfg(test)]
-fn write_for_test(dir: &Path, key: &[u8; 32], file: &IndexFile) {
+fn write_for_test(dir: &Path, key: &[u8; 32], file: &IndexFile<'_>) {
     let body = serde_json::to_vec(file).unwrap();
-    let tag = hex::encode(mac(key, dir, &body).finalize().into_bytes());
+    let tag = hex::encode(mac(key, dir, INDEX_FILE, &body).finalize().into_bytes());
     let mut out = format!("{MAGIC} {tag}\n").into_bytes();
     out.extend_from_slice(&body);
     std::fs::write(dir.join(INDEX_FILE), out).unwrap();
@@ -435,12 +509,13 @@ pub(crate) fn edit_entries(
     edit: impl Fn(&mut serde_json::Value),
 ) {
     let bytes = std::fs::read(dir.join(INDEX_FILE)).unwrap();
-    let mut file = parse(read_key, dir, &bytes).expect("an authenticated index");
+    let mut file = parse(read_key, dir, INDEX_FILE, &bytes).expect("an authenticated index");
     file.built_at_ns += 10_000_000_000;
     let mut value = serde_json::to_value(&file).unwrap();
     for e in value["entries"].as_array_mut().unwrap() {
         edit(e);
     }
-    let file: IndexFile = serde_json::from_value(value).unwrap();
+    let text = serde_json::to_vec(&value).unwrap();
+    let file: IndexFile = serde_json::from_slice(&text).unwrap();
     write_for_test(dir, write_key, &file);
 }

@@ -6,7 +6,6 @@ use super::summary::Listed;
 use super::{Artifact, Copy, Store, StoreError, io, write_atomic};
 use crate::bundle::Sidecar;
 use crate::sign::{Verdict, sig_path};
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -137,10 +136,7 @@ impl Store {
         &self,
         items: &[(PathBuf, Option<(String, Verdict)>)],
     ) -> Vec<Result<Checked, StoreError>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8)
-            .min(items.len().div_ceil(32));
+        let threads = crate::par::threads().min(items.len().div_ceil(32));
         let one = |(p, known): &(PathBuf, Option<(String, Verdict)>)| self.check_sidecar(p, known.as_ref());
         if threads <= 1 {
             return items.iter().map(one).collect();
@@ -158,53 +154,61 @@ impl Store {
         })
     }
 
-    /// Every sidecar of one keystore directory with its verdict (time-checked), by file name:
-    /// from the directory's index where its entry is fresh, the rest read and checked in
-    /// parallel and recorded. Without keys there is no index (nothing could be trusted).
+    /// Every sidecar of one keystore directory with its verdict (time-checked), by position in
+    /// `entries` (`names` are their UTF-8 names, in the same sorted order): from the
+    /// directory's index where its entry is fresh, the rest read and checked in parallel and
+    /// recorded. Without keys there is no index (nothing could be trusted): all `None`.
     pub(super) fn read_dir_sidecars<S: Listed>(
         &self,
         dir: &Path,
         entries: &[fs::DirEntry],
+        names: &[Option<String>],
         stats: &mut IndexStats,
-    ) -> HashMap<String, Result<(S, Verdict), StoreError>> {
-        let mut out = HashMap::new();
+    ) -> Vec<Option<Result<(S, Verdict), StoreError>>> {
+        let mut out: Vec<Option<Result<(S, Verdict), StoreError>>> =
+            std::iter::repeat_with(|| None).take(entries.len()).collect();
         let Some(keys) = &self.keys else {
             return out;
         };
-        let mut index = DirIndex::open(dir, keys.index_key());
-        // Signature files by the sidecar they belong to (`X.json.sig` under `X.json`).
-        let sigs: HashMap<String, &fs::DirEntry> = entries
+        let bytes = DirIndex::read(dir, S::INDEX);
+        let mut index = DirIndex::open(dir, S::INDEX, keys.index_key(), bytes.as_deref());
+        // The UTF-8 names with their positions, still sorted: finds `X.json.sig` for `X.json`.
+        let sorted: Vec<(&str, usize)> = names
             .iter()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                Some((name.strip_suffix(crate::sign::SIG_SUFFIX)?.to_string(), e))
-            })
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.as_deref()?, i)))
             .collect();
+        let find = |name: &str| {
+            sorted
+                .binary_search_by(|(n, _)| (*n).cmp(name))
+                .ok()
+                .map(|at| &entries[sorted[at].1])
+        };
         let mut pending = Vec::new();
-        let mut pending_names = Vec::new();
-        for entry in entries {
-            let name = entry.file_name().to_string_lossy().into_owned();
+        let mut pending_at = Vec::new();
+        for &(name, i) in &sorted {
             // Dot files (the index itself, temp files) are never sidecars.
             if !name.ends_with(".json") || name.starts_with('.') {
                 continue;
             }
-            let stamps = stamps_of(entry, sigs.get(&name).copied());
+            let sig = find(&(name.to_string() + crate::sign::SIG_SUFFIX));
+            let stamps = stamps_of(&entries[i], sig);
             if let Some(stamps) = stamps
-                && let Some((sidecar, verdict)) = index.lookup::<S>(&name, stamps)
+                && let Some((sidecar, verdict)) = index.lookup::<S>(name, stamps)
             {
                 let verdict = timed(verdict, sidecar.created_at());
-                out.insert(name, Ok((sidecar, verdict)));
+                out[i] = Some(Ok((sidecar, verdict)));
                 continue;
             }
-            pending.push((entry.path(), index.known_verdict(&name).cloned()));
-            pending_names.push((name, stamps));
+            pending.push((entries[i].path(), index.known_verdict(name).cloned()));
+            pending_at.push((name, i, stamps));
         }
-        for ((name, stamps), result) in pending_names.into_iter().zip(self.check_sidecars(&pending)) {
+        for ((name, i, stamps), result) in pending_at.into_iter().zip(self.check_sidecars(&pending)) {
             let result = match result {
                 Ok(c) => {
                     match (stamps, c.content_sha256) {
                         (Some(stamps), Some(hash)) => {
-                            index.record(&name, stamps, hash, &c.sidecar, &c.verdict)
+                            index.record::<S>(name, stamps, hash, &c.sidecar, &c.verdict)
                         }
                         _ => index.unreadable(),
                     }
@@ -216,7 +220,7 @@ impl Store {
                     Err(e)
                 }
             };
-            out.insert(name, result);
+            out[i] = Some(result);
         }
         stats.add(index.finish());
         out

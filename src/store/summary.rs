@@ -8,13 +8,23 @@
 use crate::bundle::{Purpose, Sidecar};
 use crate::material::Identity;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// File name of the index of [`Summary`]s (what `list` and `status` show) in each keystore
+/// directory: its own file, half the size of the index of whole sidecars, so showing a large
+/// store never reads or authenticates whole sidecars.
+pub const SUMMARY_INDEX_FILE: &str = ".coldkeep-summaries.json";
 
 /// A type a listing can hold per artifact: built from an index entry's cached JSON (the
 /// sidecar with its manifest nested) or from a sidecar read from disk.
 pub trait Listed: Sized + Send {
+    /// The index file that caches this view in each keystore directory (see `index.rs`).
+    const INDEX: &'static str;
     /// From the cached JSON of an index entry; `None` if it does not parse (read from disk).
     fn from_cache(json: &str) -> Option<Self>;
+    /// This view of a sidecar read from disk, as its index caches it.
+    fn to_cache(sidecar: &Sidecar) -> Option<Box<RawValue>>;
     /// From a sidecar read from disk.
     fn from_sidecar(sidecar: Sidecar) -> Self;
     /// The node the sidecar names.
@@ -53,8 +63,17 @@ pub struct SummaryManifest {
     pub created_at: DateTime<Utc>,
     /// The files inside (their names only).
     pub files: Vec<FileName>,
-    /// The public identity.
-    pub identity: Option<Identity>,
+    /// The public identity as JSON, parsed only where it is shown as text (see
+    /// [`SummaryManifest::identity`]): the enum is internally tagged, which serde parses through
+    /// a buffer, and `list --json` prints it as it is.
+    pub identity: Option<Box<RawValue>>,
+}
+
+impl SummaryManifest {
+    /// The public identity, parsed.
+    pub fn identity(&self) -> Option<Identity> {
+        serde_json::from_str(self.identity.as_deref()?.get()).ok()
+    }
 }
 
 /// A bundle file's name (the rest of its entry is not listed).
@@ -64,9 +83,53 @@ pub struct FileName {
     pub path: String,
 }
 
+/// [`Summary`] borrowed from a [`Sidecar`], for its index.
+#[derive(Serialize)]
+struct SummaryRef<'a> {
+    manifest: SummaryManifestRef<'a>,
+    ciphertext_size: u64,
+    seen_unchanged_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct SummaryManifestRef<'a> {
+    node: &'a str,
+    keystore: &'a str,
+    kind: &'a str,
+    purpose: Purpose,
+    created_at: DateTime<Utc>,
+    files: Vec<FileNameRef<'a>>,
+    identity: &'a Option<Identity>,
+}
+
+#[derive(Serialize)]
+struct FileNameRef<'a> {
+    path: &'a str,
+}
+
 impl Listed for Summary {
+    const INDEX: &'static str = SUMMARY_INDEX_FILE;
+
     fn from_cache(json: &str) -> Option<Summary> {
         serde_json::from_str(json).ok()
+    }
+
+    fn to_cache(sidecar: &Sidecar) -> Option<Box<RawValue>> {
+        let m = &sidecar.manifest;
+        serde_json::value::to_raw_value(&SummaryRef {
+            manifest: SummaryManifestRef {
+                node: &m.node,
+                keystore: &m.keystore,
+                kind: &m.kind,
+                purpose: m.purpose,
+                created_at: m.created_at,
+                files: m.files.iter().map(|f| FileNameRef { path: &f.path }).collect(),
+                identity: &m.identity,
+            },
+            ciphertext_size: sidecar.ciphertext_size,
+            seen_unchanged_at: sidecar.seen_unchanged_at,
+        })
+        .ok()
     }
 
     fn from_sidecar(s: Sidecar) -> Summary {
@@ -79,7 +142,10 @@ impl Listed for Summary {
                 purpose: m.purpose,
                 created_at: m.created_at,
                 files: m.files.into_iter().map(|f| FileName { path: f.path }).collect(),
-                identity: m.identity,
+                identity: m
+                    .identity
+                    .as_ref()
+                    .and_then(|i| serde_json::value::to_raw_value(i).ok()),
             },
             ciphertext_size: s.ciphertext_size,
             seen_unchanged_at: s.seen_unchanged_at,

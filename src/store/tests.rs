@@ -122,3 +122,38 @@ fn write_error_names_the_path() {
     let e = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap_err().to_string();
     assert!(e.contains(&blocker.display().to_string()), "{e}");
 }
+
+#[test]
+fn a_second_write_of_the_same_id_changes_nothing_and_leaves_no_temp_files() {
+    // The files are staged (written and synced under temp names) before the lock; a refusal
+    // under the lock must drop them all, and the first artifact must stay as it was.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let sc = sidecar("v1", 0, b"cipher-1");
+    let id = s.write(&sc, b"cipher-1").unwrap();
+    let ks = s.primary.join("v1/p12");
+    let before: Vec<(std::ffi::OsString, Vec<u8>)> = {
+        let mut v: Vec<_> = fs::read_dir(&ks)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let err = s.write(&sc, b"cipher-1").unwrap_err().to_string();
+    assert!(err.contains("already exists"), "{err}");
+    let mut after: Vec<_> = fs::read_dir(&ks)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), fs::read(e.path()).unwrap())
+        })
+        .collect();
+    after.sort();
+    assert_eq!(before, after, "no temp file left, nothing overwritten");
+    assert_eq!(s.list(None).unwrap().artifacts[0].id, id);
+    assert!(s.list(None).unwrap().problems.is_empty());
+}
