@@ -4,7 +4,7 @@
 use crate::bundle::Purpose;
 use crate::config::{Config, Retention};
 use crate::store::retention::{self, Candidate};
-use crate::store::{Artifact, Store};
+use crate::store::{Artifact, Store, Summary};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,66 +31,103 @@ pub struct Pruned {
 
 /// Plans (and unless `dry_run`, applies) retention for every keystore in the store. Keystores no
 /// longer in the config are kept whole. Each removal takes the store lock.
+///
+/// The store is listed a keystore at a time on every core, from the summary index (what is
+/// removed is checked against the sidecar on disk first: [`Store::remove`]), and each
+/// keystore's plan is applied as its listing arrives, so a store of 100,000 artifacts is never
+/// held at once. A keystore that cannot be listed stops the prune there (the ones before it
+/// are done) and is the error returned.
 pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Result<Vec<Pruned>> {
     let store = Store::new(&config.store);
-    let listing = store.list(node)?;
-    let mut groups: BTreeMap<(&str, &str), Vec<&Artifact>> = BTreeMap::new();
-    for a in &listing.artifacts {
-        groups.entry((&a.node, &a.keystore)).or_default().push(a);
-    }
+    let keystores = store.keystores(node)?;
     let mut results = Vec::new();
-    for ((node, keystore), mut artifacts) in groups {
-        // Hardware keys follow the top-level policy; keystores their own (or the top-level one).
-        let policy = if node == crate::config::HARDWARE_NODE {
-            config.retention.clone()
-        } else {
-            config
-                .node(node)
-                .and_then(|n| n.keystores.iter().find(|k| k.name == keystore))
-                .map(|k| k.retention.clone())
-                .unwrap_or_default()
-        };
-        artifacts.sort_by(|x, y| {
-            (y.sidecar.manifest.created_at, &y.id).cmp(&(x.sidecar.manifest.created_at, &x.id))
-        });
-        let candidates = candidates(&store, &artifacts, &policy);
-        let by_id: BTreeMap<&str, &Artifact> = artifacts.iter().map(|a| (a.id.as_str(), *a)).collect();
-        for decision in retention::plan(&policy, &candidates, &config.timezone) {
-            let a = by_id[decision.id.as_str()];
-            let mut error = None;
-            if !decision.keep && !dry_run {
-                match store.remove(a) {
-                    Ok(()) => tracing::info!(node, keystore, id = %a.id, "removed by retention"),
-                    Err(e) => error = Some(e.to_string()),
-                }
+    let mut untrusted = Vec::new();
+    let mut first_error = None;
+    crate::par::map_ordered(
+        &keystores,
+        64,
+        |(n, ks)| store.list_keystore::<Summary>(n, ks),
+        |listing| {
+            if first_error.is_some() {
+                return;
             }
-            results.push(Pruned {
-                node: node.to_string(),
-                keystore: keystore.to_string(),
-                id: a.id.clone(),
-                created_at: a.sidecar.manifest.created_at,
-                keep: decision.keep,
-                reasons: decision.reasons,
-                error,
-            });
-        }
+            match listing {
+                Ok(listing) => {
+                    results.extend(prune_keystore(config, &store, &listing.artifacts, dry_run));
+                    untrusted.extend(listing.untrusted.iter().map(|a| Pruned {
+                        node: a.node.clone(),
+                        keystore: a.keystore.clone(),
+                        id: a.id.clone(),
+                        created_at: a.sidecar.manifest.created_at,
+                        keep: true,
+                        reasons: vec![super::signatures::untrusted_reason(a)],
+                        error: None,
+                    }));
+                }
+                Err(e) => first_error = Some(e),
+            }
+        },
+    );
+    if let Some(e) = first_error {
+        return Err(e.into());
     }
     // Never counted above, never removed: reported for a human to look at.
-    results.extend(listing.untrusted.iter().map(|a| Pruned {
-        node: a.node.clone(),
-        keystore: a.keystore.clone(),
-        id: a.id.clone(),
-        created_at: a.sidecar.manifest.created_at,
-        keep: true,
-        reasons: vec![super::signatures::untrusted_reason(a)],
-        error: None,
-    }));
+    results.append(&mut untrusted);
     Ok(results)
+}
+
+/// One keystore's validly signed artifacts: plan its policy and (unless `dry_run`) apply it.
+fn prune_keystore(
+    config: &Config,
+    store: &Store,
+    artifacts: &[Artifact<Summary>],
+    dry_run: bool,
+) -> Vec<Pruned> {
+    let Some(first) = artifacts.first() else {
+        return Vec::new();
+    };
+    let (node, keystore) = (first.node.as_str(), first.keystore.as_str());
+    // Hardware keys follow the top-level policy; keystores their own (or the top-level one).
+    let policy = if node == crate::config::HARDWARE_NODE {
+        config.retention.clone()
+    } else {
+        config
+            .node(node)
+            .and_then(|n| n.keystores.iter().find(|k| k.name == keystore))
+            .map(|k| k.retention.clone())
+            .unwrap_or_default()
+    };
+    let mut artifacts: Vec<&Artifact<Summary>> = artifacts.iter().collect();
+    artifacts
+        .sort_by(|x, y| (y.sidecar.manifest.created_at, &y.id).cmp(&(x.sidecar.manifest.created_at, &x.id)));
+    let candidates = candidates(store, &artifacts, &policy);
+    let by_id: BTreeMap<&str, &Artifact<Summary>> = artifacts.iter().map(|a| (a.id.as_str(), *a)).collect();
+    let mut results = Vec::new();
+    for decision in retention::plan(&policy, &candidates, &config.timezone) {
+        let a = by_id[decision.id.as_str()];
+        let mut error = None;
+        if !decision.keep && !dry_run {
+            match store.remove(a) {
+                Ok(()) => tracing::info!(node, keystore, id = %a.id, "removed by retention"),
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        results.push(Pruned {
+            node: node.to_string(),
+            keystore: keystore.to_string(),
+            id: a.id.clone(),
+            created_at: a.sidecar.manifest.created_at,
+            keep: decision.keep,
+            reasons: decision.reasons,
+            error,
+        });
+    }
+    results
 }
 
 /// The planner's view, newest first. Copies are checked (present, ciphertext hash = sidecar)
 /// from the newest backward until an intact one is found: that one is never removed.
-fn candidates(store: &Store, artifacts: &[&Artifact], policy: &Retention) -> Vec<Candidate> {
+fn candidates(store: &Store, artifacts: &[&Artifact<Summary>], policy: &Retention) -> Vec<Candidate> {
     let mut found_intact = !policy.is_set();
     artifacts
         .iter()

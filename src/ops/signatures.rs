@@ -55,7 +55,7 @@ pub fn report(store: &Store, a: &Artifact, deep_ok: bool, sign_unsigned: bool) -
 }
 
 /// Why prune leaves an untrusted artifact alone (it never counts toward a keep rule either).
-pub fn untrusted_reason(a: &Artifact) -> String {
+pub fn untrusted_reason<S>(a: &Artifact<S>) -> String {
     format!(
         "{}: not counted, not deleted (check it, then remove it by hand)",
         a.signature

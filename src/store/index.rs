@@ -221,6 +221,10 @@ impl Listed for Sidecar {
     fn purpose(&self) -> crate::bundle::Purpose {
         self.manifest.purpose
     }
+
+    fn describes(&self, on_disk: &Sidecar) -> bool {
+        on_disk.same_artifact(self)
+    }
 }
 
 /// [`Cached`] borrowed from a [`Sidecar`], for writing.

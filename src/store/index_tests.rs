@@ -419,3 +419,24 @@ fn summaries_match_the_whole_sidecars_from_the_index_and_from_disk() {
         assert_eq!(light.untrusted.len(), 1);
     }
 }
+
+#[test]
+fn removal_from_a_summary_checks_the_sidecar_on_disk() {
+    // Retention plans from summaries; were a summary ever wrong about which artifact it is,
+    // the sidecar read again under the lock decides, and nothing is removed.
+    let (_dir, s, _ks) = settled();
+    let mut listed = s.list_summaries(None).unwrap().artifacts;
+    let mut wrong = listed.remove(0);
+    wrong.sidecar.ciphertext_sha256 = "0".repeat(64);
+    let e = s.remove(&wrong).unwrap_err().to_string();
+    assert!(e.contains("differs from the listed artifact"), "{e}");
+    assert!(wrong.copies[0].sidecar_path.is_file() && wrong.copies[0].age_path.is_file());
+    let mut shifted = listed.remove(0);
+    shifted.sidecar.manifest.created_at -= chrono::Duration::days(1);
+    assert!(s.remove(&shifted).is_err());
+    // A true summary removes its artifact, signature included.
+    let right = s.list_summaries(None).unwrap().artifacts.remove(0);
+    s.remove(&right).unwrap();
+    assert!(!right.copies[0].sidecar_path.exists() && !right.copies[0].age_path.exists());
+    assert!(!crate::sign::sig_path(&right.copies[0].sidecar_path).exists());
+}

@@ -214,12 +214,12 @@ impl Store {
 
     /// Whether a copy is there, validly signed, and its ciphertext matches its sidecar (and the
     /// listed sidecar).
-    pub fn copy_intact(&self, artifact: &Artifact, copy: &Copy) -> bool {
+    pub fn copy_intact<S: Listed>(&self, artifact: &Artifact<S>, copy: &Copy) -> bool {
         copy.present
             && copy.signature.is_valid()
             && self.read(copy).is_ok_and(|(ciphertext, sidecar)| {
                 crate::digest::sha256_hex(&ciphertext) == sidecar.ciphertext_sha256
-                    && sidecar.same_artifact(&artifact.sidecar)
+                    && artifact.sidecar.describes(&sidecar)
             })
     }
 
@@ -576,11 +576,11 @@ impl Store {
     /// its signature and the ciphertext. The listing may come from the index cache, so every
     /// sidecar on disk is read again first: if one no longer describes the listed artifact,
     /// nothing is removed.
-    pub fn remove(&self, artifact: &Artifact) -> Result<(), StoreError> {
+    pub fn remove<S: Listed>(&self, artifact: &Artifact<S>) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         for copy in &artifact.copies {
             match read_sidecar(&copy.sidecar_path) {
-                Ok(on_disk) if !on_disk.same_artifact(&artifact.sidecar) => {
+                Ok(on_disk) if !artifact.sidecar.describes(&on_disk) => {
                     return Err(StoreError::Invalid {
                         path: copy.sidecar_path.clone(),
                         message: "the sidecar on disk differs from the listed artifact; not removing".into(),

@@ -35,6 +35,9 @@ pub trait Listed: Sized + Send {
     fn created_at(&self) -> DateTime<Utc>;
     /// Backup or pre-restore (only backups count as the newest).
     fn purpose(&self) -> Purpose;
+    /// Whether this listed view still describes `on_disk`, a sidecar read again before a
+    /// change (removal, the intact check of retention): the index may be stale or wrong.
+    fn describes(&self, on_disk: &Sidecar) -> bool;
 }
 
 /// A sidecar as `list` and `status` show it.
@@ -42,6 +45,9 @@ pub trait Listed: Sized + Send {
 pub struct Summary {
     /// The manifest's shown fields.
     pub manifest: SummaryManifest,
+    /// SHA-256 of the ciphertext (hex): with the fields above, what identifies the artifact
+    /// when retention removes it.
+    pub ciphertext_sha256: String,
     /// Ciphertext size in bytes.
     pub ciphertext_size: u64,
     /// The last time a backup found the same material.
@@ -87,6 +93,7 @@ pub struct FileName {
 #[derive(Serialize)]
 struct SummaryRef<'a> {
     manifest: SummaryManifestRef<'a>,
+    ciphertext_sha256: &'a str,
     ciphertext_size: u64,
     seen_unchanged_at: Option<DateTime<Utc>>,
 }
@@ -126,6 +133,7 @@ impl Listed for Summary {
                 files: m.files.iter().map(|f| FileNameRef { path: &f.path }).collect(),
                 identity: &m.identity,
             },
+            ciphertext_sha256: &sidecar.ciphertext_sha256,
             ciphertext_size: sidecar.ciphertext_size,
             seen_unchanged_at: sidecar.seen_unchanged_at,
         })
@@ -147,6 +155,7 @@ impl Listed for Summary {
                     .as_ref()
                     .and_then(|i| serde_json::value::to_raw_value(i).ok()),
             },
+            ciphertext_sha256: s.ciphertext_sha256,
             ciphertext_size: s.ciphertext_size,
             seen_unchanged_at: s.seen_unchanged_at,
         }
@@ -166,5 +175,15 @@ impl Listed for Summary {
 
     fn purpose(&self) -> Purpose {
         self.manifest.purpose
+    }
+
+    /// The ciphertext hash (signed with the rest, and covering the bundle inside) with the
+    /// names, kind, purpose, time and size.
+    fn describes(&self, on_disk: &Sidecar) -> bool {
+        let (m, d) = (&self.manifest, &on_disk.manifest);
+        self.ciphertext_sha256 == on_disk.ciphertext_sha256
+            && self.ciphertext_size == on_disk.ciphertext_size
+            && (&m.node, &m.keystore, &m.kind, m.purpose, m.created_at)
+                == (&d.node, &d.keystore, &d.kind, d.purpose, d.created_at)
     }
 }
