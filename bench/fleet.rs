@@ -463,6 +463,16 @@ fn profile(command: &str, dir: &Path) -> Option<String> {
     ))
 }
 
+/// The median wall and CPU of three runs of `script` and their largest peak RSS.
+fn settled(script: &str, dir: &Path) -> Sample {
+    let runs: Vec<Sample> = (0..3).map(|_| measure(script, dir)).collect();
+    Sample {
+        wall: median(runs.iter().map(|s| s.wall).collect()),
+        cpu: median(runs.iter().map(|s| s.cpu).collect()),
+        rss_kib: runs.iter().map(|s| s.rss_kib).max().unwrap(),
+    }
+}
+
 fn uptime() -> String {
     Command::new("uptime")
         .output()
@@ -720,6 +730,7 @@ fn main() {
     .unwrap();
     let list_cmd = format!("{BIN} --config {} list --json >/dev/null", big_config.display());
     let mut lists = Vec::new();
+    let mut others = Vec::new();
     let mut grown = 0;
     for &n in &a.lists {
         eprintln!("generating a store of {n} artifacts...");
@@ -730,14 +741,12 @@ fn main() {
         }
         grown = n;
         let first = measure(&list_cmd, dir);
-        let settled: Vec<Sample> = (0..3).map(|_| measure(&list_cmd, dir)).collect();
-        let s = Sample {
-            wall: median(settled.iter().map(|s| s.wall).collect()),
-            cpu: median(settled.iter().map(|s| s.cpu).collect()),
-            rss_kib: settled.iter().map(|s| s.rss_kib).max().unwrap(),
-        };
+        let s = settled(&list_cmd, dir);
         eprintln!("list of {n}: first {:.2} s, then {:.2} s", first.wall, s.wall);
         lists.push((n, first, s));
+        // The other readers of the same summaries (no retention policy: prune keeps all).
+        let cmd = |what: &str| format!("{BIN} --config {} {what} >/dev/null", big_config.display());
+        others.push((n, settled(&cmd("status"), dir), settled(&cmd("prune --dry-run"), dir)));
     }
     let list_profile = lists.last().and_then(|_| profile(&list_cmd, dir));
     let load_after = uptime();
@@ -844,6 +853,20 @@ fn main() {
     }
     let _ = write!(
         md,
+        "\n| same summaries, artifacts | status s | status peak RSS MiB | prune --dry-run s | prune peak RSS MiB |\n|---|---|---|---|---|\n"
+    );
+    for (n, st, pr) in &others {
+        let _ = writeln!(
+            md,
+            "| {n} | {:.2} | {:.1} | {:.2} | {:.1} |",
+            st.wall,
+            st.rss_kib as f64 / 1024.0,
+            pr.wall,
+            pr.rss_kib as f64 / 1024.0
+        );
+    }
+    let _ = write!(
+        md,
         "\n| list --json, artifacts | first (builds index) s | settled wall s | CPU s | peak RSS MiB | µs/artifact |\n|---|---|---|---|---|---|\n"
     );
     for (n, first, s) in &lists {
@@ -877,6 +900,7 @@ fn main() {
         "deep_verify": {"artifacts": count, "plaintext_bytes": plain, "wall_s": deep.wall, "artifacts_per_s": count as f64 / deep.wall.max(1e-9)},
         "restore_one_p12_s": restore.wall,
         "scaling_backup": scaling.iter().map(|(n, s)| json!({"nodes": n, "wall_s": s.wall, "cpu_s": s.cpu, "peak_rss_mib": s.rss_kib as f64 / 1024.0})).collect::<Vec<_>>(),
+        "status_and_prune": others.iter().map(|(n, st, pr)| json!({"artifacts": n, "status_wall_s": st.wall, "status_peak_rss_mib": st.rss_kib as f64 / 1024.0, "prune_dry_run_wall_s": pr.wall, "prune_peak_rss_mib": pr.rss_kib as f64 / 1024.0})).collect::<Vec<_>>(),
         "scaling_list": lists.iter().map(|(n, f, s)| json!({"artifacts": n, "first_wall_s": f.wall, "wall_s": s.wall, "cpu_s": s.cpu, "peak_rss_mib": s.rss_kib as f64 / 1024.0})).collect::<Vec<_>>(),
     });
     fs::create_dir_all(&a.out).unwrap();
