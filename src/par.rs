@@ -21,9 +21,20 @@ pub fn map_ordered<I: Sync, T: Send>(
     items: &[I],
     window: usize,
     f: impl Fn(&I) -> T + Sync,
+    sink: impl FnMut(T),
+) {
+    map_ordered_on(threads(), items, window, f, sink);
+}
+
+/// [`map_ordered`] on `threads` threads (the tests use several whatever the machine has).
+fn map_ordered_on<I: Sync, T: Send>(
+    threads: usize,
+    items: &[I],
+    window: usize,
+    f: impl Fn(&I) -> T + Sync,
     mut sink: impl FnMut(T),
 ) {
-    let threads = threads().min(items.len());
+    let threads = threads.min(items.len());
     if threads <= 1 {
         items.iter().for_each(|i| sink(f(i)));
         return;
@@ -94,7 +105,8 @@ mod tests {
         let items: Vec<u64> = (0..1000).collect();
         let mut seen = Vec::new();
         // Early items take longest, so later ones finish first on other threads.
-        map_ordered(
+        map_ordered_on(
+            4,
             &items,
             64,
             |i| {
@@ -111,7 +123,8 @@ mod tests {
         let items: Vec<usize> = (0..500).collect();
         let started = AtomicUsize::new(0);
         let mut taken = 0;
-        map_ordered(
+        map_ordered_on(
+            4,
             &items,
             16,
             |i| {
@@ -132,7 +145,7 @@ mod tests {
     fn a_panic_in_the_sink_stops_the_workers_instead_of_hanging() {
         let items: Vec<usize> = (0..10_000).collect();
         let caught = std::panic::catch_unwind(|| {
-            map_ordered(&items, 8, |i| *i, |i| assert!(i < 20, "stop"));
+            map_ordered_on(4, &items, 8, |i| *i, |i| assert!(i < 20, "stop"));
         });
         assert!(caught.is_err());
     }
@@ -141,7 +154,7 @@ mod tests {
     fn a_panic_in_a_worker_reaches_the_caller() {
         let items = [1, 2, 3, 4];
         let caught = std::panic::catch_unwind(|| {
-            map_ordered(&items, 4, |i| assert_ne!(*i, 3, "boom"), |_| {});
+            map_ordered_on(4, &items, 4, |i| assert_ne!(*i, 3, "boom"), |_| {});
         });
         assert!(caught.is_err());
     }

@@ -50,7 +50,7 @@ pub struct ListedArtifact {
 }
 
 impl ListedArtifact {
-    /// Takes the artifact apart (no copies: 100,000 listed artifacts are held at once).
+    /// Takes the artifact apart (only the paths of the copies that are there).
     fn from(a: Artifact<Summary>) -> ListedArtifact {
         let m = a.sidecar.manifest;
         ListedArtifact {
@@ -92,6 +92,8 @@ struct Part {
     /// Whether it holds a valid Acra keystore backup, and a valid master-key backup.
     acra: Option<(String, String)>,
     master_key: Option<(String, String)>,
+    /// The keystore could not be listed (the command then exits 1).
+    failed: bool,
 }
 
 /// Acra keystores and their master keys must both be backed up (apart): name those with one
@@ -163,6 +165,7 @@ fn part(listing: Result<Listing<Summary>, StoreError>, json: bool) -> Part {
         Ok(l) => l,
         Err(e) => {
             part.problems.push(e.to_string());
+            part.failed = true;
             return part;
         }
     };
@@ -206,6 +209,11 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
         None => vec![None],
         Some(names) => names.into_iter().map(Some).collect(),
     };
+    // Named before anything is printed: an unreadable store root is an error, not half a document.
+    let mut keystores = Vec::new();
+    for node in &nodes {
+        keystores.extend(crate::ops::artifact::keystores_both(config, node.as_deref())?);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut table = Table::new(&[
         "NODE",
@@ -219,39 +227,51 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
         "IDENTITY",
     ]);
     let (mut problems, mut untrusted) = (Vec::new(), Vec::new());
-    let (mut keystores, mut keys) = (BTreeSet::new(), BTreeSet::new());
+    let (mut acra, mut keys) = (BTreeSet::new(), BTreeSet::new());
+    let mut failed = false;
+    // Set when stdout is gone (`| head`): the remaining keystores are not listed.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     // A JSON array cannot end in a comma: each part's trailing `,\n` is written before the next.
     let mut pending_comma = false;
     let mut write_error = None;
     if args.json {
         write!(out, "{{\"schema\":{JSON_SCHEMA},\"artifacts\":[")?;
     }
-    for node in &nodes {
-        crate::ops::artifact::each_keystore_summary(
-            config,
-            node.as_deref(),
-            |listing| part(listing, args.json),
-            |p| {
-                problems.extend(p.problems);
-                untrusted.extend(p.untrusted);
-                keystores.extend(p.acra);
-                keys.extend(p.master_key);
-                table.rows_from(p.rows);
-                if let Some(body) = p.json.strip_suffix(b",\n") {
-                    let sep: &[u8] = if pending_comma { b",\n" } else { b"\n" };
-                    if let Err(e) = out.write_all(sep).and_then(|()| out.write_all(body)) {
-                        write_error.get_or_insert(e);
-                    }
-                    pending_comma = true;
+    crate::ops::artifact::each_keystore_summary(
+        config,
+        &keystores,
+        |listing| {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Part::default();
+            }
+            part(listing, args.json)
+        },
+        |p| {
+            if write_error.is_some() {
+                return;
+            }
+            failed |= p.failed;
+            problems.extend(p.problems);
+            untrusted.extend(p.untrusted);
+            acra.extend(p.acra);
+            keys.extend(p.master_key);
+            table.rows_from(p.rows);
+            if let Some(body) = p.json.strip_suffix(b",\n") {
+                let sep: &[u8] = if pending_comma { b",\n" } else { b"\n" };
+                if let Err(e) = out.write_all(sep).and_then(|()| out.write_all(body)) {
+                    write_error = Some(e);
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-            },
-        )?;
-    }
+                pending_comma = true;
+            }
+        },
+    );
     if let Some(e) = write_error {
         return Err(e.into());
     }
     problems.append(&mut untrusted);
-    let warnings = master_key_warnings(&keystores, &keys, config.store.master_key_store.as_deref());
+    let warnings = master_key_warnings(&acra, &keys, config.store.master_key_store.as_deref());
+    let exit = if failed { Exit::Failed } else { Exit::Ok };
     if args.json {
         write!(out, "\n],\"problems\":")?;
         serde_json::to_writer(&mut out, &problems)?;
@@ -259,7 +279,7 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
         serde_json::to_writer(&mut out, &warnings)?;
         writeln!(out, "}}")?;
         out.flush()?;
-        return Ok(Exit::Ok);
+        return Ok(exit);
     }
     if table.is_empty() {
         writeln!(out, "No artifacts in {}.", config.store.path.display())?;
@@ -270,5 +290,5 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<Exit> {
     for p in problems.iter().chain(&warnings) {
         eprintln!("warning: {p}");
     }
-    Ok(Exit::Ok)
+    Ok(exit)
 }

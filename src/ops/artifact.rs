@@ -119,24 +119,29 @@ pub fn list_both(config: &Config, node: Option<&str>) -> Result<Listing, StoreEr
     both(config, node, Store::list)
 }
 
+/// Every (node, keystore) name in either store (the master-key store's under the keystore's
+/// own name), sorted; only `node`'s when given.
+pub fn keystores_both(config: &Config, node: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+    let mut keystores: std::collections::BTreeSet<(String, String)> =
+        Store::new(&config.store).keystores(node)?.into_iter().collect();
+    if let Some(master) = Store::master_keys(&config.store) {
+        keystores.extend(master.keystores(node)?);
+    }
+    Ok(keystores.into_iter().collect())
+}
+
 /// Both stores listed a keystore at a time on every core, for showing a large store without
 /// holding it (`list`): `f` turns one (node, keystore)'s listing (both stores' artifacts under
 /// that name, or the error reading it) into what the caller keeps, on the worker threads;
-/// `sink` gets the results in (node, keystore) order. Only `node`'s keystores when given.
+/// `sink` gets the results in the order of `keystores` (see [`keystores_both`]).
 pub fn each_keystore_summary<T: Send>(
     config: &Config,
-    node: Option<&str>,
+    keystores: &[(String, String)],
     f: impl Fn(Result<Listing<Summary>, StoreError>) -> T + Sync,
     sink: impl FnMut(T),
-) -> Result<(), StoreError> {
+) {
     let store = Store::new(&config.store);
     let master = Store::master_keys(&config.store);
-    let mut keystores: std::collections::BTreeSet<(String, String)> =
-        store.keystores(node)?.into_iter().collect();
-    if let Some(master) = &master {
-        keystores.extend(master.keystores(node)?);
-    }
-    let keystores: Vec<(String, String)> = keystores.into_iter().collect();
     let one = |(n, ks): &(String, String)| -> Result<Listing<Summary>, StoreError> {
         let mut listing = store.list_keystore::<Summary>(n, ks)?;
         if let Some(master) = &master {
@@ -144,21 +149,17 @@ pub fn each_keystore_summary<T: Send>(
         }
         Ok(listing)
     };
-    crate::par::map_ordered(&keystores, 64, |k| f(one(k)), sink);
-    Ok(())
+    crate::par::map_ordered(keystores, 64, |k| f(one(k)), sink);
 }
 
-fn both<S>(
+fn both(
     config: &Config,
     node: Option<&str>,
-    list: impl Fn(&Store, Option<&str>) -> Result<Listing<S>, StoreError>,
-) -> Result<Listing<S>, StoreError> {
+    list: impl Fn(&Store, Option<&str>) -> Result<Listing, StoreError>,
+) -> Result<Listing, StoreError> {
     let mut listing = list(&Store::new(&config.store), node)?;
     if let Some(master) = Store::master_keys(&config.store) {
-        let keys = list(&master, node)?;
-        listing.artifacts.extend(keys.artifacts);
-        listing.untrusted.extend(keys.untrusted);
-        listing.problems.extend(keys.problems);
+        listing.append(list(&master, node)?);
     }
     Ok(listing)
 }

@@ -32,102 +32,116 @@ pub struct Pruned {
 /// Plans (and unless `dry_run`, applies) retention for every keystore in the store. Keystores no
 /// longer in the config are kept whole. Each removal takes the store lock.
 ///
-/// The store is listed a keystore at a time on every core, from the summary index (what is
-/// removed is checked against the sidecar on disk first: [`Store::remove`]), and each
-/// keystore's plan is applied as its listing arrives, so a store of 100,000 artifacts is never
-/// held at once. A keystore that cannot be listed stops the prune there (the ones before it
-/// are done) and is the error returned.
+/// The store is listed a keystore at a time on every core, from the summary index, and each
+/// keystore's plan is made as its listing arrives, keeping only the decisions and the artifacts
+/// to remove (a store of 100,000 artifacts is never held at once). Nothing is removed unless
+/// every keystore could be listed and planned; each removal then checks the sidecar on disk
+/// first ([`Store::remove`]).
 pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Result<Vec<Pruned>> {
     let store = Store::new(&config.store);
     let keystores = store.keystores(node)?;
     let mut results = Vec::new();
     let mut untrusted = Vec::new();
+    // (index into `results`, the artifact) of each planned removal.
+    let mut doomed: Vec<(usize, Artifact<Summary>)> = Vec::new();
     let mut first_error = None;
     crate::par::map_ordered(
         &keystores,
         64,
-        |(n, ks)| store.list_keystore::<Summary>(n, ks),
-        |listing| {
-            if first_error.is_some() {
-                return;
-            }
-            match listing {
-                Ok(listing) => {
-                    results.extend(prune_keystore(config, &store, &listing.artifacts, dry_run));
-                    untrusted.extend(listing.untrusted.iter().map(|a| Pruned {
-                        node: a.node.clone(),
-                        keystore: a.keystore.clone(),
-                        id: a.id.clone(),
-                        created_at: a.sidecar.manifest.created_at,
-                        keep: true,
-                        reasons: vec![super::signatures::untrusted_reason(a)],
-                        error: None,
-                    }));
+        |(n, ks)| {
+            let listing = store.list_keystore::<Summary>(n, ks)?;
+            let planned = plan_keystore(config, &store, listing.artifacts);
+            Ok::<_, crate::store::StoreError>((planned, listing.untrusted))
+        },
+        |planned| match planned {
+            Ok((planned, listed_untrusted)) => {
+                for (pruned, artifact) in planned {
+                    if let Some(a) = artifact {
+                        doomed.push((results.len(), a));
+                    }
+                    results.push(pruned);
                 }
-                Err(e) => first_error = Some(e),
+                untrusted.extend(listed_untrusted.iter().map(|a| Pruned {
+                    node: a.node.clone(),
+                    keystore: a.keystore.clone(),
+                    id: a.id.clone(),
+                    created_at: a.sidecar.manifest.created_at,
+                    keep: true,
+                    reasons: vec![super::signatures::untrusted_reason(a)],
+                    error: None,
+                }));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         },
     );
     if let Some(e) = first_error {
         return Err(e.into());
     }
+    if !dry_run {
+        for (at, a) in doomed {
+            match store.remove(&a) {
+                Ok(()) => {
+                    tracing::info!(node = %a.node, keystore = %a.keystore, id = %a.id, "removed by retention")
+                }
+                Err(e) => results[at].error = Some(e.to_string()),
+            }
+        }
+    }
     // Never counted above, never removed: reported for a human to look at.
     results.append(&mut untrusted);
     Ok(results)
 }
 
-/// One keystore's validly signed artifacts: plan its policy and (unless `dry_run`) apply it.
-fn prune_keystore(
+/// One keystore's plan for its validly signed artifacts: each one's fate, with the artifact
+/// itself when it is to be removed.
+fn plan_keystore(
     config: &Config,
     store: &Store,
-    artifacts: &[Artifact<Summary>],
-    dry_run: bool,
-) -> Vec<Pruned> {
+    artifacts: Vec<Artifact<Summary>>,
+) -> Vec<(Pruned, Option<Artifact<Summary>>)> {
     let Some(first) = artifacts.first() else {
         return Vec::new();
     };
-    let (node, keystore) = (first.node.as_str(), first.keystore.as_str());
+    let (node, keystore) = (first.node.clone(), first.keystore.clone());
     // Hardware keys follow the top-level policy; keystores their own (or the top-level one).
     let policy = if node == crate::config::HARDWARE_NODE {
         config.retention.clone()
     } else {
         config
-            .node(node)
+            .node(&node)
             .and_then(|n| n.keystores.iter().find(|k| k.name == keystore))
             .map(|k| k.retention.clone())
             .unwrap_or_default()
     };
-    let mut artifacts: Vec<&Artifact<Summary>> = artifacts.iter().collect();
+    let mut artifacts = artifacts;
     artifacts
         .sort_by(|x, y| (y.sidecar.manifest.created_at, &y.id).cmp(&(x.sidecar.manifest.created_at, &x.id)));
     let candidates = candidates(store, &artifacts, &policy);
-    let by_id: BTreeMap<&str, &Artifact<Summary>> = artifacts.iter().map(|a| (a.id.as_str(), *a)).collect();
-    let mut results = Vec::new();
-    for decision in retention::plan(&policy, &candidates, &config.timezone) {
-        let a = by_id[decision.id.as_str()];
-        let mut error = None;
-        if !decision.keep && !dry_run {
-            match store.remove(a) {
-                Ok(()) => tracing::info!(node, keystore, id = %a.id, "removed by retention"),
-                Err(e) => error = Some(e.to_string()),
-            }
-        }
-        results.push(Pruned {
-            node: node.to_string(),
-            keystore: keystore.to_string(),
-            id: a.id.clone(),
-            created_at: a.sidecar.manifest.created_at,
-            keep: decision.keep,
-            reasons: decision.reasons,
-            error,
-        });
-    }
-    results
+    let mut by_id: BTreeMap<String, Artifact<Summary>> =
+        artifacts.into_iter().map(|a| (a.id.clone(), a)).collect();
+    retention::plan(&policy, &candidates, &config.timezone)
+        .into_iter()
+        .filter_map(|decision| {
+            let a = by_id.remove(&decision.id)?;
+            let pruned = Pruned {
+                node: node.clone(),
+                keystore: keystore.clone(),
+                id: decision.id,
+                created_at: a.sidecar.manifest.created_at,
+                keep: decision.keep,
+                reasons: decision.reasons,
+                error: None,
+            };
+            Some((pruned, (!decision.keep).then_some(a)))
+        })
+        .collect()
 }
 
 /// The planner's view, newest first. Copies are checked (present, ciphertext hash = sidecar)
 /// from the newest backward until an intact one is found: that one is never removed.
-fn candidates(store: &Store, artifacts: &[&Artifact<Summary>], policy: &Retention) -> Vec<Candidate> {
+fn candidates(store: &Store, artifacts: &[Artifact<Summary>], policy: &Retention) -> Vec<Candidate> {
     let mut found_intact = !policy.is_set();
     artifacts
         .iter()

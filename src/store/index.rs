@@ -1,8 +1,9 @@
 //! A per-keystore-directory cache of parsed sidecars, so listing a store (`list`, `status`,
-//! `prune`, the unchanged check of `backup`) does not open and parse one JSON file per artifact.
+//! `prune`, `verify`, the unchanged check of `backup`) does not open and parse one JSON file per
+//! artifact.
 //! There are two, one per view a listing holds (see [`Listed`]): whole sidecars
-//! ([`INDEX_FILE`], for anything that acts) and summaries ([`super::SUMMARY_INDEX_FILE`], for
-//! `list` and `status`, half the bytes to read, authenticate and parse). Both work alike and
+//! ([`INDEX_FILE`], for what needs them) and summaries ([`super::SUMMARY_INDEX_FILE`], for
+//! `list`, `status` and `prune`, half the bytes to read, authenticate and parse). Both work alike and
 //! are read without copying (entries borrow from the file's bytes).
 //!
 //! The index is only a cache, never the source of truth:
@@ -26,13 +27,13 @@
 //!
 //! The index lies inside the store, which the threat model of issue 14 lets an attacker write.
 //! So the whole file is authenticated: its first line carries an HMAC-SHA256 over the
-//! directory's path and the JSON body, keyed with [`crate::sign::Keys::index_key`] (derived
+//! index file's path (its directory and which index it is) and the JSON body, keyed with [`crate::sign::Keys::index_key`] (derived
 //! from the agent's signing private key and bound to allowed_signers). Why this rather than a
 //! cache outside the store: an agent-owned 0700 directory elsewhere would need its own
 //! location, cleanup and per-host state, and would still be trusted only as far as local disk
 //! is; the HMAC makes a cache anywhere as trustworthy as the key, costs one pass of SHA-256
 //! over the file (not a MAC per entry), and goes wherever the store goes. An index whose MAC
-//! does not check (forged, edited, copied from another directory, written under other keys)
+//! does not check (forged, edited, copied from another directory or from the other index, written under other keys)
 //! is ignored and rebuilt from the sidecars, with their signatures checked. Even a served
 //! entry is only ever the content the agent itself verified, never what the file says now; an
 //! old authentic index put back (a replay) serves an entry only while the files still carry

@@ -1,8 +1,9 @@
 //! The cold-storage layout: `<root>/<node>/<keystore>/<UTC stamp>-<short id>.age` + `.json`.
 //!
 //! Every artifact goes to the primary store and to each replica. Directories are 0700, files
-//! 0600, and writes are atomic (temp file, fsync, rename, fsync directory): a crash leaves either
-//! nothing or a whole artifact.
+//! 0600, and writes are atomic (temp files, fsync, renames with the sidecar last, fsync the
+//! directory): a crash never leaves a listed artifact that is not whole, at most leftovers
+//! that listings name as such.
 
 mod index;
 mod lock;
@@ -47,7 +48,9 @@ pub enum StoreError {
 }
 
 /// The primary store and its replicas. Every change takes the store's writer lock (on the
-/// primary) for its duration, waiting up to `lock_wait` for another writer.
+/// primary), waiting up to `lock_wait` for another writer: for its whole duration, except a
+/// write of a new artifact, which holds it per root only while claiming the id (see
+/// [`Store::write`]).
 #[derive(Debug, Clone)]
 pub struct Store {
     /// The primary root.
@@ -268,12 +271,14 @@ impl Store {
                 // Written and synced under temp names before the lock: parallel workers sync at
                 // the same time (the file system commits them together) instead of one after
                 // another, which made a fleet backup wait on the disk rather than on its nodes.
-                let staged = [
+                let [age, sig, sidecar] = [
                     stage(&dir, &age_path, ciphertext)?,
                     stage(&dir, &crate::sign::sig_path(&json_path), &signature)?,
                     stage(&dir, &json_path, &json)?,
                 ];
                 {
+                    // The id is claimed under the lock: the .age and .sig are put in place; any
+                    // other writer of the same id then finds the .age and refuses.
                     let _lock = self.lock()?;
                     if age_path.exists() || json_path.exists() {
                         return Err(StoreError::Invalid {
@@ -281,16 +286,14 @@ impl Store {
                             message: "an artifact with this id already exists; not overwriting".into(),
                         });
                     }
-                    // Ciphertext first, then the signature: a sidecar is only ever put beside a
-                    // whole .age file and its signature.
-                    for file in staged {
-                        file.commit()?;
-                    }
+                    age.commit()?;
+                    sig.commit()?;
                 }
-                // One directory sync for the three renames. A crash before it can lose any of
-                // them, and none is trusted alone: a ciphertext or signature without a sidecar
-                // is a leftover, a sidecar without its .age a missing copy, without its .sig
-                // unsigned. The write is only reported done after it.
+                // The sidecar goes in only once the ciphertext and signature are durable, so a
+                // crash can never leave a listed (signed) artifact without its ciphertext; the
+                // write is reported done after the second directory sync.
+                sync_dir(&dir)?;
+                sidecar.commit()?;
                 sync_dir(&dir)
             })();
             if let Err(e) = result {
@@ -310,8 +313,8 @@ impl Store {
     }
 
     /// [`Store::list`] with a [`Summary`] per artifact instead of the whole sidecar: for
-    /// showing (`list`, `status`), several times faster on a large store; anything that acts on
-    /// an artifact uses [`Store::list`].
+    /// showing (`list`, `status`) and retention, several times faster on a large store; what
+    /// acts on an artifact reads its sidecar from disk again first (see [`Listed::describes`]).
     pub fn list_summaries(&self, node: Option<&str>) -> Result<Listing<Summary>, StoreError> {
         self.list_of(node)
     }
@@ -460,7 +463,7 @@ impl Store {
             if name.starts_with('.') && name.contains(".tmp-") {
                 problems.push(Problem {
                     path: entry.path(),
-                    message: "leftover temp file from an interrupted write (safe to delete)".into(),
+                    message: "temp file of a write in progress, or left by an interrupted one (safe to delete when no backup is running)".into(),
                     interrupted: true,
                 });
                 continue;

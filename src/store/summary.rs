@@ -40,7 +40,7 @@ pub trait Listed: Sized + Send {
     fn describes(&self, on_disk: &Sidecar) -> bool;
 }
 
-/// A sidecar as `list` and `status` show it.
+/// A sidecar as `list` and `status` show it and retention plans with it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Summary {
     /// The manifest's shown fields.

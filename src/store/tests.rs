@@ -103,7 +103,11 @@ fn list_reports_damage_and_missing_copies() {
     assert!(copies[0].present && !copies[1].present);
     let messages: Vec<String> = listing.problems.iter().map(|p| p.message.clone()).collect();
     assert_eq!(listing.problems.len(), 3, "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("leftover temp")));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("temp file of a write in progress"))
+    );
     assert!(messages.iter().any(|m| m.contains("without a sidecar")));
     assert!(messages.iter().any(|m| m.contains("unreadable sidecar")));
 }

@@ -154,6 +154,25 @@ fn prune_applies_retention_to_store_and_replicas() {
     assert_eq!(removed.len(), 2, "{json}");
     assert_eq!(age_files(&f.store()).len(), 4, "a dry run removes nothing");
 
+    // A keystore that cannot be listed (a file where a replica's directory should be): prune
+    // removes nothing at all and fails; list still prints a whole document, names it, exits 1.
+    fs::create_dir_all(f.store().join("zz/p12")).unwrap();
+    fs::create_dir_all(f.replica().join("zz")).unwrap();
+    fs::write(f.replica().join("zz/p12"), b"not a directory").unwrap();
+    let (code, out) = run(&f, &["prune"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("zz/p12"), "{out}");
+    assert_eq!(
+        age_files(&f.store()).len(),
+        4,
+        "nothing removed when one keystore cannot be listed"
+    );
+    let (code, list) = f.run_json(&["list", "--json"]);
+    assert_eq!(code, 1, "{list}");
+    assert_eq!(list["artifacts"].as_array().unwrap().len(), 4, "{list}");
+    assert!(list["problems"].to_string().contains("zz/p12"), "{list}");
+    fs::remove_file(f.replica().join("zz/p12")).unwrap();
+
     let (code, out) = run(&f, &["prune"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("last 2") && out.contains("removed"), "{out}");
