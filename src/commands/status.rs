@@ -67,22 +67,21 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
     let state = RunState::load(&config.store.path)?;
-    // One listing of summaries (status shows a few fields; it acts on nothing).
-    let listing = crate::ops::artifact::summaries_with_master_keys(config)?;
-    let (artifacts, untrusted) = (listing.artifacts, listing.untrusted);
+    // The store reduced per keystore (status shows a few fields; it acts on nothing).
+    let seen = crate::ops::artifact::seen_per_keystore(config)?;
     let mut out = Vec::new();
     // Configured keystores (and master keys), then every hardware key in the store.
     let mut names = crate::ops::run_state::keystore_names(config);
-    for a in &artifacts {
-        let key = (a.node.clone(), a.keystore.clone());
-        if a.node == crate::config::HARDWARE_NODE && !names.contains(&key) {
-            names.push(key);
+    for (key, s) in &seen {
+        if key.0 == crate::config::HARDWARE_NODE && s.trusted > 0 && !names.contains(key) {
+            names.push(key.clone());
         }
     }
     for (node, keystore) in names {
         {
             let st = state.get(&node, &keystore).cloned().unwrap_or_default();
-            let newest = crate::ops::artifact::latest(&artifacts, &node, &keystore);
+            let here = seen.get(&(node.clone(), keystore.clone()));
+            let newest = here.and_then(|s| s.newest.as_ref());
             // An unchanged keystore is current as of the last time a backup saw it.
             let fresh_at = newest.map(|a| {
                 a.sidecar
@@ -96,10 +95,7 @@ pub fn status(
             if newest.is_none() {
                 problems.push("no backup in the store".to_string());
             }
-            let forged = untrusted
-                .iter()
-                .filter(|a| a.node == node && a.keystore == keystore)
-                .count();
+            let forged = here.map_or(0, |s| s.untrusted);
             if forged > 0 {
                 problems.push(format!(
                     "{forged} artifact(s) without a valid signature in the store (see `coldkeep verify`)"

@@ -1,12 +1,13 @@
 //! Listing both stores, picking a stored artifact and opening it with every check, for commands
 //! that use contents.
 
-use super::vocab::master_key;
+use super::vocab::{ArtifactKind, master_key};
 use crate::bundle::{self, Identities, Opened, Purpose};
 use crate::config::Config;
 use crate::digest::sha256_hex;
 use crate::store::{Artifact, Listed, Listing, Store, StoreError, Summary};
 use anyhow::{Context, bail};
+use std::collections::BTreeMap;
 
 /// The newest regular backup of a keystore, if any.
 pub fn latest<'a, S: Listed>(
@@ -164,6 +165,82 @@ fn both(
     Ok(listing)
 }
 
+/// What `status` needs of one keystore's artifacts (master keys under `<keystore>:master-key`).
+#[derive(Debug, Default)]
+pub struct KeystoreSeen {
+    /// The newest validly signed regular backup.
+    pub newest: Option<Artifact<Summary>>,
+    /// Validly signed artifacts of any purpose.
+    pub trusted: usize,
+    /// Artifacts without a valid signature.
+    pub untrusted: usize,
+}
+
+/// Both stores reduced to a [`KeystoreSeen`] per (node, keystore), listed a keystore at a time
+/// on every core (a store of 100,000 artifacts is never held).
+pub fn seen_per_keystore(config: &Config) -> Result<BTreeMap<(String, String), KeystoreSeen>, StoreError> {
+    let keystores = keystores_both(config, None)?;
+    let name = |a: &Artifact<Summary>| {
+        let keystore = if ArtifactKind::AcraMasterKey.is(&a.sidecar.manifest.kind) {
+            master_key::report_name(&a.keystore)
+        } else {
+            a.keystore.clone()
+        };
+        (a.node.clone(), keystore)
+    };
+    let mut seen: BTreeMap<(String, String), KeystoreSeen> = BTreeMap::new();
+    let mut first_error = None;
+    each_keystore_summary(
+        config,
+        &keystores,
+        |listing| -> Result<BTreeMap<(String, String), KeystoreSeen>, StoreError> {
+            let listing = listing?;
+            let mut one: BTreeMap<(String, String), KeystoreSeen> = BTreeMap::new();
+            for a in &listing.untrusted {
+                one.entry(name(a)).or_default().untrusted += 1;
+            }
+            for a in listing.artifacts {
+                let entry = one.entry(name(&a)).or_default();
+                entry.trusted += 1;
+                let newer = entry
+                    .newest
+                    .as_ref()
+                    .is_none_or(|n| (a.sidecar.created_at(), &a.id) > (n.sidecar.created_at(), &n.id));
+                if a.sidecar.purpose() == Purpose::Backup && newer {
+                    entry.newest = Some(a);
+                }
+            }
+            Ok(one)
+        },
+        |one| match one {
+            // Keys of different keystores only meet when a keystore is itself named
+            // `<other>:master-key`: merged, never overwritten.
+            Ok(one) => {
+                for (key, more) in one {
+                    let entry = seen.entry(key).or_default();
+                    entry.trusted += more.trusted;
+                    entry.untrusted += more.untrusted;
+                    if let Some(a) = more.newest
+                        && entry
+                            .newest
+                            .as_ref()
+                            .is_none_or(|n| (a.sidecar.created_at(), &a.id) > (n.sidecar.created_at(), &n.id))
+                    {
+                        entry.newest = Some(a);
+                    }
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        },
+    );
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(seen),
+    }
+}
+
 /// Every artifact of both stores, master keys under `<keystore>:master-key` (the names runs,
 /// `status` and the metrics report them under).
 pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
@@ -174,23 +251,6 @@ pub fn artifacts_with_master_keys(config: &Config) -> Result<Vec<Artifact>, Stor
 /// used; `status` and the metrics raise them).
 pub fn untrusted_with_master_keys(config: &Config) -> Result<Vec<Artifact>, StoreError> {
     listed_with_master_keys(config, |l| l.untrusted)
-}
-
-/// Both stores' listing with a [`Summary`] per artifact, master keys under
-/// `<keystore>:master-key`: what `status` shows, in one listing of each store.
-pub fn summaries_with_master_keys(config: &Config) -> Result<Listing<Summary>, StoreError> {
-    let mut listing = Store::new(&config.store).list_summaries(None)?;
-    if let Some(master) = Store::master_keys(&config.store) {
-        let keys = master.list_summaries(None)?;
-        let rename = |mut a: Artifact<Summary>| {
-            a.keystore = master_key::report_name(&a.keystore);
-            a
-        };
-        listing.artifacts.extend(keys.artifacts.into_iter().map(rename));
-        listing.untrusted.extend(keys.untrusted.into_iter().map(rename));
-        listing.problems.extend(keys.problems);
-    }
-    Ok(listing)
 }
 
 fn listed_with_master_keys(
