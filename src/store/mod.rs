@@ -20,7 +20,7 @@ pub use summary::{FileName, Listed, SUMMARY_INDEX_FILE, Summary, SummaryManifest
 use crate::bundle::Sidecar;
 use crate::config::StoreConfig;
 use crate::sign::{Keys, Verdict};
-use std::collections::BTreeMap;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -363,17 +363,23 @@ impl Store {
     /// One keystore's artifacts (oldest first) with their copies merged across the roots.
     pub fn list_keystore<S: Listed>(&self, node: &str, keystore: &str) -> Result<Listing<S>, StoreError> {
         let roots: Vec<&PathBuf> = self.roots().collect();
-        let mut found: BTreeMap<String, Vec<Option<Found<S>>>> = BTreeMap::new();
+        // Every root's sidecars by id (each root's already sorted; a stable sort merges them).
+        let mut each: Vec<(String, usize, Found<S>)> = Vec::new();
         let mut listing = Listing::default();
         for (i, root) in roots.iter().enumerate() {
             let one = self.list_dir(node, keystore, &root.join(node).join(keystore))?;
             listing.problems.extend(one.problems);
             listing.index.add(one.index);
-            for (id, f) in one.found {
-                found
-                    .entry(id)
-                    .or_insert_with(|| std::iter::repeat_with(|| None).take(roots.len()).collect())[i] =
-                    Some(f);
+            each.extend(one.found.into_iter().map(|(id, f)| (id, i, f)));
+        }
+        each.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut found: Vec<(String, Vec<Option<Found<S>>>)> = Vec::new();
+        for (id, i, f) in each {
+            if found.last().is_none_or(|(last, _)| *last != id) {
+                found.push((id, std::iter::repeat_with(|| None).take(roots.len()).collect()));
+            }
+            if let Some((_, copies)) = found.last_mut() {
+                copies[i] = Some(f);
             }
         }
         // Each root's directory of this keystore, joined once (not per artifact).
@@ -435,17 +441,26 @@ impl Store {
             .into_iter()
             .map(|(name, e)| (name.into_string().ok(), e))
             .unzip();
-        let files: Vec<&str> = entries
+        let is_file: Vec<bool> = entries
             .iter()
-            .zip(&names)
-            .filter(|(e, _)| match e.file_type() {
+            .map(|e| match e.file_type() {
                 Ok(t) if t.is_symlink() => e.path().is_file(),
                 Ok(t) => t.is_file(),
                 Err(_) => false,
             })
-            .filter_map(|(_, name)| name.as_deref())
             .collect();
-        let has = |name: &str| files.binary_search(&name).is_ok();
+        let files: Vec<&str> = names
+            .iter()
+            .zip(&is_file)
+            .filter(|(_, f)| **f)
+            .filter_map(|(name, _)| name.as_deref())
+            .collect();
+        // A file of this name: looked for beside entry `i` first (an artifact's `.age`,
+        // `.json` and `.json.sig` sort next to each other), then anywhere.
+        let has = |i: usize, name: &str| {
+            let at = |j: usize| is_file.get(j) == Some(&true) && names[j].as_deref() == Some(name);
+            (i > 0 && at(i - 1)) || at(i + 1) || files.binary_search(&name).is_ok()
+        };
         let mut index_stats = IndexStats::default();
         let mut checked = self.read_dir_sidecars::<S>(dir, &entries, &names, &mut index_stats);
         for (i, (entry, name)) in entries.iter().zip(&names).enumerate() {
@@ -469,7 +484,7 @@ impl Store {
                 continue;
             }
             if let Some(sidecar) = name.strip_suffix(crate::sign::SIG_SUFFIX) {
-                if !has(sidecar) {
+                if !has(i, sidecar) {
                     problems.push(Problem {
                         path: entry.path(),
                         message: "signature without a sidecar (an interrupted write; safe to delete)".into(),
@@ -477,7 +492,7 @@ impl Store {
                     });
                 }
             } else if let Some(id) = name.strip_suffix(".json") {
-                let has_age = has(&(id.to_string() + ".age"));
+                let has_age = has(i, &(id.to_string() + ".age"));
                 let read = checked[i].take().unwrap_or_else(|| {
                     self.read_signed_sidecar(&entry.path())
                         .map(|(s, v)| (S::from_sidecar(s), v))
@@ -500,7 +515,7 @@ impl Store {
                     }),
                 }
             } else if let Some(id) = name.strip_suffix(".age") {
-                if !has(&(id.to_string() + ".json")) {
+                if !has(i, &(id.to_string() + ".json")) {
                     problems.push(Problem {
                         path: entry.path(),
                         message: "ciphertext without a sidecar (an interrupted write; safe to delete)".into(),

@@ -191,7 +191,13 @@ impl Store {
             if !name.ends_with(".json") || name.starts_with('.') {
                 continue;
             }
-            let sig = find(&(name.to_string() + crate::sign::SIG_SUFFIX));
+            // `X.json.sig` sorts right after `X.json` (nothing sorts between but other names
+            // that start with `X.json`): looked for there first.
+            let sig_name = name.to_string() + crate::sign::SIG_SUFFIX;
+            let sig = match names.get(i + 1) {
+                Some(Some(next)) if *next == sig_name => Some(&entries[i + 1]),
+                _ => find(&sig_name),
+            };
             let stamps = stamps_of(&entries[i], sig);
             if let Some(stamps) = stamps
                 && let Some((sidecar, verdict)) = index.lookup::<S>(name, stamps)

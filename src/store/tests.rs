@@ -161,3 +161,21 @@ fn a_second_write_of_the_same_id_changes_nothing_and_leaves_no_temp_files() {
     assert_eq!(s.list(None).unwrap().artifacts[0].id, id);
     assert!(s.list(None).unwrap().problems.is_empty());
 }
+
+#[test]
+fn a_file_sorting_between_a_sidecar_and_its_signature_hides_neither() {
+    // `X.json-note` sorts between `X.json` and `X.json.sig` ('-' < '.'): the signature and
+    // the ciphertext are still found (looked for beside the sidecar first, then anywhere).
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(dir.path());
+    s.replicas.clear();
+    let id = s.write(&sidecar("v1", 0, b"cipher-1"), b"cipher-1").unwrap();
+    let ks = s.primary.join("v1/p12");
+    fs::write(ks.join(format!("{id}.json-note")), b"x").unwrap();
+    fs::write(ks.join(format!("{id}.age-note")), b"x").unwrap();
+    let listing = s.list(None).unwrap();
+    assert_eq!(listing.artifacts.len(), 1, "{:?}", listing.untrusted);
+    assert!(listing.artifacts[0].signature.is_valid());
+    assert!(listing.artifacts[0].copies[0].present);
+    assert_eq!(listing.problems.len(), 2, "{:?}", listing.problems);
+}
