@@ -219,6 +219,10 @@ impl Listed for Sidecar {
         self.manifest.created_at
     }
 
+    fn ciphertext_sha256(&self) -> &str {
+        &self.ciphertext_sha256
+    }
+
     fn purpose(&self) -> crate::bundle::Purpose {
         self.manifest.purpose
     }

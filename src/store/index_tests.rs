@@ -251,17 +251,17 @@ fn a_crash_between_the_artifact_and_the_index_loses_nothing() {
 fn an_index_that_lies_never_makes_prune_remove_a_different_artifact() {
     let (_dir, s, ks) = settled();
     // Were an entry ever wrong (a bug; a forger lacks the key), removal still reads the disk.
-    // The entry's creation time is changed and the index authenticated with the agent's key.
+    // The entry's host is changed (not its time or hash: an entry that disagrees with its
+    // file name is not listed at all) and the index authenticated with the agent's key.
     index::edit_entries(&ks, &key(&s), &key(&s), |e| {
         let text = e["sidecar"].to_string();
-        e["sidecar"] =
-            serde_json::from_str(&text.replacen("2026-11-22T03:15:00Z", "2001-01-01T00:00:00Z", 1)).unwrap();
+        e["sidecar"] = serde_json::from_str(&text.replacen("h:22", "h:99", 1)).unwrap();
     });
     let listing = s.list(None).unwrap();
     let victim = listing
         .artifacts
         .iter()
-        .find(|a| a.sidecar.manifest.created_at.format("%Y").to_string() == "2001")
+        .find(|a| a.sidecar.manifest.host == "h:99")
         .expect("the cache serves what it holds");
     let e = s.remove(victim).unwrap_err().to_string();
     assert!(e.contains("differs from the listed artifact"), "{e}");
@@ -442,4 +442,34 @@ fn removal_from_a_summary_checks_the_sidecar_on_disk() {
     s.remove(&right).unwrap();
     assert!(!right.copies[0].sidecar_path.exists() && !right.copies[0].age_path.exists());
     assert!(!crate::sign::sig_path(&right.copies[0].sidecar_path).exists());
+}
+
+#[test]
+fn a_signed_sidecar_copied_under_another_name_is_not_listed_or_counted() {
+    // The file name is not signed. Copies of one old artifact under new names (all three files,
+    // valid signature) would otherwise list as several artifacts and satisfy `keep_last` alone.
+    let (_dir, s, ks) = settled();
+    let a = s.list(None).unwrap().artifacts.remove(0);
+    let forged_id = "20991231T235959Z-00000000";
+    for (from, ext) in [
+        (a.copies[0].age_path.clone(), ".age"),
+        (a.copies[0].sidecar_path.clone(), ".json"),
+        (crate::sign::sig_path(&a.copies[0].sidecar_path), ".json.sig"),
+    ] {
+        fs::copy(from, ks.join(format!("{forged_id}{ext}"))).unwrap();
+    }
+    for listing in [
+        s.list(None).unwrap().problems,
+        s.list_summaries(None).unwrap().problems,
+    ] {
+        assert!(
+            listing
+                .iter()
+                .any(|p| p.message.contains("another name") && p.path.ends_with(format!("{forged_id}.json"))),
+            "{listing:?}"
+        );
+    }
+    let listed = s.list(None).unwrap();
+    assert_eq!(listed.artifacts.len(), 3, "the copy is not an artifact");
+    assert!(listed.artifacts.iter().all(|x| x.id != forged_id));
 }

@@ -244,8 +244,7 @@ impl Store {
                 });
             }
         }
-        let short = sidecar.ciphertext_sha256.get(..8).unwrap_or("00000000");
-        let id = format!("{}-{short}", m.created_at.format("%Y%m%dT%H%M%SZ"));
+        let id = artifact_id(m.created_at, &sidecar.ciphertext_sha256);
         let mut json = serde_json::to_vec_pretty(sidecar).map_err(|e| StoreError::Invalid {
             path: self.primary.clone(),
             message: format!("cannot serialise sidecar: {e}"),
@@ -498,6 +497,17 @@ impl Store {
                         .map(|(s, v)| (S::from_sidecar(s), v))
                 });
                 match read {
+                    // The file name is not signed: a signed sidecar copied under another name
+                    // would list (and count toward retention) twice.
+                    Ok((s, _)) if !is_artifact_id(id, s.created_at(), s.ciphertext_sha256()) => problems
+                        .push(Problem {
+                            path: entry.path(),
+                            message: format!(
+                                "sidecar of artifact {}, stored under another name (a copy?); not listed",
+                                artifact_id(s.created_at(), s.ciphertext_sha256())
+                            ),
+                            interrupted: false,
+                        }),
                     Ok((s, _)) if s.node() != n || s.keystore() != ks => problems.push(Problem {
                         path: entry.path(),
                         message: format!(
@@ -646,6 +656,42 @@ struct DirListing<S> {
     found: Vec<(String, Found<S>)>,
     problems: Vec<Problem>,
     index: IndexStats,
+}
+
+/// An artifact's id: its sidecar's `created_at` (UTC, to the second) and the first 8 hex digits
+/// of its ciphertext's SHA-256, both signed; a file name that disagrees is not the artifact.
+fn artifact_id(created_at: chrono::DateTime<chrono::Utc>, ciphertext_sha256: &str) -> String {
+    let short = ciphertext_sha256.get(..8).unwrap_or("00000000");
+    format!("{}-{short}", created_at.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Whether `id` is [`artifact_id`] of these, without formatting a string (it is checked for
+/// each of 100,000 listed artifacts).
+fn is_artifact_id(id: &str, created_at: chrono::DateTime<chrono::Utc>, ciphertext_sha256: &str) -> bool {
+    use chrono::{Datelike, Timelike};
+    let year = created_at.year();
+    // Years chrono prints other than as 4 digits, leap seconds, short hashes: the slow way.
+    if !(0..=9999).contains(&year) || created_at.nanosecond() >= 1_000_000_000 || ciphertext_sha256.len() < 8
+    {
+        return id == artifact_id(created_at, ciphertext_sha256);
+    }
+    let mut stamp = *b"00000000T000000Z-";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for i in (at..at + width).rev() {
+            stamp[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(4, 2, created_at.month());
+    put(6, 2, created_at.day());
+    put(9, 2, created_at.hour());
+    put(11, 2, created_at.minute());
+    put(13, 2, created_at.second());
+    let id = id.as_bytes();
+    id.len() == stamp.len() + 8
+        && id[..stamp.len()] == stamp
+        && id[stamp.len()..] == ciphertext_sha256.as_bytes()[..8]
 }
 
 /// `dir/<id><ext>` in one allocation (two per copy of each of 100,000 listed artifacts).

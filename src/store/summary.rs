@@ -33,6 +33,8 @@ pub trait Listed: Sized + Send {
     fn keystore(&self) -> &str;
     /// When the material was fetched (a future date makes a valid signature bad).
     fn created_at(&self) -> DateTime<Utc>;
+    /// SHA-256 of the ciphertext (hex): with `created_at`, what the artifact's id is made of.
+    fn ciphertext_sha256(&self) -> &str;
     /// Backup or pre-restore (only backups count as the newest).
     fn purpose(&self) -> Purpose;
     /// Whether this listed view still describes `on_disk`, a sidecar read again before a
@@ -171,6 +173,10 @@ impl Listed for Summary {
 
     fn created_at(&self) -> DateTime<Utc> {
         self.manifest.created_at
+    }
+
+    fn ciphertext_sha256(&self) -> &str {
+        &self.ciphertext_sha256
     }
 
     fn purpose(&self) -> Purpose {

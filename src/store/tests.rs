@@ -179,3 +179,27 @@ fn a_file_sorting_between_a_sidecar_and_its_signature_hides_neither() {
     assert!(listing.artifacts[0].copies[0].present);
     assert_eq!(listing.problems.len(), 2, "{:?}", listing.problems);
 }
+
+#[test]
+fn the_quick_id_check_agrees_with_the_id_a_write_gives() {
+    let sha = crate::digest::sha256_hex(b"x");
+    let times = [
+        chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap(),
+        chrono::Utc.with_ymd_and_hms(2001, 1, 9, 23, 59, 59).unwrap(),
+        chrono::Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 7).unwrap(),
+        chrono::Utc.with_ymd_and_hms(12345, 1, 1, 0, 0, 0).unwrap(),
+        chrono::Utc.with_ymd_and_hms(2026, 6, 30, 23, 59, 59).unwrap() + chrono::Duration::milliseconds(1500),
+    ];
+    for t in times {
+        let id = artifact_id(t, &sha);
+        assert!(is_artifact_id(&id, t, &sha), "{id}");
+        assert!(
+            !is_artifact_id(&id, t + chrono::Duration::seconds(1), &sha),
+            "{id}"
+        );
+        assert!(!is_artifact_id(&id, t, &crate::digest::sha256_hex(b"y")), "{id}");
+        assert!(!is_artifact_id(&format!("{id}0"), t, &sha));
+        assert!(!is_artifact_id(&id[1..], t, &sha));
+    }
+    assert!(is_artifact_id("20261122T031500Z-00000000", times[0], "abc"));
+}
