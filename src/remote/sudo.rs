@@ -85,7 +85,7 @@ pub fn tar_op(root: &str) -> Op {
 }
 
 /// The temp file a write to `path` goes through: fixed, so a sudoers rule can name it. A fixed
-/// name is predictable, so it is never trusted: see [`WriteSteps`].
+/// name is predictable, so it is never trusted: see `WriteSteps`.
 pub fn temp_of(path: &str) -> String {
     let (dir, name) = split_remote(path);
     super::join_remote(&dir, &format!(".{name}.coldkeep-tmp"))

@@ -384,17 +384,17 @@ fn summaries_match_the_whole_sidecars_from_the_index_and_from_disk() {
     fs::write(&path, text).unwrap();
     let whole = s.list(None).unwrap();
     // Summaries have their own index: built by the first listing of them, then served.
-    let first = s.list_summaries(None).unwrap();
+    let first = s.list_of::<Summary>(None).unwrap();
     assert_eq!((first.index.read, first.index.written), (3, 1));
     index::shift_built_at_of(&ks, SUMMARY_INDEX_FILE, &key(&s), 10);
-    let cached = s.list_summaries(None).unwrap();
+    let cached = s.list_of::<Summary>(None).unwrap();
     assert_eq!(cached.index.cached, 3);
     // Neither index is valid as the other (the MAC names the file): the index of whole
     // sidecars, settled, would otherwise serve its entries as summaries (unknown fields are
     // ignored).
     index::shift_built_at(&ks, &key(&s), 10);
     fs::copy(ks.join(INDEX_FILE), ks.join(SUMMARY_INDEX_FILE)).unwrap();
-    let read = s.list_summaries(None).unwrap();
+    let read = s.list_of::<Summary>(None).unwrap();
     assert_eq!((read.index.cached, read.index.read), (0, 3));
     assert!(read.problems.is_empty(), "{:?}", read.problems);
     for light in [cached, read] {
@@ -428,7 +428,7 @@ fn removal_from_a_summary_checks_the_sidecar_on_disk() {
     // Retention plans from summaries; were a summary ever wrong about which artifact it is,
     // the sidecar read again under the lock decides, and nothing is removed.
     let (_dir, s, _ks) = settled();
-    let mut listed = s.list_summaries(None).unwrap().artifacts;
+    let mut listed = s.list_of::<Summary>(None).unwrap().artifacts;
     let mut wrong = listed.remove(0);
     wrong.sidecar.ciphertext_sha256 = "0".repeat(64);
     let e = s.remove(&wrong).unwrap_err().to_string();
@@ -438,7 +438,7 @@ fn removal_from_a_summary_checks_the_sidecar_on_disk() {
     shifted.sidecar.manifest.created_at -= chrono::Duration::days(1);
     assert!(s.remove(&shifted).is_err());
     // A true summary removes its artifact, signature included.
-    let right = s.list_summaries(None).unwrap().artifacts.remove(0);
+    let right = s.list_of::<Summary>(None).unwrap().artifacts.remove(0);
     s.remove(&right).unwrap();
     assert!(!right.copies[0].sidecar_path.exists() && !right.copies[0].age_path.exists());
     assert!(!crate::sign::sig_path(&right.copies[0].sidecar_path).exists());
@@ -460,7 +460,7 @@ fn a_signed_sidecar_copied_under_another_name_is_not_listed_or_counted() {
     }
     for listing in [
         s.list(None).unwrap().problems,
-        s.list_summaries(None).unwrap().problems,
+        s.list_of::<Summary>(None).unwrap().problems,
     ] {
         assert!(
             listing

@@ -311,13 +311,6 @@ impl Store {
         self.list_of(node)
     }
 
-    /// [`Store::list`] with a [`Summary`] per artifact instead of the whole sidecar: for
-    /// showing (`list`, `status`) and retention, several times faster on a large store; what
-    /// acts on an artifact reads its sidecar from disk again first (see [`Listed::describes`]).
-    pub fn list_summaries(&self, node: Option<&str>) -> Result<Listing<Summary>, StoreError> {
-        self.list_of(node)
-    }
-
     /// The listing with `S` per artifact: every keystore on up to 8 threads (see [`crate::par`]).
     fn list_of<S: Listed>(&self, node: Option<&str>) -> Result<Listing<S>, StoreError> {
         let keystores = self.keystores(node)?;

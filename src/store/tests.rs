@@ -136,28 +136,22 @@ fn a_second_write_of_the_same_id_changes_nothing_and_leaves_no_temp_files() {
     let sc = sidecar("v1", 0, b"cipher-1");
     let id = s.write(&sc, b"cipher-1").unwrap();
     let ks = s.primary.join("v1/p12");
-    let before: Vec<(std::ffi::OsString, Vec<u8>)> = {
-        let mut v: Vec<_> = fs::read_dir(&ks)
+    // Every file of the keystore directory with its bytes, by name.
+    let snapshot = || -> Vec<(std::ffi::OsString, Vec<u8>)> {
+        let mut files: Vec<_> = fs::read_dir(&ks)
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
                 (e.file_name(), fs::read(e.path()).unwrap())
             })
             .collect();
-        v.sort();
-        v
+        files.sort();
+        files
     };
+    let before = snapshot();
     let err = s.write(&sc, b"cipher-1").unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");
-    let mut after: Vec<_> = fs::read_dir(&ks)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name(), fs::read(e.path()).unwrap())
-        })
-        .collect();
-    after.sort();
-    assert_eq!(before, after, "no temp file left, nothing overwritten");
+    assert_eq!(before, snapshot(), "no temp file left, nothing overwritten");
     assert_eq!(s.list(None).unwrap().artifacts[0].id, id);
     assert!(s.list(None).unwrap().problems.is_empty());
 }
