@@ -82,6 +82,10 @@ pub struct Manifest {
     #[serde(default)]
     /// A regular backup, or what a restore replaced.
     pub purpose: Purpose,
+    /// What the artifact is for (absent in artifacts from before it was recorded: see
+    /// [`Manifest::role`]); listings check it against where the artifact lies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<super::Role>,
     /// When the material was fetched (UTC, whole seconds).
     pub created_at: DateTime<Utc>,
     /// The coldkeep version that wrote it.

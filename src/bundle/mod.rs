@@ -4,8 +4,10 @@
 //! safe names, manifest first, every file present once with the manifest's size and hash.
 
 mod manifest;
+pub mod role;
 
 pub use manifest::{DirEntry, FORMAT_VERSION, FileEntry, FileOwner, Manifest, Purpose, Sidecar};
+pub use role::{ArtifactKind, Role};
 
 use crate::config::Recipient;
 use std::io::{Read, Write};

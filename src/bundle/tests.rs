@@ -10,6 +10,7 @@ fn manifest(files: &[PlainFile]) -> Manifest {
         keystore: "p12".into(),
         kind: "p12".into(),
         purpose: Purpose::Backup,
+        role: None,
         created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap(),
         coldkeep_version: "test".into(),
         host: "127.0.0.1:22".into(),

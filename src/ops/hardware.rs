@@ -41,6 +41,8 @@ pub fn store_backup(
         keystore: name.to_string(),
         kind: kind.to_string(),
         purpose: Purpose::Backup,
+        role: crate::bundle::ArtifactKind::parse(kind)
+            .and_then(|k| crate::bundle::Role::of(k, Purpose::Backup)),
         created_at: Utc::now().trunc_subsecs(0),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: source.to_string(),

@@ -209,6 +209,7 @@ pub fn manifest(
         keystore: keystore.to_string(),
         kind: kind.as_str().to_string(),
         purpose,
+        role: bundle::Role::of(kind, purpose),
         created_at: Utc::now().trunc_subsecs(0),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: format!("{}:{}", node.host, node.port),

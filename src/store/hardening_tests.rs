@@ -13,6 +13,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             keystore: "p12".into(),
             kind: "p12".into(),
             purpose: Purpose::Backup,
+            role: None,
             created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap(),
             coldkeep_version: "test".into(),
             host: "h:22".into(),
@@ -33,6 +34,7 @@ fn store(dir: &Path, replica: &Path) -> Store {
         lock_wait: std::time::Duration::from_secs(1),
         primary: dir.join("primary"),
         replicas: vec![replica.to_path_buf()],
+        holds: Holds::Keystores,
         keys: super::tests::test_keys(),
     }
 }

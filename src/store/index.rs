@@ -227,6 +227,14 @@ impl Listed for Sidecar {
         self.manifest.purpose
     }
 
+    fn kind(&self) -> &str {
+        &self.manifest.kind
+    }
+
+    fn role(&self) -> Option<crate::bundle::Role> {
+        self.manifest.role
+    }
+
     fn describes(&self, on_disk: &Sidecar) -> bool {
         on_disk.same_artifact(self)
     }

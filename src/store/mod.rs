@@ -18,6 +18,7 @@ pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};
 pub use summary::{FileName, Listed, SUMMARY_INDEX_FILE, Summary, SummaryManifest};
 
 use crate::bundle::Sidecar;
+pub use crate::bundle::role::Holds;
 use crate::config::StoreConfig;
 use crate::sign::{Keys, Verdict};
 
@@ -61,6 +62,8 @@ pub struct Store {
     pub lock_wait: std::time::Duration,
     /// Signs what is written and checks what is read; `None` = cannot write, trusts nothing.
     pub keys: Option<std::sync::Arc<Keys>>,
+    /// What this store holds: every listed artifact's role must belong where it lies.
+    pub holds: Holds,
 }
 
 /// One stored copy (primary or replica) of an artifact.
@@ -153,6 +156,7 @@ impl Store {
             replicas: cfg.replicas.clone(),
             lock_wait: cfg.lock_wait,
             keys: cfg.keys.clone(),
+            holds: Holds::Keystores,
         }
     }
 
@@ -163,6 +167,7 @@ impl Store {
             replicas: cfg.master_key_replicas.clone(),
             lock_wait: cfg.lock_wait,
             keys: cfg.keys.clone(),
+            holds: Holds::MasterKeys,
         })
     }
 
@@ -510,7 +515,21 @@ impl Store {
                         ),
                         interrupted: false,
                     }),
-                    Ok((s, verdict)) => found.push((id.to_string(), (s, has_age, verdict))),
+                    Ok((s, verdict)) => match crate::bundle::role::check_placement(
+                        self.holds.place(n),
+                        s.kind(),
+                        s.purpose(),
+                        s.role(),
+                    ) {
+                        Ok(_) => found.push((id.to_string(), (s, has_age, verdict))),
+                        // Signed, but not what this directory holds (a master-key backup copied
+                        // into a keystore's directory names the same node and keystore).
+                        Err(why) => problems.push(Problem {
+                            path: entry.path(),
+                            message: format!("not listed: {why}"),
+                            interrupted: false,
+                        }),
+                    },
                     Err(e) => problems.push(Problem {
                         path: entry.path(),
                         message: format!("unreadable sidecar: {e}"),
@@ -832,3 +851,5 @@ mod tests;
 
 #[cfg(test)]
 mod index_tests;
+#[cfg(test)]
+mod trust_tests;

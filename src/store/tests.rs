@@ -11,6 +11,7 @@ pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
             keystore: "p12".into(),
             kind: "p12".into(),
             purpose: Purpose::Backup,
+            role: None,
             created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, second).unwrap(),
             coldkeep_version: "test".into(),
             host: "h:22".into(),
@@ -45,6 +46,7 @@ pub(super) fn store(dir: &Path) -> Store {
         primary: dir.join("primary"),
         replicas: vec![dir.join("replica")],
         keys: test_keys(),
+        holds: Holds::Keystores,
     }
 }
 
@@ -121,6 +123,7 @@ fn write_error_names_the_path() {
         lock_wait: std::time::Duration::from_secs(5),
         primary: blocker.join("store"),
         replicas: vec![],
+        holds: Holds::Keystores,
         keys: test_keys(),
     };
     let e = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap_err().to_string();

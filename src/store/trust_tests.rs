@@ -1,0 +1,117 @@
+//! What a store writer can do with genuine, signed artifacts (issue 25): copy one where it does
+//! not belong. Listings check every artifact's role against where it lies.
+
+use super::tests::{sidecar, store};
+use super::*;
+use crate::bundle::{Purpose, Role};
+
+/// The three files of artifact `id` copied from `from` to `to` (the attacker's `cp`).
+fn copy_artifact(from: &Path, to: &Path, id: &str) {
+    fs::create_dir_all(to).unwrap();
+    for ext in [".age", ".json", ".json.sig"] {
+        let name = format!("{id}{ext}");
+        fs::copy(from.join(&name), to.join(&name)).unwrap();
+    }
+}
+
+#[test]
+fn a_genuine_master_key_artifact_copied_into_a_keystore_directory_is_reported_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let mut keystore = sidecar("gw", 0, b"keystore");
+    keystore.manifest.keystore = "acra".into();
+    keystore.manifest.kind = "acra".into();
+    let real = s.write(&keystore, b"keystore").unwrap();
+    // The master-key store, signed by the same key, with the same node and keystore names.
+    let masters = Store {
+        primary: dir.path().join("master"),
+        replicas: Vec::new(),
+        holds: Holds::MasterKeys,
+        ..s.clone()
+    };
+    let mut master = sidecar("gw", 30, b"master key");
+    master.manifest.keystore = "acra".into();
+    master.manifest.kind = "acra-master-key".into();
+    let planted = masters.write(&master, b"master key").unwrap();
+    assert_eq!(masters.list(None).unwrap().artifacts.len(), 1);
+    // One replica is enough: the attacker can write that one only.
+    copy_artifact(
+        &masters.primary.join("gw/acra"),
+        &s.replicas[0].join("gw/acra"),
+        &planted,
+    );
+    let listing = s.list(None).unwrap();
+    let ids: Vec<&str> = listing.artifacts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, [real.as_str()], "only the keystore's own backup is listed");
+    assert!(listing.untrusted.is_empty());
+    let problem = listing
+        .problems
+        .iter()
+        .find(|p| p.path.ends_with(format!("{planted}.json")))
+        .expect("the plant is reported");
+    assert!(
+        problem.message.contains("master-key-backup") && !problem.interrupted,
+        "{problem:?}"
+    );
+    // The summary listing (list, status, prune) says the same.
+    let summaries = s.list_keystore::<Summary>("gw", "acra").unwrap();
+    assert_eq!(summaries.artifacts.len(), 1);
+    assert_eq!(summaries.artifacts[0].id, real);
+    // Nothing is "repaired" from it into the primary.
+    for a in &listing.artifacts {
+        s.repair_missing(a).unwrap();
+    }
+    assert!(!s.primary.join(format!("gw/acra/{planted}.age")).exists());
+    // The reverse: a keystore backup copied into the master-key store.
+    copy_artifact(
+        &s.primary.join("gw/acra"),
+        &masters.primary.join("gw/acra"),
+        &real,
+    );
+    let listing = masters.list(None).unwrap();
+    assert_eq!(listing.artifacts.len(), 1);
+    assert_eq!(listing.artifacts[0].id, planted);
+    assert!(
+        listing
+            .problems
+            .iter()
+            .any(|p| p.message.contains("keystore-backup"))
+    );
+}
+
+#[test]
+fn a_recorded_role_is_checked_against_the_kind_it_was_signed_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    // A backup recorded as what it is: listed.
+    let mut ok = sidecar("v1", 0, b"a");
+    ok.manifest.role = Some(Role::KeystoreBackup);
+    s.write(&ok, b"a").unwrap();
+    // Signed, but contradicting itself (a pre-restore role with the backup purpose): reported.
+    let mut odd = sidecar("v1", 1, b"b");
+    odd.manifest.role = Some(Role::PreRestore);
+    assert_eq!(odd.manifest.purpose, Purpose::Backup);
+    s.write(&odd, b"b").unwrap();
+    // Hardware keys belong under `hardware/` only.
+    let mut key = sidecar("v1", 2, b"c");
+    key.manifest.kind = "onlykey".into();
+    s.write(&key, b"c").unwrap();
+    let listing = s.list(None).unwrap();
+    assert_eq!(listing.artifacts.len(), 1, "{:?}", listing.problems);
+    assert_eq!(
+        listing.problems.len(),
+        2 * 2,
+        "two misplaced, in both roots: {:?}",
+        listing.problems
+    );
+    let mut hw = sidecar(crate::config::HARDWARE_NODE, 3, b"d");
+    hw.manifest.kind = "bitbox02".into();
+    s.write(&hw, b"d").unwrap();
+    assert_eq!(
+        s.list(Some(crate::config::HARDWARE_NODE))
+            .unwrap()
+            .artifacts
+            .len(),
+        1
+    );
+}
