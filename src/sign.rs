@@ -391,6 +391,13 @@ impl Keys {
         label.extend_from_slice(&self.allowed.digest());
         self.signer.derive_key(&label)
     }
+
+    /// The keyed hash of plaintext that sidecars and output carry instead of a plain SHA-256
+    /// (see [`crate::digest::Keyed`]): derived from the signing key alone (not bound to
+    /// allowed_signers, so adding a key does not make every stored file look changed).
+    pub fn keyed_hash(&self) -> crate::digest::Keyed {
+        crate::digest::Keyed::new(self.signer.derive_key(b"coldkeep keyed plaintext hash v1\0"))
+    }
 }
 
 #[cfg(test)]

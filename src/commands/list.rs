@@ -62,7 +62,7 @@ impl ListedArtifact {
             created_at: m.created_at,
             size: a.sidecar.ciphertext_size,
             files: m.files.into_iter().map(|f| f.path).collect(),
-            identity: m.identity,
+            identity: shown_identity(m.identity),
             roots: a.copies.len(),
             copies: a
                 .copies
@@ -74,6 +74,18 @@ impl ListedArtifact {
             signature: a.signature.word(),
             signature_detail: a.signature.to_string(),
         }
+    }
+}
+
+/// The identity as a sidecar has it, except the plain SHA-256 that sidecars of `kind: file`
+/// artifacts from before keyed hashes carry (never printed: a guessing oracle).
+fn shown_identity(raw: Option<Box<serde_json::value::RawValue>>) -> Option<Box<serde_json::value::RawValue>> {
+    let raw = raw?;
+    match serde_json::from_str::<Identity>(raw.get()) {
+        Ok(Identity::File(f)) if f.sha256.is_some() => {
+            serde_json::value::to_raw_value(&Identity::File(f.shown())).ok()
+        }
+        _ => Some(raw),
     }
 }
 

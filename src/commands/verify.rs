@@ -82,7 +82,10 @@ fn live(config: &Config, node: &NodeConfig, json: bool) -> anyhow::Result<Exit> 
     let store = Store::new(&config.store);
     let listing = store.list(Some(&node.name))?;
     let session = crate::ops::connect_with_retries(config, node)?;
-    let checks = crate::ops::verify::live_checks(node, &session, &listing.artifacts);
+    let keyed = store
+        .keyed_hash()
+        .ok_or_else(|| anyhow::anyhow!("no signing key loaded: cannot compare keyed hashes"))?;
+    let checks = crate::ops::verify::live_checks(node, &session, &listing.artifacts, &keyed);
     session.close();
     if json {
         print_json_list(&checks)?;

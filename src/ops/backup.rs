@@ -237,10 +237,14 @@ pub fn backup_keystore(
     let _memory =
         crate::memory::Budget::global().reserve(crate::memory::PEAK_FACTOR.saturating_mul(ks.max_size));
     let fetched = keystore::fetch(session, ks)?;
-    // The same files as the newest backup: record that it was seen, store nothing new.
+    // The same files as the newest backup: record that it was seen, store nothing new. Only a
+    // sidecar with keyed hashes by this key counts: one from before them (plain SHA-256s) is
+    // followed by a new artifact, so a store moves to sidecars without plaintext hashes.
     if !options.force
         && let Some(latest) = super::artifact::latest(existing, &node.name, &ks.name)
-        && keystore::same_files(&fetched.files, &latest.sidecar.manifest)
+        && let Some(keyed) = store.keyed_hash()
+        && latest.sidecar.manifest.hash_key.is_some()
+        && keystore::same_files(&fetched.files, &latest.sidecar.manifest, &keyed) == Some(true)
         && reusable(store, latest, &config.encryption.recipients)
     {
         if !dry_run {

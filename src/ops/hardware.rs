@@ -7,7 +7,6 @@ use crate::error::UsageError;
 use crate::material::Identity;
 use crate::store::{Artifact, Store};
 use anyhow::{Context, bail};
-use chrono::{SubsecRound, Utc};
 
 /// Checks a hardware key's name (it becomes a store directory).
 pub fn check_name(name: &str) -> Result<(), UsageError> {
@@ -43,7 +42,7 @@ pub fn store_backup(
         purpose: Purpose::Backup,
         role: crate::bundle::ArtifactKind::parse(kind)
             .and_then(|k| crate::bundle::Role::of(k, Purpose::Backup)),
-        created_at: Utc::now().trunc_subsecs(0),
+        created_at: crate::bundle::created_now(),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: source.to_string(),
         host_key: String::new(),
@@ -51,6 +50,7 @@ pub fn store_backup(
         dirs: Vec::new(),
         identity: Some(identity),
         recipients: Vec::new(),
+        hash_key: None,
     };
     let store = Store::new(&config.store);
     // Copies a killed import left missing are written again first.

@@ -3,11 +3,11 @@
 use super::vocab::ArtifactKind;
 use crate::bundle::{self, FORMAT_VERSION, Manifest, PlainFile, Purpose, Sidecar};
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig, Recipient};
+use crate::digest::Keyed;
 use crate::material::{Identity, acra, p12};
 use crate::remote::{FetchedTree, Node, RemoteFile, TreeLimits};
 use crate::store::Store;
 use anyhow::{Context, bail};
-use chrono::{SubsecRound, Utc};
 use zeroize::Zeroizing;
 
 /// Material fetched from a node, in memory only.
@@ -37,9 +37,11 @@ pub fn identify(ks: &KeystoreConfig, bytes: &[u8]) -> anyhow::Result<Identity> {
     match ks.kind {
         KeystoreKind::P12 => {}
         KeystoreKind::File => {
+            // The keyed hash is added when the artifact is sealed (it needs the store's key).
             return Ok(Identity::File(crate::material::FileIdentity {
                 size: bytes.len() as u64,
-                sha256: crate::digest::sha256_hex(bytes),
+                sha256: None,
+                hmac: None,
             }));
         }
         KeystoreKind::Acra => bail!("keystore {} is not a single file", ks.name),
@@ -210,7 +212,7 @@ pub fn manifest(
         kind: kind.as_str().to_string(),
         purpose,
         role: bundle::Role::of(kind, purpose),
-        created_at: Utc::now().trunc_subsecs(0),
+        created_at: crate::bundle::created_now(),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: format!("{}:{}", node.host, node.port),
         host_key: session_host_key.to_string(),
@@ -218,6 +220,7 @@ pub fn manifest(
         dirs: Vec::new(),
         identity,
         recipients: Vec::new(),
+        hash_key: None,
     }
 }
 
@@ -231,13 +234,14 @@ pub fn seal_and_store(
     dry_run: bool,
 ) -> anyhow::Result<(Option<String>, u64)> {
     manifest.recipients = recipients.iter().map(|r| r.as_str().to_string()).collect();
-    let sealed = bundle::seal(&manifest, files, recipients)?;
+    let keyed = store.keyed_hash();
+    let sealed = bundle::seal(&manifest, files, recipients, keyed.as_ref())?;
     let size = sealed.ciphertext.len() as u64;
     if dry_run {
         return Ok((None, size));
     }
     let sidecar = Sidecar {
-        manifest,
+        manifest: sealed.manifest.public(),
         ciphertext_sha256: sealed.sha256,
         ciphertext_size: size,
         seen_unchanged_at: None,
@@ -269,20 +273,62 @@ pub fn save_pre_restore(
     Ok(id.unwrap_or_default())
 }
 
-/// Whether fetched files are exactly the ones a manifest lists (names, hashes and modes).
-pub fn same_files(files: &[PlainFile], manifest: &Manifest) -> bool {
-    let mut live: Vec<(&str, &str, u32)> = files
+/// How fetched files compare with what a stored manifest records: by keyed hash when the
+/// sidecar has them, by SHA-256 in one from before keyed hashes (a live check may still compare
+/// those; a backup never reuses one, see [`crate::ops::backup`]).
+pub struct Digests<'a> {
+    keyed: &'a Keyed,
+    by_hmac: bool,
+}
+
+impl<'a> Digests<'a> {
+    /// The comparison for `manifest`; `None` when its keyed hashes were made with another key
+    /// (the signing key was rotated): they cannot be compared.
+    pub fn of(manifest: &Manifest, keyed: &'a Keyed) -> Option<Digests<'a>> {
+        match manifest.hash_key.as_deref() {
+            Some(id) if id != keyed.id() => None,
+            recorded => Some(Digests {
+                keyed,
+                by_hmac: recorded.is_some(),
+            }),
+        }
+    }
+
+    /// A fetched file's digest, comparable with [`Digests::stored`].
+    pub fn live(&self, f: &PlainFile) -> String {
+        if self.by_hmac {
+            self.keyed.hex(&f.data)
+        } else {
+            f.entry.sha256.clone()
+        }
+    }
+
+    /// A stored entry's digest.
+    pub fn stored<'e>(&self, e: &'e bundle::FileEntry) -> &'e str {
+        if self.by_hmac {
+            e.hmac.as_deref().unwrap_or_default()
+        } else {
+            &e.sha256
+        }
+    }
+}
+
+/// Whether fetched files are exactly the ones a manifest lists (names, contents and modes);
+/// `None` when the manifest's keyed hashes were made with another key.
+pub fn same_files(files: &[PlainFile], manifest: &Manifest, keyed: &Keyed) -> Option<bool> {
+    let digests = Digests::of(manifest, keyed)?;
+    let mut live: Vec<(&str, String, u32)> = files
         .iter()
-        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str(), f.entry.mode))
+        .map(|f| (f.entry.path.as_str(), digests.live(f), f.entry.mode))
         .collect();
-    let mut stored: Vec<(&str, &str, u32)> = manifest
+    let mut stored: Vec<(&str, String, u32)> = manifest
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str(), f.mode))
+        .map(|f| (f.path.as_str(), digests.stored(f).to_string(), f.mode))
         .collect();
     live.sort();
     stored.sort();
-    live == stored
+    Some(live == stored)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::keystore;
 use super::vocab::ArtifactKind;
 use crate::bundle::{self, Identities, Manifest, Opened, PlainFile};
 use crate::config::{Config, KeystoreKind, NodeConfig};
-use crate::digest::sha256_hex;
+use crate::digest::{Keyed, sha256_hex};
 use crate::material::{Identity, acra};
 use crate::remote::Node;
 use crate::store::{Artifact, Store};
@@ -320,10 +320,11 @@ pub fn verify_artifact(
 /// Decrypts in memory and compares contents with the sidecar; returns the problems found.
 fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identities) -> Vec<String> {
     let mut problems = Vec::new();
-    if opened.manifest != a.sidecar.manifest {
+    if !a.sidecar.describes_inner(&opened.manifest) {
         problems
             .push("the manifest inside the artifact differs from the sidecar: the sidecar was edited".into());
     }
+    problems.extend(keyed_hash_problems(config, &opened));
     let ks = config
         .node(&a.node)
         .and_then(|n| n.keystores.iter().find(|k| k.name == a.keystore));
@@ -389,6 +390,36 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
     problems
 }
 
+/// The keyed hashes the artifact records, recomputed from its decrypted files when they were
+/// made with this agent's key (another key's, after a rotation, cannot be checked here; the
+/// files' SHA-256s inside were checked when the bundle was opened).
+fn keyed_hash_problems(config: &Config, opened: &Opened) -> Vec<String> {
+    let Some(keyed) = config.store.keys.as_ref().map(|k| k.keyed_hash()) else {
+        return Vec::new();
+    };
+    let m = &opened.manifest;
+    if m.hash_key.as_deref() != Some(keyed.id()) {
+        return Vec::new();
+    }
+    let mut problems: Vec<String> = opened
+        .files
+        .iter()
+        .filter(|f| f.entry.hmac.as_deref() != Some(keyed.hex(&f.data).as_str()))
+        .map(|f| {
+            format!(
+                "{}: its recorded keyed hash does not match its contents",
+                f.entry.path
+            )
+        })
+        .collect();
+    if let (Some(Identity::File(id)), [one]) = (&m.identity, &opened.files[..])
+        && id.hmac.as_deref() != Some(keyed.hex(&one.data).as_str())
+    {
+        problems.push("the identity's keyed hash does not match the file".into());
+    }
+    problems
+}
+
 /// With the v2 master key at hand (from the config, or the newest master-key artifact that these
 /// identities open), recomputes every key ring's HMAC signature.
 fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identities) -> Vec<String> {
@@ -447,24 +478,28 @@ pub struct LiveCheck {
     pub detail: String,
 }
 
-/// `sha256 <hex>` for one file, `<n> files` for a tree.
-fn file_summary(files: &[PlainFile]) -> String {
+/// `keyed hash <12 hex>…` for one file, `<n> files` for a tree: never a plain SHA-256 of
+/// plaintext (see [`crate::digest::Keyed`]).
+fn file_summary(files: &[PlainFile], keyed: &Keyed) -> String {
     match files {
-        [one] => format!("sha256 {}", one.entry.sha256),
+        [one] => {
+            let h = keyed.hex(&one.data);
+            format!("keyed hash {}…", &h[..12])
+        }
         many => format!("{} files", many.len()),
     }
 }
 
 /// Which files of a tree changed, appeared or disappeared since the backup.
-fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
+fn tree_difference(files: &[PlainFile], m: &Manifest, digests: &keystore::Digests) -> String {
     let stored: std::collections::HashMap<&str, &str> = m
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .map(|f| (f.path.as_str(), digests.stored(f)))
         .collect();
-    let live: std::collections::HashMap<&str, &str> = files
+    let live: std::collections::HashMap<&str, String> = files
         .iter()
-        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str()))
+        .map(|f| (f.entry.path.as_str(), digests.live(f)))
         .collect();
     let mut parts = Vec::new();
     let mut list = |what: &str, mut names: Vec<&str>| {
@@ -482,7 +517,7 @@ fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
     list(
         "changed",
         live.iter()
-            .filter(|(p, h)| stored.get(*p).is_some_and(|s| s != *h))
+            .filter(|(p, h)| stored.get(*p).is_some_and(|s| s != h))
             .map(|(p, _)| *p)
             .collect(),
     );
@@ -505,10 +540,14 @@ fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
 }
 
 /// Compares each of a node's keystores as the node has it now with its newest backup in
-/// `artifacts` (the node's listing).
-pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]) -> Vec<LiveCheck> {
-    node
-        .keystores
+/// `artifacts` (the node's listing); `keyed` is the store's keyed hash (what sidecars record).
+pub fn live_checks(
+    node: &NodeConfig,
+    session: &dyn Node,
+    artifacts: &[Artifact],
+    keyed: &Keyed,
+) -> Vec<LiveCheck> {
+    node.keystores
         .iter()
         .map(|ks| {
             let latest = super::artifact::latest(artifacts, &node.name, &ks.name);
@@ -524,47 +563,72 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
                 (_, Err(e)) => format!("cannot read the live file: {e:#}"),
                 (Some(a), Ok(live)) => {
                     let m = &a.sidecar.manifest;
-                    if keystore::same_files(&live.files, m) {
-                        check.matches = true;
-                        format!(
-                            "matches: the live {} byte-identical to backup {} ({})",
-                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
-                            a.id,
-                            file_summary(&live.files)
-                        )
-                    } else if ks.kind == KeystoreKind::Acra {
-                        format!(
-                            "DIFFERS from backup {}: {}; take a new backup",
-                            a.id,
-                            tree_difference(&live.files, m)
-                        )
-                    } else {
-                        let live_sha = file_summary(&live.files);
-                        let backup_sha = m.files.first().map(|f| f.sha256.as_str()).unwrap_or("-");
-                        let same_key = m.identity.as_ref() == Some(&live.identity) && ks.password.is_some();
-                        format!(
-                            "DIFFERS: live {live_sha}, backup {} has {backup_sha}; {}",
-                            a.id,
-                            if same_key {
-                                "the identity (alias, certificate, node id) is the same, so the file was rewritten \
-                                 (new password?): take a new backup"
-                                    .to_string()
-                            } else if ks.password.is_some() {
-                                format!(
-                                    "the node uses a different key ({}) than the backup ({})",
-                                    live.identity.short(),
-                                    m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
-                                )
-                            } else {
-                                "configure the keystore's password to compare identities".to_string()
-                            }
-                        )
+                    match keystore::Digests::of(m, keyed) {
+                        None => format!(
+                            "cannot compare: backup {} records keyed hashes made with another signing key                              (rotated?); take a new backup",
+                            a.id
+                        ),
+                        Some(digests) => {
+                            let same = keystore::same_files(&live.files, m, keyed) == Some(true);
+                            check.matches = same;
+                            live_detail(ks, a, &live, &digests, same, keyed)
+                        }
                     }
                 }
             };
             check
         })
         .collect()
+}
+
+/// What a live check says about one keystore's fetched material and its newest backup `a`.
+fn live_detail(
+    ks: &crate::config::KeystoreConfig,
+    a: &Artifact,
+    live: &keystore::Fetched,
+    digests: &keystore::Digests,
+    same: bool,
+    keyed: &Keyed,
+) -> String {
+    let m = &a.sidecar.manifest;
+    if same {
+        return format!(
+            "matches: the live {} byte-identical to backup {} ({})",
+            if ks.kind != KeystoreKind::Acra {
+                "file is"
+            } else {
+                "keystore is"
+            },
+            a.id,
+            file_summary(&live.files, keyed)
+        );
+    }
+    if ks.kind == KeystoreKind::Acra {
+        return format!(
+            "DIFFERS from backup {}: {}; take a new backup",
+            a.id,
+            tree_difference(&live.files, m, digests)
+        );
+    }
+    let same_key = m.identity.as_ref() == Some(&live.identity) && ks.password.is_some();
+    format!(
+        "DIFFERS: the live file ({}) is not backup {}; {}",
+        file_summary(&live.files, keyed),
+        a.id,
+        if same_key {
+            "the identity (alias, certificate, node id) is the same, so the file was rewritten \
+             (new password?): take a new backup"
+                .to_string()
+        } else if ks.password.is_some() {
+            format!(
+                "the node uses a different key ({}) than the backup ({})",
+                live.identity.short(),
+                m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
+            )
+        } else {
+            "configure the keystore's password to compare identities".to_string()
+        }
+    )
 }
 
 #[cfg(test)]

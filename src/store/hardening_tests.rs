@@ -22,6 +22,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             dirs: Vec::new(),
             identity: None,
             recipients: vec![],
+            hash_key: None,
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
         ciphertext_size: ciphertext.len() as u64,

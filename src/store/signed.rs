@@ -73,6 +73,12 @@ impl Store {
         }
     }
 
+    /// The keyed hash this store's sidecars carry instead of plaintext SHA-256 (`None` without
+    /// keys: such a store cannot write).
+    pub fn keyed_hash(&self) -> Option<crate::digest::Keyed> {
+        self.keys.as_ref().map(|k| k.keyed_hash())
+    }
+
     /// Checks a sidecar's bytes and its `.sig` against allowed_signers, and its `created_at`.
     pub(super) fn verdict(&self, sidecar_path: &Path, bytes: &[u8], sidecar: &Sidecar) -> Verdict {
         let sig = match fs::read(sig_path(sidecar_path)) {

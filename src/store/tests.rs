@@ -20,6 +20,7 @@ pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
             dirs: Vec::new(),
             identity: None,
             recipients: vec![],
+            hash_key: None,
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
         ciphertext_size: ciphertext.len() as u64,

@@ -229,7 +229,13 @@ fn acra_artifact_made_with_stock_age_and_the_public_recipient_is_refused() {
     let genuine: Value = serde_json::from_slice(&fs::read(&sidecars(&f.replica())[0]).unwrap()).unwrap();
     let work = f.dir.join("attacker");
     let mut manifest = genuine.clone();
-    for field in ["ciphertext_sha256", "ciphertext_size", "seen_unchanged_at"] {
+    // Keyed hashes need the agent's key: the forgery says it predates them (plain SHA-256s).
+    for field in [
+        "ciphertext_sha256",
+        "ciphertext_size",
+        "seen_unchanged_at",
+        "hash_key",
+    ] {
         manifest.as_object_mut().unwrap().remove(field);
     }
     let when = chrono::Utc::now() + chrono::Duration::seconds(60);
@@ -246,6 +252,7 @@ fn acra_artifact_made_with_stock_age_and_the_public_recipient_is_refused() {
             fs::Permissions::from_mode(file["mode"].as_u64().unwrap() as u32),
         )
         .unwrap();
+        file.as_object_mut().unwrap().remove("hmac");
         file["sha256"] = Value::from(sha256_hex(&evil));
         file["size"] = Value::from(evil.len());
         names.push(rel);

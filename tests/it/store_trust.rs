@@ -169,3 +169,178 @@ fn a_master_key_artifact_copied_into_the_keystore_store_is_never_listed_kept_rep
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&real) && !out.contains(&planted), "{out}");
 }
+
+/// The six words the attacker tries.
+const DICTIONARY: [&str; 6] = [
+    "hunter2",
+    "letmein",
+    "dragon",
+    "Tr0ub4dor&3",
+    "s3cr3t-p12-pass",
+    "monkey",
+];
+
+/// Every guess the attacker would hash: each word, with and without a trailing newline.
+fn guesses() -> Vec<(String, String)> {
+    DICTIONARY
+        .iter()
+        .flat_map(|w| [w.to_string(), format!("{w}\n")])
+        .map(|g| (coldkeep::digest::sha256_hex(g.as_bytes()), g))
+        .collect()
+}
+
+/// The guesses whose SHA-256 (or its first 12 hex digits, as tables show it) appears in `text`.
+fn confirmed(text: &str) -> Vec<String> {
+    guesses()
+        .into_iter()
+        .filter(|(h, _)| text.contains(&h[..12]))
+        .map(|(_, g)| g)
+        .collect()
+}
+
+/// What an older coldkeep wrote (before keyed hashes), made with stock tools: `tar`, `age` to the
+/// recipient, `ssh-keygen -Y sign` with the agent's key, into every root. Returns its id.
+fn legacy_artifact(
+    f: &Fleet,
+    node: &str,
+    keystore: &str,
+    remote: &str,
+    content: &[u8],
+    age_days: i64,
+) -> String {
+    let name = remote.rsplit('/').next().unwrap();
+    let sha = coldkeep::digest::sha256_hex(content);
+    let created = chrono::Utc::now() - chrono::Duration::days(age_days);
+    let manifest = serde_json::json!({
+        "format": 1, "node": node, "keystore": keystore, "kind": "file", "purpose": "backup",
+        "created_at": created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "coldkeep_version": "0.1.0", "host": "127.0.0.1:22", "host_key": "SHA256:old",
+        "files": [{"path": name, "remote_path": remote, "size": content.len(), "mode": 0o600, "sha256": sha}],
+        "identity": {"kind": "file", "size": content.len(), "sha256": sha},
+        "recipients": [f.recipient],
+    });
+    let work = f.dir.join(format!("legacy-{keystore}"));
+    fs::create_dir_all(&work).unwrap();
+    fs::write(
+        work.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    fs::write(work.join(name), content).unwrap();
+    let tar = work.join("bundle.tar");
+    let ok = Command::new("tar")
+        .args(["--format=ustar", "--no-recursion", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&work)
+        .args(["manifest.json", name])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let age = work.join("bundle.age");
+    let ok = Command::new("age")
+        .args(["-r", &f.recipient, "-o"])
+        .arg(&age)
+        .arg(&tar)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ciphertext = fs::read(&age).unwrap();
+    let ct_sha = coldkeep::digest::sha256_hex(&ciphertext);
+    let mut sidecar = manifest;
+    sidecar["ciphertext_sha256"] = ct_sha.clone().into();
+    sidecar["ciphertext_size"] = ciphertext.len().into();
+    let id = format!("{}-{}", created.format("%Y%m%dT%H%M%SZ"), &ct_sha[..8]);
+    let json = work.join(format!("{id}.json"));
+    fs::write(&json, serde_json::to_vec_pretty(&sidecar).unwrap()).unwrap();
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", coldkeep::sign::NAMESPACE, "-f"])
+        .arg(&f.signing_key)
+        .arg(&json)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for root in [f.store(), f.replica()] {
+        let dir = root.join(node).join(keystore);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(&age, dir.join(format!("{id}.age"))).unwrap();
+        fs::copy(&json, dir.join(format!("{id}.json"))).unwrap();
+        fs::copy(
+            work.join(format!("{id}.json.sig")),
+            dir.join(format!("{id}.json.sig")),
+        )
+        .unwrap();
+    }
+    fs::remove_dir_all(&work).unwrap();
+    id
+}
+
+/// Issue 25, reproduction 3: every sidecar carried an unsalted SHA-256 of each file, and `list`,
+/// `backup` and `verify` printed a prefix of it for `kind: file` keystores, so a passphrase
+/// file's content was recovered from its sidecar with a six-word dictionary. Sidecars and output
+/// now carry a keyed hash (the agent's key), which still says "unchanged"; older sidecars stay
+/// readable and verifiable, and the next backup writes one the new way.
+#[test]
+fn sidecars_and_output_are_no_guessing_oracle_for_a_passphrase_file() {
+    let f = Fleet::new(&["v1"]);
+    let secret = b"s3cr3t-p12-pass\n";
+    let remote = f.put("v1", "etc/p12-passphrase", secret, 0o600);
+    let old = b"hunter2\n";
+    f.write_config(&format!(
+        "  - name: v1\n    host: 127.0.0.1\n    port: {}\n    keystores:\n      - name: pass\n        kind: file\n        path: {remote}\n",
+        f.node("v1").port
+    ));
+    // A backup an older coldkeep made, of the previous passphrase.
+    let legacy = legacy_artifact(&f, "v1", "pass", &remote, old, 2);
+    let mut shown = String::new();
+    let mut run = |args: &[&str]| {
+        let (code, out) = run_code_and_text(&f, args);
+        shown.push_str(&out);
+        (code, out)
+    };
+    let (code, out) = run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("unchanged"),
+        "a sidecar with plain hashes is never reused: {out}"
+    );
+    let (code, out) = run(&["backup", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("\"unchanged\": true"),
+        "the keyed hash says unchanged: {out}"
+    );
+    let (code, out) = run(&["list"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("keyed hash") && out.contains(&legacy), "{out}");
+    run(&["list", "--json"]);
+    let identity = f.age_identity.to_str().unwrap();
+    let (code, out) = run(&["verify", "--identity", identity]);
+    assert_eq!(code, 0, "the older artifact verifies too: {out}");
+    assert!(out.contains("2 of 2 artifacts verified"), "{out}");
+    run(&["verify", "--json", "--identity", identity]);
+    run(&["verify", "--live", "--node", "v1"]);
+    run(&["status"]);
+
+    // The attacker reads every sidecar the agent wrote, and everything it printed.
+    let mut sidecars = String::new();
+    for root in [f.store(), f.replica()] {
+        for e in walkdir::WalkDir::new(&root).into_iter().filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // (The index caches copy the sidecars they cache, the older one's too.)
+            if name.ends_with(".json") && !name.starts_with('.') && !name.contains(&legacy) {
+                sidecars.push_str(&fs::read_to_string(e.path()).unwrap());
+            }
+        }
+    }
+    assert!(sidecars.contains("\"hmac\""), "{sidecars}");
+    assert_eq!(confirmed(&sidecars), Vec::<String>::new(), "{sidecars}");
+    // The older sidecar still holds its plain hash (it is signed as it is), but nothing prints it.
+    assert_eq!(confirmed(&shown), Vec::<String>::new(), "{shown}");
+    let legacy_sidecar = fs::read_to_string(f.store().join(format!("v1/pass/{legacy}.json"))).unwrap();
+    assert_eq!(
+        confirmed(&legacy_sidecar),
+        ["hunter2\n"],
+        "the test's own check works"
+    );
+}
