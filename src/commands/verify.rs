@@ -13,6 +13,7 @@ use crate::error::{Exit, UsageError};
 use crate::ops::verify::StoreCheck;
 use crate::output::{Table, print_json, print_json_list};
 use crate::store::Store;
+use std::io::IsTerminal;
 
 /// Runs `coldkeep verify`.
 pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
@@ -25,8 +26,12 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         return live(config, node, args.json);
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
-    let out =
-        crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref(), args.sign_unsigned)?;
+    let out = match (&identities, args.before) {
+        (Some(ids), Some(before)) if args.sign_unsigned => {
+            adopt(config, names.as_deref(), ids, before, args)?
+        }
+        _ => crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref())?,
+    };
     let failed = out.failed();
     if args.json {
         print_json(&out)?;
@@ -34,6 +39,79 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         print_checks(&out, identities.is_some());
     }
     Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
+}
+
+/// `--sign-unsigned`: verifies, shows the unsigned artifacts that may be adopted (dates, when
+/// they appeared on disk, their contents' identity) and why others are not, and signs the
+/// candidates only once confirmed (`--yes`, or a yes typed on a terminal).
+fn adopt(
+    config: &Config,
+    names: Option<&[String]>,
+    ids: &Identities,
+    before: chrono::DateTime<chrono::Utc>,
+    args: &VerifyArgs,
+) -> anyhow::Result<StoreCheck> {
+    if before > chrono::Utc::now() {
+        return Err(UsageError(format!("--before {before} lies in the future")).into());
+    }
+    let (mut check, mut adoption) = crate::ops::adopt::plan(config, names, ids, before)?;
+    let say = |line: String| {
+        // With --json stdout is the document: the proposal goes to stderr.
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    for r in &adoption.refused {
+        say(format!(
+            "not signed: {}/{}/{}: {}",
+            r.node, r.keystore, r.id, r.reason
+        ));
+    }
+    if adoption.candidates.is_empty() {
+        say("No unsigned artifact to adopt.".into());
+    } else {
+        let mut table = Table::new(&[
+            "NODE",
+            "KEYSTORE",
+            "ID",
+            "CREATED (UTC)",
+            "ON DISK SINCE",
+            "CONTENTS",
+        ]);
+        for c in &adoption.candidates {
+            table.row(vec![
+                c.node.clone(),
+                c.keystore.clone(),
+                c.id.clone(),
+                c.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                c.on_disk_since
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.identity.clone(),
+            ]);
+        }
+        say(format!(
+            "Unsigned artifacts made before {before} that pass deep verification (signing makes them \
+             trusted: check that each is a backup you made):\n{}",
+            table.render().trim_end()
+        ));
+        let confirmed = args.yes
+            || (!args.json
+                && std::io::stdin().is_terminal()
+                && crate::output::ask_yes(&format!(
+                    "Sign these {} artifact(s)?",
+                    adoption.candidates.len()
+                ))?);
+        if confirmed {
+            crate::ops::adopt::apply(config, &mut adoption, &mut check);
+        } else {
+            say("Nothing signed (confirm on a terminal, or give --yes).".into());
+        }
+    }
+    check.adoption = Some(adoption);
+    Ok(check)
 }
 
 fn print_checks(out: &StoreCheck, deep: bool) {

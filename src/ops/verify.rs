@@ -8,8 +8,11 @@ use crate::config::{Config, KeystoreKind, NodeConfig};
 use crate::digest::{Keyed, sha256_hex};
 use crate::material::{Identity, acra};
 use crate::remote::Node;
+use crate::sign::Verdict;
 use crate::store::{Artifact, Store};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// What kind of problem a verification found: the label of `coldkeep_verify_problems{kind=...}`,
 /// so alerts can tell bit rot (hash) from a lost copy (missing) or a tampered sidecar.
@@ -84,6 +87,9 @@ pub struct StoreCheck {
     pub store_problems: Vec<String>,
     /// Leftovers of interrupted writes (not problems).
     pub store_warnings: Vec<String>,
+    /// `--sign-unsigned`: what adoption proposed, and what it signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<super::adopt::Adoption>,
 }
 
 impl StoreCheck {
@@ -109,22 +115,49 @@ impl StoreCheck {
 }
 
 /// Checks every artifact of the store, its replicas and the master-key store (only the named
-/// nodes' when `names` is given), signatures included, and when deep the P12 passphrases ([`check_signed`]: untrusted artifacts are
-/// checked too, so a forgery is reported rather than skipped); deep (decrypting in memory) when
-/// identities are given. `sign_unsigned` adopts a store that predates signing (`coldkeep verify
-/// --sign-unsigned`; the daemon never does).
+/// nodes' when `names` is given), signatures included, and when deep the P12 passphrases
+/// ([`check_signed`]: untrusted artifacts are checked too, so a forgery is reported rather than
+/// skipped); deep (decrypting in memory) when identities are given. Never signs anything
+/// (adopting a store that predates signing is [`super::adopt`]).
 pub fn verify_store(
     config: &Config,
     names: Option<&[String]>,
     ids: Option<&Identities>,
-    sign_unsigned: bool,
 ) -> anyhow::Result<StoreCheck> {
+    Ok(check_store(config, names, ids)?.0)
+}
+
+/// What [`check_store`] saw besides the check, for adoption ([`super::adopt`]).
+pub(crate) struct Seen {
+    /// The keystore store and the master-key store (when configured), as listed.
+    pub stores: [Option<Store>; 2],
+    /// Artifacts with at least one unsigned copy: which store, the artifact, and whether it
+    /// passed deep verification (everything but its signatures).
+    pub unsigned: Vec<(usize, Artifact, bool)>,
+    /// Per (store, node, keystore): when its oldest validly signed artifact was made.
+    pub oldest_signed: BTreeMap<(usize, String, String), DateTime<Utc>>,
+    /// When the newest validly signed artifact of either store was made.
+    pub newest_signed: Option<DateTime<Utc>>,
+}
+
+/// [`verify_store`], and what adoption needs to know about the store.
+pub(crate) fn check_store(
+    config: &Config,
+    names: Option<&[String]>,
+    ids: Option<&Identities>,
+) -> anyhow::Result<(StoreCheck, Seen)> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
     // The primary store's trusted artifacts: the passphrase check reads the newest of them.
     let mut backups = Vec::new();
-    let stores = [Some(Store::new(&config.store)), Store::master_keys(&config.store)];
-    for (i, store) in stores
+    let mut seen = Seen {
+        stores: [Some(Store::new(&config.store)), Store::master_keys(&config.store)],
+        unsigned: Vec::new(),
+        oldest_signed: BTreeMap::new(),
+        newest_signed: None,
+    };
+    for (i, store) in seen
+        .stores
         .iter()
         .enumerate()
         .filter_map(|(i, s)| Some((i, s.as_ref()?)))
@@ -137,12 +170,25 @@ pub fn verify_store(
                 .collect::<Result<Vec<_>, _>>()?,
         };
         for part in parts {
-            artifacts.extend(
-                part.artifacts
+            for a in &part.artifacts {
+                let at = a.sidecar.manifest.created_at;
+                let oldest = seen
+                    .oldest_signed
+                    .entry((i, a.node.clone(), a.keystore.clone()))
+                    .or_insert(at);
+                *oldest = (*oldest).min(at);
+                seen.newest_signed = seen.newest_signed.max(Some(at));
+            }
+            for a in part.artifacts.iter().chain(&part.untrusted) {
+                let (check, deep_ok) = check_signed(config, store, a, ids);
+                artifacts.push(check);
+                if a.copies
                     .iter()
-                    .chain(&part.untrusted)
-                    .map(|a| check_signed(config, store, a, ids, sign_unsigned)),
-            );
+                    .any(|c| c.present && c.signature == Verdict::Unsigned)
+                {
+                    seen.unsigned.push((i, a.clone(), deep_ok));
+                }
+            }
             problems.extend(part.problems);
             if i == 0 {
                 backups.extend(part.artifacts);
@@ -150,7 +196,7 @@ pub fn verify_store(
         }
     }
     let passphrases = ids
-        .zip(stores[0].as_ref())
+        .zip(seen.stores[0].as_ref())
         .map(|(ids, store)| {
             let nodes: Vec<&NodeConfig> = config
                 .nodes
@@ -162,12 +208,14 @@ pub fn verify_store(
         .unwrap_or_default();
     let (warnings, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.interrupted);
     let describe = |p: crate::store::Problem| format!("{}: {}", p.path.display(), p.message);
-    Ok(StoreCheck {
+    let check = StoreCheck {
         artifacts,
         passphrases,
         store_problems: problems.into_iter().map(describe).collect(),
         store_warnings: warnings.into_iter().map(describe).collect(),
-    })
+        adoption: None,
+    };
+    Ok((check, seen))
 }
 
 /// The result of checking one artifact.
@@ -197,24 +245,24 @@ pub struct ArtifactCheck {
 }
 
 /// [`verify_artifact`], then the copies' signatures: an artifact without a valid signature on
-/// every present copy fails, each copy named. With `sign_unsigned`, a store that predates
-/// signing is adopted (see [`super::signatures::report`]).
+/// every present copy fails, each copy named. Also says whether everything but the signatures
+/// passed deep verification (what adoption requires, see [`super::adopt`]).
 pub fn check_signed(
     config: &Config,
     store: &Store,
     a: &Artifact,
     ids: Option<&Identities>,
-    sign_unsigned: bool,
-) -> ArtifactCheck {
+) -> (ArtifactCheck, bool) {
     let mut check = verify_artifact(config, store, a, ids);
-    let signatures = super::signatures::report(store, a, check.ok && check.deep, sign_unsigned);
+    // A copy missing from a root (an offline replica) says nothing against the contents.
+    let deep_ok = check.deep && check.kinds.iter().all(|k| *k == ProblemKind::Missing);
+    let signatures = super::signatures::report(a);
     check
         .kinds
-        .extend(signatures.problems.iter().map(|_| ProblemKind::Signature));
-    check.problems.extend(signatures.problems);
-    check.signed_now = signatures.signed > 0;
+        .extend(signatures.iter().map(|_| ProblemKind::Signature));
+    check.problems.extend(signatures);
     check.ok = check.problems.is_empty();
-    check
+    (check, deep_ok)
 }
 
 /// Checks every copy of one artifact, and its contents when identities are given.
@@ -664,6 +712,7 @@ mod tests {
             passphrases: vec![passphrase(true), passphrase(false)],
             store_problems: Vec::new(),
             store_warnings: Vec::new(),
+            adoption: None,
         };
         let counts = check.problems_by_kind();
         assert_eq!(counts.len(), ProblemKind::ALL.len(), "every kind has a count");

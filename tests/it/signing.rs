@@ -590,7 +590,19 @@ fn adopting_an_old_store_signs_only_what_passes_deep_verification() {
     assert_eq!(code, 1, "{out}");
 
     let identity = f.age_identity.to_str().unwrap();
-    let (code, out) = run(&f, &["verify", "--identity", identity, "--sign-unsigned"]);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let (code, out) = run(
+        &f,
+        &[
+            "verify",
+            "--identity",
+            identity,
+            "--sign-unsigned",
+            "--before",
+            &now,
+            "--yes",
+        ],
+    );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("signed now"), "{out}");
     assert!(out.contains(&edited) && out.contains("not signed"), "{out}");

@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -198,8 +199,88 @@ fn confirmed(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// What an older coldkeep wrote (before keyed hashes), made with stock tools: `tar`, `age` to the
-/// recipient, `ssh-keygen -Y sign` with the agent's key, into every root. Returns its id.
+/// An artifact made with stock tools only: `manifest.json` and `files` in a `tar`, `age -r` to
+/// the fleet's (public) recipient, the sidecar (the manifest plus the ciphertext's hash and size)
+/// under the id coldkeep would give it, signed with `ssh-keygen -Y sign` when `sign_with` is a
+/// key, copied into each of `roots`. Returns the id.
+fn stock_artifact(
+    f: &Fleet,
+    manifest: &Value,
+    files: &[(&str, &[u8])],
+    sign_with: Option<&Path>,
+    roots: &[PathBuf],
+) -> String {
+    let work = f.dir.join("stock-artifact");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(
+        work.join("manifest.json"),
+        serde_json::to_vec_pretty(manifest).unwrap(),
+    )
+    .unwrap();
+    for (name, content) in files {
+        fs::write(work.join(name), content).unwrap();
+    }
+    let tar = work.join("bundle.tar");
+    let ok = Command::new("tar")
+        .args(["--format=ustar", "--no-recursion", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&work)
+        .arg("manifest.json")
+        .args(files.iter().map(|(n, _)| n))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let age = work.join("bundle.age");
+    let ok = Command::new("age")
+        .args(["-r", &f.recipient, "-o"])
+        .arg(&age)
+        .arg(&tar)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "stock age encrypts to the public recipient");
+    let ciphertext = fs::read(&age).unwrap();
+    let ct_sha = coldkeep::digest::sha256_hex(&ciphertext);
+    let mut sidecar = manifest.clone();
+    sidecar["ciphertext_sha256"] = ct_sha.clone().into();
+    sidecar["ciphertext_size"] = ciphertext.len().into();
+    let created: chrono::DateTime<chrono::Utc> = manifest["created_at"].as_str().unwrap().parse().unwrap();
+    let id = format!("{}-{}", created.format("%Y%m%dT%H%M%SZ"), &ct_sha[..8]);
+    let json = work.join(format!("{id}.json"));
+    fs::write(&json, serde_json::to_vec_pretty(&sidecar).unwrap()).unwrap();
+    if let Some(key) = sign_with {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-Y", "sign", "-n", coldkeep::sign::NAMESPACE, "-f"])
+            .arg(key)
+            .arg(&json)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let (node, keystore) = (
+        manifest["node"].as_str().unwrap(),
+        manifest["keystore"].as_str().unwrap(),
+    );
+    for root in roots {
+        let dir = root.join(node).join(keystore);
+        fs::create_dir_all(&dir).unwrap();
+        for ext in [".age", ".json", ".json.sig"] {
+            let from = if ext == ".age" {
+                age.clone()
+            } else {
+                work.join(format!("{id}{ext}"))
+            };
+            if from.exists() {
+                fs::copy(&from, dir.join(format!("{id}{ext}"))).unwrap();
+            }
+        }
+    }
+    fs::remove_dir_all(&work).unwrap();
+    id
+}
+
+/// What an older coldkeep wrote (before keyed hashes) for a `kind: file` keystore: made with
+/// stock tools and signed with the agent's key, into the store and the replica.
 fn legacy_artifact(
     f: &Fleet,
     node: &str,
@@ -219,60 +300,13 @@ fn legacy_artifact(
         "identity": {"kind": "file", "size": content.len(), "sha256": sha},
         "recipients": [f.recipient],
     });
-    let work = f.dir.join(format!("legacy-{keystore}"));
-    fs::create_dir_all(&work).unwrap();
-    fs::write(
-        work.join("manifest.json"),
-        serde_json::to_vec_pretty(&manifest).unwrap(),
+    stock_artifact(
+        f,
+        &manifest,
+        &[(name, content)],
+        Some(&f.signing_key),
+        &[f.store(), f.replica()],
     )
-    .unwrap();
-    fs::write(work.join(name), content).unwrap();
-    let tar = work.join("bundle.tar");
-    let ok = Command::new("tar")
-        .args(["--format=ustar", "--no-recursion", "-cf"])
-        .arg(&tar)
-        .arg("-C")
-        .arg(&work)
-        .args(["manifest.json", name])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let age = work.join("bundle.age");
-    let ok = Command::new("age")
-        .args(["-r", &f.recipient, "-o"])
-        .arg(&age)
-        .arg(&tar)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let ciphertext = fs::read(&age).unwrap();
-    let ct_sha = coldkeep::digest::sha256_hex(&ciphertext);
-    let mut sidecar = manifest;
-    sidecar["ciphertext_sha256"] = ct_sha.clone().into();
-    sidecar["ciphertext_size"] = ciphertext.len().into();
-    let id = format!("{}-{}", created.format("%Y%m%dT%H%M%SZ"), &ct_sha[..8]);
-    let json = work.join(format!("{id}.json"));
-    fs::write(&json, serde_json::to_vec_pretty(&sidecar).unwrap()).unwrap();
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", coldkeep::sign::NAMESPACE, "-f"])
-        .arg(&f.signing_key)
-        .arg(&json)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    for root in [f.store(), f.replica()] {
-        let dir = root.join(node).join(keystore);
-        fs::create_dir_all(&dir).unwrap();
-        fs::copy(&age, dir.join(format!("{id}.age"))).unwrap();
-        fs::copy(&json, dir.join(format!("{id}.json"))).unwrap();
-        fs::copy(
-            work.join(format!("{id}.json.sig")),
-            dir.join(format!("{id}.json.sig")),
-        )
-        .unwrap();
-    }
-    fs::remove_dir_all(&work).unwrap();
-    id
 }
 
 /// Issue 25, reproduction 3: every sidecar carried an unsalted SHA-256 of each file, and `list`,
@@ -343,4 +377,145 @@ fn sidecars_and_output_are_no_guessing_oracle_for_a_passphrase_file() {
         ["hunter2\n"],
         "the test's own check works"
     );
+}
+
+/// An attacker's unsigned P12 artifact for `v1/p12` in the replica: the genuine sidecar's fields
+/// (as a sidecar from before keyed hashes, which the attacker cannot compute), their own P12,
+/// made at `created`. Returns the id.
+fn plant_p12(f: &Fleet, genuine: &Value, p12: &[u8], created: chrono::DateTime<chrono::Utc>) -> String {
+    let mut m = genuine.clone();
+    for field in [
+        "ciphertext_sha256",
+        "ciphertext_size",
+        "seen_unchanged_at",
+        "hash_key",
+    ] {
+        m.as_object_mut().unwrap().remove(field);
+    }
+    m["created_at"] = created
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        .into();
+    let file = &mut m["files"][0];
+    file.as_object_mut().unwrap().remove("hmac");
+    file["sha256"] = coldkeep::digest::sha256_hex(p12).into();
+    file["size"] = p12.len().into();
+    let name = file["path"].as_str().unwrap().to_string();
+    stock_artifact(f, &m, &[(&name, p12)], None, &[f.replica()])
+}
+
+/// Issue 25, reproduction 2: `verify --identity --sign-unsigned` signed a forgery. The recipients
+/// are public, so a store writer planted an unsigned P12 of their own encrypted to them; it
+/// decrypted and its hashes matched, adoption signed it, it became the newest backup and
+/// restore wrote the attacker's bytes onto the node. Adoption now takes only what predates a
+/// cut-off (never what was made after signing began), shows it, and asks.
+#[test]
+fn adoption_never_signs_an_artifact_made_after_signing_began_and_asks_before_signing() {
+    let f = support::fleet::p12_fleet(&["v1"], "");
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let genuine_json = files_named(&f.replica(), ".json")[0].clone();
+    let genuine_id = genuine_json.file_stem().unwrap().to_string_lossy().into_owned();
+    let genuine: Value = serde_json::from_slice(&fs::read(&genuine_json).unwrap()).unwrap();
+    let evil = support::fleet::legacy_p12("attacker");
+    let made: chrono::DateTime<chrono::Utc> = genuine["created_at"].as_str().unwrap().parse().unwrap();
+    // Just after the genuine backup (the newest signed artifact), and three days before it.
+    let newer = plant_p12(&f, &genuine, &evil, made + chrono::Duration::milliseconds(1));
+    let older = plant_p12(&f, &genuine, &evil, made - chrono::Duration::days(3));
+    let now = chrono::Utc::now();
+    let identity = f.age_identity.to_str().unwrap();
+    // Deep verification alone cannot tell them from genuine backups.
+    let (code, out) = run_code_and_text(&f, &["verify", "--identity", identity]);
+    assert_eq!(code, 1, "{out}");
+    for plant in [&newer, &older] {
+        let line = out.lines().find(|l| l.contains(plant.as_str())).unwrap();
+        assert!(
+            line.contains("unsigned") && !line.contains("differs") && !line.contains("does not match"),
+            "{out}"
+        );
+    }
+
+    // A cut-off is required.
+    let (code, out) = run_code_and_text(&f, &["verify", "--identity", identity, "--sign-unsigned"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--before"), "{out}");
+
+    // Even with a cut-off past everything and --yes, the newer plant (made after the newest
+    // signed artifact) is refused; the older one is proposed with its dates and identity.
+    let cutoff = (now + chrono::Duration::seconds(60)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let args = [
+        "verify",
+        "--identity",
+        identity,
+        "--sign-unsigned",
+        "--before",
+        &cutoff,
+    ];
+    let (code, out) = run_code_and_text(&f, &args);
+    assert_eq!(code, 2, "a cut-off in the future is refused: {out}");
+    let cutoff = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let args = [
+        "verify",
+        "--identity",
+        identity,
+        "--sign-unsigned",
+        "--before",
+        &cutoff,
+    ];
+    let (code, out) = run_code_and_text(&f, &args);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("not signed: v1/p12/{newer}")) && out.contains("newest signed artifact"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&older) && out.contains("ON DISK SINCE") && out.contains("unopened"),
+        "{out}"
+    );
+    assert!(out.contains("Nothing signed"), "no terminal, no --yes: {out}");
+    let sigs = files_named(&f.replica(), ".json.sig");
+    assert_eq!(sigs.len(), 1, "only the genuine artifact is signed: {sigs:?}");
+
+    // With --yes the older one is signed (the operator looked at it); the newer one never.
+    let mut with_yes = args.to_vec();
+    with_yes.push("--yes");
+    let (code, out) = run_code_and_text(&f, &with_yes);
+    assert_eq!(code, 1, "the newer plant still fails verification: {out}");
+    assert!(
+        f.replica().join(format!("v1/p12/{older}.json.sig")).is_file(),
+        "{out}"
+    );
+    assert!(
+        !f.replica().join(format!("v1/p12/{newer}.json.sig")).exists(),
+        "{out}"
+    );
+    // The newest trusted backup is still the genuine one: restore pushes nothing of theirs.
+    let (code, out) = run_code_and_text(
+        &f,
+        &[
+            "restore",
+            "--node",
+            "v1",
+            "--identity",
+            identity,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&genuine_id) && !out.contains(&newer), "{out}");
+}
+
+/// Every file under `dir` whose name ends with `suffix`, sorted.
+fn files_named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(suffix) && !name.starts_with('.')
+        })
+        .collect();
+    v.sort();
+    v
 }
