@@ -18,10 +18,9 @@ use std::time::Duration;
 /// and runs the hooks. Problems are logged; they never turn a good run into a failure.
 pub fn record(config: &Config, report: &BackupReport, took: Duration) {
     let now = Utc::now();
-    let root = &config.store.path;
     let store = Store::new(&config.store);
     let state = store.lock().and_then(|_lock| {
-        let mut state = RunState::load(root)?;
+        let mut state = RunState::load_for_update(&store)?;
         for o in &report.outcomes {
             let entry = state.entry(&o.node, &o.keystore);
             if o.ok {
@@ -34,7 +33,7 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
             }
         }
         state.last_run_seconds = Some(took.as_secs_f64());
-        state.save(root)?;
+        state.save(&store)?;
         Ok(state)
     });
     match state {
@@ -53,7 +52,6 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
 /// Records a scheduled verification in the state file (under the store lock) and rewrites the
 /// metrics file, so `status` and the `coldkeep_verify_*` metrics show it.
 pub fn record_verify(config: &Config, check: &StoreCheck, deep: bool, took: Duration) -> anyhow::Result<()> {
-    let root = &config.store.path;
     let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in check.artifacts.iter().filter(|c| !c.ok) {
         let entry = bad.entry(format!("{}/{}", c.node, c.keystore)).or_default();
@@ -87,9 +85,9 @@ pub fn record_verify(config: &Config, check: &StoreCheck, deep: bool, took: Dura
     let state = {
         let store = Store::new(&config.store);
         let _lock = store.lock()?;
-        let mut state = RunState::load(root)?;
+        let mut state = RunState::load_for_update(&store)?;
         state.verify = Some(verify);
-        state.save(root)?;
+        state.save(&store)?;
         state
     };
     if let Some(path) = &config.metrics_file {

@@ -14,7 +14,7 @@ mod summary;
 
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
-pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};
+pub use state::{KeystoreState, NOT_AUTHENTIC, RunState, STATE_DIR, VerifyState};
 pub use summary::{FileName, Listed, SUMMARY_INDEX_FILE, Summary, SummaryManifest};
 
 use crate::bundle::Sidecar;

@@ -115,3 +115,53 @@ fn a_recorded_role_is_checked_against_the_kind_it_was_signed_with() {
         1
     );
 }
+
+/// The run state is authenticated: an edit, a plain JSON file (as versions before wrote it), or
+/// a state file copied from another store is never read as state.
+#[test]
+fn the_run_state_reads_back_only_as_this_store_wrote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let _ = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap();
+    assert_eq!(
+        RunState::load(&s).unwrap(),
+        RunState::default(),
+        "none yet: empty"
+    );
+    let mut state = RunState::default();
+    state.entry("v1", "p12").last_failure = Some(chrono::Utc::now());
+    state.entry("v1", "p12").last_error = Some("connection refused".into());
+    state.save(&s).unwrap();
+    assert_eq!(RunState::load(&s).unwrap(), state);
+    let path = s.primary.join(STATE_DIR).join("state.json");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("coldkeep-state-v1 "), "{text}");
+
+    // The attacker's edit: the failure removed, the MAC line kept.
+    let edited = text.replace("connection refused", "ok");
+    fs::write(&path, &edited).unwrap();
+    assert!(RunState::load_checked(&s).unwrap().is_none());
+    let e = RunState::load(&s).unwrap_err().to_string();
+    assert!(e.contains("does not authenticate"), "{e}");
+    // Plain JSON, as an older version wrote it (or a forger who drops the MAC line).
+    let body = &text[text.find('\n').unwrap() + 1..];
+    fs::write(&path, body).unwrap();
+    assert!(RunState::load_checked(&s).unwrap().is_none());
+    // An authentic state file of another store, copied in.
+    let other = Store {
+        primary: dir.path().join("other"),
+        ..s.clone()
+    };
+    state.save(&other).unwrap();
+    fs::copy(other.primary.join(STATE_DIR).join("state.json"), &path).unwrap();
+    assert!(RunState::load_checked(&s).unwrap().is_none());
+    // A writer starts over rather than carrying an unauthenticated file forward.
+    assert_eq!(RunState::load_for_update(&s).unwrap(), RunState::default());
+    // Under another signing key it does not authenticate either.
+    state.save(&s).unwrap();
+    let rekeyed = Store {
+        keys: super::tests::test_keys(),
+        ..s.clone()
+    };
+    assert!(RunState::load_checked(&rekeyed).unwrap().is_none());
+}

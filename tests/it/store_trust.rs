@@ -519,3 +519,53 @@ fn files_named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Issue 25, reproduction 4: `state.json` was unauthenticated, so someone who can write the store
+/// turned `status` from PROBLEM to OK while backups were failing.
+#[test]
+fn an_edited_run_state_never_turns_status_ok() {
+    let f = support::fleet::p12_fleet(&["v1"], "");
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    // The node's key goes missing: every backup fails from now on.
+    fs::remove_file(f.node("v1").root.join("keys/v1.p12")).unwrap();
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = run_code_and_text(&f, &["status"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("last attempt failed"), "{out}");
+
+    // The attacker rewrites the failure away: in place (MAC line kept), and as plain JSON.
+    let path = f.store().join(".coldkeep/state.json");
+    let text = fs::read_to_string(&path).unwrap();
+    let (header, body) = match text.split_once('\n') {
+        Some((h, b)) if h.starts_with("coldkeep-state") => (format!("{h}\n"), b.to_string()),
+        _ => (String::new(), text.clone()),
+    };
+    let mut state: Value = serde_json::from_str(&body).unwrap();
+    let entry = state["keystores"]["v1/p12"].as_object_mut().unwrap();
+    entry.remove("last_failure");
+    entry.remove("last_error");
+    let forged = serde_json::to_string_pretty(&state).unwrap();
+    for written in [format!("{header}{forged}\n"), format!("{forged}\n")] {
+        fs::write(&path, written).unwrap();
+        let (code, out) = run_code_and_text(&f, &["status"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("does not authenticate") && !out.contains("OK: all"),
+            "{out}"
+        );
+        let (code, json) = f.run_json(&["status", "--json"]);
+        assert_eq!(code, 1);
+        assert_eq!(json[0]["ok"], false, "{json}");
+    }
+    // The next run writes an authenticated state again, with the truth in it.
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = run_code_and_text(&f, &["status"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("last attempt failed") && !out.contains("authenticate"),
+        "{out}"
+    );
+}
