@@ -569,3 +569,55 @@ fn an_edited_run_state_never_turns_status_ok() {
         "{out}"
     );
 }
+
+/// Issue 25, reproduction 5: `init` run as root followed a symlink planted at `--store` by the
+/// owner of the directory it sits in: it chmodded the link's target 0700 and gave the new
+/// signing key to the link's owner.
+#[test]
+fn init_as_root_never_follows_a_symlink_planted_at_the_store_path() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+        println!("SKIPPED: needs root (init as root for a service user's store)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // /var/lib/coldkeep, owned by the service user (here uid 4242), who plants the link.
+    let state = dir.join("var-lib-coldkeep");
+    fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(4242), Some(4242)).unwrap();
+    let victim = dir.join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+    let store = state.join("store");
+    std::os::unix::fs::symlink(&victim, &store).unwrap();
+    std::os::unix::fs::lchown(&store, Some(4242), Some(4242)).unwrap();
+    let recipient = age_keygen(&dir.join("id.txt"));
+    let config = dir.join("etc/coldkeep.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_coldkeep"))
+        .arg("init")
+        .arg("--config")
+        .arg(&config)
+        .arg("--store")
+        .arg(&store)
+        .args(["--recipient", &recipient])
+        .env("HOME", dir)
+        .env_remove("COLDKEEP_CONFIG")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("symbolic link"), "{said}");
+    let meta = fs::metadata(&victim).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o755,
+        "the link's target was chmodded"
+    );
+    assert_eq!(meta.uid(), 0);
+    assert!(
+        !dir.join("etc/signing_key").exists(),
+        "no signing key was made, so none handed over"
+    );
+    assert!(!config.exists());
+}
