@@ -12,6 +12,24 @@ pub(super) fn is_secret_key(key: &str) -> bool {
     k == "master_key" || k.contains("password") || k.contains("passphrase")
 }
 
+/// Line `line` (1-based) of `text` when it holds or is nested under a secret key: what may be
+/// shown of it (the key and nothing past it, or only its indentation) and the 1-based column
+/// an error on it may point at (where the redaction starts: a column further right would tell
+/// the secret's length). `None` for other lines.
+pub(super) fn secret_line(text: &str, line: usize) -> Option<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let src = lines.get(line.wrapping_sub(1))?;
+    let indent = indent_of(src);
+    if under_secret_key(&lines, line - 1) {
+        return Some((format!("{}<redacted>", &src[..indent]), indent + 1));
+    }
+    let key = key_of(src).filter(|k| is_secret_key(k))?;
+    // The text up to and including the key's colon, as written (`- ` and quotes kept).
+    let upto = src.find(key).map(|at| at + key.len() + 1).unwrap_or(indent);
+    let head = &src[..upto.min(src.len())];
+    Some((format!("{head} <redacted>"), head.chars().count() + 2))
+}
+
 /// Line `line` (1-based) of `text`, safe to print.
 pub(super) fn redact_line(text: &str, line: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -114,6 +132,23 @@ fn redact_inline(src: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_line_shows_nothing_past_its_key_and_points_no_further() {
+        let text =
+            "ks:\n  password: {S3cr3tPassw0rd}\n  - identity_passphrase:\n      hunter2: 1\n  host: h\n";
+        assert_eq!(
+            secret_line(text, 2),
+            Some(("  password: <redacted>".to_string(), 13))
+        );
+        assert_eq!(
+            secret_line(text, 3),
+            Some(("  - identity_passphrase: <redacted>".to_string(), 26))
+        );
+        assert_eq!(secret_line(text, 4), Some(("      <redacted>".to_string(), 7)));
+        assert_eq!(secret_line(text, 5), None);
+        assert_eq!(secret_line(text, 9), None);
+    }
 
     #[test]
     fn block_values_under_secret_keys_are_hidden() {

@@ -43,12 +43,23 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError
         Some(i) => bare[..i].to_string(),
         None => bare,
     };
-    let (line, column) = e
+    let (line, mut column) = e
         .location()
         .map(|l| (l.line() as usize, l.column() as usize))
         .unwrap_or((0, 0));
-    // Type errors on a secret line must not echo the value: show no snippet when unsure.
-    let snippet = (line > 0).then(|| snippet(text, line, column, looks_secret(text, line)));
+    let mut message = message;
+    // On (or under) a secret key the parser's message may quote what is there (an unknown
+    // mapping key, a duplicate key): only the messages coldkeep itself writes for secrets,
+    // which quote nothing, are kept. The column is not past where the redaction starts.
+    if let Some((_, at)) = super::redact::secret_line(text, line) {
+        if !super::raw::SECRET_MESSAGES.contains(&message.as_str()) {
+            message = "not a valid secret: write `{env: NAME}` or `{file: PATH}` (details withheld: this \
+                       line is under a secret key)"
+                .to_string();
+        }
+        column = column.min(at);
+    }
+    let snippet = (line > 0).then(|| snippet(text, line, column, false));
     ConfigError {
         file: source.to_path_buf(),
         line,
@@ -58,28 +69,25 @@ fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError
     }
 }
 
-fn looks_secret(text: &str, line: usize) -> bool {
-    text.lines().nth(line - 1).is_some_and(|l| {
-        let key = l.trim_start().trim_start_matches("- ");
-        key.starts_with("password") || key.starts_with("identity_passphrase") || key.starts_with("passphrase")
-    })
-}
-
-/// The source line with a caret under `column`; `redact` hides everything from the column on.
+/// The source line with a caret under `column`. A line that holds or is nested under a secret
+/// key shows nothing past the key; on other lines secret values in inline mappings are
+/// redacted, and `redact` (the caller is unsure about the line) hides all of it.
 pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> String {
     let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
         return String::new();
     };
-    let col = column.max(1);
-    let shown = if redact {
-        let cut = src
-            .char_indices()
-            .nth(col - 1)
-            .map(|(i, _)| i)
-            .unwrap_or(src.len());
-        format!("{}<redacted>", &src[..cut])
-    } else {
-        super::redact::redact_line(text, line)
+    let mut col = column.max(1);
+    let shown = match super::redact::secret_line(text, line) {
+        Some((shown, at)) => {
+            col = col.min(at);
+            shown
+        }
+        None if redact => {
+            let indent = src.len() - src.trim_start().len();
+            col = col.min(indent + 1);
+            format!("{}<redacted>", &src[..indent])
+        }
+        None => super::redact::redact_line(text, line),
     };
     let gutter = line.to_string().len();
     format!(
@@ -101,7 +109,11 @@ impl Validator<'_> {
     }
 
     fn located(&self, at: &Location, message: impl Into<String>, redact: bool) -> ConfigError {
-        let (line, column) = (at.line() as usize, at.column() as usize);
+        let (line, mut column) = (at.line() as usize, at.column() as usize);
+        // Never a column past where a secret line's redaction starts (it would tell its length).
+        if let Some((_, limit)) = super::redact::secret_line(self.text, line) {
+            column = column.min(limit);
+        }
         ConfigError {
             file: self.source.to_path_buf(),
             line,
