@@ -56,9 +56,50 @@ fn yaml_error(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// A parsed cn-config.yaml: it holds the P12 passphrase, so every string in it (keys and
+/// values) is wiped when it is dropped, as the callers wipe the text (`Zeroizing`).
+struct Doc(Value);
+
+impl Doc {
+    fn parse(text: &str) -> Result<Doc, NodectlError> {
+        serde_saphyr::from_str(text)
+            .map(Doc)
+            .map_err(|e| NodectlError(yaml_error(&e)))
+    }
+}
+
+impl std::ops::Deref for Doc {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl Drop for Doc {
+    fn drop(&mut self) {
+        wipe(std::mem::take(&mut self.0));
+    }
+}
+
+/// Overwrites every string of `v` (map keys too) before freeing it.
+fn wipe(v: Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(mut s) => s.zeroize(),
+        Value::Array(items) => items.into_iter().for_each(wipe),
+        Value::Object(map) => {
+            for (mut k, v) in map {
+                k.zeroize();
+                wipe(v);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Reads every enabled profile's effective P12 location from cn-config.yaml text.
 pub fn p12_locations(text: &str) -> Result<Vec<P12Location>, NodectlError> {
-    let doc: Value = serde_saphyr::from_str(text).map_err(|e| NodectlError(yaml_error(&e)))?;
+    let doc = Doc::parse(text)?;
     let root = doc
         .get("nodectl")
         .and_then(Value::as_object)
@@ -184,23 +225,27 @@ pub struct ProfilePassphrase {
 /// Every enabled profile's P12 path and passphrase (`global` resolved through `global_p12`).
 pub fn passphrases(text: &str) -> Result<Vec<ProfilePassphrase>, NodectlError> {
     let locations = p12_locations(text)?;
-    let doc: Value = serde_saphyr::from_str(text).map_err(|e| NodectlError(format!("YAML: {e}")))?;
+    let doc = Doc::parse(text)?;
     let root = doc.get("nodectl").and_then(Value::as_object);
     let global = root.and_then(|r| r.get("global_p12")).and_then(Value::as_object);
     let encrypted = global.is_some_and(|g| g.get("encryption").is_some_and(|v| !is_false(v) && !v.is_null()));
     Ok(locations
         .into_iter()
         .map(|l| {
+            // Every copy of a passphrase is wiped when dropped.
             let own = root
                 .and_then(|r| r.get(&l.profile))
-                .and_then(|s| scalar(s.get("p12_passphrase")));
-            let value = match own.as_deref() {
-                Some("global") | None => global.and_then(|g| scalar(g.get("passphrase"))),
+                .and_then(|s| scalar(s.get("p12_passphrase")))
+                .map(zeroize::Zeroizing::new);
+            let value = match own.as_ref().map(|o| o.as_str()) {
+                Some("global") | None => global
+                    .and_then(|g| scalar(g.get("passphrase")))
+                    .map(zeroize::Zeroizing::new),
                 Some(_) => own,
             };
             let passphrase = match value {
                 _ if encrypted => Passphrase::Encrypted,
-                Some(v) if !is_blank(&v) => Passphrase::Plain(zeroize::Zeroizing::new(v)),
+                Some(v) if !is_blank(&v) => Passphrase::Plain(v),
                 _ => Passphrase::NotStored,
             };
             ProfilePassphrase {
@@ -304,4 +349,10 @@ mod yaml_error_tests {
         assert!(!err.contains("Str0ng"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
+}
+
+/// cn-config.yaml bytes as text to parse, wiped when dropped (it holds the P12 passphrase;
+/// bytes that are not UTF-8 are replaced, as `String::from_utf8_lossy` does).
+pub fn text_of(bytes: &[u8]) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(String::from_utf8_lossy(bytes).into_owned())
 }

@@ -71,7 +71,9 @@ pub fn read_local_nodectl(path: &std::path::Path) -> anyhow::Result<Vec<P12Locat
         "{} is too large for a cn-config.yaml",
         path.display()
     );
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
     nodectl::p12_locations(&text).with_context(|| path.display().to_string())
 }
 
@@ -248,7 +250,7 @@ fn nodectl_from_node(session: &dyn Node, path: &str) -> Result<Vec<P12Location>,
     let file = session
         .fetch(path, nodectl::MAX_SIZE)
         .map_err(|e| format!("nodectl config: {e}"))?;
-    nodectl::p12_locations(&String::from_utf8_lossy(&file.bytes)).map_err(|e| format!("{path}: {e}"))
+    nodectl::p12_locations(&nodectl::text_of(&file.bytes)).map_err(|e| format!("{path}: {e}"))
 }
 
 /// Decrypts the backup and, with a configured password, opens the P12: alias and node id.

@@ -36,7 +36,7 @@ pub fn discover(session: &dyn Node, cn_config: &str, acra_dirs: &[String]) -> Fo
     let mut found = Found::default();
     match session.fetch(cn_config, nodectl::MAX_SIZE) {
         Ok(file) => {
-            let text = String::from_utf8_lossy(&file.bytes);
+            let text = nodectl::text_of(&file.bytes);
             match nodectl::p12_locations(&text) {
                 Ok(locations) => {
                     let mut paths: Vec<String> = Vec::new();

@@ -76,7 +76,7 @@ pub fn check_all(
             let (Some(p12_file), Some(cn_file)) = (p12_opened.files.first(), cn_opened.files.first()) else {
                 continue;
             };
-            let text = String::from_utf8_lossy(&cn_file.data);
+            let text = nodectl::text_of(&cn_file.data);
             let Ok(profiles) = nodectl::passphrases(&text) else {
                 continue;
             };
