@@ -87,15 +87,22 @@ impl Store {
             Err(e) => return Verdict::Bad(format!("cannot read the signature: {e}")),
         };
         timed(
-            self.signature_verdict(bytes, sig.as_deref()),
+            self.signature_verdict(bytes, sig.as_deref(), sidecar.manifest.created_at),
             sidecar.manifest.created_at,
         )
     }
 
-    /// The signature check alone (what the index may cache: it does not depend on the time).
-    fn signature_verdict(&self, bytes: &[u8], sig: Option<&[u8]>) -> Verdict {
+    /// The signature check alone, against allowed_signers' key windows at the sidecar's signed
+    /// `created_at` (what the index may cache: it depends on the content and allowed_signers,
+    /// which both key the cache, not on the clock).
+    fn signature_verdict(
+        &self,
+        bytes: &[u8],
+        sig: Option<&[u8]>,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Verdict {
         match &self.keys {
-            Some(keys) => keys.allowed.verify(bytes, sig),
+            Some(keys) => keys.allowed.verify(bytes, sig, created_at),
             None => Verdict::Bad("no allowed_signers loaded".into()),
         }
     }
@@ -127,7 +134,7 @@ impl Store {
         let content = super::index::content_sha256(&bytes, sig.as_deref());
         let verdict = match known {
             Some((hash, verdict)) if *hash == content => verdict.clone(),
-            _ => self.signature_verdict(&bytes, sig.as_deref()),
+            _ => self.signature_verdict(&bytes, sig.as_deref(), sidecar.manifest.created_at),
         };
         Ok(Checked {
             sidecar,

@@ -511,9 +511,10 @@ fn files_named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
         .into_iter()
         .filter_map(Result::ok)
         .map(|e| e.into_path())
+        // Artifacts only: not the index caches (dot files), nor the run state (`.coldkeep/`).
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(suffix) && !name.starts_with('.')
+            name.ends_with(suffix) && !name.starts_with('.') && !p.to_string_lossy().contains("/.coldkeep/")
         })
         .collect();
     v.sort();
@@ -620,4 +621,136 @@ fn init_as_root_never_follows_a_symlink_planted_at_the_store_path() {
         "no signing key was made, so none handed over"
     );
     assert!(!config.exists());
+}
+
+/// Does stock `ssh-keygen -Y verify` accept `sidecar`'s signature, at the time the sidecar says
+/// the artifact was made (`-Overify-time`, whole seconds)?
+fn ssh_keygen_accepts(allowed: &Path, sidecar: &Path) -> bool {
+    let json: Value = serde_json::from_slice(&fs::read(sidecar).unwrap()).unwrap();
+    let made: chrono::DateTime<chrono::Utc> = json["created_at"].as_str().unwrap().parse().unwrap();
+    let sig = PathBuf::from(format!("{}.sig", sidecar.display()));
+    Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-f"])
+        .arg(allowed)
+        .args(["-I", "coldkeep", "-n", coldkeep::sign::NAMESPACE, "-s"])
+        .arg(&sig)
+        .arg(format!("-Overify-time={}", made.format("%Y%m%d%H%M%SZ")))
+        .stdin(fs::File::open(sidecar).unwrap())
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Issue 25, reproduction 7: `valid-after`/`valid-before` were refused, so the rotation advice
+/// (keep the old key listed) let a stolen old key sign new artifacts forever. They now bound
+/// the key by the artifact's signed `created_at`, and stock `ssh-keygen -Y verify
+/// -Overify-time=<created_at>` agrees with coldkeep on every artifact, forgeries included.
+#[test]
+fn a_rotated_out_key_signs_nothing_dated_after_the_rotation_and_ssh_keygen_agrees() {
+    let f = support::fleet::p12_fleet(&["v1"], "");
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let old_key = f.signing_key.clone();
+    let old_pub = fs::read_to_string(old_key.with_extension("pub")).unwrap();
+    // The README's recipe: a new key; the old one trusted only for what it signed before now.
+    let (new_key, _) = support::fleet::signing_key(&f.dir.join("secrets"), "new_signing_key");
+    let new_pub = fs::read_to_string(new_key.with_extension("pub")).unwrap();
+    let rotation = chrono::Utc::now();
+    let until = rotation.format("%Y%m%d%H%M%SZ");
+    fs::write(
+        &f.allowed_signers,
+        format!(
+            "coldkeep namespaces=\"{ns}\",valid-before=\"{until}\" {old_pub}coldkeep namespaces=\"{ns}\" {new_pub}",
+            ns = coldkeep::sign::NAMESPACE
+        ),
+    )
+    .unwrap();
+    let config = fs::read_to_string(&f.config).unwrap().replace(
+        &format!("  key: {}\n", old_key.display()),
+        &format!("  key: {}\n", new_key.display()),
+    );
+    fs::write(&f.config, config).unwrap();
+    let (code, out) = run_code_and_text(&f, &["backup", "--force"]);
+    assert_eq!(code, 0, "{out}");
+
+    // The thief of the old key signs artifacts of their own: one dated after the rotation, one
+    // dated a day before it.
+    let genuine: Value =
+        serde_json::from_slice(&fs::read(&files_named(&f.store(), ".json")[0]).unwrap()).unwrap();
+    let evil = support::fleet::legacy_p12("attacker");
+    let forged = |made: chrono::DateTime<chrono::Utc>| {
+        let mut m = genuine.clone();
+        for field in [
+            "ciphertext_sha256",
+            "ciphertext_size",
+            "seen_unchanged_at",
+            "hash_key",
+        ] {
+            m.as_object_mut().unwrap().remove(field);
+        }
+        m["created_at"] = made.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into();
+        let file = &mut m["files"][0];
+        file.as_object_mut().unwrap().remove("hmac");
+        file["sha256"] = coldkeep::digest::sha256_hex(&evil).into();
+        file["size"] = evil.len().into();
+        let name = file["path"].as_str().unwrap().to_string();
+        stock_artifact(
+            &f,
+            &m,
+            &[(&name, &evil)],
+            Some(&old_key),
+            &[f.store(), f.replica()],
+        )
+    };
+    let after = forged(rotation + chrono::Duration::seconds(90));
+    let before = forged(rotation - chrono::Duration::days(1));
+
+    let (code, list) = f.run_json(&["list", "--json"]);
+    assert_eq!(code, 0, "{list}");
+    let verdicts: Vec<(String, String)> = list["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap().into(),
+                a["signature"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 4, "{list}");
+    let verdict = |id: &str| verdicts.iter().find(|(i, _)| i == id).unwrap().1.clone();
+    assert_eq!(verdict(&after), "bad", "{list}");
+    assert!(list.to_string().contains("trusts only until"), "{list}");
+    // (The limit, said in the README: a stolen old key can still sign what claims to be older
+    // than the rotation; such an artifact is never the newest backup.)
+    assert_eq!(verdict(&before), "valid", "{list}");
+    // ssh-keygen decides every one the same way, at each artifact's own created_at.
+    for root in [f.store(), f.replica()] {
+        for sidecar in files_named(&root, ".json") {
+            let id = sidecar.file_stem().unwrap().to_string_lossy().into_owned();
+            assert_eq!(
+                ssh_keygen_accepts(&f.allowed_signers, &sidecar),
+                verdict(&id) == "valid",
+                "{id}: {list}"
+            );
+        }
+    }
+    // The newest trusted backup is the new key's, not the thief's.
+    let identity = f.age_identity.to_str().unwrap();
+    let (code, out) = run_code_and_text(
+        &f,
+        &[
+            "restore",
+            "--node",
+            "v1",
+            "--identity",
+            identity,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains(&after) && !out.contains(&before), "{out}");
 }
