@@ -127,9 +127,13 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
     };
     let existing = match store.list(Some(&node.name)) {
         Ok(listing) => {
-            // Copies missing from a root (offline replica, interrupted run) are written again.
+            // Copies missing from a root (offline replica, interrupted run) are written again,
+            // and temp files of interrupted writes whose writers are gone removed.
             let mut repaired = 0;
             if !options.dry_run {
+                if let Err(e) = store.remove_stale_temps(&listing.problems) {
+                    tracing::warn!("cannot remove stale temp files: {e}");
+                }
                 for a in &listing.artifacts {
                     match store.repair_missing(a) {
                         Ok(n) => repaired += n,
@@ -312,8 +316,11 @@ fn backup_master_key(
         let store = Store::master_keys(&config.store).context("no store.master_key_store configured")?;
         let mut listing = store.list(Some(&node.name))?;
         // Same repair rules as the keystore store: missing master-key replica copies are written
-        // again (never into a missing replica root).
+        // again (never into a missing replica root), gone writers' temp files removed.
         if !dry_run {
+            if let Err(e) = store.remove_stale_temps(&listing.problems) {
+                tracing::warn!("cannot remove stale temp files: {e}");
+            }
             let repaired: usize = listing
                 .artifacts
                 .iter()

@@ -53,13 +53,12 @@ pub fn store_backup(
         hash_key: None,
     };
     let store = Store::new(&config.store);
-    // Copies a killed import left missing are written again first.
-    for a in store
-        .list(Some(HARDWARE_NODE))?
-        .artifacts
-        .iter()
-        .filter(|a| a.keystore == name)
-    {
+    // Copies a killed import left missing are written again first, its temp files removed.
+    let listing = store.list(Some(HARDWARE_NODE))?;
+    if let Err(e) = store.remove_stale_temps(&listing.problems) {
+        tracing::warn!("cannot remove stale temp files: {e}");
+    }
+    for a in listing.artifacts.iter().filter(|a| a.keystore == name) {
         if let Err(e) = store.repair_missing(a) {
             tracing::warn!(artifact = %a.id, "cannot write a missing copy: {e}");
         }

@@ -50,6 +50,10 @@ pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Resu
         64,
         |(n, ks)| {
             let listing = store.list_keystore::<Summary>(n, ks)?;
+            // Temp files of interrupted writes whose writers are gone (never on a dry run).
+            if !dry_run && let Err(e) = store.remove_stale_temps(&listing.problems) {
+                tracing::warn!("cannot remove stale temp files: {e}");
+            }
             let planned = plan_keystore(config, &store, listing.artifacts);
             Ok::<_, crate::store::StoreError>((planned, listing.untrusted))
         },

@@ -463,9 +463,10 @@ impl<'a> DirIndex<'a> {
         let body = serde_json::to_vec(file)?;
         let tag = hex::encode(mac(&self.key, self.dir, self.file, &body).finalize().into_bytes());
         let target = self.dir.join(self.file);
+        // (The index file's name starts with a dot: `.<name>.tmp-...` for the others.)
         let temp = self
             .dir
-            .join(format!("{}.tmp-{:08x}", self.file, rand::random::<u32>()));
+            .join(super::temps::name_for(self.file.trim_start_matches('.')));
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)

@@ -11,6 +11,7 @@ pub mod retention;
 mod signed;
 mod state;
 mod summary;
+pub mod temps;
 
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
@@ -213,6 +214,26 @@ impl Store {
             written += 1;
         }
         Ok(written)
+    }
+
+    /// Removes the temp files among `problems` (a listing's) that writers now gone left behind
+    /// (see [`temps`]), under the writer lock; returns how many.
+    pub fn remove_stale_temps(&self, problems: &[Problem]) -> Result<usize, StoreError> {
+        let temps: Vec<(&Path, &str)> = problems
+            .iter()
+            .filter(|p| p.interrupted)
+            .filter_map(|p| Some((p.path.as_path(), p.path.file_name()?.to_str()?)))
+            .filter(|(_, name)| temps::is_temp(name))
+            .collect();
+        if temps.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock()?;
+        let stale = temps::stale_after(self.lock_wait);
+        Ok(temps
+            .into_iter()
+            .filter(|(path, name)| temps::remove_if_stale(path, name, stale))
+            .count())
     }
 
     /// Takes the writer lock for one change.
@@ -472,10 +493,16 @@ impl Store {
             if name == INDEX_FILE || name == SUMMARY_INDEX_FILE {
                 continue;
             }
-            if name.starts_with('.') && name.contains(".tmp-") {
+            if temps::is_temp(name) {
+                let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+                let message = if temps::is_stale(name, modified, temps::stale_after(self.lock_wait)) {
+                    "temp file left by an interrupted write whose writer is gone (the next backup removes it)"
+                } else {
+                    "temp file of a write in progress (or of a writer on another host, removed by a backup once it is old)"
+                };
                 problems.push(Problem {
                     path: entry.path(),
-                    message: "temp file of a write in progress, or left by an interrupted one (safe to delete when no backup is running)".into(),
+                    message: message.into(),
                     interrupted: true,
                 });
                 continue;
@@ -770,10 +797,11 @@ struct Staged {
     committed: bool,
 }
 
-/// Writes `data` to a new 0600 temp file in `dir` (named after `target`) and syncs it.
+/// Writes `data` to a new 0600 temp file in `dir` (named after `target` and this process, see
+/// [`temps`]) and syncs it.
 fn stage(dir: &Path, target: &Path, data: &[u8]) -> Result<Staged, StoreError> {
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
-    let temp = dir.join(format!(".{name}.tmp-{:08x}", rand::random::<u32>()));
+    let temp = dir.join(temps::name_for(name));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

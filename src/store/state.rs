@@ -188,6 +188,8 @@ impl RunState {
         let tag = hex::encode(mac(&key, &path, &body).finalize().into_bytes());
         let mut bytes = format!("{MAGIC} {tag}\n").into_bytes();
         bytes.extend_from_slice(&body);
+        // Temp files of writers killed while saving (listings never read this directory).
+        super::temps::remove_stale_in(&dir, super::temps::stale_after(store.lock_wait));
         write_atomic(&dir, &path, &bytes)
     }
 

@@ -165,3 +165,76 @@ fn the_run_state_reads_back_only_as_this_store_wrote_it() {
     };
     assert!(RunState::load_checked(&rekeyed).unwrap().is_none());
 }
+
+/// Temp files that writers now gone left behind (issue 25, reproduction 8) are removed by the
+/// next writer, in every root; a write still in progress (or of a writer that cannot be checked
+/// and is recent) is left alone.
+#[test]
+fn temp_files_of_gone_writers_are_removed_and_others_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.write(&sidecar("v1", 0, b"c"), b"c").unwrap();
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let mine = temps::name_for("x.age");
+    let owner = &mine[".x.age.tmp-".len()..];
+    let tag = &owner[..owner.find('p').unwrap()];
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let plant = |root: &Path, name: &str, old: bool| {
+        let path = root.join("v1/p12").join(name);
+        fs::write(&path, b"partial").unwrap();
+        if old {
+            let f = fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(two_hours_ago).unwrap();
+        }
+        path
+    };
+    let mut gone = Vec::new();
+    let mut kept = Vec::new();
+    for root in [&s.primary, &s.replicas[0]] {
+        gone.push(plant(root, &format!(".a.age.tmp-{tag}p{dead}-00000001"), false));
+        gone.push(plant(root, ".b.json.tmp-0badf00d", true));
+        gone.push(plant(
+            root,
+            &format!(".c.json.sig.tmp-ffffffffp{dead}-00000002"),
+            true,
+        ));
+        kept.push(plant(
+            root,
+            &format!(".d.age.tmp-ffffffffp{dead}-00000003"),
+            false,
+        ));
+        kept.push(plant(root, ".e.age.tmp-1234abcd", false));
+        kept.push(plant(root, &mine, false));
+    }
+    let listing = s.list(None).unwrap();
+    let said = |p: &Path| {
+        listing
+            .problems
+            .iter()
+            .find(|q| q.path == p)
+            .map(|q| q.message.clone())
+            .unwrap()
+    };
+    assert!(said(&gone[0]).contains("writer is gone"), "{}", said(&gone[0]));
+    assert!(said(&kept[0]).contains("in progress"), "{}", said(&kept[0]));
+    assert_eq!(s.remove_stale_temps(&listing.problems).unwrap(), gone.len());
+    for p in &gone {
+        assert!(!p.exists(), "{}", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{}", p.display());
+    }
+    // The run state's directory, which listings do not read.
+    let state_dir = s.primary.join(STATE_DIR);
+    fs::create_dir_all(&state_dir).unwrap();
+    let left = state_dir.join(format!(".state.json.tmp-{tag}p{dead}-00000004"));
+    fs::write(&left, b"{").unwrap();
+    RunState::default().save(&s).unwrap();
+    assert!(!left.exists());
+    assert_eq!(RunState::load(&s).unwrap(), RunState::default());
+}

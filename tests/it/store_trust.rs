@@ -754,3 +754,62 @@ fn a_rotated_out_key_signs_nothing_dated_after_the_rotation_and_ssh_keygen_agree
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains(&after) && !out.contains(&before), "{out}");
 }
+
+/// Issue 25, reproduction 8: a kill -9 soak left `.ID.age.tmp-*`, `.ID.json.sig.tmp-*` and
+/// `.state.json.tmp-*` files that later runs never reclaimed. Here they are left the way a killed
+/// writer on this host leaves them (its PID in the name, the process gone), in the store, the
+/// replica and the run state's directory: `verify` reports them, the next backup removes them.
+#[test]
+fn temp_files_of_killed_writers_are_reported_then_removed_by_the_next_backup() {
+    let f = support::fleet::p12_fleet(&["v1"], "");
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let id = files_named(&f.store(), ".json")[0]
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let killed = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    // This host's owner tag, with the killed process's PID.
+    let owner = coldkeep::store::temps::owner();
+    let tag = &owner[..owner.find('p').unwrap()];
+    let mut left = Vec::new();
+    for root in [f.store(), f.replica()] {
+        for (n, name) in [
+            format!("{id}.age"),
+            format!("{id}.json.sig"),
+            format!("{id}.json"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let path = root
+                .join("v1/p12")
+                .join(format!(".{name}.tmp-{tag}p{killed}-0000000{n}"));
+            fs::write(&path, b"partial").unwrap();
+            left.push(path);
+        }
+    }
+    let state = f
+        .store()
+        .join(format!(".coldkeep/.state.json.tmp-{tag}p{killed}-00000009"));
+    fs::write(&state, b"{").unwrap();
+    left.push(state);
+
+    let (code, out) = run_code_and_text(&f, &["verify"]);
+    assert_eq!(code, 0, "harmless leftovers: {out}");
+    assert_eq!(out.matches("writer is gone").count(), 6, "{out}");
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    for p in &left {
+        assert!(!p.exists(), "{} left", p.display());
+    }
+    let (code, out) = run_code_and_text(&f, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("temp file"), "{out}");
+}
