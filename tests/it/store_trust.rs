@@ -813,3 +813,57 @@ fn temp_files_of_killed_writers_are_reported_then_removed_by_the_next_backup() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("temp file"), "{out}");
 }
+
+/// Issue 25, reproduction 9: `list` showed `2/2 ok` for an artifact whose replica sidecar was
+/// edited, while `verify` said "bad signature". The copy count now agrees with `verify`.
+#[test]
+fn list_counts_only_validly_signed_copies_as_verify_does() {
+    let f = support::fleet::p12_fleet(&["v1"], "");
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let edited = files_named(&f.replica(), ".json")[0].clone();
+    let text = fs::read_to_string(&edited)
+        .unwrap()
+        .replace("127.0.0.1", "127.0.0.9");
+    fs::write(&edited, text).unwrap();
+
+    let (code, out) = run_code_and_text(&f, &["list"]);
+    assert_eq!(code, 0, "{out}");
+    let row = out.lines().find(|l| l.starts_with("v1")).unwrap();
+    assert!(row.contains(" 1/2 ") && row.contains(" ok "), "{out}");
+    assert!(
+        out.contains(&format!("{}: bad signature", edited.display())),
+        "{out}"
+    );
+    let (_, list) = f.run_json(&["list", "--json"]);
+    let a = &list["artifacts"][0];
+    assert_eq!(a["copies"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        a["bad_copies"][0]["sidecar"],
+        edited.display().to_string(),
+        "{list}"
+    );
+    let (code, checked) = f.run_json(&["verify", "--json"]);
+    assert_eq!(code, 1);
+    // verify's problems all concern that one copy: one good copy of two, as list says.
+    let problems: Vec<&str> = checked["artifacts"][0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let edited_name = edited.display().to_string();
+    assert!(problems.iter().all(|p| p.starts_with(&edited_name)), "{checked}");
+    assert!(problems.iter().any(|p| p.contains("bad signature")), "{checked}");
+    // The next backup writes the copy again; then both agree on 2 of 2.
+    let (code, out) = run_code_and_text(&f, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, list) = f.run_json(&["list", "--json"]);
+    assert_eq!(
+        list["artifacts"][0]["copies"].as_array().unwrap().len(),
+        2,
+        "{list}"
+    );
+    let (code, out) = run_code_and_text(&f, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+}
