@@ -32,70 +32,9 @@ const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Parses YAML text into the raw structs, mapping parser errors to located [`ConfigError`]s.
 pub(super) fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, text, source))?;
+    let raw: RawConfig =
+        serde_saphyr::from_str(text).map_err(|e| super::redact::yaml_error(&e, text, source))?;
     Validator { text, source }.config(raw)
-}
-
-fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError {
-    let bare = e.without_snippet().to_string();
-    // The library appends its own position; we print ours in front instead.
-    let message = match bare.rfind(" at line ") {
-        Some(i) => bare[..i].to_string(),
-        None => bare,
-    };
-    let (line, mut column) = e
-        .location()
-        .map(|l| (l.line() as usize, l.column() as usize))
-        .unwrap_or((0, 0));
-    let mut message = message;
-    // On (or under) a secret key the parser's message may quote what is there (an unknown
-    // mapping key, a duplicate key): only the messages coldkeep itself writes for secrets,
-    // which quote nothing, are kept. The column is not past where the redaction starts.
-    if let Some((_, at)) = super::redact::secret_line(text, line) {
-        if !super::raw::SECRET_MESSAGES.contains(&message.as_str()) {
-            message = "not a valid secret: write `{env: NAME}` or `{file: PATH}` (details withheld: this \
-                       line is under a secret key)"
-                .to_string();
-        }
-        column = column.min(at);
-    }
-    let snippet = (line > 0).then(|| snippet(text, line, column, false));
-    ConfigError {
-        file: source.to_path_buf(),
-        line,
-        column,
-        message,
-        snippet,
-    }
-}
-
-/// The source line with a caret under `column`. A line that holds or is nested under a secret
-/// key shows nothing past the key; on other lines secret values in inline mappings are
-/// redacted, and `redact` (the caller is unsure about the line) hides all of it.
-pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> String {
-    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
-        return String::new();
-    };
-    let mut col = column.max(1);
-    let shown = match super::redact::secret_line(text, line) {
-        Some((shown, at)) => {
-            col = col.min(at);
-            shown
-        }
-        None if redact => {
-            let indent = src.len() - src.trim_start().len();
-            col = col.min(indent + 1);
-            format!("{}<redacted>", &src[..indent])
-        }
-        None => super::redact::redact_line(text, line),
-    };
-    let gutter = line.to_string().len();
-    format!(
-        "{:>gutter$} | {shown}\n{:>gutter$} | {}^",
-        line,
-        "",
-        " ".repeat(col - 1)
-    )
 }
 
 struct Validator<'a> {
@@ -119,7 +58,7 @@ impl Validator<'_> {
             line,
             column,
             message: message.into(),
-            snippet: (line > 0).then(|| snippet(self.text, line, column, redact)),
+            snippet: (line > 0).then(|| super::redact::snippet(self.text, line, column, redact)),
         }
     }
 
@@ -452,7 +391,7 @@ impl Validator<'_> {
                     line: i + 1,
                     column: 1,
                     message: m,
-                    snippet: Some(snippet(&text, i + 1, 1, false)),
+                    snippet: Some(super::redact::snippet(&text, i + 1, 1, false)),
                 })?;
                 add(parsed, format!("{}:{} (recipients_file)", path.display(), i + 1));
             }

@@ -199,7 +199,8 @@ pub fn apply(config: &Config, adoption: &mut Adoption, check: &mut StoreCheck) {
         {
             let mut kept = Vec::new();
             for (p, k) in entry.problems.drain(..).zip(entry.kinds.drain(..)) {
-                let signed_here = c.signed.iter().any(|s| p.starts_with(&format!("{s}: ")));
+                let signed_here = k == super::verify::ProblemKind::Signature
+                    && c.signed.iter().any(|s| p.starts_with(&format!("{s}: ")));
                 if !signed_here {
                     kept.push((p, k));
                 }

@@ -216,26 +216,6 @@ impl Store {
         Ok(written)
     }
 
-    /// Removes the temp files among `problems` (a listing's) that writers now gone left behind
-    /// (see [`temps`]), under the writer lock; returns how many.
-    pub fn remove_stale_temps(&self, problems: &[Problem]) -> Result<usize, StoreError> {
-        let temps: Vec<(&Path, &str)> = problems
-            .iter()
-            .filter(|p| p.interrupted)
-            .filter_map(|p| Some((p.path.as_path(), p.path.file_name()?.to_str()?)))
-            .filter(|(_, name)| temps::is_temp(name))
-            .collect();
-        if temps.is_empty() {
-            return Ok(0);
-        }
-        let _lock = self.lock()?;
-        let stale = temps::stale_after(self.lock_wait);
-        Ok(temps
-            .into_iter()
-            .filter(|(path, name)| temps::remove_if_stale(path, name, stale))
-            .count())
-    }
-
     /// Takes the writer lock for one change.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         StoreLock::acquire(&self.primary, self.lock_wait)
@@ -494,17 +474,7 @@ impl Store {
                 continue;
             }
             if temps::is_temp(name) {
-                let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
-                let message = if temps::is_stale(name, modified, temps::stale_after(self.lock_wait)) {
-                    "temp file left by an interrupted write whose writer is gone (the next backup removes it)"
-                } else {
-                    "temp file of a write in progress (or of a writer on another host, removed by a backup once it is old)"
-                };
-                problems.push(Problem {
-                    path: entry.path(),
-                    message: message.into(),
-                    interrupted: true,
-                });
+                problems.push(self.temp_problem(entry, name));
                 continue;
             }
             if let Some(sidecar) = name.strip_suffix(crate::sign::SIG_SUFFIX) {

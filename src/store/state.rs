@@ -23,8 +23,8 @@ pub const STATE_DIR: &str = ".coldkeep";
 
 /// What `status` says of a state file that does not authenticate.
 pub const NOT_AUTHENTIC: &str = "the run state does not authenticate: edited or replaced by someone who can write \
-     the store, copied from another store, or written by an older coldkeep or under another signing key; \
-     it is not trusted (the next backup run writes a new one)";
+     the store, copied from another store (or the store was moved), or written by an older coldkeep or under \
+     another signing key; it is not trusted (the next backup run writes a new one)";
 
 /// The last success and the last failure of one keystore.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

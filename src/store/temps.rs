@@ -11,6 +11,7 @@
 //! Writers remove gone writers' temp files under the store lock ([`super::Store::remove_stale_temps`]);
 //! `verify` reports them.
 
+use super::{Problem, Store, StoreError};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -134,6 +135,43 @@ pub fn remove_if_stale(path: &Path, name: &str, stale: Duration) -> bool {
         Err(e) => {
             tracing::warn!(path = %path.display(), "cannot remove a stale temp file: {e}");
             false
+        }
+    }
+}
+
+impl Store {
+    /// Removes the temp files among `problems` (a listing's) that writers now gone left behind
+    /// (see the module doc), under the writer lock; returns how many.
+    pub fn remove_stale_temps(&self, problems: &[Problem]) -> Result<usize, StoreError> {
+        let temps: Vec<(&Path, &str)> = problems
+            .iter()
+            .filter(|p| p.interrupted)
+            .filter_map(|p| Some((p.path.as_path(), p.path.file_name()?.to_str()?)))
+            .filter(|(_, name)| is_temp(name))
+            .collect();
+        if temps.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock()?;
+        let stale = stale_after(self.lock_wait);
+        Ok(temps
+            .into_iter()
+            .filter(|(path, name)| remove_if_stale(path, name, stale))
+            .count())
+    }
+
+    /// What a listing says of the temp file `entry` (named `name`): whether its writer is gone.
+    pub(super) fn temp_problem(&self, entry: &std::fs::DirEntry, name: &str) -> Problem {
+        let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+        let message = if is_stale(name, modified, stale_after(self.lock_wait)) {
+            "temp file left by an interrupted write whose writer is gone (the next backup removes it)"
+        } else {
+            "temp file of a write in progress (or of a writer on another host, removed by a backup once it is old)"
+        };
+        Problem {
+            path: entry.path(),
+            message: message.into(),
+            interrupted: true,
         }
     }
 }
