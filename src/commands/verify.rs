@@ -10,6 +10,7 @@ use crate::bundle::Identities;
 use crate::cli::VerifyArgs;
 use crate::config::{Config, NodeConfig};
 use crate::error::{Exit, UsageError};
+use crate::ops::adopt::Adoption;
 use crate::ops::verify::StoreCheck;
 use crate::output::{Table, print_json, print_json_list};
 use crate::store::Store;
@@ -26,19 +27,35 @@ pub fn run(config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit> {
         return live(config, node, args.json);
     }
     let identities = args.identity.as_deref().map(Identities::from_file).transpose()?;
-    let out = match (&identities, args.before) {
+    let (out, adoption) = match (&identities, args.before) {
         (Some(ids), Some(before)) if args.sign_unsigned => {
-            adopt(config, names.as_deref(), ids, before, args)?
+            let (check, adoption) = adopt(config, names.as_deref(), ids, before, args)?;
+            (check, Some(adoption))
         }
-        _ => crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref())?,
+        _ => (
+            crate::ops::verify::verify_store(config, names.as_deref(), identities.as_ref())?,
+            None,
+        ),
     };
     let failed = out.failed();
     if args.json {
-        print_json(&out)?;
+        print_json(&Report {
+            check: &out,
+            adoption: adoption.as_ref(),
+        })?;
     } else {
         print_checks(&out, identities.is_some());
     }
     Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
+}
+
+/// `verify --json`: the check, and with `--sign-unsigned` what adoption proposed and signed.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    check: &'a StoreCheck,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adoption: Option<&'a Adoption>,
 }
 
 /// `--sign-unsigned`: verifies, shows the unsigned artifacts that may be adopted (dates, when
@@ -50,7 +67,7 @@ fn adopt(
     ids: &Identities,
     before: chrono::DateTime<chrono::Utc>,
     args: &VerifyArgs,
-) -> anyhow::Result<StoreCheck> {
+) -> anyhow::Result<(StoreCheck, Adoption)> {
     if before > chrono::Utc::now() {
         return Err(UsageError(format!("--before {before} lies in the future")).into());
     }
@@ -110,8 +127,7 @@ fn adopt(
             say("Nothing signed (confirm on a terminal, or give --yes).".into());
         }
     }
-    check.adoption = Some(adoption);
-    Ok(check)
+    Ok((check, adoption))
 }
 
 fn print_checks(out: &StoreCheck, deep: bool) {

@@ -87,9 +87,6 @@ pub struct StoreCheck {
     pub store_problems: Vec<String>,
     /// Leftovers of interrupted writes (not problems).
     pub store_warnings: Vec<String>,
-    /// `--sign-unsigned`: what adoption proposed, and what it signed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub adoption: Option<super::adopt::Adoption>,
 }
 
 impl StoreCheck {
@@ -213,7 +210,6 @@ pub(crate) fn check_store(
         passphrases,
         store_problems: problems.into_iter().map(describe).collect(),
         store_warnings: warnings.into_iter().map(describe).collect(),
-        adoption: None,
     };
     Ok((check, seen))
 }
@@ -712,7 +708,6 @@ mod tests {
             passphrases: vec![passphrase(true), passphrase(false)],
             store_problems: Vec::new(),
             store_warnings: Vec::new(),
-            adoption: None,
         };
         let counts = check.problems_by_kind();
         assert_eq!(counts.len(), ProblemKind::ALL.len(), "every kind has a count");
