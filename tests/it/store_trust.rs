@@ -379,10 +379,17 @@ fn sidecars_and_output_are_no_guessing_oracle_for_a_passphrase_file() {
     );
 }
 
-/// An attacker's unsigned P12 artifact for `v1/p12` in the replica: the genuine sidecar's fields
-/// (as a sidecar from before keyed hashes, which the attacker cannot compute), their own P12,
-/// made at `created`. Returns the id.
-fn plant_p12(f: &Fleet, genuine: &Value, p12: &[u8], created: chrono::DateTime<chrono::Utc>) -> String {
+/// An attacker's P12 artifact for `v1/p12`: the genuine sidecar's fields (as a sidecar from
+/// before keyed hashes, which the attacker cannot compute), their own P12, made at `created`,
+/// signed with `sign_with` (a stolen key) or unsigned, into `roots`. Returns the id.
+fn plant_p12(
+    f: &Fleet,
+    genuine: &Value,
+    p12: &[u8],
+    created: chrono::DateTime<chrono::Utc>,
+    sign_with: Option<&Path>,
+    roots: &[PathBuf],
+) -> String {
     let mut m = genuine.clone();
     for field in [
         "ciphertext_sha256",
@@ -400,7 +407,24 @@ fn plant_p12(f: &Fleet, genuine: &Value, p12: &[u8], created: chrono::DateTime<c
     file["sha256"] = coldkeep::digest::sha256_hex(p12).into();
     file["size"] = p12.len().into();
     let name = file["path"].as_str().unwrap().to_string();
-    stock_artifact(f, &m, &[(&name, p12)], None, &[f.replica()])
+    stock_artifact(f, &m, &[(&name, p12)], sign_with, roots)
+}
+
+/// `restore --dry-run --json` of node `node`'s latest backup: exit code and output.
+fn restore_plan(f: &Fleet, node: &str) -> (i32, String) {
+    let identity = f.age_identity.to_str().unwrap();
+    run_code_and_text(
+        f,
+        &[
+            "restore",
+            "--node",
+            node,
+            "--identity",
+            identity,
+            "--dry-run",
+            "--json",
+        ],
+    )
 }
 
 /// Issue 25, reproduction 2: `verify --identity --sign-unsigned` signed a forgery. The recipients
@@ -419,8 +443,23 @@ fn adoption_never_signs_an_artifact_made_after_signing_began_and_asks_before_sig
     let evil = support::fleet::legacy_p12("attacker");
     let made: chrono::DateTime<chrono::Utc> = genuine["created_at"].as_str().unwrap().parse().unwrap();
     // Just after the genuine backup (the newest signed artifact), and three days before it.
-    let newer = plant_p12(&f, &genuine, &evil, made + chrono::Duration::milliseconds(1));
-    let older = plant_p12(&f, &genuine, &evil, made - chrono::Duration::days(3));
+    let replica = [f.replica()];
+    let newer = plant_p12(
+        &f,
+        &genuine,
+        &evil,
+        made + chrono::Duration::milliseconds(1),
+        None,
+        &replica,
+    );
+    let older = plant_p12(
+        &f,
+        &genuine,
+        &evil,
+        made - chrono::Duration::days(3),
+        None,
+        &replica,
+    );
     let now = chrono::Utc::now();
     let identity = f.age_identity.to_str().unwrap();
     // Deep verification alone cannot tell them from genuine backups.
@@ -441,26 +480,20 @@ fn adoption_never_signs_an_artifact_made_after_signing_began_and_asks_before_sig
 
     // Even with a cut-off past everything and --yes, the newer plant (made after the newest
     // signed artifact) is refused; the older one is proposed with its dates and identity.
-    let cutoff = (now + chrono::Duration::seconds(60)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let args = [
-        "verify",
-        "--identity",
-        identity,
-        "--sign-unsigned",
-        "--before",
-        &cutoff,
-    ];
+    let adopt = |cutoff: chrono::DateTime<chrono::Utc>| {
+        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        ["verify", "--identity", identity, "--sign-unsigned", "--before"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([cutoff])
+            .collect::<Vec<String>>()
+    };
+    let args = adopt(now + chrono::Duration::seconds(60));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out) = run_code_and_text(&f, &args);
     assert_eq!(code, 2, "a cut-off in the future is refused: {out}");
-    let cutoff = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    let args = [
-        "verify",
-        "--identity",
-        identity,
-        "--sign-unsigned",
-        "--before",
-        &cutoff,
-    ];
+    let args = adopt(now);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out) = run_code_and_text(&f, &args);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -489,18 +522,7 @@ fn adoption_never_signs_an_artifact_made_after_signing_began_and_asks_before_sig
         "{out}"
     );
     // The newest trusted backup is still the genuine one: restore pushes nothing of theirs.
-    let (code, out) = run_code_and_text(
-        &f,
-        &[
-            "restore",
-            "--node",
-            "v1",
-            "--identity",
-            identity,
-            "--dry-run",
-            "--json",
-        ],
-    );
+    let (code, out) = restore_plan(&f, "v1");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&genuine_id) && !out.contains(&newer), "{out}");
 }
@@ -679,30 +701,8 @@ fn a_rotated_out_key_signs_nothing_dated_after_the_rotation_and_ssh_keygen_agree
     let genuine: Value =
         serde_json::from_slice(&fs::read(&files_named(&f.store(), ".json")[0]).unwrap()).unwrap();
     let evil = support::fleet::legacy_p12("attacker");
-    let forged = |made: chrono::DateTime<chrono::Utc>| {
-        let mut m = genuine.clone();
-        for field in [
-            "ciphertext_sha256",
-            "ciphertext_size",
-            "seen_unchanged_at",
-            "hash_key",
-        ] {
-            m.as_object_mut().unwrap().remove(field);
-        }
-        m["created_at"] = made.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into();
-        let file = &mut m["files"][0];
-        file.as_object_mut().unwrap().remove("hmac");
-        file["sha256"] = coldkeep::digest::sha256_hex(&evil).into();
-        file["size"] = evil.len().into();
-        let name = file["path"].as_str().unwrap().to_string();
-        stock_artifact(
-            &f,
-            &m,
-            &[(&name, &evil)],
-            Some(&old_key),
-            &[f.store(), f.replica()],
-        )
-    };
+    let roots = [f.store(), f.replica()];
+    let forged = |made| plant_p12(&f, &genuine, &evil, made, Some(&old_key), &roots);
     let after = forged(rotation + chrono::Duration::seconds(90));
     let before = forged(rotation - chrono::Duration::days(1));
 
@@ -738,19 +738,7 @@ fn a_rotated_out_key_signs_nothing_dated_after_the_rotation_and_ssh_keygen_agree
         }
     }
     // The newest trusted backup is the new key's, not the thief's.
-    let identity = f.age_identity.to_str().unwrap();
-    let (code, out) = run_code_and_text(
-        &f,
-        &[
-            "restore",
-            "--node",
-            "v1",
-            "--identity",
-            identity,
-            "--dry-run",
-            "--json",
-        ],
-    );
+    let (code, out) = restore_plan(&f, "v1");
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains(&after) && !out.contains(&before), "{out}");
 }
