@@ -3,7 +3,7 @@
 //!
 //!   cargo bench --bench fleet -- [--nodes 32] [--rings 50] [--rounds 3] [--jobs 8]
 //!                                [--scale 8,32,128,256] [--lists 10000,100000,300000]
-//!                                [--deep-min 1000] [--out bench/results]
+//!                                [--deep-min 1000] [--out bench/results] [--quick]
 //!
 //! Starts real sshd nodes on loopback (as many as the largest of `--nodes` and `--scale`), each
 //! with a cl-keytool-style P12 and an Acra v2 keystore of K key rings. On the first `--nodes`
@@ -47,6 +47,10 @@ struct Args {
     /// Where the generated `list` stores go (default: the temp dir), e.g. a tmpfs when the
     /// disk is short of the ~1.6 GB that 300,000 sidecars and their indexes take.
     big_dir: Option<PathBuf>,
+    /// Only the SSH limit and the default-config backup in the rounds, then a profile of one
+    /// more backup: a quick check of the backup's fraction of the limit while working on it
+    /// (not the report).
+    quick: bool,
 }
 
 fn args() -> Args {
@@ -60,6 +64,7 @@ fn args() -> Args {
         deep_min: 1000,
         keep: false,
         big_dir: None,
+        quick: false,
         out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results")),
     };
     let mut it = std::env::args().skip(1);
@@ -82,6 +87,7 @@ fn args() -> Args {
             "--lists" => a.lists = list(it.next()),
             "--out" => a.out = PathBuf::from(it.next().expect("a path")),
             "--keep" => a.keep = true,
+            "--quick" => a.quick = true,
             "--big-dir" => a.big_dir = Some(PathBuf::from(it.next().expect("a path"))),
             "--bench" => {} // added by `cargo bench`
             other => panic!("unknown flag {other}"),
@@ -640,6 +646,7 @@ fn main() {
             format!("xargs -P 8 -L 1 sh {} < {}", node_sh.display(), list.display()),
         ),
     ];
+    let runs = if a.quick { &runs[..1] } else { &runs[..] };
     let mut rows: Vec<(String, Vec<Sample>)> =
         runs.iter().map(|(name, _)| (name.clone(), Vec::new())).collect();
     for round in 0..a.rounds {
@@ -651,6 +658,23 @@ fn main() {
         }
     }
     let limit_wall = median(limit.clone());
+    if a.quick {
+        let fractions: Vec<f64> = limit.iter().zip(&rows[0].1).map(|(l, c)| l / c.wall).collect();
+        println!(
+            "quick: SSH limit {limit:.3?} s, coldkeep {:.3?} s, fractions {fractions:.3?}, median {:.3}",
+            rows[0].1.iter().map(|s| s.wall).collect::<Vec<_>>(),
+            median(fractions.clone())
+        );
+        if let Some(p) = profile(
+            &format!("{BIN} --config {} backup --force", default_config.display()),
+            dir,
+        ) {
+            let to = std::env::temp_dir().join("coldkeep-quick-backup-profile.txt");
+            fs::write(&to, p).unwrap();
+            println!("profile of one more backup: {}", to.display());
+        }
+        return;
+    }
 
     // Scaling: one default-config backup of the first N nodes, all into one store that then
     // serves the deep verify.
