@@ -3,6 +3,7 @@
 use super::*;
 use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
 use chrono::TimeZone;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::PermissionsExt;
 
 fn sidecar(ciphertext: &[u8]) -> Sidecar {

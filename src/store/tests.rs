@@ -1,6 +1,7 @@
 use super::*;
 use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
 use chrono::TimeZone;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::MetadataExt;
 
 pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
