@@ -136,6 +136,15 @@ fn measure(script: &str, dir: &Path) -> Sample {
     }
 }
 
+/// CPU seconds (user + system) this process has used so far.
+fn own_cpu() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -431,6 +440,11 @@ fn ssh_limit(fleet: &Fleet, n: usize, jobs: usize) -> f64 {
 /// more run of it, summarised by `perf report`: inclusive time per function (what each step
 /// costs with what it calls), then self time per symbol. None without perf.
 fn profile(command: &str, dir: &Path) -> Option<String> {
+    profile_at(command, dir, "499")
+}
+
+/// [`profile`] at `freq` samples per second.
+fn profile_at(command: &str, dir: &Path, freq: &str) -> Option<String> {
     let data = dir.join("perf.data");
     let record = Command::new("perf")
         .args([
@@ -438,7 +452,7 @@ fn profile(command: &str, dir: &Path) -> Option<String> {
             "-e",
             "cpu-clock",
             "-F",
-            "499",
+            freq,
             "--call-graph",
             "dwarf,16384",
             "-o",
@@ -618,6 +632,7 @@ fn main() {
     // Every run once per round, rounds interleaved: a change in the shared machine's load (it
     // moved the limit alone by 30% between rounds) then weighs on all of them alike.
     let mut limit = Vec::new();
+    let mut limit_cpu = Vec::new();
     let runs = [
         (
             format!("coldkeep backup (jobs {}, default config: SFTP)", a.jobs),
@@ -646,12 +661,25 @@ fn main() {
             format!("xargs -P 8 -L 1 sh {} < {}", node_sh.display(), list.display()),
         ),
     ];
-    let runs = if a.quick { &runs[..1] } else { &runs[..] };
+    // Quick: the default backup, and the same as a dry run (everything but the store writes).
+    let quick = [
+        runs[0].clone(),
+        (
+            "coldkeep backup --dry-run (the same without the store's writes)".to_string(),
+            format!(
+                "{BIN} --config {} backup --force --dry-run >/dev/null",
+                default_config.display()
+            ),
+        ),
+    ];
+    let runs = if a.quick { &quick[..] } else { &runs[..] };
     let mut rows: Vec<(String, Vec<Sample>)> =
         runs.iter().map(|(name, _)| (name.clone(), Vec::new())).collect();
     for round in 0..a.rounds {
         eprintln!("SSH limit (ssh2: connect, auth, SFTP, read): round {}", round + 1);
+        let cpu_before = own_cpu();
         limit.push(ssh_limit(&fleet, a.nodes, a.jobs));
+        limit_cpu.push(own_cpu() - cpu_before);
         for ((name, script), (_, samples)) in runs.iter().zip(&mut rows) {
             eprintln!("{name}: round {}", round + 1);
             samples.push(measure(script, dir));
@@ -659,19 +687,27 @@ fn main() {
     }
     let limit_wall = median(limit.clone());
     if a.quick {
-        let fractions: Vec<f64> = limit.iter().zip(&rows[0].1).map(|(l, c)| l / c.wall).collect();
-        println!(
-            "quick: SSH limit {limit:.3?} s, coldkeep {:.3?} s, fractions {fractions:.3?}, median {:.3}",
-            rows[0].1.iter().map(|s| s.wall).collect::<Vec<_>>(),
-            median(fractions.clone())
-        );
-        if let Some(p) = profile(
+        println!("quick: SSH limit CPU (this process) {limit_cpu:.3?} s");
+        for (name, samples) in &rows {
+            let fractions: Vec<f64> = limit.iter().zip(samples).map(|(l, c)| l / c.wall).collect();
+            println!(
+                "quick: {name}: SSH limit {limit:.3?} s, coldkeep {:.3?} s (CPU {:.3?}), fractions {fractions:.3?}, median {:.3}",
+                samples.iter().map(|s| s.wall).collect::<Vec<_>>(),
+                samples.iter().map(|s| s.cpu).collect::<Vec<_>>(),
+                median(fractions.clone())
+            );
+        }
+        if let Some(p) = profile_at(
             &format!("{BIN} --config {} backup --force", default_config.display()),
             dir,
+            "3999",
         ) {
             let to = std::env::temp_dir().join("coldkeep-quick-backup-profile.txt");
             fs::write(&to, p).unwrap();
             println!("profile of one more backup: {}", to.display());
+        }
+        if a.keep {
+            eprintln!("kept {}", tmp.keep().display());
         }
         return;
     }

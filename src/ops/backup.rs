@@ -11,6 +11,7 @@ use crate::bundle::{self, PlainFile, Purpose};
 use crate::config::{Config, KeystoreConfig, NodeConfig};
 use crate::material::{Identity, acra};
 use crate::remote::Node;
+use crate::store::batch::{Batch, Ticket};
 use crate::store::{Artifact, Store};
 use anyhow::Context;
 use serde::Serialize;
@@ -42,6 +43,10 @@ pub struct KeystoreOutcome {
     /// Nothing new was stored: the newest artifact already holds this material.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unchanged: bool,
+    /// The artifact written through the run's group commit: `ok` holds only once the batch
+    /// committed it (see [`backup`]).
+    #[serde(skip)]
+    pub ticket: Option<Ticket>,
 }
 
 /// The whole run's report.
@@ -82,23 +87,47 @@ pub fn backup(config: &Config, nodes: &[&NodeConfig], options: Options) -> Backu
         );
         bar
     });
+    // New artifacts become durable (and listed) through one group commit for the run (see
+    // `store::batch`): no outcome says "written" before its round succeeded.
+    let batch = Batch::start();
     let per_node = run_parallel(nodes, config.jobs, |node| {
-        let outcomes = backup_node(config, &store, node, options);
+        let outcomes = backup_node(config, &store, node, options, &batch);
         if let Some(bar) = &bar {
             bar.inc(1);
         }
         outcomes
     });
+    let committed = batch.finish();
+    tracing::debug!(
+        rounds = committed.rounds,
+        artifacts = committed.committed,
+        "committed"
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let mut outcomes: Vec<KeystoreOutcome> = per_node.into_iter().flatten().collect();
+    for o in &mut outcomes {
+        if let Some(Err(e)) = o.ticket.map(|t| committed.result(t)) {
+            let cause = format!("writing the artifact {}: {e}", o.id.as_deref().unwrap_or("-"));
+            tracing::warn!(node = %o.node, keystore = %o.keystore, error = %cause, "keystore failed");
+            o.ok = false;
+            o.error = Some(cause);
+        }
+    }
     BackupReport {
         dry_run: options.dry_run,
-        outcomes: per_node.into_iter().flatten().collect(),
+        outcomes,
     }
 }
 
-fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Options) -> Vec<KeystoreOutcome> {
+fn backup_node(
+    config: &Config,
+    store: &Store,
+    node: &NodeConfig,
+    options: Options,
+    batch: &Batch,
+) -> Vec<KeystoreOutcome> {
     let _span = tracing::info_span!("node", node = %node.name).entered();
     let dry_run = options.dry_run;
     // The node's before hooks decide whether it is backed up at all (maintenance, a check that
@@ -160,13 +189,14 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
     };
     let mut outcomes = Vec::new();
     for ks in &node.keystores {
-        let result = backup_keystore(config, store, node, ks, &session, &existing, options);
+        let result = backup_keystore(config, store, node, ks, &session, &existing, options, Some(batch));
         match result {
             Ok(Backed {
                 id,
                 size,
                 identity,
                 unchanged,
+                ticket,
             }) => {
                 tracing::info!(keystore = %ks.name, id = id.as_deref().unwrap_or("-"), "backed up");
                 let warnings = match &identity {
@@ -190,6 +220,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                     error: None,
                     warnings,
                     unchanged,
+                    ticket,
                 });
                 if ks.master_key.is_some() {
                     outcomes.push(backup_master_key(
@@ -198,7 +229,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                         ks,
                         acra_version,
                         &session,
-                        dry_run,
+                        write(dry_run, Some(batch)),
                     ));
                 }
             }
@@ -223,10 +254,23 @@ pub struct Backed {
     pub identity: Identity,
     /// True when the newest artifact already holds this material and nothing new was stored.
     pub unchanged: bool,
+    /// A new artifact written through a batch: its ticket.
+    pub ticket: Option<Ticket>,
+}
+
+/// How a run writes: not at all on a dry run, else through its batch (or at once).
+fn write(dry_run: bool, batch: Option<&Batch>) -> keystore::Write<'_> {
+    match (dry_run, batch) {
+        (true, _) => keystore::Write::DryRun,
+        (false, Some(batch)) => keystore::Write::Batched(batch),
+        (false, None) => keystore::Write::Now,
+    }
 }
 
 /// Fetches one keystore from `session` and either reuses the newest artifact (the same files,
-/// every copy intact, the same recipients; not with `force`) or seals and stores a new one.
+/// every copy intact, the same recipients; not with `force`) or seals and stores a new one,
+/// through `batch` when given (then durable once it commits), else at once.
+#[allow(clippy::too_many_arguments)]
 pub fn backup_keystore(
     config: &Config,
     store: &Store,
@@ -235,6 +279,7 @@ pub fn backup_keystore(
     session: &dyn Node,
     existing: &[Artifact],
     options: Options,
+    batch: Option<&Batch>,
 ) -> anyhow::Result<Backed> {
     let dry_run = options.dry_run;
     // Bounded memory across parallel jobs (see src/memory.rs): held until the keystore is stored.
@@ -259,6 +304,7 @@ pub fn backup_keystore(
             size: latest.sidecar.ciphertext_size,
             identity: fetched.identity,
             unchanged: true,
+            ticket: None,
         });
     }
     let mut manifest = keystore::manifest(
@@ -271,18 +317,19 @@ pub fn backup_keystore(
         Purpose::Backup,
     );
     manifest.dirs = fetched.dirs.clone();
-    let (id, size) = keystore::seal_and_store(
+    let stored = keystore::seal_and_store(
         store,
         &config.encryption.recipients,
         manifest,
         &fetched.files,
-        dry_run,
+        write(dry_run, batch),
     )?;
     Ok(Backed {
-        id,
-        size,
+        id: stored.id,
+        size: stored.size,
         identity: fetched.identity,
         unchanged: false,
+        ticket: stored.ticket,
     })
 }
 
@@ -294,8 +341,9 @@ fn backup_master_key(
     ks: &KeystoreConfig,
     keystore_version: Option<u8>,
     session: &dyn Node,
-    dry_run: bool,
+    write: keystore::Write<'_>,
 ) -> KeystoreOutcome {
+    let dry_run = matches!(write, keystore::Write::DryRun);
     let name = master_key::report_name(&ks.name);
     let result = (|| -> anyhow::Result<KeystoreOutcome> {
         let secret = ks.master_key.as_ref().context("no master_key configured")?;
@@ -348,6 +396,7 @@ fn backup_master_key(
             error: None,
             warnings,
             unchanged: false,
+            ticket: None,
         };
         if let Some(existing) = same {
             outcome.id = Some(existing.id.clone());
@@ -373,15 +422,16 @@ fn backup_master_key(
             Some(Identity::AcraMasterKey(identity)),
             Purpose::Backup,
         );
-        let (id, size) = keystore::seal_and_store(
+        let stored = keystore::seal_and_store(
             &store,
             &config.encryption.master_key_recipients,
             manifest,
             &files,
-            dry_run,
+            write,
         )?;
-        outcome.id = id;
-        outcome.size = Some(size);
+        outcome.id = stored.id;
+        outcome.size = Some(stored.size);
+        outcome.ticket = stored.ticket;
         Ok(outcome)
     })();
     result.unwrap_or_else(|err| {
@@ -427,5 +477,6 @@ fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {
         error: Some(error),
         warnings: Vec::new(),
         unchanged: false,
+        ticket: None,
     }
 }

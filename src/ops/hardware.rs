@@ -63,8 +63,14 @@ pub fn store_backup(
             tracing::warn!(artifact = %a.id, "cannot write a missing copy: {e}");
         }
     }
-    let (id, size) = keystore::seal_and_store(&store, &config.encryption.recipients, manifest, files, false)?;
-    Ok((id.unwrap_or_default(), size))
+    let stored = keystore::seal_and_store(
+        &store,
+        &config.encryption.recipients,
+        manifest,
+        files,
+        keystore::Write::Now,
+    )?;
+    Ok((stored.id.unwrap_or_default(), stored.size))
 }
 
 /// Picks a hardware key's artifact of `kind`: `latest` of `name`, or an id (prefix).

@@ -7,6 +7,7 @@ use crate::digest::Keyed;
 use crate::material::{Identity, acra, p12};
 use crate::remote::{FetchedTree, Node, RemoteFile, TreeLimits};
 use crate::store::Store;
+use crate::store::batch::{Batch, Ticket};
 use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
@@ -224,29 +225,56 @@ pub fn manifest(
     }
 }
 
+/// How [`seal_and_store`] writes the artifact.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// Not at all (a dry run: the size is still measured).
+    DryRun,
+    /// Durably before returning (a pre-restore copy, an import: what follows relies on it).
+    Now,
+    /// Through a backup run's group commit: durable once the batch says so.
+    Batched(&'a Batch),
+}
+
+/// What [`seal_and_store`] stored.
+#[derive(Debug)]
+pub struct Stored {
+    /// The artifact id (none on a dry run).
+    pub id: Option<String>,
+    /// Ciphertext size in bytes.
+    pub size: u64,
+    /// With [`Write::Batched`]: what to ask the batch's result about.
+    pub ticket: Option<Ticket>,
+}
+
 /// Encrypts files to `recipients` (recorded in the manifest) and writes the artifact into
-/// `store`; returns its id (none on a dry run) and size.
+/// `store` as `write` says.
 pub fn seal_and_store(
     store: &Store,
     recipients: &[Recipient],
     mut manifest: Manifest,
     files: &[PlainFile],
-    dry_run: bool,
-) -> anyhow::Result<(Option<String>, u64)> {
+    write: Write<'_>,
+) -> anyhow::Result<Stored> {
     manifest.recipients = recipients.iter().map(|r| r.as_str().to_string()).collect();
     let keyed = store.keyed_hash();
     let sealed = bundle::seal(&manifest, files, recipients, keyed.as_ref())?;
     let size = sealed.ciphertext.len() as u64;
-    if dry_run {
-        return Ok((None, size));
-    }
     let sidecar = Sidecar {
         manifest: sealed.manifest.public(),
         ciphertext_sha256: sealed.sha256,
         ciphertext_size: size,
         seen_unchanged_at: None,
     };
-    Ok((Some(store.write(&sidecar, &sealed.ciphertext)?), size))
+    let (id, ticket) = match write {
+        Write::DryRun => (None, None),
+        Write::Now => (Some(store.write(&sidecar, &sealed.ciphertext)?), None),
+        Write::Batched(batch) => {
+            let (id, ticket) = store.write_batched(batch, &sidecar, &sealed.ciphertext)?;
+            (Some(id), Some(ticket))
+        }
+    };
+    Ok(Stored { id, size, ticket })
 }
 
 /// Stores what a restore is about to replace as a `pre-restore` artifact; returns its id.
@@ -268,9 +296,9 @@ pub fn save_pre_restore(
         identity,
         Purpose::PreRestore,
     );
-    let (id, _) = seal_and_store(store, &config.encryption.recipients, manifest, files, false)
+    let stored = seal_and_store(store, &config.encryption.recipients, manifest, files, Write::Now)
         .context("saving what is on the node before replacing it (nothing was changed on the node)")?;
-    Ok(id.unwrap_or_default())
+    Ok(stored.id.unwrap_or_default())
 }
 
 /// How fetched files compare with what a stored manifest records: by keyed hash when the

@@ -255,6 +255,7 @@ pub fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> b
                 error: Some(format!("internal error: the backup panicked: {message}")),
                 warnings: Vec::new(),
                 unchanged: false,
+                ticket: None,
             })
         })
         .collect();

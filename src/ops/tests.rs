@@ -94,7 +94,7 @@ impl Fixture {
         let cfg = self.config.node("n1").unwrap();
         let ks = &cfg.keystores[0];
         let existing = store.list(Some("n1")).map(|l| l.artifacts).unwrap_or_default();
-        backup_keystore(&self.config, &store, cfg, ks, node, &existing, options)
+        backup_keystore(&self.config, &store, cfg, ks, node, &existing, options, None)
     }
 
     /// Stores an Acra backup with these files (`keys/...`, `public/...`).
@@ -132,7 +132,7 @@ impl Fixture {
             &self.config.encryption.recipients,
             manifest,
             &files,
-            false,
+            keystore::Write::Now,
         )
         .unwrap();
     }

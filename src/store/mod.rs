@@ -5,6 +5,7 @@
 //! directory): a crash never leaves a listed artifact that is not whole, at most leftovers
 //! that listings name as such.
 
+pub mod batch;
 mod index;
 mod lock;
 pub mod retention;
@@ -248,17 +249,21 @@ impl Store {
         let keystores = self.keystores(node)?;
         let mut listing = Listing::default();
         let mut first_error = None;
-        crate::par::map_ordered(
-            &keystores,
-            256,
-            |(n, ks)| self.list_keystore::<S>(n, ks),
-            |one| match one {
-                Ok(one) => listing.append(one),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            },
-        );
+        let mut sink = |one| match one {
+            Ok(one) => listing.append(one),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        };
+        // One node's few keystores (what a backup job lists, beside the others) on this thread:
+        // threads of their own cost more than they save there.
+        if keystores.len() <= 4 {
+            for (n, ks) in &keystores {
+                sink(self.list_keystore::<S>(n, ks));
+            }
+        } else {
+            crate::par::map_ordered(&keystores, 256, |(n, ks)| self.list_keystore::<S>(n, ks), sink);
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(listing),

@@ -1,6 +1,7 @@
 //! Writing artifacts: temp files beside their targets, renamed into place in an order that
 //! never lets a listed (signed) sidecar name a ciphertext that is not durable.
 
+use super::batch::{Batch, Ticket};
 use super::{Store, StoreError, artifact_id, io, temps};
 use crate::bundle::Sidecar;
 use std::fs;
@@ -9,10 +10,36 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 impl Store {
-    /// Writes the artifact to the primary and every replica; returns its id. The id is the
-    /// sidecar's `created_at` stamp plus the first 8 hex digits of the ciphertext hash.
-    /// Every root is attempted; the first failure is returned after trying the rest.
+    /// Writes the artifact to the primary and every replica, durably before it returns; returns
+    /// its id. The id is the sidecar's `created_at` stamp plus the first 8 hex digits of the
+    /// ciphertext hash. Every root is attempted; the first failure is returned after trying
+    /// the rest. For a lone write (a pre-restore copy, an import); a backup run writes through
+    /// [`Store::write_batched`].
     pub fn write(&self, sidecar: &Sidecar, ciphertext: &[u8]) -> Result<String, StoreError> {
+        self.write_with(sidecar, ciphertext, None).map(|(id, _)| id)
+    }
+
+    /// Writes the artifact into every root as [`Store::write`] does, except that it is not
+    /// durable, nor listed, until `batch` has committed it (see [`super::batch`]): the `.age` and
+    /// `.json.sig` are in place (the id claimed) and the sidecar is handed to the batch. Returns
+    /// the id and the ticket to ask [`super::batch::Committed`] about; an error means a root
+    /// could not be written (the others are still handed in).
+    pub fn write_batched(
+        &self,
+        batch: &Batch,
+        sidecar: &Sidecar,
+        ciphertext: &[u8],
+    ) -> Result<(String, Ticket), StoreError> {
+        let (id, ticket) = self.write_with(sidecar, ciphertext, Some(batch))?;
+        Ok((id, ticket.expect("a batched write has a ticket")))
+    }
+
+    fn write_with(
+        &self,
+        sidecar: &Sidecar,
+        ciphertext: &[u8],
+        batch: Option<&Batch>,
+    ) -> Result<(String, Option<Ticket>), StoreError> {
         let m = &sidecar.manifest;
         for (what, name) in [("node", &m.node), ("keystore", &m.keystore)] {
             if !safe_component(name) {
@@ -29,6 +56,7 @@ impl Store {
         })?;
         json.push(b'\n');
         let signature = self.sign(&json)?;
+        let ticket = batch.map(Batch::ticket);
         let mut first_error = None;
         for root in self.roots() {
             if root != &self.primary && !root.is_dir() {
@@ -40,18 +68,18 @@ impl Store {
                 );
                 continue;
             }
+            let dir = root.join(&m.node).join(&m.keystore);
             let result = (|| {
-                let dir = root.join(&m.node).join(&m.keystore);
                 create_private_dirs(root, &dir)?;
                 let age_path = dir.join(format!("{id}.age"));
                 let json_path = dir.join(format!("{id}.json"));
-                // Written and synced under temp names before the lock: parallel workers sync at
-                // the same time (the file system commits them together) instead of one after
-                // another, which made a fleet backup wait on the disk rather than on its nodes.
+                // Written (and, for a lone write, synced) under temp names before the lock:
+                // parallel workers never wait for each other's disk.
+                let sync = batch.is_none();
                 let [age, sig, sidecar] = [
-                    stage(&dir, &age_path, ciphertext)?,
-                    stage(&dir, &crate::sign::sig_path(&json_path), &signature)?,
-                    stage(&dir, &json_path, &json)?,
+                    stage(&dir, &age_path, ciphertext, sync)?,
+                    stage(&dir, &crate::sign::sig_path(&json_path), &signature, sync)?,
+                    stage(&dir, &json_path, &json, sync)?,
                 ];
                 {
                     // The id is claimed under the lock: the .age and .sig are put in place; any
@@ -67,11 +95,19 @@ impl Store {
                     sig.commit()?;
                 }
                 // The sidecar goes in only once the ciphertext and signature are durable, so a
-                // crash can never leave a listed (signed) artifact without its ciphertext; the
-                // write is reported done after the second directory sync.
-                sync_dir(&dir)?;
-                sidecar.commit()?;
-                sync_dir(&dir)
+                // crash can never leave a listed (signed) artifact without its ciphertext: by
+                // the batch's round, or here, reported done after the second directory sync.
+                match (batch, ticket) {
+                    (Some(batch), Some(ticket)) => {
+                        batch.submit(ticket, dir.clone(), sidecar);
+                        Ok(())
+                    }
+                    _ => {
+                        sync_dir(&dir)?;
+                        sidecar.commit()?;
+                        sync_dir(&dir)
+                    }
+                }
             })();
             if let Err(e) = result {
                 tracing::error!(root = %root.display(), "store write failed: {e}");
@@ -79,9 +115,24 @@ impl Store {
             }
         }
         match first_error {
-            Some(e) => Err(e),
-            None => Ok(id),
+            Some(e) => {
+                if let (Some(batch), Some(ticket)) = (batch, ticket) {
+                    batch.fail(ticket, clone_for_batch(&e));
+                }
+                Err(e)
+            }
+            None => Ok((id, ticket)),
         }
+    }
+}
+
+/// The same error for the batch's record (the caller gets the original).
+fn clone_for_batch(e: &StoreError) -> StoreError {
+    StoreError::Invalid {
+        path: match e {
+            StoreError::Io { path, .. } | StoreError::Invalid { path, .. } => path.clone(),
+        },
+        message: e.to_string(),
     }
 }
 
@@ -120,21 +171,21 @@ pub(crate) fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreEr
 
 /// Temp file (0600) in the same directory, fsync, rename, fsync the directory.
 pub(crate) fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> Result<(), StoreError> {
-    stage(dir, target, data)?.commit()?;
+    stage(dir, target, data, true)?.commit()?;
     sync_dir(dir)
 }
 
-/// A file written and synced under a temp name beside its target, not yet in place; removed
-/// when dropped uncommitted.
-struct Staged {
+/// A file written (and synced, unless a batch syncs it) under a temp name beside its target,
+/// not yet in place; removed when dropped uncommitted.
+pub(super) struct Staged {
     temp: PathBuf,
     target: PathBuf,
     committed: bool,
 }
 
 /// Writes `data` to a new 0600 temp file in `dir` (named after `target` and this process, see
-/// [`temps`]) and syncs it.
-fn stage(dir: &Path, target: &Path, data: &[u8]) -> Result<Staged, StoreError> {
+/// [`temps`]) and, with `sync`, syncs it (a batch syncs its whole file system at once instead).
+fn stage(dir: &Path, target: &Path, data: &[u8], sync: bool) -> Result<Staged, StoreError> {
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
     let temp = dir.join(temps::name_for(name));
     let mut f = fs::OpenOptions::new()
@@ -150,13 +201,15 @@ fn stage(dir: &Path, target: &Path, data: &[u8]) -> Result<Staged, StoreError> {
         committed: false,
     };
     f.write_all(data).map_err(io(&staged.temp))?;
-    f.sync_all().map_err(io(&staged.temp))?;
+    if sync {
+        f.sync_all().map_err(io(&staged.temp))?;
+    }
     Ok(staged)
 }
 
 impl Staged {
     /// Renames the file into place (the caller syncs the directory).
-    fn commit(mut self) -> Result<(), StoreError> {
+    pub(super) fn commit(mut self) -> Result<(), StoreError> {
         fs::rename(&self.temp, &self.target).map_err(io(&self.target))?;
         self.committed = true;
         Ok(())
