@@ -698,7 +698,10 @@ fn main() {
             );
         }
         if let Some(p) = profile_at(
-            &format!("{BIN} --config {} backup --force", default_config.display()),
+            &format!(
+                "{BIN} --config {} backup --force $COLDKEEP_QUICK_PROFILE_ARGS",
+                default_config.display()
+            ),
             dir,
             "3999",
         ) {

@@ -97,11 +97,13 @@ pub fn backup(config: &Config, nodes: &[&NodeConfig], options: Options) -> Backu
         }
         outcomes
     });
+    let waited = std::time::Instant::now();
     let committed = batch.finish();
     tracing::debug!(
         rounds = committed.rounds,
         artifacts = committed.committed,
-        "committed"
+        waited_ms = waited.elapsed().as_millis() as u64,
+        "store writes committed"
     );
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -154,7 +156,9 @@ fn backup_node(
                 .collect();
         }
     };
-    let existing = match store.list(Some(&node.name)) {
+    // The node's artifacts as summaries (light), then the whole sidecar of each keystore's
+    // newest backup: all the unchanged check and reuse need.
+    let existing = match store.list_summaries(Some(&node.name)) {
         Ok(listing) => {
             // Copies missing from a root (offline replica, interrupted run) are written again,
             // and temp files of interrupted writes whose writers are gone removed.
@@ -170,13 +174,18 @@ fn backup_node(
                     }
                 }
             }
-            match repaired {
+            let listed = match repaired {
                 0 => listing.artifacts,
                 _ => store
-                    .list(Some(&node.name))
+                    .list_summaries(Some(&node.name))
                     .map(|l| l.artifacts)
                     .unwrap_or(listing.artifacts),
-            }
+            };
+            node.keystores
+                .iter()
+                .filter_map(|ks| super::artifact::latest(&listed, &node.name, &ks.name))
+                .filter_map(|a| store.whole(a))
+                .collect::<Vec<Artifact>>()
         }
         Err(e) => {
             let cause = format!("reading the store: {e}");

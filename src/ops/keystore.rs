@@ -270,7 +270,7 @@ pub fn seal_and_store(
         Write::DryRun => (None, None),
         Write::Now => (Some(store.write(&sidecar, &sealed.ciphertext)?), None),
         Write::Batched(batch) => {
-            let (id, ticket) = store.write_batched(batch, &sidecar, &sealed.ciphertext)?;
+            let (id, ticket) = store.write_batched(batch, &sidecar, sealed.ciphertext)?;
             (Some(id), Some(ticket))
         }
     };

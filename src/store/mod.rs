@@ -179,7 +179,7 @@ impl Store {
     /// returns how many copies were written. A copy with a bad or missing signature counts as
     /// missing and is replaced; good copies are not touched. The sidecar and its signature are
     /// copied byte for byte.
-    pub fn repair_missing(&self, artifact: &Artifact) -> Result<usize, StoreError> {
+    pub fn repair_missing<S: Listed>(&self, artifact: &Artifact<S>) -> Result<usize, StoreError> {
         if artifact
             .copies
             .iter()
@@ -241,6 +241,13 @@ impl Store {
 
     /// Lists artifacts (all, or one node's), merging copies across primary and replicas.
     pub fn list(&self, node: Option<&str>) -> Result<Listing, StoreError> {
+        self.list_of(node)
+    }
+
+    /// [`Store::list`] with [`Summary`]s: what a backup reads of a node's store before its
+    /// work (the newest artifact's whole sidecar is then read by [`Store::whole`]); an Acra
+    /// keystore's whole sidecars are ten times the size.
+    pub fn list_summaries(&self, node: Option<&str>) -> Result<Listing<Summary>, StoreError> {
         self.list_of(node)
     }
 
@@ -687,6 +694,8 @@ mod hardening_tests;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod index_tests;
 #[cfg(test)]

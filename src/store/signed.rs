@@ -247,12 +247,12 @@ impl Store {
 
     /// The bytes of a copy that is validly signed (checked again now, under the caller's lock),
     /// whose ciphertext matches its sidecar and which is the listed artifact.
-    pub(super) fn signed_source(&self, artifact: &Artifact) -> Option<Source> {
+    pub(super) fn signed_source<S: Listed>(&self, artifact: &Artifact<S>) -> Option<Source> {
         artifact.copies.iter().find_map(|c| {
             let sidecar = fs::read(&c.sidecar_path).ok()?;
             let parsed: Sidecar = serde_json::from_slice(&sidecar).ok()?;
             if !self.verdict(&c.sidecar_path, &sidecar, &parsed).is_valid()
-                || !parsed.same_artifact(&artifact.sidecar)
+                || !artifact.sidecar.describes(&parsed)
             {
                 return None;
             }
@@ -266,6 +266,28 @@ impl Store {
                 sidecar,
                 signature,
             })
+        })
+    }
+
+    /// The whole sidecar of an artifact listed as a summary: read again from its first present,
+    /// validly signed copy that the summary describes (its signature checked now). For what acts
+    /// on the newest artifact of a keystore after a light listing (a backup's unchanged check).
+    pub fn whole<S: Listed>(&self, artifact: &Artifact<S>) -> Option<Artifact> {
+        let sidecar = artifact
+            .copies
+            .iter()
+            .filter(|c| c.present && c.signature.is_valid())
+            .find_map(|c| {
+                let (sidecar, verdict) = self.read_signed_sidecar(&c.sidecar_path).ok()?;
+                (verdict.is_valid() && artifact.sidecar.describes(&sidecar)).then_some(sidecar)
+            })?;
+        Some(Artifact {
+            node: artifact.node.clone(),
+            keystore: artifact.keystore.clone(),
+            id: artifact.id.clone(),
+            sidecar,
+            copies: artifact.copies.clone(),
+            signature: artifact.signature.clone(),
         })
     }
 

@@ -9,6 +9,25 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// An artifact ready to be written: its id, sidecar bytes and their signature.
+pub(super) struct Prepared {
+    pub node: String,
+    pub keystore: String,
+    pub id: String,
+    pub json: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// One root's copy of an artifact, written under temp names, nothing in place yet.
+pub(super) struct StagedCopy {
+    dir: PathBuf,
+    age_path: PathBuf,
+    json_path: PathBuf,
+    age: Staged,
+    sig: Staged,
+    sidecar: Staged,
+}
+
 impl Store {
     /// Writes the artifact to the primary and every replica, durably before it returns; returns
     /// its id. The id is the sidecar's `created_at` stamp plus the first 8 hex digits of the
@@ -16,30 +35,51 @@ impl Store {
     /// the rest. For a lone write (a pre-restore copy, an import); a backup run writes through
     /// [`Store::write_batched`].
     pub fn write(&self, sidecar: &Sidecar, ciphertext: &[u8]) -> Result<String, StoreError> {
-        self.write_with(sidecar, ciphertext, None).map(|(id, _)| id)
+        let p = self.prepare(sidecar)?;
+        let mut first_error = None;
+        for root in self.roots() {
+            let result = (|| {
+                // Written and synced under temp names before the lock: parallel writers never
+                // wait for each other's disk.
+                let Some(copy) = self.stage_copy(root, &p, ciphertext, true)? else {
+                    return Ok(());
+                };
+                let (dir, sidecar) = {
+                    let _lock = self.lock()?;
+                    claim(copy)?
+                };
+                // The sidecar goes in only once the ciphertext and signature are durable, so a
+                // crash can never leave a listed (signed) artifact without its ciphertext; the
+                // write is reported done after the second directory sync.
+                sync_dir(&dir)?;
+                sidecar.commit()?;
+                sync_dir(&dir)
+            })();
+            if let Err(e) = result {
+                tracing::error!(root = %root.display(), "store write failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(p.id), Err)
     }
 
-    /// Writes the artifact into every root as [`Store::write`] does, except that it is not
-    /// durable, nor listed, until `batch` has committed it (see [`super::batch`]): the `.age` and
-    /// `.json.sig` are in place (the id claimed) and the sidecar is handed to the batch. Returns
-    /// the id and the ticket to ask [`super::batch::Committed`] about; an error means a root
-    /// could not be written (the others are still handed in).
+    /// Hands the artifact to a backup run's `batch`, which writes it into every root as
+    /// [`Store::write`] does, but grouped with the run's other artifacts (see [`super::batch`]):
+    /// it is neither in place nor durable until the batch has committed it. Returns the id and
+    /// the ticket to ask [`super::batch::Committed`] how its write ended.
     pub fn write_batched(
         &self,
         batch: &Batch,
         sidecar: &Sidecar,
-        ciphertext: &[u8],
+        ciphertext: Vec<u8>,
     ) -> Result<(String, Ticket), StoreError> {
-        let (id, ticket) = self.write_with(sidecar, ciphertext, Some(batch))?;
-        Ok((id, ticket.expect("a batched write has a ticket")))
+        let p = self.prepare(sidecar)?;
+        let id = p.id.clone();
+        Ok((id, batch.submit(self.clone(), p, ciphertext)))
     }
 
-    fn write_with(
-        &self,
-        sidecar: &Sidecar,
-        ciphertext: &[u8],
-        batch: Option<&Batch>,
-    ) -> Result<(String, Option<Ticket>), StoreError> {
+    /// Checks the names, makes the id, the sidecar's bytes and their signature.
+    fn prepare(&self, sidecar: &Sidecar) -> Result<Prepared, StoreError> {
         let m = &sidecar.manifest;
         for (what, name) in [("node", &m.node), ("keystore", &m.keystore)] {
             if !safe_component(name) {
@@ -49,91 +89,66 @@ impl Store {
                 });
             }
         }
-        let id = artifact_id(m.created_at, &sidecar.ciphertext_sha256);
         let mut json = serde_json::to_vec_pretty(sidecar).map_err(|e| StoreError::Invalid {
             path: self.primary.clone(),
             message: format!("cannot serialise sidecar: {e}"),
         })?;
         json.push(b'\n');
-        let signature = self.sign(&json)?;
-        let ticket = batch.map(Batch::ticket);
-        let mut first_error = None;
-        for root in self.roots() {
-            if root != &self.primary && !root.is_dir() {
-                // Never created: an unmounted replica must not fill the disk underneath it. The
-                // copy is listed as missing, and the next run writes it once the root is back.
-                tracing::warn!(
-                    root = %root.display(),
-                    "replica root missing (not mounted?); copy not written, the next run repairs it"
-                );
-                continue;
-            }
-            let dir = root.join(&m.node).join(&m.keystore);
-            let result = (|| {
-                create_private_dirs(root, &dir)?;
-                let age_path = dir.join(format!("{id}.age"));
-                let json_path = dir.join(format!("{id}.json"));
-                // Written (and, for a lone write, synced) under temp names before the lock:
-                // parallel workers never wait for each other's disk.
-                let sync = batch.is_none();
-                let [age, sig, sidecar] = [
-                    stage(&dir, &age_path, ciphertext, sync)?,
-                    stage(&dir, &crate::sign::sig_path(&json_path), &signature, sync)?,
-                    stage(&dir, &json_path, &json, sync)?,
-                ];
-                {
-                    // The id is claimed under the lock: the .age and .sig are put in place; any
-                    // other writer of the same id then finds the .age and refuses.
-                    let _lock = self.lock()?;
-                    if age_path.exists() || json_path.exists() {
-                        return Err(StoreError::Invalid {
-                            path: age_path,
-                            message: "an artifact with this id already exists; not overwriting".into(),
-                        });
-                    }
-                    age.commit()?;
-                    sig.commit()?;
-                }
-                // The sidecar goes in only once the ciphertext and signature are durable, so a
-                // crash can never leave a listed (signed) artifact without its ciphertext: by
-                // the batch's round, or here, reported done after the second directory sync.
-                match (batch, ticket) {
-                    (Some(batch), Some(ticket)) => {
-                        batch.submit(ticket, dir.clone(), sidecar);
-                        Ok(())
-                    }
-                    _ => {
-                        sync_dir(&dir)?;
-                        sidecar.commit()?;
-                        sync_dir(&dir)
-                    }
-                }
-            })();
-            if let Err(e) = result {
-                tracing::error!(root = %root.display(), "store write failed: {e}");
-                first_error.get_or_insert(e);
-            }
+        Ok(Prepared {
+            node: m.node.clone(),
+            keystore: m.keystore.clone(),
+            id: artifact_id(m.created_at, &sidecar.ciphertext_sha256),
+            signature: self.sign(&json)?,
+            json,
+        })
+    }
+
+    /// Writes root `root`'s copy under temp names (synced with `sync`; a batch syncs the file
+    /// system at once instead); `None` for a replica root that is not there.
+    pub(super) fn stage_copy(
+        &self,
+        root: &Path,
+        p: &Prepared,
+        ciphertext: &[u8],
+        sync: bool,
+    ) -> Result<Option<StagedCopy>, StoreError> {
+        if root != self.primary && !root.is_dir() {
+            // Never created: an unmounted replica must not fill the disk underneath it. The
+            // copy is listed as missing, and the next run writes it once the root is back.
+            tracing::warn!(
+                root = %root.display(),
+                "replica root missing (not mounted?); copy not written, the next run repairs it"
+            );
+            return Ok(None);
         }
-        match first_error {
-            Some(e) => {
-                if let (Some(batch), Some(ticket)) = (batch, ticket) {
-                    batch.fail(ticket, clone_for_batch(&e));
-                }
-                Err(e)
-            }
-            None => Ok((id, ticket)),
-        }
+        let dir = root.join(&p.node).join(&p.keystore);
+        create_private_dirs(root, &dir)?;
+        let age_path = dir.join(format!("{}.age", p.id));
+        let json_path = dir.join(format!("{}.json", p.id));
+        Ok(Some(StagedCopy {
+            age: stage(&dir, &age_path, ciphertext, sync)?,
+            sig: stage(&dir, &crate::sign::sig_path(&json_path), &p.signature, sync)?,
+            sidecar: stage(&dir, &json_path, &p.json, sync)?,
+            dir,
+            age_path,
+            json_path,
+        }))
     }
 }
 
-/// The same error for the batch's record (the caller gets the original).
-fn clone_for_batch(e: &StoreError) -> StoreError {
-    StoreError::Invalid {
-        path: match e {
-            StoreError::Io { path, .. } | StoreError::Invalid { path, .. } => path.clone(),
-        },
-        message: e.to_string(),
+/// Claims a staged copy's id (hold the store lock): its `.age` and `.sig` are put in place, so
+/// any other writer of the same id then finds the `.age` and refuses. Returns its directory
+/// and its sidecar, still under its temp name.
+pub(super) fn claim(copy: StagedCopy) -> Result<(PathBuf, Staged), StoreError> {
+    if copy.age_path.exists() || copy.json_path.exists() {
+        return Err(StoreError::Invalid {
+            path: copy.age_path,
+            message: "an artifact with this id already exists; not overwriting".into(),
+        });
     }
+    copy.age.commit()?;
+    copy.sig.commit()?;
+    Ok((copy.dir, copy.sidecar))
 }
 
 fn safe_component(name: &str) -> bool {
@@ -203,6 +218,11 @@ fn stage(dir: &Path, target: &Path, data: &[u8], sync: bool) -> Result<Staged, S
     f.write_all(data).map_err(io(&staged.temp))?;
     if sync {
         f.sync_all().map_err(io(&staged.temp))?;
+    } else {
+        // Start writing it out now, without waiting: the batch's sync then has less left to do.
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range takes an open descriptor and touches no memory of ours.
+        unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
     Ok(staged)
 }
