@@ -149,7 +149,11 @@ impl Store {
         &self,
         items: &[(PathBuf, Option<(String, Verdict)>)],
     ) -> Vec<Result<Checked, StoreError>> {
-        let threads = crate::par::threads().min(items.len().div_ceil(32));
+        // Inside a listing's worker the other keystores already keep every thread busy.
+        let threads = match crate::par::in_worker() {
+            true => 1,
+            false => crate::par::threads().min(items.len().div_ceil(32)),
+        };
         let one = |(p, known): &(PathBuf, Option<(String, Verdict)>)| self.check_sidecar(p, known.as_ref());
         if threads <= 1 {
             return items.iter().map(one).collect();
