@@ -29,6 +29,7 @@
 
 use super::write::{Prepared, Staged, StagedCopy, claim};
 use super::{Store, StoreError};
+use crate::bundle::Sidecar;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -102,6 +103,23 @@ impl Committed {
     /// was written to.
     pub fn result(&self, ticket: Ticket) -> Result<(), &StoreError> {
         self.failures.get(&ticket).map_or(Ok(()), Err)
+    }
+}
+
+impl Store {
+    /// Hands the artifact to a backup run's `batch`, which writes it into every root as
+    /// [`Store::write`] does, but grouped with the run's other artifacts (see [the module doc](self)):
+    /// it is neither in place nor durable until the batch has committed it. Returns the id and
+    /// the ticket to ask [`Committed`] how its write ended.
+    pub fn write_batched(
+        &self,
+        batch: &Batch,
+        sidecar: &Sidecar,
+        ciphertext: Vec<u8>,
+    ) -> Result<(String, Ticket), StoreError> {
+        let p = self.prepare(sidecar)?;
+        let id = p.id.clone();
+        Ok((id, batch.submit(self.clone(), p, ciphertext)))
     }
 }
 

@@ -1,7 +1,6 @@
 //! Writing artifacts: temp files beside their targets, renamed into place in an order that
 //! never lets a listed (signed) sidecar name a ciphertext that is not durable.
 
-use super::batch::{Batch, Ticket};
 use super::{Store, StoreError, artifact_id, io, temps};
 use crate::bundle::Sidecar;
 use std::fs;
@@ -63,23 +62,8 @@ impl Store {
         first_error.map_or(Ok(p.id), Err)
     }
 
-    /// Hands the artifact to a backup run's `batch`, which writes it into every root as
-    /// [`Store::write`] does, but grouped with the run's other artifacts (see [`super::batch`]):
-    /// it is neither in place nor durable until the batch has committed it. Returns the id and
-    /// the ticket to ask [`super::batch::Committed`] how its write ended.
-    pub fn write_batched(
-        &self,
-        batch: &Batch,
-        sidecar: &Sidecar,
-        ciphertext: Vec<u8>,
-    ) -> Result<(String, Ticket), StoreError> {
-        let p = self.prepare(sidecar)?;
-        let id = p.id.clone();
-        Ok((id, batch.submit(self.clone(), p, ciphertext)))
-    }
-
     /// Checks the names, makes the id, the sidecar's bytes and their signature.
-    fn prepare(&self, sidecar: &Sidecar) -> Result<Prepared, StoreError> {
+    pub(super) fn prepare(&self, sidecar: &Sidecar) -> Result<Prepared, StoreError> {
         let m = &sidecar.manifest;
         for (what, name) in [("node", &m.node), ("keystore", &m.keystore)] {
             if !safe_component(name) {
