@@ -83,7 +83,7 @@ pub enum InitError {
         .0.display()
     )]
     StoreNotEmpty(PathBuf),
-    /// The store path is a symbolic link: init never follows one there (see [`open_store`]).
+    /// The store path is a symbolic link: init never follows one there.
     #[error(
         "store {} is a symbolic link: init never follows a link at the store path (whoever owns the \
          link could make root change its target's mode and get the signing key); give the directory it \
