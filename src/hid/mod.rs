@@ -8,6 +8,7 @@ pub mod bitbox02;
 #[cfg(all(feature = "hid", target_os = "linux"))]
 mod hidapi_transport;
 pub mod onlykey;
+pub mod tcp_transport;
 
 use serde::Serialize;
 use std::time::Duration;
