@@ -71,3 +71,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod session_tests;

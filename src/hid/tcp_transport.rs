@@ -48,7 +48,12 @@ impl Transport for Tcp {
         let mut got = 0;
         while got < REPORT_SIZE {
             match self.stream.read(&mut report[got..]) {
-                Ok(0) => return Err(io(std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed"))),
+                Ok(0) => {
+                    return Err(io(std::io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "connection closed",
+                    )));
+                }
                 Ok(n) => got += n,
                 Err(e) if got == 0 && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Ok(None);

@@ -92,7 +92,9 @@ impl Decoder {
             self.started = true;
         } else {
             if !self.started {
-                return Err(DeviceError::Framing("a continuation report without a start".into()));
+                return Err(DeviceError::Framing(
+                    "a continuation report without a start".into(),
+                ));
             }
             if report[4] != self.next_seq {
                 return Err(DeviceError::Framing(format!(
@@ -145,7 +147,9 @@ pub fn query(t: &mut dyn Transport, msg: &[u8], timeout: Duration) -> Result<Vec
             "framing error {:#04x}",
             answer.data.first().copied().unwrap_or(0)
         ))),
-        other => Err(DeviceError::Framing(format!("command {other:#04x} in the answer"))),
+        other => Err(DeviceError::Framing(format!(
+            "command {other:#04x} in the answer"
+        ))),
     }
 }
 

@@ -76,7 +76,11 @@ impl Info {
             2 => "BitBox02 Nova",
             _ => "BitBox (unknown platform)",
         };
-        let edition = if self.edition == 1 { "Bitcoin-only" } else { "Multi" };
+        let edition = if self.edition == 1 {
+            "Bitcoin-only"
+        } else {
+            "Multi"
+        };
         format!("{platform} {edition}")
     }
 
@@ -237,6 +241,9 @@ mod tests {
         assert_eq!(older.initialized, None);
         assert!(!older.framed());
         assert!(Info::parse(b"\x09v9").is_err());
-        assert!(Info::parse(b"\x03v9.\x00\x00\x07").is_err(), "a flag byte other than 0/1");
+        assert!(
+            Info::parse(b"\x03v9.\x00\x00\x07").is_err(),
+            "a flag byte other than 0/1"
+        );
     }
 }

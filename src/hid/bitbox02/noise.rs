@@ -60,7 +60,13 @@ pub fn host_key_from(bytes: &[u8; 32]) -> HostKey {
 /// pairing.rs`, `format_hash`).
 pub fn pairing_code(hash: &[u8; 32]) -> String {
     let b32 = base32::encode(base32::Alphabet::Rfc4648 { padding: true }, hash);
-    format!("{} {}\n{} {}", &b32[0..5], &b32[5..10], &b32[10..15], &b32[15..20])
+    format!(
+        "{} {}\n{} {}",
+        &b32[0..5],
+        &b32[5..10],
+        &b32[10..15],
+        &b32[15..20]
+    )
 }
 
 /// A finished handshake, before the pairing is settled.
@@ -104,7 +110,9 @@ pub fn handshake(hww: &mut Hww, host_key: &HostKey) -> Result<Handshake, DeviceE
         None,
     );
     if op(hww, OP_HANDSHAKE_START, &[], Waiting::Confirm("the connection"))? != [STATUS_SUCCESS] {
-        return Err(DeviceError::Noise("the device refused to start a handshake".into()));
+        return Err(DeviceError::Noise(
+            "the device refused to start a handshake".into(),
+        ));
     }
     let first = state.write_message_vec(&[]).map_err(noise)?;
     let second = status_body(op(hww, OP_HANDSHAKE, &first, Waiting::Confirm("the connection"))?)?;
@@ -124,7 +132,11 @@ pub fn handshake(hww: &mut Hww, host_key: &HostKey) -> Result<Handshake, DeviceE
     let device_wants_pairing = match done.as_slice() {
         [] | [0] => false,
         [1] => true,
-        other => return Err(DeviceError::Protocol(format!("handshake end answered {other:02x?}"))),
+        other => {
+            return Err(DeviceError::Protocol(format!(
+                "handshake end answered {other:02x?}"
+            )));
+        }
     };
     Ok(Handshake {
         state,
@@ -141,7 +153,9 @@ fn status_body(mut answer: Vec<u8>) -> Result<Vec<u8>, DeviceError> {
             answer.remove(0);
             Ok(answer)
         }
-        _ => Err(DeviceError::Noise("the device rejected a handshake message".into())),
+        _ => Err(DeviceError::Noise(
+            "the device rejected a handshake message".into(),
+        )),
     }
 }
 

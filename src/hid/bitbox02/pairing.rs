@@ -128,7 +128,10 @@ impl Pairings {
         let mut data: FileData =
             serde_json::from_slice(&bytes).map_err(|e| err(path, format!("not a pairing file: {e}")))?;
         if data.format != FORMAT {
-            return Err(err(path, format!("format {} (this coldkeep knows {FORMAT})", data.format)));
+            return Err(err(
+                path,
+                format!("format {} (this coldkeep knows {FORMAT})", data.format),
+            ));
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         let decoded = hex::decode_to_slice(&data.host_key, raw.as_mut_slice());
@@ -136,7 +139,10 @@ impl Pairings {
         decoded.map_err(|_| err(path, "`host_key` is not 32 bytes of hex"))?;
         for (name, p) in &data.devices {
             if hex::decode(&p.device_key).map(|k| k.len()) != Ok(32) {
-                return Err(err(path, format!("device {name}: `device_key` is not 32 bytes of hex")));
+                return Err(err(
+                    path,
+                    format!("device {name}: `device_key` is not 32 bytes of hex"),
+                ));
             }
         }
         Ok(Pairings {
@@ -256,7 +262,10 @@ fn check_owner_mode(path: &Path, regular: bool, uid: u32, mode: u32) -> Result<(
     }
     let me = crate::config::perms::euid();
     if uid != me {
-        return Err(err(path, format!("belongs to uid {uid}, not to you (uid {me}); refusing")));
+        return Err(err(
+            path,
+            format!("belongs to uid {uid}, not to you (uid {me}); refusing"),
+        ));
     }
     if mode & 0o077 != 0 {
         return Err(err(
@@ -287,22 +296,36 @@ mod tests {
         p.remember("treasury", &a).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
 
         let again = Pairings::load(&path).unwrap();
-        assert_eq!(again.host_key().as_slice(), p.host_key().as_slice(), "the host key persists");
+        assert_eq!(
+            again.host_key().as_slice(),
+            p.host_key().as_slice(),
+            "the host key persists"
+        );
         assert_eq!(again.check("treasury", &a).unwrap(), Known::Yes);
         let e = again.check("treasury", &b).unwrap_err().to_string();
         assert!(e.contains("not the BitBox02 paired under that name"), "{e}");
-        assert!(e.contains(&fingerprint(&a)) && e.contains(&fingerprint(&b)), "{e}");
+        assert!(
+            e.contains(&fingerprint(&a)) && e.contains(&fingerprint(&b)),
+            "{e}"
+        );
         let e = again.check("cold", &a).unwrap_err().to_string();
         assert!(e.contains("already paired as 'treasury'"), "{e}");
         assert_eq!(again.check("cold", &b).unwrap(), Known::New);
 
         let mut again = again;
         assert!(again.forget("treasury").unwrap());
-        assert_eq!(Pairings::load(&path).unwrap().check("treasury", &b).unwrap(), Known::New);
+        assert_eq!(
+            Pairings::load(&path).unwrap().check("treasury", &b).unwrap(),
+            Known::New
+        );
     }
 
     #[test]

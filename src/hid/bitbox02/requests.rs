@@ -82,7 +82,11 @@ pub fn list_backups(channel: &mut Channel, hww: &mut Hww) -> Result<Vec<pb::Back
 
 /// Is a backup of the wallet on the device on the card? Its id, or `None` (`CheckBackupRequest`;
 /// `silent: false` shows the name and id on the device for the user to confirm).
-pub fn check_backup(channel: &mut Channel, hww: &mut Hww, silent: bool) -> Result<Option<String>, DeviceError> {
+pub fn check_backup(
+    channel: &mut Channel,
+    hww: &mut Hww,
+    silent: bool,
+) -> Result<Option<String>, DeviceError> {
     match call(
         channel,
         hww,
@@ -134,8 +138,14 @@ mod tests {
     /// with the values of the firmware's own create test (`hww.rs`, `test_reboot_when_initialized`).
     #[test]
     fn requests_encode_as_the_firmware_expects() {
-        assert_eq!(encode(Request::ListBackups(pb::ListBackupsRequest {})), [0x7a, 0x00]);
-        assert_eq!(encode(Request::CheckSdcard(pb::CheckSdCardRequest {})), [0x6a, 0x00]);
+        assert_eq!(
+            encode(Request::ListBackups(pb::ListBackupsRequest {})),
+            [0x7a, 0x00]
+        );
+        assert_eq!(
+            encode(Request::CheckSdcard(pb::CheckSdCardRequest {})),
+            [0x6a, 0x00]
+        );
         assert_eq!(
             encode(Request::CheckBackup(pb::CheckBackupRequest { silent: true })),
             [0x9a, 0x01, 0x02, 0x08, 0x01]
@@ -150,7 +160,9 @@ mod tests {
                 timestamp: 1_601_281_809,
                 timezone_offset: 18000,
             })),
-            [0x32, 0x0a, 0x08, 0x91, 0xbe, 0xc6, 0xfb, 0x05, 0x10, 0xd0, 0x8c, 0x01]
+            [
+                0x32, 0x0a, 0x08, 0x91, 0xbe, 0xc6, 0xfb, 0x05, 0x10, 0xd0, 0x8c, 0x01
+            ]
         );
     }
 
@@ -158,7 +170,9 @@ mod tests {
     /// `list_backups = 7`, `check_backup = 8`; `BackupInfo`: `id = 1`, `timestamp = 2`, `name = 4`).
     #[test]
     fn answers_decode() {
-        let mut bytes = vec![0x3a, 0x0f, 0x0a, 0x0d, 0x0a, 0x02, b'a', b'b', 0x10, 0x05, 0x22, 0x05];
+        let mut bytes = vec![
+            0x3a, 0x0f, 0x0a, 0x0d, 0x0a, 0x02, b'a', b'b', 0x10, 0x05, 0x22, 0x05,
+        ];
         bytes.extend_from_slice(b"My BB");
         let r = pb::Response::decode(bytes.as_slice()).unwrap();
         let Some(Response::ListBackups(list)) = r.response else {

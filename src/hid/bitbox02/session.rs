@@ -103,7 +103,11 @@ impl Session<'_> {
 
     /// The id of this wallet's backup on the card, if there is one (`silent: false` shows it on
     /// the device for the user to confirm).
-    pub fn check_backup(&mut self, silent: bool, notice: &mut dyn FnMut(Notice)) -> Result<Option<String>, DeviceError> {
+    pub fn check_backup(
+        &mut self,
+        silent: bool,
+        notice: &mut dyn FnMut(Notice),
+    ) -> Result<Option<String>, DeviceError> {
         if !silent {
             notice(Notice::ConfirmOnDevice("confirm the backup's name and id"));
         }
