@@ -22,7 +22,10 @@ impl Validator<'_> {
             if let Some(first) = seen.insert(h.name.value.clone(), h.name.referenced.line()) {
                 return Err(self.err(
                     &h.name.referenced,
-                    format!("duplicate hardware key `{}` (first at line {first})", h.name.value),
+                    format!(
+                        "duplicate hardware key `{}` (first at line {first})",
+                        h.name.value
+                    ),
                 ));
             }
             let model = match h.model.value.as_str() {
@@ -76,9 +79,15 @@ mod tests {
 
         for (yaml, want) in [
             ("  - {name: a, model: trezor}\n", "c.yaml:5:"),
-            ("  - {name: a, model: onlykey}\n  - {name: a, model: bitbox02}\n", "duplicate hardware key `a`"),
+            (
+                "  - {name: a, model: onlykey}\n  - {name: a, model: bitbox02}\n",
+                "duplicate hardware key `a`",
+            ),
             ("  - {name: ../a, model: onlykey}\n", "invalid hardware key name"),
-            ("  - {name: a, model: onlykey, check_every: 0s}\n", "longer than 0"),
+            (
+                "  - {name: a, model: onlykey, check_every: 0s}\n",
+                "longer than 0",
+            ),
             ("  - {name: a, model: onlykey, every: 1d}\n", "every"),
         ] {
             let e = Config::parse(&format!("{BASE}hardware:\n{yaml}"), Path::new("c.yaml"))

@@ -3,9 +3,9 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+mod hardware;
 pub mod perms;
 mod raw;
-mod hardware;
 mod redact;
 mod secret;
 mod validate;
