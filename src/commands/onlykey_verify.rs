@@ -31,6 +31,8 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
         key_file.as_deref(),
         rsa_key.as_deref(),
     )?;
+    // A stored backup's verification is recorded for `status` (name, artifact id).
+    let mut recorded: Option<(&Config, &str, String)> = None;
     let (source, stored) = match (name, file) {
         (Some(name), _) => {
             hardware::check_name(name)?;
@@ -44,6 +46,7 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
                 .find(|f| f.entry.path == onlykey::FILE)
                 .context("the artifact holds no OnlyKey backup text")?;
             let t = std::str::from_utf8(&file.data).context("the stored text is not UTF-8")?;
+            recorded = Some((config, name.as_str(), artifact.id.clone()));
             (format!("{name} ({})", artifact.id), Zeroizing::new(t.to_string()))
         }
         (None, Some(file)) => (file.clone(), onlykey::read_text(file)?),
@@ -56,7 +59,16 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
     let parsed = text::parse(&stored).context("not a valid OnlyKey backup")?;
     let identity = parsed.identity();
     println!("{source}: {}", identity.short());
-    match backup::open(&parsed.payload, &key) {
+    let opened = backup::open(&parsed.payload, &key);
+    if let Some((config, name, artifact)) = recorded
+        && !matches!(opened, Err(OpenError::BadKey(_)))
+    {
+        let detail = opened.as_ref().err().map(|e| e.to_string());
+        let check = crate::ops::hardware_checks::onlykey_check(name, &artifact, detail);
+        let id = crate::ops::run_state::record_device_check(config, &check)?;
+        eprintln!("Recorded as check {id} (see `coldkeep status`).");
+    }
+    match opened {
         Ok(summary) => {
             println!("  opens with {}", key.describe());
             for line in summary.lines() {

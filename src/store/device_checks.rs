@@ -109,7 +109,8 @@ impl DeviceCheck {
             model: model.into(),
             device_key: None,
             source,
-            checked_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 0),
+            // To the microsecond: two checks in one second still order.
+            checked_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
             result,
             backup_id: None,
             backup_name: None,

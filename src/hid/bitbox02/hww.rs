@@ -35,7 +35,7 @@ pub struct Timing {
     pub poll: Duration,
     /// Before asking a busy device again (the clients use 1 s).
     pub busy_wait: Duration,
-    /// How many BUSY answers in a row before giving up.
+    /// How many BUSY answers in a row before giving up (sooner once `user` has passed).
     pub busy_tries: u32,
     /// How long one request may wait for the user (password, pairing code, confirmations).
     pub user: Duration,
@@ -166,6 +166,7 @@ impl<'t> Hww<'t> {
         framed.push(REQ_NEW);
         framed.extend_from_slice(msg);
         let mut busy = 0;
+        let asked = Instant::now();
         let mut answer = loop {
             let answer = match framing::query(self.transport, &framed, self.timing.reply) {
                 Err(DeviceError::Busy) => vec![RSP_BUSY],
@@ -173,7 +174,7 @@ impl<'t> Hww<'t> {
             };
             if answer.first() == Some(&RSP_BUSY) {
                 busy += 1;
-                if busy >= self.timing.busy_tries {
+                if busy >= self.timing.busy_tries || asked.elapsed() >= self.timing.user {
                     return Err(DeviceError::Busy);
                 }
                 std::thread::sleep(self.timing.busy_wait);
