@@ -552,3 +552,37 @@ fn onlykey_verifications_are_recorded_for_status() {
     assert!(p.contains("the backup does not open ("), "{p}");
     assert!(!p.contains(good["passphrase"].as_str().unwrap()));
 }
+
+/// A hidraw node without the udev rule's access, opened by an unprivileged user (the real one the
+/// tests use): the error says to install the rules and replug. A 0600 root file stands in for
+/// `/dev/hidrawN`; the binary is copied where that user may run it.
+#[test]
+fn a_device_this_user_may_not_open_says_to_install_the_udev_rules() {
+    let user = support::sudo::LOGIN_USER;
+    coldkeep::testkit::sandbox::ensure_user(user).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("coldkeep");
+    fs::copy(env!("CARGO_BIN_EXE_coldkeep"), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let hidraw = dir.path().join("hidraw7");
+    fs::write(&hidraw, b"").unwrap();
+    fs::set_permissions(&hidraw, fs::Permissions::from_mode(0o600)).unwrap();
+    let o = std::process::Command::new("su")
+        .args([user, "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "'{}' bitbox02 backups list --name t --device '{}'",
+            bin.display(),
+            hidraw.display()
+        ))
+        .env_remove("COLDKEEP_BITBOX02_SIMULATOR")
+        .env_remove("COLDKEEP_BITBOX02_PAIRING")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let want = format!(
+        "no permission to open {}: install the udev rules from the README (then unplug and replug",
+        hidraw.display()
+    );
+    assert!(text(&o.stderr).contains(&want), "{}", out(&o));
+}
