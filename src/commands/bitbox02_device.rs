@@ -81,11 +81,13 @@ pub fn run(config: &Config, cmd: &BackupsCommand) -> anyhow::Result<Exit> {
     } else {
         print_checked(&checked, matches!(cmd, BackupsCommand::Create(_)));
     }
-    Ok(if checked.result == CheckResult::Found {
-        Exit::Ok
-    } else {
-        Exit::Failed
-    })
+    Ok(
+        if checked.result == CheckResult::Found && checked.record_error.is_none() {
+            Exit::Ok
+        } else {
+            Exit::Failed
+        },
+    )
 }
 
 fn print_checked(c: &Checked, created: bool) {
@@ -132,7 +134,11 @@ fn print_checked(c: &Checked, created: bool) {
             c.card_backups, d.name
         ),
     }
-    println!("Recorded as check {} (see `coldkeep status`).", c.record);
+    match (&c.record, &c.record_error) {
+        (Some(id), _) => println!("Recorded as check {id} (see `coldkeep status`)."),
+        (None, Some(e)) => eprintln!("error: the check could not be recorded in the store: {e}"),
+        (None, None) => {}
+    }
 }
 
 fn about(d: &DeviceSummary) -> String {

@@ -70,13 +70,21 @@ pub struct CardEntry {
 }
 
 impl From<pb::BackupInfo> for CardEntry {
+    /// The device's words are printed and recorded: control characters (a terminal escape from
+    /// a doctored card or a hostile device) become `?`.
     fn from(b: pb::BackupInfo) -> CardEntry {
         CardEntry {
             created: DateTime::from_timestamp(i64::from(b.timestamp), 0),
-            id: b.id,
-            name: b.name,
+            id: printable(&b.id),
+            name: printable(&b.name),
         }
     }
+}
+
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// `bitbox02 backups list`.
@@ -104,7 +112,10 @@ pub struct Checked {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stored: Option<StoredMatch>,
     /// The signed record of this check.
-    pub record: String,
+    pub record: Option<String>,
+    /// Why it could not be recorded (the answer stands; `status` will not see it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
 }
 
 /// The store's newest card backup of this name against the device's wallet.
@@ -230,8 +241,7 @@ pub fn check(
         Ok((device, Some((id, backups))))
     })?;
     let Some((id, backups)) = answer else {
-        let record =
-            super::run_state::record_device_check(config, &record_of(&device, CheckResult::NoCard, None))?;
+        let (record, record_error) = record(config, &record_of(&device, CheckResult::NoCard, None));
         return Ok(Checked {
             result: CheckResult::NoCard,
             device,
@@ -239,9 +249,10 @@ pub fn check(
             card_backups: 0,
             stored: None,
             record,
+            record_error,
         });
     };
-    finish(config, device, id, backups, None)
+    Ok(finish(config, device, id, backups, None))
 }
 
 /// Writes a new backup to the card (the device refuses without a wallet, in its own words;
@@ -261,15 +272,22 @@ pub fn create(
         let id = s.check_backup(true, notice)?;
         Ok((device, id, s.list_backups()?))
     })?;
-    let checked = finish(config, device, id, backups, Some("after creating it"))?;
+    let checked = finish(config, device, id, backups, Some("after creating it"));
     if checked.found.is_none() {
         anyhow::bail!(
             "the BitBox02 reported the backup created, but its check finds no backup of this wallet \
-             on the card (record {}): re-create it, or use another card",
-            checked.record
+             on the card: re-create it, or use another card"
         );
     }
     Ok(checked)
+}
+
+/// Signs and stores a check record: its id, or why not.
+fn record(config: &Config, check: &DeviceCheck) -> (Option<String>, Option<String>) {
+    match super::run_state::record_device_check(config, check) {
+        Ok(id) => (Some(id), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    }
 }
 
 fn finish(
@@ -278,7 +296,8 @@ fn finish(
     id: Option<String>,
     backups: Vec<pb::BackupInfo>,
     detail: Option<&str>,
-) -> anyhow::Result<Checked> {
+) -> Checked {
+    let id = id.map(|i| printable(&i));
     let card_backups = backups.len();
     let found = id.map(|id| {
         backups
@@ -298,18 +317,19 @@ fn finish(
     };
     let mut rec = record_of(&device, result, found.as_ref());
     rec.detail = detail.map(str::to_string);
-    let record = super::run_state::record_device_check(config, &rec)?;
+    let (record, record_error) = record(config, &rec);
     let stored = found
         .as_ref()
         .and_then(|f| stored_match(config, &device.name, &f.id));
-    Ok(Checked {
+    Checked {
         result,
         device,
         found,
         card_backups,
         stored,
         record,
-    })
+        record_error,
+    }
 }
 
 fn record_of(device: &DeviceSummary, result: CheckResult, found: Option<&CardEntry>) -> DeviceCheck {

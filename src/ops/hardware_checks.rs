@@ -122,7 +122,7 @@ pub fn statuses(
     max_age: Option<Duration>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(Vec<HardwareStatus>, usize)> {
-    let checks = Store::new(&config.store).device_checks()?;
+    let checks = Store::new(&config.store).device_checks();
     let mut newest: BTreeMap<&str, &DeviceCheck> = BTreeMap::new();
     let mut newest_ok: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
     // Oldest first: later ones replace earlier ones.
@@ -192,6 +192,11 @@ pub fn statuses(
                 "last checked {} (must be checked every {})",
                 crate::ops::hardware_checks::ago(age),
                 period(every)
+            ));
+        }
+        if let Some(first) = checks.unreadable.first() {
+            problems.push(format!(
+                "some check records could not be read, so a check may be missing: {first}"
             ));
         }
         if let Some(why) = planted.get(&name) {

@@ -129,6 +129,9 @@ pub struct DeviceChecks {
     pub trusted: Vec<DeviceCheck>,
     /// Files that are not trusted records, and why.
     pub untrusted: Vec<(PathBuf, String)>,
+    /// Record directories that could not be read (a file where a directory belongs, no access),
+    /// so some checks may be missing.
+    pub unreadable: Vec<String>,
 }
 
 /// The record's file id: its stamp and the start of its bytes' SHA-256.
@@ -179,15 +182,30 @@ impl Store {
         }
     }
 
-    /// Reads every record of every device in every root.
-    pub fn device_checks(&self) -> Result<DeviceChecks, StoreError> {
+    /// Reads every record of every device in every root. A directory that cannot be read is
+    /// noted, not fatal: whoever can write one replica must not blind `status` for the rest.
+    pub fn device_checks(&self) -> DeviceChecks {
         let mut out = DeviceChecks::default();
         let mut seen = std::collections::BTreeSet::new();
         for root in self.roots() {
             let base = root.join(super::STATE_DIR).join(CHECKS_DIR);
-            for device in super::subdirs(&base)? {
+            let devices = match super::subdirs(&base) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.unreadable.push(e.to_string());
+                    continue;
+                }
+            };
+            for device in devices {
                 let dir = base.join(&device);
-                for (name, _) in super::read_dir(&dir)? {
+                let entries = match super::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        out.unreadable.push(e.to_string());
+                        continue;
+                    }
+                };
+                for (name, _) in entries {
                     let Some(name) = name.to_str() else {
                         out.untrusted
                             .push((dir.join(&name), "a file name that is not UTF-8".into()));
@@ -210,7 +228,7 @@ impl Store {
         }
         out.trusted
             .sort_by(|a, b| (a.checked_at, &a.device).cmp(&(b.checked_at, &b.device)));
-        Ok(out)
+        out
     }
 
     /// One record, trusted or the reason it is not.
@@ -313,7 +331,7 @@ mod tests {
             );
             assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
         }
-        let read = s.device_checks().unwrap();
+        let read = s.device_checks();
         assert_eq!(read.trusted, [c], "once, though two roots hold it");
         assert!(read.untrusted.is_empty(), "{:?}", read.untrusted);
         // The store's artifact listing does not see them.
@@ -356,7 +374,7 @@ mod tests {
         // A link to the real record.
         std::os::unix::fs::symlink(d.join(format!("{id}{SUFFIX}")), d.join(format!("x{SUFFIX}"))).unwrap();
 
-        let read = s.device_checks().unwrap();
+        let read = s.device_checks();
         assert_eq!(read.trusted, [real], "only the agent's own record");
         let why: Vec<String> = read.untrusted.iter().map(|(_, w)| w.clone()).collect();
         let has = |w: &str| why.iter().any(|x| x.contains(w));
@@ -380,7 +398,7 @@ mod tests {
         let mut c = check("treasury", CheckResult::Found);
         c.checked_at += chrono::Duration::hours(1);
         s.record_device_check(&c).unwrap();
-        let read = s.device_checks().unwrap();
+        let read = s.device_checks();
         assert!(read.trusted.is_empty());
         assert!(
             read.untrusted[0].1.contains("in the future"),
@@ -388,5 +406,30 @@ mod tests {
             read.untrusted
         );
         assert!(s.record_device_check(&check("../x", CheckResult::Found)).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_records_directory_is_noted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.record_device_check(&check("treasury", CheckResult::Found))
+            .unwrap();
+        // A replica writer puts a file where the directory belongs.
+        let base = s.replicas[0].join(crate::store::STATE_DIR).join(CHECKS_DIR);
+        fs::remove_dir_all(&base).unwrap();
+        fs::write(&base, b"x").unwrap();
+        let read = s.device_checks();
+        assert_eq!(read.trusted.len(), 1, "the primary's record still counts");
+        assert_eq!(read.unreadable.len(), 1, "{:?}", read.unreadable);
+        assert!(
+            s.record_device_check(&check("treasury", CheckResult::Found))
+                .is_err(),
+            "reported"
+        );
+        assert_eq!(
+            s.device_checks().trusted.len(),
+            2,
+            "written to the primary all the same"
+        );
     }
 }

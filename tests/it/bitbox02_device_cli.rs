@@ -302,7 +302,7 @@ fn the_errors_users_meet_each_with_its_fix() {
         out(&o)
     );
     assert!(
-        out(&o).contains("Set it up in the BitBoxApp first"),
+        out(&o).contains("set it up in the BitBoxApp first"),
         "{}",
         out(&o)
     );

@@ -121,10 +121,11 @@ pub enum DeviceError {
     /// No microSD card in the device.
     #[error("the BitBox02 has no microSD card inserted (it says so): insert the card and run again")]
     NoCard,
-    /// The device has no wallet yet.
+    /// The device has no wallet yet, or no backup was ever made of it.
     #[error(
-        "the BitBox02 answered \"{0}\": it is not set up (no wallet on it). Set it up in the \
-         BitBoxApp first"
+        "the BitBox02 answered \"{0}\": it holds no wallet yet (set it up in the BitBoxApp \
+         first), or its wallet never had a backup made (make the first: `coldkeep bitbox02 backups \
+         create`)"
     )]
     NotSetUp(String),
     /// Any other protobuf error from the device.

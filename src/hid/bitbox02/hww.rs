@@ -90,9 +90,15 @@ impl Info {
         let bad = || DeviceError::Protocol(format!("an info answer of {} bytes", bytes.len()));
         let (&n, rest) = bytes.split_first().ok_or_else(bad)?;
         let version = rest.get(..usize::from(n)).ok_or_else(bad)?;
+        // Printed and recorded: only the characters of a version.
         let version = std::str::from_utf8(version)
             .ok()
             .and_then(|v| v.strip_prefix('v'))
+            .filter(|v| {
+                !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+            })
             .ok_or_else(bad)?
             .to_string();
         let rest = &rest[usize::from(n)..];
