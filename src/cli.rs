@@ -414,16 +414,11 @@ pub struct DeviceArgs {
     /// The device's name: its pairing, its check records, its backups in the store
     #[arg(long, value_name = "NAME")]
     pub name: String,
-    /// The hidraw device [default: the one BitBox02 attached]
+    /// The hidraw device [default: the one BitBox02 attached]; wins over a simulator
     #[arg(long, value_name = "PATH")]
     pub device: Option<String>,
     /// A BitBox02 simulator (raw reports over TCP, e.g. 127.0.0.1:15423) instead of USB
-    #[arg(
-        long,
-        value_name = "HOST:PORT",
-        env = "COLDKEEP_BITBOX02_SIMULATOR",
-        conflicts_with = "device"
-    )]
+    #[arg(long, value_name = "HOST:PORT", env = "COLDKEEP_BITBOX02_SIMULATOR")]
     pub simulator: Option<String>,
     /// How long to wait for you on the device (password, pairing code, confirmations)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]

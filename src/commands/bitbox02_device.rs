@@ -15,9 +15,10 @@ fn request(a: &DeviceArgs) -> anyhow::Result<DeviceRequest> {
     check_name(&a.name)?;
     Ok(DeviceRequest {
         name: a.name.clone(),
-        target: match &a.simulator {
-            Some(addr) => Target::Simulator(addr.clone()),
-            None => Target::Usb(a.device.clone()),
+        // An explicit --device wins over a simulator named in the environment.
+        target: match (&a.device, &a.simulator) {
+            (None, Some(addr)) => Target::Simulator(addr.clone()),
+            (device, _) => Target::Usb(device.clone()),
         },
         timeout: a.timeout,
         pairing_file: a.pairing_file.clone(),

@@ -140,6 +140,12 @@ pub fn statuses(
             .and_then(|d| d.file_name())
             .map(|d| d.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // A directory name a store writer chose is shown quoted unless it is a valid name.
+        let device = if super::hardware::check_name(&device).is_ok() {
+            device
+        } else {
+            format!("{device:?}")
+        };
         planted.entry(device).or_default().push(why);
     }
     let mut names: Vec<(String, Option<String>)> = config

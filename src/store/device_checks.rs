@@ -259,7 +259,7 @@ impl Store {
         }
         if check.device != device {
             return Err(format!(
-                "the record of `{}`, stored under `{device}`",
+                "the record of `{}`, stored under {device:?}",
                 check.device
             ));
         }
@@ -380,7 +380,7 @@ mod tests {
         let has = |w: &str| why.iter().any(|x| x.contains(w));
         assert!(has("signature unsigned"), "{why:?}");
         assert!(has("not in allowed_signers"), "{why:?}");
-        assert!(has("stored under `spare`"), "{why:?}");
+        assert!(has("stored under \"spare\""), "{why:?}");
         assert!(has("stored under another name"), "{why:?}");
         assert!(has("a symbolic link (not followed)"), "{why:?}");
         assert!(!why.iter().any(|w| w.contains(&gid)), "{why:?}");

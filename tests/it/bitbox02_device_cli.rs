@@ -163,7 +163,10 @@ fn pairing_is_confirmed_once_remembered_and_a_changed_device_key_is_refused() {
 #[test]
 fn list_check_and_create_through_the_device() {
     let (f, server) = rig("");
-    server.set(|d| d.card = Some(vec![other_wallet()]));
+    let mut hostile = other_wallet();
+    hostile.id = "ef".repeat(32);
+    hostile.name = "evil\x1b]0;owned\x07".into();
+    server.set(|d| d.card = Some(vec![other_wallet(), hostile]));
 
     let o = device(&f, &server, "list", "treasury", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
@@ -172,6 +175,11 @@ fn list_check_and_create_through_the_device() {
         stdout.contains(&"cd".repeat(32)) && stdout.contains("Old wallet"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("evil?]0;owned?") && !stdout.contains('\x1b'),
+        "no terminal escapes: {stdout}"
+    );
+    server.set(|d| d.card = Some(vec![other_wallet()]));
     assert!(stdout.contains("2017-07-14 02:40:00"), "the date, UTC: {stdout}");
     let o = device(&f, &server, "list", "treasury", &["--json"]);
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -333,6 +341,22 @@ fn the_errors_users_meet_each_with_its_fix() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // ... and an explicit --device wins over it.
+    let o = f
+        .command(&[
+            "bitbox02",
+            "backups",
+            "list",
+            "--name",
+            "t",
+            "--device",
+            "/nonexistent/hidraw9",
+        ])
+        .env("COLDKEEP_BITBOX02_SIMULATOR", &server.addr)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("/nonexistent/hidraw9"), "{}", out(&o));
 }
 
 /// Records a check as if made `days` ago, signed with the fleet's key through the store.
