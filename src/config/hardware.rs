@@ -7,14 +7,61 @@
 //!     check_every: 30d      # status flags it when its last check is older
 //! ```
 
+use super::Config;
 use super::raw::RawHardware;
 use super::validate::Validator;
-use super::{HardwareConfig, HardwareModel};
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// One hardware key `status` watches (`hardware:`): its backups' checks, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardwareConfig {
+    /// The name it has in the store, the pairing file and its check records.
+    pub name: String,
+    /// `bitbox02` or `onlykey`.
+    pub model: HardwareModel,
+    /// `status` flags it when its last check is older (default: `status --max-age`).
+    pub check_every: Option<Duration>,
+}
+
+/// A hardware key model whose backups coldkeep checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareModel {
+    /// BitBox02: its microSD backup, checked by the device (`bitbox02 backups check`).
+    Bitbox02,
+    /// OnlyKey: its stored backup text, decrypted offline (`onlykey verify --name`).
+    Onlykey,
+}
+
+impl HardwareModel {
+    /// The config and record spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HardwareModel::Bitbox02 => "bitbox02",
+            HardwareModel::Onlykey => "onlykey",
+        }
+    }
+
+    /// How people write it.
+    pub fn display(self) -> &'static str {
+        match self {
+            HardwareModel::Bitbox02 => "BitBox02",
+            HardwareModel::Onlykey => "OnlyKey",
+        }
+    }
+}
+
+impl Config {
+    /// The `hardware:` entry with this name.
+    pub fn hardware_key(&self, name: &str) -> Option<&HardwareConfig> {
+        self.hardware.iter().find(|h| h.name == name)
+    }
+}
 
 impl Validator<'_> {
     /// Validates `hardware:`: names as for nodes, unique; a known model; a non-zero period.
-    pub(super) fn hardware(&self, raw: Vec<RawHardware>) -> Result<Vec<HardwareConfig>, super::ConfigError> {
+    pub(super) fn hardware(&self, raw: &[RawHardware]) -> Result<Vec<HardwareConfig>, super::ConfigError> {
         let mut seen: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::new();
         for h in raw {
@@ -38,7 +85,7 @@ impl Validator<'_> {
                     ));
                 }
             };
-            let check_every = match h.check_every {
+            let check_every = match &h.check_every {
                 Some(d) if d.value.0.is_zero() => {
                     return Err(self.err(&d.referenced, "`check_every` must be longer than 0"));
                 }
@@ -46,7 +93,7 @@ impl Validator<'_> {
                 None => None,
             };
             out.push(HardwareConfig {
-                name: h.name.value,
+                name: h.name.value.clone(),
                 model,
                 check_every,
             });

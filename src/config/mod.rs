@@ -10,6 +10,7 @@ mod redact;
 mod secret;
 mod validate;
 
+pub use hardware::{HardwareConfig, HardwareModel};
 pub use raw::parse_duration;
 pub use secret::{Secret, SecretError};
 
@@ -114,49 +115,10 @@ pub struct Config {
     pub verify_identity: Option<PathBuf>,
     /// The top-level `retention:` (hardware keys follow it; keystores may override it).
     pub retention: Retention,
-    /// The nodes, in config order.
-    pub nodes: Vec<NodeConfig>,
     /// `hardware:`: hardware keys and how often each must be checked.
     pub hardware: Vec<HardwareConfig>,
-}
-
-/// One hardware key `status` watches (`hardware:`): its backups' checks, by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HardwareConfig {
-    /// The name it has in the store, the pairing file and its check records.
-    pub name: String,
-    /// `bitbox02` or `onlykey`.
-    pub model: HardwareModel,
-    /// `status` flags it when its last check is older (default: `status --max-age`).
-    pub check_every: Option<Duration>,
-}
-
-/// A hardware key model whose backups coldkeep checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HardwareModel {
-    /// BitBox02: its microSD backup, checked by the device (`bitbox02 backups check`).
-    Bitbox02,
-    /// OnlyKey: its stored backup text, decrypted offline (`onlykey verify --name`).
-    Onlykey,
-}
-
-impl HardwareModel {
-    /// The config and record spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HardwareModel::Bitbox02 => "bitbox02",
-            HardwareModel::Onlykey => "onlykey",
-        }
-    }
-
-    /// How people write it.
-    pub fn display(self) -> &'static str {
-        match self {
-            HardwareModel::Bitbox02 => "BitBox02",
-            HardwareModel::Onlykey => "OnlyKey",
-        }
-    }
+    /// The nodes, in config order.
+    pub nodes: Vec<NodeConfig>,
 }
 
 /// `hooks:`: shell commands run around a backup run, in a clean environment with `COLDKEEP_*`
@@ -534,11 +496,6 @@ impl Config {
     /// The node with this name.
     pub fn node(&self, name: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.name == name)
-    }
-
-    /// The `hardware:` entry with this name.
-    pub fn hardware_key(&self, name: &str) -> Option<&HardwareConfig> {
-        self.hardware.iter().find(|h| h.name == name)
     }
 }
 

@@ -167,6 +167,7 @@ impl Validator<'_> {
             Some(p) => Some(self.path(p)?),
             None => None,
         };
+        let hardware = self.hardware(&raw.hardware)?;
         let signing = self.signing(&raw, &store)?;
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -190,7 +191,6 @@ impl Validator<'_> {
             }
             nodes.push(self.node(node, &defaults, &shared)?);
         }
-        let hardware = self.hardware(raw.hardware)?;
         Ok(Config {
             source: self.source.to_path_buf(),
             store,
@@ -205,8 +205,8 @@ impl Validator<'_> {
             verify_schedule,
             verify_identity,
             retention: shared.retention.clone(),
-            nodes,
             hardware,
+            nodes,
         })
     }
 

@@ -1,7 +1,6 @@
 //! Test and demo support, kept out of the domain layers: throwaway sshd nodes ([`sandbox`]), a
-//! scripted fake HID device ([`hid_fake`]), a fake BitBox02 that speaks the device side of its
-//! protocol in process ([`bitbox02_fake`]) and over TCP ([`bitbox02_server`]), Acra keystore
-//! fixtures ([`acra`]) and the fuzz entry points ([`fuzzing`]). Used by the integration tests, `bench/`, `fuzz/` and `coldkeep demo`.
+//! scripted fake HID device ([`hid_fake`]), Acra keystore fixtures ([`acra`]) and the fuzz entry
+//! points ([`fuzzing`]). Used by the integration tests, `bench/`, `fuzz/` and `coldkeep demo`.
 //!
 //! It lives in the library (hidden from the docs) rather than under `tests/` so that all of those
 //! share one copy. Domain layers (config, remote, material, bundle, store, hid, ops) never import
