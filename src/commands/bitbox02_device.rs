@@ -114,7 +114,7 @@ fn print_checked(c: &Checked, created: bool) {
                         "  WARNING: the backup stored as '{}' (artifact {}) is another wallet (id {}…)",
                         d.name,
                         s.artifact,
-                        &s.backup_id[..s.backup_id.len().min(8)]
+                        crate::text::escape_control(&s.backup_id.chars().take(8).collect::<String>())
                     );
                 }
             }

@@ -252,7 +252,7 @@ pub fn check(
             record_error,
         });
     };
-    Ok(finish(config, device, id, backups, None))
+    Ok(finish(config, device, id, backups, None)?)
 }
 
 /// Writes a new backup to the card (the device refuses without a wallet, in its own words;
@@ -272,7 +272,7 @@ pub fn create(
         let id = s.check_backup(true, notice)?;
         Ok((device, id, s.list_backups()?))
     })?;
-    let checked = finish(config, device, id, backups, Some("after creating it"));
+    let checked = finish(config, device, id, backups, Some("after creating it"))?;
     if checked.found.is_none() {
         anyhow::bail!(
             "the BitBox02 reported the backup created, but its check finds no backup of this wallet \
@@ -290,26 +290,31 @@ fn record(config: &Config, check: &DeviceCheck) -> (Option<String>, Option<Strin
     }
 }
 
+/// Records the answer. A "found" must name a backup the card's listing holds: a device that
+/// claims one the card does not show is not believed, and nothing is recorded.
 fn finish(
     config: &Config,
     device: DeviceSummary,
     id: Option<String>,
     backups: Vec<pb::BackupInfo>,
     detail: Option<&str>,
-) -> Checked {
-    let id = id.map(|i| printable(&i));
+) -> Result<Checked, DeviceError> {
     let card_backups = backups.len();
-    let found = id.map(|id| {
-        backups
-            .into_iter()
-            .find(|b| b.id == id)
-            .map(CardEntry::from)
-            .unwrap_or(CardEntry {
-                id,
-                name: String::new(),
-                created: None,
-            })
-    });
+    let found = match id {
+        None => None,
+        Some(id) => Some(
+            backups
+                .into_iter()
+                .find(|b| b.id == id)
+                .map(CardEntry::from)
+                .ok_or_else(|| {
+                    DeviceError::Protocol(format!(
+                        "the device reports backup {id} as this wallet's, but its card listing \
+                         does not hold it; nothing was recorded"
+                    ))
+                })?,
+        ),
+    };
     let result = if found.is_some() {
         CheckResult::Found
     } else {
@@ -321,7 +326,7 @@ fn finish(
     let stored = found
         .as_ref()
         .and_then(|f| stored_match(config, &device.name, &f.id));
-    Checked {
+    Ok(Checked {
         result,
         device,
         found,
@@ -329,7 +334,7 @@ fn finish(
         stored,
         record,
         record_error,
-    }
+    })
 }
 
 fn record_of(device: &DeviceSummary, result: CheckResult, found: Option<&CardEntry>) -> DeviceCheck {

@@ -5,6 +5,7 @@
 
 use crate::config::{Config, HardwareModel};
 use crate::store::{CheckResult, DeviceCheck, Store};
+use crate::text::escape_control;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -73,12 +74,19 @@ impl HardwareStatus {
                 "on the card: {}",
                 describe(c.backup_id.as_deref(), c.backup_name.as_deref(), c.backup_created)
             ),
-            CheckResult::Opens => format!("opens: artifact {}", c.backup_id.as_deref().unwrap_or("?")),
+            CheckResult::Opens => format!(
+                "opens: artifact {}",
+                escape_control(c.backup_id.as_deref().unwrap_or("?"))
+            ),
             CheckResult::NotFound => "NOT on the card".into(),
             CheckResult::NoCard => "NO CARD in the device".into(),
             CheckResult::DoesNotOpen => "DOES NOT OPEN".into(),
         };
-        format!("{model} '{}': backup {verb} {ago} ({what})", self.name)
+        format!(
+            "{} '{}': backup {verb} {ago} ({what})",
+            escape_control(model),
+            self.name
+        )
     }
 }
 
@@ -92,8 +100,9 @@ fn model_name(model: &str) -> &str {
 
 /// `577782fd… "My BitBox", 2020-09-28`.
 pub fn describe(id: Option<&str>, name: Option<&str>, created: Option<DateTime<Utc>>) -> String {
+    // By characters: a record is signed, but what it holds came from a device or a card.
     let mut out = id
-        .map(|i| format!("{}…", &i[..i.len().min(8)]))
+        .map(|i| format!("{}…", escape_control(&i.chars().take(8).collect::<String>())))
         .unwrap_or_default();
     if let Some(n) = name {
         let _ = write!(out, " {n:?}");
@@ -222,8 +231,10 @@ pub fn statuses(
                 c.model
             ));
         }
+        // What a record or a store path says reaches the terminal: no escapes, no forged lines.
+        let problems = problems.iter().map(|p| escape_control(p)).collect();
         out.push(HardwareStatus {
-            name: name.clone(),
+            name: escape_control(&name),
             model,
             age_seconds: age,
             last_ok: newest_ok.get(name.as_str()).copied(),
@@ -234,6 +245,22 @@ pub fn statuses(
         });
     }
     Ok((out, checks.untrusted.len()))
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped (the exposition format's
+/// three), other control characters dropped.
+fn label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn period(d: Duration) -> String {
@@ -255,8 +282,8 @@ pub fn metrics_text(config: &Config) -> anyhow::Result<String> {
     let label = |s: &HardwareStatus| {
         format!(
             "device=\"{}\",model=\"{}\"",
-            s.name.replace('\\', "\\\\").replace('"', "\\\""),
-            s.model
+            label_value(&s.name),
+            label_value(&s.model)
         )
     };
     let _ = writeln!(
@@ -311,5 +338,20 @@ mod tests {
         assert_eq!(ago(3 * 86_400 + 5), "3 days ago");
         assert_eq!(period(Duration::from_secs(30 * 86_400)), "30d");
         assert_eq!(period(Duration::from_secs(36 * 3600)), "36h");
+    }
+
+    /// Whatever a signed record holds, its line is one line without escapes, cut by characters.
+    #[test]
+    fn odd_record_content_is_shown_safely() {
+        assert_eq!(
+            describe(Some(&"é".repeat(9)), None, None),
+            format!("{}…", "é".repeat(8))
+        );
+        assert_eq!(describe(Some("ab"), Some("x\ny"), None), "ab… \"x\\ny\"");
+        assert_eq!(
+            describe(Some("\x1b[2J\x1b[H"), None, None),
+            "\\u{1b}[2J\\u{1b}[H…"
+        );
+        assert_eq!(label_value("a\"b\\c\nd\x1b"), "a\\\"b\\\\c\\nd");
     }
 }

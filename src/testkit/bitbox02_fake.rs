@@ -65,6 +65,8 @@ pub struct DeviceState {
     pub name: String,
     /// The firmware version it reports.
     pub firmware: String,
+    /// A hostile device: answers a backup check with this id, whatever the card holds.
+    pub forged_check_id: Option<String>,
     /// What it was asked, in order (`info`, `unlock`, `handshake`, `pairing`, request names).
     pub seen: Vec<String>,
 }
@@ -89,6 +91,7 @@ impl DeviceState {
             busy_next: 0,
             name: "My BitBox".into(),
             firmware: "9.21.0".into(),
+            forged_check_id: None,
             seen: Vec::new(),
         }
     }
@@ -443,6 +446,9 @@ impl FakeBitBox02 {
                 let Some(card) = &s.card else {
                     return (error(101), None);
                 };
+                if let Some(id) = s.forged_check_id.clone() {
+                    return (Response::CheckBackup(pb::CheckBackupResponse { id }), None);
+                }
                 let id = s.backup_id().unwrap_or_default();
                 if !card.iter().any(|c| c.id == id && c.intact) {
                     return (error(103), None);

@@ -17,21 +17,21 @@ use std::path::PathBuf;
 use std::process::Output;
 use support::fleet::{Fleet, text};
 
-const SEED: [u8; 32] = [0x42; 32];
+pub(crate) const SEED: [u8; 32] = [0x42; 32];
 
-fn out(o: &Output) -> String {
+pub(crate) fn out(o: &Output) -> String {
     format!("{}{}", text(&o.stdout), text(&o.stderr))
 }
 
 /// A store-only fleet with `top` config keys, and a fake BitBox02 (set up, locked, no card).
-fn rig(top: &str) -> (Fleet, FakeServer) {
+pub(crate) fn rig(top: &str) -> (Fleet, FakeServer) {
     let f = Fleet::new(&[]);
     f.write_config_with(top, "");
     (f, FakeServer::start(DeviceState::new(Some(SEED))))
 }
 
 /// Runs `coldkeep bitbox02 backups <what> --name NAME --simulator ADDR [more]`.
-fn device(f: &Fleet, server: &FakeServer, what: &str, name: &str, more: &[&str]) -> Output {
+pub(crate) fn device(f: &Fleet, server: &FakeServer, what: &str, name: &str, more: &[&str]) -> Output {
     let mut args = vec![
         "bitbox02",
         "backups",
@@ -49,7 +49,7 @@ fn device(f: &Fleet, server: &FakeServer, what: &str, name: &str, more: &[&str])
         .unwrap()
 }
 
-fn this_wallet(server: &FakeServer) -> CardBackup {
+pub(crate) fn this_wallet(server: &FakeServer) -> CardBackup {
     CardBackup {
         id: server.device().backup_id().unwrap(),
         name: "My BitBox".into(),
@@ -58,7 +58,7 @@ fn this_wallet(server: &FakeServer) -> CardBackup {
     }
 }
 
-fn other_wallet() -> CardBackup {
+pub(crate) fn other_wallet() -> CardBackup {
     CardBackup {
         id: "cd".repeat(32),
         name: "Old wallet".into(),
@@ -67,7 +67,7 @@ fn other_wallet() -> CardBackup {
     }
 }
 
-fn pairing_file(f: &Fleet) -> PathBuf {
+pub(crate) fn pairing_file(f: &Fleet) -> PathBuf {
     f.dir.join("home/.config/coldkeep/bitbox02-pairing.json")
 }
 
@@ -360,7 +360,7 @@ fn the_errors_users_meet_each_with_its_fix() {
 }
 
 /// Records a check as if made `days` ago, signed with the fleet's key through the store.
-fn old_check(f: &Fleet, name: &str, model: &str, result: CheckResult, days: i64) {
+pub(crate) fn old_check(f: &Fleet, name: &str, model: &str, result: CheckResult, days: i64) {
     let config = Config::load(&f.config).unwrap();
     let mut c = DeviceCheck::new(name, model, "simulator 127.0.0.1:9".into(), result);
     c.checked_at -= chrono::Duration::days(days);
@@ -368,7 +368,7 @@ fn old_check(f: &Fleet, name: &str, model: &str, result: CheckResult, days: i64)
     Store::new(&config.store).record_device_check(&c).unwrap();
 }
 
-fn status(f: &Fleet, args: &[&str]) -> (i32, String, Vec<Value>) {
+pub(crate) fn status(f: &Fleet, args: &[&str]) -> (i32, String, Vec<Value>) {
     let mut a = vec!["status"];
     a.extend_from_slice(args);
     let o = f.run(&a);
@@ -382,7 +382,7 @@ fn status(f: &Fleet, args: &[&str]) -> (i32, String, Vec<Value>) {
     )
 }
 
-fn row<'a>(rows: &'a [Value], name: &str) -> &'a Value {
+pub(crate) fn row<'a>(rows: &'a [Value], name: &str) -> &'a Value {
     rows.iter()
         .find(|r| r["node"] == "hardware" && r["keystore"] == name)
         .unwrap_or_else(|| panic!("no row for {name}: {rows:?}"))

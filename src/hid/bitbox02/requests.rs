@@ -93,7 +93,7 @@ pub fn check_backup(
         Request::CheckBackup(pb::CheckBackupRequest { silent }),
         Waiting::Confirm("the backup check"),
     ) {
-        Ok(Response::CheckBackup(pb::CheckBackupResponse { id })) => Ok(Some(id)),
+        Ok(Response::CheckBackup(pb::CheckBackupResponse { id })) => backup_id(id).map(Some),
         Ok(other) => Err(unexpected("CheckBackup", &other)),
         Err(DeviceError::Device {
             code: code::GENERIC, ..
@@ -103,6 +103,20 @@ pub fn check_backup(
             ..
         }) => Err(DeviceError::NoCard),
         Err(e) => Err(e),
+    }
+}
+
+/// The id a check answered, as the firmware makes it: the hex of an HMAC-SHA256, 64 lowercase
+/// hex characters (firmware `src/rust/bitbox02-rust/src/backup.rs`, `id`). Anything else is not a BitBox02's answer;
+/// it is refused here, before it is printed, recorded or sliced.
+fn backup_id(id: String) -> Result<String, DeviceError> {
+    if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(id)
+    } else {
+        Err(DeviceError::Protocol(format!(
+            "a backup id of {} characters that is not 64 lowercase hex digits",
+            id.chars().count()
+        )))
     }
 }
 

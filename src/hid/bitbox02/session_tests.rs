@@ -276,3 +276,26 @@ fn locked_busy_and_old_firmware() {
     let e = rig.with("t", |s, _| s.card_inserted()).unwrap_err();
     assert!(matches!(e, DeviceError::OldFirmware(_)), "{e}");
 }
+
+/// A hostile device answers a check with an id that is no backup id (multibyte, an escape): a
+/// protocol error, never a "found" to print, record or slice.
+#[test]
+fn a_check_answer_that_is_not_a_backup_id_is_refused() {
+    let mut rig = Rig::new(DeviceState::new(Some(SEED)));
+    rig.set(|s| s.card = Some(card(s)));
+    for forged in [
+        "é".repeat(9),
+        "\x1b[2J".into(),
+        "AB".repeat(32),
+        "ab".repeat(33),
+        String::new(),
+    ] {
+        rig.set(|s| s.forged_check_id = Some(forged.clone()));
+        let e = rig.with("t", |s, n| s.check_backup(true, n)).unwrap_err();
+        assert!(matches!(e, DeviceError::Protocol(_)), "{forged:?}: {e}");
+        assert!(!e.to_string().contains('\x1b'), "{e}");
+    }
+    rig.set(|s| s.forged_check_id = Some("ab".repeat(32)));
+    let id = rig.with("t", |s, n| s.check_backup(true, n)).unwrap();
+    assert_eq!(id, Some("ab".repeat(32)), "a well-formed id passes this layer");
+}

@@ -1,0 +1,102 @@
+//! `coldkeep bitbox02 backups ...` and `status` against what an attacker controls: a hostile
+//! device (forged answers, escapes in its words), another device under a known name, links
+//! planted in a replica, and signed records with odd content.
+
+use crate::bitbox02_device_cli::{device, other_wallet, out, rig, row, status, this_wallet};
+use crate::support;
+
+use coldkeep::config::Config;
+use coldkeep::store::{CheckResult, DeviceCheck};
+
+/// Record files of `name` in the primary.
+fn records(f: &support::fleet::Fleet, name: &str) -> usize {
+    let dir = f.store().join(".coldkeep/device-checks").join(name);
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".check.json"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A device that answers a check with an id that is no backup id, or with a well-formed id its
+/// card listing does not hold: refused, nothing recorded, and `status` keeps working.
+#[test]
+fn a_forged_check_answer_is_refused_and_not_recorded() {
+    let (f, server) = rig("hardware:\n  - {name: treasury, model: bitbox02}\n");
+    let mine = this_wallet(&server);
+    server.set(|d| d.card = Some(vec![mine, other_wallet()]));
+    assert_eq!(records(&f, "treasury"), 0);
+
+    for forged in ["é".repeat(9), "ab".repeat(32)] {
+        server.set(|d| d.forged_check_id = Some(forged.clone()));
+        let o = device(&f, &server, "check", "treasury", &[]);
+        assert_eq!(o.status.code(), Some(1), "{forged}: {}", out(&o));
+        assert!(
+            out(&o).contains("unexpected answer from the BitBox02"),
+            "{}",
+            out(&o)
+        );
+        assert_eq!(records(&f, "treasury"), 0, "nothing recorded for {forged}");
+    }
+    let (code, human, _) = status(&f, &[]);
+    assert_eq!(code, 1, "{human}");
+    assert!(human.contains("'treasury': backup never checked"), "{human}");
+
+    // The device's true answer is recorded as before.
+    server.set(|d| d.forged_check_id = None);
+    let o = device(&f, &server, "check", "treasury", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(records(&f, "treasury"), 1);
+}
+
+/// A validly signed record whose content is odd (multibyte id, escapes in the name, the model
+/// and the detail): `status` and the metrics print it on one line each, without escapes, and do
+/// not panic.
+#[test]
+fn status_survives_a_signed_record_with_odd_content() {
+    let (f, _server) = rig("metrics_file: {METRICS}\n");
+    let cfg = std::fs::read_to_string(&f.config).unwrap();
+    let metrics_path = f.dir.join("metrics.prom");
+    std::fs::write(
+        &f.config,
+        cfg.replace("{METRICS}", metrics_path.to_str().unwrap()),
+    )
+    .unwrap();
+    let config = Config::load(&f.config).unwrap();
+    let mut c = DeviceCheck::new(
+        "treasury",
+        "bitbox02\x1b[31m\"",
+        "simulator\n127.0.0.1:9".into(),
+        CheckResult::Found,
+    );
+    c.backup_id = Some("é".repeat(9));
+    c.backup_name = Some("\x1b]0;owned\x07\u{202e}".into());
+    coldkeep::ops::run_state::record_device_check(&config, &c).unwrap();
+    let mut c = DeviceCheck::new("spare", "onlykey", "x".into(), CheckResult::DoesNotOpen);
+    c.detail = Some("bad\n\x1b[2Jerror: forged".into());
+    c.backup_id = Some("\x1b[H".into());
+    coldkeep::ops::run_state::record_device_check(&config, &c).unwrap();
+
+    let (code, human, rows) = status(&f, &[]);
+    assert_eq!(code, 1, "{human}");
+    assert!(!human.contains('\x1b') && !human.contains('\u{202e}'), "{human}");
+    assert!(!human.lines().any(|l| l.starts_with("error: forged")), "{human}");
+    assert!(
+        human.contains(&format!("on the card: {}…", "é".repeat(8))),
+        "{human}"
+    );
+    assert_eq!(
+        row(&rows, "treasury")["hardware"]["last_check"]["backup_id"],
+        "é".repeat(9)
+    );
+    let metrics = std::fs::read_to_string(&metrics_path).unwrap();
+    assert!(!metrics.contains('\x1b'), "{metrics}");
+    assert!(
+        metrics.contains("coldkeep_hardware_last_check_ok{device=\"treasury\",model=\"bitbox02[31m\\\"\"} 1"),
+        "{metrics}"
+    );
+}
