@@ -11,6 +11,7 @@ use crate::hid::bitbox02::session::{self, Notice, Session};
 use crate::hid::{self, HardwareKey, HidError, Transport};
 use crate::material::Identity;
 use crate::store::{CheckResult, DeviceCheck, Store};
+use crate::text::escape_control;
 use bitbox_api::pb;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -70,21 +71,15 @@ pub struct CardEntry {
 }
 
 impl From<pb::BackupInfo> for CardEntry {
-    /// The device's words are printed and recorded: control characters (a terminal escape from
-    /// a doctored card or a hostile device) become `?`.
+    /// The device's words are printed and recorded: control characters and bidi overrides (a
+    /// terminal escape or reordered text from a doctored card or a hostile device) are escaped.
     fn from(b: pb::BackupInfo) -> CardEntry {
         CardEntry {
             created: DateTime::from_timestamp(i64::from(b.timestamp), 0),
-            id: printable(&b.id),
-            name: printable(&b.name),
+            id: escape_control(&b.id),
+            name: escape_control(&b.name),
         }
     }
-}
-
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 /// `bitbox02 backups list`.

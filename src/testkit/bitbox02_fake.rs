@@ -67,6 +67,8 @@ pub struct DeviceState {
     pub firmware: String,
     /// A hostile device: answers a backup check with this id, whatever the card holds.
     pub forged_check_id: Option<String>,
+    /// A hostile device: its error answers carry this message instead of the firmware's.
+    pub error_message: Option<String>,
     /// What it was asked, in order (`info`, `unlock`, `handshake`, `pairing`, request names).
     pub seen: Vec<String>,
 }
@@ -92,6 +94,7 @@ impl DeviceState {
             name: "My BitBox".into(),
             firmware: "9.21.0".into(),
             forged_check_id: None,
+            error_message: None,
             seen: Vec::new(),
         }
     }
@@ -373,10 +376,13 @@ impl FakeBitBox02 {
         let Ok(n) = transport.read_message(encrypted, &mut plain) else {
             return Answer::Now(vec![FAILURE]);
         };
-        let (response, wait) = match pb::Request::decode(&plain[..n]) {
+        let (mut response, wait) = match pb::Request::decode(&plain[..n]) {
             Ok(pb::Request { request: Some(r) }) => self.request(r),
             _ => (error(101), None),
         };
+        if let (Response::Error(e), Some(forged)) = (&mut response, &self.state().error_message) {
+            e.message = forged.clone();
+        }
         let body = pb::Response {
             response: Some(response),
         }

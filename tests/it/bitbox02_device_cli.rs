@@ -165,7 +165,7 @@ fn list_check_and_create_through_the_device() {
     let (f, server) = rig("");
     let mut hostile = other_wallet();
     hostile.id = "ef".repeat(32);
-    hostile.name = "evil\x1b]0;owned\x07".into();
+    hostile.name = "evil\x1b]0;owned\x07\u{202e}gnp".into();
     server.set(|d| d.card = Some(vec![other_wallet(), hostile]));
 
     let o = device(&f, &server, "list", "treasury", &[]);
@@ -176,7 +176,9 @@ fn list_check_and_create_through_the_device() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("evil?]0;owned?") && !stdout.contains('\x1b'),
+        stdout.contains("evil\\u{1b}]0;owned\\u{7}\\u{202e}gnp")
+            && !stdout.contains('\x1b')
+            && !stdout.contains('\u{202e}'),
         "no terminal escapes: {stdout}"
     );
     server.set(|d| d.card = Some(vec![other_wallet()]));

@@ -100,3 +100,41 @@ fn status_survives_a_signed_record_with_odd_content() {
         "{metrics}"
     );
 }
+
+/// A hostile device's error text (a cancel, a refusal in the wrong state) with escapes, a forged
+/// line and a bidi override: printed escaped, on the lines coldkeep writes.
+#[test]
+fn a_devices_error_text_reaches_the_terminal_escaped() {
+    let (f, server) = rig("");
+    let blank = coldkeep::testkit::bitbox02_server::FakeServer::start(
+        coldkeep::testkit::bitbox02_fake::DeviceState::new(None),
+    );
+    let forged = "\x1b[2J\x1b[H\nerror: forged line\u{202e}";
+    let mine = this_wallet(&server);
+    for s in [&server, &blank] {
+        s.set(|d| {
+            d.card = Some(vec![mine.clone()]);
+            d.error_message = Some(forged.into());
+        });
+    }
+    let runs = [
+        (&server, "t", "check", &["--confirm-on-device"][..]),
+        (&server, "t", "create", &[][..]),
+        (&blank, "b", "create", &[][..]),
+    ];
+    for (s, name, what, more) in runs {
+        // Paired first (the cancel is meant for the request, not the pairing code).
+        let o = device(&f, s, "list", name, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        s.set(|d| d.abort_next = true);
+        let o = device(&f, s, what, name, more);
+        assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+        let all = out(&o);
+        assert!(
+            all.contains("\\u{1b}[2J\\u{1b}[H\\nerror: forged line\\u{202e}"),
+            "{what}: {all}"
+        );
+        assert!(!all.contains('\x1b') && !all.contains('\u{202e}'), "{all}");
+        assert!(!all.lines().any(|l| l.starts_with("error: forged")), "{all}");
+    }
+}

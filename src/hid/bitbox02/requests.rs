@@ -39,8 +39,11 @@ pub fn call(
     }
 }
 
-/// The device's error in its own words, with coldkeep's advice for the ones users meet.
+/// The device's error in its own words, with coldkeep's advice for the ones users meet. Its
+/// words are printed: control characters and bidi overrides escaped, so a hostile device cannot
+/// move the cursor or forge a line of coldkeep's output.
 fn device_error(code: i32, message: String) -> DeviceError {
+    let message = crate::text::escape_control(&message);
     match code {
         code::USER_ABORT => DeviceError::Aborted(message),
         code::INVALID_STATE => DeviceError::NotSetUp(message),
