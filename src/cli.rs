@@ -390,7 +390,9 @@ pub enum BitBox02Command {
 The first time a name is used, coldkeep and the device show a pairing code: confirm on the device
 only if both show the same code. The pairing is remembered (0600, under ~/.config/coldkeep/); a
 device that later answers under this name with another key is refused, as ssh refuses a changed
-host key. Every check is recorded, signed, in the store, for `coldkeep status`.")]
+host key. Every check is recorded, signed, in the store, for `coldkeep status`; a device whose key
+is not the one the name's checks were made with is refused unless --new-device says it was reset
+or replaced.")]
 /// `coldkeep bitbox02 backups ...`.
 pub enum BackupsCommand {
     /// The backups on the card: id, name, date
@@ -403,9 +405,21 @@ pub enum BackupsCommand {
         /// Show the backup's name and id on the device for you to confirm (default: silent)
         #[arg(long)]
         confirm_on_device: bool,
+        /// This name's device was reset or replaced: record its checks though its key is not
+        /// the one of the name's last check
+        #[arg(long)]
+        new_device: bool,
     },
     /// Write a new backup to the card (confirm the date and "Create backup?" on the device)
-    Create(DeviceArgs),
+    Create {
+        /// The device.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// This name's device was reset or replaced: record its checks though its key is not
+        /// the one of the name's last check
+        #[arg(long)]
+        new_device: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use crate::output::{Table, print_json};
 use crate::store::CheckResult;
 use std::path::PathBuf;
 
-fn request(a: &DeviceArgs) -> anyhow::Result<DeviceRequest> {
+fn request(a: &DeviceArgs, new_device: bool) -> anyhow::Result<DeviceRequest> {
     check_name(&a.name)?;
     Ok(DeviceRequest {
         name: a.name.clone(),
@@ -22,6 +22,7 @@ fn request(a: &DeviceArgs) -> anyhow::Result<DeviceRequest> {
         },
         timeout: a.timeout,
         pairing_file: a.pairing_file.clone(),
+        new_device,
     })
 }
 
@@ -46,7 +47,7 @@ fn notice(n: Notice) {
 
 /// `bitbox02 backups list` (needs no config: it records nothing).
 pub fn list(a: &DeviceArgs) -> anyhow::Result<Exit> {
-    let listing = device::list(&request(a)?, &mut notice)?;
+    let listing = device::list(&request(a, false)?, &mut notice)?;
     if a.json {
         print_json(&listing)?;
         return Ok(Exit::Ok);
@@ -70,17 +71,21 @@ pub fn run(config: &Config, cmd: &BackupsCommand) -> anyhow::Result<Exit> {
         BackupsCommand::Check {
             device: a,
             confirm_on_device,
+            new_device,
         } => (
             a,
-            device::check(config, &request(a)?, *confirm_on_device, &mut notice)?,
+            device::check(config, &request(a, *new_device)?, *confirm_on_device, &mut notice)?,
         ),
-        BackupsCommand::Create(a) => (a, device::create(config, &request(a)?, &mut notice)?),
+        BackupsCommand::Create {
+            device: a,
+            new_device,
+        } => (a, device::create(config, &request(a, *new_device)?, &mut notice)?),
         BackupsCommand::List(_) => unreachable!("dispatched before the config is read"),
     };
     if a.json {
         print_json(&checked)?;
     } else {
-        print_checked(&checked, matches!(cmd, BackupsCommand::Create(_)));
+        print_checked(&checked, matches!(cmd, BackupsCommand::Create { .. }));
     }
     Ok(
         if checked.result == CheckResult::Found && checked.record_error.is_none() {

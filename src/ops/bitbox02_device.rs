@@ -38,6 +38,9 @@ pub struct DeviceRequest {
     pub timeout: Duration,
     /// The pairing file (default: under the user's config dir).
     pub pairing_file: Option<PathBuf>,
+    /// The user declares this a new device under the name (reset or replaced): its checks are
+    /// recorded though the name's last check was of another device key.
+    pub new_device: bool,
 }
 
 /// The device as this session saw it.
@@ -227,7 +230,9 @@ pub fn check(
     confirm_on_device: bool,
     notice: &mut dyn FnMut(Notice),
 ) -> anyhow::Result<Checked> {
+    let recorded = recorded_key(config, &req.name);
     let (device, answer) = with_session(req, notice, |s, device, notice| {
+        same_device(&recorded, &device, req)?;
         if !s.card_inserted()? {
             return Ok((device, None));
         }
@@ -236,7 +241,10 @@ pub fn check(
         Ok((device, Some((id, backups))))
     })?;
     let Some((id, backups)) = answer else {
-        let (record, record_error) = record(config, &record_of(&device, CheckResult::NoCard, None));
+        let (record, record_error) = record(
+            config,
+            &record_of(&device, CheckResult::NoCard, None, req.new_device),
+        );
         return Ok(Checked {
             result: CheckResult::NoCard,
             device,
@@ -247,7 +255,7 @@ pub fn check(
             record_error,
         });
     };
-    Ok(finish(config, device, id, backups, None)?)
+    Ok(finish(config, device, id, backups, None, req.new_device)?)
 }
 
 /// Writes a new backup to the card (the device refuses without a wallet, in its own words;
@@ -257,7 +265,9 @@ pub fn create(
     req: &DeviceRequest,
     notice: &mut dyn FnMut(Notice),
 ) -> anyhow::Result<Checked> {
+    let recorded = recorded_key(config, &req.name);
     let (device, id, backups) = with_session(req, notice, |s, device, notice| {
+        same_device(&recorded, &device, req)?;
         if !s.card_inserted()? {
             return Err(DeviceError::NoCard);
         }
@@ -267,7 +277,14 @@ pub fn create(
         let id = s.check_backup(true, notice)?;
         Ok((device, id, s.list_backups()?))
     })?;
-    let checked = finish(config, device, id, backups, Some("after creating it"))?;
+    let checked = finish(
+        config,
+        device,
+        id,
+        backups,
+        Some("after creating it"),
+        req.new_device,
+    )?;
     if checked.found.is_none() {
         anyhow::bail!(
             "the BitBox02 reported the backup created, but its check finds no backup of this wallet \
@@ -275,6 +292,38 @@ pub fn create(
         );
     }
     Ok(checked)
+}
+
+/// The device key of the newest recorded check of `name` that has one, and when it was made.
+fn recorded_key(config: &Config, name: &str) -> Option<(String, DateTime<Utc>)> {
+    let checks = Store::new(&config.store).device_checks();
+    checks
+        .trusted
+        .iter()
+        .rev()
+        .filter(|c| c.device == name)
+        .find_map(|c| c.device_key.clone().map(|k| (k, c.checked_at)))
+}
+
+/// Refuses, before anything is asked, a device whose key is not the one the name's checks were
+/// made with, unless the user declares a new device: else a second pairing file would let
+/// another device's answers be recorded under a known name.
+fn same_device(
+    recorded: &Option<(String, DateTime<Utc>)>,
+    device: &DeviceSummary,
+    req: &DeviceRequest,
+) -> Result<(), DeviceError> {
+    match recorded {
+        Some((key, at)) if *key != device.device_key && !req.new_device => {
+            Err(DeviceError::NotTheRecordedDevice {
+                name: device.name.clone(),
+                got: device.device_key.clone(),
+                recorded: key.clone(),
+                at: at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Signs and stores a check record: its id, or why not.
@@ -293,6 +342,7 @@ fn finish(
     id: Option<String>,
     backups: Vec<pb::BackupInfo>,
     detail: Option<&str>,
+    new_device: bool,
 ) -> Result<Checked, DeviceError> {
     let card_backups = backups.len();
     let found = match id {
@@ -315,7 +365,7 @@ fn finish(
     } else {
         CheckResult::NotFound
     };
-    let mut rec = record_of(&device, result, found.as_ref());
+    let mut rec = record_of(&device, result, found.as_ref(), new_device);
     rec.detail = detail.map(str::to_string);
     let (record, record_error) = record(config, &rec);
     let stored = found
@@ -332,7 +382,12 @@ fn finish(
     })
 }
 
-fn record_of(device: &DeviceSummary, result: CheckResult, found: Option<&CardEntry>) -> DeviceCheck {
+fn record_of(
+    device: &DeviceSummary,
+    result: CheckResult,
+    found: Option<&CardEntry>,
+    new_device: bool,
+) -> DeviceCheck {
     let mut rec = DeviceCheck::new(
         &device.name,
         HardwareModel::Bitbox02.as_str(),
@@ -340,6 +395,7 @@ fn record_of(device: &DeviceSummary, result: CheckResult, found: Option<&CardEnt
         result,
     );
     rec.device_key = Some(device.device_key.clone());
+    rec.new_device = new_device;
     if let Some(f) = found {
         rec.backup_id = Some(f.id.clone());
         rec.backup_name = (!f.name.is_empty()).then(|| f.name.clone());

@@ -31,6 +31,43 @@ pub fn onlykey_check(name: &str, artifact: &str, detail: Option<String>) -> Devi
     c
 }
 
+/// A device key that changed under one name without the operator declaring a new device
+/// (`--new-device`): another device's answers recorded as this one's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    /// The key before.
+    pub was: String,
+    /// The key now.
+    pub now: String,
+    /// The first check under the key now.
+    pub since: DateTime<Utc>,
+}
+
+/// Of one device's records, oldest first: an undeclared change to its newest key. A record made
+/// with `--new-device` accepts the key it was made with.
+pub fn key_change<'a>(records: impl IntoIterator<Item = &'a DeviceCheck>) -> Option<KeyChange> {
+    let mut current: Option<&str> = None;
+    let mut change = None;
+    for c in records {
+        let Some(key) = c.device_key.as_deref() else {
+            continue;
+        };
+        if c.new_device {
+            change = None;
+        } else if let Some(was) = current
+            && was != key
+        {
+            change = Some(KeyChange {
+                was: was.into(),
+                now: key.into(),
+                since: c.checked_at,
+            });
+        }
+        current = Some(key);
+    }
+    change
+}
+
 /// One hardware key's checks, for `status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HardwareStatus {
@@ -52,6 +89,9 @@ pub struct HardwareStatus {
     pub check_every_seconds: Option<u64>,
     /// Whether it is configured under `hardware:`.
     pub configured: bool,
+    /// Its device key changed without `--new-device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_change: Option<KeyChange>,
     /// Why not fine (empty: fine).
     pub problems: Vec<String>,
 }
@@ -222,6 +262,17 @@ pub fn statuses(
                 why[0]
             ));
         }
+        let key_change = key_change(checks.trusted.iter().filter(|c| c.device == name));
+        if let Some(k) = &key_change {
+            problems.push(format!(
+                "device key changed since {} (was {}, now {}): another device is answering as \
+                 '{name}', or it was reset or replaced; if that was you, run `coldkeep bitbox02 \
+                 backups check --name {name} --new-device`",
+                k.since.format("%Y-%m-%d %H:%M:%S"),
+                k.was,
+                k.now
+            ));
+        }
         if let Some(c) = &last
             && !model.is_empty()
             && c.model != model
@@ -241,6 +292,7 @@ pub fn statuses(
             last_check: last,
             check_every_seconds: every.map(|d| d.as_secs()),
             configured: configured.is_some(),
+            key_change,
             problems,
         });
     }
@@ -338,6 +390,40 @@ mod tests {
         assert_eq!(ago(3 * 86_400 + 5), "3 days ago");
         assert_eq!(period(Duration::from_secs(30 * 86_400)), "30d");
         assert_eq!(period(Duration::from_secs(36 * 3600)), "36h");
+    }
+
+    #[test]
+    fn a_device_key_change_is_flagged_until_declared() {
+        let at = |key: Option<&str>, secs: i64, new_device: bool| {
+            let mut c = DeviceCheck::new("t", "bitbox02", "x".into(), CheckResult::Found);
+            c.device_key = key.map(str::to_string);
+            c.checked_at = DateTime::from_timestamp(secs, 0).unwrap();
+            c.new_device = new_device;
+            c
+        };
+        let a1 = at(Some("A"), 1, false);
+        let none = at(None, 2, false);
+        let b3 = at(Some("B"), 3, false);
+        let b4 = at(Some("B"), 4, false);
+        let a5 = at(Some("A"), 5, false);
+        let b6_declared = at(Some("B"), 6, true);
+        assert_eq!(key_change([&a1, &none, &a1]), None);
+        let change = key_change([&a1, &none, &b3, &b4]).unwrap();
+        assert_eq!(
+            (change.was.as_str(), change.now.as_str(), change.since.timestamp()),
+            ("A", "B", 3)
+        );
+        assert_eq!(
+            key_change([&a1, &b3, &a5]).unwrap().since.timestamp(),
+            5,
+            "back and forth"
+        );
+        assert_eq!(key_change([&a1, &b6_declared]), None, "declared");
+        assert_eq!(key_change([&a1, &b3, &b6_declared, &b4]), None, "declared later");
+        assert!(
+            key_change([&a1, &b6_declared, &a5]).is_some(),
+            "a change after it"
+        );
     }
 
     /// Whatever a signed record holds, its line is one line without escapes, cut by characters.

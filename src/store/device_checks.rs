@@ -95,6 +95,11 @@ pub struct DeviceCheck {
     /// A word more (what did not open, what the device said).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The operator declared this device (its `device_key`) the one under this name from this
+    /// check on (`--new-device`: a reset or replaced device), so `status` does not flag the
+    /// change of key.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub new_device: bool,
     /// The coldkeep that checked.
     pub coldkeep_version: String,
 }
@@ -116,9 +121,14 @@ impl DeviceCheck {
             backup_name: None,
             backup_created: None,
             detail: None,
+            new_device: false,
             coldkeep_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Every record in the store: the trusted ones (each once, oldest first) and what is wrong with

@@ -133,7 +133,8 @@ fn pairing_is_confirmed_once_remembered_and_a_changed_device_key_is_refused() {
     );
     assert_eq!(server.device().seen, ["info", "unlock", "handshake"]);
 
-    // After unpair, it is paired anew (with a code); a declined code is not remembered.
+    // After unpair, it is paired anew (with a code); a declined code is not remembered, and
+    // its checks go under this name once --new-device says it is the new 'treasury'.
     let o = f.run(&["bitbox02", "unpair", "--name", "treasury"]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     server.set(|d| d.accept_pairing = false);
@@ -145,7 +146,7 @@ fn pairing_is_confirmed_once_remembered_and_a_changed_device_key_is_refused() {
         out(&o)
     );
     server.set(|d| d.accept_pairing = true);
-    let o = device(&f, &server, "check", "treasury", &[]);
+    let o = device(&f, &server, "check", "treasury", &["--new-device"]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert!(
         text(&o.stderr).contains("Pairing with a new BitBox02"),

@@ -138,3 +138,79 @@ fn a_devices_error_text_reaches_the_terminal_escaped() {
         assert!(!all.lines().any(|l| l.starts_with("error: forged")), "{all}");
     }
 }
+
+/// Another device under a known name, through a second pairing file: `check` and `create`
+/// refuse it before asking it anything (nothing recorded) unless `--new-device` says so, and a
+/// record of another key that got in all the same makes `status` say the key changed.
+#[test]
+fn another_device_under_a_known_name_is_refused_and_flagged() {
+    let (f, a) = rig("");
+    let b = coldkeep::testkit::bitbox02_server::FakeServer::start(
+        coldkeep::testkit::bitbox02_fake::DeviceState::new(Some([0x77; 32])),
+    );
+    let (wallet_a, wallet_b) = (this_wallet(&a), this_wallet(&b));
+    a.set(|d| d.card = Some(vec![wallet_a]));
+    b.set(|d| d.card = Some(vec![wallet_b]));
+    let o = device(&f, &a, "check", "treasury", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(records(&f, "treasury"), 1);
+
+    // Device B paired as 'treasury' in a second pairing file.
+    let other = f.dir.join("other-pairing.json");
+    let other = other.to_str().unwrap();
+    let json = |o: &std::process::Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap();
+    let o = device(&f, &b, "list", "treasury", &["--pairing-file", other, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let key_b = json(&o)["device"]["device_key"].as_str().unwrap().to_string();
+    for what in ["check", "create"] {
+        b.set(|d| d.seen.clear());
+        let o = device(&f, &b, what, "treasury", &["--pairing-file", other]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", out(&o));
+        assert!(
+            out(&o).contains("is not the device whose checks are recorded under that name"),
+            "{}",
+            out(&o)
+        );
+        assert!(out(&o).contains("--new-device"), "{}", out(&o));
+        assert_eq!(b.device().seen, ["info", "unlock", "handshake"], "asked nothing");
+        assert_eq!(records(&f, "treasury"), 1, "nothing recorded");
+    }
+    let (code, human, _) = status(&f, &[]);
+    assert_eq!(code, 0, "{human}");
+
+    // A record of B's key under 'treasury' that got in without the declaration (an older
+    // coldkeep, a hand-made record signed with the agent's key): status flags the change.
+    let config = Config::load(&f.config).unwrap();
+    let mut c = DeviceCheck::new(
+        "treasury",
+        "bitbox02",
+        "usb /dev/hidraw9".into(),
+        CheckResult::Found,
+    );
+    c.device_key = Some(key_b.clone());
+    c.backup_id = Some("ab".repeat(32));
+    coldkeep::ops::run_state::record_device_check(&config, &c).unwrap();
+    let (code, human, rows) = status(&f, &[]);
+    assert_eq!(code, 1, "{human}");
+    assert!(human.contains("device key changed since "), "{human}");
+    let t = row(&rows, "treasury");
+    assert_eq!(t["ok"], false);
+    assert_eq!(t["hardware"]["key_change"]["now"], key_b.as_str());
+    // ... and the next check of A is refused too: the name's last check is of B.
+    let o = device(&f, &a, "check", "treasury", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+
+    // The operator declares B the new 'treasury': recorded, and status is content.
+    let o = device(
+        &f,
+        &b,
+        "check",
+        "treasury",
+        &["--pairing-file", other, "--new-device"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(records(&f, "treasury"), 3);
+    let (code, human, rows) = status(&f, &[]);
+    assert_eq!(code, 0, "{human}");
+    assert!(row(&rows, "treasury")["hardware"].get("key_change").is_none());
+}

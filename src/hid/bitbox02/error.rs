@@ -84,8 +84,8 @@ pub enum DeviceError {
     #[error(
         "the device answering as '{name}' is not the BitBox02 paired under that name: its key is \
          {got}, the paired one {expected}. If you reset or replaced the device on purpose, run \
-         `coldkeep bitbox02 unpair --name {name}` and pair again; otherwise stop: another device is \
-         answering"
+         `coldkeep bitbox02 unpair --name {name}` and pair again (with --new-device, so its checks \
+         are recorded under this name); otherwise stop: another device is answering"
     )]
     KeyChanged {
         /// The device's name.
@@ -94,6 +94,24 @@ pub enum DeviceError {
         expected: String,
         /// The presented key's fingerprint.
         got: String,
+    },
+    /// The device's key is not the one the store's checks of this name were made with (paired
+    /// through another pairing file, say): its answers would be recorded as another device's.
+    #[error(
+        "the BitBox02 answering as '{name}' (key {got}) is not the device whose checks are \
+         recorded under that name (key {recorded}, last checked {at}); nothing was asked or \
+         recorded. If you reset or replaced the device on purpose, run again with --new-device; \
+         otherwise stop: another device is answering under this name"
+    )]
+    NotTheRecordedDevice {
+        /// The device's name.
+        name: String,
+        /// The presented key's fingerprint.
+        got: String,
+        /// The key of the last recorded check.
+        recorded: String,
+        /// When that check was made.
+        at: String,
     },
     /// The device is already paired under another name.
     #[error(
