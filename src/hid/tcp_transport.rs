@@ -5,7 +5,7 @@
 use super::{HidError, REPORT_SIZE, Report, Transport};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A connection to a simulator.
 pub struct Tcp {
@@ -41,12 +41,15 @@ impl Transport for Tcp {
 
     fn read(&mut self, timeout: Duration) -> Result<Option<Report>, HidError> {
         let io = |e: std::io::Error| HidError::Io(format!("simulator {}: {e}", self.addr));
-        self.stream
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .map_err(io)?;
+        // One deadline for the whole report: a peer dripping bytes cannot stretch it.
+        let deadline = Instant::now() + timeout;
         let mut report = [0u8; REPORT_SIZE];
         let mut got = 0;
         while got < REPORT_SIZE {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .map_err(io)?;
             match self.stream.read(&mut report[got..]) {
                 Ok(0) => {
                     return Err(io(std::io::Error::new(
@@ -70,5 +73,34 @@ impl Transport for Tcp {
             }
         }
         Ok(Some(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A peer that sends a report a byte at a time, each byte just inside the read timeout: the
+    /// report must come within one timeout, not one per byte.
+    #[test]
+    fn a_report_dripped_byte_by_byte_runs_out_of_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            for _ in 0..REPORT_SIZE {
+                // The peer's pace; it stops when the host hangs up.
+                std::thread::sleep(Duration::from_millis(20));
+                if s.write_all(&[0xff]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut t = connect(&addr, Duration::from_secs(5)).unwrap();
+        let e = t.read(Duration::from_millis(100)).unwrap_err();
+        assert!(e.to_string().contains("cut short"), "{e}");
+        drop(t);
+        peer.join().unwrap();
     }
 }

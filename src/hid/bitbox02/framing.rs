@@ -8,7 +8,7 @@
 
 use super::error::DeviceError;
 use crate::hid::{REPORT_SIZE, Report, Transport};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The channel id every BitBox02 client uses.
 pub const CID: u32 = 0xff00_ff00;
@@ -78,7 +78,13 @@ impl Decoder {
             )));
         }
         if report[4] & 0x80 != 0 {
-            // An initial report (re)starts a message.
+            // An initial report starts a message; one in the middle of a message is an error (a
+            // peer restarting the message forever would keep a read going forever).
+            if self.started {
+                return Err(DeviceError::Framing(
+                    "a new message started before the last one was complete".into(),
+                ));
+            }
             self.cmd = report[4];
             self.want = usize::from(u16::from_be_bytes([report[5], report[6]]));
             if self.want > MAX_MESSAGE {
@@ -125,11 +131,26 @@ pub fn write_message(t: &mut dyn Transport, cmd: u8, msg: &[u8]) -> Result<(), D
     Ok(())
 }
 
-/// Reads one message, waiting up to `timeout` for each report.
+/// Reads one message within `timeout`, all its reports: the device sends them back to back, so
+/// a peer that drips them (or never ends a message) cannot keep a read going past it.
 pub fn read_message(t: &mut dyn Transport, timeout: Duration) -> Result<Message, DeviceError> {
+    let deadline = Instant::now() + timeout;
     let mut decoder = Decoder::default();
+    let mut reports = 0;
     loop {
-        let report = t.read(timeout)?.ok_or(DeviceError::NoAnswer(timeout))?;
+        // Past the deadline, only reports already there are taken (a message has at most 129).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(report) = t.read(left)? else {
+            return Err(if reports == 0 {
+                DeviceError::NoAnswer(timeout)
+            } else {
+                DeviceError::Framing(format!(
+                    "an answer still incomplete after {reports} reports and {}s",
+                    timeout.as_secs_f32()
+                ))
+            });
+        };
+        reports += 1;
         if let Some(m) = decoder.push(&report)? {
             return Ok(m);
         }
@@ -201,5 +222,72 @@ mod tests {
         let mut other = r[0];
         other[0] = 0x12;
         assert!(Decoder::default().push(&other).is_err(), "foreign channel");
+        let mut d = Decoder::default();
+        d.push(&r[0]).unwrap();
+        assert!(
+            matches!(d.push(&r[0]), Err(DeviceError::Framing(_))),
+            "an initial report in the middle of a message"
+        );
+    }
+
+    /// A peer that plays back reports: each read takes `pace` (a slow or hostile device), and
+    /// the reports run out after `reports` (so a read loop that never ends shows up as an I/O
+    /// error, not a hung test).
+    struct Peer {
+        reports: std::vec::IntoIter<Report>,
+        pace: Duration,
+    }
+
+    impl Transport for Peer {
+        fn write(&mut self, _: &Report) -> Result<(), crate::hid::HidError> {
+            Ok(())
+        }
+
+        fn read(&mut self, timeout: Duration) -> Result<Option<Report>, crate::hid::HidError> {
+            // The peer's own pace, not synchronisation: it answers only if it is given the time.
+            if timeout < self.pace {
+                return Ok(None);
+            }
+            std::thread::sleep(self.pace);
+            self.reports
+                .next()
+                .map(Some)
+                .ok_or_else(|| crate::hid::HidError::Io("the peer ran out of reports".into()))
+        }
+    }
+
+    /// A peer that restarts its message forever: a framing error at the second start, where it
+    /// used to keep the read going as long as the peer liked.
+    #[test]
+    fn a_message_restarted_again_and_again_is_refused() {
+        let first = encode(HWW_CMD, &[1; 100]).unwrap()[0];
+        let mut peer = Peer {
+            reports: vec![first; 1000].into_iter(),
+            pace: Duration::ZERO,
+        };
+        let e = read_message(&mut peer, Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, DeviceError::Framing(_)), "{e}");
+        assert_eq!(peer.reports.len(), 998, "refused at the second report");
+    }
+
+    /// A peer that drips a full-size message, each report just inside the reply timeout: the
+    /// whole message must come within it.
+    #[test]
+    fn a_dripped_message_runs_out_of_time() {
+        let reports = encode(HWW_CMD, &vec![7; MAX_MESSAGE]).unwrap();
+        let mut peer = Peer {
+            reports: reports.into_iter(),
+            pace: Duration::from_millis(20),
+        };
+        let e = read_message(&mut peer, Duration::from_millis(100)).unwrap_err();
+        assert!(
+            matches!(&e, DeviceError::Framing(m) if m.contains("still incomplete")),
+            "{e}"
+        );
+        assert!(
+            peer.reports.len() > 120,
+            "stopped early: {} left",
+            peer.reports.len()
+        );
     }
 }
