@@ -181,21 +181,16 @@ pub fn statuses(
             newest_ok.insert(&c.device, c.checked_at);
         }
     }
-    // Untrusted record files by the device directory they lie in.
+    // Untrusted record files (and links) by the device directory they lie in.
     let mut planted: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (path, why) in &checks.untrusted {
-        let device = path
-            .parent()
-            .and_then(|d| d.file_name())
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    for u in &checks.untrusted {
         // A directory name a store writer chose is shown quoted unless it is a valid name.
-        let device = if super::hardware::check_name(&device).is_ok() {
-            device
+        let device = if super::hardware::check_name(&u.device).is_ok() {
+            u.device.clone()
         } else {
-            format!("{device:?}")
+            format!("{:?}", u.device)
         };
-        planted.entry(device).or_default().push(why);
+        planted.entry(device).or_default().push(&u.why);
     }
     let mut names: Vec<(String, Option<String>)> = config
         .hardware

@@ -10,7 +10,9 @@
 //! reported, not counted. Nothing unsigned, or signed by a key allowed_signers does not trust, is
 //! believed; files are opened without following links.
 
-use super::{Store, StoreError, create_private_dirs, signed::MAX_CLOCK_SKEW, sync_dir, write_atomic};
+mod nofollow;
+
+use super::{Store, StoreError, create_private_dirs, signed::MAX_CLOCK_SKEW};
 use crate::sign::{SIG_SUFFIX, Verdict};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -131,14 +133,25 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// A file (or directory entry) under the records that is not a trusted record.
+#[derive(Debug, Clone)]
+pub struct Untrusted {
+    /// The device directory it lies in (or is: a link where a device's directory belongs).
+    pub device: String,
+    /// Where.
+    pub path: PathBuf,
+    /// Why it is not believed.
+    pub why: String,
+}
+
 /// Every record in the store: the trusted ones (each once, oldest first) and what is wrong with
 /// the others.
 #[derive(Debug, Default)]
 pub struct DeviceChecks {
     /// Validly signed records whose name and place agree with their content.
     pub trusted: Vec<DeviceCheck>,
-    /// Files that are not trusted records, and why.
-    pub untrusted: Vec<(PathBuf, String)>,
+    /// Entries that are not trusted records, and why.
+    pub untrusted: Vec<Untrusted>,
     /// Record directories that could not be read (a file where a directory belongs, no access),
     /// so some checks may be missing.
     pub unreadable: Vec<String>,
@@ -148,10 +161,6 @@ pub struct DeviceChecks {
 fn record_id(checked_at: DateTime<Utc>, bytes: &[u8]) -> String {
     let digest = hex::encode(sha2::Sha256::digest(bytes));
     format!("{}-{}", checked_at.format("%Y%m%dT%H%M%SZ"), &digest[..8])
-}
-
-fn device_dir(root: &Path, device: &str) -> PathBuf {
-    root.join(super::STATE_DIR).join(CHECKS_DIR).join(device)
 }
 
 impl Store {
@@ -174,15 +183,7 @@ impl Store {
         let _lock = self.lock()?;
         let mut first_error = None;
         for root in self.roots() {
-            let dir = device_dir(root, &check.device);
-            let written = create_private_dirs(root, &dir).and_then(|()| {
-                let file = dir.join(format!("{id}{SUFFIX}"));
-                // The signature first: a record is never there without it.
-                write_atomic(&dir, &dir.join(format!("{id}{SUFFIX}{SIG_SUFFIX}")), &signature)?;
-                write_atomic(&dir, &file, &json)?;
-                sync_dir(&dir)
-            });
-            if let Err(e) = written {
+            if let Err(e) = write_record(root, &check.device, &id, &json, &signature) {
                 first_error.get_or_insert(e);
             }
         }
@@ -194,15 +195,16 @@ impl Store {
 
     /// Reads every record of every device in every root. A directory that cannot be read is
     /// noted, not fatal: whoever can write one replica must not blind `status` for the rest.
+    /// A link or a file where a directory belongs is reported, never followed.
     pub fn device_checks(&self) -> DeviceChecks {
         let mut out = DeviceChecks::default();
         let mut seen = std::collections::BTreeSet::new();
         for root in self.roots() {
             let base = root.join(super::STATE_DIR).join(CHECKS_DIR);
-            let devices = match super::subdirs(&base) {
+            let devices = match device_dirs(root, &base, &mut out.untrusted) {
                 Ok(d) => d,
                 Err(e) => {
-                    out.unreadable.push(e.to_string());
+                    out.unreadable.push(e);
                     continue;
                 }
             };
@@ -216,9 +218,14 @@ impl Store {
                     }
                 };
                 for (name, _) in entries {
+                    let untrusted = |path: PathBuf, why: String| Untrusted {
+                        device: device.clone(),
+                        path,
+                        why,
+                    };
                     let Some(name) = name.to_str() else {
                         out.untrusted
-                            .push((dir.join(&name), "a file name that is not UTF-8".into()));
+                            .push(untrusted(dir.join(&name), "a file name that is not UTF-8".into()));
                         continue;
                     };
                     if name.ends_with(SIG_SUFFIX) || (name.starts_with('.') && name.contains(".tmp-")) {
@@ -231,7 +238,7 @@ impl Store {
                                 out.trusted.push(check);
                             }
                         }
-                        Err(why) => out.untrusted.push((path, why)),
+                        Err(why) => out.untrusted.push(untrusted(path, why)),
                     }
                 }
             }
@@ -286,6 +293,78 @@ impl Store {
     }
 }
 
+/// Writes one record and its signature under `<root>/.coldkeep/device-checks/<device>/`, each
+/// directory below the root created and opened without following links (a replica's writer may
+/// have planted one to redirect the agent's writes).
+fn write_record(
+    root: &Path,
+    device: &str,
+    id: &str,
+    json: &[u8],
+    signature: &[u8],
+) -> Result<(), StoreError> {
+    // The root itself: checked (not writable by others) and created as before.
+    create_private_dirs(root, root)?;
+    let mut dir = nofollow::Dir::open_root(root).map_err(super::io(root))?;
+    for name in [super::STATE_DIR, CHECKS_DIR, device] {
+        dir = dir.sub(name).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => StoreError::Invalid {
+                path: dir.path().join(name),
+                message: "not a directory (a symbolic link or a file; not followed)".into(),
+            },
+            _ => super::io(&dir.path().join(name))(e),
+        })?;
+    }
+    // The signature first: a record is never there without it.
+    for (name, bytes) in [
+        (format!("{id}{SUFFIX}{SIG_SUFFIX}"), signature),
+        (format!("{id}{SUFFIX}"), json),
+    ] {
+        dir.write_atomic(&name, bytes)
+            .map_err(super::io(&dir.path().join(&name)))?;
+    }
+    dir.sync().map_err(super::io(dir.path()))
+}
+
+/// The device directories under `base` (sorted); a link or a file where a device's directory
+/// belongs is reported as untrusted, and `base` or its parent being a link makes the root
+/// unreadable. A missing `base` has none.
+fn device_dirs(root: &Path, base: &Path, untrusted: &mut Vec<Untrusted>) -> Result<Vec<String>, String> {
+    for dir in [root.join(super::STATE_DIR), base.to_path_buf()] {
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("{}: a symbolic link (not followed)", dir.display()));
+            }
+            _ => {}
+        }
+    }
+    let mut devices = Vec::new();
+    for (name, entry) in super::read_dir(base).map_err(|e| e.to_string())? {
+        let shown = name.to_string_lossy().into_owned();
+        if shown.starts_with('.') {
+            continue;
+        }
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let why = match name.into_string() {
+            Ok(n) if kind.is_dir() => {
+                devices.push(n);
+                continue;
+            }
+            Ok(_) if kind.is_symlink() => "a symbolic link where a device's directory belongs (not followed)",
+            Ok(_) => "a file where a device's directory belongs",
+            Err(_) => "a name that is not UTF-8",
+        };
+        untrusted.push(Untrusted {
+            device: shown,
+            path: entry.path(),
+            why: why.into(),
+        });
+    }
+    Ok(devices)
+}
+
 /// Reads a small regular file without following a link in its last component (a link is
 /// refused, `ELOOP`), through the one handle it opened.
 fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -309,6 +388,10 @@ mod tests {
     use super::*;
     use crate::store::tests::{store, test_keys};
     use std::fs;
+
+    fn device_dir(root: &Path, device: &str) -> PathBuf {
+        root.join(crate::store::STATE_DIR).join(CHECKS_DIR).join(device)
+    }
 
     fn check(device: &str, result: CheckResult) -> DeviceCheck {
         let mut c = DeviceCheck::new(device, "bitbox02", "simulator 127.0.0.1:1".into(), result);
@@ -386,7 +469,7 @@ mod tests {
 
         let read = s.device_checks();
         assert_eq!(read.trusted, [real], "only the agent's own record");
-        let why: Vec<String> = read.untrusted.iter().map(|(_, w)| w.clone()).collect();
+        let why: Vec<String> = read.untrusted.iter().map(|u| u.why.clone()).collect();
         let has = |w: &str| why.iter().any(|x| x.contains(w));
         assert!(has("signature unsigned"), "{why:?}");
         assert!(has("not in allowed_signers"), "{why:?}");
@@ -411,11 +494,51 @@ mod tests {
         let read = s.device_checks();
         assert!(read.trusted.is_empty());
         assert!(
-            read.untrusted[0].1.contains("in the future"),
+            read.untrusted[0].why.contains("in the future"),
             "{:?}",
             read.untrusted
         );
         assert!(s.record_device_check(&check("../x", CheckResult::Found)).is_err());
+    }
+
+    /// Someone who can write the replica plants a link where a directory of the records
+    /// belongs, pointing at a directory the agent may write: the agent writes nothing through it
+    /// (the primary still gets the record), and reading reports the link.
+    #[test]
+    fn links_planted_in_a_replica_are_not_written_through() {
+        for planted in [
+            ".coldkeep",
+            ".coldkeep/device-checks",
+            ".coldkeep/device-checks/treasury",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = store(dir.path());
+            let target = tempfile::tempdir().unwrap();
+            let link = s.replicas[0].join(planted);
+            fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target.path(), &link).unwrap();
+
+            let e = s
+                .record_device_check(&check("treasury", CheckResult::Found))
+                .unwrap_err();
+            assert!(e.to_string().contains("not followed"), "{planted}: {e}");
+            assert_eq!(
+                fs::read_dir(target.path()).unwrap().count(),
+                0,
+                "{planted}: nothing written through the link"
+            );
+            let read = s.device_checks();
+            assert_eq!(read.trusted.len(), 1, "{planted}: the primary's record");
+            let reported = read
+                .untrusted
+                .iter()
+                .any(|u| u.device == "treasury" && u.why.contains("symbolic link") && u.path == link)
+                || read
+                    .unreadable
+                    .iter()
+                    .any(|u| u.contains("symbolic link (not followed)"));
+            assert!(reported, "{planted}: {:?} {:?}", read.untrusted, read.unreadable);
+        }
     }
 
     #[test]

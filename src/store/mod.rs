@@ -13,7 +13,7 @@ mod signed;
 mod state;
 mod summary;
 
-pub use device_checks::{CheckResult, DeviceCheck, DeviceChecks};
+pub use device_checks::{CheckResult, DeviceCheck, DeviceChecks, Untrusted};
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
 pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};

@@ -214,3 +214,36 @@ fn another_device_under_a_known_name_is_refused_and_flagged() {
     assert_eq!(code, 0, "{human}");
     assert!(row(&rows, "treasury")["hardware"].get("key_change").is_none());
 }
+
+/// Someone who can write the replica links the device's records directory to a directory of
+/// theirs: the check is printed, its record goes to the primary only (exit 1, the link named),
+/// nothing is written through the link, and `status` flags the link under that device.
+#[test]
+fn a_link_planted_in_a_replica_is_reported_not_followed() {
+    let (f, server) = rig("hardware:\n  - {name: treasury, model: bitbox02}\n");
+    let mine = this_wallet(&server);
+    server.set(|d| d.card = Some(vec![mine]));
+    let theirs = tempfile::tempdir().unwrap();
+    let link = f.replica().join(".coldkeep/device-checks/treasury");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(theirs.path(), &link).unwrap();
+
+    let o = device(&f, &server, "check", "treasury", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("OK: the card holds a backup"), "{}", out(&o));
+    assert!(
+        out(&o).contains("could not be recorded") && out(&o).contains("not followed"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(std::fs::read_dir(theirs.path()).unwrap().count(), 0);
+    assert_eq!(records(&f, "treasury"), 1, "in the primary");
+
+    let (code, human, rows) = status(&f, &[]);
+    assert_eq!(code, 1, "{human}");
+    let problems = row(&rows, "treasury")["problems"].to_string();
+    assert!(
+        problems.contains("a symbolic link where a device's directory belongs"),
+        "{problems}"
+    );
+}
