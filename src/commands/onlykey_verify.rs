@@ -60,15 +60,8 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
     let identity = parsed.identity();
     println!("{source}: {}", identity.short());
     let opened = backup::open(&parsed.payload, &key);
-    if let Some((config, name, artifact)) = recorded
-        && !matches!(opened, Err(OpenError::BadKey(_)))
-    {
-        let detail = opened.as_ref().err().map(|e| e.to_string());
-        let check = crate::ops::hardware_checks::onlykey_check(name, &artifact, detail);
-        let id = crate::ops::run_state::record_device_check(config, &check)?;
-        eprintln!("Recorded as check {id} (see `coldkeep status`).");
-    }
-    match opened {
+    // The result first, then its record: a record that cannot be written must not hide it.
+    let detail = match &opened {
         Ok(summary) => {
             println!("  opens with {}", key.describe());
             for line in summary.lines() {
@@ -77,14 +70,27 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
             if parsed.legacy {
                 println!("  no check line (firmware 2.1.1 or older): this decryption is its integrity check");
             }
-            Ok(Exit::Ok)
+            None
         }
-        Err(OpenError::BadKey(why)) => Err(UsageError(why).into()),
+        // Nothing is recorded for a key that does not fit the backup (a usage error).
+        Err(OpenError::BadKey(why)) => return Err(UsageError(why.clone()).into()),
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(Exit::Failed)
+            Some(e.to_string())
+        }
+    };
+    let mut exit = if detail.is_none() { Exit::Ok } else { Exit::Failed };
+    if let Some((config, name, artifact)) = recorded {
+        let check = crate::ops::hardware_checks::onlykey_check(name, &artifact, detail);
+        match crate::ops::run_state::record_device_check(config, &check) {
+            Ok(id) => eprintln!("Recorded as check {id} (see `coldkeep status`)."),
+            Err(e) => {
+                eprintln!("error: the verification could not be recorded in the store: {e:#}");
+                exit = Exit::Failed;
+            }
         }
     }
+    Ok(exit)
 }
 
 /// Exactly one of the key options (clap's group ensures at most one).

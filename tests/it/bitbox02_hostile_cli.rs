@@ -247,3 +247,50 @@ fn a_link_planted_in_a_replica_is_reported_not_followed() {
         "{problems}"
     );
 }
+
+/// `onlykey verify --name` whose record cannot be written (a replica's writer planted a link):
+/// the result is printed all the same, then the recording error, exit 1.
+#[test]
+fn an_onlykey_result_is_printed_when_its_record_cannot_be_written() {
+    let (f, _server) = rig("");
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/onlykey/vectors.json")).unwrap();
+    let good = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "passphrase")
+        .unwrap()
+        .clone();
+    let o = f.run_with_stdin(
+        &["onlykey", "import", "-", "--name", "ok1"],
+        good["text"].as_str().unwrap().as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let pass = f.dir.join("secrets/ok1.pass");
+    std::fs::write(&pass, format!("{}\n", good["passphrase"].as_str().unwrap())).unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let link = f.replica().join(".coldkeep/device-checks/ok1");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(theirs.path(), &link).unwrap();
+
+    let o = f.run(&[
+        "onlykey",
+        "verify",
+        "--name",
+        "ok1",
+        "--identity",
+        f.age_identity.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("  opens with "), "{}", out(&o));
+    assert!(
+        out(&o).contains("error: the verification could not be recorded in the store"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(std::fs::read_dir(theirs.path()).unwrap().count(), 0);
+}
