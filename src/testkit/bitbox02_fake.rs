@@ -4,14 +4,17 @@
 //! `bitbox_api::pb` messages, answered as the firmware answers them (`hww.rs`, `hww/noise.rs`,
 //! `hww/api.rs` `can_call`, `hww/api/backup.rs`, `hww/api/error.rs`).
 //!
+//! Its wire (framing, HWW and op bytes, the `'i'` answer) is its own, written from the
+//! firmware's sources in `wire.rs`, not the host's `hid::bitbox02`: a byte the host gets wrong
+//! fails against it instead of being shared by both sides.
+//!
 //! It is a [`Transport`] (reports in, reports out) for in-process tests; `bitbox02_server` serves
 //! it over TCP the way the firmware simulator does, so the CLI tests run `coldkeep ...
 //! --simulator 127.0.0.1:PORT` exactly as a user runs it against the simulator. What the device
 //! holds and what "the user" does on it are a [`DeviceState`] the test sets and reads back.
 
-use crate::hid::bitbox02::framing::{self, Decoder, ERROR_CMD, HWW_CMD};
-use crate::hid::bitbox02::hww::{self, Info};
-use crate::hid::bitbox02::noise as ops;
+mod wire;
+
 use crate::hid::{HidError, Report, Transport};
 use bitbox_api::pb;
 use pb::request::Request;
@@ -20,6 +23,7 @@ use prost::Message;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wire::*;
 
 /// A backup folder on the fake card.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +157,7 @@ struct Pending {
 pub struct FakeBitBox02 {
     /// The device (shared with the test and across connections).
     pub state: Arc<Mutex<DeviceState>>,
-    decoder: Decoder,
+    incoming: Incoming,
     out: VecDeque<Report>,
     noise: NoiseState,
     pending: Option<Pending>,
@@ -169,15 +173,15 @@ enum Answer {
 /// that mixes in anything else fails against it (firmware `src/rust/bitbox-noise/src/noise_xx.rs`,
 /// `State::init`).
 const PROLOGUE: &[u8] = b"Noise_XX_25519_ChaChaPoly_SHA256";
-const SUCCESS: u8 = ops::STATUS_SUCCESS;
-const FAILURE: u8 = ops::STATUS_FAILURE;
+const SUCCESS: u8 = OP_STATUS_SUCCESS;
+const FAILURE: u8 = OP_STATUS_FAILURE;
 
 impl FakeBitBox02 {
     /// A connection to the device in `state`.
     pub fn new(state: Arc<Mutex<DeviceState>>) -> FakeBitBox02 {
         FakeBitBox02 {
             state,
-            decoder: Decoder::default(),
+            incoming: Incoming::default(),
             out: VecDeque::new(),
             noise: NoiseState::Nothing,
             pending: None,
@@ -195,27 +199,20 @@ impl FakeBitBox02 {
     /// The answer to one HWW message.
     fn on_message(&mut self, data: &[u8]) -> Vec<u8> {
         match data.split_first() {
-            Some((&hww::REQ_INFO, _)) => {
+            Some((&HWW_REQ_INFO, _)) => {
                 self.see("info");
                 let s = self.state();
-                Info {
-                    version: s.firmware.clone(),
-                    platform: 0,
-                    edition: 0,
-                    unlocked: s.seed.is_some() && !s.locked,
-                    initialized: Some(s.initialized),
-                }
-                .encode()
+                wire::info(&s.firmware, s.seed.is_some() && !s.locked, s.initialized)
             }
-            Some((&hww::REQ_NEW, op)) => {
+            Some((&HWW_REQ_NEW, op)) => {
                 if self.pending.is_some() {
-                    return vec![hww::RSP_BUSY];
+                    return vec![HWW_RSP_BUSY];
                 }
                 {
                     let mut s = self.state();
                     if s.busy_next > 0 {
                         s.busy_next -= 1;
-                        return vec![hww::RSP_BUSY];
+                        return vec![HWW_RSP_BUSY];
                     }
                 }
                 match self.on_op(op) {
@@ -226,20 +223,20 @@ impl FakeBitBox02 {
                     }
                 }
             }
-            Some((&hww::REQ_RETRY, [])) => self.poll(),
-            _ => vec![hww::RSP_NACK],
+            Some((&HWW_REQ_RETRY, [])) => self.poll(),
+            _ => vec![HWW_RSP_NACK],
         }
     }
 
     fn poll(&mut self) -> Vec<u8> {
         let Some(p) = self.pending.as_mut() else {
-            return vec![hww::RSP_NACK];
+            return vec![HWW_RSP_NACK];
         };
         match p.polls {
-            None => vec![hww::RSP_NOT_READY],
+            None => vec![HWW_RSP_NOT_READY],
             Some(n) if n > 0 => {
                 p.polls = Some(n - 1);
-                vec![hww::RSP_NOT_READY]
+                vec![HWW_RSP_NOT_READY]
             }
             Some(_) => {
                 let p = self.pending.take().expect("checked");
@@ -275,11 +272,11 @@ impl FakeBitBox02 {
     /// The ops of `hww.rs` and `hww/noise.rs`.
     fn on_op(&mut self, op: &[u8]) -> Answer {
         match op.split_first() {
-            Some((&ops::OP_UNLOCK, [])) => {
+            Some((&OP_UNLOCK, [])) => {
                 self.see("unlock");
                 let s = self.state();
                 if s.seed.is_none() || !s.initialized {
-                    return Answer::Now(vec![ops::STATUS_UNINITIALIZED]);
+                    return Answer::Now(vec![OP_STATUS_FAILURE_UNINITIALIZED]);
                 }
                 if !s.locked {
                     return Answer::Now(vec![SUCCESS]);
@@ -290,7 +287,7 @@ impl FakeBitBox02 {
                     effect: Effect::Unlock,
                 })
             }
-            Some((&ops::OP_HANDSHAKE_START, [])) => {
+            Some((&OP_HANDSHAKE_START, [])) => {
                 self.see("handshake");
                 let key = self.state().noise_private.clone();
                 let hs = builder()
@@ -305,8 +302,8 @@ impl FakeBitBox02 {
                     Err(_) => Answer::Now(vec![FAILURE]),
                 }
             }
-            Some((&ops::OP_HANDSHAKE, msg)) => Answer::Now(self.handshake(msg)),
-            Some((&ops::OP_PAIRING_VERIFY, [])) => {
+            Some((&OP_HANDSHAKE, msg)) => Answer::Now(self.handshake(msg)),
+            Some((&OP_PAIRING_VERIFY, [])) => {
                 self.see("pairing");
                 if !matches!(self.noise, NoiseState::Ready { .. }) {
                     return Answer::Now(vec![FAILURE]);
@@ -323,7 +320,7 @@ impl FakeBitBox02 {
                     },
                 })
             }
-            Some((&ops::OP_NOISE_MSG, encrypted)) => self.noise_message(encrypted),
+            Some((&OP_NOISE_MSG, encrypted)) => self.noise_message(encrypted),
             _ => Answer::Now(vec![FAILURE]),
         }
     }
@@ -499,7 +496,7 @@ impl FakeBitBox02 {
 }
 
 fn ack(mut answer: Vec<u8>) -> Vec<u8> {
-    answer.insert(0, hww::RSP_ACK);
+    answer.insert(0, HWW_RSP_ACK);
     answer
 }
 
@@ -520,19 +517,18 @@ fn error(code: i32) -> Response {
 
 impl Transport for FakeBitBox02 {
     fn write(&mut self, report: &Report) -> Result<(), HidError> {
-        let message = match self.decoder.push(report) {
+        let (cmd, data) = match self.incoming.push(report) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
             Err(e) => return Err(HidError::Io(format!("fake BitBox02: {e}"))),
         };
-        let reports = if message.cmd == HWW_CMD {
-            let answer = self.on_message(&message.data);
-            framing::encode(HWW_CMD, &answer)
+        let reports = if cmd == HWW_CMD {
+            let answer = self.on_message(&data);
+            frames(HWW_CMD, &answer)
         } else {
-            framing::encode(ERROR_CMD, &[0x01])
+            frames(FRAME_ERROR, &[ERR_INVALID_CMD])
         };
-        self.out
-            .extend(reports.map_err(|e| HidError::Io(format!("fake BitBox02: {e}")))?);
+        self.out.extend(reports);
         Ok(())
     }
 

@@ -299,3 +299,113 @@ fn a_check_answer_that_is_not_a_backup_id_is_refused() {
     let id = rig.with("t", |s, n| s.check_backup(true, n)).unwrap();
     assert_eq!(id, Some("ab".repeat(32)), "a well-formed id passes this layer");
 }
+
+/// Reports as they cross the wire: `true` for the host's.
+struct Recorder<'a> {
+    inner: &'a mut dyn Transport,
+    log: Vec<(bool, Report)>,
+}
+
+impl Transport for Recorder<'_> {
+    fn write(&mut self, report: &Report) -> Result<(), crate::hid::HidError> {
+        self.log.push((true, *report));
+        self.inner.write(report)
+    }
+
+    fn read(&mut self, timeout: Duration) -> Result<Option<Report>, crate::hid::HidError> {
+        let r = self.inner.read(timeout)?;
+        if let Some(r) = r {
+            self.log.push((false, r));
+        }
+        Ok(r)
+    }
+}
+
+/// The reports of the exchange whose host message starts with `0x00 op`: the host's, then the
+/// device's answer.
+fn exchange(log: &[(bool, Report)], op: u8, nth: usize) -> (Vec<Report>, Vec<Report>) {
+    let start = log
+        .iter()
+        .enumerate()
+        .filter(|(_, (host, r))| *host && r[4] == 0xc1 && r[7..9] == [0x00, op])
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no exchange {nth} of {:?}", op as char))
+        .0;
+    let host: Vec<Report> = log[start..]
+        .iter()
+        .take_while(|(h, _)| *h)
+        .map(|(_, r)| *r)
+        .collect();
+    let device = log[start + host.len()..]
+        .iter()
+        .take_while(|(h, _)| !*h)
+        .map(|(_, r)| *r)
+        .collect();
+    (host, device)
+}
+
+/// The parts of a report that do not depend on keys: its first `head` bytes, and zeros after
+/// `end`.
+fn golden(r: &Report, head: &[u8], end: usize) {
+    assert_eq!(&r[..head.len()], head, "{r:02x?}");
+    assert!(
+        r[end..].iter().all(|&b| b == 0),
+        "zero-padded after {end}: {r:02x?}"
+    );
+    assert!(
+        r[head.len()..end].iter().any(|&b| b != 0),
+        "key or ciphertext bytes: {r:02x?}"
+    );
+}
+
+/// The handshake's `'H'` exchanges and one `'n'` request, byte for byte where the bytes do not
+/// depend on keys: the firmware's framing, HWW status, op status and Noise XX message sizes
+/// (`e` 32; `e, ee, s, es` 32 + 48 + 16; `s, se` 48 + 16; a transport message plus its 16-byte
+/// tag), and the answer to `ListBackupsRequest` on an empty card, which the firmware's own
+/// `test_noise` (`hww.rs`) expects: `ListBackupsResponse { info: [] }`.
+#[test]
+fn golden_handshake_and_request_reports() {
+    let state = Arc::new(Mutex::new(DeviceState::new(Some(SEED))));
+    state.lock().unwrap().locked = false;
+    state.lock().unwrap().card = Some(Vec::new());
+    let mut fake = FakeBitBox02::new(state);
+    let mut rec = Recorder {
+        inner: &mut fake,
+        log: Vec::new(),
+    };
+    let mut hww = super::hww::Hww::new(&mut rec, timing());
+    let host_key = super::noise::new_host_key();
+    let shake = super::noise::handshake(&mut hww, &host_key).unwrap();
+    assert!(shake.device_wants_pairing);
+    shake.confirm_pairing(&mut hww).unwrap();
+    let mut channel = shake.into_channel();
+    let listed = super::requests::list_backups(&mut channel, &mut hww).unwrap();
+    assert!(listed.is_empty());
+    let log = rec.log;
+    const H: [u8; 4] = [0xff, 0x00, 0xff, 0x00];
+    let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+
+    // Host: 0x00 'H' + e (34 bytes). Device: ACK, success, then e, s, payload tag (98 bytes).
+    let (host, device) = exchange(&log, b'H', 0);
+    assert_eq!((host.len(), device.len()), (1, 2));
+    golden(&host[0], &cat(&H, &[0xc1, 0x00, 34, 0x00, b'H']), 7 + 34);
+    golden(&device[0], &cat(&H, &[0xc1, 0x00, 98, 0x00, 0x00]), 64);
+    golden(&device[1], &cat(&H, &[0x00]), 5 + 98 - 57);
+
+    // Host: 0x00 'H' + s, payload tag (66 bytes). Device: ACK, success, 1 (confirm the code).
+    let (host, device) = exchange(&log, b'H', 1);
+    assert_eq!((host.len(), device.len()), (2, 1));
+    golden(&host[0], &cat(&H, &[0xc1, 0x00, 66, 0x00, b'H']), 64);
+    golden(&host[1], &cat(&H, &[0x00]), 5 + 66 - 57);
+    let mut answer = [0u8; 64];
+    answer[..10].copy_from_slice(&cat(&H, &[0xc1, 0x00, 3, 0x00, 0x00, 0x01]));
+    assert_eq!(device[0], answer);
+
+    // Host: 0x00 'n' + ListBackupsRequest (2 bytes) sealed (18). Device: ACK, success, the
+    // response (2 bytes: 0x3a 0x00) sealed (18).
+    let (host, device) = exchange(&log, b'n', 0);
+    assert_eq!((host.len(), device.len()), (1, 1));
+    golden(&host[0], &cat(&H, &[0xc1, 0x00, 20, 0x00, b'n']), 7 + 20);
+    golden(&device[0], &cat(&H, &[0xc1, 0x00, 20, 0x00, 0x00]), 7 + 20);
+    assert_ne!(host[0][9..11], [0x7a, 0x00], "sealed, not plain");
+}
