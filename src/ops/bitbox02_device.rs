@@ -146,7 +146,7 @@ fn open_transport(target: &Target, timing: &Timing) -> Result<(Box<dyn Transport
                 None => find_one()?,
             };
             let t = hid::open(&path).map_err(|e| match e {
-                HidError::Open { detail, .. } if detail.to_lowercase().contains("busy") => DeviceError::Busy,
+                HidError::Busy { .. } => DeviceError::Busy,
                 other => DeviceError::Hid(other),
             })?;
             Ok((t, format!("usb {path}")))
