@@ -187,16 +187,10 @@ fn bitbox02_backup_parser() {
 
 #[test]
 fn bitbox02_device_answers() {
-    use coldkeep::hid::bitbox02::{framing, hww::Info};
+    use coldkeep::hid::bitbox02::framing;
     use prost::Message;
-    let info = Info {
-        version: "9.21.0".into(),
-        platform: 0,
-        edition: 0,
-        unlocked: true,
-        initialized: Some(true),
-    }
-    .encode();
+    // The firmware's answer to 'i' (`_api_info`): "v9.21.0", platform, edition, unlocked, initialized.
+    let info = b"\x07v9.21.0\x00\x00\x01\x01".to_vec();
     let list = bitbox_api::pb::Response {
         response: Some(bitbox_api::pb::response::Response::ListBackups(
             bitbox_api::pb::ListBackupsResponse {

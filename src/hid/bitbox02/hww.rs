@@ -116,15 +116,6 @@ impl Info {
         })
     }
 
-    /// The answer bytes (the test kit's device sends them).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.version.len() as u8 + 1, b'v'];
-        out.extend_from_slice(self.version.as_bytes());
-        out.extend([self.platform, self.edition, u8::from(self.unlocked)]);
-        out.extend(self.initialized.map(u8::from));
-        out
-    }
-
     /// Whether the HWW framing is there (7.0.0 and later).
     pub fn framed(&self) -> bool {
         self.version
@@ -238,10 +229,8 @@ mod tests {
             unlocked: false,
             initialized: Some(true),
         };
-        let bytes = info.encode();
         // Firmware `_api_info`: length-prefixed "v9.21.0", then four flag bytes.
-        assert_eq!(bytes, b"\x07v9.21.0\x00\x01\x00\x01");
-        assert_eq!(Info::parse(&bytes).unwrap(), info);
+        assert_eq!(Info::parse(b"\x07v9.21.0\x00\x01\x00\x01").unwrap(), info);
         assert_eq!(info.product(), "BitBox02 Bitcoin-only");
         assert!(info.framed());
         let older = Info::parse(b"\x06v6.3.0\x00\x00\x01").unwrap();
