@@ -115,7 +115,8 @@ pub enum Command {
     /// OnlyKey: store its typed backup, restore it to a device
     #[command(subcommand)]
     Onlykey(OnlyKeyCommand),
-    /// BitBox02: store and check the backups on its microSD card
+    /// BitBox02: list, check and create its microSD backups through the device; store and
+    /// check a card's backups
     #[command(subcommand)]
     Bitbox02(BitBox02Command),
     /// Config file commands
@@ -187,7 +188,8 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 /// Arguments of `coldkeep status`.
 pub struct StatusArgs {
-    /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h)
+    /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h), or a hardware key's
+    /// last check (unless its `check_every` says otherwise)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub max_age: Option<Duration>,
     /// Print JSON on stdout
@@ -339,6 +341,18 @@ reports, 100 ms apart; the device answers when it has loaded it.")]
 #[derive(Debug, Subcommand)]
 /// `coldkeep bitbox02 ...`.
 pub enum BitBox02Command {
+    /// Through the device: the backups on its microSD card (list, check, create)
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+    /// Forget a device's pairing (a reset or replaced BitBox02 is then paired anew)
+    Unpair {
+        /// The device's name
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The pairing file [default: ~/.config/coldkeep/bitbox02-pairing.json]
+        #[arg(long, value_name = "FILE", env = "COLDKEEP_BITBOX02_PAIRING")]
+        pairing_file: Option<PathBuf>,
+    },
     /// Store a backup folder from the card (named by the backup id, three copies inside)
     Import {
         /// The backup folder on the mounted card
@@ -369,6 +383,66 @@ pub enum BitBox02Command {
         #[arg(long, short = 'i', value_name = "FILE")]
         identity: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+#[command(after_help = "\
+The first time a name is used, coldkeep and the device show a pairing code: confirm on the device
+only if both show the same code. The pairing is remembered (0600, under ~/.config/coldkeep/); a
+device that later answers under this name with another key is refused, as ssh refuses a changed
+host key. Every check is recorded, signed, in the store, for `coldkeep status`; a device whose key
+is not the one the name's checks were made with is refused unless --new-device says it was reset
+or replaced.")]
+/// `coldkeep bitbox02 backups ...`.
+pub enum BackupsCommand {
+    /// The backups on the card: id, name, date
+    List(DeviceArgs),
+    /// Is there a backup of this device's wallet on its card? (exit 1 when not)
+    Check {
+        /// The device.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Show the backup's name and id on the device for you to confirm (default: silent)
+        #[arg(long)]
+        confirm_on_device: bool,
+        /// This name's device was reset or replaced: record its checks though its key is not
+        /// the one of the name's last check
+        #[arg(long)]
+        new_device: bool,
+    },
+    /// Write a new backup to the card (confirm the date and "Create backup?" on the device)
+    Create {
+        /// The device.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// This name's device was reset or replaced: record its checks though its key is not
+        /// the one of the name's last check
+        #[arg(long)]
+        new_device: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+/// Which BitBox02, and how long to wait for its user.
+pub struct DeviceArgs {
+    /// The device's name: its pairing, its check records, its backups in the store
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The hidraw device [default: the one BitBox02 attached]; wins over a simulator
+    #[arg(long, value_name = "PATH")]
+    pub device: Option<String>,
+    /// A BitBox02 simulator (raw reports over TCP, e.g. 127.0.0.1:15423) instead of USB
+    #[arg(long, value_name = "HOST:PORT", env = "COLDKEEP_BITBOX02_SIMULATOR")]
+    pub simulator: Option<String>,
+    /// How long to wait for you on the device (password, pairing code, confirmations)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub timeout: Duration,
+    /// The pairing file [default: ~/.config/coldkeep/bitbox02-pairing.json]
+    #[arg(long, value_name = "FILE", env = "COLDKEEP_BITBOX02_PAIRING")]
+    pub pairing_file: Option<PathBuf>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

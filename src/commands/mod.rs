@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod bitbox02;
+pub mod bitbox02_device;
 pub mod check;
 pub mod config_check;
 pub mod config_sudoers;
@@ -20,7 +21,9 @@ pub mod restore;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand};
+use crate::cli::{
+    BackupsCommand, BitBox02Command, Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand,
+};
 use crate::config::Config;
 use crate::error::Exit;
 use crate::ops::Selection;
@@ -36,6 +39,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         // A backup file is verified without a configuration.
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { name: None, .. }) => {
             return onlykey_verify::run(None, cmd);
+        }
+        // Listing a card and forgetting a pairing record nothing in the store.
+        Command::Bitbox02(BitBox02Command::Backups(BackupsCommand::List(args))) => {
+            return bitbox02_device::list(args);
+        }
+        Command::Bitbox02(BitBox02Command::Unpair { name, pairing_file }) => {
+            return bitbox02_device::unpair(name, pairing_file.clone());
         }
         _ => {}
     }
@@ -58,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Discover(args) => discover::run(&config, args),
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
+        Command::Bitbox02(BitBox02Command::Backups(cmd)) => bitbox02_device::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
         Command::Demo(_) | Command::Hid(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

@@ -3,12 +3,14 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+mod hardware;
 pub mod perms;
 mod raw;
 mod redact;
 mod secret;
 mod validate;
 
+pub use hardware::{HardwareConfig, HardwareModel};
 pub use raw::parse_duration;
 pub use secret::{Secret, SecretError};
 
@@ -113,6 +115,8 @@ pub struct Config {
     pub verify_identity: Option<PathBuf>,
     /// The top-level `retention:` (hardware keys follow it; keystores may override it).
     pub retention: Retention,
+    /// `hardware:`: hardware keys and how often each must be checked.
+    pub hardware: Vec<HardwareConfig>,
     /// The nodes, in config order.
     pub nodes: Vec<NodeConfig>,
 }

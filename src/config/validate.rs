@@ -90,13 +90,13 @@ pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> S
     )
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     text: &'a str,
     source: &'a Path,
 }
 
 impl Validator<'_> {
-    fn err(&self, at: &Location, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, at: &Location, message: impl Into<String>) -> ConfigError {
         self.located(at, message, false)
     }
 
@@ -167,6 +167,7 @@ impl Validator<'_> {
             Some(p) => Some(self.path(p)?),
             None => None,
         };
+        let hardware = self.hardware(&raw.hardware)?;
         let signing = self.signing(&raw, &store)?;
         let defaults = raw.ssh.unwrap_or_default();
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -204,6 +205,7 @@ impl Validator<'_> {
             verify_schedule,
             verify_identity,
             retention: shared.retention.clone(),
+            hardware,
             nodes,
         })
     }
@@ -824,7 +826,7 @@ impl Validator<'_> {
     }
 
     /// Checks a name against `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
-    fn name(&self, n: &S<String>, what: &str) -> Result<(), ConfigError> {
+    pub(super) fn name(&self, n: &S<String>, what: &str) -> Result<(), ConfigError> {
         let v = &n.value;
         let ok = !v.is_empty()
             && v.len() <= 64

@@ -10,12 +10,14 @@
 pub mod acra_master;
 pub mod artifact;
 pub mod backup;
+pub mod bitbox02_device;
 pub mod check;
 pub mod discover;
 #[cfg(test)]
 pub(crate) mod fake_node;
 pub mod fleet;
 pub mod hardware;
+pub mod hardware_checks;
 pub mod hooks;
 pub mod keystore;
 pub mod passphrase;

@@ -228,6 +228,25 @@ fn verify_metrics(out: &mut String, v: &VerifyState) {
     );
 }
 
+/// Signs and stores a hardware key's check (see `hardware_checks`), then rewrites the metrics
+/// file so monitoring sees it at once (a metrics problem is logged). Returns the record id.
+pub fn record_device_check(config: &Config, check: &crate::store::DeviceCheck) -> anyhow::Result<String> {
+    let id = Store::new(&config.store).record_device_check(check)?;
+    if let Err(e) = refresh_metrics(config) {
+        tracing::error!("cannot rewrite the metrics file: {e:#}");
+    }
+    Ok(id)
+}
+
+/// Rewrites the metrics file (when configured) from the state and the store as they are now:
+/// after something other than a run changed what it shows (a hardware key's check).
+pub fn refresh_metrics(config: &Config) -> anyhow::Result<()> {
+    let Some(path) = &config.metrics_file else {
+        return Ok(());
+    };
+    write_metrics(config, &RunState::load(&config.store.path)?, path)
+}
+
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
@@ -240,6 +259,7 @@ fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Resu
          coldkeep_untrusted_artifacts {}",
         super::artifact::untrusted_with_master_keys(config)?.len()
     );
+    text.push_str(&super::hardware_checks::metrics_text(config)?);
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
         ".{}.tmp-{:08x}",

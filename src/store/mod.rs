@@ -5,6 +5,7 @@
 //! directory): a crash never leaves a listed artifact that is not whole, at most leftovers
 //! that listings name as such.
 
+mod device_checks;
 mod index;
 mod lock;
 pub mod retention;
@@ -12,6 +13,7 @@ mod signed;
 mod state;
 mod summary;
 
+pub use device_checks::{CheckResult, DeviceCheck, DeviceChecks, Untrusted};
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
 pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};

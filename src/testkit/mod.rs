@@ -7,6 +7,8 @@
 //! it outside `#[cfg(test)]` code: it sits on top of them, like the commands.
 
 pub mod acra;
+pub mod bitbox02_fake;
+pub mod bitbox02_server;
 pub mod fuzzing;
 pub mod hid_fake;
 pub mod sandbox;

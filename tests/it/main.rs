@@ -27,6 +27,8 @@ mod acra_keys_open;
 mod backup_cli;
 mod become_cli;
 mod become_config;
+mod bitbox02_device_cli;
+mod bitbox02_hostile_cli;
 mod config_errors;
 mod config_master_key;
 mod config_redaction;
