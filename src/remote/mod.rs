@@ -3,16 +3,21 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+pub mod helper;
 pub(crate) mod known_hosts;
 mod node;
-mod sudo;
+mod policy_text;
 mod sudoers;
+mod swap;
 mod tree;
+mod via_helper;
 
 pub use node::Node;
-pub use sudo::{Op, chown_op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
-pub use sudoers::{NEW_FILE_MODE, sudoers_text};
+pub use policy_text::{bootstrap_policy_text, node_policy_text};
+pub use sudoers::{rule as sudoers_rule, sudoers_text};
+pub use swap::{SwapState, TreeRestoreError, TreeUpload, UploadFile, swap_trees};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
+pub use via_helper::{Access, WriteRule, command_line as helper_command_line};
 
 use crate::config::NodeConfig;
 use zeroize::Zeroizing;
@@ -157,7 +162,7 @@ pub enum RemoteError {
     },
     #[error(
         "permission denied on {path}: if root or a service user owns it, set `become: sudo` for this \
-         node and allow the reads with the lines `coldkeep config sudoers` prints"
+         node and set up the node helper there (README: Node setup)"
     )]
     /// No permission.
     PermissionDenied {
@@ -165,10 +170,10 @@ pub enum RemoteError {
         path: String,
     },
     #[error(
-        "sudo on {addr} refused: {detail}. coldkeep never types a password; allow it with the lines \
-         `coldkeep config sudoers --node {node}` prints (this one: `{rule}`)"
+        "sudo on {addr} refused to start the node helper: {detail}. coldkeep never types a password; allow \
+         it with the line `coldkeep config sudoers --node {node}{flags}` prints (this one: `{rule}`)"
     )]
-    /// `sudo -n` refused to run a command (a password is required, requiretty, no rule).
+    /// `sudo -n` refused to run the helper (a password is required, requiretty, no rule).
     SudoRefused {
         /// `user@host:port`.
         addr: String,
@@ -176,8 +181,72 @@ pub enum RemoteError {
         node: String,
         /// What sudo said, classified.
         detail: String,
-        /// The sudoers line that would allow this command.
+        /// ` --restore` when the restore rule was wanted.
+        flags: String,
+        /// The sudoers line that would allow it.
         rule: String,
+    },
+    #[error(
+        "the node helper {program} is not on {addr}: install the coldkeep package on the node (README: \
+         Node setup), or set `node_helper` to where it is"
+    )]
+    /// sudo could not find the helper binary.
+    HelperMissing {
+        /// `host:port`.
+        addr: String,
+        /// The configured `node_helper`.
+        program: String,
+    },
+    #[error("the node helper on {addr} refused to run: {problem}. Fix: {fix}")]
+    /// The helper started and refused (its binary or policy is not root's alone, the policy is
+    /// missing or invalid).
+    HelperRefused {
+        /// `host:port`.
+        addr: String,
+        /// What is wrong.
+        problem: String,
+        /// What fixes it.
+        fix: String,
+    },
+    #[error("the node helper on {addr} {detail}")]
+    /// The helper speaks another protocol version (the fix: upgrade one side).
+    HelperVersion {
+        /// `host:port`.
+        addr: String,
+        /// Versions and which side to upgrade.
+        detail: String,
+    },
+    #[error("cannot start the node helper on {addr}: {detail}")]
+    /// The helper did not start for another reason.
+    HelperStart {
+        /// `host:port`.
+        addr: String,
+        /// What happened (sudo's or the helper's words, escaped).
+        detail: String,
+    },
+    #[error("node helper on {addr}: {detail}")]
+    /// The helper refused or failed a request (policy, permission, disk).
+    Helper {
+        /// `host:port`.
+        addr: String,
+        /// Its message (paths and names only).
+        detail: String,
+    },
+    #[error(
+        "{path} is not in the node's policy {policy} on {addr}: list its keystore there \
+         (`coldkeep config node-policy --node {node}` prints the policy to install)"
+    )]
+    /// With `become: sudo`, a path no keystore of the node's policy covers: refused before any
+    /// request (and the helper would refuse it too).
+    NotInPolicy {
+        /// The path.
+        path: String,
+        /// The policy file.
+        policy: String,
+        /// `host:port`.
+        addr: String,
+        /// The configured node name.
+        node: String,
     },
     #[error(
         "cannot give the new {path} the owner and group of the file it replaces as the SSH user: \
@@ -316,8 +385,8 @@ pub struct Session {
     transfer: crate::config::FileTransfer,
     /// Set after a timeout: see [`Session::poison_on_timeout`].
     poisoned: std::cell::Cell<bool>,
-    /// `become: sudo`: every read and write goes through sudo ([`sudo`]).
-    become_: Option<sudo::Become>,
+    /// `become: sudo`: every read and write goes through the node helper ([`via_helper`]).
+    helper: Option<via_helper::HelperSession>,
 }
 
 /// Most bytes coldkeep reads from one stream (stdout or stderr) of a remote command: its
@@ -503,6 +572,12 @@ impl Session {
     /// `check_port`; `accept-new` records unknown keys), and authenticates with the identity file
     /// (passphrase from its secret) or, failing that / without one, ssh-agent.
     pub fn connect(node: &NodeConfig) -> Result<Session, RemoteError> {
+        Session::connect_for(node, Access::Read)
+    }
+
+    /// [`Session::connect`] for `access`: with `become: sudo`, the node helper is started now,
+    /// under the read rule or (for a restore) the restore rule.
+    pub fn connect_for(node: &NodeConfig, access: Access) -> Result<Session, RemoteError> {
         use std::net::ToSocketAddrs;
         let addr = format!("{}:{}", node.host, node.port);
         let io_secs = node.io_timeout.as_secs().max(1);
@@ -584,6 +659,7 @@ impl Session {
 
         // Authentication.
         Self::authenticate(node, &sess, io_secs)?;
+        let helper = via_helper::start(&sess, node, access, &addr, io_secs)?;
 
         Ok(Session {
             sess,
@@ -594,14 +670,7 @@ impl Session {
             no_sftp: std::cell::Cell::new(false),
             transfer: node.file_transfer,
             poisoned: std::cell::Cell::new(false),
-            become_: match &node.become_ {
-                crate::config::Become::None => None,
-                crate::config::Become::Sudo { user } => Some(sudo::Become {
-                    user: user.clone(),
-                    ssh_user: node.user.clone(),
-                    node: node.name.clone(),
-                }),
-            },
+            helper,
         })
     }
 
@@ -882,8 +951,9 @@ impl Session {
 
     /// Stats a path (SFTP); `Ok(None)` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_stat(b, path);
+        if self.helper.is_some() {
+            // The helper never follows a link: a link is reported as one (neither file nor dir).
+            return Ok(self.helper_stat(path)?.map(|(st, _)| st));
         }
         let sftp = self.sftp()?;
         self.stat_with(sftp, path)
@@ -897,8 +967,8 @@ impl Session {
     /// Uses SFTP (or SCP with `file_transfer: scp`); a node without an SFTP subsystem is read
     /// over SCP alone, whatever the setting.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_fetch(b, path, max_size);
+        if self.helper.is_some() {
+            return self.helper_fetch(path, max_size);
         }
         // SFTP stat first: clean status codes for missing / forbidden / directory paths.
         let sftp = match self.sftp() {
@@ -1193,8 +1263,8 @@ impl Session {
     /// - afterwards the target must be a regular file with the SHA-256 of `bytes`.
     ///
     /// On any failure before the rename the old file stays under its name and the temp file is
-    /// removed (best effort). With `become: sudo` the same guarantees come from pinned sudo
-    /// commands and a fixed temp name (see `sudo::WriteSteps` for why and how).
+    /// removed (best effort). With `become: sudo` the node helper does the write through fds, with
+    /// the owner and loosest mode its policy names (see `crate::nodehelper::write`).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         self.push_owned(path, bytes, mode, None)
     }
@@ -1208,8 +1278,9 @@ impl Session {
         mode: u32,
         owner: Option<&str>,
     ) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_push(b, path, bytes, mode, owner);
+        if self.helper.is_some() {
+            // The node's policy decides the owner (`write_rule` tells the plan which).
+            return self.helper_push(path, bytes, mode);
         }
         self.push_plain(path, bytes, mode, owner)
     }
@@ -1337,9 +1408,8 @@ impl Session {
     /// Stats a path without following a final symlink (`is_file` and `is_dir` are then false);
     /// `Ok(None)` when it does not exist.
     pub fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        if let Some(b) = &self.become_ {
-            // sudo's `stat` never follows a link.
-            return self.sudo_stat(b, path);
+        if self.helper.is_some() {
+            return Ok(self.helper_stat(path)?.map(|(st, _)| st));
         }
         let sftp = self.sftp()?;
         self.lstat_with(sftp, path)
@@ -1387,8 +1457,8 @@ impl Session {
 
     /// Removes temp files (or directories) an interrupted upload to `path` left beside it.
     pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_remove_temp(b, path);
+        if self.helper.is_some() {
+            return self.helper_sweep(path);
         }
         let (dir, name) = split_remote(path);
         let dir_prefix = if dir.ends_with('/') {
