@@ -82,13 +82,21 @@ fn walk(path: &str, what: &str) -> Result<(OwnedFd, String, rustix::fs::Stat), R
     let st = rustix::fs::fstat(&dir).map_err(|e| io_refusal("/", what, e))?;
     check_owned("/", &st, "a directory above it")?;
     let mut walked = String::new();
+    // A missing component means the file is missing: say so of the file, with how to install it.
+    let missing = |walked: &str, e| {
+        if e == rustix::io::Errno::NOENT {
+            io_refusal(path, what, e)
+        } else {
+            io_refusal(walked, what, e)
+        }
+    };
     for (i, comp) in comps.iter().enumerate() {
         walked.push('/');
         walked.push_str(comp);
         let last = i + 1 == comps.len();
         if last {
             let st = rustix::fs::statat(&dir, *comp, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_refusal(&walked, what, e))?;
+                .map_err(|e| missing(&walked, e))?;
             return Ok((dir, comp.to_string(), st));
         }
         let next = rustix::fs::openat(
@@ -97,7 +105,7 @@ fn walk(path: &str, what: &str) -> Result<(OwnedFd, String, rustix::fs::Stat), R
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| io_refusal(&walked, what, e))?;
+        .map_err(|e| missing(&walked, e))?;
         let st = rustix::fs::fstat(&next).map_err(|e| io_refusal(&walked, what, e))?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::Directory => {}
