@@ -389,7 +389,10 @@ mod tests {
         }
     }
 
-    fn tree(p: &Path) -> Vec<(String, Vec<u8>, u32)> {
+    /// A tree's entries: relative name, bytes (empty for directories), mode.
+    type Listing = Vec<(String, Vec<u8>, u32)>;
+
+    fn tree(p: &Path) -> Listing {
         let mut out = Vec::new();
         for e in walkdir::WalkDir::new(p).min_depth(1).sort_by_file_name() {
             let e = e.unwrap();
@@ -430,11 +433,7 @@ mod tests {
         }
     }
 
-    fn two_roots() -> (
-        tempfile::TempDir,
-        Vec<(String, Vec<u8>, u32)>,
-        Vec<(String, Vec<u8>, u32)>,
-    ) {
+    fn two_roots() -> (tempfile::TempDir, Listing, Listing) {
         let tmp = tempfile::tempdir().unwrap();
         for (d, f) in [("keys", "old_key"), ("public", "old.pub")] {
             std::fs::create_dir(tmp.path().join(d)).unwrap();
