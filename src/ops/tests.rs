@@ -741,10 +741,17 @@ fn a_node_policy_that_refuses_the_keystore_stops_the_plan_and_an_identical_file_
     let bytes = p12_bytes();
     let src = p12_source_with(&fx, &bytes);
     let node = node_with_p12(b"other bytes", 0o400);
-    node.set_write_rule(policy(None, 0, Some("the node's policy does not allow restoring keystore `p12`")));
+    node.set_write_rule(policy(
+        None,
+        0,
+        Some("the node's policy does not allow restoring keystore `p12`"),
+    ));
     let before = node.fs();
     let err = restore::plan(&src, &node, false).unwrap_err().to_string();
-    assert!(err.contains("does not allow restoring") && err.contains("Nothing was changed"), "{err}");
+    assert!(
+        err.contains("does not allow restoring") && err.contains("Nothing was changed"),
+        "{err}"
+    );
     assert_eq!(node.fs(), before);
     // Nothing to write: the refusal does not matter.
     let same = node_with_p12(&bytes, 0o400);
@@ -777,7 +784,11 @@ fn a_node_policy_names_the_owner_of_a_new_file_and_caps_its_mode() {
     existing.set_write_rule(policy(Some("root:root"), 0o440, None));
     let plan = restore::plan(&src, &existing, false).unwrap();
     assert_eq!(plan.mode, "0400", "0644 & 0600 (backup) & 0440 (policy)");
-    assert!(plan.owner.as_deref().unwrap().contains("requires root:root"), "{:?}", plan.owner);
+    assert!(
+        plan.owner.as_deref().unwrap().contains("requires root:root"),
+        "{:?}",
+        plan.owner
+    );
 }
 
 #[test]
@@ -791,7 +802,17 @@ fn a_node_policy_caps_the_modes_of_a_restored_acra_tree() {
     let Step::SwapTree { files, owner, .. } = &plan.steps[0] else {
         panic!("{:?}", plan.steps);
     };
-    assert!(files.contains(&("Alice_storage.pub".into(), "0600".into())), "{files:?}");
+    assert!(
+        files.contains(&("Alice_storage.pub".into(), "0600".into())),
+        "{files:?}"
+    );
     assert_eq!(owner, &None, "the node's policy gives the owner");
-    assert!(plan.owner.as_deref().unwrap().contains("acra:acra (the node's policy)"), "{:?}", plan.owner);
+    assert!(
+        plan.owner
+            .as_deref()
+            .unwrap()
+            .contains("acra:acra (the node's policy)"),
+        "{:?}",
+        plan.owner
+    );
 }
