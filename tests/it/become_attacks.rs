@@ -575,3 +575,108 @@ fn a_directory_swapped_in_a_loop_during_reads_and_writes_is_never_followed() {
     let stray: Vec<String> = names_in(&tess).into_iter().filter(|n| *n != name).collect();
     assert!(stray.is_empty(), "{stray:?}");
 }
+
+/// The pid of the running helper started with `policy` (its argv names it; one at a time).
+fn helper_pid(policy: &str) -> Option<u32> {
+    let want = format!("--policy={policy}");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_helper = args.get(1) == Some(&&b"node-helper"[..])
+            && args.iter().any(|a| *a == want.as_bytes())
+            && !args[0].ends_with(b"sudo");
+        is_helper.then_some(pid)
+    })
+}
+
+/// SIGKILL lands on the helper at random points of a write, again and again: the key's name
+/// always holds the old file or the new one, whole, root:root 0400; what a killed write left
+/// beside it is swept by the next write.
+#[test]
+fn killing_the_helper_at_any_point_of_a_write_leaves_the_old_or_the_new_file() {
+    let (s, _rules) = armed();
+    let tess = s.p12.parent().unwrap().to_path_buf();
+    let name = s.p12.file_name().unwrap().to_str().unwrap().to_string();
+    // Two versions of the key: the real one and the same with a different tail (a big write).
+    let mut other = s.p12_bytes.clone();
+    other.extend(std::iter::repeat_n(0x5a, 4 << 20));
+    let mut killed = 0;
+    for round in 0..12u64 {
+        let bytes = if round % 2 == 0 { &other } else { &s.p12_bytes };
+        let mut h = Helper::start(&s.h, true);
+        let _ = hello(&mut h);
+        let pid = helper_pid(&s.h.policy).expect("the helper runs");
+        let op = Op::WriteFile {
+            keystore: "p12".into(),
+            mode: 0o400,
+            size: bytes.len() as u64,
+            sha256: coldkeep::digest::sha256_hex(bytes),
+        };
+        proto::write_json(
+            &mut h,
+            &Request {
+                v: proto::VERSION,
+                op,
+            },
+        )
+        .unwrap();
+        // A random moment while the bytes stream in or the helper writes them out.
+        let cut = (rand_u64() % bytes.len() as u64) as usize;
+        let _ = proto::write_data(&mut h, &bytes[..cut]);
+        let _ = h.flush();
+        std::thread::sleep(std::time::Duration::from_micros(rand_u64() % 3000));
+        let _ = proto::write_data(&mut h, &bytes[cut..]);
+        let _ = h.flush();
+        std::thread::sleep(std::time::Duration::from_micros(rand_u64() % 20_000));
+        // SAFETY: kill(2) on the pid of the helper this test started; no memory is involved.
+        killed += usize::from(unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0);
+        let _ = h.finish();
+        let now = fs::read(&s.p12).unwrap();
+        assert!(
+            now == s.p12_bytes || now == other,
+            "round {round}: a partial file under the key's name"
+        );
+        assert_eq!(
+            (owner_of(&s.p12), mode(&s.p12)),
+            ("root:root".to_string(), 0o400),
+            "round {round}"
+        );
+    }
+    assert!(killed >= 6, "the helper was killed in {killed} of 12 rounds");
+    // One more write, not interrupted: it sweeps what the killed ones left.
+    let mut h = Helper::start(&s.h, true);
+    let _ = hello(&mut h);
+    let op = Op::WriteFile {
+        keystore: "p12".into(),
+        mode: 0o400,
+        size: s.p12_bytes.len() as u64,
+        sha256: coldkeep::digest::sha256_hex(&s.p12_bytes),
+    };
+    proto::write_json(
+        &mut h,
+        &Request {
+            v: proto::VERSION,
+            op,
+        },
+    )
+    .unwrap();
+    proto::write_data(&mut h, &s.p12_bytes).unwrap();
+    h.flush().unwrap();
+    let r: Reply = proto::read_json(&mut h).unwrap();
+    assert!(matches!(r, Reply::Written { .. }), "{r:?}");
+    assert_eq!(names_in(&tess), [name]);
+    assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes);
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    h.finish()
+}
