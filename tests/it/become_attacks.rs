@@ -199,6 +199,29 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
         let reply: Reply = proto::read_json(&mut r).unwrap();
         refused(&reply, ErrorKind::BadRequest);
     }
+    // A tree restore with a planted `..` (or an absolute name) in a file name: refused before a
+    // byte of it is read, the helper stops.
+    for rel in ["../../../etc/cron.d/x", "/etc/cron.d/x", "client/../../x", "a//b"] {
+        let mut h = Helper::start(&s.h, true);
+        let _ = hello(&mut h);
+        let op = Op::RestoreTrees {
+            keystore: "acra".into(),
+            roots: vec![proto::UploadRoot {
+                part: Part::Key,
+                replace: true,
+                files: vec![proto::UploadFile {
+                    rel: rel.into(),
+                    mode: 0o600,
+                    size: 1,
+                    sha256: coldkeep::digest::sha256_hex(b"x"),
+                }],
+            }],
+        };
+        let r = ask(&mut h, op);
+        assert!(refused(&r, ErrorKind::BadRequest).contains("not allowed"), "{rel}: {r:?}");
+        assert_eq!(h.finish().0, Some(2), "{rel}");
+    }
+    assert!(!Path::new("/etc/cron.d/x").exists());
     // A keystore the policy does not list, or a path as its name: refused, the session goes on.
     let mut h = Helper::start(&s.h, true);
     let _ = hello(&mut h);
