@@ -218,7 +218,10 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
             }],
         };
         let r = ask(&mut h, op);
-        assert!(refused(&r, ErrorKind::BadRequest).contains("not allowed"), "{rel}: {r:?}");
+        assert!(
+            refused(&r, ErrorKind::BadRequest).contains("not allowed"),
+            "{rel}: {r:?}"
+        );
         assert_eq!(h.finish().0, Some(2), "{rel}");
     }
     assert!(!Path::new("/etc/cron.d/x").exists());
@@ -607,7 +610,7 @@ fn helper_pid(policy: &str) -> Option<u32> {
         let cmdline = fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let is_helper = args.get(1) == Some(&&b"node-helper"[..])
-            && args.iter().any(|a| *a == want.as_bytes())
+            && args.contains(&want.as_bytes())
             && !args[0].ends_with(b"sudo");
         is_helper.then_some(pid)
     })
