@@ -422,8 +422,7 @@ impl Server {
         self.lock()?;
         let swept = super::sweep::sweep(&dir, &name, &path);
         self.unlock();
-        swept?;
-        Ok(Reply::Done { notes: vec![] })
+        Ok(Reply::Done { notes: swept? })
     }
 
     fn write_file(&mut self, keystore: &str, mode: u32, bytes: &[u8]) -> Result<Reply, FsError> {

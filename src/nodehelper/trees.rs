@@ -13,7 +13,7 @@
 
 use super::proto::{ErrorKind, SwapState};
 use super::resolve::{FsError, errno, fail, kind_of, lstat_at, open_dir_at, open_file_at};
-use super::sweep::{names_with_prefix, old_prefix, remove_at, tag, temp_prefix};
+use super::sweep::{Removal, names_with_prefix, old_prefix, remove_tree, tag, temp_prefix};
 use super::write::{Rename, Want, flag_unsupported, own_and_mode, write_all};
 use rustix::fs::{Mode, OFlags, RenameFlags};
 use std::collections::BTreeMap;
@@ -54,10 +54,14 @@ enum Published {
 
 struct Staged {
     job: RootJob,
-    dev: u64,
     temp: String,
     old: String,
+    /// The new tree's root (device, inode).
     ino: (u64, u64),
+    /// The directory it replaces (device, inode), checked owned by the policy's owner.
+    previous: Option<(u64, u64)>,
+    /// Leftovers found beside it and left alone.
+    notes: Vec<String>,
     published: Published,
     /// A rename of this root happened (even if it was undone).
     renamed: bool,
@@ -68,7 +72,7 @@ fn fsync_dir(fd: &OwnedFd, path: &str) -> Result<(), FsError> {
 }
 
 /// Checks what is at the target now against the plan, and that no interrupted swap is beside it.
-fn check_target(job: &RootJob, want: Want) -> Result<u64, FsError> {
+fn check_target(job: &RootJob, want: Want) -> Result<(u64, Option<(u64, u64)>), FsError> {
     let path = &job.path;
     let dev = rustix::fs::fstat(&job.parent).map_err(|e| errno(e, path))?.st_dev;
     let left = names_with_prefix(&job.parent, &old_prefix(&job.name), path)?;
@@ -82,7 +86,7 @@ fn check_target(job: &RootJob, want: Want) -> Result<u64, FsError> {
             ),
         ));
     }
-    match (lstat_at(&job.parent, &job.name, path)?, job.replace) {
+    let previous = match (lstat_at(&job.parent, &job.name, path)?, job.replace) {
         (Some(st), true) => {
             if kind_of(&st) != super::proto::EntryKind::Dir {
                 return Err(fail(
@@ -100,8 +104,9 @@ fn check_target(job: &RootJob, want: Want) -> Result<u64, FsError> {
                     ),
                 ));
             }
+            Some((st.st_dev, st.st_ino))
         }
-        (None, false) => {}
+        (None, false) => None,
         (Some(_), false) => {
             return Err(fail(
                 ErrorKind::Unsafe,
@@ -114,14 +119,14 @@ fn check_target(job: &RootJob, want: Want) -> Result<u64, FsError> {
                 format!("{path} disappeared since the restore was planned"),
             ));
         }
-    }
-    Ok(dev)
+    };
+    Ok((dev, previous))
 }
 
 /// Builds one tree beside its target and reads it back.
 fn stage(job: RootJob, want: Want) -> Result<Staged, FsError> {
-    let dev = check_target(&job, want)?;
-    super::sweep::sweep(&job.parent, &job.name, &job.path)?;
+    let (dev, previous) = check_target(&job, want)?;
+    let notes = super::sweep::sweep(&job.parent, &job.name, &job.path)?;
     let t = tag();
     let temp = format!("{}{t}", temp_prefix(&job.name));
     let old = format!("{}{t}", old_prefix(&job.name));
@@ -187,10 +192,11 @@ fn stage(job: RootJob, want: Want) -> Result<Staged, FsError> {
     fsync_dir(&job.parent, &path)?;
     Ok(Staged {
         job,
-        dev,
         temp,
         old,
         ino: (root_st.st_dev, root_st.st_ino),
+        previous,
+        notes,
         published: Published::No,
         renamed: false,
     })
@@ -281,7 +287,7 @@ pub fn restore_trees(
         match stage(job, want) {
             Ok(s) => staged.push(s),
             Err(error) => {
-                cleanup(&staged);
+                cleanup(&staged, want);
                 return Err(TreeFailure {
                     error,
                     state: SwapState::NothingChanged,
@@ -310,7 +316,7 @@ pub fn restore_trees(
                 message.push_str(&format!("; undoing failed too: {}", problems.join("; ")));
             }
             if state != SwapState::LeftAside {
-                cleanup(&staged);
+                cleanup(&staged, want);
             }
             return Err(TreeFailure {
                 error: fail(error.kind, message),
@@ -320,19 +326,29 @@ pub fn restore_trees(
     }
     let mut notes = Vec::new();
     for s in &staged {
+        notes.extend(s.notes.iter().cloned());
         let _ = fsync_dir(&s.job.parent, &s.job.path);
         let aside = match s.published {
             Published::Exchanged => Some(&s.temp),
             Published::Moved => Some(&s.old),
             _ => None,
         };
-        if let Some(name) = aside
-            && let Err(e) = remove_at(&s.job.parent, name, &format!("{}/{name}", s.job.path), s.dev)
-        {
-            notes.push(format!(
-                "restored, but the previous keystore could not be removed: {}",
-                e.message
-            ));
+        // The previous tree, now under `aside`: removed only if it is still that directory,
+        // and only what belongs to the keystore's owner.
+        if let (Some(name), Some(previous)) = (aside, s.previous) {
+            let shown = format!("{} (previous, at {name})", s.job.path);
+            let owners = [want.uid];
+            let removal = Removal {
+                expect: previous,
+                owners: &owners,
+            };
+            match remove_tree(&s.job.parent, name, &shown, &removal) {
+                Ok(left) => notes.extend(left),
+                Err(e) => notes.push(format!(
+                    "restored, but the previous keystore could not be removed: {}",
+                    e.message
+                )),
+            }
         }
     }
     Ok(notes)
@@ -344,11 +360,17 @@ fn ren_happened(s: &Staged) -> bool {
     s.renamed || s.published != Published::No
 }
 
-/// Removes the staged trees that are not in place (after undo, the temp names hold the new trees).
-fn cleanup(staged: &[Staged]) {
+/// Removes the staged trees that are not in place (after undo, the temp names hold the new
+/// trees): only the directories the helper built, only entries of the helper or the owner.
+fn cleanup(staged: &[Staged], want: Want) {
+    let owners = [rustix::process::geteuid().as_raw(), want.uid];
     for s in staged {
         if s.published == Published::No {
-            let _ = remove_at(&s.job.parent, &s.temp, &s.job.path, s.dev);
+            let removal = Removal {
+                expect: s.ino,
+                owners: &owners,
+            };
+            let _ = remove_tree(&s.job.parent, &s.temp, &s.job.path, &removal);
         }
     }
 }

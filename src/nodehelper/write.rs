@@ -165,6 +165,7 @@ pub fn write_file(
     want: Want,
     ren: &mut dyn Rename,
 ) -> Result<Written, FsError> {
+    // What an interrupted write left (a directory there is not a file temp: left alone).
     super::sweep::sweep(dir, name, path)?;
     let existing = lstat_at(dir, name, path)?;
     let mut want = want;

@@ -513,7 +513,12 @@ impl Session {
             &[],
             &during,
         )? {
-            Reply::Done { .. } => Ok(()),
+            Reply::Done { notes } => {
+                for n in notes {
+                    tracing::warn!(node = %self.addr, "{}", crate::text::escape_control(&n));
+                }
+                Ok(())
+            }
             Reply::Error { kind, message, .. } => Err(self.failed(kind, message, path)),
             _ => Err(self.unexpected(&during)),
         }

@@ -502,6 +502,18 @@ fn a_link_at_the_key_or_temp_name_during_a_restore_is_never_written_through() {
     // fixed name is not the helper's and stays a link nobody followed.
     assert_eq!(names_in(&tess), [planted[0].as_str(), name.as_str()]);
     assert!(tess.join(&planted[0]).is_symlink());
+    // A root-owned directory the user can rename (it sits in the user's directory beside the
+    // key; across directories its `..` would need the user to write it) renamed to a temp name:
+    // a sweep never empties a directory, so root's files in it survive.
+    let rootdir = tess.join("root-owned");
+    fs::create_dir(&rootdir).unwrap();
+    fs::write(rootdir.join("root-file"), b"root's").unwrap();
+    let moved = tess.join(format!(".{name}.coldkeep-tmp-{:032x}", 7));
+    let out = as_user(LOGIN_USER, &format!("mv {} {}", rootdir.display(), moved.display()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = write(&mut h, b"newer key bytes");
+    assert!(matches!(r, Reply::Written { .. }), "{r:?}");
+    assert_eq!(fs::read(moved.join("root-file")).unwrap(), b"root's");
     drop(h);
 }
 
