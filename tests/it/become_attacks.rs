@@ -509,7 +509,10 @@ fn a_link_at_the_key_or_temp_name_during_a_restore_is_never_written_through() {
     fs::create_dir(&rootdir).unwrap();
     fs::write(rootdir.join("root-file"), b"root's").unwrap();
     let moved = tess.join(format!(".{name}.coldkeep-tmp-{:032x}", 7));
-    let out = as_user(LOGIN_USER, &format!("mv {} {}", rootdir.display(), moved.display()));
+    let out = as_user(
+        LOGIN_USER,
+        &format!("mv {} {}", rootdir.display(), moved.display()),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r = write(&mut h, b"newer key bytes");
     assert!(matches!(r, Reply::Written { .. }), "{r:?}");
@@ -539,10 +542,13 @@ fn a_directory_swapped_in_a_loop_during_reads_and_writes_is_never_followed() {
         home = home.display(),
         victim = victim.display(),
     );
-    let mut racer = std::process::Command::new("su")
-        .args([LOGIN_USER, "-s", "/bin/sh", "-c", &script])
-        .spawn()
-        .unwrap();
+    let racer = Racer {
+        child: std::process::Command::new("su")
+            .args([LOGIN_USER, "-s", "/bin/sh", "-c", &script])
+            .spawn()
+            .unwrap(),
+        stop: home.join("STOP"),
+    };
     let mut writer = Helper::start(&s.h, true);
     let _ = hello(&mut writer);
     let started = std::time::Instant::now();
@@ -584,8 +590,7 @@ fn a_directory_swapped_in_a_loop_during_reads_and_writes_is_never_followed() {
             }
         }
     }
-    fs::write(home.join("STOP"), b"").unwrap();
-    assert!(racer.wait().unwrap().success(), "the racer ran");
+    assert!(racer.stop().success(), "the racer ran");
     drop(writer);
     // The loop stops after a whole round: the real directory is back under its name.
     assert!(!tess.join(&name).is_symlink());
@@ -612,6 +617,33 @@ fn a_directory_swapped_in_a_loop_during_reads_and_writes_is_never_followed() {
     assert_eq!((owner_of(&s.p12), mode(&s.p12)), ("root:root".to_string(), 0o400));
     let stray: Vec<String> = names_in(&tess).into_iter().filter(|n| *n != name).collect();
     assert!(stray.is_empty(), "{stray:?}");
+}
+
+/// The racing loop, stopped (by its STOP file, then by its pid) however the test ends.
+struct Racer {
+    child: std::process::Child,
+    stop: PathBuf,
+}
+
+impl Racer {
+    fn stop(mut self) -> std::process::ExitStatus {
+        let _ = fs::write(&self.stop, b"");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.stop, b"");
+        if let Ok(None) = self.child.try_wait() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::time::Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::yield_now();
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// The pid of the running helper started with `policy` (its argv names it; one at a time).
