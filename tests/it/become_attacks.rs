@@ -18,7 +18,7 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use support::fleet::text;
-use support::sudo::{Helper, Installed, LOGIN_USER, as_user, install, mode, owner_of, sudo_as};
+use support::sudo::{Helper, Installed, LOGIN_USER, as_user, mode, owner_of, sudo_as};
 
 /// nodectl's default layout: the login user owns its home and `tessellation`; the key is root's.
 fn nodectl_layout(s: &Setup) -> PathBuf {
@@ -46,11 +46,7 @@ fn uid(user: &str) -> u32 {
 fn armed() -> (Setup, Installed) {
     let s = setup(false);
     s.config_helper();
-    let read = install(&s.fleet, &s.h, "a", false);
-    let (code, out) = s.run(&["backup"]);
-    assert_eq!(code, 0, "{out}");
-    drop(read);
-    let rules = install(&s.fleet, &s.h, "a", true);
+    let rules = s.backup_then_allow_restore();
     (s, rules)
 }
 
@@ -68,6 +64,32 @@ fn ask(h: &mut Helper, op: Op) -> Reply {
 }
 
 fn hello(h: &mut Helper) -> proto::Hello {
+    proto::read_json(h).unwrap()
+}
+
+/// Sends a WriteFile request for the policy's `p12` with `bytes` (declared with `sha256`).
+fn send_write(h: &mut Helper, mode: u32, bytes: &[u8], sha256: &str) {
+    let op = Op::WriteFile {
+        keystore: "p12".into(),
+        mode,
+        size: bytes.len() as u64,
+        sha256: sha256.to_string(),
+    };
+    proto::write_json(
+        h,
+        &Request {
+            v: proto::VERSION,
+            op,
+        },
+    )
+    .unwrap();
+    proto::write_data(h, bytes).unwrap();
+    h.flush().unwrap();
+}
+
+/// A write of `bytes` to the policy's `p12` (mode 0400), and the helper's reply.
+fn write_key(h: &mut Helper, bytes: &[u8]) -> Reply {
+    send_write(h, 0o400, bytes, &coldkeep::digest::sha256_hex(bytes));
     proto::read_json(h).unwrap()
 }
 
@@ -287,22 +309,7 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
     // A write under the restore rule whose bytes do not match their declared hash: nothing written.
     let mut h = Helper::start(&s.h, true);
     let _ = hello(&mut h);
-    let op = Op::WriteFile {
-        keystore: "p12".into(),
-        mode: 0o400,
-        size: 4,
-        sha256: "0".repeat(64),
-    };
-    proto::write_json(
-        &mut h,
-        &Request {
-            v: proto::VERSION,
-            op,
-        },
-    )
-    .unwrap();
-    proto::write_data(&mut h, b"evil").unwrap();
-    h.flush().unwrap();
+    send_write(&mut h, 0o400, b"evil", &"0".repeat(64));
     let r: Reply = proto::read_json(&mut h).unwrap();
     assert!(refused(&r, ErrorKind::BadRequest).contains("SHA-256"), "{r:?}");
     drop(h);
@@ -310,44 +317,14 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
     let mut h = Helper::start(&s.h, true);
     let _ = hello(&mut h);
     let sha = coldkeep::digest::sha256_hex(b"evil");
-    let op = Op::WriteFile {
-        keystore: "p12".into(),
-        mode: 0o4755,
-        size: 4,
-        sha256: sha.clone(),
-    };
-    proto::write_json(
-        &mut h,
-        &Request {
-            v: proto::VERSION,
-            op,
-        },
-    )
-    .unwrap();
-    proto::write_data(&mut h, b"evil").unwrap();
-    h.flush().unwrap();
+    send_write(&mut h, 0o4755, b"evil", &sha);
     let r: Reply = proto::read_json(&mut h).unwrap();
     assert!(refused(&r, ErrorKind::NotAllowed).contains("set-id"), "{r:?}");
     drop(h);
     let mut h = Helper::start(&s.h, false);
     let hello = hello(&mut h);
     assert!(!hello.restore);
-    let op = Op::WriteFile {
-        keystore: "p12".into(),
-        mode: 0o400,
-        size: 4,
-        sha256: sha,
-    };
-    proto::write_json(
-        &mut h,
-        &Request {
-            v: proto::VERSION,
-            op,
-        },
-    )
-    .unwrap();
-    proto::write_data(&mut h, b"evil").unwrap();
-    h.flush().unwrap();
+    send_write(&mut h, 0o400, b"evil", &sha);
     let r: Reply = proto::read_json(&mut h).unwrap();
     assert!(
         refused(&r, ErrorKind::NotAllowed).contains("read-only sudo rule"),
@@ -414,23 +391,7 @@ fn the_keys_directory_swapped_for_a_link_to_etc_shadow_or_a_hard_link_fails_that
     // A restore over the hard link is refused by the helper too: the root file is untouched.
     let mut h = Helper::start(&s.h, true);
     let _ = hello(&mut h);
-    let op = Op::WriteFile {
-        keystore: "p12".into(),
-        mode: 0o400,
-        size: s.p12_bytes.len() as u64,
-        sha256: coldkeep::digest::sha256_hex(&s.p12_bytes),
-    };
-    proto::write_json(
-        &mut h,
-        &Request {
-            v: proto::VERSION,
-            op,
-        },
-    )
-    .unwrap();
-    proto::write_data(&mut h, &s.p12_bytes).unwrap();
-    h.flush().unwrap();
-    let r: Reply = proto::read_json(&mut h).unwrap();
+    let r = write_key(&mut h, &s.p12_bytes);
     assert!(refused(&r, ErrorKind::Unsafe).contains("hard link"), "{r:?}");
     assert_eq!(fs::read(&secret).unwrap(), b"root only ".repeat(8));
     assert_eq!(fs::metadata(&secret).unwrap().nlink(), 2);
@@ -442,31 +403,12 @@ fn a_link_at_the_key_or_temp_name_during_a_restore_is_never_written_through() {
     let tess = nodectl_layout(&s);
     let victim = PathBuf::from(s.fleet.put("a", "etc/victim", b"do not touch", 0o644));
     let name = s.p12.file_name().unwrap().to_str().unwrap().to_string();
-    let write = |h: &mut Helper, bytes: &[u8]| -> Reply {
-        let op = Op::WriteFile {
-            keystore: "p12".into(),
-            mode: 0o400,
-            size: bytes.len() as u64,
-            sha256: coldkeep::digest::sha256_hex(bytes),
-        };
-        proto::write_json(
-            h,
-            &Request {
-                v: proto::VERSION,
-                op,
-            },
-        )
-        .unwrap();
-        proto::write_data(h, bytes).unwrap();
-        h.flush().unwrap();
-        proto::read_json(h).unwrap()
-    };
     // The key's name is a link (the user replaced it between the plan and the write).
     fs::rename(&s.p12, tess.join("saved.p12")).unwrap();
     std::os::unix::fs::symlink(&victim, &s.p12).unwrap();
     let mut h = Helper::start(&s.h, true);
     let _ = hello(&mut h);
-    let r = write(&mut h, b"new key bytes");
+    let r = write_key(&mut h, b"new key bytes");
     assert!(
         refused(&r, ErrorKind::Unsafe).contains("not a regular file"),
         "{r:?}"
@@ -482,7 +424,7 @@ fn a_link_at_the_key_or_temp_name_during_a_restore_is_never_written_through() {
     for p in &planted {
         std::os::unix::fs::symlink(&victim, tess.join(p)).unwrap();
     }
-    let r = write(&mut h, b"new key bytes");
+    let r = write_key(&mut h, b"new key bytes");
     assert!(
         matches!(
             r,
@@ -514,7 +456,7 @@ fn a_link_at_the_key_or_temp_name_during_a_restore_is_never_written_through() {
         &format!("mv {} {}", rootdir.display(), moved.display()),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let r = write(&mut h, b"newer key bytes");
+    let r = write_key(&mut h, b"newer key bytes");
     assert!(matches!(r, Reply::Written { .. }), "{r:?}");
     assert_eq!(fs::read(moved.join("root-file")).unwrap(), b"root's");
     drop(h);
@@ -558,23 +500,7 @@ fn a_directory_swapped_in_a_loop_during_reads_and_writes_is_never_followed() {
         backups += 1;
         refused_reads += usize::from(code != 0);
         for _ in 0..5 {
-            let op = Op::WriteFile {
-                keystore: "p12".into(),
-                mode: 0o400,
-                size: s.p12_bytes.len() as u64,
-                sha256: coldkeep::digest::sha256_hex(&s.p12_bytes),
-            };
-            proto::write_json(
-                &mut writer,
-                &Request {
-                    v: proto::VERSION,
-                    op,
-                },
-            )
-            .unwrap();
-            proto::write_data(&mut writer, &s.p12_bytes).unwrap();
-            writer.flush().unwrap();
-            let r: Reply = proto::read_json(&mut writer).unwrap();
+            let r = write_key(&mut writer, &s.p12_bytes);
             writes += 1;
             match r {
                 Reply::Written {
@@ -717,23 +643,7 @@ fn killing_the_helper_at_any_point_of_a_write_leaves_the_old_or_the_new_file() {
     // One more write, not interrupted: it sweeps what the killed ones left.
     let mut h = Helper::start(&s.h, true);
     let _ = hello(&mut h);
-    let op = Op::WriteFile {
-        keystore: "p12".into(),
-        mode: 0o400,
-        size: s.p12_bytes.len() as u64,
-        sha256: coldkeep::digest::sha256_hex(&s.p12_bytes),
-    };
-    proto::write_json(
-        &mut h,
-        &Request {
-            v: proto::VERSION,
-            op,
-        },
-    )
-    .unwrap();
-    proto::write_data(&mut h, &s.p12_bytes).unwrap();
-    h.flush().unwrap();
-    let r: Reply = proto::read_json(&mut h).unwrap();
+    let r = write_key(&mut h, &s.p12_bytes);
     assert!(matches!(r, Reply::Written { .. }), "{r:?}");
     assert_eq!(names_in(&tess), [name]);
     assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes);

@@ -14,7 +14,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use support::acra::{read_tree, v1_files, v2_files, v2_master_key, write_tree};
 use support::fleet::{FIXTURE, Fleet, text};
-use support::sudo::{LOGIN_USER, NodeHelper, SERVICE_USER, chown, helper, install, mode, owner_of};
+use support::sudo::{
+    Installed, LOGIN_USER, NodeHelper, SERVICE_USER, chown, helper, install, mode, owner_of,
+};
 
 pub const P12_REL: &str = "home/nodeadmin/tessellation/nodeadmin-node.p12";
 pub const ACRA_REL: &str = "srv/acra/.acrakeys";
@@ -127,6 +129,16 @@ impl Setup {
         ];
         args.extend_from_slice(extra);
         self.run(&args)
+    }
+
+    /// Backs node `a` up under the read rule, then installs the restore rule and the restore
+    /// policy printed after that backup (so it names the owners the backup recorded).
+    pub fn backup_then_allow_restore(&self) -> Installed {
+        let read = install(&self.fleet, &self.h, "a", false);
+        let (code, out) = self.run(&["backup"]);
+        assert_eq!(code, 0, "{out}");
+        drop(read);
+        install(&self.fleet, &self.h, "a", true)
     }
 
     pub fn replace_p12_with(&self, bytes: &[u8]) {
@@ -368,12 +380,8 @@ fn a_file_keystore_round_trips_through_the_helper_like_a_p12() {
 fn acra_v1_and_v2_restore_into_an_empty_keystore_and_with_replace_through_the_helper() {
     let s = setup(false);
     s.config_helper();
-    let read = install(&s.fleet, &s.h, "a", false);
     // v1: back up, then the tree loses a file, and --replace brings it back.
-    let (code, out) = s.run(&["backup"]);
-    assert_eq!(code, 0, "{out}");
-    drop(read);
-    let _rules = install(&s.fleet, &s.h, "a", true);
+    let _rules = s.backup_then_allow_restore();
     let (before, _) = read_tree(&s.acra);
     fs::remove_file(s.acra.join("client_hmac")).unwrap();
     let (code, out) = s.restore("a", "acra", &[]);
@@ -454,11 +462,7 @@ fn the_acra_swap_is_rolled_back_when_the_second_rename_fails() {
         s.acra.display(),
         public.display()
     ));
-    let read = install(&s.fleet, &s.h, "a", false);
-    let (code, out) = s.run(&["backup"]);
-    assert_eq!(code, 0, "{out}");
-    drop(read);
-    let _rules = install(&s.fleet, &s.h, "a", true);
+    let _rules = s.backup_then_allow_restore();
     fs::remove_file(s.acra.join("client_hmac")).unwrap();
     fs::write(public.join("client_storage.pub"), b"changed").unwrap();
     let (keys_before, _) = read_tree(&s.acra);
@@ -496,11 +500,7 @@ fn the_acra_swap_is_rolled_back_when_the_second_rename_fails() {
 fn an_interrupted_acra_swap_is_found_through_the_helper_in_a_root_only_parent() {
     let s = setup(false);
     s.config_helper();
-    let read = install(&s.fleet, &s.h, "a", false);
-    let (code, out) = s.run(&["backup"]);
-    assert_eq!(code, 0, "{out}");
-    drop(read);
-    let _rules = install(&s.fleet, &s.h, "a", true);
+    let _rules = s.backup_then_allow_restore();
     let parent = s.acra.parent().unwrap();
     fs::set_permissions(parent, fs::Permissions::from_mode(0o700)).unwrap();
     let old = parent.join("..acrakeys.coldkeep-old-0badcafe");
