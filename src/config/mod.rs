@@ -397,8 +397,8 @@ pub struct HelperConfig {
 
 /// The helper's default location (the .deb's binary).
 pub const DEFAULT_NODE_HELPER: &str = "/usr/bin/coldkeep";
-/// The helper's default policy file.
-pub const DEFAULT_NODE_POLICY: &str = "/etc/coldkeep/node.yaml";
+/// The helper's default policy file (defined with the protocol both sides share).
+pub use crate::nodehelper::proto::DEFAULT_NODE_POLICY;
 
 impl Default for HelperConfig {
     fn default() -> HelperConfig {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 /// The policy format this helper reads.
 pub const POLICY_VERSION: u32 = 1;
 /// Default location (the sudoers rule pins the one it uses).
-pub use crate::config::DEFAULT_NODE_POLICY as DEFAULT_POLICY;
+pub use super::proto::DEFAULT_NODE_POLICY as DEFAULT_POLICY;
 /// Largest policy file read.
 pub const MAX_POLICY_SIZE: u64 = 64 * 1024;
 

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use zeroize::Zeroizing;
 
+/// The policy file a helper reads when its sudoers rule pins no `--policy=` (the agent's config
+/// names the same default, so both sides agree on it from here).
+pub const DEFAULT_NODE_POLICY: &str = "/etc/coldkeep/node.yaml";
 /// The protocol's name in the hello.
 pub const PROTO: &str = "coldkeep-node-helper";
 /// The protocol version both sides speak. A change that an older peer cannot read bumps it.
