@@ -19,6 +19,7 @@ pub mod proto;
 pub mod read;
 pub mod resolve;
 pub mod serve;
+pub mod stream;
 pub mod sweep;
 pub mod trees;
 pub mod trust;

@@ -21,13 +21,22 @@ pub const DEFAULT_NODE_POLICY: &str = "/etc/coldkeep/node.yaml";
 /// The protocol's name in the hello.
 pub const PROTO: &str = "coldkeep-node-helper";
 /// The protocol version both sides speak. A change that an older peer cannot read bumps it.
-pub const VERSION: u32 = 1;
+/// Version 2: tree listings and tree uploads travel one entry per frame (no whole tree in one
+/// message), and interrupted tree swaps are reported and finished.
+pub const VERSION: u32 = 2;
 /// Largest control (JSON) frame, in bytes.
 pub const MAX_CONTROL: u32 = 64 * 1024;
 /// Largest data frame, in bytes.
 pub const MAX_CHUNK: u32 = 128 * 1024;
-/// Largest single file the helper reads or writes (key files are small: this rejects junk).
-pub const MAX_FILE: u64 = 64 * 1024 * 1024;
+/// Largest PKCS#12 file the helper reads or writes (nodectl's are a few KiB).
+pub const MAX_P12: u64 = 1024 * 1024;
+/// Largest `kind: file` keystore (companion files: a config, a hex key) or nodectl config.
+pub const MAX_SMALL_FILE: u64 = 8 * 1024 * 1024;
+/// Largest single file in an Acra keystore (keys and key rings are KiB).
+pub const MAX_ACRA_FILE: u64 = 4 * 1024 * 1024;
+/// Largest single file either side accepts at all (the largest of the per-kind caps): a
+/// declared size over it ends the session before anything is allocated.
+pub const MAX_FILE: u64 = MAX_SMALL_FILE;
 /// Largest tree (all files together) the helper reads or writes.
 pub const MAX_TREE_BYTES: u64 = 256 * 1024 * 1024;
 /// Most entries (files and directories) in a tree the helper reads or writes.
@@ -148,21 +157,39 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameE
     serde_json::from_slice(body).map_err(|e| FrameError::Malformed(format!("not a valid message: {e}")))
 }
 
-/// Reads exactly `size` bytes of data frames and checks their SHA-256; `size` must have been
-/// checked against a cap by the caller (the buffer is allocated at that size, once: no
-/// reallocation leaves copies of key bytes behind).
+/// Reads exactly `size` bytes of data frames and checks their SHA-256. The buffer grows as
+/// bytes arrive (a peer that declares a large size and sends a byte holds a byte, not the
+/// declared size); each larger buffer is locked in memory and the smaller one wiped when it is
+/// dropped, so no unwiped copy of key bytes stays behind. A size over [`MAX_FILE`] and an empty
+/// data frame (a peer spinning the reader) are refused.
 pub fn read_bytes<R: Read + ?Sized>(
     r: &mut R,
     size: u64,
     sha256: &str,
 ) -> Result<Zeroizing<Vec<u8>>, FrameError> {
-    let size =
-        usize::try_from(size).map_err(|_| FrameError::Malformed("a size over the address space".into()))?;
-    let mut out = Zeroizing::new(Vec::with_capacity(size));
-    crate::harden::lock_in_memory(&out);
+    if size > MAX_FILE {
+        return Err(FrameError::Malformed(format!(
+            "a file of {size} bytes, over the {MAX_FILE}-byte cap"
+        )));
+    }
+    let size = size as usize;
+    let mut out = Zeroizing::new(Vec::new());
     while out.len() < size {
         match read_frame(r)? {
-            Frame::Data(chunk) if out.len() + chunk.len() <= size => out.extend_from_slice(&chunk),
+            Frame::Data(chunk) if chunk.is_empty() => {
+                return Err(FrameError::Malformed("an empty data frame".into()));
+            }
+            Frame::Data(chunk) if out.len() + chunk.len() <= size => {
+                let need = out.len() + chunk.len();
+                if need > out.capacity() {
+                    let mut bigger =
+                        Zeroizing::new(Vec::with_capacity(need.max(out.capacity() * 2).min(size)));
+                    crate::harden::lock_in_memory(&bigger);
+                    bigger.extend_from_slice(&out);
+                    out = bigger;
+                }
+                out.extend_from_slice(&chunk);
+            }
             Frame::Data(_) => {
                 return Err(FrameError::Malformed(
                     "more file bytes than the declared size".into(),
@@ -306,7 +333,8 @@ pub enum Op {
         /// Refuse a file larger than this.
         max_size: u64,
     },
-    /// List (and with `contents`, read) a tree: [`Reply::Tree`] then every file's bytes.
+    /// List (and with `contents`, read) a tree: [`Reply::Tree`] (the counts), then one
+    /// [`TreeItem`] per directory and per file, each file's bytes after its item (`contents`).
     ReadTree {
         /// The policy's keystore name.
         keystore: String,
@@ -319,7 +347,9 @@ pub enum Op {
         /// Whether the files' bytes follow.
         contents: bool,
     },
-    /// Names `.NAME.coldkeep-old-*` beside a keystore path (an interrupted swap): [`Reply::Names`].
+    /// Names `.NAME.coldkeep-old-*` beside a keystore path (an interrupted swap of an older
+    /// helper): [`Reply::Names`]; refused with [`ErrorKind::Interrupted`] while a swap of this
+    /// keystore is unfinished.
     Leftovers {
         /// The policy's keystore name.
         keystore: String,
@@ -344,13 +374,22 @@ pub enum Op {
         /// Their SHA-256, hex.
         sha256: String,
     },
-    /// Restore an Acra keystore's directories at once (swap with rollback); every file's bytes
-    /// follow, in order: [`Reply::Done`].
+    /// Restore an Acra keystore's directories at once (swap with rollback). Then, root by
+    /// root, one [`UploadFile`] frame per file, each followed by its bytes: [`Reply::Done`].
     RestoreTrees {
         /// The policy's keystore name.
         keystore: String,
         /// Keys directory, and the public one when apart.
         roots: Vec<UploadRoot>,
+    },
+    /// Finish a tree restore that was interrupted between its swaps (the helper's record of
+    /// it names both trees of every directory): put the previous keystore back whole
+    /// (`forward: false`) or the restored one in (`forward: true`): [`Reply::Done`].
+    FinishSwap {
+        /// The policy's keystore name.
+        keystore: String,
+        /// Which way.
+        forward: bool,
     },
 }
 
@@ -362,11 +401,11 @@ pub struct UploadRoot {
     pub part: Part,
     /// Whether a directory is there now and is replaced (else it must not exist).
     pub replace: bool,
-    /// The files, with their directories implied by their relative names.
-    pub files: Vec<UploadFile>,
+    /// How many [`UploadFile`] frames follow for it (directories are implied by their names).
+    pub files: u64,
 }
 
-/// One file of a tree restore.
+/// One file of a tree restore, a frame of its own, its bytes after it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct UploadFile {
@@ -429,6 +468,21 @@ pub struct Entry {
     pub sha256: Option<String>,
 }
 
+/// One directory or file of a tree listing, a frame of its own after [`Reply::Tree`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TreeItem {
+    /// The next entry (with `contents`, a file's bytes follow it).
+    Entry(Entry),
+    /// Reading the tree failed here; nothing more follows for this request.
+    Failed {
+        /// The class of failure.
+        kind: ErrorKind,
+        /// For the operator.
+        message: String,
+    },
+}
+
 /// How far a failed tree restore got.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -463,6 +517,9 @@ pub enum ErrorKind {
     Failed,
     /// What was read back differs from what was written.
     ReadBack,
+    /// A tree restore of this keystore was interrupted between its swaps: it is refused until
+    /// the swap is finished ([`Op::FinishSwap`]).
+    Interrupted,
     /// The request itself is wrong (the helper stops after it).
     BadRequest,
 }
@@ -483,14 +540,15 @@ pub enum Reply {
         /// SHA-256 of the bytes that follow.
         sha256: String,
     },
-    /// [`Op::ReadTree`]; `None` root: no such directory.
+    /// [`Op::ReadTree`]; `None` root: no such directory (and no items follow). Then `dirs`
+    /// [`TreeItem`]s of subdirectories (sorted, parents first), then `files` of files (sorted).
     Tree {
         /// The root directory, or `None` when it does not exist.
         root: Option<Stat>,
-        /// Subdirectories, parents first.
-        dirs: Vec<Entry>,
-        /// Files, sorted; with `contents`, their bytes follow in this order.
-        files: Vec<Entry>,
+        /// How many directory items follow.
+        dirs: u64,
+        /// How many file items follow them.
+        files: u64,
     },
     /// [`Op::Leftovers`].
     Names {

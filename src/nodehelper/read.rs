@@ -47,20 +47,20 @@ pub fn read_all(fd: &OwnedFd, size_hint: u64, cap: u64, path: &str) -> Result<Ze
     }
 }
 
-/// One entry of a tree read.
+/// One entry of a tree listing.
 pub struct Read {
     /// Relative name.
     pub rel: String,
-    /// `fstat` of the fd it was read from (files with contents) or `lstat` (listing).
+    /// `fstat` of the directory's fd (directories) or `lstat` (files).
     pub stat: rustix::fs::Stat,
-    /// Its bytes, when contents were asked for.
-    pub bytes: Option<Zeroizing<Vec<u8>>>,
 }
 
-/// A tree as read.
+/// A tree as listed.
 pub struct Tree {
     /// The root directory.
     pub root: rustix::fs::Stat,
+    /// The root's fd (files are opened from it when their bytes are read).
+    pub fd: OwnedFd,
     /// Subdirectories, sorted (parents first).
     pub dirs: Vec<Read>,
     /// Files, sorted.
@@ -76,23 +76,20 @@ pub struct Caps {
     pub bytes: u64,
 }
 
-/// Reads the tree whose root directory is `root` (opened by the resolver). `skip` drops an
+/// Lists the tree whose root directory is `root` (opened by the resolver). `skip` drops an
 /// entry by relative name. Names outside [`valid_name`] are refused: a keystore holds only names
-/// coldkeep can restore.
+/// coldkeep can restore. The sizes listed (`lstat`) count against `caps.bytes` already, so a
+/// tree too large is refused before a byte of it is read.
 pub fn read_tree(
     root: OwnedFd,
     path: &str,
     caps: Caps,
-    contents: bool,
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<Tree, FsError> {
     let root_st = rustix::fs::fstat(&root).map_err(|e| errno(e, path))?;
     let dev = root_st.st_dev;
-    let mut tree = Tree {
-        root: root_st,
-        dirs: Vec::new(),
-        files: Vec::new(),
-    };
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
     let too_many = || {
         fail(
             ErrorKind::TreeTooLarge,
@@ -104,7 +101,10 @@ pub fn read_tree(
     };
     let mut seen = 0u64;
     let mut total = 0u64;
-    let mut pending: Vec<(String, OwnedFd)> = vec![(String::new(), root)];
+    let first = root
+        .try_clone()
+        .map_err(|e| fail(ErrorKind::Failed, format!("{path}: {e}")))?;
+    let mut pending: Vec<(String, OwnedFd)> = vec![(String::new(), first)];
     while let Some((dir_rel, fd)) = pending.pop() {
         let mut names = Vec::new();
         let listing = rustix::fs::Dir::read_from(&fd).map_err(|e| errno(e, path))?;
@@ -147,35 +147,21 @@ pub fn read_tree(
                 EntryKind::Dir => {
                     let sub = open_dir_at(&fd, &name, &at, dev)?;
                     let st = rustix::fs::fstat(&sub).map_err(|e| errno(e, &at))?;
-                    tree.dirs.push(Read {
+                    dirs.push(Read {
                         rel: rel.clone(),
                         stat: st,
-                        bytes: None,
                     });
                     pending.push((rel, sub));
                 }
                 EntryKind::File => {
-                    let (stat, bytes) = if contents {
-                        let (file, st) = open_file_at(&fd, &name, &at, Some(dev))?;
-                        let left = caps.bytes.saturating_sub(total);
-                        let bytes =
-                            read_all(&file, st.st_size as u64, left, &at).map_err(|e| match e.kind {
-                                ErrorKind::TooLarge => tree_too_large(path, caps),
-                                _ => e,
-                            })?;
-                        total += bytes.len() as u64;
-                        (st, Some(bytes))
-                    } else {
-                        if st.st_dev != dev {
-                            return Err(errno(rustix::io::Errno::XDEV, &at));
-                        }
-                        total = total.saturating_add(st.st_size as u64);
-                        (st, None)
-                    };
+                    if st.st_dev != dev {
+                        return Err(errno(rustix::io::Errno::XDEV, &at));
+                    }
+                    total = total.saturating_add(st.st_size as u64);
                     if total > caps.bytes {
                         return Err(tree_too_large(path, caps));
                     }
-                    tree.files.push(Read { rel, stat, bytes });
+                    files.push(Read { rel, stat: st });
                 }
                 EntryKind::Symlink => {
                     return Err(fail(
@@ -194,9 +180,59 @@ pub fn read_tree(
             }
         }
     }
-    tree.dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
-    tree.files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(tree)
+    dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(Tree {
+        root: root_st,
+        fd: root,
+        dirs,
+        files,
+    })
+}
+
+/// Reads the files of a listed tree one at a time, through fds opened from the root's (every
+/// directory on the way `O_NOFOLLOW|O_DIRECTORY` on the root's device, every file checked as in
+/// [`open_file_at`]): the helper holds one file's bytes at a time, not the tree's.
+pub struct FileReader<'t> {
+    tree: &'t Tree,
+    path: &'t str,
+    /// The directory of the last file read, kept open (files come sorted, so mostly the same).
+    dir: Option<(String, OwnedFd)>,
+}
+
+impl<'t> FileReader<'t> {
+    /// A reader of `tree`'s files; `path` is the root's path (for messages).
+    pub fn new(tree: &'t Tree, path: &'t str) -> FileReader<'t> {
+        FileReader {
+            tree,
+            path,
+            dir: None,
+        }
+    }
+
+    /// The bytes of the file `rel`, at most `cap`, and the `fstat` of the fd they came from.
+    pub fn read(&mut self, rel: &str, cap: u64) -> Result<(rustix::fs::Stat, Zeroizing<Vec<u8>>), FsError> {
+        let dev = self.tree.root.st_dev;
+        let (dir_rel, leaf) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if self.dir.as_ref().is_none_or(|(d, _)| d != dir_rel) {
+            let mut fd = self
+                .tree
+                .fd
+                .try_clone()
+                .map_err(|e| fail(ErrorKind::Failed, format!("{}: {e}", self.path)))?;
+            let mut walked = self.path.to_string();
+            for comp in dir_rel.split('/').filter(|c| !c.is_empty()) {
+                walked = format!("{walked}/{comp}");
+                fd = open_dir_at(&fd, comp, &walked, dev)?;
+            }
+            self.dir = Some((dir_rel.to_string(), fd));
+        }
+        let (_, dir) = self.dir.as_ref().expect("just set");
+        let at = format!("{}/{rel}", self.path);
+        let (file, st) = open_file_at(dir, leaf, &at, Some(dev))?;
+        let bytes = read_all(&file, st.st_size as u64, cap, &at)?;
+        Ok((st, bytes))
+    }
 }
 
 fn tree_too_large(path: &str, caps: Caps) -> FsError {
@@ -231,33 +267,32 @@ mod tests {
         std::fs::write(k.join("client/Alice/storage.keyring"), b"ring").unwrap();
         std::fs::write(k.join("Alice_hmac"), b"hmac").unwrap();
         std::fs::write(k.join(".lock"), b"").unwrap();
-        let t = read_tree(
-            open(&k),
-            "k",
-            CAPS,
-            true,
-            &crate::material::acra::skipped_when_read,
-        )
-        .unwrap();
+        let t = read_tree(open(&k), "k", CAPS, &crate::material::acra::skipped_when_read).unwrap();
         let rels: Vec<&str> = t.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(rels, ["Alice_hmac", "client/Alice/storage.keyring"]);
         assert_eq!(
             t.dirs.iter().map(|d| d.rel.as_str()).collect::<Vec<_>>(),
             ["client", "client/Alice"]
         );
-        assert_eq!(&t.files[1].bytes.as_ref().unwrap()[..], b"ring");
-        let listed = read_tree(open(&k), "k", CAPS, false, &|_| false).unwrap();
-        assert!(listed.files.iter().all(|f| f.bytes.is_none()) && listed.files.len() == 3);
+        let mut files = FileReader::new(&t, "k");
+        assert_eq!(
+            &files.read("client/Alice/storage.keyring", 100).unwrap().1[..],
+            b"ring"
+        );
+        assert_eq!(&files.read("Alice_hmac", 100).unwrap().1[..], b"hmac");
+        assert_eq!(
+            files.read("Alice_hmac", 3).err().unwrap().kind,
+            ErrorKind::TooLarge
+        );
+        let listed = read_tree(open(&k), "k", CAPS, &|_| false).unwrap();
+        assert_eq!(listed.files.len(), 3);
 
         let small = Caps {
             entries: 3,
             bytes: 1000,
         };
         assert_eq!(
-            read_tree(open(&k), "k", small, false, &|_| false)
-                .err()
-                .unwrap()
-                .kind,
+            read_tree(open(&k), "k", small, &|_| false).err().unwrap().kind,
             ErrorKind::TreeTooLarge
         );
         let tight = Caps {
@@ -265,24 +300,22 @@ mod tests {
             bytes: 5,
         };
         assert_eq!(
-            read_tree(open(&k), "k", tight, true, &|_| false)
-                .err()
-                .unwrap()
-                .kind,
+            read_tree(open(&k), "k", tight, &|_| false).err().unwrap().kind,
             ErrorKind::TreeTooLarge
         );
 
         std::os::unix::fs::symlink("/etc/shadow", k.join("client/evil")).unwrap();
-        let e = read_tree(open(&k), "k", CAPS, true, &|_| false).err().unwrap();
+        let e = read_tree(open(&k), "k", CAPS, &|_| false).err().unwrap();
         assert!(e.message.contains("symbolic link"), "{e:?}");
         std::fs::remove_file(k.join("client/evil")).unwrap();
         std::fs::write(tmp.path().join("elsewhere"), b"x").unwrap();
         std::fs::hard_link(tmp.path().join("elsewhere"), k.join("linked")).unwrap();
-        let e = read_tree(open(&k), "k", CAPS, true, &|_| false).err().unwrap();
+        let t = read_tree(open(&k), "k", CAPS, &|_| false).unwrap();
+        let e = FileReader::new(&t, "k").read("linked", 100).err().unwrap();
         assert!(e.message.contains("2 names"), "{e:?}");
         std::fs::remove_file(k.join("linked")).unwrap();
         std::fs::write(k.join("bad name"), b"x").unwrap();
-        let e = read_tree(open(&k), "k", CAPS, false, &|_| false).err().unwrap();
+        let e = read_tree(open(&k), "k", CAPS, &|_| false).err().unwrap();
         assert!(e.message.contains("no keystore holds"), "{e:?}");
     }
 }

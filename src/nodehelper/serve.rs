@@ -34,17 +34,29 @@ pub struct Server {
     pub names: Names,
 }
 
-/// A failure that ends the session (the stream is out of step or gone).
-struct Stop(FrameError);
+/// A failure that ends the session.
+enum Stop {
+    /// The stream is out of step or gone (a last error reply is attempted).
+    Frame(FrameError),
+    /// A request refused before its payload was read: the refusal was sent, and the bytes that
+    /// follow it are not read (they could be large, or never come).
+    Refused,
+}
 
 impl From<FrameError> for Stop {
     fn from(e: FrameError) -> Stop {
-        Stop(e)
+        Stop::Frame(e)
     }
 }
 
 fn flush_err(e: std::io::Error) -> Stop {
-    Stop(FrameError::Io(e))
+    Stop::Frame(FrameError::Io(e))
+}
+
+/// Sends `e` and ends the session (a request whose payload is not read).
+fn refuse_payload(out: &mut dyn Write, e: FsError) -> Result<(), Stop> {
+    proto::write_json(out, &error_reply(e)).map_err(flush_err)?;
+    Err(Stop::Refused)
 }
 
 fn error_reply(e: FsError) -> Reply {
@@ -62,7 +74,7 @@ impl Server {
         loop {
             let result = match proto::read_json::<_, Request>(input) {
                 Err(FrameError::Closed) => return 0,
-                Err(e) => Err(Stop(e)),
+                Err(e) => Err(Stop::Frame(e)),
                 Ok(req) if req.v != proto::VERSION => {
                     let _ = proto::write_json(
                         out,
@@ -84,7 +96,11 @@ impl Server {
             };
             match result.and_then(|()| out.flush().map_err(flush_err)) {
                 Ok(()) => {}
-                Err(Stop(e)) => {
+                Err(Stop::Refused) => {
+                    let _ = out.flush();
+                    return 2;
+                }
+                Err(Stop::Frame(e)) => {
                     eprintln!("coldkeep node-helper: {e}");
                     let _ = proto::write_json(
                         out,
@@ -239,7 +255,7 @@ impl Server {
                 sha256,
             } => {
                 if size > proto::MAX_FILE {
-                    return Err(Stop(FrameError::Malformed(format!(
+                    return Err(Stop::Frame(FrameError::Malformed(format!(
                         "a file of {size} bytes, over the {}-byte cap",
                         proto::MAX_FILE
                     ))));
@@ -251,17 +267,18 @@ impl Server {
                 proto::write_json(out, &reply).map_err(flush_err)
             }
             Op::RestoreTrees { keystore, roots } => {
-                check_upload(&roots).map_err(|m| Stop(FrameError::Malformed(m)))?;
-                let mut data = Vec::new();
-                for root in &roots {
-                    let mut files = Vec::new();
-                    for f in &root.files {
-                        files.push(proto::read_bytes(input, f.size, &f.sha256)?);
-                    }
-                    data.push(files);
-                }
-                let reply = self.restore_trees(&keystore, roots, data);
+                // Everything the header decides is decided before a byte of the upload is read.
+                let jobs = match self.plan_trees(&keystore, &roots) {
+                    Ok(jobs) => jobs,
+                    Err(e) => return refuse_payload(out, e),
+                };
+                let data = super::stream::receive_upload(input, &roots)?;
+                let reply = self.restore_trees(jobs, data);
                 proto::write_json(out, &reply).map_err(flush_err)
+            }
+            Op::FinishSwap { .. } => {
+                let e = fail(ErrorKind::NotAllowed, "no interrupted swap is recorded here");
+                proto::write_json(out, &error_reply(e)).map_err(flush_err)
             }
         }
     }
@@ -314,6 +331,7 @@ impl Server {
         contents: bool,
         out: &mut dyn Write,
     ) -> Result<(), Stop> {
+        let bytes_cap = max_size.min(proto::MAX_TREE_BYTES);
         let tree = (|| {
             if !matches!(part, Part::Key | Part::Public) {
                 return Err(fail(
@@ -329,63 +347,26 @@ impl Server {
             };
             let caps = super::read::Caps {
                 entries: max_files.min(proto::MAX_TREE_ENTRIES),
-                bytes: max_size.min(proto::MAX_TREE_BYTES),
+                bytes: bytes_cap,
             };
-            super::read::read_tree(
-                root,
-                &path,
-                caps,
-                contents,
-                &crate::material::acra::skipped_when_read,
-            )
-            .map(Some)
+            super::read::read_tree(root, &path, caps, &crate::material::acra::skipped_when_read)
+                .map(|t| Some((t, path)))
         })();
-        let tree = match tree {
-            Ok(t) => t,
-            Err(e) => return proto::write_json(out, &error_reply(e)).map_err(flush_err),
-        };
-        let Some(tree) = tree else {
-            let reply = Reply::Tree {
-                root: None,
-                dirs: vec![],
-                files: vec![],
-            };
-            return proto::write_json(out, &reply).map_err(flush_err);
-        };
-        let entry = |r: &super::read::Read, names: &mut Names| proto::Entry {
-            rel: r.rel.clone(),
-            stat: stat_of(&r.stat, names),
-            sha256: r.bytes.as_ref().map(|b| crate::digest::sha256_hex(b)),
-        };
-        let reply = Reply::Tree {
-            root: Some(stat_of(&tree.root, &mut self.names)),
-            dirs: tree.dirs.iter().map(|d| entry(d, &mut self.names)).collect(),
-            files: tree
-                .files
-                .iter()
-                .map(|f| {
-                    let mut e = entry(f, &mut self.names);
-                    if let Some(b) = &f.bytes {
-                        e.stat.size = b.len() as u64;
-                    }
-                    e
-                })
-                .collect(),
-        };
-        // A listing of a huge tree could pass the control-frame cap: say so instead of sending it.
-        if let Err(e) = proto::write_json(out, &reply) {
-            let e = fail(
-                ErrorKind::TreeTooLarge,
-                format!("the listing does not fit one message ({e}): lower max_files"),
-            );
-            return proto::write_json(out, &error_reply(e)).map_err(flush_err);
-        }
-        for f in &tree.files {
-            if let Some(b) = &f.bytes {
-                proto::write_data(out, b).map_err(flush_err)?;
+        match tree {
+            Err(e) => proto::write_json(out, &error_reply(e)).map_err(flush_err),
+            Ok(None) => {
+                let reply = Reply::Tree {
+                    root: None,
+                    dirs: 0,
+                    files: 0,
+                };
+                proto::write_json(out, &reply).map_err(flush_err)
+            }
+            Ok(Some((tree, path))) => {
+                super::stream::send_tree(out, &tree, &path, contents, bytes_cap, &mut self.names)
+                    .map_err(flush_err)
             }
         }
-        Ok(())
     }
 
     fn leftovers(&mut self, keystore: &str, part: Part) -> Result<Reply, FsError> {
@@ -453,49 +434,48 @@ impl Server {
         })
     }
 
+    /// The directories a tree restore writes, from its header: the keystore is an Acra one,
+    /// the rule and the policy allow writing it, the roots are its directories.
+    fn plan_trees(&self, keystore: &str, roots: &[UploadRoot]) -> Result<(Vec<RootPlan>, Want), FsError> {
+        let ks = self.keystore(keystore)?.clone();
+        if ks.kind != Kind::Acra {
+            return Err(fail(
+                ErrorKind::BadRequest,
+                format!("keystore `{keystore}` is not an Acra keystore"),
+            ));
+        }
+        let want = self.may_write(&ks)?;
+        super::stream::check_roots(roots).map_err(|m| fail(ErrorKind::BadRequest, m))?;
+        let mut plans = Vec::new();
+        for root in roots {
+            let (_, path) = self.locate(keystore, root.part)?;
+            let (parent, name) = self.resolver.parent_of(&path)?;
+            plans.push(RootPlan {
+                parent,
+                name,
+                path,
+                replace: root.replace,
+            });
+        }
+        Ok((plans, want))
+    }
+
     fn restore_trees(
         &mut self,
-        keystore: &str,
-        roots: Vec<UploadRoot>,
-        data: Vec<Vec<Zeroizing<Vec<u8>>>>,
+        (plans, want): (Vec<RootPlan>, Want),
+        data: Vec<Vec<super::stream::Received>>,
     ) -> Reply {
-        let jobs = (|| {
-            let ks = self.keystore(keystore)?.clone();
-            if ks.kind != Kind::Acra {
-                return Err(fail(
-                    ErrorKind::BadRequest,
-                    format!("keystore `{keystore}` is not an Acra keystore"),
-                ));
-            }
-            let want = self.may_write(&ks)?;
-            let mut jobs = Vec::new();
-            for (root, bytes) in roots.into_iter().zip(data) {
-                let (_, path) = self.locate(keystore, root.part)?;
-                let (parent, name) = self.resolver.parent_of(&path)?;
-                let mut files = Vec::new();
-                for (f, b) in root.files.into_iter().zip(bytes) {
-                    if f.mode & !0o777 != 0 {
-                        return Err(fail(
-                            ErrorKind::NotAllowed,
-                            format!("{}: set-id and sticky bits are never set", f.rel),
-                        ));
-                    }
-                    files.push((f.rel, f.mode, b));
-                }
-                jobs.push(super::trees::RootJob {
-                    parent,
-                    name,
-                    path,
-                    replace: root.replace,
-                    files,
-                });
-            }
-            Ok((jobs, want))
-        })();
-        let (jobs, want) = match jobs {
-            Ok(j) => j,
-            Err(e) => return error_reply(e),
-        };
+        let jobs = plans
+            .into_iter()
+            .zip(data)
+            .map(|(p, files)| super::trees::RootJob {
+                parent: p.parent,
+                name: p.name,
+                path: p.path,
+                replace: p.replace,
+                files,
+            })
+            .collect();
         if let Err(e) = self.lock() {
             return error_reply(e);
         }
@@ -512,52 +492,10 @@ impl Server {
     }
 }
 
-/// The shape of a tree upload, checked before any of its bytes are read: one or two roots (keys
-/// and public), valid relative names, no name twice, within the caps.
-fn check_upload(roots: &[UploadRoot]) -> Result<(), String> {
-    if roots.is_empty() || roots.len() > 2 {
-        return Err("a tree restore has one or two roots".into());
-    }
-    if roots.iter().any(|r| !matches!(r.part, Part::Key | Part::Public))
-        || (roots.len() == 2 && roots[0].part == roots[1].part)
-    {
-        return Err("the roots of a tree restore are the keys and the public directory, once each".into());
-    }
-    let mut total = 0u64;
-    let mut count = 0u64;
-    for r in roots {
-        let mut seen = std::collections::BTreeSet::new();
-        for f in &r.files {
-            if !proto::valid_rel(&f.rel) || !seen.insert(f.rel.as_str()) {
-                return Err(format!(
-                    "a file name that is not allowed or listed twice: {:?}",
-                    crate::text::escape_control(&f.rel)
-                ));
-            }
-            if f.size > proto::MAX_FILE {
-                return Err(format!("{} is over the {}-byte file cap", f.rel, proto::MAX_FILE));
-            }
-            total += f.size;
-            count += 1;
-        }
-        // A file may not also be a directory of another ("a" and "a/b").
-        for f in &r.files {
-            let prefix = format!("{}/", f.rel);
-            let bounds = (
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            );
-            if seen
-                .range::<str, _>(bounds)
-                .next()
-                .is_some_and(|n| n.starts_with(&prefix))
-            {
-                return Err(format!("{} is both a file and a directory", f.rel));
-            }
-        }
-    }
-    if total > proto::MAX_TREE_BYTES || count > proto::MAX_TREE_ENTRIES {
-        return Err("the tree is over the helper's caps".into());
-    }
-    Ok(())
+/// One directory of a tree restore, located before its files are read.
+struct RootPlan {
+    parent: OwnedFd,
+    name: String,
+    path: String,
+    replace: bool,
 }

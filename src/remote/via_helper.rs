@@ -7,7 +7,7 @@
 //! [`RemoteError::NotInPolicy`]. Replies become the same [`RemoteError`]s the plain session
 //! gives, so `ops` decides the same way on both. A broken stream poisons the session.
 
-use super::helper::{Client, StartError, Timed};
+use super::helper::{Client, StartError, Timed, TreeAnswer, UploadError, UploadTree};
 use super::swap::{SwapState, TreeRestoreError, TreeUpload};
 use super::{
     FetchedTree, Owner, RemoteError, RemoteFile, RemoteStat, RemoteTree, Session, TreeEntry, TreeLimits,
@@ -408,25 +408,23 @@ impl Session {
             max_size: limits.max_size,
             contents,
         };
-        let (root_st, dirs, files) = match self.ask(op, &[], &during)? {
-            Reply::Tree { root: None, .. } => return Ok(None),
-            Reply::Tree {
-                root: Some(r),
-                dirs,
-                files,
-            } => (r, dirs, files),
-            Reply::Error { kind, message, .. } => return Err(self.failed(kind, message, root)),
-            _ => return Err(self.unexpected(&during)),
+        let answer = {
+            self.usable()?;
+            let mut client = self.helper_session().client.borrow_mut();
+            client.io().set_deadline(self.read_deadline());
+            client
+                .read_tree(op, contents)
+                .map_err(|e| self.broken(e, &during))?
+        };
+        let (root_st, dirs, files) = match answer {
+            TreeAnswer::Missing => return Ok(None),
+            TreeAnswer::Refused { kind, message } => return Err(self.failed(kind, message, root)),
+            TreeAnswer::Tree(t) => (t.root, t.dirs, t.files),
         };
         if root_st.kind != EntryKind::Dir {
             return Err(RemoteError::NotADirectory {
                 path: root.to_string(),
             });
-        }
-        if files.iter().map(|f| f.stat.size).sum::<u64>() > limits.max_size
-            || (files.len() + dirs.len()) as u64 > limits.max_files
-        {
-            return Err(self.unexpected(&during));
         }
         let skipped = |rel: &str| {
             rel.match_indices('/')
@@ -434,17 +432,11 @@ impl Session {
                 .chain(std::iter::once(rel))
                 .any(skip)
         };
-        let mut fetched = Vec::new();
-        for f in &files {
-            let bytes = match (&f.sha256, contents) {
-                (Some(sha), true) => Some(self.bytes_after(f.stat.size, sha, &during)?),
-                (None, true) => return Err(self.unexpected(&during)),
-                _ => None,
-            };
-            if !skipped(&f.rel) {
-                fetched.push((entry(f), bytes));
-            }
-        }
+        let fetched: Vec<_> = files
+            .into_iter()
+            .filter(|(f, _)| !skipped(&f.rel))
+            .map(|(f, bytes)| (entry(&f), bytes))
+            .collect();
         let mut dir_entries = vec![TreeEntry {
             rel: String::new(),
             size: 0,
@@ -547,7 +539,7 @@ impl Session {
         }
     }
 
-    /// Restores an Acra keystore's directories in one request.
+    /// Restores an Acra keystore's directories in one request (one frame per file).
     pub(super) fn helper_restore_trees(&self, uploads: &[TreeUpload]) -> Result<(), TreeRestoreError> {
         let nothing = |e: RemoteError| TreeRestoreError {
             cause: e.to_string(),
@@ -555,7 +547,6 @@ impl Session {
         };
         let mut keystore: Option<String> = None;
         let mut roots = Vec::new();
-        let mut data: Vec<&[u8]> = Vec::new();
         for up in uploads {
             let (k, part) = self.locate(&up.path).map_err(nothing)?;
             if keystore.get_or_insert_with(|| k.name.clone()) != &k.name
@@ -569,21 +560,11 @@ impl Session {
                     ),
                 }));
             }
-            roots.push(proto::UploadRoot {
+            roots.push(UploadTree {
                 part,
                 replace: up.replace,
-                files: up
-                    .files
-                    .iter()
-                    .map(|f| proto::UploadFile {
-                        rel: f.rel.clone(),
-                        mode: f.mode & 0o777,
-                        size: f.data.len() as u64,
-                        sha256: crate::digest::sha256_hex(f.data),
-                    })
-                    .collect(),
+                files: up.files.iter().map(|f| (f.rel.clone(), f.mode, f.data)).collect(),
             });
-            data.extend(up.files.iter().map(|f| f.data));
         }
         let Some(keystore) = keystore else {
             return Ok(());
@@ -594,7 +575,13 @@ impl Session {
             .collect::<Vec<_>>()
             .join(", ");
         let during = format!("restoring {paths}");
-        match self.ask(Op::RestoreTrees { keystore, roots }, &data, &during) {
+        self.usable().map_err(nothing)?;
+        let answer = {
+            let mut client = self.helper_session().client.borrow_mut();
+            client.io().set_deadline(self.read_deadline());
+            client.restore_trees(&keystore, &roots)
+        };
+        match answer {
             Ok(Reply::Done { notes }) => {
                 for n in notes {
                     tracing::warn!(node = %self.addr, "{}", crate::text::escape_control(&n));
@@ -606,9 +593,15 @@ impl Session {
                 state: state.unwrap_or(SwapState::NothingChanged),
             }),
             Ok(_) => Err(nothing(self.unexpected(&during))),
+            // The helper acts on a whole upload only: one that did not get through changed nothing.
+            Err(UploadError::Sent(e)) => Err(nothing(self.broken(e, &during))),
             // The request may have been carried out: the stream broke before the answer.
-            Err(e) => Err(TreeRestoreError {
-                cause: format!("{e} (the node may or may not have been changed: check {paths})"),
+            Err(UploadError::Answer(e)) => Err(TreeRestoreError {
+                cause: format!(
+                    "{} (the node may or may not have been changed: check {paths}; an interrupted swap is \
+                     reported by the next restore, with how to finish it)",
+                    self.broken(e, &during)
+                ),
                 state: SwapState::LeftAside,
             }),
         }

@@ -204,11 +204,11 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
         (out, code)
     };
     for json in [
-        r#"{"v":1,"op":{"read_file":{"keystore":"p12","part":"key","max_size":100000,"path":"/etc/shadow"}}}"#,
-        r#"{"v":1,"op":{"read_file":{"keystore":"p12","part":"/etc/shadow","max_size":100000}}}"#,
-        r#"{"v":1,"op":{"read_file":{"keystore":"p12","part":"../../etc/shadow","max_size":100000}}}"#,
-        r#"{"v":1,"op":{"exec":{"argv":["/bin/sh","-c","id"]}}}"#,
-        r#"{"v":2,"op":{"stat":{"keystore":"p12","part":"key"}}}"#,
+        r#"{"v":2,"op":{"read_file":{"keystore":"p12","part":"key","max_size":100000,"path":"/etc/shadow"}}}"#,
+        r#"{"v":2,"op":{"read_file":{"keystore":"p12","part":"/etc/shadow","max_size":100000}}}"#,
+        r#"{"v":2,"op":{"read_file":{"keystore":"p12","part":"../../etc/shadow","max_size":100000}}}"#,
+        r#"{"v":2,"op":{"exec":{"argv":["/bin/sh","-c","id"]}}}"#,
+        r#"{"v":1,"op":{"stat":{"keystore":"p12","part":"key"}}}"#,
         r#"not json at all"#,
     ] {
         let (out, code) = raw(json);
@@ -231,15 +231,26 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
             roots: vec![proto::UploadRoot {
                 part: Part::Key,
                 replace: true,
-                files: vec![proto::UploadFile {
-                    rel: rel.into(),
-                    mode: 0o600,
-                    size: 1,
-                    sha256: coldkeep::digest::sha256_hex(b"x"),
-                }],
+                files: 1,
             }],
         };
-        let r = ask(&mut h, op);
+        proto::write_json(
+            &mut h,
+            &Request {
+                v: proto::VERSION,
+                op,
+            },
+        )
+        .unwrap();
+        let file = proto::UploadFile {
+            rel: rel.into(),
+            mode: 0o600,
+            size: 1,
+            sha256: coldkeep::digest::sha256_hex(b"x"),
+        };
+        proto::write_json(&mut h, &file).unwrap();
+        h.flush().unwrap();
+        let r: Reply = proto::read_json(&mut h).unwrap();
         assert!(
             refused(&r, ErrorKind::BadRequest).contains("not allowed"),
             "{rel}: {r:?}"

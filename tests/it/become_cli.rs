@@ -441,6 +441,51 @@ fn acra_v1_and_v2_restore_into_an_empty_keystore_and_with_replace_through_the_he
     assert_eq!(owner_of(&s.acra), service);
 }
 
+/// A v2 keystore of an ordinary large deployment (500 clients: 1,500 key rings in 501
+/// directories, over 2,000 entries) goes through the helper with the default caps both ways:
+/// backed up (its listing is far over one 64 KiB message), and restored with `--replace` (the
+/// upload likewise), every file and owner back as it was.
+#[test]
+fn a_large_acra_keystore_is_backed_up_and_restored_through_the_helper() {
+    let s = setup(false);
+    s.config_helper();
+    let (_, signature) = v2_master_key();
+    let clients: Vec<String> = (0..500).map(|i| format!("client{i:04}")).collect();
+    let names: Vec<&str> = clients.iter().map(String::as_str).collect();
+    let files: Vec<_> = v2_files(&names, &signature)
+        .into_iter()
+        .filter(|f| f.0 != ".lock")
+        .collect();
+    assert!(files.len() > 1_500, "{}", files.len());
+    fs::remove_dir_all(&s.acra).unwrap();
+    write_tree(&s.acra, &files);
+    chown(&s.acra, SERVICE_USER);
+    let _rules = s.backup_then_allow_restore();
+    let report = s.backup_json();
+    for o in report["outcomes"].as_array().unwrap() {
+        assert_eq!(o["ok"], true, "{o}");
+    }
+    let (before, dirs_before) = read_tree(&s.acra);
+    // Lose a client's rings and damage another's: --replace brings the whole tree back.
+    fs::remove_dir_all(s.acra.join("client/client0007")).unwrap();
+    fs::write(s.acra.join("client/client0400/storage.keyring"), b"damaged").unwrap();
+    let (code, out) = s.restore("a", "acra", &["--replace"]);
+    assert_eq!(code, 0, "{out}");
+    let (after, dirs_after) = read_tree(&s.acra);
+    assert_eq!(after, before);
+    assert_eq!(dirs_after, dirs_before);
+    let service = format!("{SERVICE_USER}:{SERVICE_USER}");
+    assert_eq!(
+        owner_of(&s.acra.join("client/client0007/storage.keyring")),
+        service
+    );
+    assert_eq!(
+        names_in(s.acra.parent().unwrap()),
+        [".acrakeys"],
+        "no temp or old tree left"
+    );
+}
+
 /// Two directories (keys and a separate public one): the public one is made immutable, so the
 /// kernel refuses its swap (the second rename) after the keys directory was swapped; the helper
 /// swaps the keys back. Nothing of the new trees stays, the old ones are exactly as before.
