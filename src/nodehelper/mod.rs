@@ -19,6 +19,7 @@ pub mod proto;
 pub mod read;
 pub mod resolve;
 pub mod serve;
+pub mod state;
 pub mod stream;
 pub mod sweep;
 pub mod trees;
@@ -30,8 +31,12 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
-/// How long the helper waits for the agent's next bytes before it gives up.
-const STDIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long the helper waits for the agent's next bytes (or for the agent to take its bytes)
+/// before it gives up.
+const IDLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long one helper may run in all: an agent session that dribbles a byte just inside the
+/// idle deadline cannot keep a root process (and what it holds) alive for longer.
+const SESSION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The fixed arguments sudo runs the helper with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,32 +96,62 @@ pub fn parse_args(args: &[OsString]) -> Result<Args, String> {
     Ok(out)
 }
 
-/// stdin with a deadline on every read (`poll` first): an agent that stops talking cannot keep
-/// a root process alive forever.
-struct Stdin;
+/// stdin or stdout with deadlines (`poll` first): no read or write waits longer than the idle
+/// deadline, and none goes past the end of the session. An agent that stops talking, or stops
+/// reading, cannot keep a root process alive.
+pub struct Deadlined {
+    fd: i32,
+    idle: std::time::Duration,
+    end: std::time::Instant,
+}
 
-impl Read for Stdin {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // SAFETY: fd 0 is open for the life of the process (sudo gives the helper stdin).
-        let fd = unsafe { BorrowedFd::borrow_raw(0) };
-        let timeout = rustix::event::Timespec {
-            tv_sec: STDIN_DEADLINE.as_secs() as i64,
-            tv_nsec: 0,
-        };
+impl Deadlined {
+    /// fd `fd` (0 or 1, open for the life of the process), each wait at most `idle`, none after `end`.
+    pub fn new(fd: i32, idle: std::time::Duration, end: std::time::Instant) -> Deadlined {
+        Deadlined { fd, idle, end }
+    }
+
+    fn wait(&self, flags: rustix::event::PollFlags) -> std::io::Result<()> {
+        // SAFETY: the fd is open for the life of the process (sudo gives the helper stdio).
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         loop {
-            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let left = self.end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the session ran past its {}-second limit",
+                        SESSION_DEADLINE.as_secs()
+                    ),
+                ));
+            }
+            let wait = left.min(self.idle);
+            let timeout = rustix::event::Timespec {
+                tv_sec: wait.as_secs() as i64,
+                tv_nsec: wait.subsec_nanos() as i64,
+            };
+            let mut fds = [rustix::event::PollFd::new(&fd, flags)];
             match rustix::event::poll(&mut fds, Some(&timeout)) {
-                Ok(0) => {
+                Ok(0) if wait == self.idle => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        "the agent sent nothing for 10 minutes",
+                        format!("the agent was silent for {} seconds", self.idle.as_secs()),
                     ));
                 }
-                Ok(_) => break,
+                Ok(0) => continue,
+                Ok(_) => return Ok(()),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.wait(rustix::event::PollFlags::IN)?;
+        // SAFETY: as in `wait`.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         loop {
             match rustix::io::read(fd.as_fd(), &mut *buf) {
                 Err(rustix::io::Errno::INTR) => continue,
@@ -126,14 +161,13 @@ impl Read for Stdin {
     }
 }
 
-/// stdout as a raw fd (std's stdout is line-buffered and shared with `print!`, which the
-/// helper never uses).
-struct Stdout;
-
-impl Write for Stdout {
+/// Raw writes (std's stdout is line-buffered and shared with `print!`, which the helper never
+/// uses), each after the fd is writable within the deadlines.
+impl Write for Deadlined {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // SAFETY: fd 1 is open for the life of the process.
-        let fd = unsafe { BorrowedFd::borrow_raw(1) };
+        self.wait(rustix::event::PollFlags::OUT)?;
+        // SAFETY: as in `wait`.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         loop {
             match rustix::io::write(fd, buf) {
                 Err(rustix::io::Errno::INTR) => continue,
@@ -157,7 +191,7 @@ fn prepare(args: &Args) -> Result<serve::Server, proto::Ready> {
         ));
     }
     trust::check_own_binary().map_err(|r| refused(r.problem, r.fix))?;
-    let (policy_fd, text) = trust::read_policy(&args.policy).map_err(|r| refused(r.problem, r.fix))?;
+    let (_policy_fd, text) = trust::read_policy(&args.policy).map_err(|r| refused(r.problem, r.fix))?;
     let policy = policy::parse(&text).map_err(|e| {
         refused(
             format!("the node policy {} is not valid: {e}", args.policy),
@@ -166,10 +200,11 @@ fn prepare(args: &Args) -> Result<serve::Server, proto::Ready> {
     })?;
     let resolver = resolve::Resolver::new()
         .map_err(|e| refused(e.message, "check the node's root filesystem".into()))?;
+    let state = state::State::open(&args.policy).map_err(|r| refused(r.problem, r.fix))?;
     Ok(serve::Server {
         policy,
         policy_path: args.policy.clone(),
-        policy_fd,
+        state,
         restore: args.restore,
         resolver,
         names: users::Names::default(),
@@ -202,7 +237,11 @@ pub fn main(args: &[OsString]) -> i32 {
         restore: args.restore,
         ready,
     };
-    let mut out = std::io::BufWriter::with_capacity(proto::MAX_CHUNK as usize + 16, Stdout);
+    let end = std::time::Instant::now() + SESSION_DEADLINE;
+    let mut out = std::io::BufWriter::with_capacity(
+        proto::MAX_CHUNK as usize + 16,
+        Deadlined::new(1, IDLE_DEADLINE, end),
+    );
     if proto::write_json(&mut out, &hello)
         .and_then(|()| out.flush())
         .is_err()
@@ -217,7 +256,7 @@ pub fn main(args: &[OsString]) -> i32 {
         }
         Err(_) => return 1,
     };
-    let code = server.serve(&mut Stdin, &mut out);
+    let code = server.serve(&mut Deadlined::new(0, IDLE_DEADLINE, end), &mut out);
     let _ = out.flush();
     code
 }
@@ -225,6 +264,42 @@ pub fn main(args: &[OsString]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_agent_or_a_session_past_its_end_is_cut_off() {
+        let (mut r, mut w) = std::io::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        let now = std::time::Instant::now();
+        // Past the session's end: refused at once, whatever the idle deadline.
+        let mut over = Deadlined::new(r.as_raw_fd(), IDLE_DEADLINE, now);
+        let e = over.read(&mut [0u8; 4]).unwrap_err();
+        assert!(e.to_string().contains("session ran past"), "{e}");
+        // Nothing arrives within the idle deadline: timed out.
+        let mut idle = Deadlined::new(
+            r.as_raw_fd(),
+            std::time::Duration::from_millis(1),
+            now + SESSION_DEADLINE,
+        );
+        let e = idle.read(&mut [0u8; 4]).unwrap_err();
+        assert!(e.to_string().contains("silent"), "{e}");
+        // Bytes waiting: read.
+        w.write_all(b"ok").unwrap();
+        let _ = &mut r;
+        let mut buf = [0u8; 4];
+        assert_eq!(idle.read(&mut buf).unwrap(), 2);
+        // The same deadlines on a write end nobody reads.
+        let mut full = Deadlined::new(
+            w.as_raw_fd(),
+            std::time::Duration::from_millis(1),
+            now + SESSION_DEADLINE,
+        );
+        let e = loop {
+            if let Err(e) = full.write(&[0u8; 4096]) {
+                break e;
+            }
+        };
+        assert!(e.to_string().contains("silent"), "{e}");
+    }
 
     fn parse(words: &[&str]) -> Result<Args, String> {
         let v: Vec<OsString> = std::iter::once("coldkeep")

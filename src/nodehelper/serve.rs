@@ -3,8 +3,11 @@
 //! Every request names a keystore of the policy and a part of it; the path comes from the policy.
 //! Writes need both the restore rule (`--restore` in the helper's fixed argv, i.e. the sudoers
 //! line the operator chose to install) and `restore: true` for that keystore in the policy, and
-//! run one at a time per node (an exclusive `flock` on the policy file, with a deadline). A
-//! malformed request ends the session: after it the stream cannot be trusted to be in step.
+//! run one at a time per policy (an exclusive `flock` on a file in the helper's root-only state
+//! directory, with a deadline; tree reads take it shared, so they never see a swap half done).
+//! What a request's header decides (keystore, kind, rule, policy, size) is decided before any of
+//! its payload is read, and a refusal then ends the session: the payload is never read. A
+//! malformed request ends the session too: after it the stream cannot be trusted to be in step.
 
 use super::policy::{KeystorePolicy, Kind, Policy};
 use super::proto::{self, ErrorKind, FrameError, Op, Part, Reply, Request, UploadRoot};
@@ -24,8 +27,8 @@ pub struct Server {
     pub policy: Policy,
     /// Its path (for messages).
     pub policy_path: String,
-    /// Its fd (the write lock).
-    pub policy_fd: OwnedFd,
+    /// The helper's state directory (lock, slot, swap records).
+    pub state: super::state::State,
     /// Started under the restore rule.
     pub restore: bool,
     /// Path resolution.
@@ -189,30 +192,66 @@ impl Server {
         }
     }
 
-    /// Takes the per-node write lock (an exclusive flock on the policy file's fd).
+    /// Takes the per-policy write lock (exclusive), or the read lock (shared).
+    fn lock_for(&self, write: bool) -> Result<(), FsError> {
+        self.state
+            .lock(write, LOCK_WAIT)
+            .map_err(|m| fail(ErrorKind::Failed, m))
+    }
+
     fn lock(&self) -> Result<(), FsError> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match rustix::fs::flock(
-                &self.policy_fd,
-                rustix::fs::FlockOperation::NonBlockingLockExclusive,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => {
-                    return Err(fail(
-                        ErrorKind::Failed,
-                        format!("another coldkeep restore holds this node ({e}); try again when it is done"),
-                    ));
-                }
-            }
-        }
+        self.lock_for(true)
     }
 
     fn unlock(&self) {
-        let _ = rustix::fs::flock(&self.policy_fd, rustix::fs::FlockOperation::Unlock);
+        self.state.unlock();
+    }
+
+    /// The largest file the helper reads or writes as `part` of `ks`: per kind, so a P12 cannot
+    /// be declared (and buffered) at the size of a whole keystore.
+    fn cap(ks: &KeystorePolicy, part: Part) -> u64 {
+        match (part, ks.kind) {
+            (Part::AcraVersion, _) => 4096,
+            (Part::NodectlConfig, _) => proto::MAX_SMALL_FILE,
+            (_, Kind::P12) => proto::MAX_P12,
+            (_, Kind::File) => proto::MAX_SMALL_FILE,
+            (_, Kind::Acra) => proto::MAX_ACRA_FILE,
+        }
+    }
+
+    /// Everything a file write's header decides, before its bytes are read.
+    fn plan_write(
+        &self,
+        keystore: &str,
+        mode: u32,
+        size: u64,
+    ) -> Result<(KeystorePolicy, String, Want), FsError> {
+        let (ks, path) = self.locate(keystore, Part::Key)?;
+        if ks.kind == Kind::Acra {
+            return Err(fail(
+                ErrorKind::BadRequest,
+                format!("keystore `{keystore}` is a directory: restore it as a tree"),
+            ));
+        }
+        let mut want = self.may_write(&ks)?;
+        if mode & !0o777 != 0 {
+            return Err(fail(
+                ErrorKind::NotAllowed,
+                format!("mode {mode:04o}: set-id and sticky bits are never set"),
+            ));
+        }
+        let cap = Self::cap(&ks, Part::Key);
+        if size > cap {
+            return Err(fail(
+                ErrorKind::TooLarge,
+                format!(
+                    "a {} keystore of {size} bytes, over the helper's {cap}-byte cap",
+                    ks.kind.as_str()
+                ),
+            ));
+        }
+        want.mode &= mode;
+        Ok((ks, path, want))
     }
 
     fn handle(&mut self, op: Op, input: &mut dyn Read, out: &mut dyn Write) -> Result<(), Stop> {
@@ -254,16 +293,12 @@ impl Server {
                 size,
                 sha256,
             } => {
-                if size > proto::MAX_FILE {
-                    return Err(Stop::Frame(FrameError::Malformed(format!(
-                        "a file of {size} bytes, over the {}-byte cap",
-                        proto::MAX_FILE
-                    ))));
-                }
+                let (_, path, want) = match self.plan_write(&keystore, mode, size) {
+                    Ok(planned) => planned,
+                    Err(e) => return refuse_payload(out, e),
+                };
                 let bytes = proto::read_bytes(input, size, &sha256)?;
-                let reply = self
-                    .write_file(&keystore, mode, &bytes)
-                    .unwrap_or_else(error_reply);
+                let reply = self.write_file(&path, want, &bytes).unwrap_or_else(error_reply);
                 proto::write_json(out, &reply).map_err(flush_err)
             }
             Op::RestoreTrees { keystore, roots } => {
@@ -312,8 +347,8 @@ impl Server {
                 "only a key file, nodectl's config or Acra's version file is read",
             ));
         }
-        let (_, path) = self.locate(keystore, part)?;
-        let cap = max_size.min(proto::MAX_FILE);
+        let (ks, path) = self.locate(keystore, part)?;
+        let cap = max_size.min(Self::cap(&ks, part));
         let (dir, name) = self.resolver.parent_of(&path)?;
         let (fd, st) = open_file_at(&dir, &name, &path, None)?;
         let bytes = super::read::read_all(&fd, st.st_size as u64, cap, &path)?;
@@ -332,6 +367,24 @@ impl Server {
         out: &mut dyn Write,
     ) -> Result<(), Stop> {
         let bytes_cap = max_size.min(proto::MAX_TREE_BYTES);
+        // Shared: a restore of this policy's keystores (exclusive) is never seen half done.
+        if let Err(e) = self.lock_for(false) {
+            return proto::write_json(out, &error_reply(e)).map_err(flush_err);
+        }
+        let sent = self.send_tree(keystore, part, max_files, bytes_cap, contents, out);
+        self.unlock();
+        sent
+    }
+
+    fn send_tree(
+        &mut self,
+        keystore: &str,
+        part: Part,
+        max_files: u64,
+        bytes_cap: u64,
+        contents: bool,
+        out: &mut dyn Write,
+    ) -> Result<(), Stop> {
         let tree = (|| {
             if !matches!(part, Part::Key | Part::Public) {
                 return Err(fail(
@@ -406,25 +459,10 @@ impl Server {
         Ok(Reply::Done { notes: swept? })
     }
 
-    fn write_file(&mut self, keystore: &str, mode: u32, bytes: &[u8]) -> Result<Reply, FsError> {
-        let (ks, path) = self.locate(keystore, Part::Key)?;
-        if ks.kind == Kind::Acra {
-            return Err(fail(
-                ErrorKind::BadRequest,
-                format!("keystore `{keystore}` is a directory: restore it as a tree"),
-            ));
-        }
-        let mut want = self.may_write(&ks)?;
-        if mode & !0o777 != 0 {
-            return Err(fail(
-                ErrorKind::NotAllowed,
-                format!("mode {mode:04o}: set-id and sticky bits are never set"),
-            ));
-        }
-        want.mode &= mode;
-        let (dir, name) = self.resolver.parent_of(&path)?;
+    fn write_file(&mut self, path: &str, want: Want, bytes: &[u8]) -> Result<Reply, FsError> {
+        let (dir, name) = self.resolver.parent_of(path)?;
         self.lock()?;
-        let written = super::write::write_file(&dir, &name, &path, bytes, want, &mut Kernel);
+        let written = super::write::write_file(&dir, &name, path, bytes, want, &mut Kernel);
         self.unlock();
         let w = written?;
         Ok(Reply::Written {

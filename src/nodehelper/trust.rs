@@ -211,6 +211,28 @@ pub fn read_policy(path: &str) -> Result<(OwnedFd, String), Refusal> {
     Ok((fd, text))
 }
 
+/// Opens the directory `path` (readable, for `*at` calls) after checking it and every directory
+/// above it are root's alone, the same walk as for the policy; checked again on the opened fd.
+pub fn open_trusted_dir(path: &str, what: &str) -> Result<OwnedFd, Refusal> {
+    let (dir, name, st) = walk(path, what)?;
+    let opened = rustix::fs::openat(
+        &dir,
+        name.as_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_refusal(path, what, e))?;
+    let st2 = rustix::fs::fstat(&opened).map_err(|e| io_refusal(path, what, e))?;
+    if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(refuse(
+            format!("{path} ({what}) was replaced while it was checked"),
+            "run again; if it repeats, someone is racing the helper".into(),
+        ));
+    }
+    check_owned(path, &st2, what)?;
+    Ok(opened)
+}
+
 /// Checks the running binary: the path the kernel says it was started from, walked like the
 /// policy, must be the same file that runs (device and inode of `/proc/self/exe`).
 pub fn check_own_binary() -> Result<String, Refusal> {

@@ -40,6 +40,7 @@ fn sweep_dead() {
         ("/usr/local/lib", "coldkeep-test-"),
         ("/etc", "coldkeep-test-"),
         ("/etc/sudoers.d", "coldkeep-test-"),
+        (crate::nodehelper::state::STATE_ROOT, "etc+coldkeep-test-"),
     ] {
         let Ok(rd) = std::fs::read_dir(dir) else { continue };
         for e in rd.flatten() {
@@ -118,6 +119,12 @@ impl NodeHelper {
         )
     }
 
+    /// The helper's root-only state directory for this policy (made by the helper on its first
+    /// start; removed with the install).
+    pub fn state_dir(&self) -> String {
+        crate::nodehelper::state::dir_for(&self.policy)
+    }
+
     /// Installs `sudoers` (checked with `visudo -cf`; panics with its message when invalid) and
     /// `policy` (root 0644 in a root 0755 directory). Both are removed when the result drops.
     pub fn install(&self, sudoers: &str, policy: &str) -> Installed {
@@ -132,6 +139,7 @@ impl NodeHelper {
         Installed {
             dropin,
             dir: self.dir.clone(),
+            state: PathBuf::from(self.state_dir()),
             _binary: self.binary.clone(),
         }
     }
@@ -169,6 +177,7 @@ pub fn install_dropin(text: &str) -> PathBuf {
 pub struct Installed {
     dropin: PathBuf,
     dir: PathBuf,
+    state: PathBuf,
     _binary: Arc<HelperBinary>,
 }
 
@@ -183,5 +192,6 @@ impl Drop for Installed {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.dropin);
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.state);
     }
 }

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use support::fleet::text;
-use support::sudo::{Helper, Installed, LOGIN_USER, as_user, mode, owner_of, sudo_as};
+use support::sudo::{Helper, Installed, LOGIN_USER, as_user, helper_pid, mode, owner_of, sudo_as};
 
 /// nodectl's default layout: the login user owns its home and `tessellation`; the key is root's.
 fn nodectl_layout(s: &Setup) -> PathBuf {
@@ -581,20 +581,6 @@ impl Drop for Racer {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The pid of the running helper started with `policy` (its argv names it; one at a time).
-fn helper_pid(policy: &str) -> Option<u32> {
-    let want = format!("--policy={policy}");
-    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_helper = args.get(1) == Some(&&b"node-helper"[..])
-            && args.contains(&want.as_bytes())
-            && !args[0].ends_with(b"sudo");
-        is_helper.then_some(pid)
-    })
 }
 
 /// SIGKILL lands on the helper at random points of a write, again and again: the key's name

@@ -29,6 +29,7 @@ mod become_attacks;
 mod become_cli;
 mod become_config;
 mod become_failures;
+mod become_limits;
 mod config_errors;
 mod config_master_key;
 mod config_redaction;

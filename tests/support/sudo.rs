@@ -140,6 +140,17 @@ impl Helper {
         }
     }
 
+    /// Bytes written to the helper's stdin that it has not read yet.
+    pub fn unread(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        let fd = self.stdin.as_ref().expect("stdin open").as_raw_fd();
+        // SAFETY: FIONREAD writes one int through the valid pointer; the fd is our pipe's.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0, "FIONREAD on the helper's stdin");
+        n as usize
+    }
+
     /// Closes stdin and waits: exit status and stderr.
     pub fn finish(mut self) -> (Option<i32>, String) {
         use std::io::Read;
@@ -168,4 +179,48 @@ impl std::io::Write for Helper {
     fn flush(&mut self) -> std::io::Result<()> {
         self.stdin.as_mut().expect("stdin open").flush()
     }
+}
+
+/// The pid of the running helper started with `policy` (its argv names it; one at a time).
+pub fn helper_pid(policy: &str) -> Option<u32> {
+    let want = format!("--policy={policy}");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_helper = args.get(1) == Some(&&b"node-helper"[..])
+            && args.contains(&want.as_bytes())
+            && !args[0].ends_with(b"sudo");
+        is_helper.then_some(pid)
+    })
+}
+
+/// Waits until the helper `pid` has read every byte sent to it on `h` and waits for more (it
+/// sits in `poll`): a handshake on the helper's own state, no timing.
+pub fn until_waiting_for_input(h: &Helper, pid: u32) {
+    loop {
+        if h.unread() == 0 {
+            let syscall = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+            // poll (7) or ppoll (271) on x86_64, ppoll (73) on aarch64.
+            let nr = syscall.split_whitespace().next().unwrap_or("");
+            if ["7", "271", "73"].contains(&nr) {
+                return;
+            }
+        }
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "the helper {pid} ended"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A line of `/proc/PID/status` in KiB (`VmLck`, `VmRSS`).
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {status}"))
 }
