@@ -534,6 +534,19 @@ pub struct RestoreArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Acra through the node helper: finish a restore that was cut off between its swaps, putting
+    /// the previous keystore back whole (`back`) or the restored one in (`forward`); nothing else
+    /// is done (no backup is read)
+    #[arg(long, value_name = "WAY", conflicts_with_all = ["dry_run", "replace"])]
+    pub interrupted: Option<Finish>,
+}
+
+/// Which way `restore --interrupted` finishes a swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs)]
+pub enum Finish {
+    Back,
+    Forward,
 }
 
 #[derive(Debug, Args)]

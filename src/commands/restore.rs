@@ -14,6 +14,13 @@ use std::io::IsTerminal;
 
 /// Runs `coldkeep restore`.
 pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    if let Some(way) = args.interrupted {
+        let forward = way == crate::cli::Finish::Forward;
+        for note in restore::finish_interrupted(config, &args.node, args.keystore.as_deref(), forward)? {
+            println!("{note}");
+        }
+        return Ok(Exit::Ok);
+    }
     let request = RestoreRequest {
         node: args.node.clone(),
         keystore: args.keystore.clone(),

@@ -12,6 +12,7 @@
 use super::policy::{KeystorePolicy, Kind, Policy};
 use super::proto::{self, ErrorKind, FrameError, Op, Part, Reply, Request, UploadRoot};
 use super::resolve::{FsError, Resolver, fail, lstat_at, open_file_at, stat_of};
+use super::trees::{Journal, Phase, SwapRecord};
 use super::users::Names;
 use super::write::{Kernel, Want};
 use std::io::{Read, Write};
@@ -303,17 +304,20 @@ impl Server {
             }
             Op::RestoreTrees { keystore, roots } => {
                 // Everything the header decides is decided before a byte of the upload is read.
-                let jobs = match self.plan_trees(&keystore, &roots) {
+                let jobs = match self
+                    .plan_trees(&keystore, &roots)
+                    .and_then(|jobs| self.not_interrupted(&keystore).map(|()| jobs))
+                {
                     Ok(jobs) => jobs,
                     Err(e) => return refuse_payload(out, e),
                 };
                 let data = super::stream::receive_upload(input, &roots)?;
-                let reply = self.restore_trees(jobs, data);
+                let reply = self.restore_trees(&keystore, jobs, data);
                 proto::write_json(out, &reply).map_err(flush_err)
             }
-            Op::FinishSwap { .. } => {
-                let e = fail(ErrorKind::NotAllowed, "no interrupted swap is recorded here");
-                proto::write_json(out, &error_reply(e)).map_err(flush_err)
+            Op::FinishSwap { keystore, forward } => {
+                let reply = self.finish_swap(&keystore, forward).unwrap_or_else(error_reply);
+                proto::write_json(out, &reply).map_err(flush_err)
             }
         }
     }
@@ -348,6 +352,12 @@ impl Server {
             ));
         }
         let (ks, path) = self.locate(keystore, part)?;
+        if ks.kind == Kind::Acra {
+            self.lock_for(false)?;
+            let interrupted = self.not_interrupted(keystore);
+            self.unlock();
+            interrupted?;
+        }
         let cap = max_size.min(Self::cap(&ks, part));
         let (dir, name) = self.resolver.parent_of(&path)?;
         let (fd, st) = open_file_at(&dir, &name, &path, None)?;
@@ -393,6 +403,7 @@ impl Server {
                 ));
             }
             let (_, path) = self.locate(keystore, part)?;
+            self.not_interrupted(keystore)?;
             let root = match self.resolver.open_dir(&path) {
                 Ok(fd) => fd,
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
@@ -430,6 +441,11 @@ impl Server {
             ));
         }
         let (_, path) = self.locate(keystore, part)?;
+        // Shared lock: a restore in progress is waited for, a record left half swapped is told.
+        self.lock_for(false)?;
+        let interrupted = self.not_interrupted(keystore);
+        self.unlock();
+        interrupted?;
         let (dir_path, name) = super::resolve::split(&path)?;
         let names = match self.resolver.open_dir(dir_path) {
             Ok(dir) => super::sweep::names_with_prefix(&dir, &super::sweep::old_prefix(name), dir_path)?,
@@ -500,6 +516,7 @@ impl Server {
 
     fn restore_trees(
         &mut self,
+        keystore: &str,
         (plans, want): (Vec<RootPlan>, Want),
         data: Vec<Vec<super::stream::Received>>,
     ) -> Reply {
@@ -517,16 +534,120 @@ impl Server {
         if let Err(e) = self.lock() {
             return error_reply(e);
         }
-        let result = super::trees::restore_trees(jobs, want, &mut Kernel);
+        let result = self.journal(keystore).and_then(|journal| {
+            // Under the lock: an earlier restore's record is either half swapped (refused) or
+            // only its temp directories are left (removed first).
+            let mut notes = match journal.read()? {
+                Some(r) if r.phase == Phase::Swapping => return Err(self.interrupted_error(keystore, &r)),
+                Some(r) => {
+                    let parents = self.parents_of(&r)?;
+                    super::trees::finish_swap(r, &parents, false, want, &mut Kernel, &journal)?
+                }
+                None => Vec::new(),
+            };
+            Ok(
+                super::trees::restore_trees(jobs, want, &mut Kernel, &journal).map(|more| {
+                    notes.extend(more);
+                    notes
+                }),
+            )
+        });
         self.unlock();
         match result {
-            Ok(notes) => Reply::Done { notes },
-            Err(f) => Reply::Error {
+            Err(e) => error_reply(e),
+            Ok(Ok(notes)) => Reply::Done { notes },
+            Ok(Err(f)) => Reply::Error {
                 kind: f.error.kind,
                 message: f.error.message,
                 state: Some(f.state),
             },
         }
+    }
+
+    /// The record of `keystore`'s tree restores, in the state directory.
+    fn journal(&self, keystore: &str) -> Result<Journal, FsError> {
+        let dir = self
+            .state
+            .dir
+            .try_clone()
+            .map_err(|e| fail(ErrorKind::Failed, format!("{}: {e}", self.state.path)))?;
+        Ok(Journal::new(dir, keystore, &self.state.path))
+    }
+
+    /// The parent directory and name of every root of `record`.
+    fn parents_of(&self, record: &SwapRecord) -> Result<Vec<(OwnedFd, String)>, FsError> {
+        record
+            .roots
+            .iter()
+            .map(|r| self.resolver.parent_of(&r.path))
+            .collect()
+    }
+
+    fn interrupted_error(&self, keystore: &str, record: &SwapRecord) -> FsError {
+        let parents: Vec<_> = record
+            .roots
+            .iter()
+            .map(|r| self.resolver.parent_of(&r.path).ok())
+            .collect();
+        fail(
+            ErrorKind::Interrupted,
+            format!(
+                "keystore `{keystore}`: a restore was interrupted between its swaps ({}); it is neither read nor \
+                 restored until that is finished: `coldkeep restore --node NODE --keystore {keystore} --identity \
+                 FILE --interrupted back` puts the previous keystore back whole, `--interrupted forward` puts the \
+                 restored one in",
+                super::trees::describe(record, &parents)
+            ),
+        )
+    }
+
+    /// Refuses while a restore of `keystore` is recorded half swapped.
+    fn not_interrupted(&self, keystore: &str) -> Result<(), FsError> {
+        if self.keystore(keystore)?.kind != Kind::Acra {
+            return Ok(());
+        }
+        match self.journal(keystore)?.read()? {
+            Some(r) if r.phase == Phase::Swapping => Err(self.interrupted_error(keystore, &r)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Finishes an interrupted tree restore of `keystore` one way or the other.
+    fn finish_swap(&mut self, keystore: &str, forward: bool) -> Result<Reply, FsError> {
+        let ks = self.keystore(keystore)?.clone();
+        if ks.kind != Kind::Acra {
+            return Err(fail(
+                ErrorKind::BadRequest,
+                format!("keystore `{keystore}` is not an Acra keystore"),
+            ));
+        }
+        let want = self.may_write(&ks)?;
+        self.lock()?;
+        let result = (|| {
+            let journal = self.journal(keystore)?;
+            let Some(record) = journal.read()? else {
+                return Ok(vec![format!(
+                    "no interrupted restore of keystore `{keystore}` is recorded on this node: nothing to finish"
+                )]);
+            };
+            let swapping = record.phase == Phase::Swapping;
+            let parents = self.parents_of(&record)?;
+            let mut notes =
+                super::trees::finish_swap(record, &parents, forward, want, &mut Kernel, &journal)?;
+            notes.insert(
+                0,
+                match (swapping, forward) {
+                    (true, false) => format!("keystore `{keystore}`: the previous keystore is back whole"),
+                    (true, true) => format!("keystore `{keystore}`: the restored keystore is in place whole"),
+                    (false, _) => format!(
+                        "keystore `{keystore}` was not half swapped; what its last restore left was removed"
+                    ),
+                },
+            );
+            Ok(notes)
+        })();
+        self.unlock();
+        result.map(|notes| Reply::Done { notes })
     }
 }
 

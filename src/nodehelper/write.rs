@@ -20,16 +20,30 @@ use std::os::fd::OwnedFd;
 /// The renames of a restore, behind a trait so tests can make the Nth one fail on real
 /// directories (the rollback paths); the helper itself only ever uses [`Kernel`].
 pub trait Rename {
-    /// `renameat2(dir, from, dir, to, flags)`.
-    fn rename(&mut self, dir: &OwnedFd, from: &str, to: &str, flags: RenameFlags) -> Result<(), Errno>;
+    /// `renameat2(from_dir, from, to_dir, to, flags)`.
+    fn rename(
+        &mut self,
+        from_dir: &OwnedFd,
+        from: &str,
+        to_dir: &OwnedFd,
+        to: &str,
+        flags: RenameFlags,
+    ) -> Result<(), Errno>;
 }
 
 /// The kernel's renameat2.
 pub struct Kernel;
 
 impl Rename for Kernel {
-    fn rename(&mut self, dir: &OwnedFd, from: &str, to: &str, flags: RenameFlags) -> Result<(), Errno> {
-        rustix::fs::renameat_with(dir, from, dir, to, flags)
+    fn rename(
+        &mut self,
+        from_dir: &OwnedFd,
+        from: &str,
+        to_dir: &OwnedFd,
+        to: &str,
+        flags: RenameFlags,
+    ) -> Result<(), Errno> {
+        rustix::fs::renameat_with(from_dir, from, to_dir, to, flags)
     }
 }
 
@@ -175,6 +189,7 @@ pub fn write_file(
         want.mode &= st.st_mode & 0o777;
     }
     let (fd, temp) = create_temp(dir, name, path)?;
+    super::state::pause("write-temp");
     let result = publish(dir, name, path, bytes, want, ren, &fd, &temp, existing.is_some());
     if result.is_err() {
         // Whatever is left at our temp name is ours or the old file after an undone exchange:
@@ -209,17 +224,18 @@ fn publish(
     write_all(fd, bytes, path)?;
     rustix::fs::fsync(fd).map_err(|e| errno(e, path))?;
     let ours = own_and_mode(fd, want, Some(bytes.len() as u64), path)?;
+    super::state::pause("write-ready");
     let mut exchanged = false;
     if replacing {
-        match ren.rename(dir, temp, name, RenameFlags::EXCHANGE) {
+        match ren.rename(dir, temp, dir, name, RenameFlags::EXCHANGE) {
             Ok(()) => exchanged = true,
             Err(e) if flag_unsupported(e) => ren
-                .rename(dir, temp, name, RenameFlags::empty())
+                .rename(dir, temp, dir, name, RenameFlags::empty())
                 .map_err(|e| errno(e, path))?,
             Err(e) => return Err(errno(e, path)),
         }
     } else {
-        match ren.rename(dir, temp, name, RenameFlags::NOREPLACE) {
+        match ren.rename(dir, temp, dir, name, RenameFlags::NOREPLACE) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 return Err(fail(
@@ -234,17 +250,18 @@ fn publish(
                         format!("{path} appeared while it was written"),
                     ));
                 }
-                ren.rename(dir, temp, name, RenameFlags::empty())
+                ren.rename(dir, temp, dir, name, RenameFlags::empty())
                     .map_err(|e| errno(e, path))?;
             }
             Err(e) => return Err(errno(e, path)),
         }
     }
+    super::state::pause("write-renamed");
     // The name must now hold the inode written: whoever may write in the directory could have
     // swapped the temp between the fchmod and the rename.
     let now = lstat_at(dir, name, path)?;
     if now.map(|s| (s.st_dev, s.st_ino)) != Some((ours.st_dev, ours.st_ino)) {
-        if exchanged && ren.rename(dir, temp, name, RenameFlags::EXCHANGE).is_ok() {
+        if exchanged && ren.rename(dir, temp, dir, name, RenameFlags::EXCHANGE).is_ok() {
             return Err(fail(
                 ErrorKind::Unsafe,
                 format!(
@@ -299,12 +316,19 @@ mod tests {
     }
 
     impl Rename for Failing {
-        fn rename(&mut self, dir: &OwnedFd, from: &str, to: &str, flags: RenameFlags) -> Result<(), Errno> {
+        fn rename(
+            &mut self,
+            from_dir: &OwnedFd,
+            from: &str,
+            to_dir: &OwnedFd,
+            to: &str,
+            flags: RenameFlags,
+        ) -> Result<(), Errno> {
             self.n += 1;
             if let Some((_, e)) = self.fail.iter().find(|(k, _)| *k == self.n) {
                 return Err(*e);
             }
-            Kernel.rename(dir, from, to, flags)
+            Kernel.rename(from_dir, from, to_dir, to, flags)
         }
     }
 

@@ -392,6 +392,10 @@ impl Node for FakeNode {
         crate::remote::swap_trees(self, uploads)
     }
 
+    fn finish_swap(&self, path: &str, _forward: bool) -> Result<Vec<String>, RemoteError> {
+        Err(crate::remote::no_swap_record(path))
+    }
+
     fn write_rule(&self, _path: &str) -> Option<WriteRule> {
         self.state.borrow().write_rule.clone()
     }

@@ -78,6 +78,32 @@ impl<'c> Source<'c> {
     }
 }
 
+/// `restore --interrupted`: finishes, through the node helper, an Acra restore cut off between
+/// its swaps (forward: the restored keystore in; else the previous one back); returns what the
+/// node says it did.
+pub fn finish_interrupted(
+    config: &Config,
+    node: &str,
+    keystore: Option<&str>,
+    forward: bool,
+) -> anyhow::Result<Vec<String>> {
+    super::check_node_names(config, &[node.to_string()])?;
+    let node = config.node(node).expect("checked");
+    let ks = pick_keystore(node, keystore)?;
+    if ks.kind != KeystoreKind::Acra {
+        bail!(
+            "keystore {} is a single file: its restores replace it in one rename, there is no swap to finish",
+            ks.name
+        );
+    }
+    let session = super::connect_with_retries_for(config, node, crate::remote::Access::Restore)?;
+    let notes = session
+        .finish_swap(&ks.path, forward)
+        .with_context(|| format!("finishing the interrupted restore of {}/{}", node.name, ks.name))?;
+    session.close();
+    Ok(notes)
+}
+
 /// The one file of a P12 backup.
 fn p12_file<'o>(picked: &Artifact, opened: &'o Opened) -> anyhow::Result<&'o PlainFile> {
     let [file] = opened.files.as_slice() else {

@@ -20,7 +20,9 @@ pub use error::RemoteError;
 pub use node::Node;
 pub use policy_text::{bootstrap_policy_text, node_policy_text};
 pub use sudoers::{rule as sudoers_rule, sudoers_text};
-pub use swap::{SwapState, TreeRestoreError, TreeUpload, UploadFile, swap_trees};
+pub use swap::{
+    SwapState, TreeRestoreError, TreeUpload, UploadFile, no_record as no_swap_record, swap_trees,
+};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
 pub use via_helper::{Access, WriteRule, command_line as helper_command_line};
 

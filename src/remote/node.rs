@@ -68,6 +68,10 @@ pub trait Node {
     /// when a later one fails. One request to the node helper with `become: sudo`; the
     /// primitives above otherwise ([`super::swap_trees`]).
     fn restore_trees(&self, uploads: &[TreeUpload]) -> Result<(), TreeRestoreError>;
+    /// Finishes a tree restore of the keystore at `path` that was cut off between its swaps
+    /// (the node helper's record of it): `forward` puts the restored trees in, else the
+    /// previous ones back; returns what the node did. Only the node helper records swaps.
+    fn finish_swap(&self, path: &str, forward: bool) -> Result<Vec<String>, RemoteError>;
     /// What the node itself decides about a write to `path`: with `become: sudo` its policy
     /// names the owner and loosest mode, or refuses. `None`: the node decides nothing (the
     /// plan's own rules apply: the replaced file's owner, else the recorded one).
@@ -150,6 +154,12 @@ impl Node for Session {
             return self.helper_restore_trees(uploads);
         }
         super::swap::swap_trees(self, uploads)
+    }
+    fn finish_swap(&self, path: &str, forward: bool) -> Result<Vec<String>, RemoteError> {
+        if self.helper.is_some() {
+            return self.helper_finish_swap(path, forward);
+        }
+        Err(super::swap::no_record(path))
     }
     fn write_rule(&self, path: &str) -> Option<WriteRule> {
         self.helper.as_ref().map(|_| self.helper_write_rule(path))

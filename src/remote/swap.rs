@@ -53,6 +53,18 @@ fn describe(state: SwapState) -> &'static str {
     }
 }
 
+/// Without the node helper nothing records a swap: an interrupted one left the previous
+/// keystore at `.NAME.coldkeep-old-*` beside it, which the next restore names.
+pub fn no_record(path: &str) -> RemoteError {
+    RemoteError::Command {
+        command: format!("finish the interrupted restore of {path}"),
+        status: 1,
+        stderr: "only the node helper (`become: sudo`) records a swap to finish; without it an interrupted \
+                 restore leaves the previous keystore at .NAME.coldkeep-old-* beside it: move it back by hand"
+            .into(),
+    }
+}
+
 fn failed(cause: impl std::fmt::Display, state: SwapState) -> TreeRestoreError {
     TreeRestoreError {
         cause: cause.to_string(),

@@ -320,6 +320,10 @@ impl Session {
                 path,
                 detail: message,
             },
+            ErrorKind::Interrupted => RemoteError::Helper {
+                addr: self.addr.clone(),
+                detail: message.replace("--node NODE", &format!("--node {}", self.helper_session().node)),
+            },
             ErrorKind::BadRequest => {
                 self.poisoned.set(true);
                 RemoteError::Helper {
@@ -604,6 +608,24 @@ impl Session {
                 ),
                 state: SwapState::LeftAside,
             }),
+        }
+    }
+
+    /// Finishes an interrupted tree restore of the keystore at `path` (the helper's record).
+    pub(super) fn helper_finish_swap(&self, path: &str, forward: bool) -> Result<Vec<String>, RemoteError> {
+        let (k, _) = self.locate(path)?;
+        let during = format!("finishing the interrupted restore of {path}");
+        match self.ask(
+            Op::FinishSwap {
+                keystore: k.name,
+                forward,
+            },
+            &[],
+            &during,
+        )? {
+            Reply::Done { notes } => Ok(notes.iter().map(|n| crate::text::escape_control(n)).collect()),
+            Reply::Error { kind, message, .. } => Err(self.failed(kind, message, path)),
+            _ => Err(self.unexpected(&during)),
         }
     }
 

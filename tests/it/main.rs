@@ -30,6 +30,7 @@ mod become_cli;
 mod become_config;
 mod become_failures;
 mod become_limits;
+mod become_swaps;
 mod config_errors;
 mod config_master_key;
 mod config_redaction;

@@ -224,3 +224,74 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("{key} in {status}"))
 }
+
+/// A pause point of the node helper (debug builds, see `coldkeep::nodehelper::state::pause`): a
+/// fifo `pause-STEP` in the helper's root-only state directory. [`Pause::reached`] returns when
+/// the helper is at STEP and waits there; dropping what it returns lets the helper go on.
+pub struct Pause {
+    path: PathBuf,
+    step: String,
+}
+
+impl Pause {
+    /// Arms STEP for `h`'s helpers (making the state directory as the helper would, root 0700).
+    pub fn at(h: &NodeHelper, step: &str) -> Pause {
+        let dir = PathBuf::from(h.state_dir());
+        for d in [dir.parent().unwrap(), dir.as_path()] {
+            let _ = fs::create_dir(d);
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let path = dir.join(format!("pause-{step}"));
+        let _ = fs::remove_file(&path);
+        let out = Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Pause {
+            path,
+            step: step.to_string(),
+        }
+    }
+
+    /// Blocks until a helper is at the step (its open of the fifo is what lets ours return);
+    /// panics when none gets there within two minutes (a guard against a hang, not a timing).
+    pub fn reached(&self) -> fs::File {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = self.path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(fs::OpenOptions::new().write(true).open(&path));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => panic!("opening the pause fifo: {e}"),
+            Err(_) => {
+                // Unblock the opener, then fail.
+                let _ = fs::OpenOptions::new().read(true).open(&self.path);
+                panic!("no node helper reached {}", self.step)
+            }
+        }
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// SIGKILL to the running helper of `h` (the one started with its policy).
+pub fn kill_helper(h: &NodeHelper) {
+    let pid = helper_pid(&h.policy).expect("a helper runs");
+    // SAFETY: kill(2) on the pid of a helper this test started; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    while Path::new(&format!("/proc/{pid}/status")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .contains("State:\tZ")
+    {
+        std::thread::yield_now();
+    }
+}
