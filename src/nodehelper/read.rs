@@ -74,12 +74,37 @@ pub struct Caps {
     pub entries: u64,
     /// Most bytes in all.
     pub bytes: u64,
+    /// Most bytes of relative names in all (what the listing holds in memory and sends).
+    pub names: u64,
+}
+
+/// Most bytes of relative names a listing gathers (16 MiB: 100,000 entries of 160 bytes).
+pub const MAX_NAME_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Deepest relative name a tree may hold: what [`super::proto::valid_rel`] accepts, so
+/// everything listed can be restored.
+pub const MAX_DEPTH: usize = 32;
+
+/// What a listing has gathered, and its budgets.
+struct Walk<'a> {
+    path: &'a str,
+    caps: Caps,
+    dev: u64,
+    skip: &'a dyn Fn(&str) -> bool,
+    seen: u64,
+    total: u64,
+    names: u64,
+    dirs: Vec<Read>,
+    files: Vec<Read>,
 }
 
 /// Lists the tree whose root directory is `root` (opened by the resolver). `skip` drops an
 /// entry by relative name. Names outside [`valid_name`] are refused: a keystore holds only names
-/// coldkeep can restore. The sizes listed (`lstat`) count against `caps.bytes` already, so a
-/// tree too large is refused before a byte of it is read.
+/// coldkeep can restore. Depth first, one directory fd per level (at most [`MAX_DEPTH`] open at
+/// once, however wide the tree); deeper than that, more entries, more listed bytes or more name
+/// bytes than the caps, and the listing stops there with a refusal (nothing past a budget is
+/// gathered first). The sizes listed (`lstat`) count against `caps.bytes` already, so a tree
+/// too large is refused before a byte of it is read.
 pub fn read_tree(
     root: OwnedFd,
     path: &str,
@@ -87,36 +112,50 @@ pub fn read_tree(
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<Tree, FsError> {
     let root_st = rustix::fs::fstat(&root).map_err(|e| errno(e, path))?;
-    let dev = root_st.st_dev;
-    let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    let too_many = || {
-        fail(
-            ErrorKind::TreeTooLarge,
-            format!(
-                "{path}: more than {} files and directories counted together (max_files)",
-                caps.entries
-            ),
-        )
+    let mut walk = Walk {
+        path,
+        caps,
+        dev: root_st.st_dev,
+        skip,
+        seen: 0,
+        total: 0,
+        names: 0,
+        dirs: Vec::new(),
+        files: Vec::new(),
     };
-    let mut seen = 0u64;
-    let mut total = 0u64;
-    let first = root
-        .try_clone()
-        .map_err(|e| fail(ErrorKind::Failed, format!("{path}: {e}")))?;
-    let mut pending: Vec<(String, OwnedFd)> = vec![(String::new(), first)];
-    while let Some((dir_rel, fd)) = pending.pop() {
+    walk.dir(&root, "", 0)?;
+    let Walk {
+        mut dirs, mut files, ..
+    } = walk;
+    dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(Tree {
+        root: root_st,
+        fd: root,
+        dirs,
+        files,
+    })
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, fd: &OwnedFd, dir_rel: &str, depth: usize) -> Result<(), FsError> {
+        let path = self.path;
         let mut names = Vec::new();
-        let listing = rustix::fs::Dir::read_from(&fd).map_err(|e| errno(e, path))?;
-        for entry in listing {
+        for entry in rustix::fs::Dir::read_from(fd).map_err(|e| errno(e, path))? {
             let entry = entry.map_err(|e| errno(e, path))?;
             let raw = entry.file_name().to_bytes();
             if raw == b"." || raw == b".." {
                 continue;
             }
-            seen += 1;
-            if seen > caps.entries {
-                return Err(too_many());
+            self.seen += 1;
+            if self.seen > self.caps.entries {
+                return Err(fail(
+                    ErrorKind::TreeTooLarge,
+                    format!(
+                        "{path}: more than {} files and directories counted together (max_files)",
+                        self.caps.entries
+                    ),
+                ));
             }
             let Some(name) = std::str::from_utf8(raw).ok().filter(|n| valid_name(n)) else {
                 return Err(fail(
@@ -127,6 +166,22 @@ pub fn read_tree(
                     ),
                 ));
             };
+            if depth + 1 > MAX_DEPTH {
+                return Err(fail(
+                    ErrorKind::TreeTooLarge,
+                    format!(
+                        "{path}/{dir_rel}: nested deeper than {MAX_DEPTH} levels (no keystore is; refused, it could \
+                         not be restored)"
+                    ),
+                ));
+            }
+            self.names += (dir_rel.len() + 1 + name.len()) as u64;
+            if self.names > self.caps.names {
+                return Err(fail(
+                    ErrorKind::TreeTooLarge,
+                    format!("{path}: more than {} bytes of names in all", self.caps.names),
+                ));
+            }
             names.push(name.to_string());
         }
         names.sort();
@@ -136,32 +191,32 @@ pub fn read_tree(
             } else {
                 format!("{dir_rel}/{name}")
             };
-            if skip(&rel) {
+            if (self.skip)(&rel) {
                 continue;
             }
             let at = format!("{path}/{rel}");
-            let Some(st) = super::resolve::lstat_at(&fd, &name, &at)? else {
+            let Some(st) = super::resolve::lstat_at(fd, &name, &at)? else {
                 continue; // gone since the listing (Acra's .lock comes and goes)
             };
             match kind_of(&st) {
                 EntryKind::Dir => {
-                    let sub = open_dir_at(&fd, &name, &at, dev)?;
+                    let sub = open_dir_at(fd, &name, &at, self.dev)?;
                     let st = rustix::fs::fstat(&sub).map_err(|e| errno(e, &at))?;
-                    dirs.push(Read {
+                    self.dirs.push(Read {
                         rel: rel.clone(),
                         stat: st,
                     });
-                    pending.push((rel, sub));
+                    self.dir(&sub, &rel, depth + 1)?;
                 }
                 EntryKind::File => {
-                    if st.st_dev != dev {
+                    if st.st_dev != self.dev {
                         return Err(errno(rustix::io::Errno::XDEV, &at));
                     }
-                    total = total.saturating_add(st.st_size as u64);
-                    if total > caps.bytes {
-                        return Err(tree_too_large(path, caps));
+                    self.total = self.total.saturating_add(st.st_size as u64);
+                    if self.total > self.caps.bytes {
+                        return Err(tree_too_large(path, self.caps));
                     }
-                    files.push(Read { rel, stat: st });
+                    self.files.push(Read { rel, stat: st });
                 }
                 EntryKind::Symlink => {
                     return Err(fail(
@@ -179,15 +234,8 @@ pub fn read_tree(
                 }
             }
         }
+        Ok(())
     }
-    dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
-    files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(Tree {
-        root: root_st,
-        fd: root,
-        dirs,
-        files,
-    })
 }
 
 /// Reads the files of a listed tree one at a time, through fds opened from the root's (every
@@ -257,6 +305,7 @@ mod tests {
     const CAPS: Caps = Caps {
         entries: 100,
         bytes: 1000,
+        names: 10_000,
     };
 
     #[test]
@@ -287,18 +336,12 @@ mod tests {
         let listed = read_tree(open(&k), "k", CAPS, &|_| false).unwrap();
         assert_eq!(listed.files.len(), 3);
 
-        let small = Caps {
-            entries: 3,
-            bytes: 1000,
-        };
+        let small = Caps { entries: 3, ..CAPS };
         assert_eq!(
             read_tree(open(&k), "k", small, &|_| false).err().unwrap().kind,
             ErrorKind::TreeTooLarge
         );
-        let tight = Caps {
-            entries: 100,
-            bytes: 5,
-        };
+        let tight = Caps { bytes: 5, ..CAPS };
         assert_eq!(
             read_tree(open(&k), "k", tight, &|_| false).err().unwrap().kind,
             ErrorKind::TreeTooLarge
@@ -317,5 +360,42 @@ mod tests {
         std::fs::write(k.join("bad name"), b"x").unwrap();
         let e = read_tree(open(&k), "k", CAPS, &|_| false).err().unwrap();
         assert!(e.message.contains("no keystore holds"), "{e:?}");
+    }
+
+    /// A chain of directories deeper than any keystore (and than a restore accepts) is refused
+    /// while it is walked, as is a listing past its budget of name bytes; one fd per level is
+    /// open at a time, however wide the tree.
+    #[test]
+    fn depth_and_name_bytes_are_capped_while_walking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let k = tmp.path().join("keys");
+        let deep: std::path::PathBuf = (1..MAX_DEPTH).map(|i| format!("d{i}")).collect();
+        std::fs::create_dir_all(k.join(&deep)).unwrap();
+        std::fs::write(k.join(&deep).join("key"), b"k").unwrap();
+        let t = read_tree(open(&k), "k", CAPS, &|_| false).unwrap();
+        assert_eq!(t.files[0].rel.split('/').count(), MAX_DEPTH);
+        assert!(crate::nodehelper::proto::valid_rel(&t.files[0].rel));
+        std::fs::create_dir(k.join(&deep).join("one-more")).unwrap();
+        std::fs::write(k.join(&deep).join("one-more/key"), b"k").unwrap();
+        let e = read_tree(open(&k), "k", CAPS, &|_| false).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::TreeTooLarge, "{e:?}");
+        assert!(e.message.contains("deeper than 32"), "{e:?}");
+        // Name bytes: the budget stops the walk.
+        let few = Caps { names: 40, ..CAPS };
+        let e = read_tree(open(&k), "k", few, &|_| false).err().unwrap();
+        assert!(e.message.contains("bytes of names"), "{e:?}");
+        // Wide: more sibling directories than fds a small limit allows, listed with few open.
+        let wide = tmp.path().join("wide");
+        for i in 0..300 {
+            std::fs::create_dir_all(wide.join(format!("c{i:03}"))).unwrap();
+        }
+        let caps = Caps {
+            entries: 1000,
+            ..CAPS
+        };
+        let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let t = read_tree(open(&wide), "w", caps, &|_| false).unwrap();
+        assert_eq!(t.dirs.len(), 300);
+        assert!(std::fs::read_dir("/proc/self/fd").unwrap().count() <= fds_before + 2);
     }
 }

@@ -412,6 +412,7 @@ impl Server {
             let caps = super::read::Caps {
                 entries: max_files.min(proto::MAX_TREE_ENTRIES),
                 bytes: bytes_cap,
+                names: super::read::MAX_NAME_BYTES,
             };
             super::read::read_tree(root, &path, caps, &crate::material::acra::skipped_when_read)
                 .map(|t| Some((t, path)))
