@@ -180,6 +180,40 @@ impl Write for Deadlined {
     }
 }
 
+/// Sets the limits the helper runs under itself, whatever the caller's were (sudo passes them
+/// on): a caller's `ulimit -f 1` or `-t 1` would otherwise give them a signal that kills the
+/// helper at a point they choose (the first write past a byte, the first CPU second). File size,
+/// CPU time, data and address space unlimited, open files 4096 (a tree walk holds one per level),
+/// stack 8 MiB; SIGXFSZ and SIGXCPU ignored, so a limit that could not be raised makes a write
+/// fail (`EFBIG`, reported, nothing published) instead of ending the process. Core dumps stay
+/// off ([`crate::harden::at_start`]).
+fn own_limits() {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let unlimited = Rlimit {
+        current: None,
+        maximum: None,
+    };
+    let fixed = |n: u64| Rlimit {
+        current: Some(n),
+        maximum: Some(n),
+    };
+    for (resource, limit) in [
+        (Resource::Fsize, unlimited.clone()),
+        (Resource::Cpu, unlimited.clone()),
+        (Resource::Data, unlimited.clone()),
+        (Resource::As, unlimited.clone()),
+        (Resource::Nofile, fixed(4096)),
+        (Resource::Stack, fixed(8 << 20)),
+    ] {
+        let _ = setrlimit(resource, limit);
+    }
+    // SAFETY: setting the disposition of two signals to "ignore" before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        libc::signal(libc::SIGXCPU, libc::SIG_IGN);
+    }
+}
+
 /// Checks the binary and the policy; the server, or why not with the fix.
 fn prepare(args: &Args) -> Result<serve::Server, proto::Ready> {
     let refused = |problem: String, fix: String| proto::Ready::Refused { problem, fix };
@@ -215,6 +249,7 @@ fn prepare(args: &Args) -> Result<serve::Server, proto::Ready> {
 pub fn main(args: &[OsString]) -> i32 {
     crate::harden::at_start();
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    own_limits();
     let args = match parse_args(args) {
         Ok(a) => a,
         Err(e) => {

@@ -593,6 +593,20 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._@:+=-".contains(&b))
 }
 
+/// A user or group name as the node reports it, safe to record in a manifest and to print into
+/// a policy's `owner:`: `[A-Za-z0-9._-]`, not starting with `-`, at most 32 bytes, an optional
+/// trailing `$` (Samba machine accounts). A node that reports anything else (a newline, YAML or
+/// shell syntax) has its name dropped; the numeric ids stay.
+pub fn valid_account_name(name: &str) -> bool {
+    let base = name.strip_suffix('$').unwrap_or(name);
+    !base.is_empty()
+        && name.len() <= 32
+        && !base.starts_with('-')
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// A relative name inside a tree: [`valid_name`] components joined by `/`, at most 32 deep.
 pub fn valid_rel(rel: &str) -> bool {
     let mut n = 0;
@@ -717,6 +731,22 @@ mod tests {
         }
         for bad in ["", ".", "..", "a/b", "a b", "a\n", "ü", &"x".repeat(256)] {
             assert!(!valid_name(bad), "{bad:?}");
+        }
+        for ok in ["root", "coldkeep-acra", "nodeadmin", "svc_1.x", "host$"] {
+            assert!(valid_account_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a b",
+            "root\n  - name: x",
+            "a:b",
+            "\"q\"",
+            "$",
+            &"x".repeat(33),
+            "ü",
+        ] {
+            assert!(!valid_account_name(bad), "{bad:?}");
         }
         assert!(valid_rel("client/Alice/storage.keyring"));
         assert!(!valid_rel("client/../x") && !valid_rel("/abs") && !valid_rel("a//b") && !valid_rel("a/"));

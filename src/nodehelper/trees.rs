@@ -258,7 +258,10 @@ fn make_private_dir_pausing(
         && st.st_nlink == 2
         && st.st_dev == dev
         && empty;
-    if !fresh {
+    if fresh {
+        // Nothing made in it inherits a default ACL of the parent's.
+        super::write::strip_acls(&fd, path)?;
+    } else {
         return Err(fail(
             ErrorKind::Unsafe,
             format!(
@@ -1115,5 +1118,26 @@ mod tests {
         assert!(e.error.message.contains("not a directory"), "{e:?}");
         assert_eq!(tree(&tmp.path().join("keys")), keys);
         assert_eq!(names(tmp.path()), ["keys", "link", "public", "state"]);
+    }
+
+    #[test]
+    fn nothing_a_tree_restore_makes_inherits_a_default_acl_of_the_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        crate::nodehelper::write::tests::default_acl_for_nobody(tmp.path());
+        let jobs = vec![job(
+            tmp.path(),
+            "keys",
+            false,
+            &[
+                ("client/A/storage.keyring", 0o600, b"ring"),
+                ("A.pub", 0o644, b"p"),
+            ],
+        )];
+        restore(jobs, me(), &mut Kernel, state.path()).unwrap();
+        for rel in ["", "client", "client/A", "client/A/storage.keyring", "A.pub"] {
+            let p = tmp.path().join("keys").join(rel);
+            assert!(!crate::nodehelper::write::tests::has_acl(&p), "{rel}");
+        }
     }
 }

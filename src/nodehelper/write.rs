@@ -108,13 +108,31 @@ pub fn create_temp(dir: &OwnedFd, name: &str, path: &str) -> Result<(OwnedFd, St
     ))
 }
 
-/// `fchown` then `fchmod` on `fd`, then checks the result on the same fd.
+/// Removes the POSIX ACLs a new file or directory inherited from a default ACL on its parent
+/// (whoever owns the parent may have set one naming themselves): the restored file's access is
+/// then its owner and mode alone, as the policy says. A filesystem without ACLs has nothing to
+/// remove.
+pub fn strip_acls(fd: &OwnedFd, path: &str) -> Result<(), FsError> {
+    for name in ["system.posix_acl_access", "system.posix_acl_default"] {
+        match rustix::fs::fremovexattr(fd, name) {
+            Ok(()) | Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => {}
+            // A file has no default ACL to remove on some filesystems.
+            Err(Errno::INVAL) | Err(Errno::ACCESS) if name.ends_with("default") => {}
+            Err(e) => return Err(errno(e, path)),
+        }
+    }
+    Ok(())
+}
+
+/// `fchown` then `fchmod` on `fd` (inherited ACLs removed first), then checks the result on the
+/// same fd.
 pub fn own_and_mode(
     fd: &OwnedFd,
     want: Want,
     size: Option<u64>,
     path: &str,
 ) -> Result<rustix::fs::Stat, FsError> {
+    strip_acls(fd, path)?;
     rustix::fs::fchown(
         fd,
         Some(rustix::fs::Uid::from_raw(want.uid)),
@@ -304,7 +322,7 @@ fn publish(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nodehelper::resolve::Resolver;
     use std::os::unix::fs::MetadataExt;
@@ -449,5 +467,57 @@ mod tests {
         let e = write_file(&fd, "node.p12", "p", b"key", me(0o400), &mut Kernel).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotAllowed, "{e:?}");
         assert_eq!(std::fs::read(d.join("node.p12")).unwrap(), b"theirs");
+    }
+
+    /// A default ACL naming another user (65534) on `dir`, as its owner could set it.
+    pub fn default_acl_for_nobody(dir: &std::path::Path) {
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 7u16, u32::MAX),
+            (0x02, 7, 65534),
+            (0x04, 5, u32::MAX),
+            (0x10, 7, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&perm.to_le_bytes());
+            acl.extend_from_slice(&id.to_le_bytes());
+        }
+        rustix::fs::setxattr(
+            dir,
+            "system.posix_acl_default",
+            &acl,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("this filesystem takes POSIX ACLs (ext4 does)");
+    }
+
+    /// Whether `path` carries an ACL of its own.
+    pub fn has_acl(path: &std::path::Path) -> bool {
+        let mut buf = [0u8; 256];
+        ["system.posix_acl_access", "system.posix_acl_default"]
+            .iter()
+            .any(|n| rustix::fs::lgetxattr(path, *n, &mut buf).is_ok())
+    }
+
+    #[test]
+    fn a_default_acl_of_the_directory_is_not_inherited_by_the_written_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        default_acl_for_nobody(d);
+        std::fs::write(d.join("plain"), b"x").unwrap();
+        assert!(
+            has_acl(&d.join("plain")),
+            "the premise: files made there inherit it"
+        );
+        let fd = Resolver::new()
+            .unwrap()
+            .open_dir(&d.display().to_string())
+            .unwrap();
+        write_file(&fd, "node.p12", "p", b"key", me(0o640), &mut Kernel).unwrap();
+        assert!(
+            !has_acl(&d.join("node.p12")),
+            "the restored file's access is its mode alone"
+        );
     }
 }

@@ -21,7 +21,12 @@ pub fn recorded_owners(config: &Config, node: &NodeConfig) -> anyhow::Result<BTr
             KeystoreKind::Acra => m.dirs.first().and_then(|d| d.owner.clone()),
             _ => m.files.first().and_then(|f| f.owner.clone()),
         };
-        if let Some((Some(user), Some(group))) = owner.map(|o| (o.user, o.group)) {
+        // Names recorded from a node are printed into the policy: only plain ones.
+        let plain = crate::nodehelper::proto::valid_account_name;
+        if let Some((Some(user), Some(group))) = owner.map(|o| (o.user, o.group))
+            && plain(&user)
+            && plain(&group)
+        {
             out.insert(ks.name.clone(), format!("{user}:{group}"));
         }
     }

@@ -79,7 +79,7 @@ fn keystore(out: &mut String, node: &NodeConfig, ks: &KeystoreConfig, restore: b
     };
     let _ = writeln!(
         out,
-        "    restore: true\n    owner: {owner}   # {why}\n    mode: \"{}\"   # the loosest a restored file gets",
+        "    restore: true\n    owner: \"{owner}\"   # {why}\n    mode: \"{}\"   # the loosest a restored file gets",
         default_mode(ks.kind)
     );
 }
@@ -140,7 +140,7 @@ mod tests {
         let p = crate::nodehelper::policy::parse(&restore).unwrap();
         assert_eq!(p.keystore("p12").unwrap().mode, 0o400);
         assert!(
-            restore.contains("owner: root:root   # recorded in its latest backup"),
+            restore.contains("owner: \"root:root\"   # recorded in its latest backup"),
             "{restore}"
         );
         assert!(p.keystores.iter().all(|k| k.restore));

@@ -225,12 +225,15 @@ pub fn refusal(
     }
 }
 
+/// The owner the helper reports; a name outside [`proto::valid_account_name`] is dropped (a
+/// lying node's words go into manifests and into the `owner:` of a printed policy).
 fn owner_of(st: &proto::Stat) -> Owner {
+    let safe = |n: &Option<String>| n.clone().filter(|n| proto::valid_account_name(n));
     Owner {
         uid: st.uid,
         gid: st.gid,
-        user: st.user.clone(),
-        group: st.group.clone(),
+        user: safe(&st.user),
+        group: safe(&st.group),
     }
 }
 
@@ -659,6 +662,25 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_names_a_node_reports_are_kept_only_when_plain() {
+        let st = |user: &str| proto::Stat {
+            kind: EntryKind::File,
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+            user: Some(user.into()),
+            group: Some("root".into()),
+            size: 1,
+        };
+        assert_eq!(owner_of(&st("root")).user.as_deref(), Some("root"));
+        let hostile = owner_of(&st("root\n    restore: true\n  - name: x"));
+        assert_eq!(
+            (hostile.user, hostile.uid, hostile.group.as_deref()),
+            (None, 0, Some("root"))
+        );
+    }
 
     #[test]
     fn sudo_failures_name_the_fix() {

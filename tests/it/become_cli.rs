@@ -316,7 +316,7 @@ fn a_generated_p12_of_the_node_admin_is_recreated_with_the_owner_its_backup_reco
         .run(&["config", "node-policy", "--node", "a", "--restore"]);
     let policy = text(&out.stdout);
     assert!(
-        policy.contains(&format!("owner: {SERVICE_USER}:{SERVICE_USER}   # recorded")),
+        policy.contains(&format!("owner: \"{SERVICE_USER}:{SERVICE_USER}\"   # recorded")),
         "{policy}"
     );
     let _rules = install(&s.fleet, &s.h, "a", true);

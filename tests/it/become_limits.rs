@@ -148,3 +148,71 @@ fn a_local_user_holding_a_lock_on_the_policy_file_blocks_no_restore() {
     let out = as_user(LOGIN_USER, &format!("flock -n {state}/lock true"));
     assert!(!out.status.success(), "the user could open the helper's lock");
 }
+
+/// The caller's resource limits pass through sudo to the helper. `ulimit -f 1` used to give the
+/// SSH user a signal (SIGXFSZ) that killed the helper at its first write past 512 bytes, a
+/// point of their choosing. The helper now raises its limits where the kernel lets root (with
+/// CAP_SYS_RESOURCE: the write goes through whole) and ignores SIGXFSZ, so where the limit
+/// stays (a container without that capability, as here) the write fails cleanly: the old key
+/// under its name, no temp beside it, and the helper alive to answer the next request.
+#[test]
+fn the_callers_file_size_limit_never_kills_the_helper_mid_write() {
+    let (s, _rules) = armed();
+    assert!(s.p12_bytes.len() > 512, "the key is larger than the limit");
+    let words = coldkeep::nodehelper::argv(&s.h.policy, true).join(" ");
+    let mut h = Helper::start_line(&format!("ulimit -f 1 && exec sudo -n {} {words}", s.h.program));
+    assert!(matches!(hello(&mut h).ready, Ready::Ok { .. }));
+    s.replace_p12_with(b"something else");
+    let op = Op::WriteFile {
+        keystore: "p12".into(),
+        mode: 0o400,
+        size: s.p12_bytes.len() as u64,
+        sha256: coldkeep::digest::sha256_hex(&s.p12_bytes),
+    };
+    proto::write_json(
+        &mut h,
+        &Request {
+            v: proto::VERSION,
+            op,
+        },
+    )
+    .unwrap();
+    proto::write_data(&mut h, &s.p12_bytes).unwrap();
+    h.flush().unwrap();
+    let r: Reply = proto::read_json(&mut h).expect("the helper answered (it was not killed)");
+    match r {
+        Reply::Written { mode: 0o400, .. } => assert_eq!(fs::read(&s.p12).unwrap(), s.p12_bytes),
+        Reply::Error {
+            kind: ErrorKind::Failed,
+            message,
+            ..
+        } if message.contains("File too large") => {
+            assert_eq!(fs::read(&s.p12).unwrap(), b"something else");
+        }
+        other => panic!("{other:?}"),
+    }
+    let dir = s.p12.parent().unwrap();
+    assert_eq!(
+        super::become_cli::names_in(dir),
+        ["nodeadmin-node.p12"],
+        "no temp left"
+    );
+    let op = Op::Stat {
+        keystore: "p12".into(),
+        part: proto::Part::Key,
+    };
+    proto::write_json(
+        &mut h,
+        &Request {
+            v: proto::VERSION,
+            op,
+        },
+    )
+    .unwrap();
+    h.flush().unwrap();
+    assert!(matches!(
+        proto::read_json(&mut h).unwrap(),
+        Reply::Stat { stat: Some(_) }
+    ));
+    assert_eq!(h.finish().0, Some(0));
+}
