@@ -198,10 +198,10 @@ fn own_limits() {
         maximum: Some(n),
     };
     for (resource, limit) in [
-        (Resource::Fsize, unlimited.clone()),
-        (Resource::Cpu, unlimited.clone()),
-        (Resource::Data, unlimited.clone()),
-        (Resource::As, unlimited.clone()),
+        (Resource::Fsize, unlimited),
+        (Resource::Cpu, unlimited),
+        (Resource::Data, unlimited),
+        (Resource::As, unlimited),
         (Resource::Nofile, fixed(4096)),
         (Resource::Stack, fixed(8 << 20)),
     ] {
