@@ -17,6 +17,7 @@
 pub mod policy;
 pub mod proto;
 pub mod read;
+pub mod record;
 pub mod resolve;
 pub mod serve;
 pub mod state;

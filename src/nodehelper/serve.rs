@@ -11,8 +11,8 @@
 
 use super::policy::{KeystorePolicy, Kind, Policy};
 use super::proto::{self, ErrorKind, FrameError, Op, Part, Reply, Request, UploadRoot};
+use super::record::{Journal, Phase, SwapRecord};
 use super::resolve::{FsError, Resolver, fail, lstat_at, open_file_at, stat_of};
-use super::trees::{Journal, Phase, SwapRecord};
 use super::users::Names;
 use super::write::{Kernel, Want};
 use std::io::{Read, Write};
@@ -541,8 +541,8 @@ impl Server {
             let mut notes = match journal.read()? {
                 Some(r) if r.phase == Phase::Swapping => return Err(self.interrupted_error(keystore, &r)),
                 Some(r) => {
-                    let parents = self.parents_of(&r)?;
-                    super::trees::finish_swap(r, &parents, false, want, &mut Kernel, &journal)?
+                    let parents = self.parents_of(keystore, &r)?;
+                    super::record::finish_swap(r, &parents, false, want, &mut Kernel, &journal)?
                 }
                 None => Vec::new(),
             };
@@ -575,12 +575,26 @@ impl Server {
         Ok(Journal::new(dir, keystore, &self.state.path))
     }
 
-    /// The parent directory and name of every root of `record`.
-    fn parents_of(&self, record: &SwapRecord) -> Result<Vec<(OwnedFd, String)>, FsError> {
+    /// The parent directory and name of every root of `record`, which must be directories the
+    /// policy still lists for the keystore (a record never leads the helper anywhere else).
+    fn parents_of(&self, keystore: &str, record: &SwapRecord) -> Result<Vec<(OwnedFd, String)>, FsError> {
+        let ks = self.keystore(keystore)?;
         record
             .roots
             .iter()
-            .map(|r| self.resolver.parent_of(&r.path))
+            .map(|r| {
+                if r.path != ks.path && ks.public_path.as_deref() != Some(r.path.as_str()) {
+                    return Err(fail(
+                        ErrorKind::NotAllowed,
+                        format!(
+                            "the record of keystore `{keystore}`'s last restore names {}, which the policy no longer \
+                             lists for it: finish it by hand, then remove {}/swap-{keystore}",
+                            r.path, self.state.path
+                        ),
+                    ));
+                }
+                self.resolver.parent_of(&r.path)
+            })
             .collect()
     }
 
@@ -597,7 +611,7 @@ impl Server {
                  restored until that is finished: `coldkeep restore --node NODE --keystore {keystore} --identity \
                  FILE --interrupted back` puts the previous keystore back whole, `--interrupted forward` puts the \
                  restored one in",
-                super::trees::describe(record, &parents)
+                super::record::describe(record, &parents)
             ),
         )
     }
@@ -632,9 +646,9 @@ impl Server {
                 )]);
             };
             let swapping = record.phase == Phase::Swapping;
-            let parents = self.parents_of(&record)?;
+            let parents = self.parents_of(keystore, &record)?;
             let mut notes =
-                super::trees::finish_swap(record, &parents, forward, want, &mut Kernel, &journal)?;
+                super::record::finish_swap(record, &parents, forward, want, &mut Kernel, &journal)?;
             notes.insert(
                 0,
                 match (swapping, forward) {
