@@ -46,6 +46,13 @@ pub fn run(config: &Config, args: &DiscoverArgs) -> anyhow::Result<Exit> {
     );
     if let crate::config::Become::Sudo { user } = &node.become_ {
         println!("    become: sudo\n    become_user: {user}");
+        // The helper and policy the session used (pinned in the node's sudoers rule).
+        if node.helper != crate::config::HelperConfig::default() {
+            println!(
+                "    node_helper: {}\n    node_policy: {}",
+                node.helper.program, node.helper.policy
+            );
+        }
     }
     println!("    keystores:");
     for k in &found.keystores {

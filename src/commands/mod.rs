@@ -6,6 +6,7 @@ pub mod bitbox02;
 pub mod bitbox02_device;
 pub mod check;
 pub mod config_check;
+pub mod config_node_policy;
 pub mod config_sudoers;
 pub mod daemon;
 pub mod demo;
@@ -64,6 +65,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
         Command::Config(ConfigCommand::Sudoers { nodes, restore }) => {
             config_sudoers::run(&config, nodes, *restore)
+        }
+        Command::Config(ConfigCommand::NodePolicy {
+            node,
+            restore,
+            discover,
+            nodectl_config,
+            acra_dir,
+        }) => {
+            let cn = nodectl_config
+                .as_deref()
+                .unwrap_or(crate::ops::discover::NODECTL_CONFIG);
+            let bootstrap = discover.then_some((cn, acra_dir.as_slice()));
+            config_node_policy::run(&config, node.as_deref(), *restore, bootstrap)
         }
         Command::Discover(args) => discover::run(&config, args),
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),

@@ -14,6 +14,13 @@ use std::io::IsTerminal;
 
 /// Runs `coldkeep restore`.
 pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    if let Some(way) = args.interrupted {
+        let forward = way == crate::cli::Finish::Forward;
+        for note in restore::finish_interrupted(config, &args.node, args.keystore.as_deref(), forward)? {
+            println!("{note}");
+        }
+        return Ok(Exit::Ok);
+    }
     let request = RestoreRequest {
         node: args.node.clone(),
         keystore: args.keystore.clone(),
@@ -23,7 +30,13 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         replace: args.replace,
     };
     let src = Source::open(config, &request)?;
-    let session = crate::ops::connect_with_retries(config, src.node)?;
+    // A dry run only reads: the node helper's read rule is enough for it.
+    let access = if args.dry_run {
+        crate::remote::Access::Read
+    } else {
+        crate::remote::Access::Restore
+    };
+    let session = crate::ops::connect_with_retries_for(config, src.node, access)?;
     let plan = restore::plan(&src, &session, request.replace)?;
     if args.dry_run || plan.action == RestoreAction::AlreadyInPlace {
         session.close();

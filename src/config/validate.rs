@@ -571,6 +571,7 @@ impl Validator<'_> {
             },
         };
         let become_ = self.become_(&node, defaults)?;
+        let helper = self.helper(&node, defaults)?;
         let mut labels = Vec::new();
         for l in &node.labels {
             self.name(l, "label")?;
@@ -624,10 +625,45 @@ impl Validator<'_> {
             io_timeout,
             file_transfer,
             become_,
+            helper,
             labels,
             schedule,
             keystores,
         })
+    }
+
+    /// `node_helper` and `node_policy`, node values over `ssh:` defaults: absolute paths of
+    /// `[A-Za-z0-9._/-]`, since both go word for word into a sudoers rule and a command line.
+    fn helper(&self, node: &RawNode, defaults: &RawSsh) -> Result<super::HelperConfig, ConfigError> {
+        let mut out = super::HelperConfig::default();
+        for (own, def, key, slot) in [
+            (
+                &node.node_helper,
+                &defaults.node_helper,
+                "node_helper",
+                &mut out.program,
+            ),
+            (
+                &node.node_policy,
+                &defaults.node_policy,
+                "node_policy",
+                &mut out.policy,
+            ),
+        ] {
+            if let Some(v) = own.as_ref().or(def.as_ref()) {
+                if !crate::nodehelper::proto::valid_fixed_path(&v.value) {
+                    return Err(self.err(
+                        &v.referenced,
+                        format!(
+                            "`{key}` must be an absolute path of letters, digits and `._-/` (it is pinned in a sudoers \
+                             rule), without `.`, `..` or `//`"
+                        ),
+                    ));
+                }
+                *slot = v.value.clone();
+            }
+        }
+        Ok(out)
     }
 
     /// `become` and `become_user`, node values over `ssh:` defaults.

@@ -16,7 +16,7 @@ use super::restore_acra;
 pub use super::restore_plan::{
     NameRow, RestoreOutcome, RestorePlan, RestoreRequest, Source, Step, split_path,
 };
-use super::restore_plan::{Work, new_file_owner};
+use super::restore_plan::{Work, new_file_owner, node_rule};
 use super::vocab::RestoreAction;
 use crate::bundle::{Identities, Opened, PlainFile};
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
@@ -76,6 +76,32 @@ impl<'c> Source<'c> {
             identity,
         })
     }
+}
+
+/// `restore --interrupted`: finishes, through the node helper, an Acra restore cut off between
+/// its swaps (forward: the restored keystore in; else the previous one back); returns what the
+/// node says it did.
+pub fn finish_interrupted(
+    config: &Config,
+    node: &str,
+    keystore: Option<&str>,
+    forward: bool,
+) -> anyhow::Result<Vec<String>> {
+    super::check_node_names(config, &[node.to_string()])?;
+    let node = config.node(node).expect("checked");
+    let ks = pick_keystore(node, keystore)?;
+    if ks.kind != KeystoreKind::Acra {
+        bail!(
+            "keystore {} is a single file: its restores replace it in one rename, there is no swap to finish",
+            ks.name
+        );
+    }
+    let session = super::connect_with_retries_for(config, node, crate::remote::Access::Restore)?;
+    let notes = session
+        .finish_swap(&ks.path, forward)
+        .with_context(|| format!("finishing the interrupted restore of {}/{}", node.name, ks.name))?;
+    session.close();
+    Ok(notes)
 }
 
 /// The one file of a P12 backup.
@@ -206,22 +232,36 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         plan.mode = format!("{:04o}", current.mode);
         return Ok(plan);
     }
+    // What the node itself decides (with `become: sudo`: its policy's owner and loosest mode).
+    let rule = node_rule(session, &ks.path)?;
     // A replaced file keeps its mode, narrowed to what the backup recorded: never looser
-    // (Session::push narrows the same way).
+    // (Session::push narrows the same way), nor looser than the node's policy.
     let mode = existing
         .as_ref()
-        .map_or(DEFAULT_MODE, |c| c.mode & file.entry.mode & 0o777);
+        .map_or(DEFAULT_MODE, |c| c.mode & file.entry.mode & 0o777)
+        & rule.as_ref().map_or(0o777, |r| r.max_mode);
     plan.mode = format!("{mode:04o}");
-    // 5. Whose it will be: the replaced file's owner, else the backup's when it exists here.
-    let owner = match &existing {
-        Some(_) => {
-            plan.owner = Some("kept from the replaced file".into());
-            None
+    // 5. Whose it will be: the replaced file's owner, else the policy's or the backup's.
+    let policy_owner = rule.and_then(|r| r.owner);
+    let (owner, shown) = match (&existing, policy_owner) {
+        (Some(_), Some(o)) => {
+            plan.owner = Some(format!(
+                "kept from the replaced file (the node's policy requires {o})"
+            ));
+            (None, None)
         }
-        None => {
+        (Some(_), None) => {
+            plan.owner = Some("kept from the replaced file".into());
+            (None, None)
+        }
+        (None, Some(o)) => {
+            plan.owner = Some(format!("{o} (the node's policy)"));
+            (None, Some(o))
+        }
+        (None, None) => {
             let (owner, said) = new_file_owner(session, file.entry.owner.as_ref())?;
             plan.owner = Some(said);
-            owner
+            (owner.clone(), owner)
         }
     };
     if existing.is_some() {
@@ -236,7 +276,7 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         path: ks.path.clone(),
         mode: plan.mode.clone(),
         keep_owner: existing.is_some(),
-        owner: owner.clone(),
+        owner: shown,
     });
     plan.work = Work::P12 {
         data: file.data.clone(),

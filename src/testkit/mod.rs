@@ -1,6 +1,6 @@
 //! Test and demo support, kept out of the domain layers: throwaway sshd nodes ([`sandbox`]), a
-//! scripted fake HID device ([`hid_fake`]), Acra keystore fixtures ([`acra`]) and the fuzz entry
-//! points ([`fuzzing`]). Used by the integration tests, `bench/`, `fuzz/` and `coldkeep demo`.
+//! scripted fake HID device ([`hid_fake`]), Acra keystore fixtures ([`acra`]), the node helper
+//! installed as an operator would ([`node_helper`]) and the fuzz entry points ([`fuzzing`]). Used by the integration tests, `bench/`, `fuzz/` and `coldkeep demo`.
 //!
 //! It lives in the library (hidden from the docs) rather than under `tests/` so that all of those
 //! share one copy. Domain layers (config, remote, material, bundle, store, hid, ops) never import
@@ -11,4 +11,5 @@ pub mod bitbox02_fake;
 pub mod bitbox02_server;
 pub mod fuzzing;
 pub mod hid_fake;
+pub mod node_helper;
 pub mod sandbox;
