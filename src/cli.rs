@@ -505,6 +505,10 @@ pub struct RestoreArgs {
     /// artifact first, then the directories are swapped by rename)
     #[arg(long)]
     pub replace: bool,
+    /// P12: restore even when a profile in the node's current cn-config.yaml cannot open the
+    /// backup with its passphrase (or alias); set the passphrase with nodectl afterwards
+    #[arg(long)]
+    pub accept_passphrase_mismatch: bool,
     /// Run the checks and print the plan; change nothing
     #[arg(long)]
     pub dry_run: bool,

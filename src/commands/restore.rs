@@ -21,6 +21,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         from_node: args.from_node.clone(),
         identity: args.identity.clone(),
         replace: args.replace,
+        accept_passphrase_mismatch: args.accept_passphrase_mismatch,
     };
     let src = Source::open(config, &request)?;
     let session = crate::ops::connect_with_retries(config, src.node)?;

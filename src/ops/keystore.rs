@@ -217,6 +217,7 @@ pub fn manifest(
         dirs: Vec::new(),
         identity,
         recipients: Vec::new(),
+        identity_unchecked: None,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod hardware;
 pub mod hooks;
 pub mod keystore;
+pub mod nodectl_names;
 pub mod passphrase;
 pub mod prune;
 pub mod restore;

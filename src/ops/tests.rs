@@ -85,6 +85,7 @@ impl Fixture {
             from_node: None,
             identity: self.identity.clone(),
             replace: false,
+            accept_passphrase_mismatch: false,
         }
     }
 

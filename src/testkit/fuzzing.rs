@@ -49,7 +49,7 @@ pub fn bitbox02(data: &[u8]) {
 /// nodectl's cn-config.yaml.
 pub fn nodectl(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::material::nodectl::p12_locations(text);
+        let _ = crate::material::nodectl::parse(text).map(|c| c.profiles.iter().map(|p| p.path()).count());
     }
 }
 
