@@ -138,6 +138,18 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
     if let Some(identity) = &plan.identity {
         println!("  identity: {}", identity.short());
     }
+    for w in &plan.warnings {
+        println!("  warning: {w}");
+    }
+    if !plan.checks.is_empty() {
+        println!("  name checks:");
+        for line in restore::name_table(&plan.checks).lines() {
+            println!("    {line}");
+        }
+    }
+    for p in &plan.passphrases {
+        println!("  passphrase for nodectl profile {}: {}", p.profile, p.result);
+    }
     if matches!(
         plan.action,
         RestoreAction::WouldCreate | RestoreAction::WouldReplace

@@ -95,6 +95,11 @@ pub fn status(
             if newest.is_none() {
                 problems.push("no backup in the store".to_string());
             }
+            if let Some(why) = newest.and_then(|a| a.sidecar.manifest.identity_unchecked.as_ref()) {
+                problems.push(format!(
+                    "the newest backup was stored without its identity checked: {why}"
+                ));
+            }
             let forged = here.map_or(0, |s| s.untrusted);
             if forged > 0 {
                 problems.push(format!(
