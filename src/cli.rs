@@ -397,7 +397,8 @@ pub struct DiscoverArgs {
     /// A configured node
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub node: Option<String>,
-    /// A node not in the config yet (connection settings of the first configured node)
+    /// A node not in the config yet (reached with the config's `ssh:` settings; no node needs
+    /// to be configured)
     #[arg(long, value_name = "HOST", requires = "user")]
     pub host: Option<String>,
     /// SSH port with --host
@@ -406,9 +407,20 @@ pub struct DiscoverArgs {
     /// SSH user with --host
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Read through sudo (`sudo`) or not (`none`), whatever the config says: nodectl's
+    /// cn-config.yaml is root 0600 and a migrated P12 root:root 0400
+    #[arg(long = "become", value_name = "sudo|none")]
+    pub become_: Option<String>,
+    /// The name the printed entry gets [default: the configured name, or the host]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// nodectl's config on the node [default: /var/tessellation/nodectl/cn-config.yaml]
     #[arg(long, value_name = "PATH")]
     pub nodectl_config: Option<String>,
+    /// nodectl's passphrase key on the node, proposed when cn-config.yaml says `encryption:
+    /// True` [default: /etc/security/cnngsenc.conf]
+    #[arg(long, value_name = "PATH")]
+    pub cnngsenc_conf: Option<String>,
     /// Acra keys directory to look for (repeatable) [default: the usual places]
     #[arg(long, value_name = "PATH")]
     pub acra_dir: Vec<String>,

@@ -190,6 +190,9 @@ impl Validator<'_> {
             }
             nodes.push(self.node(node, &defaults, &shared)?);
         }
+        // Kept as a result: a config whose nodes all set what the defaults lack (HOME unset, no
+        // `ssh.known_hosts`) is valid; only `discover --host` needs the defaults alone.
+        let node_defaults = self.node_defaults(&defaults).map_err(|e| e.to_string());
         Ok(Config {
             source: self.source.to_path_buf(),
             store,
@@ -205,6 +208,7 @@ impl Validator<'_> {
             verify_identity,
             retention: shared.retention.clone(),
             nodes,
+            node_defaults,
         })
     }
 
@@ -477,7 +481,9 @@ impl Validator<'_> {
         })
     }
 
-    fn node(&self, node: RawNode, defaults: &RawSsh, shared: &Shared) -> Result<NodeConfig, ConfigError> {
+    /// How a node is reached: its own settings over the `ssh:` defaults (no labels, schedule or
+    /// keystores yet).
+    fn connection(&self, node: &RawNode, defaults: &RawSsh) -> Result<NodeConfig, ConfigError> {
         let pick = |own: &Option<S<String>>, def: &Option<S<String>>| own.clone().or_else(|| def.clone());
         if node.host.value.trim().is_empty() {
             return Err(self.err(&node.host.referenced, "`host` is empty"));
@@ -568,7 +574,55 @@ impl Validator<'_> {
                 }
             },
         };
-        let become_ = self.become_(&node, defaults)?;
+        let become_ = self.become_(node, defaults)?;
+        Ok(NodeConfig {
+            name: node.name.value.clone(),
+            host: node.host.value.clone(),
+            port,
+            user,
+            identity,
+            identity_passphrase,
+            known_hosts,
+            host_key,
+            host_key_policy,
+            connect_timeout,
+            io_timeout,
+            file_transfer,
+            become_,
+            labels: Vec::new(),
+            schedule: None,
+            keystores: Vec::new(),
+        })
+    }
+
+    /// The `ssh:` section resolved as a node of its own (no name, host or keystores): what a
+    /// node not in the config yet connects with (`discover --host`).
+    fn node_defaults(&self, defaults: &RawSsh) -> Result<NodeConfig, ConfigError> {
+        let text = |v: &str| S::new(v.to_string(), Location::UNKNOWN, Location::UNKNOWN);
+        let template = RawNode {
+            name: text(""),
+            host: text("-"),
+            port: None,
+            host_key: None,
+            labels: Vec::new(),
+            keystores: None,
+            schedule: None,
+            user: None,
+            identity: None,
+            identity_passphrase: None,
+            known_hosts: None,
+            host_key_policy: None,
+            connect_timeout: None,
+            io_timeout: None,
+            file_transfer: None,
+            become_: None,
+            become_user: None,
+        };
+        self.connection(&template, defaults)
+    }
+
+    fn node(&self, node: RawNode, defaults: &RawSsh, shared: &Shared) -> Result<NodeConfig, ConfigError> {
+        let connection = self.connection(&node, defaults)?;
         let mut labels = Vec::new();
         for l in &node.labels {
             self.name(l, "label")?;
@@ -609,22 +663,10 @@ impl Validator<'_> {
                 .or_else(|| shared.schedule.clone()),
         };
         Ok(NodeConfig {
-            name: node.name.value,
-            host: node.host.value,
-            port,
-            user,
-            identity,
-            identity_passphrase,
-            known_hosts,
-            host_key,
-            host_key_policy,
-            connect_timeout,
-            io_timeout,
-            file_transfer,
-            become_,
             labels,
             schedule,
             keystores,
+            ..connection
         })
     }
 

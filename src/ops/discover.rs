@@ -1,15 +1,23 @@
-//! What `coldkeep discover` finds on one node: the `keystores:` YAML to paste for it.
+//! What `coldkeep discover` finds on one node: a complete node entry to paste under `nodes:`.
 //!
-//! It reads nodectl's cn-config.yaml (every distinct P12 location becomes a `p12` keystore with
-//! `nodectl_config`, the file itself a `file` keystore, since a P12 without its passphrase is
-//! not a usable backup) and looks for Acra keys directories at their usual places. What it
-//! cannot read comes back as notes with the reason. It reads only, through [`Node`], so the
+//! It reads nodectl's cn-config.yaml as nodectl does ([`crate::material::nodectl`]): every
+//! distinct P12 the enabled profiles use becomes a `p12` keystore with `nodectl_config`; the file
+//! itself a `file` keystore (a P12 without its passphrase is not a usable backup), and with
+//! `encryption: True` nodectl's passphrase key `/etc/security/cnngsenc.conf` too (without it the
+//! tokens in cn-config.yaml give nothing back). It looks for Acra keys directories at their
+//! usual places. Files only root can read (nodectl's migrated P12 is root:root 0400, its
+//! cn-config.yaml root 0600) make the entry say `become: sudo`, with the reason.
+//!
+//! Every path from the node is written as a double-quoted YAML string with escapes, so a `#`,
+//! a `: `, a quote or a control character in it cannot change what the pasted YAML means: the
+//! config reads back exactly the path the node has. It reads only, through [`Node`], so the
 //! node's rights (`become` included) apply; it writes nothing.
 
-use crate::config::{Config, NodeConfig};
+use crate::config::{Become, Config, NodeConfig};
 use crate::error::UsageError;
 use crate::material::nodectl;
-use crate::remote::{Node, RemoteError};
+use crate::remote::{Node, RemoteError, RemoteStat};
+use std::fmt::Write as _;
 
 /// nodectl's config, where nodectl puts it.
 pub const NODECTL_CONFIG: &str = "/var/tessellation/nodectl/cn-config.yaml";
@@ -22,63 +30,114 @@ pub const ACRA_DIRS: &[&str] = &[
     "/keys",
 ];
 
-/// What was found: YAML lines for the keystores, and comments for what could not be read.
-#[derive(Debug, Default)]
-pub struct Found {
-    /// `keystores:` entries, already indented for a node entry.
-    pub keystores: Vec<String>,
-    /// What could not be read, and why.
-    pub notes: Vec<String>,
+/// Where to look on the node.
+#[derive(Debug, Clone)]
+pub struct Places {
+    /// nodectl's cn-config.yaml.
+    pub cn_config: String,
+    /// nodectl's passphrase key, proposed when cn-config.yaml says `encryption: True`.
+    pub cnngsenc: String,
+    /// Acra keys directories to look for.
+    pub acra_dirs: Vec<String>,
 }
 
-/// Runs discovery on `node` (the session's rights, `become` included).
-pub fn discover(session: &dyn Node, cn_config: &str, acra_dirs: &[String]) -> Found {
-    let mut found = Found::default();
-    match session.fetch(cn_config, nodectl::MAX_SIZE) {
-        Ok(file) => {
-            let text = String::from_utf8_lossy(&file.bytes);
-            match nodectl::p12_locations(&text) {
-                Ok(locations) => {
-                    let mut paths: Vec<String> = Vec::new();
-                    for l in &locations {
-                        match l.path() {
-                            Some(p) if !paths.contains(&p) => paths.push(p),
-                            Some(_) => {}
-                            None => found.notes.push(format!(
-                                "profile {}: no P12 location set in {cn_config}",
-                                l.profile
-                            )),
-                        }
-                    }
-                    for (i, p) in paths.iter().enumerate() {
-                        let name = if i == 0 {
-                            "p12".to_string()
-                        } else {
-                            format!("p12-{}", i + 1)
-                        };
-                        match session.stat(p) {
-                            Ok(Some(st)) if st.is_file => {}
-                            Ok(_) => found
-                                .notes
-                                .push(format!("{p} (named in {cn_config}) does not exist")),
-                            Err(e) => found.notes.push(format!("{p}: {e}")),
-                        }
-                        found.keystores.push(format!(
-                            "      - name: {name}\n        kind: p12\n        path: {p}\n        nodectl_config: {cn_config}\n"
-                        ));
-                    }
-                    found.keystores.push(format!(
-                        "      - name: cn-config\n        kind: file\n        path: {cn_config}\n"
-                    ));
-                }
-                Err(e) => found.notes.push(format!("{cn_config}: {e}")),
+/// One keystore to propose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposed {
+    /// Its name in the entry.
+    pub name: String,
+    /// `p12`, `file` or `acra`.
+    pub kind: &'static str,
+    /// The path on the node, as the node has it.
+    pub path: String,
+    /// nodectl's config, for a P12.
+    pub nodectl_config: Option<String>,
+    /// A comment line for the entry (what it is, who uses it).
+    pub comment: Option<String>,
+}
+
+/// What was found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The keystores to propose, in order.
+    pub keystores: Vec<Proposed>,
+    /// What could not be read or used, and why.
+    pub notes: Vec<String>,
+    /// What was read but deserves a look (a duplicated key in cn-config.yaml).
+    pub warnings: Vec<String>,
+    /// Why the node needs `become: sudo` (files only root can read), one reason each.
+    pub needs_become: Vec<String>,
+    /// Something that decides the entry could not be read (cn-config.yaml): it is incomplete.
+    pub incomplete: bool,
+}
+
+/// Whether only root can read a file, as `stat` reports it.
+fn root_only(st: &RemoteStat) -> bool {
+    st.owner.as_ref().is_some_and(|o| o.uid == 0) && st.mode & 0o044 == 0
+}
+
+/// `owner mode` as `ls -l` people read it (`root:root 0400`).
+fn ownership(st: &RemoteStat) -> String {
+    let who = st
+        .owner
+        .as_ref()
+        .map(|o| {
+            format!(
+                "{}:{}",
+                o.user.clone().unwrap_or_else(|| o.uid.to_string()),
+                o.group.clone().unwrap_or_else(|| o.gid.to_string())
+            )
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("{} {:04o}", crate::text::escape_control(&who), st.mode & 0o7777)
+}
+
+/// Stats a proposed file: a note when it is missing, a `become` reason when only root reads it.
+fn look_at(session: &dyn Node, path: &str, what: &str, found: &mut Found) {
+    let shown = crate::text::escape_control(path);
+    match session.stat(path) {
+        Ok(Some(st)) if st.is_file => {
+            if root_only(&st) {
+                found
+                    .needs_become
+                    .push(format!("{what} {shown} is {}", ownership(&st)));
             }
         }
-        Err(RemoteError::NotFound { .. }) => found.notes.push(format!("no nodectl config at {cn_config}")),
-        Err(e) => found.notes.push(format!("{cn_config}: {e}")),
+        Ok(Some(_)) => found.notes.push(format!("{what} {shown} is not a regular file")),
+        Ok(None) => found.notes.push(format!("{what} {shown} does not exist")),
+        Err(e) => found.notes.push(format!("{what} {shown}: {e}")),
+    }
+}
+
+/// Runs discovery on a node (the session's rights, `become` included).
+pub fn discover(session: &dyn Node, places: &Places) -> Found {
+    let mut found = Found::default();
+    let cn = &places.cn_config;
+    let cn_shown = crate::text::escape_control(cn);
+    match session.fetch(cn, nodectl::MAX_SIZE) {
+        Ok(file) => match nodectl::parse(&String::from_utf8_lossy(&file.bytes)) {
+            Ok(config) => nodectl_keystores(session, places, &config, &mut found),
+            Err(e) => {
+                found.notes.push(format!("{cn_shown}: {e}"));
+                found.incomplete = true;
+            }
+        },
+        Err(RemoteError::NotFound { .. }) => found.notes.push(format!("no nodectl config at {cn_shown}")),
+        Err(e @ RemoteError::PermissionDenied { .. }) => {
+            found.notes.push(format!("{cn_shown}: {e}"));
+            found.needs_become.push(format!(
+                "{cn_shown} cannot be read as this user (nodectl makes it root 0600): run discover again \
+                 with --become sudo to see the P12s it names"
+            ));
+            found.incomplete = true;
+        }
+        Err(e) => {
+            found.notes.push(format!("{cn_shown}: {e}"));
+            found.incomplete = true;
+        }
     }
     let mut acra = 0;
-    for dir in acra_dirs {
+    for dir in &places.acra_dirs {
         match session.stat(dir) {
             Ok(Some(st)) if st.is_dir => {
                 acra += 1;
@@ -87,15 +146,202 @@ pub fn discover(session: &dyn Node, cn_config: &str, acra_dirs: &[String]) -> Fo
                 } else {
                     format!("acra-{acra}")
                 };
-                found.keystores.push(format!(
-                    "      - name: {name}\n        kind: acra\n        path: {dir}\n"
-                ));
+                if st.mode & 0o077 == 0 && st.owner.as_ref().is_some_and(|o| o.uid != 0) {
+                    // Acra's service user owns its keys (0700): another login user needs sudo.
+                    found.needs_become.push(format!(
+                        "the Acra keys directory {} is {} (read as the service user or root)",
+                        crate::text::escape_control(dir),
+                        ownership(&st)
+                    ));
+                }
+                found.keystores.push(Proposed {
+                    name,
+                    kind: "acra",
+                    path: dir.clone(),
+                    nodectl_config: None,
+                    comment: None,
+                });
             }
             Ok(_) => {}
-            Err(e) => found.notes.push(format!("{dir}: {e}")),
+            Err(e) => found
+                .notes
+                .push(format!("{}: {e}", crate::text::escape_control(dir))),
         }
     }
     found
+}
+
+/// The keystores cn-config.yaml implies: one per distinct P12 of the enabled profiles, the file
+/// itself, and cnngsenc.conf when its passphrases are encrypted.
+fn nodectl_keystores(
+    session: &dyn Node,
+    places: &Places,
+    config: &nodectl::NodectlConfig,
+    found: &mut Found,
+) {
+    let cn = &places.cn_config;
+    let cn_shown = crate::text::escape_control(cn);
+    found
+        .warnings
+        .extend(config.warnings.iter().map(|w| format!("{cn_shown}: {w}")));
+    if config.nested {
+        found.notes.push(format!(
+            "{cn_shown} is in the pre-2.0 nested format: read as nodectl 2.0 did; nodectl migrates it on its \
+             next upgrade (run discover again then)"
+        ));
+    }
+    // Distinct P12s in order of first use, with the profiles that use each.
+    let mut p12s: Vec<(String, Vec<String>)> = Vec::new();
+    for p in &config.profiles {
+        let name = crate::text::escape_control(&p.name);
+        if !p.enabled {
+            found.notes.push(format!(
+                "profile {name} is disabled: its P12 ({}) is not proposed",
+                p.path()
+                    .map(|x| crate::text::escape_control(&x))
+                    .unwrap_or_else(|| "not set".into())
+            ));
+            continue;
+        }
+        if let Some(problem) = &p.problem {
+            found.notes.push(format!("profile {name}: {problem}"));
+        }
+        match p.path() {
+            None => found
+                .notes
+                .push(format!("profile {name}: no P12 location set in {cn_shown}")),
+            Some(path) => match p12s.iter_mut().find(|(x, _)| *x == path) {
+                Some((_, users)) => users.push(name),
+                None => p12s.push((path, vec![name])),
+            },
+        }
+    }
+    for (i, (path, users)) in p12s.into_iter().enumerate() {
+        look_at(session, &path, "the P12", found);
+        found.keystores.push(Proposed {
+            name: if i == 0 {
+                "p12".to_string()
+            } else {
+                format!("p12-{}", i + 1)
+            },
+            kind: "p12",
+            path,
+            nodectl_config: Some(cn.clone()),
+            comment: Some(format!("used by nodectl profile(s) {}", users.join(", "))),
+        });
+    }
+    look_at(session, cn, "nodectl's config", found);
+    found.keystores.push(Proposed {
+        name: "cn-config".into(),
+        kind: "file",
+        path: cn.clone(),
+        nodectl_config: None,
+        comment: Some(
+            "nodectl's config: the P12 locations and passphrase (a P12 without it is no usable backup)"
+                .into(),
+        ),
+    });
+    if config.encryption {
+        let before = found.notes.len();
+        look_at(session, &places.cnngsenc, "nodectl's passphrase key", found);
+        if found.notes.len() > before {
+            found.notes.push(format!(
+                "{cn_shown} says `encryption: True`: without nodectl's passphrase key the passphrase cannot be \
+                 recovered from a backup of it; keep the passphrase elsewhere too"
+            ));
+        }
+        found.keystores.push(Proposed {
+            name: "cnngsenc".into(),
+            kind: "file",
+            path: places.cnngsenc.clone(),
+            nodectl_config: None,
+            comment: Some(
+                "encryption: True: the key of the passphrase tokens in cn-config.yaml; with it, the two give the \
+                 passphrase back"
+                    .into(),
+            ),
+        });
+    }
+}
+
+/// `s` as a YAML double-quoted scalar that reads back as exactly `s`: `\` and `"` escaped, and
+/// every control, bidi, line or paragraph separator and BOM character written as `\uXXXX`, so
+/// nothing in a node-supplied path can end the string, start a comment or break the line.
+pub fn yaml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{85}') =>
+            {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The node entry to paste under `nodes:`, as YAML text (two-space list indent).
+pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
+    let mut y = String::new();
+    let _ = writeln!(y, "  - name: {}", yaml_quote(&node.name));
+    let _ = writeln!(y, "    host: {}", yaml_quote(&node.host));
+    let _ = writeln!(y, "    port: {}", node.port);
+    let _ = writeln!(y, "    user: {}", yaml_quote(&node.user));
+    let become_user = match &node.become_ {
+        Become::Sudo { user } if user != "root" => Some(user.as_str()),
+        _ => None,
+    };
+    if !found.needs_become.is_empty() {
+        let _ = writeln!(
+            y,
+            "    # Only root can read what this node keeps (nodectl's layout), so reads go through sudo:"
+        );
+        for reason in &found.needs_become {
+            let _ = writeln!(y, "    #   {reason}");
+        }
+        let _ = writeln!(y, "    become: sudo");
+    } else if matches!(node.become_, Become::Sudo { .. }) {
+        let _ = writeln!(y, "    become: sudo");
+    }
+    if let Some(user) = become_user {
+        let _ = writeln!(y, "    become_user: {}", yaml_quote(user));
+    }
+    let _ = writeln!(y, "    keystores:");
+    let env = node
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    for k in &found.keystores {
+        let _ = writeln!(y, "      - name: {}", yaml_quote(&k.name));
+        let _ = writeln!(y, "        kind: {}", k.kind);
+        if let Some(c) = &k.comment {
+            let _ = writeln!(y, "        # {c}");
+        }
+        let _ = writeln!(y, "        path: {}", yaml_quote(&k.path));
+        if let Some(cn) = &k.nodectl_config {
+            let _ = writeln!(y, "        nodectl_config: {}", yaml_quote(cn));
+            let _ = writeln!(
+                y,
+                "        # password: {{env: {env}_{}_PASSPHRASE}}   # optional: opens the P12 to record its alias and node id",
+                k.name.to_ascii_uppercase().replace('-', "_")
+            );
+        }
+    }
+    y
 }
 
 /// Which node to look at (the command's flags, without clap).
@@ -109,30 +355,110 @@ pub struct Target {
     pub port: u16,
     /// SSH user with `host`.
     pub user: Option<String>,
+    /// `--become sudo` / `--become none`: overrides the node's or the defaults' setting.
+    pub become_: Option<Become>,
+    /// The name the entry gets (default: the configured name, or one made from the host).
+    pub name: Option<String>,
 }
 
-/// The node to connect to: a configured one, or one given by host, port and user (with the
-/// connection settings of the first configured node: identity, known_hosts, timeouts, become).
-pub fn target(config: &Config, t: &Target) -> anyhow::Result<NodeConfig> {
-    if let Some(name) = &t.node {
-        super::check_node_names(config, std::slice::from_ref(name))?;
-        return Ok(config.node(name).expect("checked above").clone());
+/// A node name from a host (`203.0.113.7`, `node-1.example.net`): letters, digits, `.`, `_`, `-`.
+fn name_from_host(host: &str) -> String {
+    let name: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name
+    } else {
+        format!("node{}", &name[..name.len().min(60)])
     }
-    let (Some(host), Some(user)) = (&t.host, &t.user) else {
-        return Err(UsageError("give --node NAME, or --host HOST --user USER".into()).into());
+}
+
+/// The node to connect to: a configured one, or one given by host, port and user with the
+/// config's `ssh:` defaults (identity, known_hosts, timeouts, become): no node needs to be in the
+/// config yet.
+pub fn target(config: &Config, t: &Target) -> anyhow::Result<NodeConfig> {
+    let mut node = if let Some(name) = &t.node {
+        super::check_node_names(config, std::slice::from_ref(name))?;
+        config.node(name).expect("checked above").clone()
+    } else {
+        let (Some(host), Some(user)) = (&t.host, &t.user) else {
+            return Err(UsageError("give --node NAME, or --host HOST --user USER".into()).into());
+        };
+        let defaults = config.node_defaults.clone().map_err(|e| {
+            UsageError(format!(
+                "the config's `ssh:` settings do not resolve on their own: {e}"
+            ))
+        })?;
+        NodeConfig {
+            name: name_from_host(host),
+            host: host.clone(),
+            port: t.port,
+            user: user.clone(),
+            ..defaults
+        }
     };
-    let template = config.nodes.first().ok_or_else(|| {
-        UsageError("the config lists no node to take connection settings (identity, known_hosts) from".into())
-    })?;
-    Ok(NodeConfig {
-        name: host.clone(),
-        host: host.clone(),
-        port: t.port,
-        user: user.clone(),
-        host_key: None,
-        keystores: Vec::new(),
-        labels: Vec::new(),
-        schedule: None,
-        ..template.clone()
-    })
+    if let Some(b) = &t.become_ {
+        node.become_ = b.clone();
+    }
+    if let Some(name) = &t.name {
+        node.name = name.clone();
+    }
+    Ok(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_quote_round_trips_any_path_through_the_config_reader() {
+        let nasty = [
+            "/home/nodeadmin/tessellation/plain.p12",
+            "/a #b/c.p12",
+            "/a: b/c.p12",
+            "/'single'/\"double\"/c.p12",
+            "/back\\slash/c.p12",
+            "/- dash/&anchor/*alias/!tag/%pct/@at/`tick`/{x}/[y]/c.p12",
+            "/tab\there/new\nline/c.p12",
+            "/bidi\u{202e}gnp/c.p12",
+            "/zürich/ключ/c.p12",
+            "/trailing space /c.p12 ",
+            "/${NOT_EXPANDED}/~/c.p12",
+            "/true/null/~/0777/c.p12",
+        ];
+        for path in nasty {
+            let text = format!(
+                "store:\n  path: /tmp/coldkeep-quote-test\nencryption:\n  recipients: \
+                 [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+                 signing:\n  key: /tmp/k\n  allowed_signers: /tmp/a\nssh:\n  known_hosts: /tmp/kh\n\
+                 nodes:\n  - name: n\n    host: h\n    keystores:\n      - name: p12\n        kind: p12\n        path: {}\n        nodectl_config: {}\n",
+                yaml_quote(path),
+                yaml_quote(&format!("{path}.yaml")),
+            );
+            let config = Config::parse(&text, std::path::Path::new("/tmp/c.yaml"))
+                .unwrap_or_else(|e| panic!("{path:?}: {e}\n{text}"));
+            let ks = &config.nodes[0].keystores[0];
+            assert_eq!(ks.path, path, "{text}");
+            assert_eq!(
+                ks.nodectl_config.as_deref(),
+                Some(format!("{path}.yaml").as_str())
+            );
+            assert!(!yaml_quote(path).contains('\n'), "one line: {}", yaml_quote(path));
+        }
+    }
+
+    #[test]
+    fn names_made_from_hosts_are_valid_node_names() {
+        assert_eq!(name_from_host("203.0.113.7"), "203.0.113.7");
+        assert_eq!(name_from_host("node-1.example.net"), "node-1.example.net");
+        assert_eq!(name_from_host("::1"), "node--1");
+    }
 }
