@@ -83,6 +83,21 @@ pub enum InitError {
         .0.display()
     )]
     StoreNotEmpty(PathBuf),
+    /// The folder `--identity-out` names does not exist (or is not a folder).
+    #[error(
+        "--identity-out {}: the folder {} {why}; create it (or mount the medium the key goes to) and run \
+         init again. Nothing was written.",
+        .identity.display(),
+        .folder.display()
+    )]
+    IdentityFolder {
+        /// The identity path.
+        identity: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+        /// `does not exist`, `is not a folder`.
+        why: &'static str,
+    },
     /// The identity would sit beside the backups it opens.
     #[error(
         "the identity {} would be inside the store {}: keep the key that decrypts the backups apart \
@@ -118,8 +133,9 @@ pub enum InitError {
     /// The generated config does not validate (a bug: nothing was written).
     #[error("the generated config does not validate (nothing was written): {0}")]
     Invalid(#[source] ConfigError),
-    /// A filesystem operation failed (what this run had created was removed again).
-    #[error("{what} {}: {source}", .path.display())]
+    /// A filesystem operation failed (what this run had created was removed again). The OS
+    /// error is the source, printed once after this by the error chain.
+    #[error("{what} {}", .path.display())]
     Io {
         /// What was being done.
         what: &'static str,
@@ -202,6 +218,22 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             identity: identity.clone(),
             store,
         });
+    }
+    if let Some(identity) = &identity_path {
+        let folder = identity.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let why = match fs::metadata(&folder) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some("is not a folder"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+            Err(e) => return Err(io("checking", &folder)(e)),
+        };
+        if let Some(why) = why {
+            return Err(InitError::IdentityFolder {
+                identity: identity.clone(),
+                folder,
+                why,
+            });
+        }
     }
     for path in [&signing_key, &allowed_signers] {
         if inside(path, &store) {
@@ -820,6 +852,25 @@ mod tests {
 
     fn nix_is_root() -> bool {
         fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+
+    #[test]
+    fn an_identity_into_a_missing_folder_is_one_clear_refusal_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.identity_out = Some(dir.path().join("usb/coldkeep-key.txt"));
+        let err = init(&o).unwrap_err();
+        assert!(err.is_usage(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("the folder") && text.contains("usb") && text.contains("does not exist"),
+            "{text}"
+        );
+        assert!(!o.store.exists() && !o.config.exists());
+        assert!(!dir.path().join("etc/signing_key").exists());
+        // A file where the folder should be.
+        fs::write(dir.path().join("usb"), "x").unwrap();
+        assert!(init(&o).unwrap_err().to_string().contains("is not a folder"));
     }
 
     #[test]

@@ -32,7 +32,12 @@ const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Parses YAML text into the raw structs, mapping parser errors to located [`ConfigError`]s.
 pub(super) fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, text, source))?;
+    // Comments are not kept: with them the parser buffers at most 32 comment lines while it
+    // looks ahead, and a config whose example nodes are commented out (as `init` writes it)
+    // failed with "too many buffered comments".
+    let options = serde_saphyr::options! { emit_comments: false };
+    let raw: RawConfig =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_error(&e, text, source))?;
     Validator { text, source }.config(raw)
 }
 
@@ -976,4 +981,20 @@ fn valid_user_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && name.len() <= 32
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A long run of comments where the parser looks ahead (commented-out nodes at the end of the
+    /// file, as `init` writes it) is not a parse error.
+    #[test]
+    fn long_commented_blocks_parse() {
+        let comments = "#   - name: example\n".repeat(200);
+        let text = format!(
+            "store:\n  path: /tmp/s\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+             signing:\n  key: /tmp/k\n  allowed_signers: /tmp/a\nssh:\n  known_hosts: /tmp/kh\n{comments}nodes:\n{comments}"
+        );
+        let config = super::parse(&text, std::path::Path::new("/tmp/c.yaml")).unwrap();
+        assert!(config.nodes.is_empty());
+    }
 }

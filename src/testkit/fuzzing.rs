@@ -48,8 +48,12 @@ pub fn bitbox02(data: &[u8]) {
 
 /// nodectl's cn-config.yaml.
 pub fn nodectl(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::material::nodectl::parse(text).map(|c| c.profiles.iter().map(|p| p.path()).count());
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(config) = crate::material::nodectl::parse(text)
+    {
+        for p in &config.profiles {
+            let _ = p.path();
+        }
     }
 }
 

@@ -94,6 +94,9 @@ pub(super) fn load(text: &str, warnings: &mut Vec<String>) -> Result<Node, Strin
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::PassThrough,
         with_snippet: false,
+        // nodectl's files open with ~50 comment lines; comments are not needed (and with them
+        // the parser buffers at most 32 while looking ahead).
+        emit_comments: false,
     };
     let raw: Spanned<Raw> =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| match e.location() {
