@@ -242,7 +242,8 @@ pub struct Backed {
 ///
 /// A check of the material that fails (the configured P12 password unset or stale) never skips
 /// the backup: a new artifact is marked with why its identity was not checked. An artifact so
-/// marked is not reused once the check passes again, so the mark goes away with the cause.
+/// marked is reused only while the same check fails the same way, so the mark goes away with
+/// the cause (and says the current one).
 pub fn backup_keystore(
     config: &Config,
     store: &Store,
@@ -261,7 +262,8 @@ pub fn backup_keystore(
     if !options.force
         && let Some(latest) = super::artifact::latest(existing, &node.name, &ks.name)
         && keystore::same_files(&fetched.files, &latest.sidecar.manifest)
-        && (latest.sidecar.manifest.identity_unchecked.is_none() || fetched.unchecked.is_some())
+        && (latest.sidecar.manifest.identity_unchecked.is_none()
+            || latest.sidecar.manifest.identity_unchecked == fetched.unchecked)
         && reusable(store, latest, &config.encryption.recipients)
     {
         if !dry_run {

@@ -363,10 +363,28 @@ fn master_key_is_stored_apart_and_checks_key_ring_signatures() {
     assert_eq!(text(&dec(&fleet_dir.join("master-identity.txt")).stdout), master);
     assert!(dec(&s.fleet.age_identity).stdout.is_empty());
 
-    // Unchanged master key: not stored again.
+    // Unchanged master key: not stored again, but marked seen (as unchanged keystores are), so
+    // `status --max-age` counts it as backed up at this run instead of raising an alarm
+    // max-age after the first one, forever.
+    let sidecar = || -> Value {
+        let json = walkdir::WalkDir::new(&master_store)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| e.into_path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            })
+            .unwrap();
+        serde_json::from_slice(&fs::read(json).unwrap()).unwrap()
+    };
+    assert!(sidecar()["seen_unchanged_at"].is_null());
     let out = s.backup_ok();
     assert!(out.contains("ok (unchanged)"), "{out}");
     assert_eq!(age_files(&master_store).len(), 1);
+    assert!(sidecar()["seen_unchanged_at"].is_string(), "{}", sidecar());
+    let (code, out) = s.run(&["status", "--max-age", "1h"]);
+    assert_eq!(code, 0, "{out}");
     let (_, list) = s.fleet.run_json(&["list", "--json"]);
     assert_eq!(list["warnings"].as_array().unwrap().len(), 0, "{list}");
 

@@ -623,7 +623,7 @@ fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it
         (
             base.replace("passphrase: None", "passphrase: gAAAAABscrambledtoken")
                 .replace("encryption: False", "encryption: True"),
-            "encrypted, not checked",
+            "not checked: the passphrase is encrypted",
             true,
         ),
     ];
@@ -655,9 +655,13 @@ fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it
         // Two profiles (dag-l0, dag-l1) use the global P12.
         let answers = out
             .lines()
-            .filter(|l| l.starts_with("passphrase of a/p12") && l.ends_with(&format!(": {expected}")))
+            .filter(|l| l.starts_with("passphrase of a/p12") && l.contains(&format!(": {expected}")))
             .count();
         assert_eq!(answers, 2, "{out}");
+        // The summary line says so when a passphrase check failed (it used to say only
+        // "2 of 2 artifacts verified." and exit 1).
+        let summary = out.lines().find(|l| l.contains("artifacts verified")).unwrap();
+        assert_eq!(summary.contains("2 passphrase check(s) failed"), !ok, "{summary}");
         assert!(
             !out.contains("not-the-passphrase") && !out.contains("scrambledtoken"),
             "{out}"
