@@ -7,6 +7,7 @@ use crate::config::{Become, Config};
 use crate::error::{Exit, UsageError};
 use crate::material::nodectl::CNNGSENC_CONF;
 use crate::ops::discover::{ACRA_DIRS, NODECTL_CONFIG, Places, Target, discover, entry_yaml, target};
+use crate::text::escape_control;
 
 /// `coldkeep discover`.
 pub fn run(config: &Config, args: &DiscoverArgs) -> anyhow::Result<Exit> {
@@ -41,6 +42,7 @@ pub fn run(config: &Config, args: &DiscoverArgs) -> anyhow::Result<Exit> {
         } else {
             args.acra_dir.clone()
         },
+        login_user: node.user.clone(),
     };
     let found = discover(&session, &places);
     session.close();
@@ -48,11 +50,13 @@ pub fn run(config: &Config, args: &DiscoverArgs) -> anyhow::Result<Exit> {
         "# discovered on {}:{} as {} (paste under `nodes:`)",
         node.host, node.port, node.user
     );
+    // Comment lines carry text from the node: escaped, so no newline in it can start a line
+    // of YAML in what the operator pastes.
     for note in &found.notes {
-        println!("# could not use: {note}");
+        println!("# could not use: {}", escape_control(note));
     }
     for w in &found.warnings {
-        println!("# warning: {w}");
+        println!("# warning: {}", escape_control(w));
     }
     if found.keystores.is_empty() {
         println!("# no keystores found");

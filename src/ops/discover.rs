@@ -39,6 +39,8 @@ pub struct Places {
     pub cnngsenc: String,
     /// Acra keys directories to look for.
     pub acra_dirs: Vec<String>,
+    /// The SSH login user (what it cannot read without sudo is what only others can read).
+    pub login_user: String,
 }
 
 /// One keystore to propose.
@@ -71,9 +73,16 @@ pub struct Found {
     pub incomplete: bool,
 }
 
-/// Whether only root can read a file, as `stat` reports it.
-fn root_only(st: &RemoteStat) -> bool {
-    st.owner.as_ref().is_some_and(|o| o.uid == 0) && st.mode & 0o044 == 0
+/// Whether the login user cannot read a file or enter a directory without sudo, as `stat`
+/// reports it: it belongs to someone else and its group and others have no read bit (a group
+/// the login user is in is not known here; the owner's name decides, else uid 0).
+fn needs_sudo(st: &RemoteStat, login_user: &str) -> bool {
+    let others_read = if st.is_dir { 0o055 } else { 0o044 };
+    let someone_else = st.owner.as_ref().is_some_and(|o| match &o.user {
+        Some(name) => name != login_user,
+        None => o.uid == 0,
+    });
+    someone_else && st.mode & others_read == 0 && login_user != "root"
 }
 
 /// `owner mode` as `ls -l` people read it (`root:root 0400`).
@@ -93,11 +102,11 @@ fn ownership(st: &RemoteStat) -> String {
 }
 
 /// Stats a proposed file: a note when it is missing, a `become` reason when only root reads it.
-fn look_at(session: &dyn Node, path: &str, what: &str, found: &mut Found) {
+fn look_at(session: &dyn Node, places: &Places, path: &str, what: &str, found: &mut Found) {
     let shown = crate::text::escape_control(path);
     match session.stat(path) {
         Ok(Some(st)) if st.is_file => {
-            if root_only(&st) {
+            if needs_sudo(&st, &places.login_user) {
                 found
                     .needs_become
                     .push(format!("{what} {shown} is {}", ownership(&st)));
@@ -146,7 +155,7 @@ pub fn discover(session: &dyn Node, places: &Places) -> Found {
                 } else {
                     format!("acra-{acra}")
                 };
-                if st.mode & 0o077 == 0 && st.owner.as_ref().is_some_and(|o| o.uid != 0) {
+                if needs_sudo(&st, &places.login_user) {
                     // Acra's service user owns its keys (0700): another login user needs sudo.
                     found.needs_become.push(format!(
                         "the Acra keys directory {} is {} (read as the service user or root)",
@@ -217,7 +226,7 @@ fn nodectl_keystores(
         }
     }
     for (i, (path, users)) in p12s.into_iter().enumerate() {
-        look_at(session, &path, "the P12", found);
+        look_at(session, places, &path, "the P12", found);
         found.keystores.push(Proposed {
             name: if i == 0 {
                 "p12".to_string()
@@ -230,7 +239,7 @@ fn nodectl_keystores(
             comment: Some(format!("used by nodectl profile(s) {}", users.join(", "))),
         });
     }
-    look_at(session, cn, "nodectl's config", found);
+    look_at(session, places, cn, "nodectl's config", found);
     found.keystores.push(Proposed {
         name: "cn-config".into(),
         kind: "file",
@@ -243,7 +252,13 @@ fn nodectl_keystores(
     });
     if config.encryption {
         let before = found.notes.len();
-        look_at(session, &places.cnngsenc, "nodectl's passphrase key", found);
+        look_at(
+            session,
+            places,
+            &places.cnngsenc,
+            "nodectl's passphrase key",
+            found,
+        );
         if found.notes.len() > before {
             found.notes.push(format!(
                 "{cn_shown} says `encryption: True`: without nodectl's passphrase key the passphrase cannot be \
@@ -304,7 +319,7 @@ pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
             "    # Only root can read what this node keeps (nodectl's layout), so reads go through sudo:"
         );
         for reason in &found.needs_become {
-            let _ = writeln!(y, "    #   {reason}");
+            let _ = writeln!(y, "    #   {}", crate::text::escape_control(reason));
         }
         let _ = writeln!(y, "    become: sudo");
     } else if matches!(node.become_, Become::Sudo { .. }) {
@@ -329,7 +344,7 @@ pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
         let _ = writeln!(y, "      - name: {}", yaml_quote(&k.name));
         let _ = writeln!(y, "        kind: {}", k.kind);
         if let Some(c) = &k.comment {
-            let _ = writeln!(y, "        # {c}");
+            let _ = writeln!(y, "        # {}", crate::text::escape_control(c));
         }
         let _ = writeln!(y, "        path: {}", yaml_quote(&k.path));
         if let Some(cn) = &k.nodectl_config {

@@ -533,13 +533,17 @@ fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
     ]);
     let printed = text(&out.stdout);
     assert!(out.status.success(), "{printed}{}", text(&out.stderr));
+    // Paths are double-quoted YAML strings: they read back exactly, whatever they contain.
     assert!(
-        printed.contains(&format!("path: {}", s.p12.display())),
+        printed.contains(&format!("path: \"{}\"", s.p12.display())),
         "{printed}"
     );
-    assert!(printed.contains(&format!("nodectl_config: {cn}")), "{printed}");
     assert!(
-        printed.contains("kind: file") && printed.contains(&format!("path: {acra}")),
+        printed.contains(&format!("nodectl_config: \"{cn}\"")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("kind: file") && printed.contains(&format!("path: \"{acra}\"")),
         "{printed}"
     );
     assert!(
@@ -561,7 +565,8 @@ fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
         assert!(listed.contains(ks), "{ks} in {listed}");
     }
 
-    // A node not in the config yet, by host, port and user.
+    // A node not in the config yet, by host, port and user (the ssh: settings, not another
+    // node's: sudo asked for on the command line).
     let port = s.fleet.node("a").port.to_string();
     let out = s.fleet.run(&[
         "discover",
@@ -571,6 +576,8 @@ fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
         &port,
         "--user",
         LOGIN_USER,
+        "--become",
+        "sudo",
         "--nodectl-config",
         &cn,
         "--acra-dir",
@@ -579,7 +586,7 @@ fn discover_on_a_nodectl_node_prints_a_config_that_checks_and_backs_up() {
     let by_host = text(&out.stdout);
     assert!(out.status.success(), "{by_host}{}", text(&out.stderr));
     assert!(
-        by_host.contains(&format!("path: {}", s.p12.display())),
+        by_host.contains(&format!("path: \"{}\"", s.p12.display())),
         "{by_host}"
     );
 

@@ -30,10 +30,11 @@ pub(super) enum Node {
     Str(Zeroizing<String>),
     /// `True`, `no`, `On`, ... (YAML 1.1 booleans).
     Bool(bool),
-    /// An int, as Python's `str()` writes it (decimal).
-    Int(String),
-    /// A float, as written.
-    Float(String),
+    /// An int, as Python's `str()` writes it (decimal); wiped on drop (a passphrase may be
+    /// digits only).
+    Int(Zeroizing<String>),
+    /// A float, as written (wiped on drop too).
+    Float(Zeroizing<String>),
     /// `~`, `null`, empty.
     Null,
 }
@@ -70,7 +71,7 @@ impl Node {
         match self {
             Node::Str(s) => Some(s.clone()),
             Node::Bool(b) => Some(Zeroizing::new(if *b { "True" } else { "False" }.to_string())),
-            Node::Int(s) | Node::Float(s) => Some(Zeroizing::new(s.clone())),
+            Node::Int(s) | Node::Float(s) => Some(s.clone()),
             Node::Null | Node::Map(_) | Node::Seq(_) => None,
         }
     }
@@ -81,7 +82,7 @@ impl Node {
             Node::Bool(b) => !b,
             Node::Null => true,
             Node::Str(s) => s.is_empty(),
-            Node::Int(s) => s == "0",
+            Node::Int(s) => s.as_str() == "0",
             Node::Float(s) => s.parse::<f64>().is_ok_and(|f| f == 0.0),
             Node::Map(m) => m.is_empty(),
             Node::Seq(s) => s.is_empty(),
@@ -281,10 +282,10 @@ fn plain(s: &str) -> Node {
         return Node::Bool(b);
     }
     if let Some(i) = int_11(s) {
-        return Node::Int(i.to_string());
+        return Node::Int(Zeroizing::new(i.to_string()));
     }
     if float_11(s) {
-        return Node::Float(s.to_string());
+        return Node::Float(Zeroizing::new(s.to_string()));
     }
     Node::Str(Zeroizing::new(s.to_string()))
 }
@@ -427,7 +428,7 @@ mod tests {
         assert_eq!(text_of("k: -12\n").as_deref(), Some("-12"));
         assert_eq!(text_of("k: True\n").as_deref(), Some("True"));
         // Floats keep their text; `1e3` has no dot, so YAML 1.1 makes it a string.
-        assert!(matches!(value("k: 1.50\n", "k"), Node::Float(ref f) if f == "1.50"));
+        assert!(matches!(value("k: 1.50\n", "k"), Node::Float(ref f) if f.as_str() == "1.50"));
         assert!(matches!(value("k: 1e3\n", "k"), Node::Str(_)));
         assert!(matches!(value("k: 1.5e+3\n", "k"), Node::Float(_)));
     }
