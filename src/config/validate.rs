@@ -982,19 +982,3 @@ fn valid_user_name(name: &str) -> bool {
         && name.len() <= 32
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
 }
-
-#[cfg(test)]
-mod tests {
-    /// A long run of comments where the parser looks ahead (commented-out nodes at the end of the
-    /// file, as `init` writes it) is not a parse error.
-    #[test]
-    fn long_commented_blocks_parse() {
-        let comments = "#   - name: example\n".repeat(200);
-        let text = format!(
-            "store:\n  path: /tmp/s\nencryption:\n  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
-             signing:\n  key: /tmp/k\n  allowed_signers: /tmp/a\nssh:\n  known_hosts: /tmp/kh\n{comments}nodes:\n{comments}"
-        );
-        let config = super::parse(&text, std::path::Path::new("/tmp/c.yaml")).unwrap();
-        assert!(config.nodes.is_empty());
-    }
-}

@@ -219,6 +219,14 @@ fn nodectl_keystores(
             None => found
                 .notes
                 .push(format!("profile {name}: no P12 location set in {cn_shown}")),
+            // The node's file names what a backup with sudo will read: only what can be a P12
+            // nodectl made is proposed (whoever controls a node must not get /etc/shadow into
+            // an entry an operator pastes without a second look).
+            Some(path) if !plausible_p12(&path) => found.notes.push(format!(
+                "profile {name}: {} is not proposed: not an absolute path to a file name nodectl gives a P12 \
+                 (add it by hand if it really is the key)",
+                crate::text::escape_control(&path)
+            )),
             Some(path) => match p12s.iter_mut().find(|(x, _)| *x == path) {
                 Some((_, users)) => users.push(name),
                 None => p12s.push((path, vec![name])),
@@ -279,6 +287,30 @@ fn nodectl_keystores(
     }
 }
 
+/// Whether `path` can be a P12 nodectl set up: absolute, no `.` or `..` component, and a file
+/// name nodectl accepts for a P12 (`modules/p12.py`:
+/// `^[a-zA-Z0-9](?:[a-zA-Z0-9 ._-]*[a-zA-Z0-9])?\.[a-zA-Z0-9_-]+$`).
+fn plausible_p12(path: &str) -> bool {
+    let Some((dir, name)) = path.rsplit_once('/') else {
+        return false;
+    };
+    let dir_ok = path.starts_with('/') && dir.split('/').all(|c| c != "." && c != "..");
+    let Some((stem, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let stem_ok = edge(stem.chars().next())
+        && edge(stem.chars().last())
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-'));
+    let ext_ok = !ext.is_empty()
+        && ext
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    dir_ok && stem_ok && ext_ok
+}
+
 /// `s` as a YAML double-quoted scalar that reads back as exactly `s`: `\` and `"` escaped, and
 /// every control, bidi, line or paragraph separator and BOM character written as `\uXXXX`, so
 /// nothing in a node-supplied path can end the string, start a comment or break the line.
@@ -316,7 +348,7 @@ pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
     if !found.needs_become.is_empty() {
         let _ = writeln!(
             y,
-            "    # Only root can read what this node keeps (nodectl's layout), so reads go through sudo:"
+            "    # The SSH user cannot read what this node keeps (nodectl's layout), so reads go through sudo:"
         );
         for reason in &found.needs_become {
             let _ = writeln!(y, "    #   {}", crate::text::escape_control(reason));
@@ -467,6 +499,31 @@ mod tests {
                 Some(format!("{path}.yaml").as_str())
             );
             assert!(!yaml_quote(path).contains('\n'), "one line: {}", yaml_quote(path));
+        }
+    }
+
+    #[test]
+    fn only_what_can_be_a_nodectl_p12_is_proposed() {
+        for good in [
+            "/home/nodeadmin/tessellation/nodeadmin-node.p12",
+            "/root/my key.p12",
+            "/a/b.c.p12",
+            "/x.p12",
+            "/home/tess #1: keys/n.p12",
+        ] {
+            assert!(plausible_p12(good), "{good}");
+        }
+        for bad in [
+            "/etc/shadow",
+            "relative/n.p12",
+            "/home/nodeadmin/../../etc/x.p12",
+            "/home/./x.p12",
+            "/home/-x.p12",
+            "/home/x.",
+            "/home/.hidden.p12",
+            "/home/x.p12\n",
+        ] {
+            assert!(!plausible_p12(bad), "{bad:?}");
         }
     }
 

@@ -30,6 +30,9 @@ pub struct ProfileCheck {
     pub ok: bool,
 }
 
+/// At most this many distinct passphrases are tried on one P12.
+const MAX_TRIED: usize = 16;
+
 /// Why a passphrase could not be tried, per kind.
 const ENCRYPTED: &str = "not checked: the passphrase is encrypted (global_p12.encryption: True); its key is in \
                          /etc/security/cnngsenc.conf on the node, and coldkeep does not decrypt nodectl's tokens";
@@ -47,6 +50,9 @@ pub fn profile_checks(
     known_aliases: Option<&[String]>,
 ) -> Vec<ProfileCheck> {
     let mut out = Vec::new();
+    // Each distinct passphrase is tried once (opening a P12 costs its PBKDF iterations), and at
+    // most MAX_TRIED of them: a node's cn-config.yaml cannot make a check run for hours.
+    let mut tried: Vec<(zeroize::Zeroizing<String>, Result<p12::P12Identity, String>)> = Vec::new();
     for p in config.enabled().filter(|p| p.path().as_deref() == Some(path)) {
         let alias_problem = |aliases: &[String]| -> Option<String> {
             let want = p.alias.as_deref()?;
@@ -63,18 +69,39 @@ pub fn profile_checks(
             })
         };
         let (result, checked, ok) = match &p.passphrase {
-            Passphrase::Plain(pass) => match p12::inspect(p12, Some(pass.as_str())) {
-                Ok(id) => match alias_problem(&id.aliases) {
-                    None => ("opens".to_string(), true, true),
-                    Some(problem) => (format!("opens, but {problem}"), true, false),
-                },
-                Err(P12Error::WrongPassword) => (
-                    "does not open with this profile's passphrase in cn-config.yaml".to_string(),
-                    true,
-                    false,
-                ),
-                Err(e) => (format!("does not open: {e}"), true, false),
-            },
+            Passphrase::Plain(pass) => {
+                let opened = match tried.iter().find(|(t, _)| t.as_str() == pass.as_str()) {
+                    Some((_, r)) => Some(r.clone()),
+                    None if tried.len() < MAX_TRIED => {
+                        let r = match p12::inspect(p12, Some(pass.as_str())) {
+                            Ok(id) => Ok(id),
+                            Err(P12Error::WrongPassword) => {
+                                Err("does not open with this profile's passphrase in cn-config.yaml"
+                                    .to_string())
+                            }
+                            Err(e) => Err(format!("does not open: {e}")),
+                        };
+                        tried.push((pass.clone(), r.clone()));
+                        Some(r)
+                    }
+                    None => None,
+                };
+                match opened {
+                    Some(Ok(id)) => match alias_problem(&id.aliases) {
+                        None => ("opens".to_string(), true, true),
+                        Some(problem) => (format!("opens, but {problem}"), true, false),
+                    },
+                    Some(Err(why)) => (why, true, false),
+                    None => (
+                        format!(
+                            "not checked: more than {MAX_TRIED} different passphrases in cn-config.yaml name this \
+                             P12 (a failure: nodectl cannot use them all)"
+                        ),
+                        false,
+                        false,
+                    ),
+                }
+            }
             other => {
                 let why = if matches!(other, Passphrase::Encrypted) {
                     ENCRYPTED
@@ -258,6 +285,37 @@ mod tests {
         let none = text.replace("'gAAAAABtoken'", "None");
         let checks = profile_checks(&parse(&none).unwrap(), PATH, &p12, None);
         assert!(checks[0].result.contains("does not store"), "{checks:?}");
+    }
+
+    #[test]
+    fn a_flood_of_profiles_tries_each_passphrase_once_and_at_most_a_few() {
+        let p12 = generate("right-passphrase", "nodeadmin-alias", GenerateStyle::Legacy).unwrap();
+        let mut text = install(
+            &reference(MAINNET),
+            &Install {
+                nodeadmin: "nodeadmin",
+                key_location: "/home/nodeadmin/tessellation",
+                key_name: "nodeadmin-node.p12",
+                passphrase: "right-passphrase",
+            },
+        );
+        // 200 more profiles naming the same P12, each with its own wrong passphrase.
+        for i in 0..200 {
+            text = crate::testkit::nodectl::copy_profile(&text, "dag-l1", &format!("x{i}"));
+            text = set_profile_key(&text, &format!("x{i}"), "p12_key_name", "nodeadmin-node.p12");
+            text = set_profile_key(&text, &format!("x{i}"), "p12_passphrase", &format!("'wrong-{i}'"));
+        }
+        let checks = profile_checks(&parse(&text).unwrap(), PATH, &p12, None);
+        assert_eq!(checks.len(), 202);
+        let tried = checks.iter().filter(|c| c.checked).count();
+        // dag-l0 and dag-l1 share one passphrase: tried once, both answered.
+        assert_eq!(tried, 2 + (MAX_TRIED - 1), "{:?}", &checks[..3]);
+        assert!(
+            checks
+                .iter()
+                .filter(|c| !c.checked)
+                .all(|c| !c.ok && c.result.contains("more than"))
+        );
     }
 
     #[test]

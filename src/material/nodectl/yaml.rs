@@ -90,6 +90,9 @@ impl Node {
     }
 }
 
+/// Nesting refused beyond this depth (nodectl's files need 5).
+const MAX_DEPTH: usize = 16;
+
 /// Parses `text` as PyYAML would; `warnings` gets one line per duplicated key.
 pub(super) fn load(text: &str, warnings: &mut Vec<String>) -> Result<Node, String> {
     let options = serde_saphyr::options! {
@@ -98,6 +101,9 @@ pub(super) fn load(text: &str, warnings: &mut Vec<String>) -> Result<Node, Strin
         // nodectl's files open with ~50 comment lines; comments are not needed (and with them
         // the parser buffers at most 32 while looking ahead).
         emit_comments: false,
+        // nodectl's deepest value is 5 levels down (pre-2.0: nodectl.profiles.<p>.p12.<key>); each
+        // level of this reader costs stack, so deeper input is refused before it can overflow.
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
     };
     let raw: Spanned<Raw> =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| match e.location() {
@@ -467,6 +473,16 @@ mod tests {
             w[0]
         );
         assert!(!w[0].contains("b.p12"), "values are never repeated: {}", w[0]);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        for open in ["[", "{a: ", "- "] {
+            let deep = open.repeat(5000);
+            assert!(load(&deep, &mut Vec::new()).is_err(), "{open}");
+        }
+        let nested = "a:\n  b:\n    c:\n      d:\n        e: 1\n";
+        assert!(load(nested, &mut Vec::new()).is_ok());
     }
 
     #[test]
