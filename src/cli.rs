@@ -380,14 +380,37 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print least-privilege sudoers lines for `become: sudo` (exact commands and paths)
+    /// Print the sudoers rules for `become: sudo`: the node helper with fixed words, nothing else
     Sudoers {
         /// Only these nodes [default: every node]
         #[arg(long = "node", value_name = "NAME")]
         nodes: Vec<String>,
-        /// Add the writes a restore needs (default: reads only, for backup, verify and check)
+        /// Add the restore rule (default: the read rule only, for backup, verify, check, discover)
         #[arg(long)]
         restore: bool,
+    },
+    /// Print a node's policy file for the node helper: the keystores it may touch, and how
+    NodePolicy {
+        /// The node
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "discover",
+            conflicts_with = "discover"
+        )]
+        node: Option<String>,
+        /// Allow restores: `restore: true` with the owner (from the latest backup) and loosest mode
+        #[arg(long, conflicts_with = "discover")]
+        restore: bool,
+        /// A read-only policy for `coldkeep discover` on a node not set up yet
+        #[arg(long)]
+        discover: bool,
+        /// With --discover: nodectl's config [default: /var/tessellation/nodectl/cn-config.yaml]
+        #[arg(long, value_name = "PATH", requires = "discover")]
+        nodectl_config: Option<String>,
+        /// With --discover: an Acra keys directory discover may read (repeatable)
+        #[arg(long, value_name = "PATH", requires = "discover")]
+        acra_dir: Vec<String>,
     },
 }
 

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bitbox02;
 pub mod check;
 pub mod config_check;
+pub mod config_node_policy;
 pub mod config_sudoers;
 pub mod daemon;
 pub mod demo;
@@ -54,6 +55,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(ConfigCommand::Check { json }) => config_check::run(&config, *json),
         Command::Config(ConfigCommand::Sudoers { nodes, restore }) => {
             config_sudoers::run(&config, nodes, *restore)
+        }
+        Command::Config(ConfigCommand::NodePolicy {
+            node,
+            restore,
+            discover,
+            nodectl_config,
+            acra_dir,
+        }) => {
+            let cn = nodectl_config
+                .as_deref()
+                .unwrap_or(crate::ops::discover::NODECTL_CONFIG);
+            let bootstrap = discover.then_some((cn, acra_dir.as_slice()));
+            config_node_policy::run(&config, node.as_deref(), *restore, bootstrap)
         }
         Command::Discover(args) => discover::run(&config, args),
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),

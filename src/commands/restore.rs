@@ -24,7 +24,13 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         accept_passphrase_mismatch: args.accept_passphrase_mismatch,
     };
     let src = Source::open(config, &request)?;
-    let session = crate::ops::connect_with_retries(config, src.node)?;
+    // A dry run only reads: the node helper's read rule is enough for it.
+    let access = if args.dry_run {
+        crate::remote::Access::Read
+    } else {
+        crate::remote::Access::Restore
+    };
+    let session = crate::ops::connect_with_retries_for(config, src.node, access)?;
     let plan = restore::plan(&src, &session, request.replace)?;
     if args.dry_run || plan.action == RestoreAction::AlreadyInPlace {
         session.close();

@@ -379,12 +379,38 @@ pub enum Become {
     /// Read and write as the SSH user (default).
     #[default]
     None,
-    /// Run every remote read and write as `user` through `sudo -n` (never a password prompt), for
-    /// nodes whose keys belong to root or a service user and that refuse root logins.
+    /// Run every remote read and write through the node helper, started once per session as
+    /// `user` with `sudo -n` (never a password prompt), for nodes whose keys belong to root or a
+    /// service user and that refuse root logins.
     Sudo {
         /// `become_user` (default `root`).
         user: String,
     },
+}
+
+/// Where the node helper is on a node and which policy it obeys (`node_helper:`, `node_policy:`
+/// in `ssh:` or per node). Both are pinned word for word in the sudoers rule, so the agent must
+/// run exactly these; tests and unusual installs change them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperConfig {
+    /// The coldkeep binary on the node (`/usr/bin/coldkeep`, where the .deb puts it).
+    pub program: String,
+    /// Its policy file (`/etc/coldkeep/node.yaml`).
+    pub policy: String,
+}
+
+/// The helper's default location (the .deb's binary).
+pub const DEFAULT_NODE_HELPER: &str = "/usr/bin/coldkeep";
+/// The helper's default policy file.
+pub const DEFAULT_NODE_POLICY: &str = "/etc/coldkeep/node.yaml";
+
+impl Default for HelperConfig {
+    fn default() -> HelperConfig {
+        HelperConfig {
+            program: DEFAULT_NODE_HELPER.to_string(),
+            policy: DEFAULT_NODE_POLICY.to_string(),
+        }
+    }
 }
 
 /// One node, with `ssh:` defaults already merged in.
@@ -416,6 +442,8 @@ pub struct NodeConfig {
     pub file_transfer: FileTransfer,
     /// `become:` / `become_user:`: sudo for every read and write, or none.
     pub become_: Become,
+    /// With `become: sudo`: the node helper sudo runs, and its policy.
+    pub helper: HelperConfig,
     /// Labels for `--label` and `label_schedules`.
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).

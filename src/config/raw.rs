@@ -114,6 +114,8 @@ pub(super) struct RawSsh {
     #[serde(rename = "become")]
     pub become_: Option<S<String>>,
     pub become_user: Option<S<String>>,
+    pub node_helper: Option<S<String>>,
+    pub node_policy: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +140,8 @@ pub(super) struct RawNode {
     #[serde(rename = "become")]
     pub become_: Option<S<String>>,
     pub become_user: Option<S<String>>,
+    pub node_helper: Option<S<String>>,
+    pub node_policy: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

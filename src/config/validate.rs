@@ -580,6 +580,7 @@ impl Validator<'_> {
             },
         };
         let become_ = self.become_(node, defaults)?;
+        let helper = self.helper(node, defaults)?;
         Ok(NodeConfig {
             name: node.name.value.clone(),
             host: node.host.value.clone(),
@@ -594,6 +595,7 @@ impl Validator<'_> {
             io_timeout,
             file_transfer,
             become_,
+            helper,
             labels: Vec::new(),
             schedule: None,
             keystores: Vec::new(),
@@ -622,6 +624,8 @@ impl Validator<'_> {
             file_transfer: None,
             become_: None,
             become_user: None,
+            node_helper: None,
+            node_policy: None,
         };
         self.connection(&template, defaults)
     }
@@ -673,6 +677,40 @@ impl Validator<'_> {
             keystores,
             ..connection
         })
+    }
+
+    /// `node_helper` and `node_policy`, node values over `ssh:` defaults: absolute paths of
+    /// `[A-Za-z0-9._/-]`, since both go word for word into a sudoers rule and a command line.
+    fn helper(&self, node: &RawNode, defaults: &RawSsh) -> Result<super::HelperConfig, ConfigError> {
+        let mut out = super::HelperConfig::default();
+        for (own, def, key, slot) in [
+            (
+                &node.node_helper,
+                &defaults.node_helper,
+                "node_helper",
+                &mut out.program,
+            ),
+            (
+                &node.node_policy,
+                &defaults.node_policy,
+                "node_policy",
+                &mut out.policy,
+            ),
+        ] {
+            if let Some(v) = own.as_ref().or(def.as_ref()) {
+                if !crate::nodehelper::proto::valid_fixed_path(&v.value) {
+                    return Err(self.err(
+                        &v.referenced,
+                        format!(
+                            "`{key}` must be an absolute path of letters, digits and `._-/` (it is pinned in a sudoers \
+                             rule), without `.`, `..` or `//`"
+                        ),
+                    ));
+                }
+                *slot = v.value.clone();
+            }
+        }
+        Ok(out)
     }
 
     /// `become` and `become_user`, node values over `ssh:` defaults.

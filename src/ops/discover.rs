@@ -17,6 +17,7 @@ use crate::config::{Become, Config, NodeConfig};
 use crate::error::UsageError;
 use crate::material::nodectl;
 use crate::remote::{Node, RemoteError, RemoteStat};
+use crate::text::yaml_quote;
 use std::fmt::Write as _;
 
 /// nodectl's config, where nodectl puts it.
@@ -311,29 +312,6 @@ fn plausible_p12(path: &str) -> bool {
     dir_ok && stem_ok && ext_ok
 }
 
-/// `s` as a YAML double-quoted scalar that reads back as exactly `s`: `\` and `"` escaped, and
-/// every control, bidi, line or paragraph separator and BOM character written as `\uXXXX`, so
-/// nothing in a node-supplied path can end the string, start a comment or break the line.
-pub fn yaml_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c if c.is_control()
-                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{85}') =>
-            {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The node entry to paste under `nodes:`, as YAML text (two-space list indent).
 pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
     let mut y = String::new();
@@ -359,6 +337,12 @@ pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
     }
     if let Some(user) = become_user {
         let _ = writeln!(y, "    become_user: {}", yaml_quote(user));
+    }
+    // The helper and policy this session used, when not the defaults (pinned in the node's
+    // sudoers rule).
+    if matches!(node.become_, Become::Sudo { .. }) && node.helper != crate::config::HelperConfig::default() {
+        let _ = writeln!(y, "    node_helper: {}", yaml_quote(&node.helper.program));
+        let _ = writeln!(y, "    node_policy: {}", yaml_quote(&node.helper.policy));
     }
     let _ = writeln!(y, "    keystores:");
     let env = node

@@ -104,7 +104,7 @@ pub fn identify_acra(ks: &KeystoreConfig, root_mode: u32, files: &[PlainFile]) -
 
 /// What a tree fetch skips: Acra's lock file and half-written key rings.
 pub fn acra_skip(rel: &str) -> bool {
-    rel == ".lock" || rel.ends_with(".keyring.new")
+    acra::skipped_when_read(rel)
 }
 
 /// Fetches a keystore's material over the node's session and identifies it.

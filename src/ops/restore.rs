@@ -16,7 +16,7 @@ use super::restore_acra;
 pub use super::restore_plan::{
     NameRow, RestoreOutcome, RestorePlan, RestoreRequest, Source, Step, split_path,
 };
-use super::restore_plan::{Work, new_file_owner};
+use super::restore_plan::{Work, new_file_owner, node_rule};
 use super::vocab::RestoreAction;
 use super::{nodectl_names, passphrase};
 use crate::bundle::{Identities, Opened, PlainFile};
@@ -240,22 +240,36 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         plan.mode = format!("{:04o}", current.mode);
         return Ok(plan);
     }
+    // What the node itself decides (with `become: sudo`: its policy's owner and loosest mode).
+    let rule = node_rule(session, &ks.path)?;
     // A replaced file keeps its mode, narrowed to what the backup recorded: never looser
-    // (Session::push narrows the same way).
+    // (Session::push narrows the same way), nor looser than the node's policy.
     let mode = existing
         .as_ref()
-        .map_or(default_mode, |c| c.mode & file.entry.mode & 0o777);
+        .map_or(default_mode, |c| c.mode & file.entry.mode & 0o777)
+        & rule.as_ref().map_or(0o777, |r| r.max_mode);
     plan.mode = format!("{mode:04o}");
-    // 5. Whose it will be: the replaced file's owner, else the backup's when it exists here.
-    let owner = match &existing {
-        Some(_) => {
-            plan.owner = Some("kept from the replaced file".into());
-            None
+    // 5. Whose it will be: the replaced file's owner, else the policy's or the backup's.
+    let policy_owner = rule.and_then(|r| r.owner);
+    let (owner, shown) = match (&existing, policy_owner) {
+        (Some(_), Some(o)) => {
+            plan.owner = Some(format!(
+                "kept from the replaced file (the node's policy requires {o})"
+            ));
+            (None, None)
         }
-        None => {
+        (Some(_), None) => {
+            plan.owner = Some("kept from the replaced file".into());
+            (None, None)
+        }
+        (None, Some(o)) => {
+            plan.owner = Some(format!("{o} (the node's policy)"));
+            (None, Some(o))
+        }
+        (None, None) => {
             let (owner, said) = new_file_owner(session, file.entry.owner.as_ref())?;
             plan.owner = Some(said);
-            owner
+            (owner.clone(), owner)
         }
     };
     if existing.is_some() {
@@ -270,7 +284,7 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         path: ks.path.clone(),
         mode: plan.mode.clone(),
         keep_owner: existing.is_some(),
-        owner: owner.clone(),
+        owner: shown,
     });
     plan.work = Work::P12 {
         data: file.data.clone(),

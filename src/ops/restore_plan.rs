@@ -7,7 +7,7 @@ use super::vocab::RestoreAction;
 use crate::bundle::{FileOwner, Opened, PlainFile};
 use crate::config::{KeystoreConfig, NodeConfig};
 use crate::material::Identity;
-use crate::remote::{Node, RemoteFile};
+use crate::remote::{Node, RemoteFile, WriteRule};
 use crate::store::{Artifact, Store};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -263,6 +263,17 @@ pub struct Root {
 pub struct Prepared {
     pub(super) roots: Vec<Root>,
     pub(super) occupied: bool,
+}
+
+/// What the node decides about writing `path` (with `become: sudo`: its policy's owner and
+/// loosest mode); a refusal of the policy stops the plan before anything changes.
+pub fn node_rule(session: &dyn Node, path: &str) -> anyhow::Result<Option<WriteRule>> {
+    match session.write_rule(path) {
+        Some(WriteRule {
+            refused: Some(why), ..
+        }) => anyhow::bail!("cannot restore {path}: {why}. Nothing was changed."),
+        rule => Ok(rule),
+    }
 }
 
 /// The owner a restore gives a file that does not exist on the node: `(user:group to chown to,

@@ -2,30 +2,25 @@
 //! ../shared/reference/nodectl/, edited the way nodectl's installer and configurator edit it, see
 //! `coldkeep::testkit::nodectl`) on a real sshd node laid out as nodectl lays it out (the P12s
 //! root:root 0400 in a directory the SSH user owns, cn-config.yaml root 0600, root logins off:
-//! an unprivileged login user with `become: sudo`), each through discover (with no node in the
-//! config) -> backup -> check -> restore.
+//! an unprivileged login user with `become: sudo` through the node helper), each through
+//! discover (with no node in the config) -> backup -> check -> restore.
 //!
-//! They need root (users, sudoers drop-ins), as `.ci/run` runs them, and hold [`sudo_lock`].
-//! How sudo is granted is in one place, [`grant_sudo`].
+//! They need root (users, the helper's sudoers rule and policy), as `.ci/run` runs them. The
+//! helper is installed as an operator installs it (issue 23's `tests/support/sudo.rs`): the
+//! read rule with the bootstrap policy `config node-policy --discover` prints for discover, then
+//! the node's own policy from the printed config, with `--restore` for restores.
 use crate::support;
 use coldkeep::material::p12::{self, GenerateStyle};
 use coldkeep::testkit::nodectl::{
     Install, MAINNET, NestedProfile, V1211_DOR, copy_profile, insert_after, install, nested, reference,
     set_profile_key,
 };
+use std::cell::RefCell;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use support::fleet::{Fleet, text};
-use support::sudo::{DropIn, LOGIN_USER, chown, owner_of, sudo_lock};
-
-/// The sudo rights the login user gets in these tests (the one place to change when sudo is
-/// granted another way).
-fn grant_sudo() -> DropIn {
-    DropIn::install(&format!(
-        "# coldkeep tests: nodectl nodes\n{LOGIN_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
-    ))
-}
+use support::sudo::{Installed, LOGIN_USER, NodeHelper, chown, helper, owner_of};
 
 /// One nodectl node.
 struct Node {
@@ -37,7 +32,10 @@ struct Node {
     cn: PathBuf,
     /// `/etc/security/cnngsenc.conf` under the node's root.
     enc: PathBuf,
-    _sudo: DropIn,
+    /// The node helper (its program and this node's policy path).
+    h: NodeHelper,
+    /// Its sudoers rule and policy, as installed now.
+    installed: RefCell<Option<Installed>>,
 }
 
 fn mode(p: &Path) -> u32 {
@@ -71,16 +69,70 @@ impl Node {
         make_dirs(&root, cn.parent().unwrap());
         let enc = root.join("etc/security/cnngsenc.conf");
         make_dirs(&root, enc.parent().unwrap());
-        // No node yet: `discover --host` needs only the ssh: settings.
-        fleet.write_config("");
-        Node {
+        let n = Node {
             fleet,
             root,
             key_dir,
             cn,
             enc,
-            _sudo: grant_sudo(),
-        }
+            h: helper(),
+            installed: RefCell::new(None),
+        };
+        // No node yet: `discover --host` needs only the ssh: settings.
+        n.write_config("");
+        n
+    }
+
+    /// The config with `nodes` (YAML under `nodes:`); the `ssh:` settings name this node's
+    /// helper and policy, as an operator's would for a fleet using one.
+    fn write_config(&self, nodes: &str) {
+        self.fleet.write_config(nodes);
+        let text = fs::read_to_string(&self.fleet.config).unwrap();
+        let text = text.replacen(
+            "\nssh:\n",
+            &format!(
+                "\nssh:\n  node_helper: {}\n  node_policy: {}\n",
+                self.h.program, self.h.policy
+            ),
+            1,
+        );
+        fs::write(&self.fleet.config, text).unwrap();
+    }
+
+    /// Installs the helper's read rule and the bootstrap policy discover needs on a node that
+    /// is not set up yet (cn-config.yaml, cnngsenc.conf, read only), as the README says.
+    fn bootstrap(&self) {
+        *self.installed.borrow_mut() = None;
+        // The rule is printed for a configured node: a placeholder entry of this node.
+        let port = self.fleet.node("v").port;
+        self.write_config(&format!(
+            "  - name: v\n    host: 127.0.0.1\n    port: {port}\n{}    keystores:\n\
+             \x20     - name: cn-config\n        kind: file\n        path: {}\n",
+            self.h.yaml(),
+            self.cn.display()
+        ));
+        let sudoers = self.fleet.run(&["config", "sudoers", "--node", "v"]);
+        assert!(sudoers.status.success(), "{}", text(&sudoers.stderr));
+        let cn = self.cn.display().to_string();
+        let policy = self.fleet.run(&[
+            "config",
+            "node-policy",
+            "--discover",
+            "--nodectl-config",
+            &cn,
+            "--acra-dir",
+            "/nonexistent-acra",
+        ]);
+        assert!(policy.status.success(), "{}", text(&policy.stderr));
+        *self.installed.borrow_mut() = Some(self.h.install(&text(&sudoers.stdout), &text(&policy.stdout)));
+        self.write_config("");
+    }
+
+    /// Installs the rule and the node's own policy from the config (`restore`: the restore rule
+    /// and the owners and modes of the latest backups too).
+    fn policy(&self, restore: bool) {
+        *self.installed.borrow_mut() = None;
+        *self.installed.borrow_mut() = Some(support::sudo::install(&self.fleet, &self.h, "v", restore));
     }
 
     /// A root-only file (the tests run as root: root:root).
@@ -128,8 +180,9 @@ impl Node {
         (out.status.code().unwrap(), text(&out.stdout), text(&out.stderr))
     }
 
-    /// `discover` of a node that is not in the config, through sudo.
+    /// `discover` of a node that is not in the config, through sudo (the bootstrap policy).
     fn discover(&self) -> String {
+        self.bootstrap();
         let port = self.fleet.node("v").port.to_string();
         let (cn, enc) = (self.cn.display().to_string(), self.enc.display().to_string());
         let (code, out, err) = self.run(&[
@@ -155,6 +208,12 @@ impl Node {
         out
     }
 
+    /// The printed entry as the node's whole config, with the node's own (read) policy.
+    fn use_entry(&self, entry: &str) {
+        self.write_config(entry);
+        self.policy(false);
+    }
+
     fn identity(&self) -> String {
         self.fleet.age_identity.display().to_string()
     }
@@ -165,8 +224,8 @@ impl Node {
         let entry = self.discover();
         assert!(entry.contains("    become: sudo\n"), "{entry}");
         assert!(
-            entry.contains("root:root 0400") && entry.contains("root:root 0600"),
-            "the reason is given: {entry}"
+            entry.contains(&format!("    node_policy: \"{}\"", self.h.policy)),
+            "the helper it used: {entry}"
         );
         assert_eq!(
             entry.matches("kind: p12").count(),
@@ -176,7 +235,7 @@ impl Node {
         for (name, _) in p12s {
             assert!(entry.contains(&format!("path: \"{name}\"")), "{name} in {entry}");
         }
-        self.fleet.write_config(&entry);
+        self.use_entry(&entry);
         let (code, out, err) = self.run(&["config", "check"]);
         assert_eq!(code, 0, "{out}{err}");
 
@@ -190,6 +249,7 @@ impl Node {
         }
 
         // A reinstalled node holds other P12s under the same names: each one restored.
+        self.policy(true);
         for (i, (path, bytes)) in p12s.iter().enumerate() {
             let keystore = if i == 0 {
                 "p12".to_string()
@@ -222,7 +282,6 @@ impl Node {
 
 #[test]
 fn installer_substitution_one_p12_for_both_profiles() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let p12 = n.key_dir.join("nodeadmin-node.p12");
     // os.path.split: no trailing slash; single-quoted passphrase with YAML's special characters.
@@ -241,7 +300,6 @@ fn installer_substitution_one_p12_for_both_profiles() {
 
 #[test]
 fn per_key_global_two_profiles_two_p12s_in_one_directory() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let l0 = n.key_dir.join("nodeadmin-node.p12");
     let l1 = n.key_dir.join("dag-l1.p12");
@@ -268,7 +326,6 @@ fn per_key_global_two_profiles_two_p12s_in_one_directory() {
 
 #[test]
 fn three_profiles_three_p12s_one_elsewhere() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let other = n.root.join("root/metagraph");
     let paths = [
@@ -306,7 +363,6 @@ fn three_profiles_three_p12s_one_elsewhere() {
 
 #[test]
 fn a_disabled_profile_proposes_no_keystore_and_fails_nothing() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let p12 = n.key_dir.join("nodeadmin-node.p12");
     let bytes = n.put_p12(&p12, "pw-0123456789", "nodeadmin-alias");
@@ -328,7 +384,6 @@ fn a_disabled_profile_proposes_no_keystore_and_fails_nothing() {
 
 #[test]
 fn encryption_on_proposes_cnngsenc_and_says_why_the_passphrase_is_not_checked() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let p12 = n.key_dir.join("nodeadmin-node.p12");
     let bytes = n.put_p12(&p12, "pw-0123456789", "nodeadmin-alias");
@@ -352,7 +407,6 @@ fn encryption_on_proposes_cnngsenc_and_says_why_the_passphrase_is_not_checked() 
 
 #[test]
 fn v2_1_0_key_alias_is_compared_on_check_and_restore() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let p12 = n.key_dir.join("nodeadmin.p12");
     let bytes = n.put_p12(&p12, "dor-passphrase", "nodeadmin-alias");
@@ -395,7 +449,6 @@ fn v2_1_0_key_alias_is_compared_on_check_and_restore() {
 
 #[test]
 fn a_duplicated_key_is_read_as_pyyaml_does_with_a_warning() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let p12 = n.key_dir.join("nodeadmin-node.p12");
     let bytes = n.put_p12(&p12, "pw-0123456789", "nodeadmin-alias");
@@ -427,7 +480,6 @@ fn a_duplicated_key_is_read_as_pyyaml_does_with_a_warning() {
 
 #[test]
 fn the_pre_2_0_nested_form_is_read() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let p12 = n.key_dir.join("nodeadmin.p12");
     let bytes = n.put_p12(&p12, "old passphrase", "nodeadmin-alias");
@@ -462,7 +514,6 @@ fn the_pre_2_0_nested_form_is_read() {
 
 #[test]
 fn a_directory_with_yaml_syntax_in_its_name_round_trips() {
-    let _lock = sudo_lock();
     let n = Node::new();
     let dir = n.root.join("home/nodeadmin/tess #1: keys, 'quoted' & *more*");
     let p12 = dir.join("nodeadmin-node.p12");
@@ -490,14 +541,13 @@ fn two_p12_node() -> (Node, PathBuf, PathBuf, String) {
 
 #[test]
 fn a_profile_whose_p12_no_keystore_backs_up_is_not_covered() {
-    let _lock = sudo_lock();
     let (n, _, l1, _) = two_p12_node();
     let entry = n.discover();
     // The operator keeps only the global P12 (the entry as an older discover printed it).
     let start = entry.find("      - name: \"p12-2\"").unwrap();
     let end = entry.find("      - name: \"cn-config\"").unwrap();
     let only_global = format!("{}{}", &entry[..start], &entry[end..]);
-    n.fleet.write_config(&only_global);
+    n.use_entry(&only_global);
     let (code, out, err) = n.run(&["backup"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = n.run(&["check"]);
@@ -519,7 +569,7 @@ fn a_profile_whose_p12_no_keystore_backs_up_is_not_covered() {
     assert_eq!(uncovered[0]["ok"], false);
 
     // With both keystores but no backup of the second: still not covered.
-    n.fleet.write_config(&entry);
+    n.use_entry(&entry);
     let (code, out, _) = n.run(&["check"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("keystore p12-2 has no backup"), "{out}");
@@ -531,11 +581,11 @@ fn a_profile_whose_p12_no_keystore_backs_up_is_not_covered() {
 
 #[test]
 fn restore_refuses_a_p12_the_nodes_current_passphrase_cannot_open_unless_told() {
-    let _lock = sudo_lock();
     let (n, l0, _, text) = two_p12_node();
-    n.fleet.write_config(&n.discover());
+    n.use_entry(&n.discover());
     let (code, out, err) = n.run(&["backup"]);
     assert_eq!(code, 0, "{out}{err}");
+    n.policy(true);
     let backed_up = fs::read(&l0).unwrap();
     // The node was reinstalled with a new passphrase (and a new key).
     n.put_p12(&l0, "new-passphrase", "nodeadmin-alias");
@@ -585,11 +635,11 @@ fn restore_refuses_a_p12_the_nodes_current_passphrase_cannot_open_unless_told() 
 
 #[test]
 fn restore_dry_run_prints_the_name_check_table() {
-    let _lock = sudo_lock();
     let (n, l0, l1, _) = two_p12_node();
-    n.fleet.write_config(&n.discover());
+    n.use_entry(&n.discover());
     let (code, out, err) = n.run(&["backup"]);
     assert_eq!(code, 0, "{out}{err}");
+    n.policy(true);
     n.put_root(&l1, b"nodectl's temporary key", 0o400);
     let (code, out, err) = n.run(&[
         "restore",
@@ -621,11 +671,11 @@ fn restore_dry_run_prints_the_name_check_table() {
 
 #[test]
 fn a_missing_cn_config_is_restored_0600() {
-    let _lock = sudo_lock();
     let (n, _, _, text) = two_p12_node();
-    n.fleet.write_config(&n.discover());
+    n.use_entry(&n.discover());
     let (code, out, err) = n.run(&["backup"]);
     assert_eq!(code, 0, "{out}{err}");
+    n.policy(true);
     fs::remove_file(&n.cn).unwrap();
     let (code, out, err) = n.run(&[
         "restore",
