@@ -102,8 +102,9 @@ fn ownership(st: &RemoteStat) -> String {
     format!("{} {:04o}", crate::text::escape_control(&who), st.mode & 0o7777)
 }
 
-/// Stats a proposed file: a note when it is missing, a `become` reason when only root reads it.
-fn look_at(session: &dyn Node, places: &Places, path: &str, what: &str, found: &mut Found) {
+/// Stats a proposed file: a note when it is missing, a `become` reason when the login user
+/// cannot read it; whether it is missing.
+fn look_at(session: &dyn Node, places: &Places, path: &str, what: &str, found: &mut Found) -> bool {
     let shown = crate::text::escape_control(path);
     match session.stat(path) {
         Ok(Some(st)) if st.is_file => {
@@ -114,9 +115,13 @@ fn look_at(session: &dyn Node, places: &Places, path: &str, what: &str, found: &
             }
         }
         Ok(Some(_)) => found.notes.push(format!("{what} {shown} is not a regular file")),
-        Ok(None) => found.notes.push(format!("{what} {shown} does not exist")),
+        Ok(None) => {
+            found.notes.push(format!("{what} {shown} does not exist"));
+            return true;
+        }
         Err(e) => found.notes.push(format!("{what} {shown}: {e}")),
     }
+    false
 }
 
 /// Runs discovery on a node (the session's rights, `become` included).
@@ -235,7 +240,7 @@ fn nodectl_keystores(
         }
     }
     for (i, (path, users)) in p12s.into_iter().enumerate() {
-        look_at(session, places, &path, "the P12", found);
+        let _ = look_at(session, places, &path, "the P12", found);
         found.keystores.push(Proposed {
             name: if i == 0 {
                 "p12".to_string()
@@ -248,7 +253,7 @@ fn nodectl_keystores(
             comment: Some(format!("used by nodectl profile(s) {}", users.join(", "))),
         });
     }
-    look_at(session, places, cn, "nodectl's config", found);
+    let _ = look_at(session, places, cn, "nodectl's config", found);
     found.keystores.push(Proposed {
         name: "cn-config".into(),
         kind: "file",
@@ -260,15 +265,14 @@ fn nodectl_keystores(
         ),
     });
     if config.encryption {
-        let before = found.notes.len();
-        look_at(
+        // Missing (not merely unreadable here): the tokens give nothing back without it.
+        if look_at(
             session,
             places,
             &places.cnngsenc,
             "nodectl's passphrase key",
             found,
-        );
-        if found.notes.len() > before {
+        ) {
             found.notes.push(format!(
                 "{cn_shown} says `encryption: True`: without nodectl's passphrase key the passphrase cannot be \
                  recovered from a backup of it; keep the passphrase elsewhere too"
@@ -509,6 +513,33 @@ mod tests {
         ] {
             assert!(!plausible_p12(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn what_needs_sudo_is_judged_against_the_login_user() {
+        let st = |uid: u32, user: &str, mode: u32, is_dir: bool| RemoteStat {
+            is_dir,
+            is_file: !is_dir,
+            size: 1,
+            mode,
+            owner: Some(crate::remote::Owner {
+                uid,
+                gid: uid,
+                user: Some(user.into()),
+                group: Some(user.into()),
+            }),
+        };
+        // nodectl's migrated P12 and cn-config.yaml.
+        assert!(needs_sudo(&st(0, "root", 0o400, false), "nodeadmin"));
+        assert!(needs_sudo(&st(0, "root", 0o600, false), "nodeadmin"));
+        // A P12 nodectl generated belongs to the node admin.
+        assert!(!needs_sudo(&st(1000, "nodeadmin", 0o400, false), "nodeadmin"));
+        // Readable by others; or the login user is root.
+        assert!(!needs_sudo(&st(0, "root", 0o644, false), "nodeadmin"));
+        assert!(!needs_sudo(&st(0, "root", 0o400, false), "root"));
+        // Acra's service user's keys directory.
+        assert!(needs_sudo(&st(999, "acra", 0o700, true), "nodeadmin"));
+        assert!(!needs_sudo(&st(999, "acra", 0o755, true), "nodeadmin"));
     }
 
     #[test]
