@@ -177,7 +177,11 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
         "coldkeep_backup_identity_unchecked",
         "1 if the newest artifact of the keystore was stored without its identity checked (a configured \
          P12 password unset or stale), else 0.",
-        &|n, k| newest(n, k).map(|a| u8::from(a.sidecar.manifest.identity_unchecked.is_some()).to_string()),
+        // The newest backup (not a pre-restore copy a restore saved since).
+        &|n, k| {
+            super::artifact::latest(artifacts, n, k)
+                .map(|a| u8::from(a.sidecar.manifest.identity_unchecked.is_some()).to_string())
+        },
     );
     family(
         "coldkeep_artifacts",

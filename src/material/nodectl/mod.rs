@@ -365,13 +365,3 @@ impl From<&Profile> for P12Location {
         }
     }
 }
-
-/// Every enabled profile's effective P12 location (for reports and the fuzz target).
-pub fn p12_locations(text: &str) -> Result<Vec<P12Location>, NodectlError> {
-    let config = parse(text)?;
-    let out: Vec<P12Location> = config.enabled().map(P12Location::from).collect();
-    if out.is_empty() {
-        return Err(NodectlError("no enabled profile under `nodectl:`".into()));
-    }
-    Ok(out)
-}
