@@ -67,6 +67,34 @@ impl BackupReport {
     pub fn unchecked(&self) -> impl Iterator<Item = &KeystoreOutcome> {
         self.outcomes.iter().filter(|o| o.identity_unchecked.is_some())
     }
+
+    /// The outcomes hooks and monitoring report as failures: failed ones, and ones backed up
+    /// without their identity checked (see [`KeystoreOutcome::problem`]).
+    pub fn problems(&self) -> impl Iterator<Item = (&KeystoreOutcome, String)> {
+        self.outcomes.iter().filter_map(|o| o.problem().map(|p| (o, p)))
+    }
+}
+
+impl KeystoreOutcome {
+    /// What went wrong, for hooks (`COLDKEEP_ERROR`) and the run's failure count; None when all
+    /// is well.
+    ///
+    /// A backup stored (or found unchanged) without its identity checked counts as a failure
+    /// here, as it makes `backup` exit 1: the artifact is safe, but nobody has seen that it
+    /// opens with the password the node needs (unset or stale since `nodectl passwd12`), and a
+    /// dead-man's switch or a pager that only hears `success` would never learn it. The line
+    /// says the backup was taken, so no one restores from an older one in a hurry.
+    pub fn problem(&self) -> Option<String> {
+        match (&self.error, &self.identity_unchecked) {
+            (Some(error), _) => Some(error.clone()),
+            (None, _) if !self.ok => Some("unknown error".to_string()),
+            (None, Some(why)) => Some(format!(
+                "backed up ({}) but its identity was not checked: {why}",
+                self.id.as_deref().unwrap_or("dry run")
+            )),
+            (None, None) => None,
+        }
+    }
 }
 
 /// How a backup run behaves.

@@ -532,7 +532,7 @@ fn a_p12_whose_password_is_unset_or_stale_is_still_backed_up_and_marked() {
         let out = fleet.run(&["status"]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
         assert!(
-            text(&out.stdout).contains("stored without its identity checked"),
+            text(&out.stdout).contains("without its identity checked"),
             "{}",
             text(&out.stdout)
         );
@@ -577,4 +577,116 @@ fn a_p12_whose_password_is_unset_or_stale_is_still_backed_up_and_marked() {
     let out = fleet.run_with_env(&["backup", "--json"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(age_files(&fleet.store()).len(), 1);
+}
+
+/// The real case behind the mark: the newest artifact was checked, then the P12 password's env
+/// var goes missing while the P12 stays the same. The checked artifact is reused (the bytes are
+/// the same), and the run's failed check still reaches status, the metrics and every hook.
+#[test]
+fn an_unchanged_p12_whose_password_went_missing_is_flagged_by_status_metrics_and_hooks() {
+    let fleet = Fleet::new(&["n1"]);
+    let path = fleet.put(
+        "n1",
+        "home/nodeadmin/tessellation/n1.p12",
+        &legacy_p12("current-password"),
+        0o400,
+    );
+    let metrics = fleet.dir.join("metrics.prom");
+    let log = fleet.dir.join("hooks.log");
+    let top = format!(
+        "metrics_file: {metrics}\nhooks:\n  \
+         on_success: ['echo \"success $COLDKEEP_STATUS $COLDKEEP_KEYSTORE $COLDKEEP_ARTIFACT\" >> {log}']\n  \
+         on_failure: ['echo \"failure $COLDKEEP_STATUS $COLDKEEP_KEYSTORE $COLDKEEP_ARTIFACT $COLDKEEP_ERROR\" >> {log}']\n  \
+         on_run_success: ['echo \"run-success $COLDKEEP_STATUS $COLDKEEP_FAILED\" >> {log}']\n  \
+         on_run_failure: ['echo \"run-failure $COLDKEEP_STATUS $COLDKEEP_FAILED $COLDKEEP_ERROR\" >> {log}']\n",
+        metrics = metrics.display(),
+        log = log.display()
+    );
+    fleet.write_config_with(
+        &top,
+        &fleet.node_yaml(
+            "n1",
+            fleet.node("n1").port,
+            &path,
+            "        password: {env: N1_P12_PASSWORD}\n",
+        ),
+    );
+    let gauge = "coldkeep_backup_identity_unchecked{node=\"n1\",keystore=\"p12\"}";
+    let take_log = || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let _ = fs::remove_file(&log);
+        text
+    };
+
+    // Checked: stored, every reader clear, the success hooks.
+    let good = [("N1_P12_PASSWORD", "current-password")];
+    let out = fleet.run_with_env(&["backup", "--json"], &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["outcomes"][0]["id"].as_str().unwrap().to_string();
+    assert!(report["outcomes"][0]["identity_unchecked"].is_null(), "{report}");
+    assert_eq!(fleet.run(&["status"]).status.code(), Some(0));
+    assert!(
+        fs::read_to_string(&metrics)
+            .unwrap()
+            .contains(&format!("{gauge} 0"))
+    );
+    let hooks = take_log();
+    assert!(hooks.contains(&format!("success success p12 {id}")), "{hooks}");
+    assert!(hooks.contains("run-success success 0"), "{hooks}");
+
+    // The env var gone, the P12 the same: the checked artifact is reused, and the failed check
+    // is what every reader reports.
+    let out = fleet.run(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &report["outcomes"][0];
+    assert_eq!(o["unchanged"], true, "{o}");
+    assert_eq!(o["id"], id.as_str(), "the checked artifact is reused: {o}");
+    assert!(
+        o["identity_unchecked"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read"),
+        "{o}"
+    );
+    assert_eq!(age_files(&fleet.store()).len(), 1);
+    let out = fleet.run(&["status"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the last backup was taken without its identity checked")
+            && stdout.contains("could not be read"),
+        "{stdout}"
+    );
+    let (code, statuses) = fleet.run_json(&["status", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(statuses[0]["ok"], false, "{statuses}");
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains(&format!("{gauge} 1")), "{prom}");
+    let hooks = take_log();
+    assert!(
+        hooks.contains(&format!(
+            "failure failure p12 {id} backed up ({id}) but its identity was not checked"
+        )),
+        "on_failure with the reused artifact: {hooks}"
+    );
+    assert!(!hooks.contains("success success"), "{hooks}");
+    assert!(
+        hooks.contains("run-failure failure 1 n1/p12: backed up"),
+        "on_run_failure counts it: {hooks}"
+    );
+
+    // The password back: the checked artifact is reused again, and every reader is clear.
+    let out = fleet.run_with_env(&["backup", "--json"], &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(age_files(&fleet.store()).len(), 1);
+    assert_eq!(fleet.run(&["status"]).status.code(), Some(0));
+    assert!(
+        fs::read_to_string(&metrics)
+            .unwrap()
+            .contains(&format!("{gauge} 0"))
+    );
+    let hooks = take_log();
+    assert!(hooks.contains("run-success success 0"), "{hooks}");
 }
