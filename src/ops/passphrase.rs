@@ -50,8 +50,11 @@ pub fn profile_checks(
     known_aliases: Option<&[String]>,
 ) -> Vec<ProfileCheck> {
     let mut out = Vec::new();
-    // Each distinct passphrase is tried once (opening a P12 costs its PBKDF iterations), and at
-    // most MAX_TRIED of them: a node's cn-config.yaml cannot make a check run for hours.
+    // Each distinct passphrase is tried once (opening a P12 costs its key-derivation iterations),
+    // and at most MAX_TRIED of them. What bounds a try is p12::inspect, which refuses a file
+    // whose counts exceed p12_cost's caps before OpenSSL sees it (a node's P12 may ask for
+    // 2^31-1 iterations, minutes per try); a wrong passphrase costs only the MAC's derivation,
+    // so the tries together stay within seconds.
     let mut tried: Vec<(zeroize::Zeroizing<String>, Result<p12::P12Identity, String>)> = Vec::new();
     for p in config.enabled().filter(|p| p.path().as_deref() == Some(path)) {
         let alias_problem = |aliases: &[String]| -> Option<String> {

@@ -65,6 +65,8 @@ pub fn bundle_tar(data: &[u8]) {
 /// PKCS#12 and Acra key ring structure checks (DER/BER walkers).
 pub fn der(data: &[u8]) {
     let _ = crate::material::p12::inspect(data, None);
+    // The cost walk reads deeper (bags, algorithm parameters) and decrypts what may hide the key.
+    let _ = crate::material::p12_cost::check(data, "password");
     let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
 }
 
