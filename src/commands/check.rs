@@ -137,7 +137,8 @@ fn print_human(checks: &[&KeystoreCheck], not_covered: &[&NotCovered]) {
     let mut warned: Vec<&String> = Vec::new();
     for w in checks.iter().flat_map(|c| &c.warnings) {
         if !warned.contains(&w) {
-            eprintln!("warning: cn-config.yaml: {w}");
+            // Escaped here too: whatever built it, the text came from a node's file.
+            eprintln!("warning: cn-config.yaml: {}", crate::text::escape_control(w));
             warned.push(w);
         }
     }

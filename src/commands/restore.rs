@@ -145,7 +145,8 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
         println!("  identity: {}", identity.short());
     }
     for w in &plan.warnings {
-        println!("  warning: {w}");
+        // Escaped here too: whatever built it, the text came from a node or an artifact.
+        println!("  warning: {}", crate::text::escape_control(w));
     }
     if !plan.checks.is_empty() {
         println!("  name checks:");

@@ -229,16 +229,20 @@ fn resolve(raw: Spanned<Raw>, text: &str, path: &mut Vec<String>, warnings: &mut
     }
 }
 
+/// The warning for a duplicated key: every part of it that comes from the file (the key and each
+/// key of its path) escaped, since the file comes from a node and the warning is printed.
 fn duplicate_warning(path: &[String], key: &str, first: u64, line: u64) -> String {
+    use crate::text::escape_control;
     let place = if path.is_empty() {
         "at the top level".to_string()
     } else {
-        format!("under `{}`", path.join("."))
+        let parts: Vec<String> = path.iter().map(|p| escape_control(p)).collect();
+        format!("under `{}`", parts.join("."))
     };
     format!(
         "duplicate key `{}` {place} at line {line} (first at line {first}): nodectl (PyYAML) uses \
          the last one, and so does coldkeep",
-        crate::text::escape_control(key)
+        escape_control(key)
     )
 }
 
@@ -473,6 +477,25 @@ mod tests {
             w[0]
         );
         assert!(!w[0].contains("b.p12"), "values are never repeated: {}", w[0]);
+    }
+
+    #[test]
+    fn a_duplicate_warning_escapes_every_key_of_its_path() {
+        let mut w = Vec::new();
+        let yaml =
+            "nodectl:\n  \"dag\\e[31m\\nFORGED LINE\":\n    p12_key_name: a.p12\n    p12_key_name: b.p12\n";
+        load(yaml, &mut w).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            !w[0].chars().any(char::is_control),
+            "a control character reaches the terminal: {:?}",
+            w[0]
+        );
+        assert!(
+            w[0].contains("under `nodectl.dag\\u{1b}[31m\\nFORGED LINE`"),
+            "{}",
+            w[0]
+        );
     }
 
     #[test]
