@@ -219,6 +219,15 @@ pub fn check_node(
                     }
                 }
                 check.warnings = cn.warnings.clone();
+                for r in check.checks.iter().filter(|r| r.warning) {
+                    check.warnings.push(format!(
+                        "{} {}/{}: {}",
+                        r.source,
+                        r.directory,
+                        r.name,
+                        r.note.as_deref().unwrap_or_default()
+                    ));
+                }
             }
             Some(Err(e)) => check.problems.push(e.clone()),
             None => {}

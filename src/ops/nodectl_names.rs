@@ -16,7 +16,9 @@
 //!
 //! A keystore that no enabled profile uses is a mismatch too: nodectl would never read the file
 //! a restore writes. (The issue's rule, "every enabled profile whose P12 is in the keystore's
-//! directory names it", is vacuously true then; a careful operator wants to hear it.)
+//! directory names it", is vacuously true then; a careful operator wants to hear it.) Unless a
+//! disabled profile names it: that is a key nodectl uses again when the profile is enabled, so
+//! backing it up and restoring it is right; it passes, with one warning row that says so.
 
 use super::restore_plan::{NameRow, split_path};
 use crate::material::nodectl::{NodectlConfig, Profile};
@@ -60,6 +62,7 @@ fn row(p: &Profile, ok: bool, note: String) -> NameRow {
         name: shown(&p.key_name),
         ok,
         note: Some(note),
+        warning: false,
     }
 }
 
@@ -71,15 +74,13 @@ pub fn name_rows(config: &NodectlConfig, keystores: &P12Keystores, this: &str) -
     let (dir, _) = split_path(path);
     let mut rows = Vec::new();
     let mut used = false;
+    // Disabled profiles naming this file: said once, after the enabled ones are judged.
+    let mut disabled: Vec<&Profile> = Vec::new();
     for p in &config.profiles {
         let effective = p.path();
         if !p.enabled {
             if effective.as_deref() == Some(path) {
-                rows.push(row(
-                    p,
-                    true,
-                    "disabled profile: uses this file when enabled again".into(),
-                ));
+                disabled.push(p);
             }
             continue;
         }
@@ -110,6 +111,30 @@ pub fn name_rows(config: &NodectlConfig, keystores: &P12Keystores, this: &str) -
             rows.push(row(p, true, "not covered: no keystore backs up its P12".into()));
         }
     }
+    let names = || {
+        disabled
+            .iter()
+            .map(|p| escape_control(&p.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !disabled.is_empty() {
+        rows.push(NameRow {
+            source: format!("nodectl {} (disabled)", names()),
+            directory: escape_control(dir),
+            name: escape_control(split_path(path).1),
+            ok: true,
+            note: Some(if used {
+                "disabled: uses this file too when enabled again".into()
+            } else {
+                "no enabled profile uses this file, only disabled ones: a key nodectl uses again when one \
+                 is enabled, so it is backed up and restored as it is"
+                    .into()
+            }),
+            warning: !used,
+        });
+        used = true;
+    }
     if !used {
         rows.push(NameRow {
             source: "nodectl".into(),
@@ -119,6 +144,7 @@ pub fn name_rows(config: &NodectlConfig, keystores: &P12Keystores, this: &str) -
             note: Some(
                 "no enabled profile uses this file: nodectl would never read what a restore writes".into(),
             ),
+            warning: false,
         });
     }
     rows
@@ -291,6 +317,59 @@ mod tests {
         let disabled = parse(&text_disabled).unwrap();
         assert!(not_covered("a", &disabled, &[("p12", L0)], &|_| true).is_empty());
         assert!(name_rows(&disabled, &[("p12", L0)], "p12").iter().all(|r| r.ok));
+    }
+
+    #[test]
+    fn a_file_only_disabled_profiles_use_passes_with_one_warning_row() {
+        let text = {
+            let text = install(
+                &reference(MAINNET),
+                &Install {
+                    nodeadmin: "nodeadmin",
+                    key_location: DIR,
+                    key_name: "nodeadmin-node.p12",
+                    passphrase: "pw-0123456789",
+                },
+            );
+            let text = set_profile_key(&text, "dag-l1", "p12_key_name", "dag-l1.p12");
+            let text = set_profile_key(&text, "dag-l1", "p12_passphrase", "'l1-passphrase'");
+            set_profile_key(&text, "dag-l1", "profile_enable", "False")
+        };
+        let config = parse(&text).unwrap();
+        let keystores = [("p12", L0), ("p12-2", L1)];
+        let rows = name_rows(&config, &keystores, "p12-2");
+        assert!(rows.iter().all(|r| r.ok), "passes: {rows:?}");
+        let warnings: Vec<&NameRow> = rows.iter().filter(|r| r.warning).collect();
+        assert_eq!(warnings.len(), 1, "{rows:?}");
+        assert!(warnings[0].source.contains("dag-l1 (disabled)"), "{rows:?}");
+        assert!(
+            warnings[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("a key nodectl uses again when one is enabled"),
+            "{rows:?}"
+        );
+        // Nothing says the opposite beside it.
+        assert!(
+            !rows
+                .iter()
+                .any(|r| r.note.as_deref().is_some_and(|n| n.contains("would never read"))),
+            "{rows:?}"
+        );
+        let table = super::super::restore::name_table(&rows);
+        assert!(
+            table.contains("ok, WARNING: no enabled profile uses this file"),
+            "{table}"
+        );
+        // The global P12 that dag-l0 uses: dag-l1 is no concern of it.
+        assert!(
+            name_rows(&config, &keystores, "p12")
+                .iter()
+                .all(|r| r.ok && !r.warning)
+        );
+        // A disabled profile is not "not covered".
+        assert!(not_covered("a", &config, &keystores, &|_| true).is_empty());
     }
 
     #[test]

@@ -147,6 +147,7 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
             name: file.entry.path.clone(),
             ok: file.entry.path == want_name,
             note: None,
+            warning: false,
         },
         NameRow {
             source: format!("config {}/{}", node.name, ks.name),
@@ -154,6 +155,7 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
             name: want_name.to_string(),
             ok: true,
             note: None,
+            warning: false,
         },
     ];
 
@@ -327,6 +329,7 @@ pub fn name_table(rows: &[NameRow]) -> String {
     let mut table = Table::new(&["SOURCE", "DIRECTORY", "NAME", ""]);
     for r in rows {
         let mark = match (r.ok, &r.note) {
+            (true, Some(n)) if r.warning => format!("ok, WARNING: {n}"),
             (true, None) => "ok".to_string(),
             (true, Some(n)) => format!("ok: {n}"),
             (false, None) => "MISMATCH".to_string(),

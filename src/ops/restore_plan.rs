@@ -46,6 +46,9 @@ pub struct NameRow {
     /// What the row means (`uses this file`, `uses keystore p12-2`, why it does not agree).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// An ok row that deserves a look (the file is a key only disabled profiles use).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
 }
 
 /// One change apply will make on the node or in the store, in order.
