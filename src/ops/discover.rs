@@ -209,6 +209,12 @@ fn nodectl_keystores(
     let mut p12s: Vec<(String, Vec<String>)> = Vec::new();
     for p in &config.profiles {
         let name = crate::text::escape_control(&p.name);
+        // nodectl refuses the whole file for a disabled profile's bad settings too.
+        if let (false, Some(problem)) = (p.enabled, &p.problem) {
+            found.notes.push(format!(
+                "profile {name} (disabled): {problem} (disabled profiles included)"
+            ));
+        }
         if !p.enabled {
             found.notes.push(format!(
                 "profile {name} is disabled: its P12 ({}) is not proposed",

@@ -78,14 +78,21 @@ pub fn name_rows(config: &NodectlConfig, keystores: &P12Keystores, this: &str) -
     let mut disabled: Vec<&Profile> = Vec::new();
     for p in &config.profiles {
         let effective = p.path();
+        // nodectl checks the settings before it drops disabled profiles (implement_config:
+        // finalize_config_tests, then remove_disabled_profiles): a disabled profile it refuses
+        // makes it refuse the whole file.
+        if let Some(problem) = &p.problem {
+            let problem = match p.enabled {
+                true => problem.clone(),
+                false => format!("{problem} (disabled profiles included)"),
+            };
+            rows.push(row(p, false, problem));
+            continue;
+        }
         if !p.enabled {
             if effective.as_deref() == Some(path) {
                 disabled.push(p);
             }
-            continue;
-        }
-        if let Some(problem) = &p.problem {
-            rows.push(row(p, false, problem.clone()));
             continue;
         }
         let Some(effective) = effective else {
@@ -101,7 +108,7 @@ pub fn name_rows(config: &NodectlConfig, keystores: &P12Keystores, this: &str) -
             rows.push(row(p, true, "uses this file".into()));
         } else if let Some((other, _)) = keystores.iter().find(|(_, k)| *k == effective) {
             rows.push(row(p, true, format!("uses keystore {other}")));
-        } else if p.directory.as_deref() == Some(dir) {
+        } else if split_path(&effective).0 == dir {
             rows.push(row(
                 p,
                 false,
@@ -370,6 +377,34 @@ mod tests {
         );
         // A disabled profile is not "not covered".
         assert!(not_covered("a", &config, &keystores, &|_| true).is_empty());
+    }
+
+    /// nodectl refuses the whole file for a disabled profile's bad pairing (it checks before it
+    /// drops disabled profiles): every keystore of the node says so.
+    #[test]
+    fn a_disabled_profile_nodectl_refuses_fails_every_keystore() {
+        let text = install(
+            &reference(MAINNET),
+            &Install {
+                nodeadmin: "nodeadmin",
+                key_location: DIR,
+                key_name: "nodeadmin-node.p12",
+                passphrase: "pw-0123456789",
+            },
+        );
+        let text = set_profile_key(&text, "dag-l1", "p12_key_name", "own.p12");
+        let text = set_profile_key(&text, "dag-l1", "profile_enable", "False");
+        let config = parse(&text).unwrap();
+        let rows = name_rows(&config, &[("p12", L0)], "p12");
+        let bad: Vec<&NameRow> = rows.iter().filter(|r| !r.ok).collect();
+        assert_eq!(bad.len(), 1, "{rows:?}");
+        let note = bad[0].note.as_deref().unwrap();
+        assert!(
+            bad[0].source.starts_with("nodectl dag-l1")
+                && note.contains("must all be `global`")
+                && note.contains("disabled profiles included"),
+            "{rows:?}"
+        );
     }
 
     #[test]

@@ -106,10 +106,15 @@ pub fn profile_checks(
                 }
             }
             other => {
-                let why = if matches!(other, Passphrase::Encrypted) {
-                    ENCRYPTED
-                } else {
-                    NOT_STORED
+                let why = match other {
+                    Passphrase::Encrypted => ENCRYPTED.to_string(),
+                    // nodectl's own check cannot use it, the service file would get Python's
+                    // str() of it: which one the operator meant is a guess (see nodectl/mod.rs).
+                    Passphrase::NotText(kind) => format!(
+                        "not checked: nodectl reads this passphrase as {kind} (unquoted in cn-config.yaml), \
+                         which its own passphrase check cannot use; quote it in cn-config.yaml"
+                    ),
+                    _ => NOT_STORED.to_string(),
                 };
                 match (p.alias.as_deref(), known_aliases) {
                     (None, _) => (why.to_string(), false, true),
@@ -322,15 +327,47 @@ mod tests {
     }
 
     #[test]
+    fn a_passphrase_nodectl_reads_as_a_number_is_not_checked() {
+        let text = install(
+            &reference(MAINNET),
+            &Install {
+                nodeadmin: "nodeadmin",
+                key_location: "/home/nodeadmin/tessellation",
+                key_name: "nodeadmin-node.p12",
+                passphrase: "x",
+            },
+        )
+        .replace("passphrase: 'x'", "passphrase: 1234567.890");
+        let p12 = generate("1234567.89", "alias", GenerateStyle::Legacy).unwrap();
+        let path = "/home/nodeadmin/tessellation/nodeadmin-node.p12";
+        let checks = profile_checks(&parse(&text).unwrap(), path, &p12, None);
+        assert_eq!(checks.len(), 2);
+        for c in &checks {
+            assert!(!c.checked && c.ok, "{c:?}");
+            assert!(
+                c.result
+                    .starts_with("not checked: nodectl reads this passphrase as a float"),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_alias_of_v2_0_formats_is_compared() {
+        // The alias nodectl 2.9-2.12 exports, set in global_p12 (a profile's own alias beside a
+        // `global` name would make nodectl refuse the file).
         let dor = |alias: &str| {
-            let text =
-                reference(V1211_DOR).replace("    passphrase: blank\n", "    passphrase: 'dor-passphrase'\n");
-            parse(&set_profile_key(&text, "dor-dl1", "p12_key_alias", alias)).unwrap()
+            let text = reference(V1211_DOR)
+                .replace("    passphrase: blank\n", "    passphrase: 'dor-passphrase'\n")
+                .replace(
+                    "    key_alias: nodeadmin-alias\n",
+                    &format!("    key_alias: {alias}\n"),
+                );
+            parse(&text).unwrap()
         };
         let path = "/home/nodeadmin/tessellation/nodeadmin.p12";
         let p12 = generate("dor-passphrase", "nodeadmin-alias", GenerateStyle::Legacy).unwrap();
-        let good = profile_checks(&dor("global"), path, &p12, None);
+        let good = profile_checks(&dor("nodeadmin-alias"), path, &p12, None);
         assert!(good[0].ok, "{good:?}");
         let good = profile_checks(&dor("NodeAdmin-Alias"), path, &p12, None);
         assert!(
@@ -343,8 +380,9 @@ mod tests {
             "{bad:?}"
         );
         // Passphrase not stored: the alias from elsewhere is still compared.
-        let text = reference(V1211_DOR);
-        let unstored = parse(&set_profile_key(&text, "dor-dl1", "p12_key_alias", "other-alias")).unwrap();
+        let text =
+            reference(V1211_DOR).replace("    key_alias: nodeadmin-alias\n", "    key_alias: other-alias\n");
+        let unstored = parse(&text).unwrap();
         let known = ["nodeadmin-alias".to_string()];
         let bad = profile_checks(&unstored, path, &p12, Some(&known));
         assert!(!bad[0].ok && !bad[0].checked, "{bad:?}");

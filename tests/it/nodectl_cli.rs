@@ -418,12 +418,12 @@ fn v2_1_0_key_alias_is_compared_on_check_and_restore() {
         &[(&p12.display().to_string(), &bytes)],
         &["for profile dor-dl1: opens"],
     );
-    // nodectl now exports another alias: the backup would not start the node.
-    n.put_cn(&set_profile_key(
-        &text,
-        "dor-dl1",
-        "p12_key_alias",
-        "renamed-alias",
+    // nodectl now exports another alias: the backup would not start the node. (In global_p12:
+    // a profile's own alias beside its `global` name and passphrase would make nodectl 2.9-2.12
+    // refuse the file.)
+    n.put_cn(&text.replace(
+        "    key_alias: nodeadmin-alias\n",
+        "    key_alias: renamed-alias\n",
     ));
     let (code, out, err) = n.run(&["check", "--identity", &n.identity()]);
     assert_eq!(code, 1, "{out}{err}");

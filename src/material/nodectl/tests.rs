@@ -220,11 +220,176 @@ fn v2_1_0_files_carry_the_alias() {
     assert_eq!(dor.alias.as_deref(), Some("nodeadmin-alias"));
     assert!(dor.from_global.alias);
     assert_eq!(plain(dor), "dor-passphrase");
-    // A profile's own alias wins over the global one, key by key.
+    // A profile's own alias wins over the global one, key by key; but nodectl 2.9-2.12 tie the
+    // alias to name and passphrase (validate_global_setting: key_name, passphrase, key_alias),
+    // so with those `global` nodectl refuses the file.
     let own = set_profile_key(&text, "dor-dl1", "p12_key_alias", "dor-alias");
+    let own = parse(&own).unwrap();
+    let dor = profile(&own, "dor-dl1");
+    assert_eq!(dor.alias.as_deref(), Some("dor-alias"));
+    let problem = dor.problem.as_deref().unwrap();
+    assert!(
+        problem.contains("p12_key_name, p12_passphrase and p12_key_alias must all be `global`"),
+        "{problem}"
+    );
+}
+
+/// nodectl 2.13+ (v2.1.1 files) overwrites a stored `p12_key_alias` with the alias it reads from
+/// the P12 (config.py `setup_config_vars`, then `setup_p12_aliases`): it is not compared, and not
+/// tied to name and passphrase (2.13's validate_global_setting ties those two only).
+#[test]
+fn a_v2_1_1_files_stored_alias_is_what_nodectl_ignores() {
+    let text = insert_after(
+        &installed(DIR, "pw-0123456789"),
+        "dag-l0",
+        "p12_key_name",
+        "p12_key_alias: some-alias",
+    );
+    let c = parse(&text).unwrap();
+    let l0 = profile(&c, "dag-l0");
+    assert_eq!((l0.alias.as_deref(), l0.from_global.alias), (None, false));
+    assert!(l0.problem.is_none(), "{:?}", l0.problem);
+    // The v2.1.0 file's alias (nodectl 2.9-2.12 export it) is.
+    let dor = reference(V1211_DOR).replace("    passphrase: blank\n", "    passphrase: 'x'\n");
+    assert!(profile(&parse(&dor).unwrap(), "dor-dl1").alias.is_some());
+    let as_v2_1_1 = dor.replace("nodectl_yaml: v2.1.0", "nodectl_yaml: v2.1.1");
+    assert_eq!(profile(&parse(&as_v2_1_1).unwrap(), "dor-dl1").alias, None);
+}
+
+/// nodectl checks the pairing before it drops disabled profiles (`implement_config`:
+/// `finalize_config_tests` -> `validate_global_setting`, then `remove_disabled_profiles`).
+#[test]
+fn a_disabled_profiles_bad_pairing_is_still_a_problem() {
+    let text = set_profile_key(
+        &installed(DIR, "pw-0123456789"),
+        "dag-l1",
+        "p12_key_name",
+        "own.p12",
+    );
+    let text = set_profile_key(&text, "dag-l1", "profile_enable", "False");
+    let c = parse(&text).unwrap();
+    let l1 = profile(&c, "dag-l1");
+    assert!(!l1.enabled);
+    assert!(l1.problem.as_deref().unwrap().contains("must all be `global`"));
+}
+
+/// nodectl 2.8's validate_global_setting ties `p12_name` and `passphrase` of every profile of
+/// the pre-2.0 form; a missing one is its cfg-705 error.
+#[test]
+fn the_pre_2_0_form_ties_p12_name_and_passphrase() {
+    let global = [
+        "nodeadmin",
+        "/home/nodeadmin/tessellation/",
+        "nodeadmin.p12",
+        "nodeadmin-alias",
+        "old passphrase",
+    ];
+    let one = |p12: [&'static str; 4]| {
+        let text = nested(
+            &[NestedProfile {
+                name: "dag-l0",
+                enable: false,
+                p12,
+            }],
+            global,
+        );
+        parse(&text).unwrap().profiles.remove(0)
+    };
+    let bad = one(["global", "l1.p12", "global", "global"]);
+    assert!(
+        bad.problem
+            .as_deref()
+            .unwrap()
+            .contains("p12_name and passphrase must all be `global`"),
+        "{:?}",
+        bad.problem
+    );
+    assert!(one(["global", "global", "own-alias", "global"]).problem.is_none());
+    assert!(one(["/x/", "l1.p12", "a", "'pw'"]).problem.is_none());
+    let missing = parse(
+        &nested(
+            &[NestedProfile {
+                name: "dag-l0",
+                enable: true,
+                p12: ["global", "global", "global", "global"],
+            }],
+            global,
+        )
+        .replace("        passphrase: global\n", ""),
+    )
+    .unwrap();
+    assert!(
+        missing.profiles[0]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("no passphrase in this profile"),
+        "{:?}",
+        missing.profiles[0].problem
+    );
+}
+
+/// nodectl's create_path_variable, then (2.13+) `cleaner(path, "double_slash")`, which is
+/// `re.sub('//', '/', path)`.
+#[test]
+fn paths_are_built_as_nodectl_builds_them() {
+    for (location, want) in [
+        (
+            "/home//nodeadmin/tessellation/",
+            "/home/nodeadmin/tessellation/nodeadmin-node.p12",
+        ),
+        (
+            "/home/nodeadmin/tessellation//",
+            "/home/nodeadmin/tessellation/nodeadmin-node.p12",
+        ),
+        // Left to right, not repeated: `///` leaves `//`, as Python's re.sub does.
+        ("/home///nodeadmin", "/home//nodeadmin/nodeadmin-node.p12"),
+        ("/", "/nodeadmin-node.p12"),
+    ] {
+        let c = parse(&installed(location, "pw-0123456789")).unwrap();
+        assert_eq!(c.profiles[0].path().as_deref(), Some(want), "{location}");
+    }
+    // nodectl 2.9-2.12 (a v2.1.0 file) did not collapse.
+    let dor = reference(V1211_DOR).replace(
+        "    key_location: /home/nodeadmin/tessellation/\n",
+        "    key_location: /home//nodeadmin/tessellation/\n",
+    );
     assert_eq!(
-        profile(&parse(&own).unwrap(), "dor-dl1").alias.as_deref(),
-        Some("dor-alias")
+        profile(&parse(&dor).unwrap(), "dor-dl1").path().as_deref(),
+        Some("/home//nodeadmin/tessellation/nodeadmin.p12")
+    );
+}
+
+/// An unquoted number as the passphrase: nodectl's own check cannot use it (p12.py writes it
+/// with `f.write`), the service would get Python's `str()`: not checked, and said why. In a
+/// profile, any `p12_*` value that is not text stops nodectl (`"global" in value`).
+#[test]
+fn a_passphrase_that_is_not_text_is_not_checked() {
+    for (value, kind) in [
+        ("1234567.890", "a float"),
+        ("1e+16", ""),
+        ("12345678", "an int"),
+        ("True", "a boolean"),
+    ] {
+        let text = installed(DIR, "x").replace("passphrase: 'x'", &format!("passphrase: {value}"));
+        let c = parse(&text).unwrap();
+        match (&c.profiles[0].passphrase, kind) {
+            // No dot: YAML 1.1 makes `1e+16` a string.
+            (Passphrase::Plain(s), "") => assert_eq!(s.as_str(), value),
+            (Passphrase::NotText(k), _) => assert_eq!(*k, kind, "{value}"),
+            (other, _) => panic!("{value}: {other:?}"),
+        }
+        assert!(c.profiles[0].problem.is_none(), "{value}");
+    }
+    let text = set_profile_key(&installed(DIR, "x"), "dag-l1", "p12_key_name", "own.p12");
+    let text = set_profile_key(&text, "dag-l1", "p12_passphrase", "12345678");
+    let c = parse(&text).unwrap();
+    let l1 = profile(&c, "dag-l1");
+    assert!(matches!(l1.passphrase, Passphrase::NotText("an int")));
+    let problem = l1.problem.as_deref().unwrap();
+    assert!(
+        problem.contains("`p12_passphrase` is an int, not text"),
+        "{problem}"
     );
 }
 

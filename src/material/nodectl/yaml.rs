@@ -10,10 +10,13 @@
 //!   1.2 reader makes it the number 123456789. serde-saphyr types scalars by its own rules, so
 //!   each plain scalar's source text is read back through its span and typed here.
 //!
-//! A value nodectl then uses as text (a passphrase, a file name) is what Python's `str()` makes
-//! of it: `True`, or an int in decimal. Floats keep their source text (Python's repr of a float
-//! is not worth reproducing for a file name or a passphrase). Nothing here ever prints a value:
-//! errors and warnings name keys and lines only, since the file holds the P12 passphrase.
+//! A value nodectl then uses as text (a file name) is what Python's `str()` makes of it: `True`,
+//! or an int in decimal. Floats keep their source text: Python's repr of a float is not
+//! reproduced (a passphrase nodectl reads as a number is not checked, see [`super`]; a profile's
+//! `p12_*` value that is not text stops nodectl; only a `global_p12` file name or location
+//! written as a bare float, which no nodectl tool writes, could differ from nodectl's). Nothing
+//! here ever prints a value: errors and warnings name keys and lines only, since the file holds
+//! the P12 passphrase.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
