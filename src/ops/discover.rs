@@ -72,6 +72,9 @@ pub struct Found {
     pub needs_become: Vec<String>,
     /// Something that decides the entry could not be read (cn-config.yaml): it is incomplete.
     pub incomplete: bool,
+    /// P12 paths cn-config.yaml names that are not proposed (not a file nodectl gives a P12),
+    /// with who names them: the entry shows each commented out, for a second look.
+    pub not_proposed: Vec<(String, String)>,
 }
 
 /// Whether the login user cannot read a file or enter a directory without sudo, as `stat`
@@ -234,11 +237,12 @@ fn nodectl_keystores(
             // The node's file names what a backup with sudo will read: only what can be a P12
             // nodectl made is proposed (whoever controls a node must not get /etc/shadow into
             // an entry an operator pastes without a second look).
-            Some(path) if !plausible_p12(&path) => found.notes.push(format!(
-                "profile {name}: {} is not proposed: not an absolute path to a file name nodectl gives a P12 \
-                 (add it by hand if it really is the key)",
-                crate::text::escape_control(&path)
-            )),
+            Some(path) if !plausible_p12(&path) => {
+                match found.not_proposed.iter_mut().find(|(x, _)| *x == path) {
+                    Some((_, users)) => users.push_str(&format!(", {name}")),
+                    None => found.not_proposed.push((path, name)),
+                }
+            }
             Some(path) => match p12s.iter_mut().find(|(x, _)| *x == path) {
                 Some((_, users)) => users.push(name),
                 None => p12s.push((path, vec![name])),
@@ -299,8 +303,12 @@ fn nodectl_keystores(
 }
 
 /// Whether `path` can be a P12 nodectl set up: absolute, no `.` or `..` component, and a file
-/// name nodectl accepts for a P12 (`modules/p12.py`:
-/// `^[a-zA-Z0-9](?:[a-zA-Z0-9 ._-]*[a-zA-Z0-9])?\.[a-zA-Z0-9_-]+$`).
+/// name nodectl accepts for a P12: its pattern (`modules/p12.py`:
+/// `^[a-zA-Z0-9](?:[a-zA-Z0-9 ._-]*[a-zA-Z0-9])?\.[a-zA-Z0-9_-]+$`) with the `.p12` extension
+/// its config validation and installer require (`modules/config/config.py`: "missing .p12
+/// extension"; `modules/install.py`: "p12 file must end with the '.p12' extension"), in any
+/// case, or `.pfx`, the other name of the format. The pattern alone let a node's cn-config.yaml
+/// propose `/etc/krb5.keytab` or a TLS `privkey.pem` for an operator to paste.
 fn plausible_p12(path: &str) -> bool {
     let Some((dir, name)) = path.rsplit_once('/') else {
         return false;
@@ -315,10 +323,7 @@ fn plausible_p12(path: &str) -> bool {
         && stem
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-'));
-    let ext_ok = !ext.is_empty()
-        && ext
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    let ext_ok = ext.eq_ignore_ascii_case("p12") || ext.eq_ignore_ascii_case("pfx");
     dir_ok && stem_ok && ext_ok
 }
 
@@ -366,6 +371,16 @@ pub fn entry_yaml(node: &NodeConfig, found: &Found) -> String {
             }
         })
         .collect::<String>();
+    // Commented out: a node's file named them, but they are no file nodectl gives a P12.
+    for (path, users) in &found.not_proposed {
+        let _ = writeln!(
+            y,
+            "      # NOT proposed: path: {} (nodectl profile {}): not a .p12/.pfx file nodectl gives a P12; \
+             add it by hand only if it really is the key",
+            yaml_quote(path),
+            crate::text::escape_control(users)
+        );
+    }
     for k in &found.keystores {
         let _ = writeln!(y, "      - name: {}", yaml_quote(&k.name));
         let _ = writeln!(y, "        kind: {}", k.kind);
@@ -516,9 +531,60 @@ mod tests {
             "/home/x.",
             "/home/.hidden.p12",
             "/home/x.p12\n",
+            // What a node's cn-config.yaml could name to get a pasted entry to read it.
+            "/etc/ssl/private/server.key",
+            "/etc/krb5.keytab",
+            "/etc/letsencrypt/live/node.example/privkey.pem",
+            "/home/x.p12.bak",
         ] {
             assert!(!plausible_p12(bad), "{bad:?}");
         }
+        for good in ["/home/a/KEY.P12", "/home/a/key.pfx", "/home/a/key.Pfx"] {
+            assert!(plausible_p12(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_proposed_is_printed_commented_out() {
+        let head = "store:\n  path: /tmp/coldkeep-quote-test\nencryption:\n  recipients: \
+                    [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n\
+                    signing:\n  key: /tmp/k\n  allowed_signers: /tmp/a\nssh:\n  known_hosts: /tmp/kh\n\
+                    nodes:\n";
+        let config = Config::parse(
+            &format!(
+                "{head}  - name: n1\n    host: h\n    keystores:\n      - name: x\n        kind: file\n        path: /x\n"
+            ),
+            std::path::Path::new("/tmp/c.yaml"),
+        )
+        .unwrap();
+        let node = config.node("n1").unwrap().clone();
+        let found = Found {
+            keystores: vec![Proposed {
+                name: "p12".into(),
+                kind: "p12",
+                path: "/home/nodeadmin/tessellation/n.p12".into(),
+                nodectl_config: None,
+                comment: None,
+            }],
+            not_proposed: vec![("/etc/krb5.keytab".into(), "dag-l1\n- name: x".into())],
+            ..Found::default()
+        };
+        let yaml = entry_yaml(&node, &found);
+        let line = yaml
+            .lines()
+            .find(|l| l.contains("NOT proposed"))
+            .unwrap_or_else(|| panic!("{yaml}"));
+        assert!(
+            line.trim_start().starts_with(
+                "# NOT proposed: path: \"/etc/krb5.keytab\" (nodectl profile dag-l1\\n- name: x)"
+            ),
+            "{line}"
+        );
+        // Read back, only the proposed keystore is there.
+        let config = Config::parse(&format!("{head}{yaml}"), std::path::Path::new("/tmp/c.yaml")).unwrap();
+        let keystores = &config.node("n1").unwrap().keystores;
+        assert_eq!(keystores.len(), 1, "{yaml}");
+        assert_eq!(keystores[0].path, "/home/nodeadmin/tessellation/n.p12");
     }
 
     #[test]
