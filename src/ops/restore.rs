@@ -47,6 +47,40 @@ impl<'c> Source<'c> {
 
         // 1. The artifact, decrypted in memory and fully checked.
         let picked = artifact::pick(&store, &from, &ks.name, &req.backup)?;
+        // `latest` means "the backup that is known good" to an operator in a hurry: one stored
+        // without its identity checked is restored only when named.
+        if req.backup == "latest"
+            && let Some(why) = &picked.sidecar.manifest.identity_unchecked
+        {
+            let checked = store.list(Some(&from)).ok().and_then(|l| {
+                l.artifacts
+                    .into_iter()
+                    .filter(|a| {
+                        a.keystore == ks.name
+                            && a.sidecar.manifest.purpose == crate::bundle::Purpose::Backup
+                            && a.sidecar.manifest.identity_unchecked.is_none()
+                    })
+                    .max_by(|x, y| {
+                        (x.sidecar.manifest.created_at, &x.id).cmp(&(y.sidecar.manifest.created_at, &y.id))
+                    })
+            });
+            bail!(
+                "refusing to restore the latest backup of {from}/{} ({}) as `latest`: it was stored \
+                 without its identity checked ({why}), so nobody has seen it open with the password the \
+                 node needs. Name it to restore it anyway: --backup {}{}",
+                ks.name,
+                picked.id,
+                picked.id,
+                match checked {
+                    Some(a) => format!(
+                        ". The newest backup whose identity was checked is {} ({})",
+                        a.id,
+                        a.sidecar.manifest.created_at.format("%Y-%m-%d %H:%M:%S")
+                    ),
+                    None => ". No backup of this keystore had its identity checked".to_string(),
+                }
+            );
+        }
         let opened = artifact::open_verified(&store, &picked, &ids)?;
         let identity = if ks.kind == KeystoreKind::Acra {
             restore_acra::roots(node, ks, &picked, &opened)?;

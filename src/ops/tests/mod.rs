@@ -15,6 +15,8 @@ use crate::store::Store;
 use age::secrecy::ExposeSecret;
 use std::path::PathBuf;
 
+mod marked;
+
 const P12: &str = "/home/nodeadmin/tessellation/key.p12";
 const KEYS: &str = "/etc/acra/keys";
 const PUBLIC: &str = "/etc/acra/public";
