@@ -504,13 +504,21 @@ pub struct ManArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Steps, stopping at the first failure with nothing changed on the node:
-  1. decrypt the artifact in memory and verify every hash and the manifest
-  2. name checks: backup file name = configured path's name = nodectl's key_name/key_location
-     for every profile (when nodectl_config is set); the P12 opens with the configured password
-  3. the target directory exists (install the node with nodectl first, same P12 file name)
-  4. identical file on the node: nothing to do; a different file is saved to the store as a
+  1. pick the artifact (`latest` refuses one stored without its identity checked: name it with
+     --backup ID), decrypt it in memory and verify every hash and the manifest
+  2. name checks: backup file name = configured path's name; with nodectl_config, the node's
+     current cn-config.yaml (`global` resolved key by key, as nodectl does): each enabled
+     profile whose P12 is in this directory names this file or another configured keystore,
+     and some profile uses this file; the P12 opens with the configured password
+  3. passphrase checks (nodectl_config): the P12 opens with the passphrase of every profile that
+     uses it in the node's current cn-config.yaml, and carries its p12_key_alias where the file
+     names one (v2.0.0/v2.1.0); else refused naming the profile, unless
+     --accept-passphrase-mismatch (an encrypted or unstored passphrase: `not checked`, and why)
+  4. the target directory exists (install the node with nodectl first, same P12 file name)
+  5. identical file on the node: nothing to do; a different file is saved to the store as a
      pre-restore artifact, and replaced only with --yes or an interactive yes
-  5. upload to a temp name beside the target with the final mode, mv -f over it, read back
+  6. upload to a temp name beside the target with the final mode, mv -f over it, read back
+--dry-run prints the plan: the name-check table, the passphrase checks and every change.
 
 Acra keystores: the whole tree, names kept exactly. A missing or empty keys directory is
 filled; a non-empty one that differs only with --replace, after it was saved as a pre-restore
