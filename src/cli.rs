@@ -576,3 +576,30 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `restore --help` lists the steps a restore takes now (the passphrase step, the `latest`
+    /// rule), not the older "nodectl's key_name for every profile".
+    #[test]
+    fn restore_help_says_what_a_restore_checks() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("restore")
+            .expect("restore exists")
+            .render_long_help()
+            .to_string();
+        for step in [
+            "passphrase of every profile",
+            "--accept-passphrase-mismatch",
+            "`latest` refuses one stored without its identity checked",
+            "--dry-run prints the plan",
+        ] {
+            assert!(help.contains(step), "{step:?} in\n{help}");
+        }
+        assert!(!help.contains("for every profile (when"), "{help}");
+    }
+}
