@@ -290,8 +290,12 @@ fn encrypted_part(
         // without one, it fails on this same part. Either way it derives nothing more.
         None => match mac {
             Some(mac) if !mac_verifies(p12, mac, walk)? => Err(Refusal::WrongPassword),
-            _ => Err(malformed(
-                "an encrypted part does not decrypt with this password (the file is damaged)",
+            Some(_) => Err(malformed(
+                "an encrypted part does not decrypt with the password its MAC accepts (the file is damaged)",
+            )),
+            None => Err(malformed(
+                "an encrypted part does not decrypt with this password (a wrong password or a damaged \
+                 file: it has no MAC to tell which)",
             )),
         },
     }
@@ -529,15 +533,12 @@ fn pkcs12_kdf(
 ) -> Result<Zeroizing<Vec<u8>>, openssl::error::ErrorStack> {
     let u = md.size();
     let v = md.block_size();
-    let fill = |s: &[u8]| -> Vec<u8> {
-        if s.is_empty() {
-            return Vec::new();
-        }
+    // I = S || P, each repeated to a multiple of v bytes (the password's copy wiped on drop).
+    let mut i = Zeroizing::new(Vec::new());
+    for s in [salt, password] {
         let len = v * s.len().div_ceil(v);
-        s.iter().copied().cycle().take(len).collect()
-    };
-    let mut i = Zeroizing::new(fill(salt));
-    i.extend_from_slice(&fill(password));
+        i.extend(s.iter().copied().cycle().take(len));
+    }
     let mut out = Zeroizing::new(Vec::with_capacity(n));
     while out.len() < n {
         let mut h = openssl::hash::Hasher::new(md)?;
@@ -553,7 +554,7 @@ fn pkcs12_kdf(
             break;
         }
         // I_j = (I_j + B + 1) mod 2^(8v), B = A repeated to v bytes.
-        let b: Vec<u8> = a.iter().copied().cycle().take(v).collect();
+        let b: Zeroizing<Vec<u8>> = Zeroizing::new(a.iter().copied().cycle().take(v).collect());
         for block in i.chunks_mut(v) {
             let mut carry = 1u16;
             for k in (0..v).rev() {
