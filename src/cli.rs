@@ -494,7 +494,8 @@ pub struct DiscoverArgs {
     /// A configured node
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub node: Option<String>,
-    /// A node not in the config yet (connection settings of the first configured node)
+    /// A node not in the config yet (reached with the config's `ssh:` settings; no node needs
+    /// to be configured)
     #[arg(long, value_name = "HOST", requires = "user")]
     pub host: Option<String>,
     /// SSH port with --host
@@ -503,9 +504,20 @@ pub struct DiscoverArgs {
     /// SSH user with --host
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Read through sudo (`sudo`) or not (`none`), whatever the config says: nodectl's
+    /// cn-config.yaml is root 0600 and a migrated P12 root:root 0400
+    #[arg(long = "become", value_name = "sudo|none")]
+    pub become_: Option<String>,
+    /// The name the printed entry gets [default: the configured name, or the host]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// nodectl's config on the node [default: /var/tessellation/nodectl/cn-config.yaml]
     #[arg(long, value_name = "PATH")]
     pub nodectl_config: Option<String>,
+    /// nodectl's passphrase key on the node, proposed when cn-config.yaml says `encryption:
+    /// True` [default: /etc/security/cnngsenc.conf]
+    #[arg(long, value_name = "PATH")]
+    pub cnngsenc_conf: Option<String>,
     /// Acra keys directory to look for (repeatable) [default: the usual places]
     #[arg(long, value_name = "PATH")]
     pub acra_dir: Vec<String>,
@@ -566,13 +578,21 @@ pub struct ManArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Steps, stopping at the first failure with nothing changed on the node:
-  1. decrypt the artifact in memory and verify every hash and the manifest
-  2. name checks: backup file name = configured path's name = nodectl's key_name/key_location
-     for every profile (when nodectl_config is set); the P12 opens with the configured password
-  3. the target directory exists (install the node with nodectl first, same P12 file name)
-  4. identical file on the node: nothing to do; a different file is saved to the store as a
+  1. pick the artifact (`latest` refuses one stored without its identity checked: name it with
+     --backup ID), decrypt it in memory and verify every hash and the manifest
+  2. name checks: backup file name = configured path's name; with nodectl_config, the node's
+     current cn-config.yaml (`global` resolved key by key, as nodectl does): each enabled
+     profile whose P12 is in this directory names this file or another configured keystore,
+     and some profile uses this file; the P12 opens with the configured password
+  3. passphrase checks (nodectl_config): the P12 opens with the passphrase of every profile that
+     uses it in the node's current cn-config.yaml, and carries its p12_key_alias where the file
+     names one (v2.0.0/v2.1.0); else refused naming the profile, unless
+     --accept-passphrase-mismatch (an encrypted or unstored passphrase: `not checked`, and why)
+  4. the target directory exists (install the node with nodectl first, same P12 file name)
+  5. identical file on the node: nothing to do; a different file is saved to the store as a
      pre-restore artifact, and replaced only with --yes or an interactive yes
-  5. upload to a temp name beside the target with the final mode, mv -f over it, read back
+  6. upload to a temp name beside the target with the final mode, mv -f over it, read back
+--dry-run prints the plan: the name-check table, the passphrase checks and every change.
 
 Acra keystores: the whole tree, names kept exactly. A missing or empty keys directory is
 filled; a non-empty one that differs only with --replace, after it was saved as a pre-restore
@@ -602,6 +622,10 @@ pub struct RestoreArgs {
     /// artifact first, then the directories are swapped by rename)
     #[arg(long)]
     pub replace: bool,
+    /// P12: restore even when a profile in the node's current cn-config.yaml cannot open the
+    /// backup with its passphrase (or alias); set the passphrase with nodectl afterwards
+    #[arg(long)]
+    pub accept_passphrase_mismatch: bool,
     /// Run the checks and print the plan; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -638,4 +662,31 @@ pub struct CheckArgs {
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `restore --help` lists the steps a restore takes now (the passphrase step, the `latest`
+    /// rule), not the older "nodectl's key_name for every profile".
+    #[test]
+    fn restore_help_says_what_a_restore_checks() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("restore")
+            .expect("restore exists")
+            .render_long_help()
+            .to_string();
+        for step in [
+            "passphrase of every profile",
+            "--accept-passphrase-mismatch",
+            "`latest` refuses one stored without its identity checked",
+            "--dry-run prints the plan",
+        ] {
+            assert!(help.contains(step), "{step:?} in\n{help}");
+        }
+        assert!(!help.contains("for every profile (when"), "{help}");
+    }
 }

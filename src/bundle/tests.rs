@@ -18,6 +18,7 @@ fn manifest(files: &[PlainFile]) -> Manifest {
         dirs: Vec::new(),
         identity: None,
         recipients: vec![],
+        identity_unchecked: None,
     }
 }
 

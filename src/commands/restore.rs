@@ -28,6 +28,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         from_node: args.from_node.clone(),
         identity: args.identity.clone(),
         replace: args.replace,
+        accept_passphrase_mismatch: args.accept_passphrase_mismatch,
     };
     let src = Source::open(config, &request)?;
     // A dry run only reads: the node helper's read rule is enough for it.
@@ -149,6 +150,19 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
     println!("  artifact: {} (backup of {})", plan.artifact, plan.from_node);
     if let Some(identity) = &plan.identity {
         println!("  identity: {}", identity.short());
+    }
+    for w in &plan.warnings {
+        // Escaped here too: whatever built it, the text came from a node or an artifact.
+        println!("  warning: {}", crate::text::escape_control(w));
+    }
+    if !plan.checks.is_empty() {
+        println!("  name checks:");
+        for line in restore::name_table(&plan.checks).lines() {
+            println!("    {line}");
+        }
+    }
+    for p in &plan.passphrases {
+        println!("  passphrase for nodectl profile {}: {}", p.profile, p.result);
     }
     if matches!(
         plan.action,

@@ -107,6 +107,17 @@ pub fn status(
             if newest.is_none() {
                 problems.push("no backup in the store".to_string());
             }
+            // The last run's own check first (an unchanged P12 whose password went missing
+            // reuses a checked artifact); else the newest artifact's mark.
+            if let Some(why) = st.last_unchecked.as_ref().filter(|_| !st.failing()) {
+                problems.push(format!(
+                    "the last backup was taken without its identity checked: {why}"
+                ));
+            } else if let Some(why) = newest.and_then(|a| a.sidecar.manifest.identity_unchecked.as_ref()) {
+                problems.push(format!(
+                    "the newest backup was stored without its identity checked: {why}"
+                ));
+            }
             let forged = here.map_or(0, |s| s.untrusted);
             if forged > 0 {
                 problems.push(format!(

@@ -119,6 +119,10 @@ pub struct Config {
     pub hardware: Vec<HardwareConfig>,
     /// The nodes, in config order.
     pub nodes: Vec<NodeConfig>,
+    /// The `ssh:` section resolved as a node without name, host or keystores: how a node not in
+    /// the config yet is reached (`discover --host`); the error when the defaults alone do not
+    /// resolve (HOME unset and no `ssh.known_hosts`).
+    pub node_defaults: Result<NodeConfig, String>,
 }
 
 /// `hooks:`: shell commands run around a backup run, in a clean environment with `COLDKEEP_*`

@@ -49,6 +49,7 @@ pub fn store_backup(
         dirs: Vec::new(),
         identity: Some(identity),
         recipients: Vec::new(),
+        identity_unchecked: None,
     };
     let store = Store::new(&config.store);
     // Copies a killed import left missing are written again first.

@@ -21,6 +21,7 @@ pub mod hardware_checks;
 pub mod hooks;
 pub mod keystore;
 pub mod node_policy;
+pub mod nodectl_names;
 pub mod passphrase;
 pub mod prune;
 pub mod restore;

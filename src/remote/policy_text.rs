@@ -5,6 +5,7 @@
 //! the file is root's on the node, and the helper reads nothing else.
 
 use crate::config::{Become, KeystoreConfig, KeystoreKind, NodeConfig};
+use crate::text::yaml_quote;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -44,18 +45,19 @@ pub fn node_policy_text(node: &NodeConfig, restore: bool, owners: &BTreeMap<Stri
 }
 
 fn keystore(out: &mut String, node: &NodeConfig, ks: &KeystoreConfig, restore: bool, owner: Option<&String>) {
+    // Paths quoted: a `#` or `: ` in one must not change what the policy says.
     let _ = writeln!(
         out,
         "  - name: {}\n    kind: {}\n    path: {}",
         ks.name,
         ks.kind.as_str(),
-        ks.path
+        yaml_quote(&ks.path)
     );
     if let Some(p) = &ks.public_path {
-        let _ = writeln!(out, "    public_path: {p}");
+        let _ = writeln!(out, "    public_path: {}", yaml_quote(p));
     }
     if let Some(c) = &ks.nodectl_config {
-        let _ = writeln!(out, "    nodectl_config: {c}   # read only");
+        let _ = writeln!(out, "    nodectl_config: {}   # read only", yaml_quote(c));
     }
     if !restore {
         out.push_str("    restore: false\n");
@@ -91,7 +93,8 @@ pub fn bootstrap_policy_text(nodectl_config: &str, acra_dirs: &[String]) -> Stri
     header(&mut out, "bootstrap for `coldkeep discover`: read only");
     let _ = writeln!(
         out,
-        "keystores:\n  - name: cn-config\n    kind: file\n    path: {nodectl_config}\n    restore: false"
+        "keystores:\n  - name: cn-config\n    kind: file\n    path: {}\n    restore: false",
+        yaml_quote(nodectl_config)
     );
     for (i, dir) in acra_dirs.iter().enumerate() {
         let name = if i == 0 {
@@ -101,7 +104,8 @@ pub fn bootstrap_policy_text(nodectl_config: &str, acra_dirs: &[String]) -> Stri
         };
         let _ = writeln!(
             out,
-            "  - name: {name}\n    kind: acra\n    path: {dir}\n    restore: false"
+            "  - name: {name}\n    kind: acra\n    path: {}\n    restore: false",
+            yaml_quote(dir)
         );
     }
     out

@@ -21,6 +21,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             dirs: Vec::new(),
             identity: None,
             recipients: vec![],
+            identity_unchecked: None,
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
         ciphertext_size: ciphertext.len() as u64,

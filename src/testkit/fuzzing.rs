@@ -66,8 +66,12 @@ pub fn bitbox02_device(data: &[u8]) {
 
 /// nodectl's cn-config.yaml.
 pub fn nodectl(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::material::nodectl::p12_locations(text);
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(config) = crate::material::nodectl::parse(text)
+    {
+        for p in &config.profiles {
+            let _ = p.path();
+        }
     }
 }
 
@@ -79,6 +83,8 @@ pub fn bundle_tar(data: &[u8]) {
 /// PKCS#12 and Acra key ring structure checks (DER/BER walkers).
 pub fn der(data: &[u8]) {
     let _ = crate::material::p12::inspect(data, None);
+    // The cost walk reads deeper (bags, algorithm parameters) and decrypts what may hide the key.
+    let _ = crate::material::p12_cost::check(data, "password");
     let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
 }
 

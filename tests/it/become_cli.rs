@@ -601,13 +601,17 @@ fn discover_reads_through_a_bootstrap_policy_and_prints_a_config_that_backs_up()
     ]);
     let printed = text(&out.stdout);
     assert!(out.status.success(), "{printed}{}", text(&out.stderr));
+    // Paths are double-quoted YAML strings: they read back exactly, whatever they contain.
     assert!(
-        printed.contains(&format!("path: {}", s.p12.display())),
+        printed.contains(&format!("path: \"{}\"", s.p12.display())),
         "{printed}"
     );
-    assert!(printed.contains(&format!("nodectl_config: {cn}")), "{printed}");
     assert!(
-        printed.contains("kind: file") && printed.contains(&format!("path: {acra}")),
+        printed.contains(&format!("nodectl_config: \"{cn}\"")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("kind: file") && printed.contains(&format!("path: \"{acra}\"")),
         "{printed}"
     );
     // The P12 named in cn-config is not in the bootstrap policy: said, not read.
@@ -690,9 +694,13 @@ fn verify_checks_the_p12_against_the_passphrase_in_cn_config_without_printing_it
         assert_eq!(code == 0, ok, "{out}");
         let answers = out
             .lines()
-            .filter(|l| l.starts_with("passphrase of a/p12") && l.ends_with(&format!(": {expected}")))
+            .filter(|l| l.starts_with("passphrase of a/p12") && l.contains(&format!(": {expected}")))
             .count();
         assert_eq!(answers, 2, "{out}");
+        // The summary line says so when a passphrase check failed (it used to say only
+        // "2 of 2 artifacts verified." and exit 1).
+        let summary = out.lines().find(|l| l.contains("artifacts verified")).unwrap();
+        assert_eq!(summary.contains("2 passphrase check(s) failed"), !ok, "{summary}");
         assert!(!out.contains("not-the-passphrase"), "{out}");
         let (code, out) = s.run(&["check", "--identity", &identity]);
         assert_eq!(code == 0, ok, "{out}");

@@ -43,6 +43,7 @@ mod hardware_cli;
 mod hooks_cli;
 mod init_cli;
 mod known_hosts;
+mod nodectl_cli;
 mod onlykey_capture_cli;
 mod onlykey_verify_cli;
 mod operations_cli;

@@ -15,6 +15,8 @@ use crate::store::Store;
 use age::secrecy::ExposeSecret;
 use std::path::PathBuf;
 
+mod marked;
+
 const P12: &str = "/home/nodeadmin/tessellation/key.p12";
 const KEYS: &str = "/etc/acra/keys";
 const PUBLIC: &str = "/etc/acra/public";
@@ -85,6 +87,7 @@ impl Fixture {
             from_node: None,
             identity: self.identity.clone(),
             replace: false,
+            accept_passphrase_mismatch: false,
         }
     }
 
