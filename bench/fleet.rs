@@ -11,6 +11,8 @@
 //! - the SSH limit: a small ssh2 program (below) that, with `jobs` threads, does per node only
 //!   connect + handshake + authenticate + open SFTP + read the P12 and the Acra tree;
 //! - `coldkeep backup` with the default config (no `file_transfer` line) and with `scp`;
+//! - as root: `coldkeep backup` with `become: sudo` through the node helper, logging in as an
+//!   unprivileged user (one helper process per node per run; target: at most 1.5x the default);
 //! - per node `scp` + `scp -r` + `tar c | age`, sequentially and 8-way parallel (`xargs -P 8`).
 //!
 //! Then the scaling curve (one default-config backup of the first N nodes for each `--scale`
@@ -237,15 +239,28 @@ impl Fleet {
 
     /// A config for the first `n` nodes; `transfer` None leaves `file_transfer` at its default.
     fn config(&self, store: &Path, n: usize, jobs: usize, transfer: Option<&str>) -> PathBuf {
+        self.config_as(store, n, jobs, transfer, &self.sandbox.user, "")
+    }
+
+    /// [`Fleet::config`] logging in as `user`, with `ssh_extra` (indented for `ssh:`) added.
+    fn config_as(
+        &self,
+        store: &Path,
+        n: usize,
+        jobs: usize,
+        transfer: Option<&str>,
+        user: &str,
+        ssh_extra: &str,
+    ) -> PathBuf {
         let line = transfer
             .map(|t| format!("  file_transfer: {t}\n"))
             .unwrap_or_default();
         let mut text = format!(
             "store:\n  path: {}\nencryption:\n  recipients: [{}]\nssh:\n  user: {}\n  identity: {}\n  known_hosts: {}\n\
-             {line}jobs: {jobs}\nretries: 0\n{}nodes:\n",
+             {ssh_extra}{line}jobs: {jobs}\nretries: 0\n{}nodes:\n",
             store.display(),
             self.recipient,
-            self.sandbox.user,
+            user,
             self.sandbox.client_key.display(),
             self.sandbox.known_hosts.display(),
             self.signing_yaml()
@@ -268,7 +283,7 @@ impl Fleet {
             }
         }
         let name = format!(
-            "coldkeep-{}-{n}-{jobs}-{}.yaml",
+            "coldkeep-{}-{n}-{jobs}-{}-{user}.yaml",
             store.file_name().unwrap().to_string_lossy(),
             transfer.unwrap_or("default")
         );
@@ -710,6 +725,64 @@ fn soak(fleet: &Fleet, dir: &Path, loops: usize) -> Soak {
     }
 }
 
+/// The SSH login user of the `become: sudo` run (unprivileged, created if missing).
+const LOGIN_USER: &str = "coldkeep-node";
+
+/// The `become: sudo` run through the node helper, installed as an operator would (one policy
+/// listing every node's keystores, one sudoers rule), logging in as an unprivileged user. Needs
+/// root (a user, a drop-in, a policy); `None` otherwise. The sandbox keeps logging in as before
+/// for the other runs.
+fn become_setup(
+    fleet: &mut Fleet,
+    store: &Path,
+    n: usize,
+    jobs: usize,
+) -> Option<(PathBuf, coldkeep::testkit::node_helper::Installed)> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!(
+            "not root: the `become: sudo` run is skipped (it needs a user, a sudoers drop-in, a policy)"
+        );
+        return None;
+    }
+    let user = fleet.sandbox.user.clone();
+    fleet.sandbox.login_as(LOGIN_USER).unwrap();
+    fleet.sandbox.user = user;
+    let h = coldkeep::testkit::node_helper::NodeHelper::new(Path::new(BIN));
+    let mut policy = String::from("version: 1\nkeystores:\n");
+    for node in &fleet.nodes[..n] {
+        let _ = write!(
+            policy,
+            "  - name: {0}-p12\n    kind: p12\n    path: {1}\n  - name: {0}-acra\n    kind: acra\n    path: {2}\n",
+            node.name,
+            node.root.join(P12_REL).display(),
+            node.root.join(ACRA_REL).display()
+        );
+    }
+    let extra = format!(
+        "  become: sudo\n  node_helper: {}\n  node_policy: {}\n",
+        h.program, h.policy
+    );
+    let config = fleet.config_as(store, n, jobs, None, LOGIN_USER, &extra);
+    let sudoers = Command::new(BIN)
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "config",
+            "sudoers",
+            "--node",
+            &fleet.nodes[0].name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sudoers.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sudoers.stderr)
+    );
+    let installed = h.install(&String::from_utf8_lossy(&sudoers.stdout), &policy);
+    Some((config, installed))
+}
+
 fn main() {
     let a = args();
     let load_before = uptime();
@@ -717,18 +790,19 @@ fn main() {
     let dir = tmp.path();
     let max_nodes = a.scale.iter().copied().chain([a.nodes]).max().unwrap();
     eprintln!("starting {max_nodes} sshd nodes ({} key rings each)...", a.rings);
-    let fleet = start_fleet(&dir.join("fleet"), max_nodes, a.rings);
+    let mut fleet = start_fleet(&dir.join("fleet"), max_nodes, a.rings);
     let default_config = fleet.config(&dir.join("store"), a.nodes, a.jobs, None);
     let scp_config = fleet.config(&dir.join("store-scp"), a.nodes, a.jobs, Some("scp"));
     let base_store = dir.join("baseline-store");
     fs::create_dir_all(&base_store).unwrap();
     let (node_sh, list) = fleet.baseline_scripts(&base_store, a.nodes);
+    let become_run = become_setup(&mut fleet, &dir.join("store-become"), a.nodes, a.jobs);
 
     // Every run once per round, rounds interleaved: a change in the shared machine's load (it
     // moved the limit alone by 30% between rounds) then weighs on all of them alike.
     let mut limit = Vec::new();
     let mut limit_cpu = Vec::new();
-    let runs = [
+    let mut runs = vec![
         (
             format!("coldkeep backup (jobs {}, default config: SFTP)", a.jobs),
             format!(
@@ -756,6 +830,15 @@ fn main() {
             format!("xargs -P 8 -L 1 sh {} < {}", node_sh.display(), list.display()),
         ),
     ];
+    if let Some((config, _)) = &become_run {
+        runs.push((
+            format!(
+                "coldkeep backup (jobs {}, become: sudo through the node helper, as {LOGIN_USER})",
+                a.jobs
+            ),
+            format!("{BIN} --config {} backup --force >/dev/null", config.display()),
+        ));
+    }
     // Quick: the default backup, and the same as a dry run (everything but the store writes).
     let quick = [
         runs[0].clone(),
@@ -979,8 +1062,7 @@ fn main() {
         "\n| measurement | result | goal |\n|---|---|---|\n\
          | coldkeep (default config) / parallel pipeline wall time | {ratio:.2}x | at most 0.5x ({}) |\n\
          | the same with `file_transfer: scp` | {ratio_scp:.2}x | - |\n\
-         | coldkeep (default config) backup rate / SSH limit rate, on this disk (median of the {} rounds' paired ratios: {}) | {fraction:.2} | at least 0.95 ({}) |\n\
-         | the same with `become: sudo` (the privileged path, issue 23) | (filled in after that branch is merged) | - |\n",
+         | coldkeep (default config) backup rate / SSH limit rate, on this disk (median of the {} rounds' paired ratios: {}) | {fraction:.2} | at least 0.95 ({}) |\n",
         met(ratio <= 0.5),
         fractions.len(),
         fractions
@@ -990,6 +1072,20 @@ fn main() {
             .join(", "),
         met(fraction >= 0.95),
     );
+    // The privileged path (issue 23's node helper) against the same limit, paired the same way.
+    if let Some((_, samples)) = rows.get(4) {
+        let become_fractions: Vec<f64> = limit.iter().zip(samples).map(|(l, c)| l / c.wall).collect();
+        let _ = writeln!(
+            md,
+            "| the same with `become: sudo` through the node helper (median of the paired ratios: {}) | {:.2} | - |",
+            become_fractions
+                .iter()
+                .map(|f| format!("{f:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(become_fractions.clone())
+        );
+    }
     // The listings' goals, at the sizes measured.
     let at = |n: usize| lists.iter().find(|(m, _, _)| *m == n);
     if let Some((n, first, s)) = at(100_000) {
@@ -1027,6 +1123,22 @@ fn main() {
             a.jobs,
             met(r < 64.0)
         );
+    }
+    let become_ratio = rows.get(4).map(|(_, s)| med(s, |x| x.wall) / cold_wall);
+    match become_ratio {
+        Some(r) => {
+            let _ = writeln!(
+                md,
+                "| coldkeep `become: sudo` (one node helper per node) / default config wall time | {r:.2}x | at most 1.5x ({}) |",
+                if r <= 1.5 { "met" } else { "missed" }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "| coldkeep `become: sudo` / default config | not run (not root) | at most 1.5x |"
+            );
+        }
     }
     if let Some(k) = &soak {
         let _ = writeln!(
@@ -1110,6 +1222,7 @@ fn main() {
         "runs": json_rows,
         "coldkeep_vs_parallel_pipeline": ratio,
         "coldkeep_scp_vs_parallel_pipeline": ratio_scp,
+        "coldkeep_become_vs_default": become_ratio,
         "fraction_of_ssh_limit": fraction,
         "fraction_of_ssh_limit_per_round": fractions,
         "deep_verify": {"artifacts": count, "plaintext_bytes": plain, "wall_s": deep.wall, "artifacts_per_s": count as f64 / deep.wall.max(1e-9)},

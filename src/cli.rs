@@ -115,7 +115,8 @@ pub enum Command {
     /// OnlyKey: store its typed backup, restore it to a device
     #[command(subcommand)]
     Onlykey(OnlyKeyCommand),
-    /// BitBox02: store and check the backups on its microSD card
+    /// BitBox02: list, check and create its microSD backups through the device; store and
+    /// check a card's backups
     #[command(subcommand)]
     Bitbox02(BitBox02Command),
     /// Config file commands
@@ -187,7 +188,8 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 /// Arguments of `coldkeep status`.
 pub struct StatusArgs {
-    /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h)
+    /// Exit 1 when a keystore's newest backup is older than this (e.g. 36h), or a hardware key's
+    /// last check (unless its `check_every` says otherwise)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub max_age: Option<Duration>,
     /// Print JSON on stdout
@@ -347,6 +349,18 @@ reports, 100 ms apart; the device answers when it has loaded it.")]
 #[derive(Debug, Subcommand)]
 /// `coldkeep bitbox02 ...`.
 pub enum BitBox02Command {
+    /// Through the device: the backups on its microSD card (list, check, create)
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+    /// Forget a device's pairing (a reset or replaced BitBox02 is then paired anew)
+    Unpair {
+        /// The device's name
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The pairing file [default: ~/.config/coldkeep/bitbox02-pairing.json]
+        #[arg(long, value_name = "FILE", env = "COLDKEEP_BITBOX02_PAIRING")]
+        pairing_file: Option<PathBuf>,
+    },
     /// Store a backup folder from the card (named by the backup id, three copies inside)
     Import {
         /// The backup folder on the mounted card
@@ -380,6 +394,66 @@ pub enum BitBox02Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(after_help = "\
+The first time a name is used, coldkeep and the device show a pairing code: confirm on the device
+only if both show the same code. The pairing is remembered (0600, under ~/.config/coldkeep/); a
+device that later answers under this name with another key is refused, as ssh refuses a changed
+host key. Every check is recorded, signed, in the store, for `coldkeep status`; a device whose key
+is not the one the name's checks were made with is refused unless --new-device says it was reset
+or replaced.")]
+/// `coldkeep bitbox02 backups ...`.
+pub enum BackupsCommand {
+    /// The backups on the card: id, name, date
+    List(DeviceArgs),
+    /// Is there a backup of this device's wallet on its card? (exit 1 when not)
+    Check {
+        /// The device.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Show the backup's name and id on the device for you to confirm (default: silent)
+        #[arg(long)]
+        confirm_on_device: bool,
+        /// This name's device was reset or replaced: record its checks though its key is not
+        /// the one of the name's last check
+        #[arg(long)]
+        new_device: bool,
+    },
+    /// Write a new backup to the card (confirm the date and "Create backup?" on the device)
+    Create {
+        /// The device.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// This name's device was reset or replaced: record its checks though its key is not
+        /// the one of the name's last check
+        #[arg(long)]
+        new_device: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+/// Which BitBox02, and how long to wait for its user.
+pub struct DeviceArgs {
+    /// The device's name: its pairing, its check records, its backups in the store
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The hidraw device [default: the one BitBox02 attached]; wins over a simulator
+    #[arg(long, value_name = "PATH")]
+    pub device: Option<String>,
+    /// A BitBox02 simulator (raw reports over TCP, e.g. 127.0.0.1:15423) instead of USB
+    #[arg(long, value_name = "HOST:PORT", env = "COLDKEEP_BITBOX02_SIMULATOR")]
+    pub simulator: Option<String>,
+    /// How long to wait for you on the device (password, pairing code, confirmations)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub timeout: Duration,
+    /// The pairing file [default: ~/.config/coldkeep/bitbox02-pairing.json]
+    #[arg(long, value_name = "FILE", env = "COLDKEEP_BITBOX02_PAIRING")]
+    pub pairing_file: Option<PathBuf>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
 /// `coldkeep config ...`.
 pub enum ConfigCommand {
     /// Validate the config and print a summary (nodes, keystores, recipients)
@@ -388,14 +462,37 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print least-privilege sudoers lines for `become: sudo` (exact commands and paths)
+    /// Print the sudoers rules for `become: sudo`: the node helper with fixed words, nothing else
     Sudoers {
         /// Only these nodes [default: every node]
         #[arg(long = "node", value_name = "NAME")]
         nodes: Vec<String>,
-        /// Add the writes a restore needs (default: reads only, for backup, verify and check)
+        /// Add the restore rule (default: the read rule only, for backup, verify, check, discover)
         #[arg(long)]
         restore: bool,
+    },
+    /// Print a node's policy file for the node helper: the keystores it may touch, and how
+    NodePolicy {
+        /// The node
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "discover",
+            conflicts_with = "discover"
+        )]
+        node: Option<String>,
+        /// Allow restores: `restore: true` with the owner (from the latest backup) and loosest mode
+        #[arg(long, conflicts_with = "discover")]
+        restore: bool,
+        /// A read-only policy for `coldkeep discover` on a node not set up yet
+        #[arg(long)]
+        discover: bool,
+        /// With --discover: nodectl's config [default: /var/tessellation/nodectl/cn-config.yaml]
+        #[arg(long, value_name = "PATH", requires = "discover")]
+        nodectl_config: Option<String>,
+        /// With --discover: an Acra keys directory discover may read (repeatable)
+        #[arg(long, value_name = "PATH", requires = "discover")]
+        acra_dir: Vec<String>,
     },
 }
 
@@ -405,7 +502,8 @@ pub struct DiscoverArgs {
     /// A configured node
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub node: Option<String>,
-    /// A node not in the config yet (connection settings of the first configured node)
+    /// A node not in the config yet (reached with the config's `ssh:` settings; no node needs
+    /// to be configured)
     #[arg(long, value_name = "HOST", requires = "user")]
     pub host: Option<String>,
     /// SSH port with --host
@@ -414,9 +512,20 @@ pub struct DiscoverArgs {
     /// SSH user with --host
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Read through sudo (`sudo`) or not (`none`), whatever the config says: nodectl's
+    /// cn-config.yaml is root 0600 and a migrated P12 root:root 0400
+    #[arg(long = "become", value_name = "sudo|none")]
+    pub become_: Option<String>,
+    /// The name the printed entry gets [default: the configured name, or the host]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// nodectl's config on the node [default: /var/tessellation/nodectl/cn-config.yaml]
     #[arg(long, value_name = "PATH")]
     pub nodectl_config: Option<String>,
+    /// nodectl's passphrase key on the node, proposed when cn-config.yaml says `encryption:
+    /// True` [default: /etc/security/cnngsenc.conf]
+    #[arg(long, value_name = "PATH")]
+    pub cnngsenc_conf: Option<String>,
     /// Acra keys directory to look for (repeatable) [default: the usual places]
     #[arg(long, value_name = "PATH")]
     pub acra_dir: Vec<String>,
@@ -477,13 +586,21 @@ pub struct ManArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Steps, stopping at the first failure with nothing changed on the node:
-  1. decrypt the artifact in memory and verify every hash and the manifest
-  2. name checks: backup file name = configured path's name = nodectl's key_name/key_location
-     for every profile (when nodectl_config is set); the P12 opens with the configured password
-  3. the target directory exists (install the node with nodectl first, same P12 file name)
-  4. identical file on the node: nothing to do; a different file is saved to the store as a
+  1. pick the artifact (`latest` refuses one stored without its identity checked: name it with
+     --backup ID), decrypt it in memory and verify every hash and the manifest
+  2. name checks: backup file name = configured path's name; with nodectl_config, the node's
+     current cn-config.yaml (`global` resolved key by key, as nodectl does): each enabled
+     profile whose P12 is in this directory names this file or another configured keystore,
+     and some profile uses this file; the P12 opens with the configured password
+  3. passphrase checks (nodectl_config): the P12 opens with the passphrase of every profile that
+     uses it in the node's current cn-config.yaml, and carries its p12_key_alias where the file
+     names one (v2.0.0/v2.1.0); else refused naming the profile, unless
+     --accept-passphrase-mismatch (an encrypted or unstored passphrase: `not checked`, and why)
+  4. the target directory exists (install the node with nodectl first, same P12 file name)
+  5. identical file on the node: nothing to do; a different file is saved to the store as a
      pre-restore artifact, and replaced only with --yes or an interactive yes
-  5. upload to a temp name beside the target with the final mode, mv -f over it, read back
+  6. upload to a temp name beside the target with the final mode, mv -f over it, read back
+--dry-run prints the plan: the name-check table, the passphrase checks and every change.
 
 Acra keystores: the whole tree, names kept exactly. A missing or empty keys directory is
 filled; a non-empty one that differs only with --replace, after it was saved as a pre-restore
@@ -513,12 +630,29 @@ pub struct RestoreArgs {
     /// artifact first, then the directories are swapped by rename)
     #[arg(long)]
     pub replace: bool,
+    /// P12: restore even when a profile in the node's current cn-config.yaml cannot open the
+    /// backup with its passphrase (or alias); set the passphrase with nodectl afterwards
+    #[arg(long)]
+    pub accept_passphrase_mismatch: bool,
     /// Run the checks and print the plan; change nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Acra through the node helper: finish a restore that was cut off between its swaps, putting
+    /// the previous keystore back whole (`back`) or the restored one in (`forward`); nothing else
+    /// is done (no backup is read)
+    #[arg(long, value_name = "WAY", conflicts_with_all = ["dry_run", "replace"])]
+    pub interrupted: Option<Finish>,
+}
+
+/// Which way `restore --interrupted` finishes a swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs)]
+pub enum Finish {
+    Back,
+    Forward,
 }
 
 #[derive(Debug, Args)]
@@ -546,4 +680,31 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
         .map_err(|_| format!("{text:?} is not a time (2026-01-31T12:00:00Z) or a date (2026-01-31)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `restore --help` lists the steps a restore takes now (the passphrase step, the `latest`
+    /// rule), not the older "nodectl's key_name for every profile".
+    #[test]
+    fn restore_help_says_what_a_restore_checks() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("restore")
+            .expect("restore exists")
+            .render_long_help()
+            .to_string();
+        for step in [
+            "passphrase of every profile",
+            "--accept-passphrase-mismatch",
+            "`latest` refuses one stored without its identity checked",
+            "--dry-run prints the plan",
+        ] {
+            assert!(help.contains(step), "{step:?} in\n{help}");
+        }
+        assert!(!help.contains("for every profile (when"), "{help}");
+    }
 }

@@ -17,6 +17,7 @@ pub mod hid;
 pub mod init;
 pub mod material;
 pub mod memory;
+pub mod nodehelper;
 pub mod ops;
 pub mod output;
 pub mod par;

@@ -5,6 +5,12 @@ use coldkeep::cli::{Cli, Command, LogFormat};
 use coldkeep::error::exit_for;
 
 fn main() {
+    // The node helper that sudo runs (`coldkeep node-helper ...`): its own strict argv, no clap,
+    // no config, no environment, no logging setup; it hardens itself first.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "node-helper") {
+        std::process::exit(coldkeep::nodehelper::main(&args));
+    }
     // Before anything reads a secret: no core file may ever hold plaintext keys.
     let hardening = coldkeep::harden::at_start();
     coldkeep::memory::tune_allocator();

@@ -21,6 +21,31 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// `s` as a YAML double-quoted scalar that reads back as exactly `s`, for the YAML coldkeep
+/// prints for an operator to keep (the entry `discover` prints, the node helper's policy): `\`
+/// and `"` escaped, and every control, bidi, line or paragraph separator and BOM character
+/// written as `\uXXXX`, so nothing in a node-supplied path can end the string, start a comment
+/// or break the line.
+pub fn yaml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control()
+                || is_bidi_control(c)
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') =>
+            {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape_control;

@@ -118,6 +118,33 @@ fn the_deb_installs_binary_units_docs_user_and_purges_cleanly() {
     let version = ok("/usr/bin/coldkeep", &["--version"]);
     assert_eq!(version.trim(), format!("coldkeep {}", env!("CARGO_PKG_VERSION")));
 
+    // The node helper in the installed binary: root's path, so it gets as far as the policy,
+    // which is missing; it says so in its hello and on stderr, and exits 1.
+    let helper = Command::new("/usr/bin/coldkeep")
+        .arg("node-helper")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        helper.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&helper.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&helper.stderr);
+    assert!(
+        stderr.contains("/etc/coldkeep/node.yaml (the node policy) does not exist"),
+        "{stderr}"
+    );
+    let hello: coldkeep::nodehelper::proto::Hello =
+        coldkeep::nodehelper::proto::read_json(&mut helper.stdout.as_slice()).unwrap();
+    assert!(
+        matches!(hello.ready, coldkeep::nodehelper::proto::Ready::Refused { .. }),
+        "{hello:?}"
+    );
+    let example = fs::read_to_string("/usr/share/doc/coldkeep/examples/node.yaml").unwrap();
+    coldkeep::nodehelper::policy::parse(&example).unwrap();
+
     let passwd = ok("getent", &["passwd", "coldkeep"]);
     assert_eq!(passwd.lines().count(), 1);
     let fields: Vec<&str> = passwd.trim().split(':').collect();

@@ -117,6 +117,12 @@ pub struct Manifest {
     /// artifacts from before keyed hashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_key: Option<String>,
+    /// Set when the material was stored although a check of it failed (a P12 whose configured
+    /// password is unset or stale, one that is not a PKCS#12 file): why its identity was not
+    /// checked. A backup is never skipped because a check failed; it is marked, and `list`,
+    /// `verify`, `status` and the metrics show the mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_unchecked: Option<String>,
 }
 
 /// The plaintext `.json` beside each `.age`.

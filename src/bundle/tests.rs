@@ -20,6 +20,7 @@ fn manifest(files: &[PlainFile]) -> Manifest {
         identity: None,
         recipients: vec![],
         hash_key: None,
+        identity_unchecked: None,
     }
 }
 

@@ -28,6 +28,9 @@ pub fn run(config: &Config, cmd: &BitBox02Command) -> anyhow::Result<Exit> {
         BitBox02Command::Import { dir, name } => import(config, dir, name),
         BitBox02Command::ListCard { dir, json } => list_card(dir, *json),
         BitBox02Command::CheckCard { dir, name, identity } => check_card(config, dir, name, identity),
+        BitBox02Command::Backups(_) | BitBox02Command::Unpair { .. } => {
+            unreachable!("dispatched to bitbox02_device")
+        }
     }
 }
 

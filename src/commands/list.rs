@@ -48,6 +48,9 @@ pub struct ListedArtifact {
     /// The last time a backup found the same material (and stored nothing new).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seen_unchanged_at: Option<DateTime<Utc>>,
+    /// Stored although a check of it failed: why its identity was not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_unchecked: Option<String>,
     /// `valid`, `unsigned`, `bad` or `foreign`: only `valid` artifacts are ever used.
     pub signature: &'static str,
     /// The signature verdict in words (signer, or what is wrong).
@@ -85,6 +88,7 @@ impl ListedArtifact {
                 .map(|c| c.age_path)
                 .collect(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
+            identity_unchecked: m.identity_unchecked,
             signature: a.signature.word(),
             signature_detail: a.signature.to_string(),
         }
@@ -168,6 +172,9 @@ fn row(a: &ListedArtifact) -> Vec<String> {
         .unwrap_or_default();
     if a.purpose == Purpose::PreRestore {
         identity = format!("[pre-restore] {identity}");
+    }
+    if let Some(why) = &a.identity_unchecked {
+        identity = format!("[identity NOT checked: {why}] {identity}");
     }
     let keystore = if ArtifactKind::AcraMasterKey.is(&a.kind) {
         master_key::report_name(&a.keystore)

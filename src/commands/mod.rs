@@ -3,8 +3,10 @@
 
 pub mod backup;
 pub mod bitbox02;
+pub mod bitbox02_device;
 pub mod check;
 pub mod config_check;
+pub mod config_node_policy;
 pub mod config_sudoers;
 pub mod daemon;
 pub mod demo;
@@ -20,7 +22,9 @@ pub mod restore;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand};
+use crate::cli::{
+    BackupsCommand, BitBox02Command, Cli, Command, ConfigCommand, NodeSelector, OnlyKeyCommand,
+};
 use crate::config::Config;
 use crate::error::Exit;
 use crate::ops::Selection;
@@ -36,6 +40,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         // A backup file is verified without a configuration.
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { name: None, .. }) => {
             return onlykey_verify::run(None, cmd);
+        }
+        // Listing a card and forgetting a pairing record nothing in the store.
+        Command::Bitbox02(BitBox02Command::Backups(BackupsCommand::List(args))) => {
+            return bitbox02_device::list(args);
+        }
+        Command::Bitbox02(BitBox02Command::Unpair { name, pairing_file }) => {
+            return bitbox02_device::unpair(name, pairing_file.clone());
         }
         _ => {}
     }
@@ -57,9 +68,23 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(ConfigCommand::Sudoers { nodes, restore }) => {
             config_sudoers::run(&config, nodes, *restore)
         }
+        Command::Config(ConfigCommand::NodePolicy {
+            node,
+            restore,
+            discover,
+            nodectl_config,
+            acra_dir,
+        }) => {
+            let cn = nodectl_config
+                .as_deref()
+                .unwrap_or(crate::ops::discover::NODECTL_CONFIG);
+            let bootstrap = discover.then_some((cn, acra_dir.as_slice()));
+            config_node_policy::run(&config, node.as_deref(), *restore, bootstrap)
+        }
         Command::Discover(args) => discover::run(&config, args),
         Command::Onlykey(cmd @ OnlyKeyCommand::Verify { .. }) => onlykey_verify::run(Some(&config), cmd),
         Command::Onlykey(cmd) => onlykey::run(&config, cmd),
+        Command::Bitbox02(BitBox02Command::Backups(cmd)) => bitbox02_device::run(&config, cmd),
         Command::Bitbox02(cmd) => bitbox02::run(&config, cmd),
         Command::Demo(_) | Command::Hid(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

@@ -31,6 +31,8 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
         key_file.as_deref(),
         rsa_key.as_deref(),
     )?;
+    // A stored backup's verification is recorded for `status` (name, artifact id).
+    let mut recorded: Option<(&Config, &str, String)> = None;
     let (source, stored) = match (name, file) {
         (Some(name), _) => {
             hardware::check_name(name)?;
@@ -44,6 +46,7 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
                 .find(|f| f.entry.path == onlykey::FILE)
                 .context("the artifact holds no OnlyKey backup text")?;
             let t = std::str::from_utf8(&file.data).context("the stored text is not UTF-8")?;
+            recorded = Some((config, name.as_str(), artifact.id.clone()));
             (format!("{name} ({})", artifact.id), Zeroizing::new(t.to_string()))
         }
         (None, Some(file)) => (file.clone(), onlykey::read_text(file)?),
@@ -56,7 +59,9 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
     let parsed = text::parse(&stored).context("not a valid OnlyKey backup")?;
     let identity = parsed.identity();
     println!("{source}: {}", identity.short());
-    match backup::open(&parsed.payload, &key) {
+    let opened = backup::open(&parsed.payload, &key);
+    // The result first, then its record: a record that cannot be written must not hide it.
+    let detail = match &opened {
         Ok(summary) => {
             println!("  opens with {}", key.describe());
             for line in summary.lines() {
@@ -65,14 +70,27 @@ pub fn run(config: Option<&Config>, cmd: &OnlyKeyCommand) -> anyhow::Result<Exit
             if parsed.legacy {
                 println!("  no check line (firmware 2.1.1 or older): this decryption is its integrity check");
             }
-            Ok(Exit::Ok)
+            None
         }
-        Err(OpenError::BadKey(why)) => Err(UsageError(why).into()),
+        // Nothing is recorded for a key that does not fit the backup (a usage error).
+        Err(OpenError::BadKey(why)) => return Err(UsageError(why.clone()).into()),
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(Exit::Failed)
+            Some(e.to_string())
+        }
+    };
+    let mut exit = if detail.is_none() { Exit::Ok } else { Exit::Failed };
+    if let Some((config, name, artifact)) = recorded {
+        let check = crate::ops::hardware_checks::onlykey_check(name, &artifact, detail);
+        match crate::ops::run_state::record_device_check(config, &check) {
+            Ok(id) => eprintln!("Recorded as check {id} (see `coldkeep status`)."),
+            Err(e) => {
+                eprintln!("error: the verification could not be recorded in the store: {e:#}");
+                exit = Exit::Failed;
+            }
         }
     }
+    Ok(exit)
 }
 
 /// Exactly one of the key options (clap's group ensures at most one).

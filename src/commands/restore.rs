@@ -14,6 +14,13 @@ use std::io::IsTerminal;
 
 /// Runs `coldkeep restore`.
 pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    if let Some(way) = args.interrupted {
+        let forward = way == crate::cli::Finish::Forward;
+        for note in restore::finish_interrupted(config, &args.node, args.keystore.as_deref(), forward)? {
+            println!("{note}");
+        }
+        return Ok(Exit::Ok);
+    }
     let request = RestoreRequest {
         node: args.node.clone(),
         keystore: args.keystore.clone(),
@@ -21,9 +28,16 @@ pub fn run(config: &Config, args: &RestoreArgs) -> anyhow::Result<Exit> {
         from_node: args.from_node.clone(),
         identity: args.identity.clone(),
         replace: args.replace,
+        accept_passphrase_mismatch: args.accept_passphrase_mismatch,
     };
     let src = Source::open(config, &request)?;
-    let session = crate::ops::connect_with_retries(config, src.node)?;
+    // A dry run only reads: the node helper's read rule is enough for it.
+    let access = if args.dry_run {
+        crate::remote::Access::Read
+    } else {
+        crate::remote::Access::Restore
+    };
+    let session = crate::ops::connect_with_retries_for(config, src.node, access)?;
     let plan = restore::plan(&src, &session, request.replace)?;
     if args.dry_run || plan.action == RestoreAction::AlreadyInPlace {
         session.close();
@@ -136,6 +150,19 @@ fn finish(outcome: &RestoreOutcome, json: bool) -> anyhow::Result<Exit> {
     println!("  artifact: {} (backup of {})", plan.artifact, plan.from_node);
     if let Some(identity) = &plan.identity {
         println!("  identity: {}", identity.short());
+    }
+    for w in &plan.warnings {
+        // Escaped here too: whatever built it, the text came from a node or an artifact.
+        println!("  warning: {}", crate::text::escape_control(w));
+    }
+    if !plan.checks.is_empty() {
+        println!("  name checks:");
+        for line in restore::name_table(&plan.checks).lines() {
+            println!("    {line}");
+        }
+    }
+    for p in &plan.passphrases {
+        println!("  passphrase for nodectl profile {}: {}", p.profile, p.result);
     }
     if matches!(
         plan.action,

@@ -3,6 +3,7 @@
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::error::Exit;
+use crate::ops::hardware_checks::{self, HardwareStatus};
 use crate::output::{Table, print_json_list};
 use crate::store::{RunState, Store, VerifyState};
 use chrono::{DateTime, Utc};
@@ -35,6 +36,9 @@ pub struct KeystoreStatus {
     /// Why not ok.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// A hardware key's last check (BitBox02 on the device, OnlyKey offline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareStatus>,
 }
 
 /// Runs `coldkeep status`.
@@ -80,6 +84,14 @@ pub fn status(
             names.push(key.clone());
         }
     }
+    // Hardware keys configured or checked: judged by their last check, not their artifact's age.
+    let (hardware, _) = hardware_checks::statuses(config, max_age, now)?;
+    for h in &hardware {
+        let key = (crate::config::HARDWARE_NODE.to_string(), h.name.clone());
+        if !names.contains(&key) {
+            names.push(key);
+        }
+    }
     for (node, keystore) in names {
         {
             let st = state.get(&node, &keystore).cloned().unwrap_or_default();
@@ -100,6 +112,17 @@ pub fn status(
             }
             if newest.is_none() {
                 problems.push("no backup in the store".to_string());
+            }
+            // The last run's own check first (an unchanged P12 whose password went missing
+            // reuses a checked artifact); else the newest artifact's mark.
+            if let Some(why) = st.last_unchecked.as_ref().filter(|_| !st.failing()) {
+                problems.push(format!(
+                    "the last backup was taken without its identity checked: {why}"
+                ));
+            } else if let Some(why) = newest.and_then(|a| a.sidecar.manifest.identity_unchecked.as_ref()) {
+                problems.push(format!(
+                    "the newest backup was stored without its identity checked: {why}"
+                ));
             }
             let forged = here.map_or(0, |s| s.untrusted);
             if forged > 0 {
@@ -123,14 +146,26 @@ pub fn status(
                     bad.join("; ")
                 ));
             }
+            let device = hardware
+                .iter()
+                .find(|h| node == crate::config::HARDWARE_NODE && h.name == keystore)
+                .cloned();
             if let (Some(max), Some(ms)) = (max_age, age_ms)
                 && ms > max.as_millis() as i64
+                && device.is_none()
             {
                 problems.push(format!(
                     "newest backup is {} old (max {})",
                     human_age(ms / 1000),
                     human_age(max.as_secs() as i64)
                 ));
+            }
+            if let Some(h) = &device {
+                // A BitBox02's backup is its card, checked by the device: no artifact needed.
+                if h.model == crate::config::HardwareModel::Bitbox02.as_str() {
+                    problems.retain(|p| p != "no backup in the store");
+                }
+                problems.extend(h.problems.iter().cloned());
             }
             out.push(KeystoreStatus {
                 node: node.clone(),
@@ -142,6 +177,7 @@ pub fn status(
                 newest_age_seconds: age,
                 ok: problems.is_empty(),
                 problems,
+                hardware: device,
             });
         }
     }
@@ -198,6 +234,13 @@ fn print_human(statuses: &[KeystoreStatus]) {
         ]);
     }
     print!("{}", table.render());
+    let devices: Vec<&HardwareStatus> = statuses.iter().filter_map(|s| s.hardware.as_ref()).collect();
+    if !devices.is_empty() {
+        println!("\nHardware keys:");
+        for h in devices {
+            println!("  {}", h.line());
+        }
+    }
     let bad = statuses.iter().filter(|s| !s.ok).count();
     if bad == 0 {
         println!("\nOK: all {} keystores backed up.", statuses.len());

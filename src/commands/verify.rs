@@ -148,6 +148,10 @@ fn print_checks(out: &StoreCheck, deep: bool) {
         } else {
             format!("BAD: {}", c.problems.join("; "))
         };
+        let result = match &c.identity_unchecked {
+            Some(why) => format!("{result} [identity not checked when stored: {why}]"),
+            None => result,
+        };
         table.row(vec![c.node.clone(), c.keystore.clone(), c.id.clone(), result]);
     }
     if table.is_empty() {
@@ -162,10 +166,29 @@ fn print_checks(out: &StoreCheck, deep: bool) {
         println!("BAD: {p}");
     }
     let bad = out.artifacts.iter().filter(|c| !c.ok).count();
+    let bad_passphrases = out.passphrases.iter().filter(|p| !p.ok).count();
+    let mut failed = Vec::new();
+    if bad_passphrases > 0 {
+        failed.push(format!(
+            "{bad_passphrases} passphrase check(s) failed: a backed-up P12 does not open with the passphrase its \
+             backed-up cn-config.yaml gives (see above)"
+        ));
+    }
+    if !out.store_problems.is_empty() {
+        failed.push(format!(
+            "{} problem(s) in the store itself",
+            out.store_problems.len()
+        ));
+    }
     println!(
-        "\n{} of {} artifacts verified.",
+        "\n{} of {} artifacts verified{}",
         out.artifacts.len() - bad,
-        out.artifacts.len()
+        out.artifacts.len(),
+        if failed.is_empty() {
+            ".".to_string()
+        } else {
+            format!("; but {}.", failed.join("; "))
+        }
     );
     if !deep && !out.artifacts.is_empty() {
         println!("(Without --identity only hashes and headers were checked; add --identity KEY to decrypt.)");

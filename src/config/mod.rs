@@ -3,12 +3,14 @@
 //! Every error names `file:line:column` with a snippet ([`ConfigError`]). The public structs
 //! below are the *validated* config: defaults applied, node settings merged with `ssh:`.
 
+mod hardware;
 pub mod perms;
 mod raw;
 mod redact;
 mod secret;
 mod validate;
 
+pub use hardware::{HardwareConfig, HardwareModel};
 pub use raw::parse_duration;
 pub use secret::{Secret, SecretError};
 
@@ -113,8 +115,14 @@ pub struct Config {
     pub verify_identity: Option<PathBuf>,
     /// The top-level `retention:` (hardware keys follow it; keystores may override it).
     pub retention: Retention,
+    /// `hardware:`: hardware keys and how often each must be checked.
+    pub hardware: Vec<HardwareConfig>,
     /// The nodes, in config order.
     pub nodes: Vec<NodeConfig>,
+    /// The `ssh:` section resolved as a node without name, host or keystores: how a node not in
+    /// the config yet is reached (`discover --host`); the error when the defaults alone do not
+    /// resolve (HOME unset and no `ssh.known_hosts`).
+    pub node_defaults: Result<NodeConfig, String>,
 }
 
 /// `hooks:`: shell commands run around a backup run, in a clean environment with `COLDKEEP_*`
@@ -375,12 +383,38 @@ pub enum Become {
     /// Read and write as the SSH user (default).
     #[default]
     None,
-    /// Run every remote read and write as `user` through `sudo -n` (never a password prompt), for
-    /// nodes whose keys belong to root or a service user and that refuse root logins.
+    /// Run every remote read and write through the node helper, started once per session as
+    /// `user` with `sudo -n` (never a password prompt), for nodes whose keys belong to root or a
+    /// service user and that refuse root logins.
     Sudo {
         /// `become_user` (default `root`).
         user: String,
     },
+}
+
+/// Where the node helper is on a node and which policy it obeys (`node_helper:`, `node_policy:`
+/// in `ssh:` or per node). Both are pinned word for word in the sudoers rule, so the agent must
+/// run exactly these; tests and unusual installs change them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperConfig {
+    /// The coldkeep binary on the node (`/usr/bin/coldkeep`, where the .deb puts it).
+    pub program: String,
+    /// Its policy file (`/etc/coldkeep/node.yaml`).
+    pub policy: String,
+}
+
+/// The helper's default location (the .deb's binary).
+pub const DEFAULT_NODE_HELPER: &str = "/usr/bin/coldkeep";
+/// The helper's default policy file (defined with the protocol both sides share).
+pub use crate::nodehelper::proto::DEFAULT_NODE_POLICY;
+
+impl Default for HelperConfig {
+    fn default() -> HelperConfig {
+        HelperConfig {
+            program: DEFAULT_NODE_HELPER.to_string(),
+            policy: DEFAULT_NODE_POLICY.to_string(),
+        }
+    }
 }
 
 /// One node, with `ssh:` defaults already merged in.
@@ -412,6 +446,8 @@ pub struct NodeConfig {
     pub file_transfer: FileTransfer,
     /// `become:` / `become_user:`: sudo for every read and write, or none.
     pub become_: Become,
+    /// With `become: sudo`: the node helper sudo runs, and its policy.
+    pub helper: HelperConfig,
     /// Labels for `--label` and `label_schedules`.
     pub labels: Vec<String>,
     /// When the daemon backs this node up (node, else label, else top-level `schedule`).

@@ -33,6 +33,18 @@ pub(super) struct RawConfig {
     /// May be empty or absent (a store for hardware keys only).
     #[serde(default)]
     pub nodes: Option<Vec<RawNode>>,
+    /// Hardware keys whose checks `status` watches.
+    #[serde(default)]
+    pub hardware: Vec<RawHardware>,
+}
+
+/// One entry of `hardware:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHardware {
+    pub name: S<String>,
+    pub model: S<String>,
+    pub check_every: Option<S<RawDuration>>,
 }
 
 /// `retention:` (top level, or per keystore).
@@ -114,6 +126,8 @@ pub(super) struct RawSsh {
     #[serde(rename = "become")]
     pub become_: Option<S<String>>,
     pub become_user: Option<S<String>>,
+    pub node_helper: Option<S<String>>,
+    pub node_policy: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +152,8 @@ pub(super) struct RawNode {
     #[serde(rename = "become")]
     pub become_: Option<S<String>>,
     pub become_user: Option<S<String>>,
+    pub node_helper: Option<S<String>>,
+    pub node_policy: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -219,7 +235,7 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
-/// A duration: `10s`, `500ms`, `2m`, `1h`, or a plain number of seconds.
+/// A duration: `10s`, `500ms`, `2m`, `1h`, `30d`, or a plain number of seconds.
 pub(super) struct RawDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for RawDuration {
@@ -228,7 +244,7 @@ impl<'de> Deserialize<'de> for RawDuration {
         impl Visitor<'_> for V {
             type Value = RawDuration;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration like 10s, 500ms, 2m or 1h")
+                f.write_str("a duration like 10s, 500ms, 2m, 1h or 30d")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
                 Ok(RawDuration(Duration::from_secs(v)))
@@ -246,18 +262,19 @@ impl<'de> Deserialize<'de> for RawDuration {
     }
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `1h`, `30d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let bad = || format!("`{text}` is not a duration (expected e.g. 10s, 500ms, 2m, 1h)");
+    let bad = || format!("`{text}` is not a duration (expected e.g. 10s, 500ms, 2m, 1h, 30d)");
     let n: u64 = number.parse().map_err(|_| bad())?;
     let ms = match unit.trim() {
         "ms" => n,
         "" | "s" => n.saturating_mul(1000),
         "m" => n.saturating_mul(60_000),
         "h" => n.saturating_mul(3_600_000),
+        "d" => n.saturating_mul(86_400_000),
         _ => return Err(bad()),
     };
     Ok(Duration::from_millis(ms))

@@ -1,6 +1,16 @@
-//! BitBox02: device matching. Its backups live on its own microSD card; coldkeep reads a card
-//! directly (`bitbox02 import / list-card / check-card`, see `material::bitbox02`). Device-level
-//! calls (list/check/create over Noise-encrypted HWW framing) would add a `Transport` user here.
+//! BitBox02: device matching, and the backup calls through the device: U2F-HID framing
+//! ([`framing`]), the HWW layer ([`hww`]), the Noise XX channel and pairing code ([`noise`]), the
+//! remembered pairings ([`pairing`]), the protobuf requests ([`requests`]), and a paired session in
+//! the BitBoxApp's order ([`session`]). Its card can also be read directly (`bitbox02 import /
+//! list-card / check-card`, see `material::bitbox02`).
+
+pub mod error;
+pub mod framing;
+pub mod hww;
+pub mod noise;
+pub mod pairing;
+pub mod requests;
+pub mod session;
 
 use super::{Capabilities, DeviceInfo, HardwareKey};
 
@@ -30,7 +40,8 @@ impl HardwareKey for BitBox02 {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            backup: "microSD card backups (bitbox02 import / list-card / check-card)",
+            backup: "microSD card backups: through the device (bitbox02 backups list / check / \
+                     create), or the card itself (bitbox02 import / list-card / check-card)",
             restore: "on the device, from its microSD card (BitBox app)",
         }
     }
@@ -60,3 +71,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod session_tests;

@@ -2,6 +2,7 @@
 
 use super::{DeviceInfo, HidError, Report, Transport};
 use std::ffi::CString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 pub fn enumerate() -> Result<Vec<DeviceInfo>, HidError> {
@@ -24,10 +25,15 @@ pub fn enumerate() -> Result<Vec<DeviceInfo>, HidError> {
 struct Hid(hidapi::HidDevice);
 
 pub fn open(path: &str) -> Result<Box<dyn Transport>, HidError> {
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(path)
-        && e.kind() == std::io::ErrorKind::PermissionDenied
+    // Opened first as hidapi opens it, for the errno: permission (udev rules) and busy are told
+    // apart by it, not by the wording of hidapi's message.
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
     {
-        return Err(HidError::Permission { path: path.into() });
+        return Err(super::open_error(path, &e));
     }
     let api = hidapi::HidApi::new().map_err(|e| HidError::Enumerate(e.to_string()))?;
     let c = CString::new(path).map_err(|_| HidError::Open {

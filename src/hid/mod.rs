@@ -8,6 +8,7 @@ pub mod bitbox02;
 #[cfg(all(feature = "hid", target_os = "linux"))]
 mod hidapi_transport;
 pub mod onlykey;
+pub mod tcp_transport;
 
 use serde::Serialize;
 use std::time::Duration;
@@ -32,6 +33,15 @@ pub enum HidError {
     )]
     /// No permission to open the device (udev rules).
     Permission {
+        /// The path concerned.
+        path: String,
+    },
+    #[error(
+        "{path} is busy: another program (the vendor's app?) holds it; close that program, then \
+         run again"
+    )]
+    /// Another program holds the device (`EBUSY` on open).
+    Busy {
         /// The path concerned.
         path: String,
     },
@@ -169,6 +179,20 @@ fn can_open(path: &str) -> bool {
         .is_ok()
 }
 
+/// What a failed `open(2)` of a device node means for the user, by its errno rather than its
+/// wording: no permission (the udev rules), busy (another program holds it), else the system's
+/// own words.
+pub fn open_error(path: &str, e: &std::io::Error) -> HidError {
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => HidError::Permission { path: path.into() },
+        Some(libc::EBUSY) => HidError::Busy { path: path.into() },
+        _ => HidError::Open {
+            path: path.into(),
+            detail: e.to_string(),
+        },
+    }
+}
+
 /// Opens a device for report I/O.
 pub fn open(path: &str) -> Result<Box<dyn Transport>, HidError> {
     #[cfg(all(feature = "hid", target_os = "linux"))]
@@ -186,4 +210,34 @@ pub fn open(path: &str) -> Result<Box<dyn Transport>, HidError> {
 pub fn report_text(report: &Report) -> String {
     let end = report.iter().position(|&b| b == 0).unwrap_or(REPORT_SIZE);
     String::from_utf8_lossy(&report[..end]).trim().to_string()
+}
+
+#[cfg(test)]
+mod open_error_tests {
+    use super::{HidError, open_error};
+    use std::io::Error;
+
+    /// Classified by errno, whatever the text says.
+    #[test]
+    fn open_failures_are_classified_by_errno() {
+        let p = "/dev/hidraw3";
+        assert!(matches!(
+            open_error(p, &Error::from_raw_os_error(libc::EBUSY)),
+            HidError::Busy { .. }
+        ));
+        assert!(matches!(
+            open_error(p, &Error::from_raw_os_error(libc::EACCES)),
+            HidError::Permission { .. }
+        ));
+        assert!(matches!(
+            open_error(p, &Error::from_raw_os_error(libc::EPERM)),
+            HidError::Permission { .. }
+        ));
+        let e = open_error(p, &Error::from_raw_os_error(libc::ENOENT));
+        assert!(matches!(e, HidError::Open { .. }), "{e}");
+        assert!(e.to_string().contains("/dev/hidraw3"), "{e}");
+        // A message that merely says "busy" is not a busy device.
+        let e = open_error(p, &Error::other("a busy day"));
+        assert!(matches!(e, HidError::Open { .. }), "{e}");
+    }
 }

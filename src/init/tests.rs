@@ -1,15 +1,9 @@
-//! `init`'s unit tests: refusals that change nothing, modes and owners, and no link followed.
+//! `init` end to end on a temp directory: what it writes, with which modes and owners, what it
+//! refuses, and that a failed run leaves nothing behind.
 
 use super::*;
 
 const KEY: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
-const SSH: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJS7gvA1ffFRf/ARWSkf2pd1jYeBYSLML3c8AsZLX/r op@laptop";
-
-fn signing() -> (&'static Path, &'static Path) {
-    (Path::new("/k"), Path::new("/a"))
-}
-
 fn opts(dir: &Path) -> InitOptions {
     InitOptions {
         config: dir.join("etc/coldkeep.yaml"),
@@ -21,54 +15,6 @@ fn opts(dir: &Path) -> InitOptions {
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
-#[test]
-fn the_template_renders_to_a_valid_config_with_our_store_and_recipients() {
-    let text = render_config(
-        TEMPLATE,
-        Path::new("/srv/cold \"keep\""),
-        &[KEY.into(), SSH.into()],
-        (Path::new("/etc/ck/sk"), Path::new("/etc/ck/allowed")),
-    )
-    .unwrap();
-    let config = Config::parse(&text, Path::new("/etc/coldkeep/coldkeep.yaml")).unwrap();
-    assert_eq!(config.store.path, Path::new("/srv/cold \"keep\""));
-    let got: Vec<&str> = config.encryption.recipients.iter().map(|r| r.as_str()).collect();
-    assert_eq!(got, [KEY, SSH]);
-    assert_eq!(config.signing.key, Path::new("/etc/ck/sk"));
-    assert_eq!(config.signing.allowed_signers, Path::new("/etc/ck/allowed"));
-    assert!(config.nodes.is_empty(), "the examples are commented out");
-    // The documentation stays: every comment line of the template is still there.
-    for line in TEMPLATE.lines().filter(|l| l.trim_start().starts_with('#')) {
-        assert!(text.contains(line), "lost: {line}");
-    }
-    // Uncommenting the examples gives the template's nodes back.
-    let uncommented: String = text
-        .lines()
-        .skip_while(|l| *l != "nodes:")
-        .skip(1)
-        .map(|l| format!("{}\n", l.strip_prefix('#').unwrap()))
-        .collect();
-    assert!(TEMPLATE.ends_with(&uncommented));
-}
-
-#[test]
-fn a_template_without_the_lines_init_fills_is_an_error_not_a_wrong_config() {
-    let broken = TEMPLATE.replace("\nnodes:\n", "\nhosts:\n");
-    assert!(matches!(
-        render_config(&broken, Path::new("/s"), &[KEY.into()], signing()),
-        Err(InitError::Template("`nodes:`"))
-    ));
-    assert!(matches!(
-        render_config(TEMPLATE, Path::new("/a/${HOME}"), &[KEY.into()], signing()),
-        Err(InitError::UnusablePath(_))
-    ));
-    let no_signing = TEMPLATE.replace("\n  allowed_signers:", "\n  # allowed_signers:");
-    assert!(matches!(
-        render_config(&no_signing, Path::new("/s"), &[KEY.into()], signing()),
-        Err(InitError::Template("`signing.allowed_signers`"))
-    ));
 }
 
 #[test]
@@ -230,8 +176,8 @@ fn the_key_is_refused_inside_the_store_however_the_store_path_is_spelled() {
         o.store = store.clone();
         o.identity_out = Some(disk.join("key.txt"));
         let r = init(&o);
-        // (A store path that is a link is refused before anything else.)
         assert!(
+            // (A store path that is a link is refused before anything else.)
             matches!(
                 r,
                 Err(InitError::IdentityInStore { .. } | InitError::StoreIsSymlink(_))
@@ -333,6 +279,25 @@ fn the_signing_key_is_refused_inside_the_store_however_the_path_is_spelled() {
 
 fn nix_is_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[test]
+fn an_identity_into_a_missing_folder_is_one_clear_refusal_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.identity_out = Some(dir.path().join("usb/coldkeep-key.txt"));
+    let err = init(&o).unwrap_err();
+    assert!(err.is_usage(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("the folder") && text.contains("usb") && text.contains("does not exist"),
+        "{text}"
+    );
+    assert!(!o.store.exists() && !o.config.exists());
+    assert!(!dir.path().join("etc/signing_key").exists());
+    // A file where the folder should be.
+    fs::write(dir.path().join("usb"), "x").unwrap();
+    assert!(init(&o).unwrap_err().to_string().contains("is not a folder"));
 }
 
 #[test]

@@ -18,6 +18,12 @@ pub const KEYS_PREFIX: &str = "keys/";
 /// Prefix of public-directory files in a bundle (when the public directory is separate).
 pub const PUBLIC_PREFIX: &str = "public/";
 
+/// What a read of a keystore skips: Acra's lock file and half-written key rings (`*.keyring.new`),
+/// which come and go while Acra runs. One rule for the agent's reads and the node helper's.
+pub fn skipped_when_read(rel: &str) -> bool {
+    rel == ".lock" || rel.ends_with(".keyring.new")
+}
+
 /// The file name of a master key inside its artifact (its content is the base64 env value).
 pub const MASTER_KEY_FILE: &str = "ACRA_MASTER_KEY";
 

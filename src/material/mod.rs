@@ -8,6 +8,7 @@ pub mod nodectl;
 pub mod onlykey;
 pub mod onlykey_backup;
 pub mod p12;
+pub mod p12_cost;
 pub mod secure_cell;
 
 use serde::{Deserialize, Serialize};

@@ -98,6 +98,10 @@ pub enum P12Error {
     #[error("PKCS#12 file could not be read: {0}")]
     /// It opens but cannot be read.
     Unreadable(String),
+    #[error("PKCS#12 file not opened: {0}")]
+    /// Opening it would cost more than a check may, or a cost that cannot be bounded
+    /// ([`super::p12_cost`]): OpenSSL never saw it.
+    TooCostly(String),
 }
 
 /// Checks and identifies a P12. `password = None` checks structure only.
@@ -124,6 +128,13 @@ pub fn inspect(bytes: &[u8], password: Option<&str>) -> Result<P12Identity, P12E
         return Err(P12Error::WrongPassword);
     }
     ensure_providers();
+    // The file names its own iteration counts, and OpenSSL honours any up to 2^31-1: bounded
+    // first, so a node's file cannot hold a check for minutes per try.
+    super::p12_cost::check(bytes, password).map_err(|r| match r {
+        super::p12_cost::Refusal::Cost(why) => P12Error::TooCostly(why),
+        super::p12_cost::Refusal::Malformed(why) => P12Error::Unreadable(why),
+        super::p12_cost::Refusal::WrongPassword => P12Error::WrongPassword,
+    })?;
     let pkcs12 = Pkcs12::from_der(bytes).map_err(|e| P12Error::Unreadable(ssl_reason(&e)))?;
     let parsed = pkcs12.parse2(password).map_err(map_parse_error)?;
     id.opened = true;

@@ -240,6 +240,7 @@ mod tests {
                 identity: None,
                 recipients: Vec::new(),
                 hash_key: None,
+                identity_unchecked: None,
             },
             ciphertext_sha256: "00".repeat(32),
             ciphertext_size: 1,

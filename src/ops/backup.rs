@@ -40,6 +40,10 @@ pub struct KeystoreOutcome {
     /// Problems found on the node that did not stop the backup.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Backed up, but its identity could not be checked, and why (the configured P12 password
+    /// is unset or stale, or the file is not a PKCS#12 file). The run exits 1 for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_unchecked: Option<String>,
     /// Nothing new was stored: the newest artifact already holds this material.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unchanged: bool,
@@ -62,6 +66,39 @@ impl BackupReport {
     /// The failed outcomes.
     pub fn failures(&self) -> impl Iterator<Item = &KeystoreOutcome> {
         self.outcomes.iter().filter(|o| !o.ok)
+    }
+
+    /// The outcomes backed up without their identity checked.
+    pub fn unchecked(&self) -> impl Iterator<Item = &KeystoreOutcome> {
+        self.outcomes.iter().filter(|o| o.identity_unchecked.is_some())
+    }
+
+    /// The outcomes hooks and monitoring report as failures: failed ones, and ones backed up
+    /// without their identity checked (see [`KeystoreOutcome::problem`]).
+    pub fn problems(&self) -> impl Iterator<Item = (&KeystoreOutcome, String)> {
+        self.outcomes.iter().filter_map(|o| o.problem().map(|p| (o, p)))
+    }
+}
+
+impl KeystoreOutcome {
+    /// What went wrong, for hooks (`COLDKEEP_ERROR`) and the run's failure count; None when all
+    /// is well.
+    ///
+    /// A backup stored (or found unchanged) without its identity checked counts as a failure
+    /// here, as it makes `backup` exit 1: the artifact is safe, but nobody has seen that it
+    /// opens with the password the node needs (unset or stale since `nodectl passwd12`), and a
+    /// dead-man's switch or a pager that only hears `success` would never learn it. The line
+    /// says the backup was taken, so no one restores from an older one in a hurry.
+    pub fn problem(&self) -> Option<String> {
+        match (&self.error, &self.identity_unchecked) {
+            (Some(error), _) => Some(error.clone()),
+            (None, _) if !self.ok => Some("unknown error".to_string()),
+            (None, Some(why)) => Some(format!(
+                "backed up ({}) but its identity was not checked: {why}",
+                self.id.as_deref().unwrap_or("dry run")
+            )),
+            (None, None) => None,
+        }
     }
 }
 
@@ -206,17 +243,21 @@ fn backup_node(
                 identity,
                 unchanged,
                 ticket,
+                unchecked,
             }) => {
                 tracing::info!(keystore = %ks.name, id = id.as_deref().unwrap_or("-"), "backed up");
+                if let Some(why) = &unchecked {
+                    tracing::warn!(keystore = %ks.name, "backed up without its identity checked: {why}");
+                }
                 let warnings = match &identity {
-                    Identity::Acra(a) => a.warnings.clone(),
+                    Some(Identity::Acra(a)) => a.warnings.clone(),
                     _ => Vec::new(),
                 };
                 for w in &warnings {
                     tracing::warn!(keystore = %ks.name, "{w}");
                 }
                 let acra_version = match &identity {
-                    Identity::Acra(a) => Some(a.version),
+                    Some(Identity::Acra(a)) => Some(a.version),
                     _ => None,
                 };
                 outcomes.push(KeystoreOutcome {
@@ -225,9 +266,10 @@ fn backup_node(
                     ok: true,
                     id,
                     size: Some(size),
-                    identity: Some(identity.short()),
+                    identity: identity.map(|i| i.short()),
                     error: None,
                     warnings,
+                    identity_unchecked: unchecked,
                     unchanged,
                     ticket,
                 });
@@ -259,12 +301,14 @@ pub struct Backed {
     pub id: Option<String>,
     /// Ciphertext size of that artifact.
     pub size: u64,
-    /// The material's public identity.
-    pub identity: Identity,
+    /// The material's public identity (what is known of it when its check failed).
+    pub identity: Option<Identity>,
     /// True when the newest artifact already holds this material and nothing new was stored.
     pub unchanged: bool,
     /// A new artifact written through a batch: its ticket.
     pub ticket: Option<Ticket>,
+    /// Why the material's identity could not be checked now (it was stored all the same).
+    pub unchecked: Option<String>,
 }
 
 /// How a run writes: not at all on a dry run, else through its batch (or at once).
@@ -279,6 +323,11 @@ fn write(dry_run: bool, batch: Option<&Batch>) -> keystore::Write<'_> {
 /// Fetches one keystore from `session` and either reuses the newest artifact (the same files,
 /// every copy intact, the same recipients; not with `force`) or seals and stores a new one,
 /// through `batch` when given (then durable once it commits), else at once.
+///
+/// A check of the material that fails (the configured P12 password unset or stale) never skips
+/// the backup: a new artifact is marked with why its identity was not checked. An artifact so
+/// marked is reused only while the same check fails the same way, so the mark goes away with
+/// the cause (and says the current one).
 #[allow(clippy::too_many_arguments)]
 pub fn backup_keystore(
     config: &Config,
@@ -303,6 +352,8 @@ pub fn backup_keystore(
         && let Some(keyed) = store.keyed_hash()
         && latest.sidecar.manifest.hash_key.is_some()
         && keystore::same_files(&fetched.files, &latest.sidecar.manifest, &keyed) == Some(true)
+        && (latest.sidecar.manifest.identity_unchecked.is_none()
+            || latest.sidecar.manifest.identity_unchecked == fetched.unchecked)
         && reusable(store, latest, &config.encryption.recipients)
     {
         if !dry_run {
@@ -314,6 +365,7 @@ pub fn backup_keystore(
             identity: fetched.identity,
             unchanged: true,
             ticket: None,
+            unchecked: fetched.unchecked,
         });
     }
     let mut manifest = keystore::manifest(
@@ -322,10 +374,11 @@ pub fn backup_keystore(
         ArtifactKind::of_keystore(ks.kind),
         session.host_key_fingerprint(),
         &fetched.files,
-        Some(fetched.identity.clone()),
+        fetched.identity.clone(),
         Purpose::Backup,
     );
     manifest.dirs = fetched.dirs.clone();
+    manifest.identity_unchecked = fetched.unchecked.clone();
     let stored = keystore::seal_and_store(
         store,
         &config.encryption.recipients,
@@ -339,6 +392,7 @@ pub fn backup_keystore(
         identity: fetched.identity,
         unchanged: false,
         ticket: stored.ticket,
+        unchecked: fetched.unchecked,
     })
 }
 
@@ -404,10 +458,15 @@ fn backup_master_key(
             identity: Some(Identity::AcraMasterKey(identity.clone()).short()),
             error: None,
             warnings,
+            identity_unchecked: None,
             unchanged: false,
             ticket: None,
         };
         if let Some(existing) = same {
+            // Seen unchanged now: `status` counts it as backed up at this run, as for keystores.
+            if !dry_run {
+                store.mark_unchanged(existing, chrono::Utc::now())?;
+            }
             outcome.id = Some(existing.id.clone());
             outcome.unchanged = true;
             return Ok(outcome);
@@ -485,6 +544,7 @@ fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {
         identity: None,
         error: Some(error),
         warnings: Vec::new(),
+        identity_unchecked: None,
         unchanged: false,
         ticket: None,
     }

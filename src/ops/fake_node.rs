@@ -9,6 +9,7 @@
 
 use crate::remote::{
     FetchedTree, Node, Owner, RemoteError, RemoteFile, RemoteStat, RemoteTree, TreeEntry, TreeLimits,
+    TreeRestoreError, TreeUpload, WriteRule,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,6 +63,8 @@ struct State {
     log: Vec<String>,
     /// Users beyond [`USERS`] (each with a group of the same name).
     users: Vec<String>,
+    /// What the node decides about writes (a node helper's policy), when set.
+    write_rule: Option<WriteRule>,
 }
 
 /// The fake node.
@@ -128,6 +131,12 @@ impl FakeNode {
             .dirs
             .insert("/".into(), (0o755, "root".into()));
         node
+    }
+
+    /// Makes the node decide writes as a node helper's policy does (owner, loosest mode, or a
+    /// refusal), so plans can be tested against it.
+    pub fn set_write_rule(&self, rule: WriteRule) {
+        self.state.borrow_mut().write_rule = Some(rule);
     }
 
     /// Creates a directory and its parents (mode 0755, owner `app`).
@@ -377,6 +386,18 @@ impl FakeNode {
 impl Node for FakeNode {
     fn host_key_fingerprint(&self) -> &str {
         "SHA256:fake"
+    }
+
+    fn restore_trees(&self, uploads: &[TreeUpload]) -> Result<(), TreeRestoreError> {
+        crate::remote::swap_trees(self, uploads)
+    }
+
+    fn finish_swap(&self, path: &str, _forward: bool) -> Result<Vec<String>, RemoteError> {
+        Err(crate::remote::no_swap_record(path))
+    }
+
+    fn write_rule(&self, _path: &str) -> Option<WriteRule> {
+        self.state.borrow().write_rule.clone()
     }
 
     fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {

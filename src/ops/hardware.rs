@@ -51,6 +51,7 @@ pub fn store_backup(
         identity: Some(identity),
         recipients: Vec::new(),
         hash_key: None,
+        identity_unchecked: None,
     };
     let store = Store::new(&config.store);
     // Copies a killed import left missing are written again first, its temp files removed.

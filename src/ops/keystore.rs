@@ -17,8 +17,13 @@ pub struct Fetched {
     pub files: Vec<PlainFile>,
     /// The directories of a tree (Acra), root first, with owners; empty for a single file.
     pub dirs: Vec<bundle::DirEntry>,
-    /// The material's public identity (checked on fetch).
-    pub identity: Identity,
+    /// The material's public identity (checked on fetch); for a P12 whose check failed, what
+    /// its structure tells without the password, if anything.
+    pub identity: Option<Identity>,
+    /// Why the material's identity could not be checked (a P12 whose configured password is
+    /// unset or stale, or that is not a PKCS#12 file). The material is backed up all the same:
+    /// the artifact is marked with this instead of being skipped.
+    pub unchecked: Option<String>,
 }
 
 /// The keystore's password, read now from its env var or file (None when not configured).
@@ -53,6 +58,38 @@ pub fn identify(ks: &KeystoreConfig, bytes: &[u8]) -> anyhow::Result<Identity> {
     Ok(Identity::P12(id))
 }
 
+/// A single file's identity, or why it could not be checked (and what its structure tells).
+fn check_file(ks: &KeystoreConfig, bytes: &[u8]) -> (Option<Identity>, Option<String>) {
+    if ks.kind != KeystoreKind::P12 {
+        return (identify(ks, bytes).ok(), None);
+    }
+    let unopened = || p12::inspect(bytes, None).ok().map(Identity::P12);
+    let password = match password(ks) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                unopened(),
+                Some(format!("its configured password could not be read: {e:#}")),
+            );
+        }
+    };
+    match p12::inspect(bytes, password.as_ref().map(|p| p.as_str())) {
+        Ok(id) => (Some(Identity::P12(id)), None),
+        Err(p12::P12Error::WrongPassword) => (
+            unopened(),
+            Some(
+                "wrong password: it does not open with the configured password (changed on the node, \
+                 e.g. by `nodectl passwd12`? update the configured one)"
+                    .into(),
+            ),
+        ),
+        Err(e) => (
+            unopened(),
+            Some(format!("{} is not a usable PKCS#12 file: {e}", ks.path)),
+        ),
+    }
+}
+
 /// Identifies Acra files as named in a bundle (`keys/...`, `public/...`).
 pub fn identify_acra(ks: &KeystoreConfig, root_mode: u32, files: &[PlainFile]) -> anyhow::Result<Identity> {
     let entries: Vec<acra::Entry> = files
@@ -70,7 +107,7 @@ pub fn identify_acra(ks: &KeystoreConfig, root_mode: u32, files: &[PlainFile]) -
 
 /// What a tree fetch skips: Acra's lock file and half-written key rings.
 pub fn acra_skip(rel: &str) -> bool {
-    rel == ".lock" || rel.ends_with(".keyring.new")
+    acra::skipped_when_read(rel)
 }
 
 /// Fetches a keystore's material over the node's session and identifies it.
@@ -78,11 +115,12 @@ pub fn fetch(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Fetched>
     match ks.kind {
         KeystoreKind::P12 | KeystoreKind::File => {
             let file = session.fetch(&ks.path, ks.max_size)?;
-            let identity = identify(ks, &file.bytes)?;
+            let (identity, unchecked) = check_file(ks, &file.bytes);
             Ok(Fetched {
                 files: vec![p12_file(ks, file)],
                 dirs: Vec::new(),
                 identity,
+                unchecked,
             })
         }
         KeystoreKind::Acra => {
@@ -92,7 +130,8 @@ pub fn fetch(session: &dyn Node, ks: &KeystoreConfig) -> anyhow::Result<Fetched>
             Ok(Fetched {
                 files,
                 dirs,
-                identity,
+                identity: Some(identity),
+                unchecked: None,
             })
         }
     }
@@ -222,6 +261,7 @@ pub fn manifest(
         identity,
         recipients: Vec::new(),
         hash_key: None,
+        identity_unchecked: None,
     }
 }
 

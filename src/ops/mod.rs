@@ -11,14 +11,18 @@ pub mod acra_master;
 pub mod adopt;
 pub mod artifact;
 pub mod backup;
+pub mod bitbox02_device;
 pub mod check;
 pub mod discover;
 #[cfg(test)]
 pub(crate) mod fake_node;
 pub mod fleet;
 pub mod hardware;
+pub mod hardware_checks;
 pub mod hooks;
 pub mod keystore;
+pub mod node_policy;
+pub mod nodectl_names;
 pub mod passphrase;
 pub mod prune;
 pub mod restore;
@@ -125,10 +129,20 @@ pub fn check_node_names(config: &Config, names: &[String]) -> Result<(), UsageEr
 /// Transient failures (refused, timed out) are retried `retries` times with doubling waits;
 /// host-key, authentication and other errors are not retried.
 pub fn connect_with_retries(config: &Config, node: &NodeConfig) -> anyhow::Result<Session> {
+    connect_with_retries_for(config, node, crate::remote::Access::Read)
+}
+
+/// [`connect_with_retries`] for `access`: a restore starts the node helper (`become: sudo`)
+/// under the restore rule.
+pub fn connect_with_retries_for(
+    config: &Config,
+    node: &NodeConfig,
+    access: crate::remote::Access,
+) -> anyhow::Result<Session> {
     let mut wait = config.retry_wait;
     let mut attempt = 1;
     loop {
-        match Session::connect(node) {
+        match Session::connect_for(node, access) {
             Ok(s) => return Ok(s),
             Err(e) if e.is_transient() && attempt <= config.retries => {
                 tracing::info!(

@@ -158,19 +158,24 @@ fn plan_keystore(
 }
 
 /// The planner's view, newest first. Copies are checked (present, ciphertext hash = sidecar)
-/// from the newest backward until an intact one is found: that one is never removed.
+/// from the newest backward until an intact one is found, and until an intact one whose
+/// identity was checked when stored is found: those are never removed.
 fn candidates(store: &Store, artifacts: &[Artifact<Summary>], policy: &Retention) -> Vec<Candidate> {
     let mut found_intact = !policy.is_set();
+    let mut found_checked = !policy.is_set();
     artifacts
         .iter()
         .map(|a| {
             let pre_restore = a.sidecar.manifest.purpose == Purpose::PreRestore;
-            let intact = if found_intact || pre_restore {
+            let checked = a.sidecar.manifest.identity_unchecked.is_none();
+            let wanted = !found_intact || checked && !found_checked;
+            let intact = if pre_restore || !wanted {
                 false
             } else {
                 // One good copy is enough to restore from (a replica may be offline).
                 let ok = a.copies.iter().any(|c| store.copy_intact(a, c));
-                found_intact = ok;
+                found_intact |= ok;
+                found_checked |= ok && checked;
                 ok
             };
             Candidate {
@@ -178,6 +183,7 @@ fn candidates(store: &Store, artifacts: &[Artifact<Summary>], policy: &Retention
                 created_at: a.sidecar.manifest.created_at,
                 pre_restore,
                 intact,
+                checked,
             }
         })
         .collect()

@@ -16,8 +16,9 @@ use super::restore_acra;
 pub use super::restore_plan::{
     NameRow, RestoreOutcome, RestorePlan, RestoreRequest, Source, Step, split_path,
 };
-use super::restore_plan::{Work, new_file_owner};
+use super::restore_plan::{Work, new_file_owner, node_rule};
 use super::vocab::RestoreAction;
+use super::{nodectl_names, passphrase};
 use crate::bundle::{Identities, Opened, PlainFile};
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig};
 use crate::digest::sha256_hex;
@@ -46,6 +47,40 @@ impl<'c> Source<'c> {
 
         // 1. The artifact, decrypted in memory and fully checked.
         let picked = artifact::pick(&store, &from, &ks.name, &req.backup)?;
+        // `latest` means "the backup that is known good" to an operator in a hurry: one stored
+        // without its identity checked is restored only when named.
+        if req.backup == "latest"
+            && let Some(why) = &picked.sidecar.manifest.identity_unchecked
+        {
+            let checked = store.list(Some(&from)).ok().and_then(|l| {
+                l.artifacts
+                    .into_iter()
+                    .filter(|a| {
+                        a.keystore == ks.name
+                            && a.sidecar.manifest.purpose == crate::bundle::Purpose::Backup
+                            && a.sidecar.manifest.identity_unchecked.is_none()
+                    })
+                    .max_by(|x, y| {
+                        (x.sidecar.manifest.created_at, &x.id).cmp(&(y.sidecar.manifest.created_at, &y.id))
+                    })
+            });
+            bail!(
+                "refusing to restore the latest backup of {from}/{} ({}) as `latest`: it was stored \
+                 without its identity checked ({why}), so nobody has seen it open with the password the \
+                 node needs. Name it to restore it anyway: --backup {}{}",
+                ks.name,
+                picked.id,
+                picked.id,
+                match checked {
+                    Some(a) => format!(
+                        ". The newest backup whose identity was checked is {} ({})",
+                        a.id,
+                        a.sidecar.manifest.created_at.format("%Y-%m-%d %H:%M:%S")
+                    ),
+                    None => ". No backup of this keystore had its identity checked".to_string(),
+                }
+            );
+        }
         let opened = artifact::open_verified(&store, &picked, &ids)?;
         let identity = if ks.kind == KeystoreKind::Acra {
             restore_acra::roots(node, ks, &picked, &opened)?;
@@ -74,8 +109,35 @@ impl<'c> Source<'c> {
             picked,
             opened,
             identity,
+            accept_passphrase_mismatch: req.accept_passphrase_mismatch,
         })
     }
+}
+
+/// `restore --interrupted`: finishes, through the node helper, an Acra restore cut off between
+/// its swaps (forward: the restored keystore in; else the previous one back); returns what the
+/// node says it did.
+pub fn finish_interrupted(
+    config: &Config,
+    node: &str,
+    keystore: Option<&str>,
+    forward: bool,
+) -> anyhow::Result<Vec<String>> {
+    super::check_node_names(config, &[node.to_string()])?;
+    let node = config.node(node).expect("checked");
+    let ks = pick_keystore(node, keystore)?;
+    if ks.kind != KeystoreKind::Acra {
+        bail!(
+            "keystore {} is a single file: its restores replace it in one rename, there is no swap to finish",
+            ks.name
+        );
+    }
+    let session = super::connect_with_retries_for(config, node, crate::remote::Access::Restore)?;
+    let notes = session
+        .finish_swap(&ks.path, forward)
+        .with_context(|| format!("finishing the interrupted restore of {}/{}", node.name, ks.name))?;
+    session.close();
+    Ok(notes)
 }
 
 /// The one file of a P12 backup.
@@ -144,16 +206,23 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
             directory: split_path(&file.entry.remote_path).0.to_string(),
             name: file.entry.path.clone(),
             ok: file.entry.path == want_name,
+            note: None,
+            warning: false,
         },
         NameRow {
             source: format!("config {}/{}", node.name, ks.name),
             directory: want_dir.to_string(),
             name: want_name.to_string(),
             ok: true,
+            note: None,
+            warning: false,
         },
     ];
 
-    // 2b. nodectl's view, read from the node.
+    // 2b. nodectl's view, read from the node: the profiles that use this file, and the
+    // passphrase each of them will open it with.
+    let mut passphrases = Vec::new();
+    let mut warnings = Vec::new();
     if let Some(cn_config) = &ks.nodectl_config {
         let text = match session.fetch(cn_config, nodectl::MAX_SIZE) {
             Ok(f) => nodectl::text_of(&f.bytes),
@@ -164,15 +233,38 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
             ),
             Err(e) => return Err(e).context("reading nodectl's config"),
         };
-        let locations =
-            nodectl::p12_locations(&text).with_context(|| format!("{cn_config} on {}", node.name))?;
-        rows.extend(nodectl_rows(&locations, want_dir, want_name));
+        let config = nodectl::parse(&text).with_context(|| format!("{cn_config} on {}", node.name))?;
+        warnings.extend(config.warnings.iter().map(|w| format!("{cn_config}: {w}")));
+        rows.extend(nodectl_names::name_rows(
+            &config,
+            &nodectl_names::p12_keystores(node),
+            &ks.name,
+        ));
+        let aliases = match &src.identity {
+            Some(Identity::P12(id)) if id.opened => Some(id.aliases.as_slice()),
+            _ => None,
+        };
+        passphrases = passphrase::profile_checks(&config, &ks.path, &file.data, aliases);
     }
     if rows.iter().any(|r| !r.ok) {
         bail!(
             "refusing to restore: the P12 names do not match (the node reads the file nodectl's config names, \
              so it must have the same name and directory):\n{}",
             name_table(&rows)
+        );
+    }
+    let refused: Vec<String> = passphrases
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| format!("  profile {}: {}", p.profile, p.result))
+        .collect();
+    if !refused.is_empty() && !src.accept_passphrase_mismatch {
+        bail!(
+            "refusing to restore: nodectl could not start these profiles with this P12 (the node's current \
+             cn-config.yaml gives each profile the passphrase, and alias, it opens the file with):\n{}\n\
+             Restore the cn-config.yaml that goes with this backup too, or set the passphrase with nodectl \
+             afterwards; --accept-passphrase-mismatch restores anyway.",
+            refused.join("\n")
         );
     }
 
@@ -187,8 +279,11 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
     }
 
     // 4. What is there now.
-    let mut plan = RestorePlan::new(src, ks.path.clone(), format!("{DEFAULT_MODE:04o}"));
+    let default_mode = new_file_mode(ks, file);
+    let mut plan = RestorePlan::new(src, ks.path.clone(), format!("{default_mode:04o}"));
     plan.checks = rows;
+    plan.passphrases = passphrases;
+    plan.warnings.extend(warnings);
     // lstat: a symlink at the target is refused, never followed (nor saved as the old file).
     let existing = match session.lstat(&ks.path)? {
         Some(s) if s.is_file => Some(session.fetch(&ks.path, ks.max_size.max(file.data.len() as u64))?),
@@ -206,22 +301,36 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         plan.mode = format!("{:04o}", current.mode);
         return Ok(plan);
     }
+    // What the node itself decides (with `become: sudo`: its policy's owner and loosest mode).
+    let rule = node_rule(session, &ks.path)?;
     // A replaced file keeps its mode, narrowed to what the backup recorded: never looser
-    // (Session::push narrows the same way).
+    // (Session::push narrows the same way), nor looser than the node's policy.
     let mode = existing
         .as_ref()
-        .map_or(DEFAULT_MODE, |c| c.mode & file.entry.mode & 0o777);
+        .map_or(default_mode, |c| c.mode & file.entry.mode & 0o777)
+        & rule.as_ref().map_or(0o777, |r| r.max_mode);
     plan.mode = format!("{mode:04o}");
-    // 5. Whose it will be: the replaced file's owner, else the backup's when it exists here.
-    let owner = match &existing {
-        Some(_) => {
-            plan.owner = Some("kept from the replaced file".into());
-            None
+    // 5. Whose it will be: the replaced file's owner, else the policy's or the backup's.
+    let policy_owner = rule.and_then(|r| r.owner);
+    let (owner, shown) = match (&existing, policy_owner) {
+        (Some(_), Some(o)) => {
+            plan.owner = Some(format!(
+                "kept from the replaced file (the node's policy requires {o})"
+            ));
+            (None, None)
         }
-        None => {
+        (Some(_), None) => {
+            plan.owner = Some("kept from the replaced file".into());
+            (None, None)
+        }
+        (None, Some(o)) => {
+            plan.owner = Some(format!("{o} (the node's policy)"));
+            (None, Some(o))
+        }
+        (None, None) => {
             let (owner, said) = new_file_owner(session, file.entry.owner.as_ref())?;
             plan.owner = Some(said);
-            owner
+            (owner.clone(), owner)
         }
     };
     if existing.is_some() {
@@ -236,7 +345,7 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
         path: ks.path.clone(),
         mode: plan.mode.clone(),
         keep_owner: existing.is_some(),
-        owner: owner.clone(),
+        owner: shown,
     });
     plan.work = Work::P12 {
         data: file.data.clone(),
@@ -274,39 +383,30 @@ pub fn pick_keystore<'n>(node: &'n NodeConfig, name: Option<&str>) -> Result<&'n
     })
 }
 
-/// One row per nodectl profile, checked against the configured directory and name.
-pub fn nodectl_rows(locations: &[nodectl::P12Location], want_dir: &str, want_name: &str) -> Vec<NameRow> {
-    locations
-        .iter()
-        .map(|l| {
-            let source = if l.from_global {
-                format!("nodectl {} (global_p12)", l.profile)
-            } else {
-                format!("nodectl {}", l.profile)
-            };
-            NameRow {
-                source,
-                directory: l.directory.clone().unwrap_or_else(|| "(not set)".into()),
-                name: l.name.clone().unwrap_or_else(|| "(not set)".into()),
-                ok: l.directory.as_deref() == Some(want_dir) && l.name.as_deref() == Some(want_name),
-            }
-        })
-        .collect()
-}
-
 /// The name-check rows as a table.
 pub fn name_table(rows: &[NameRow]) -> String {
     let mut table = Table::new(&["SOURCE", "DIRECTORY", "NAME", ""]);
     for r in rows {
-        let mark = if r.ok { "ok" } else { "MISMATCH" };
-        table.row(vec![
-            r.source.clone(),
-            r.directory.clone(),
-            r.name.clone(),
-            mark.into(),
-        ]);
+        let mark = match (r.ok, &r.note) {
+            (true, Some(n)) if r.warning => format!("ok, WARNING: {n}"),
+            (true, None) => "ok".to_string(),
+            (true, Some(n)) => format!("ok: {n}"),
+            (false, None) => "MISMATCH".to_string(),
+            (false, Some(n)) => format!("MISMATCH: {n}"),
+        };
+        table.row(vec![r.source.clone(), r.directory.clone(), r.name.clone(), mark]);
     }
     table.render()
+}
+
+/// The mode a restore gives a file that is not on the node: a P12 nodectl's 0400; a `file`
+/// keystore (cn-config.yaml, cnngsenc.conf) the mode its backup recorded, never looser than
+/// 0600 (nodectl makes cn-config.yaml 0600, and must be able to rewrite it).
+fn new_file_mode(ks: &KeystoreConfig, file: &PlainFile) -> u32 {
+    match ks.kind {
+        KeystoreKind::File => (file.entry.mode & 0o600) | 0o400,
+        _ => DEFAULT_MODE,
+    }
 }
 
 /// Stores the file about to be replaced as a `pre-restore` artifact; returns its id.
@@ -356,30 +456,5 @@ mod tests {
             ("/home/nodeadmin/tessellation", "a.p12")
         );
         assert_eq!(split_path("/a.p12"), ("/", "a.p12"));
-    }
-
-    #[test]
-    fn nodectl_rows_flag_mismatches() {
-        let locs = vec![
-            nodectl::P12Location {
-                profile: "dag-l0".into(),
-                directory: Some("/home/nodeadmin/tessellation".into()),
-                name: Some("a.p12".into()),
-                from_global: true,
-            },
-            nodectl::P12Location {
-                profile: "dag-l1".into(),
-                directory: None,
-                name: None,
-                from_global: false,
-            },
-        ];
-        let rows = nodectl_rows(&locs, "/home/nodeadmin/tessellation", "a.p12");
-        assert!(rows[0].ok && !rows[1].ok);
-        let table = name_table(&rows);
-        assert!(
-            table.contains("nodectl dag-l0 (global_p12)") && table.contains("MISMATCH"),
-            "{table}"
-        );
     }
 }

@@ -6,12 +6,14 @@
 //! swapped in by directory renames: a failure at any point leaves the old keystore in place.
 
 use super::keystore;
-use super::restore_plan::{Prepared, RestorePlan, Root, Source, Step, Target, new_tree_owner, split_path};
+use super::restore_plan::{
+    Prepared, RestorePlan, Root, Source, Step, Target, new_tree_owner, node_rule, split_path,
+};
 use super::vocab::{ArtifactKind, RestoreAction};
 use crate::bundle::{Opened, PlainFile};
 use crate::config::{Config, KeystoreConfig, NodeConfig};
 use crate::material::{Identity, acra};
-use crate::remote::{Node, RemoteError, RemoteTree, TreeLimits};
+use crate::remote::{Node, RemoteError, RemoteTree, TreeLimits, TreeUpload, UploadFile};
 use crate::store::{Artifact, Store};
 use anyhow::{Context, bail};
 use std::collections::BTreeSet;
@@ -129,10 +131,22 @@ pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<R
         let files: Vec<&PlainFile> = root.files.iter().collect();
         root.target = classify(tree.as_ref(), &files, root.prefix, session, &root.path)?;
     }
-    // Whose a tree that does not exist yet will be (a replaced one keeps its owner).
+    // What the node's policy says about writing there (with `become: sudo`), and whose a tree
+    // that does not exist yet will be (a replaced one keeps its owner).
     let mut owners = Vec::new();
-    for root in roots.iter_mut().filter(|r| r.target == Target::Missing) {
-        let (owner, said) = new_tree_owner(session, &root.files)?;
+    let mut max_mode = 0o777;
+    for root in roots.iter_mut().filter(|r| r.target != Target::Identical) {
+        let rule = node_rule(session, &root.path)?;
+        if let Some(r) = &rule {
+            max_mode &= r.max_mode;
+        }
+        if root.target != Target::Missing {
+            continue;
+        }
+        let (owner, said) = match rule.and_then(|r| r.owner) {
+            Some(o) => (None, format!("{o} (the node's policy)")),
+            None => new_tree_owner(session, &root.files)?,
+        };
         root.owner = owner;
         owners.push(format!("{}: {said}", root.path));
     }
@@ -171,7 +185,7 @@ pub fn plan(src: &Source, session: &dyn Node, replace: bool) -> anyhow::Result<R
                     let rel = f.entry.path.strip_prefix(r.prefix).unwrap_or(&f.entry.path);
                     (
                         rel.to_string(),
-                        format!("{:04o}", restored_mode(rel, f.entry.mode)),
+                        format!("{:04o}", restored_mode(rel, f.entry.mode) & max_mode),
                     )
                 })
                 .collect(),
@@ -205,12 +219,32 @@ pub fn apply(
     } else {
         None
     };
-    let changing: Vec<&Root> = prepared
+    let uploads: Vec<TreeUpload> = prepared
         .roots
         .iter()
         .filter(|r| r.target != Target::Identical)
+        .map(|r| TreeUpload {
+            path: r.path.clone(),
+            files: r
+                .files
+                .iter()
+                .map(|f| {
+                    let rel = f.entry.path.strip_prefix(r.prefix).unwrap_or(&f.entry.path);
+                    UploadFile {
+                        rel: rel.to_string(),
+                        mode: restored_mode(rel, f.entry.mode),
+                        data: &f.data,
+                    }
+                })
+                .collect(),
+            replace: r.target != Target::Missing,
+            owner: r.owner.clone(),
+        })
         .collect();
-    swap_all(session, &changing).with_context(|| format!("restoring {} on {}", plan.path, node.name))?;
+    session
+        .restore_trees(&uploads)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("restoring {} on {}", plan.path, node.name))?;
     Ok(saved)
 }
 
@@ -342,149 +376,6 @@ pub fn restored_mode(rel: &str, backed_up: u32) -> u32 {
     } else {
         rule
     }
-}
-
-/// Temp and swapped-out names beside a root.
-struct Staged<'a> {
-    root: &'a Root,
-    temp: String,
-    old: String,
-}
-
-fn beside(root: &str, suffix: &str) -> String {
-    let (parent, name) = split_path(root);
-    let parent = parent.trim_end_matches('/');
-    format!("{parent}/.{name}.{suffix}")
-}
-
-/// Uploads every root's tree into a temp directory beside it (owned like the directory it
-/// replaces), reads each back, and only then swaps them all in by renames. A failure before the
-/// swaps removes the temp directories; a failed swap undoes the swaps already made.
-pub fn swap_all(session: &dyn Node, roots: &[&Root]) -> anyhow::Result<()> {
-    let tag = format!("{:032x}", rand::random::<u128>());
-    let staged: Vec<Staged> = roots
-        .iter()
-        .map(|r| Staged {
-            root: r,
-            temp: beside(&r.path, &format!("coldkeep-tmp-{tag}")),
-            old: beside(&r.path, &format!("coldkeep-old-{tag}")),
-        })
-        .collect();
-    let prepared = staged.iter().try_for_each(|s| prepare(session, s));
-    if let Err(e) = prepared {
-        for s in &staged {
-            let _ = session.remove_tree(&s.temp);
-        }
-        return Err(e.context("nothing was changed on the node"));
-    }
-    for (k, s) in staged.iter().enumerate() {
-        if let Err(e) = swap(session, s) {
-            let mut undone = Vec::new();
-            for done in staged[..k].iter().rev() {
-                undone.push(unswap(session, done));
-            }
-            for s in &staged[k..] {
-                let _ = session.remove_tree(&s.temp);
-            }
-            let state = if e.downcast_ref::<LeftAside>().is_some() {
-                "the previous keystore was not moved back (see above)".to_string()
-            } else if undone.iter().all(|u| u.is_ok()) {
-                "the previous keystore is back in place".to_string()
-            } else {
-                format!(
-                    "undoing failed too: {}",
-                    undone
-                        .iter()
-                        .filter_map(|u| u.as_ref().err())
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            };
-            return Err(e.context(state));
-        }
-    }
-    for s in staged.iter().filter(|s| s.root.target != Target::Missing) {
-        if let Err(e) = session.remove_tree(&s.old) {
-            tracing::warn!(path = %s.old, "restored, but the previous keystore could not be removed: {e}");
-        }
-    }
-    Ok(())
-}
-
-/// Uploads one root's files into its temp directory and reads them back.
-fn prepare(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
-    let root = s.root;
-    session.make_dir(&s.temp, 0o700)?;
-    let mut dirs = BTreeSet::new();
-    for f in &root.files {
-        let rel = f.entry.path.strip_prefix(root.prefix).unwrap_or(&f.entry.path);
-        let mut at = 0;
-        while let Some(i) = rel[at..].find('/') {
-            dirs.insert(&rel[..at + i]);
-            at += i + 1;
-        }
-    }
-    for dir in &dirs {
-        session.make_dir(&format!("{}/{dir}", s.temp), 0o700)?;
-    }
-    for f in &root.files {
-        let rel = f.entry.path.strip_prefix(root.prefix).unwrap_or(&f.entry.path);
-        session.write_new_file(
-            &format!("{}/{rel}", s.temp),
-            &f.data,
-            restored_mode(rel, f.entry.mode),
-        )?;
-    }
-    if root.target != Target::Missing {
-        // Acra checks modes, and runs as whoever owns its keys: keep the owner.
-        session
-            .chown_like(&s.temp, &root.path)
-            .context("giving the restored files the owner of the keystore they replace")?;
-    } else if let Some(owner) = &root.owner {
-        session
-            .chown_tree(&s.temp, owner)
-            .context("giving the restored files the owner recorded in the backup")?;
-    }
-    let files: Vec<&PlainFile> = root.files.iter().collect();
-    if !tree_matches(session, &s.temp, &files, root.prefix, &|_| false)? {
-        bail!("read back of the uploaded keystore does not match the backup");
-    }
-    Ok(())
-}
-
-/// A failed swap whose undo failed too: the previous keystore is under its swapped-out name, so
-/// the caller must not report it back in place.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct LeftAside(String);
-
-fn swap(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
-    if s.root.target == Target::Missing {
-        return Ok(session.rename_dir(&s.temp, &s.root.path)?);
-    }
-    session.rename_dir(&s.root.path, &s.old)?;
-    if let Err(e) = session.rename_dir(&s.temp, &s.root.path) {
-        return match session.rename_dir(&s.old, &s.root.path) {
-            Ok(()) => Err(e.into()),
-            Err(back) => Err(LeftAside(format!(
-                "{e}; moving the previous keystore back also failed ({back}): it is at {} on the node",
-                s.old
-            ))
-            .into()),
-        };
-    }
-    Ok(())
-}
-
-/// Undoes a completed [`swap`].
-fn unswap(session: &dyn Node, s: &Staged) -> anyhow::Result<()> {
-    session.rename_dir(&s.root.path, &s.temp)?;
-    if s.root.target != Target::Missing {
-        session.rename_dir(&s.old, &s.root.path)?;
-    }
-    let _ = session.remove_tree(&s.temp);
-    Ok(())
 }
 
 /// Saves the keystore about to be replaced (both directories) as a `pre-restore` artifact.

@@ -7,7 +7,7 @@ use super::vocab::RestoreAction;
 use crate::bundle::{FileOwner, Opened, PlainFile};
 use crate::config::{KeystoreConfig, NodeConfig};
 use crate::material::Identity;
-use crate::remote::{Node, RemoteFile};
+use crate::remote::{Node, RemoteFile, WriteRule};
 use crate::store::{Artifact, Store};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -27,6 +27,9 @@ pub struct RestoreRequest {
     pub identity: PathBuf,
     /// Restore an Acra keystore over a non-empty, different one.
     pub replace: bool,
+    /// Restore a P12 even when a profile of the node's current cn-config.yaml could not open
+    /// it with its passphrase (or alias): the operator will fix the passphrase with nodectl.
+    pub accept_passphrase_mismatch: bool,
 }
 
 /// One row of the name-check table.
@@ -38,8 +41,14 @@ pub struct NameRow {
     pub directory: String,
     /// The file name it names.
     pub name: String,
-    /// Whether it agrees with the config.
+    /// Whether it agrees with the config (a row that is another keystore's business is ok).
     pub ok: bool,
+    /// What the row means (`uses this file`, `uses keystore p12-2`, why it does not agree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// An ok row that deserves a look (the file is a key only disabled profiles use).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
 }
 
 /// One change apply will make on the node or in the store, in order.
@@ -107,6 +116,13 @@ pub struct RestorePlan {
     /// The name checks (P12), all passed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<NameRow>,
+    /// Whether each nodectl profile that uses the file opens it with its passphrase.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passphrases: Vec<super::passphrase::ProfileCheck>,
+    /// What deserves a look but does not stop the restore (a duplicated key in cn-config.yaml,
+    /// a backup whose identity was not checked when it was taken).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The changes, in order; empty when already in place.
     pub steps: Vec<Step>,
     /// What apply needs and a report does not show.
@@ -174,6 +190,8 @@ pub struct Source<'c> {
     pub opened: Opened,
     /// The identity the restored file will have (checked with the password when configured).
     pub identity: Option<Identity>,
+    /// From [`RestoreRequest::accept_passphrase_mismatch`].
+    pub accept_passphrase_mismatch: bool,
 }
 
 impl RestorePlan {
@@ -190,6 +208,15 @@ impl RestorePlan {
             owner: None,
             identity: src.identity.clone(),
             checks: Vec::new(),
+            passphrases: Vec::new(),
+            warnings: src
+                .picked
+                .sidecar
+                .manifest
+                .identity_unchecked
+                .iter()
+                .map(|why| format!("this backup was stored without its identity checked: {why}"))
+                .collect(),
             steps: Vec::new(),
             work: Work::Nothing,
         }
@@ -239,6 +266,17 @@ pub struct Root {
 pub struct Prepared {
     pub(super) roots: Vec<Root>,
     pub(super) occupied: bool,
+}
+
+/// What the node decides about writing `path` (with `become: sudo`: its policy's owner and
+/// loosest mode); a refusal of the policy stops the plan before anything changes.
+pub fn node_rule(session: &dyn Node, path: &str) -> anyhow::Result<Option<WriteRule>> {
+    match session.write_rule(path) {
+        Some(WriteRule {
+            refused: Some(why), ..
+        }) => anyhow::bail!("cannot restore {path}: {why}. Nothing was changed."),
+        rule => Ok(rule),
+    }
 }
 
 /// The owner a restore gives a file that does not exist on the node: `(user:group to chown to,

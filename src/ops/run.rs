@@ -51,19 +51,15 @@ pub fn backup_run(config: &Config, nodes: &[&NodeConfig], options: Options) -> B
 
 /// Runs `on_run_success` or `on_run_failure` for a finished run of `names` (space-separated):
 /// the finish half of the start/finish ping pair, also sent by the daemon when a batch panicked,
-/// so a dead-man's switch that got the start ping hears how the run ended.
+/// so a dead-man's switch that got the start ping hears how the run ended. A keystore backed up
+/// without its identity checked counts as failed here (see [`KeystoreOutcome::problem`]).
+///
+/// [`KeystoreOutcome::problem`]: super::backup::KeystoreOutcome::problem
 pub fn finish_hooks(config: &Config, report: &BackupReport, names: String, took: std::time::Duration) {
     let h = &config.hooks;
     let failures: Vec<String> = report
-        .failures()
-        .map(|o| {
-            format!(
-                "{}/{}: {}",
-                o.node,
-                o.keystore,
-                o.error.as_deref().unwrap_or("unknown error")
-            )
-        })
+        .problems()
+        .map(|(o, problem)| format!("{}/{}: {problem}", o.node, o.keystore))
         .collect();
     let env = [
         (

@@ -27,6 +27,9 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
                 entry.last_success = Some(now);
                 entry.last_artifact = o.id.clone();
                 entry.last_size = o.size;
+                // From the run, not the artifact: an unchanged P12 whose password went missing
+                // reuses its checked artifact, and only the run knows the check failed.
+                entry.last_unchecked = o.identity_unchecked.clone();
             } else {
                 entry.last_failure = Some(now);
                 entry.last_error = o.error.clone();
@@ -172,6 +175,22 @@ pub fn metrics_text(config: &Config, state: &RunState, artifacts: &[Artifact]) -
         &|n, k| newest(n, k).map(|a| a.sidecar.ciphertext_size.to_string()),
     );
     family(
+        "coldkeep_backup_identity_unchecked",
+        "1 if the last backup of the keystore was taken without its identity checked (a configured \
+         P12 password unset or stale), or its newest artifact is so marked, else 0.",
+        &|n, k| {
+            // The run's record: an unchanged P12 whose check fails now reuses its checked
+            // artifact. The newest backup (not a pre-restore copy a restore saved since) for
+            // what the store says.
+            let last_run = state.get(n, k).is_some_and(|s| s.last_unchecked.is_some());
+            let newest = super::artifact::latest(artifacts, n, k);
+            (last_run || newest.is_some()).then(|| {
+                let marked = newest.is_some_and(|a| a.sidecar.manifest.identity_unchecked.is_some());
+                u8::from(last_run || marked).to_string()
+            })
+        },
+    );
+    family(
         "coldkeep_artifacts",
         "Number of artifacts stored for the keystore.",
         &|n, k| {
@@ -226,6 +245,27 @@ fn verify_metrics(out: &mut String, v: &VerifyState) {
     );
 }
 
+/// Signs and stores a hardware key's check (see `hardware_checks`), then rewrites the metrics
+/// file so monitoring sees it at once (a metrics problem is logged). Returns the record id.
+pub fn record_device_check(config: &Config, check: &crate::store::DeviceCheck) -> anyhow::Result<String> {
+    let id = Store::new(&config.store).record_device_check(check)?;
+    if let Err(e) = refresh_metrics(config) {
+        tracing::error!("cannot rewrite the metrics file: {e:#}");
+    }
+    Ok(id)
+}
+
+/// Rewrites the metrics file (when configured) from the state and the store as they are now:
+/// after something other than a run changed what it shows (a hardware key's check).
+pub fn refresh_metrics(config: &Config) -> anyhow::Result<()> {
+    let Some(path) = &config.metrics_file else {
+        return Ok(());
+    };
+    // A state file that does not authenticate claims nothing in the metrics either.
+    let state = RunState::load_checked(&Store::new(&config.store))?.unwrap_or_default();
+    write_metrics(config, &state, path)
+}
+
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;
 /// it holds no secret).
 fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Result<()> {
@@ -238,6 +278,7 @@ fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Resu
          coldkeep_untrusted_artifacts {}",
         super::artifact::untrusted_with_master_keys(config)?.len()
     );
+    text.push_str(&super::hardware_checks::metrics_text(config)?);
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
         ".{}.tmp-{:08x}",
@@ -263,10 +304,13 @@ fn write_metrics(config: &Config, state: &RunState, path: &Path) -> anyhow::Resu
 }
 
 /// Runs `on_success` / `on_failure` commands for each outcome, the outcome in `COLDKEEP_*`
-/// variables (see [`super::hooks`] for the environment and timeout).
+/// variables (see [`super::hooks`] for the environment and timeout). A keystore backed up
+/// without its identity checked runs `on_failure` (status `failure`, its artifact set, the
+/// error saying it was backed up and why it was not checked): see [`KeystoreOutcome::problem`].
 pub fn run_hooks(hooks: &Hooks, outcomes: &[KeystoreOutcome]) {
     for o in outcomes {
-        let commands = if o.ok {
+        let problem = o.problem();
+        let commands = if problem.is_none() {
             &hooks.on_success
         } else {
             &hooks.on_failure
@@ -274,9 +318,12 @@ pub fn run_hooks(hooks: &Hooks, outcomes: &[KeystoreOutcome]) {
         let env = [
             ("COLDKEEP_NODE", o.node.clone()),
             ("COLDKEEP_KEYSTORE", o.keystore.clone()),
-            ("COLDKEEP_STATUS", OutcomeStatus::of(o.ok).as_str().to_string()),
+            (
+                "COLDKEEP_STATUS",
+                OutcomeStatus::of(problem.is_none()).as_str().to_string(),
+            ),
             ("COLDKEEP_ARTIFACT", o.id.clone().unwrap_or_default()),
-            ("COLDKEEP_ERROR", o.error.clone().unwrap_or_default()),
+            ("COLDKEEP_ERROR", problem.unwrap_or_default()),
         ];
         super::hooks::run_all(commands, &env, hooks.timeout);
     }

@@ -254,6 +254,7 @@ pub fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> b
                 identity: None,
                 error: Some(format!("internal error: the backup panicked: {message}")),
                 warnings: Vec::new(),
+                identity_unchecked: None,
                 unchanged: false,
                 ticket: None,
             })

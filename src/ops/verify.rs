@@ -238,6 +238,10 @@ pub struct ArtifactCheck {
     /// `--sign-unsigned` signed this (deep-verified, unsigned) artifact now.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub signed_now: bool,
+    /// The artifact was stored although a check of it failed: why its identity was not checked
+    /// then (a deep verify checks it now, with the configured password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_unchecked: Option<String>,
 }
 
 /// [`verify_artifact`], then the copies' signatures: an artifact without a valid signature on
@@ -358,6 +362,7 @@ pub fn verify_artifact(
         kinds,
         sealed_keys,
         signed_now: false,
+        identity_unchecked: a.sidecar.manifest.identity_unchecked.clone(),
     }
 }
 
@@ -416,10 +421,13 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
         // A plain file's bytes were checked against their hashes when it was opened.
         Some(ArtifactKind::P12 | ArtifactKind::File) | None => {}
     }
+    // Stored without its identity checked: what was recorded is what the structure told, so
+    // only whether it opens now is checked.
+    let recorded_checked = opened.manifest.identity_unchecked.is_none();
     if let Some(ks) = ks.filter(|k| k.password.is_some() && k.kind.as_str() == opened.manifest.kind) {
         for file in &opened.files {
             match keystore::identify(ks, &file.data) {
-                Ok(identity) if Some(&identity) != opened.manifest.identity.as_ref() => {
+                Ok(identity) if recorded_checked && Some(&identity) != opened.manifest.identity.as_ref() => {
                     problems.push(format!(
                         "{} opens, but its identity ({}) differs from the recorded one",
                         file.entry.path,
@@ -609,7 +617,8 @@ pub fn live_checks(
                     let m = &a.sidecar.manifest;
                     match keystore::Digests::of(m, keyed) {
                         None => format!(
-                            "cannot compare: backup {} records keyed hashes made with another signing key                              (rotated?); take a new backup",
+                            "cannot compare: backup {} records keyed hashes made with another signing key \
+                             (rotated?); take a new backup",
                             a.id
                         ),
                         Some(digests) => {
@@ -654,7 +663,10 @@ fn live_detail(
             tree_difference(&live.files, m, digests)
         );
     }
-    let same_key = m.identity.as_ref() == Some(&live.identity) && ks.password.is_some();
+    let same_key = live.unchecked.is_none()
+        && live.identity.is_some()
+        && m.identity == live.identity
+        && ks.password.is_some();
     format!(
         "DIFFERS: the live file ({}) is not backup {}; {}",
         file_summary(&live.files, keyed),
@@ -663,10 +675,12 @@ fn live_detail(
             "the identity (alias, certificate, node id) is the same, so the file was rewritten \
              (new password?): take a new backup"
                 .to_string()
+        } else if let Some(why) = &live.unchecked {
+            format!("the live file's identity could not be checked: {why}")
         } else if ks.password.is_some() {
             format!(
                 "the node uses a different key ({}) than the backup ({})",
-                live.identity.short(),
+                live.identity.as_ref().map(|i| i.short()).unwrap_or_default(),
                 m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
             )
         } else {
@@ -704,6 +718,7 @@ mod tests {
                 kinds: vec![ProblemKind::Sidecar, ProblemKind::Signature],
                 sealed_keys: None,
                 signed_now: false,
+                identity_unchecked: None,
             }],
             passphrases: vec![passphrase(true), passphrase(false)],
             store_problems: Vec::new(),

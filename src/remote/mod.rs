@@ -3,253 +3,30 @@
 //! One [`Session`] per node per run, used from one thread. Fetched bytes live only in memory
 //! ([`Zeroizing`] buffers), never on local disk.
 
+mod connect;
+mod error;
+pub mod helper;
 pub(crate) mod known_hosts;
 mod node;
-mod sudo;
+mod policy_text;
+mod push;
 mod sudoers;
+mod swap;
 mod tree;
+mod via_helper;
 
+pub use connect::fingerprint_of_blob;
+pub use error::RemoteError;
 pub use node::Node;
-pub use sudo::{Op, chown_op, read_op, stat_op, sudoers_rule, tar_op, temp_of, write_ops};
-pub use sudoers::{NEW_FILE_MODE, sudoers_text};
+pub use policy_text::{bootstrap_policy_text, node_policy_text};
+pub use sudoers::{rule as sudoers_rule, sudoers_text};
+pub use swap::{
+    SwapState, TreeRestoreError, TreeUpload, UploadFile, no_record as no_swap_record, swap_trees,
+};
 pub use tree::{FetchedTree, RemoteTree, TreeEntry, TreeLimits};
+pub use via_helper::{Access, WriteRule, command_line as helper_command_line};
 
-use crate::config::NodeConfig;
 use zeroize::Zeroizing;
-
-/// Why an SSH operation failed. Messages never contain secret material.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("cannot connect to {addr}: {source}")]
-    /// The TCP connection failed.
-    Connect {
-        /// `host:port` of the node.
-        addr: String,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
-    #[error("timed out after {secs}s while {during}")]
-    /// An operation timed out.
-    Timeout {
-        /// What coldkeep was doing.
-        during: String,
-        /// The timeout, in seconds.
-        secs: u64,
-    },
-    #[error("SSH handshake with {addr} failed: {detail}")]
-    /// The SSH handshake failed.
-    Handshake {
-        /// `host:port` of the node.
-        addr: String,
-        /// What went wrong, as the library reported it.
-        detail: String,
-    },
-    #[error(
-        "host key of {host}:{port} is unknown (not in {known_hosts}); its fingerprint is {fingerprint}.\n  \
-         If that is the node's key, accept it with either:\n    \
-         ssh-keyscan -p {port} {host} >> {known_hosts}   (then compare the fingerprint)\n    \
-         host_key: {fingerprint}   (pin it in the node's config)\n    \
-         host_key_policy: accept-new   (record it on first contact)"
-    )]
-    /// The host key is in no known_hosts file and not pinned.
-    UnknownHostKey {
-        /// The node's host name or address.
-        host: String,
-        /// The node's SSH port.
-        port: u16,
-        /// `SHA256:` fingerprint of the key the node presented.
-        fingerprint: String,
-        /// The known_hosts file that was searched.
-        known_hosts: String,
-    },
-    #[error(
-        "HOST KEY OF {host}:{port} HAS CHANGED: expected {expected}, got {fingerprint}. \
-         Someone may be intercepting the connection, or the node was reinstalled. Refusing to connect."
-    )]
-    /// The host key differs from the known one.
-    HostKeyChanged {
-        /// The node's host name or address.
-        host: String,
-        /// The node's SSH port.
-        port: u16,
-        /// What was expected.
-        expected: String,
-        /// `SHA256:` fingerprint of the key the node presented.
-        fingerprint: String,
-    },
-    #[error(
-        "HOST KEY OF {host}:{port} IS REVOKED ({fingerprint} is listed under @revoked on line {line} \
-         of {known_hosts}). Refusing to connect."
-    )]
-    /// The host key is listed under `@revoked` in known_hosts: refused even if also listed plainly.
-    HostKeyRevoked {
-        /// The node's host name or address.
-        host: String,
-        /// The node's SSH port.
-        port: u16,
-        /// `SHA256:` fingerprint of the key the node presented.
-        fingerprint: String,
-        /// The known_hosts file that revokes it.
-        known_hosts: String,
-        /// The line of the `@revoked` entry.
-        line: usize,
-    },
-    #[error(
-        "{known_hosts} trusts {host}:{port} only through @cert-authority (line {lines}), and coldkeep \
-         does not verify host certificates: it negotiates the node's plain host key ({fingerprint}). \
-         Add that key (ssh-keyscan -p {port} {host}, then compare the fingerprint) or pin it with \
-         host_key: {fingerprint}"
-    )]
-    /// Only `@cert-authority` lines match the host; host certificates are not verified.
-    HostKeyCertOnly {
-        /// The node's host name or address.
-        host: String,
-        /// The node's SSH port.
-        port: u16,
-        /// `SHA256:` fingerprint of the key the node presented.
-        fingerprint: String,
-        /// The known_hosts file concerned.
-        known_hosts: String,
-        /// The `@cert-authority` lines that match, comma-separated.
-        lines: String,
-    },
-    #[error("authentication as {user} failed: {detail}")]
-    /// Authentication failed.
-    Auth {
-        /// The SSH user.
-        user: String,
-        /// What went wrong, as the library reported it.
-        detail: String,
-    },
-    #[error("remote file {path} does not exist")]
-    /// No such path.
-    NotFound {
-        /// The path concerned.
-        path: String,
-    },
-    #[error("remote path {path} is a directory, not a file")]
-    /// A directory where a file was expected.
-    IsDirectory {
-        /// The path concerned.
-        path: String,
-    },
-    #[error("remote path {path} is not a directory")]
-    /// A file where a directory was expected.
-    NotADirectory {
-        /// The path concerned.
-        path: String,
-    },
-    #[error("refusing {path}: {detail}")]
-    /// A symlink or special file inside a tree.
-    UnsafeEntry {
-        /// The path concerned.
-        path: String,
-        /// What went wrong, as the library reported it.
-        detail: String,
-    },
-    #[error("the tree under {path} is too large: {detail}")]
-    /// A tree over its caps.
-    TreeTooLarge {
-        /// The path concerned.
-        path: String,
-        /// What went wrong, as the library reported it.
-        detail: String,
-    },
-    #[error(
-        "permission denied on {path}: if root or a service user owns it, set `become: sudo` for this \
-         node and allow the reads with the lines `coldkeep config sudoers` prints"
-    )]
-    /// No permission.
-    PermissionDenied {
-        /// The path concerned.
-        path: String,
-    },
-    #[error(
-        "sudo on {addr} refused: {detail}. coldkeep never types a password; allow it with the lines \
-         `coldkeep config sudoers --node {node}` prints (this one: `{rule}`)"
-    )]
-    /// `sudo -n` refused to run a command (a password is required, requiretty, no rule).
-    SudoRefused {
-        /// `user@host:port`.
-        addr: String,
-        /// The configured node name, for the `config sudoers --node` hint.
-        node: String,
-        /// What sudo said, classified.
-        detail: String,
-        /// The sudoers line that would allow this command.
-        rule: String,
-    },
-    #[error(
-        "cannot give the new {path} the owner and group of the file it replaces as the SSH user: \
-         set `become: sudo` for this node (nothing was changed)"
-    )]
-    /// Without `become`, the replaced file's owner could not be given to the new one.
-    OwnerNotKept {
-        /// The target path.
-        path: String,
-    },
-    #[error(
-        "`become: sudo` is set for {addr}, but the node has no sudo: install it there or remove `become`"
-    )]
-    /// `become: sudo` on a node without sudo.
-    SudoMissing {
-        /// `user@host:port`.
-        addr: String,
-    },
-    #[error("become_user `{user}` does not exist on {addr}: create it or fix `become_user`")]
-    /// The configured `become_user` does not exist on the node.
-    BecomeUserMissing {
-        /// `user@host:port`.
-        addr: String,
-        /// The missing user.
-        user: String,
-    },
-    #[error("remote file {path} is {size} bytes, over the {cap}-byte cap")]
-    /// A file over its cap.
-    TooLarge {
-        /// The path concerned.
-        path: String,
-        /// Size in bytes.
-        size: u64,
-        /// The cap in bytes.
-        cap: u64,
-    },
-    #[error("remote command `{command}` failed (exit {status}): {stderr}")]
-    /// A remote command failed.
-    Command {
-        /// The remote command.
-        command: String,
-        /// Exit status.
-        status: i32,
-        /// Standard error.
-        stderr: String,
-    },
-    #[error("read back of {path} does not match what was written")]
-    /// What was read back differs from what was written.
-    ReadBackMismatch {
-        /// The path concerned.
-        path: String,
-        /// SHA-256 of what was written (for a debugger; never printed: a hash of key material).
-        expected: String,
-        /// SHA-256 of what was read back (never printed).
-        got: String,
-    },
-    #[error("SSH error during {during}: {detail}")]
-    /// Another SSH error.
-    Ssh {
-        /// What coldkeep was doing.
-        during: String,
-        /// What went wrong, as the library reported it.
-        detail: String,
-    },
-}
-
-impl RemoteError {
-    /// Worth retrying later (connection refused, timeouts); host-key and auth errors are not.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Connect { .. } | RemoteError::Timeout { .. })
-    }
-}
 
 /// A file read from the node.
 pub struct RemoteFile {
@@ -316,8 +93,8 @@ pub struct Session {
     transfer: crate::config::FileTransfer,
     /// Set after a timeout: see [`Session::poison_on_timeout`].
     poisoned: std::cell::Cell<bool>,
-    /// `become: sudo`: every read and write goes through sudo ([`sudo`]).
-    become_: Option<sudo::Become>,
+    /// `become: sudo`: every read and write goes through the node helper ([`via_helper`]).
+    helper: Option<via_helper::HelperSession>,
 }
 
 /// Most bytes coldkeep reads from one stream (stdout or stderr) of a remote command: its
@@ -387,44 +164,10 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-/// `SHA256:<base64 without padding>` of a raw SSH public key blob, like `ssh-keygen -l`.
-pub fn fingerprint_of_blob(blob: &[u8]) -> String {
-    use sha2::Digest;
-    format!("SHA256:{}", base64_nopad(&sha2::Sha256::digest(blob)))
-}
-
 /// The key type name (`ssh-ed25519`, ...) at the start of an SSH public key blob.
 fn blob_key_type(blob: &[u8]) -> Option<&str> {
     let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
     std::str::from_utf8(blob.get(4..4 + len)?).ok()
-}
-
-/// Normalises a fingerprint for comparison (trailing `=` padding is optional).
-fn normalize_fingerprint(f: &str) -> &str {
-    f.trim().trim_end_matches('=')
-}
-
-/// The host name as known_hosts writes it.
-fn known_hosts_name(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{port}")
-    }
-}
-
-/// Offers only plain host-key algorithms: a node with a `HostCertificate` then presents its
-/// plain key, which known_hosts or a pin can vouch for (host certificates are not verified).
-fn prefer_plain_host_keys(sess: &ssh2::Session) {
-    let Ok(algs) = sess.supported_algs(ssh2::MethodType::HostKey) else {
-        return;
-    };
-    let plain: Vec<&str> = algs.into_iter().filter(|a| !a.contains("-cert-")).collect();
-    if !plain.is_empty()
-        && let Err(e) = sess.method_pref(ssh2::MethodType::HostKey, &plain.join(","))
-    {
-        tracing::debug!("cannot restrict host-key algorithms to plain keys: {e}");
-    }
 }
 
 /// A `FileStat` that sets only the permission bits.
@@ -437,15 +180,6 @@ fn mode_only(mode: u32) -> ssh2::FileStat {
         atime: None,
         mtime: None,
     }
-}
-
-/// Line numbers as `3, 7`.
-fn join_lines(lines: &[usize]) -> String {
-    lines
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Splits a remote path into (directory, file name).
@@ -466,347 +200,7 @@ fn join_remote(dir: &str, name: &str) -> String {
     }
 }
 
-/// Appends one known_hosts line, creating the parent directory (0700) and file (0600).
-fn append_known_host(path: &std::path::Path, line: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-        && !parent.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
-    }
-    let mut existing_ends_with_newline = true;
-    if let Ok(text) = std::fs::read(path) {
-        existing_ends_with_newline = text.is_empty() || text.ends_with(b"\n");
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    let mut text = String::new();
-    if !existing_ends_with_newline {
-        text.push('\n');
-    }
-    text.push_str(line);
-    text.push('\n');
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
-
 impl Session {
-    /// Connects (TCP with `connect_timeout`), checks the host key (pin, or known_hosts with
-    /// `check_port`; `accept-new` records unknown keys), and authenticates with the identity file
-    /// (passphrase from its secret) or, failing that / without one, ssh-agent.
-    pub fn connect(node: &NodeConfig) -> Result<Session, RemoteError> {
-        use std::net::ToSocketAddrs;
-        let addr = format!("{}:{}", node.host, node.port);
-        let io_secs = node.io_timeout.as_secs().max(1);
-        let connect_secs = node.connect_timeout.as_secs().max(1);
-        let connect_timeout = if node.connect_timeout.is_zero() {
-            std::time::Duration::from_secs(30)
-        } else {
-            node.connect_timeout
-        };
-
-        // TCP.
-        let addrs: Vec<std::net::SocketAddr> = (node.host.as_str(), node.port)
-            .to_socket_addrs()
-            .map_err(|source| RemoteError::Connect {
-                addr: addr.clone(),
-                source,
-            })?
-            .collect();
-        let mut last_err: Option<std::io::Error> = None;
-        let mut stream = None;
-        for a in &addrs {
-            match std::net::TcpStream::connect_timeout(a, connect_timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let stream = match stream {
-            Some(s) => s,
-            None => {
-                let e = last_err.unwrap_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "host name resolved to no address")
-                });
-                return Err(if e.kind() == std::io::ErrorKind::TimedOut {
-                    RemoteError::Timeout {
-                        during: format!("connecting to {addr}"),
-                        secs: connect_secs,
-                    }
-                } else {
-                    RemoteError::Connect { addr, source: e }
-                });
-            }
-        };
-        let _ = stream.set_nodelay(true);
-
-        // SSH handshake.
-        let mut sess = ssh2::Session::new().map_err(|e| RemoteError::Handshake {
-            addr: addr.clone(),
-            detail: e.to_string(),
-        })?;
-        sess.set_tcp_stream(stream);
-        let timeout_ms = u32::try_from(node.io_timeout.as_millis()).unwrap_or(u32::MAX);
-        sess.set_timeout(timeout_ms);
-        prefer_plain_host_keys(&sess);
-        sess.handshake().map_err(|e| {
-            if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
-                RemoteError::Timeout {
-                    during: format!("the SSH handshake with {addr}"),
-                    secs: io_secs,
-                }
-            } else {
-                RemoteError::Handshake {
-                    addr: addr.clone(),
-                    detail: e.to_string(),
-                }
-            }
-        })?;
-
-        // Host key.
-        let (blob, key_type) = sess.host_key().ok_or_else(|| RemoteError::Handshake {
-            addr: addr.clone(),
-            detail: "the server presented no host key".into(),
-        })?;
-        let blob = blob.to_vec();
-        let fingerprint = fingerprint_of_blob(&blob);
-        Self::check_host_key(node, &blob, key_type, &fingerprint, &addr)?;
-
-        // Authentication.
-        Self::authenticate(node, &sess, io_secs)?;
-
-        Ok(Session {
-            sess,
-            fingerprint,
-            addr,
-            io_secs,
-            sftp: std::cell::OnceCell::new(),
-            no_sftp: std::cell::Cell::new(false),
-            transfer: node.file_transfer,
-            poisoned: std::cell::Cell::new(false),
-            become_: match &node.become_ {
-                crate::config::Become::None => None,
-                crate::config::Become::Sudo { user } => Some(sudo::Become {
-                    user: user.clone(),
-                    ssh_user: node.user.clone(),
-                    node: node.name.clone(),
-                }),
-            },
-        })
-    }
-
-    fn check_host_key(
-        node: &NodeConfig,
-        blob: &[u8],
-        key_type: ssh2::HostKeyType,
-        fingerprint: &str,
-        addr: &str,
-    ) -> Result<(), RemoteError> {
-        let kh_err = |detail: String| RemoteError::Handshake {
-            addr: addr.to_string(),
-            detail,
-        };
-        let kh = match std::fs::read_to_string(&node.known_hosts) {
-            Ok(text) => known_hosts::KnownHosts::parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => known_hosts::KnownHosts::default(),
-            // A pinned node does not need the file; it is read only for @revoked lines.
-            Err(e) if node.host_key.is_some() => {
-                // Visible by default: @revoked lines in it are not applied to this node now.
-                tracing::warn!(known_hosts = %node.known_hosts.display(), "cannot read known_hosts ({e}): its @revoked lines are not checked; checking the pin only");
-                known_hosts::KnownHosts::default()
-            }
-            Err(e) => {
-                return Err(kh_err(format!(
-                    "cannot read known_hosts {}: {e}",
-                    node.known_hosts.display()
-                )));
-            }
-        };
-        if !kh.skipped.is_empty() {
-            tracing::debug!(
-                known_hosts = %node.known_hosts.display(),
-                "skipping known_hosts lines that do not parse: {:?}",
-                kh.skipped
-            );
-        }
-        let revoked = |line: usize| RemoteError::HostKeyRevoked {
-            host: node.host.clone(),
-            port: node.port,
-            fingerprint: fingerprint.to_string(),
-            known_hosts: node.known_hosts.display().to_string(),
-            line,
-        };
-        // A revoked key is refused whatever else vouches for it, a pin included.
-        if let Some(e) = kh.revoked(blob) {
-            return Err(revoked(e.line));
-        }
-        if let Some(pin) = &node.host_key {
-            if normalize_fingerprint(pin) == normalize_fingerprint(fingerprint) {
-                return Ok(());
-            }
-            return Err(RemoteError::HostKeyChanged {
-                host: node.host.clone(),
-                port: node.port,
-                expected: pin.trim().to_string(),
-                fingerprint: fingerprint.to_string(),
-            });
-        }
-        match kh.check(&node.host, node.port, blob) {
-            known_hosts::Verdict::Match { .. } => Ok(()),
-            known_hosts::Verdict::Revoked { line } => Err(revoked(line)),
-            known_hosts::Verdict::Mismatch { lines } => {
-                let cas = kh.cert_authorities(&node.host, node.port);
-                if cas.len() == lines.len() {
-                    // Only @cert-authority lines cover this host: coldkeep negotiates plain host
-                    // keys and does not verify host certificates.
-                    return Err(RemoteError::HostKeyCertOnly {
-                        host: node.host.clone(),
-                        port: node.port,
-                        fingerprint: fingerprint.to_string(),
-                        known_hosts: node.known_hosts.display().to_string(),
-                        lines: join_lines(&lines),
-                    });
-                }
-                Err(RemoteError::HostKeyChanged {
-                    host: node.host.clone(),
-                    port: node.port,
-                    expected: format!(
-                        "the key on line {} of {}",
-                        join_lines(&lines),
-                        node.known_hosts.display()
-                    ),
-                    fingerprint: fingerprint.to_string(),
-                })
-            }
-            known_hosts::Verdict::NotFound => match node.host_key_policy {
-                crate::config::HostKeyPolicy::Strict => Err(RemoteError::UnknownHostKey {
-                    host: node.host.clone(),
-                    port: node.port,
-                    fingerprint: fingerprint.to_string(),
-                    known_hosts: node.known_hosts.display().to_string(),
-                }),
-                crate::config::HostKeyPolicy::AcceptNew => {
-                    let type_name = blob_key_type(blob)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("{key_type:?}"));
-                    let line = format!(
-                        "{} {} {}",
-                        known_hosts_name(&node.host, node.port),
-                        type_name,
-                        base64_encode(blob)
-                    );
-                    append_known_host(&node.known_hosts, &line).map_err(|e| {
-                        kh_err(format!(
-                            "cannot record the new host key in {}: {e}",
-                            node.known_hosts.display()
-                        ))
-                    })?;
-                    tracing::warn!(
-                        node = %node.name,
-                        host = %node.host,
-                        port = node.port,
-                        %fingerprint,
-                        known_hosts = %node.known_hosts.display(),
-                        "recorded a new host key for {}:{} ({fingerprint}) in {} (host_key_policy: accept-new)",
-                        node.host,
-                        node.port,
-                        node.known_hosts.display()
-                    );
-                    Ok(())
-                }
-            },
-        }
-    }
-
-    fn authenticate(node: &NodeConfig, sess: &ssh2::Session, io_secs: u64) -> Result<(), RemoteError> {
-        let user = node.user.as_str();
-        let mut tried: Vec<String> = Vec::new();
-        let is_timeout = |e: &ssh2::Error| e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT);
-        if let Some(identity) = &node.identity {
-            if let Err(m) =
-                crate::config::perms::check_file(identity, crate::config::perms::FileKind::Identity)
-            {
-                return Err(RemoteError::Auth {
-                    user: user.to_string(),
-                    detail: m,
-                });
-            }
-            if !identity.exists() {
-                tried.push(format!("identity file {} does not exist", identity.display()));
-            } else {
-                let passphrase = match &node.identity_passphrase {
-                    Some(secret) => Some(secret.resolve().map_err(|e| RemoteError::Auth {
-                        user: user.to_string(),
-                        detail: format!(
-                            "cannot read the passphrase of {} ({}): {e}",
-                            identity.display(),
-                            secret.describe()
-                        ),
-                    })?),
-                    None => None,
-                };
-                match sess.userauth_pubkey_file(user, None, identity, passphrase.as_ref().map(|p| p.as_str()))
-                {
-                    Ok(()) if sess.authenticated() => return Ok(()),
-                    Ok(()) => tried.push(format!(
-                        "key {} was accepted but more authentication is required",
-                        identity.display()
-                    )),
-                    Err(e) if is_timeout(&e) => {
-                        return Err(RemoteError::Timeout {
-                            during: "authenticating".into(),
-                            secs: io_secs,
-                        });
-                    }
-                    Err(e) => {
-                        let hint = if e.message().contains("Unsupported private key format")
-                            || e.message().contains("Unable to extract public key")
-                        {
-                            " (unreadable key: wrong or missing passphrase, or an unsupported format)"
-                        } else {
-                            ""
-                        };
-                        tried.push(format!(
-                            "key {} was refused: {}{hint}",
-                            identity.display(),
-                            e.message()
-                        ));
-                    }
-                }
-            }
-        }
-        let agent = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
-        if agent.is_some() {
-            match sess.userauth_agent(user) {
-                Ok(()) if sess.authenticated() => return Ok(()),
-                Ok(()) => tried.push("ssh-agent key accepted but more authentication is required".into()),
-                Err(e) if is_timeout(&e) => {
-                    return Err(RemoteError::Timeout {
-                        during: "authenticating with ssh-agent".into(),
-                        secs: io_secs,
-                    });
-                }
-                Err(e) => tried.push(format!("ssh-agent (SSH_AUTH_SOCK): {}", e.message())),
-            }
-        } else if node.identity.is_none() {
-            tried.push("no identity file configured and no ssh-agent (SSH_AUTH_SOCK is not set)".into());
-        }
-        Err(RemoteError::Auth {
-            user: user.to_string(),
-            detail: tried.join("; "),
-        })
-    }
-
     fn err(&self, e: ssh2::Error, during: &str) -> RemoteError {
         self.poison_on_timeout(map_ssh(e, during, self.io_secs))
     }
@@ -882,8 +276,9 @@ impl Session {
 
     /// Stats a path (SFTP); `Ok(None)` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_stat(b, path);
+        if self.helper.is_some() {
+            // The helper never follows a link: a link is reported as one (neither file nor dir).
+            return Ok(self.helper_stat(path)?.map(|(st, _)| st));
         }
         let sftp = self.sftp()?;
         self.stat_with(sftp, path)
@@ -897,8 +292,8 @@ impl Session {
     /// Uses SFTP (or SCP with `file_transfer: scp`); a node without an SFTP subsystem is read
     /// over SCP alone, whatever the setting.
     pub fn fetch(&self, path: &str, max_size: u64) -> Result<RemoteFile, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_fetch(b, path, max_size);
+        if self.helper.is_some() {
+            return self.helper_fetch(path, max_size);
         }
         // SFTP stat first: clean status codes for missing / forbidden / directory paths.
         let sftp = match self.sftp() {
@@ -1200,8 +595,8 @@ impl Session {
     /// - afterwards the target must be a regular file with the SHA-256 of `bytes`.
     ///
     /// On any failure before the rename the old file stays under its name and the temp file is
-    /// removed (best effort). With `become: sudo` the same guarantees come from pinned sudo
-    /// commands and a fixed temp name (see `sudo::WriteSteps` for why and how).
+    /// removed (best effort). With `become: sudo` the node helper does the write through fds, with
+    /// the owner and loosest mode its policy names (see `crate::nodehelper::write`).
     pub fn push(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
         self.push_owned(path, bytes, mode, None)
     }
@@ -1215,8 +610,9 @@ impl Session {
         mode: u32,
         owner: Option<&str>,
     ) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_push(b, path, bytes, mode, owner);
+        if self.helper.is_some() {
+            // The node's policy decides the owner (`write_rule` tells the plan which).
+            return self.helper_push(path, bytes, mode);
         }
         self.push_plain(path, bytes, mode, owner)
     }
@@ -1231,122 +627,11 @@ impl Session {
         Ok(out.status == 0)
     }
 
-    fn push_plain(
-        &self,
-        path: &str,
-        bytes: &[u8],
-        mode: u32,
-        owner: Option<&str>,
-    ) -> Result<(), RemoteError> {
-        let (dir, name) = split_remote(path);
-        let temp = join_remote(
-            &dir,
-            &format!(".{name}.coldkeep-tmp-{:032x}", rand::random::<u128>()),
-        );
-        let mode = mode & 0o777;
-        let result = self.push_via(path, &temp, bytes, mode, owner);
-        if result.is_err() {
-            // Best effort: the temp file may or may not exist; the target is untouched unless
-            // `mv` already ran (then the temp name is gone anyway).
-            let _ = self.exec(&format!("rm -f -- {}", shell_quote(&temp)));
-        }
-        result
-    }
-
-    fn push_via(
-        &self,
-        path: &str,
-        temp: &str,
-        bytes: &[u8],
-        mode: u32,
-        owner: Option<&str>,
-    ) -> Result<(), RemoteError> {
-        use std::io::Write;
-        let sftp = self.sftp()?;
-        let existing = self.lstat_with(sftp, path)?;
-        let mode = match &existing {
-            Some(st) if !st.is_file => {
-                return Err(RemoteError::UnsafeEntry {
-                    path: path.to_string(),
-                    detail:
-                        "not a regular file (a symlink, directory or device is never replaced or followed)"
-                            .into(),
-                });
-            }
-            Some(st) => st.mode & mode,
-            None => mode,
-        };
-        let during = format!("uploading {temp}");
-        {
-            let mut file = sftp
-                .open_mode(
-                    std::path::Path::new(temp),
-                    ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
-                    0o600,
-                    ssh2::OpenType::File,
-                )
-                .map_err(|e| match e.code() {
-                    ssh2::ErrorCode::SFTP(FX_PERMISSION_DENIED) => RemoteError::PermissionDenied {
-                        path: temp.to_string(),
-                    },
-                    _ => self.err(e, &during),
-                })?;
-            for chunk in bytes.chunks(30_000) {
-                file.write_all(chunk).map_err(|e| self.io_err(e, &during))?;
-            }
-            file.flush().map_err(|e| self.io_err(e, &during))?;
-            // fsync@openssh.com; not every server has it.
-            let _ = file.fsync();
-            // The mode goes on the open handle (fsetstat): never on whatever the name points to.
-            file.setstat(mode_only(mode)).map_err(|e| self.err(e, &during))?;
-            file.close().map_err(|e| self.err(e, &during))?;
-        }
-        let qtemp = shell_quote(temp);
-        let qpath = shell_quote(path);
-        if let Some(target) = &existing {
-            // Keep the owner and group of the file being replaced; when the SSH user may not,
-            // stop before the rename instead of leaving the key owned by the wrong user.
-            let _ = self.exec(&format!("chown --reference={qpath} -- {qtemp}"));
-            let ids = |st: Option<&RemoteStat>| st.and_then(|s| s.owner.as_ref()).map(|o| (o.uid, o.gid));
-            let want = ids(Some(target));
-            if want.is_some() && ids(self.lstat_with(sftp, temp)?.as_ref()) != want {
-                return Err(RemoteError::OwnerNotKept {
-                    path: path.to_string(),
-                });
-            }
-        } else if let Some(owner) = owner {
-            // A new file gets the owner its backup recorded, before it appears under its name.
-            self.exec_ok(&format!("chown -h {} -- {qtemp}", shell_quote(owner)))?;
-        }
-        self.exec_ok(&format!("mv -f -T -- {qtemp} {qpath}"))?;
-        match self.lstat_with(sftp, path)? {
-            Some(st) if st.is_file => {}
-            _ => {
-                return Err(RemoteError::UnsafeEntry {
-                    path: path.to_string(),
-                    detail: "after the rename the target is not a regular file".into(),
-                });
-            }
-        }
-        let back = self.fetch(path, bytes.len() as u64 + 1024 * 1024)?;
-        let expected = crate::digest::sha256_hex(bytes);
-        let got = crate::digest::sha256_hex(&back.bytes);
-        if expected != got {
-            return Err(RemoteError::ReadBackMismatch {
-                path: path.to_string(),
-                expected,
-                got,
-            });
-        }
-        Ok(())
-    }
-
     /// Stats a path without following a final symlink (`is_file` and `is_dir` are then false);
     /// `Ok(None)` when it does not exist.
     pub fn lstat(&self, path: &str) -> Result<Option<RemoteStat>, RemoteError> {
-        if let Some(b) = &self.become_ {
-            // sudo's `stat` never follows a link.
-            return self.sudo_stat(b, path);
+        if self.helper.is_some() {
+            return Ok(self.helper_stat(path)?.map(|(st, _)| st));
         }
         let sftp = self.sftp()?;
         self.lstat_with(sftp, path)
@@ -1394,8 +679,8 @@ impl Session {
 
     /// Removes temp files (or directories) an interrupted upload to `path` left beside it.
     pub fn remove_stale_temps(&self, path: &str) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_remove_temp(b, path);
+        if self.helper.is_some() {
+            return self.helper_sweep(path);
         }
         let (dir, name) = split_remote(path);
         let dir_prefix = if dir.ends_with('/') {
@@ -1442,7 +727,5 @@ mod tests {
         assert_eq!(split_remote("/b"), ("/".into(), "b".into()));
         assert_eq!(split_remote("b"), (".".into(), "b".into()));
         assert_eq!(join_remote("/", "x"), "/x");
-        assert_eq!(known_hosts_name("h", 22), "h");
-        assert_eq!(known_hosts_name("h", 2222), "[h]:2222");
     }
 }

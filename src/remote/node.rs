@@ -5,8 +5,9 @@
 //! against a real [`Session`] and against the in-memory fake in `ops`, which can fail a chosen
 //! call. The implementation for [`Session`] only delegates to its methods.
 
+use super::swap::{TreeRestoreError, TreeUpload};
 use super::tree::FetchedTree;
-use super::{RemoteError, RemoteFile, RemoteStat, RemoteTree, Session, TreeLimits};
+use super::{RemoteError, RemoteFile, RemoteStat, RemoteTree, Session, TreeLimits, WriteRule};
 
 /// What coldkeep does on a node. Paths are absolute remote paths.
 pub trait Node {
@@ -62,6 +63,19 @@ pub trait Node {
     /// Paths named `.NAME.<tag>*` directly beside `path` (leftovers of an interrupted restore),
     /// read with the node's rights (`become` included), sorted.
     fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError>;
+    /// Restores directory trees (an Acra keystore's keys and public directories) all or none:
+    /// each uploaded beside its target and read back, then all swapped in, the swaps made undone
+    /// when a later one fails. One request to the node helper with `become: sudo`; the
+    /// primitives above otherwise ([`super::swap_trees`]).
+    fn restore_trees(&self, uploads: &[TreeUpload]) -> Result<(), TreeRestoreError>;
+    /// Finishes a tree restore of the keystore at `path` that was cut off between its swaps
+    /// (the node helper's record of it): `forward` puts the restored trees in, else the
+    /// previous ones back; returns what the node did. Only the node helper records swaps.
+    fn finish_swap(&self, path: &str, forward: bool) -> Result<Vec<String>, RemoteError>;
+    /// What the node itself decides about a write to `path`: with `become: sudo` its policy
+    /// names the owner and loosest mode, or refuses. `None`: the node decides nothing (the
+    /// plan's own rules apply: the replaced file's owner, else the recorded one).
+    fn write_rule(&self, path: &str) -> Option<WriteRule>;
 }
 
 impl Node for Session {
@@ -134,5 +148,20 @@ impl Node for Session {
     }
     fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
         Session::beside(self, path, tag)
+    }
+    fn restore_trees(&self, uploads: &[TreeUpload]) -> Result<(), TreeRestoreError> {
+        if self.helper.is_some() {
+            return self.helper_restore_trees(uploads);
+        }
+        super::swap::swap_trees(self, uploads)
+    }
+    fn finish_swap(&self, path: &str, forward: bool) -> Result<Vec<String>, RemoteError> {
+        if self.helper.is_some() {
+            return self.helper_finish_swap(path, forward);
+        }
+        Err(super::swap::no_record(path))
+    }
+    fn write_rule(&self, path: &str) -> Option<WriteRule> {
+        self.helper.as_ref().map(|_| self.helper_write_rule(path))
     }
 }

@@ -83,8 +83,8 @@ impl Session {
         limits: TreeLimits,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<RemoteTree>, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return Ok(self.sudo_fetch_tree(b, root, limits, skip)?.map(|(tree, _)| tree));
+        if self.helper.is_some() {
+            return Ok(self.helper_tree(root, limits, skip, false)?.map(|(tree, _)| tree));
         }
         let sftp = self.sftp()?;
         let Some(st) = self.stat_with(sftp, root)? else {
@@ -250,9 +250,9 @@ impl Session {
         limits: TreeLimits,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<FetchedTree>, RemoteError> {
-        if let Some(b) = &self.become_ {
+        if self.helper.is_some() {
             return Ok(self
-                .sudo_fetch_tree(b, root, limits, skip)?
+                .helper_tree(root, limits, skip, true)?
                 .map(|(_, fetched)| fetched));
         }
         let Some(tree) = self.list_tree(root, limits, skip)? else {
@@ -284,9 +284,7 @@ impl Session {
 
     /// Creates a directory with exactly `mode` (not subject to the server's umask).
     pub fn make_dir(&self, path: &str, mode: u32) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_make_dir(b, path, mode);
-        }
+        self.not_through_helper(path)?;
         let sftp = self.sftp()?;
         sftp.mkdir(Path::new(path), (mode & 0o777) as i32)
             .map_err(|e| self.sftp_err(e, path, &format!("creating directory {path}")))?;
@@ -305,9 +303,7 @@ impl Session {
 
     /// Writes a new file (it must not exist) with exactly `mode`, and syncs it when the server can.
     pub fn write_new_file(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_write_new_file(b, path, bytes, mode);
-        }
+        self.not_through_helper(path)?;
         use std::io::Write;
         let sftp = self.sftp()?;
         let during = format!("writing {path}");
@@ -349,8 +345,8 @@ impl Session {
 
     /// Whether `path` is a symbolic link (lstat); false when it does not exist.
     pub fn is_symlink(&self, path: &str) -> Result<bool, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_is_symlink(b, path);
+        if self.helper.is_some() {
+            return Ok(self.helper_stat(path)?.is_some_and(|(_, link)| link));
         }
         let sftp = self.sftp()?;
         match sftp.lstat(Path::new(path)) {
@@ -362,9 +358,7 @@ impl Session {
 
     /// Gives the tree at `path` the owner and group of `reference` (`chown -R --reference`).
     pub fn chown_like(&self, path: &str, reference: &str) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_chown_like(b, path, reference);
-        }
+        self.not_through_helper(path)?;
         self.exec_ok(&format!(
             "chown -R --reference={} -- {}",
             shell_quote(reference),
@@ -375,9 +369,7 @@ impl Session {
 
     /// Gives the tree at `path` the owner `user:group` (`chown -R -h`, links not followed).
     pub fn chown_tree(&self, path: &str, owner: &str) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_chown_tree(b, path, owner);
-        }
+        self.not_through_helper(path)?;
         self.exec_ok(&format!(
             "chown -R -h {} -- {}",
             shell_quote(owner),
@@ -389,9 +381,7 @@ impl Session {
     /// Renames `from` to `to` on the node (`mv -T`: `to` must not be a non-empty directory).
     /// Afterwards `to` must be a directory (not a link someone swapped in).
     pub fn rename_dir(&self, from: &str, to: &str) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_rename(b, from, to);
-        }
+        self.not_through_helper(from)?;
         self.exec_ok(&format!("mv -T -- {} {}", shell_quote(from), shell_quote(to)))?;
         let sftp = self.sftp()?;
         match sftp.lstat(Path::new(to)) {
@@ -406,8 +396,8 @@ impl Session {
     /// Paths named `.NAME.<tag>*` directly beside `path` (leftovers of an interrupted restore),
     /// read with the node's rights (`become` included).
     pub fn beside(&self, path: &str, tag: &str) -> Result<Vec<String>, RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_beside(b, path, tag);
+        if self.helper.is_some() {
+            return self.helper_beside(path, tag);
         }
         let (dir, name) = super::split_remote(path);
         let prefix = format!(".{name}.{tag}");
@@ -425,11 +415,23 @@ impl Session {
         Ok(found)
     }
 
+    /// The step-by-step tree operations are not offered through the node helper: it restores a
+    /// whole tree in one request ([`super::Node::restore_trees`]), through fds.
+    fn not_through_helper(&self, path: &str) -> Result<(), RemoteError> {
+        if self.helper.is_some() {
+            return Err(RemoteError::Helper {
+                addr: self.addr.clone(),
+                detail: format!(
+                    "{path}: through the node helper a tree is restored in one request, not step by step"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Removes a directory tree that coldkeep itself created (temp or swapped-out directories).
     pub fn remove_tree(&self, path: &str) -> Result<(), RemoteError> {
-        if let Some(b) = &self.become_ {
-            return self.sudo_remove_tree(b, path);
-        }
+        self.not_through_helper(path)?;
         self.exec_ok(&format!("rm -rf -- {}", shell_quote(path)))?;
         Ok(())
     }

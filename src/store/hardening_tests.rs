@@ -24,6 +24,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             identity: None,
             recipients: vec![],
             hash_key: None,
+            identity_unchecked: None,
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
         ciphertext_size: ciphertext.len() as u64,

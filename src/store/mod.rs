@@ -6,6 +6,7 @@
 //! that listings name as such.
 
 pub mod batch;
+mod device_checks;
 mod index;
 mod lock;
 pub mod retention;
@@ -17,6 +18,7 @@ mod write;
 
 pub(crate) use write::{create_private_dirs, write_atomic};
 
+pub use device_checks::{CheckResult, DeviceCheck, DeviceChecks, Untrusted};
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
 pub use state::{KeystoreState, NOT_AUTHENTIC, RunState, STATE_DIR, VerifyState};

@@ -3,7 +3,10 @@
 //! Artifacts are taken newest first. `keep_last n` keeps the n newest. `keep_hourly n` keeps the
 //! newest artifact of each of the n most recent hours that have one; daily, weekly (ISO weeks),
 //! monthly and yearly likewise. An artifact kept by several rules lists every reason. Never
-//! removed whatever the policy: the newest backup, and the newest one whose copies check out.
+//! removed whatever the policy: the newest backup, the newest one whose copies check out, and
+//! the newest intact one whose identity was checked when it was stored (so a run of backups
+//! marked "identity not checked", a P12 password gone stale, never prunes the last one known
+//! to open).
 //! `pre-restore` artifacts are kept unless `keep_pre_restore` is set (then the n newest).
 
 use crate::config::Retention;
@@ -22,6 +25,8 @@ pub struct Candidate {
     pub pre_restore: bool,
     /// Every copy is present and its ciphertext matches its sidecar.
     pub intact: bool,
+    /// Its identity was checked when it was stored (not marked `identity_unchecked`).
+    pub checked: bool,
 }
 
 /// The decision for one artifact.
@@ -48,6 +53,9 @@ pub fn plan(policy: &Retention, candidates: &[Candidate], zone: &Zone) -> Vec<De
     }
     if let Some(&i) = backups.iter().find(|&&i| sorted[i].intact) {
         reasons[i].push("newest intact".into());
+    }
+    if let Some(&i) = backups.iter().find(|&&i| sorted[i].intact && sorted[i].checked) {
+        reasons[i].push("newest checked".into());
     }
     if !policy.is_set() {
         for &i in &backups {
@@ -120,6 +128,7 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(y, mo, d, h, 0, 0).unwrap(),
             pre_restore: false,
             intact: true,
+            checked: true,
         }
     }
 
@@ -175,7 +184,7 @@ mod tests {
         assert_eq!(
             kept,
             kv(&[
-                ("h", "newest,newest intact,last 3"),
+                ("h", "newest,newest intact,newest checked,last 3"),
                 ("g", "last 3"),
                 ("f", "last 3")
             ])
@@ -193,7 +202,7 @@ mod tests {
         assert_eq!(
             kept,
             kv(&[
-                ("h", "newest,newest intact,daily"),
+                ("h", "newest,newest intact,newest checked,daily"),
                 ("f", "daily"),
                 ("d", "daily")
             ])
@@ -216,7 +225,10 @@ mod tests {
         };
         assert_eq!(
             run(policy, &cands).0,
-            kv(&[("h", "newest,newest intact,weekly"), ("f", "weekly")])
+            kv(&[
+                ("h", "newest,newest intact,newest checked,weekly"),
+                ("f", "weekly")
+            ])
         );
         let years = vec![
             c("y1", 2024, 12, 31, 0),
@@ -233,7 +245,7 @@ mod tests {
         assert_eq!(
             kept,
             kv(&[
-                ("y4", "newest,newest intact,monthly,yearly"),
+                ("y4", "newest,newest intact,newest checked,monthly,yearly"),
                 ("y3", "monthly,yearly"),
                 ("y1", "yearly")
             ])
@@ -259,10 +271,31 @@ mod tests {
             kv(&[
                 ("h", "newest,last 1,daily"),
                 ("f", "daily"),
-                ("e", "newest intact")
+                ("e", "newest intact,newest checked")
             ])
         );
         assert_eq!(gone, vec!["g", "d", "c", "b", "a"]);
+    }
+
+    #[test]
+    fn the_newest_backup_whose_identity_was_checked_is_never_removed() {
+        let mut cands = twice_daily();
+        // The five newest were stored without their identity checked (a P12 password gone
+        // stale), and the newest checked one (c) is damaged: b stays whatever the policy.
+        for c in cands.iter_mut().skip(3) {
+            c.checked = false;
+        }
+        cands[2].intact = false;
+        let policy = Retention {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let (kept, gone) = run(policy, &cands);
+        assert_eq!(
+            kept,
+            kv(&[("h", "newest,newest intact,last 1"), ("b", "newest checked")])
+        );
+        assert_eq!(gone, vec!["g", "f", "e", "d", "c", "a"]);
     }
 
     #[test]

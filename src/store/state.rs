@@ -44,6 +44,11 @@ pub struct KeystoreState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Why it failed.
     pub last_error: Option<String>,
+    /// Why the last success was taken without its identity checked (a configured P12 password
+    /// unset or stale); None when it was checked. Recorded from the run: an unchanged P12
+    /// reuses a checked artifact even when the check fails now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_unchecked: Option<String>,
 }
 
 impl KeystoreState {

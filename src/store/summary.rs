@@ -82,6 +82,10 @@ pub struct SummaryManifest {
     /// [`SummaryManifest::identity`]): the enum is internally tagged, which serde parses through
     /// a buffer, and `list --json` prints it as it is.
     pub identity: Option<Box<RawValue>>,
+    /// Why the material's identity was not checked when it was stored (see
+    /// [`crate::bundle::Manifest::identity_unchecked`]).
+    #[serde(default)]
+    pub identity_unchecked: Option<String>,
 }
 
 impl SummaryManifest {
@@ -118,6 +122,8 @@ struct SummaryManifestRef<'a> {
     created_at: DateTime<Utc>,
     files: Vec<FileNameRef<'a>>,
     identity: &'a Option<Identity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_unchecked: &'a Option<String>,
 }
 
 #[derive(Serialize)]
@@ -144,6 +150,7 @@ impl Listed for Summary {
                 created_at: m.created_at,
                 files: m.files.iter().map(|f| FileNameRef { path: &f.path }).collect(),
                 identity: &m.identity,
+                identity_unchecked: &m.identity_unchecked,
             },
             ciphertext_sha256: &sidecar.ciphertext_sha256,
             ciphertext_size: sidecar.ciphertext_size,
@@ -167,6 +174,7 @@ impl Listed for Summary {
                     .identity
                     .as_ref()
                     .and_then(|i| serde_json::value::to_raw_value(i).ok()),
+                identity_unchecked: m.identity_unchecked,
             },
             ciphertext_sha256: s.ciphertext_sha256,
             ciphertext_size: s.ciphertext_size,

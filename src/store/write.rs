@@ -135,7 +135,7 @@ pub(super) fn claim(copy: StagedCopy) -> Result<(PathBuf, Staged), StoreError> {
     Ok((copy.dir, copy.sidecar))
 }
 
-fn safe_component(name: &str) -> bool {
+pub(super) fn safe_component(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
 }
 

@@ -46,10 +46,32 @@ pub fn bitbox02(data: &[u8]) {
     let _ = crate::material::bitbox02::check_folder("00", &files);
 }
 
+/// What a BitBox02 (or something posing as one) answers: reports reassembled, the info answer,
+/// protobuf responses; and device-check records as the store reads them.
+pub fn bitbox02_device(data: &[u8]) {
+    use crate::hid::bitbox02::{framing::Decoder, hww::Info};
+    use prost::Message;
+    let mut decoder = Decoder::default();
+    for chunk in data.chunks(crate::hid::REPORT_SIZE) {
+        let mut report = [0u8; crate::hid::REPORT_SIZE];
+        report[..chunk.len()].copy_from_slice(chunk);
+        if decoder.push(&report).is_err() {
+            decoder = Decoder::default();
+        }
+    }
+    let _ = Info::parse(data);
+    let _ = bitbox_api::pb::Response::decode(data);
+    let _ = serde_json::from_slice::<crate::store::DeviceCheck>(data);
+}
+
 /// nodectl's cn-config.yaml.
 pub fn nodectl(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::material::nodectl::p12_locations(text);
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(config) = crate::material::nodectl::parse(text)
+    {
+        for p in &config.profiles {
+            let _ = p.path();
+        }
     }
 }
 
@@ -61,6 +83,8 @@ pub fn bundle_tar(data: &[u8]) {
 /// PKCS#12 and Acra key ring structure checks (DER/BER walkers).
 pub fn der(data: &[u8]) {
     let _ = crate::material::p12::inspect(data, None);
+    // The cost walk reads deeper (bags, algorithm parameters) and decrypts what may hide the key.
+    let _ = crate::material::p12_cost::check(data, "password");
     let _ = crate::material::acra::verify_ring("client/x/storage", data, &[0u8; 32]);
 }
 

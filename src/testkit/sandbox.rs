@@ -246,6 +246,7 @@ impl Sandbox {
             io_timeout: Duration::from_secs(20),
             file_transfer: crate::config::FileTransfer::Sftp,
             become_: crate::config::Become::None,
+            helper: crate::config::HelperConfig::default(),
             labels: vec![],
             schedule: None,
             keystores: vec![],

@@ -226,11 +226,23 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
     assert!(error("changed-key").contains("CHANGED"));
     assert!(error("wrong-client-key").contains("authentication"));
     assert!(error("missing").contains("does not exist"));
-    assert!(error("not-p12").contains("not a PKCS#12"), "{}", error("not-p12"));
+    // A check of the material that fails never skips the backup: stored, marked, and the run
+    // exits 1 (above) so monitoring sees it.
+    let unchecked = |node: &str| {
+        let o = outcome(node);
+        assert_eq!(o["ok"], true, "{node} is stored: {o}");
+        assert!(o["id"].is_string(), "{o}");
+        o["identity_unchecked"].as_str().unwrap().to_string()
+    };
     assert!(
-        error("wrong-pw").contains("wrong password"),
+        unchecked("not-p12").contains("not a PKCS#12"),
         "{}",
-        error("wrong-pw")
+        unchecked("not-p12")
+    );
+    assert!(
+        unchecked("wrong-pw").contains("wrong password"),
+        "{}",
+        unchecked("wrong-pw")
     );
     assert!(
         error("port-closed").contains("cannot connect"),
@@ -238,10 +250,16 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
         error("port-closed")
     );
 
-    // Only the good node has an artifact, and it verifies.
-    assert_eq!(age_files(&fleet.store()).len(), 1);
+    // The good node's artifact verifies; the two stored unchecked are the only others.
+    assert_eq!(age_files(&fleet.store()).len(), 3);
     assert_eq!(age_files(&fleet.store().join("good")).len(), 1);
-    let out = fleet.run(&["verify", "--identity", fleet.age_identity.to_str().unwrap()]);
+    let out = fleet.run(&[
+        "verify",
+        "--node",
+        "good",
+        "--identity",
+        fleet.age_identity.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
     // The human summary names every failure.
@@ -249,7 +267,13 @@ fn each_failure_is_reported_and_the_other_nodes_still_succeed() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("2 failed:") && stdout.contains("missing/p12:") && stdout.contains("not-p12/p12:"),
+        stdout.contains("1 failed:") && stdout.contains("missing/p12:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok (identity NOT checked)")
+            && stdout.contains("backed up without their identity checked")
+            && stdout.contains("not-p12/p12:"),
         "{stdout}"
     );
 }
@@ -451,4 +475,218 @@ fn usage_and_config_errors_exit_2_and_do_nothing() {
         text(&out.stderr)
     );
     assert!(!fleet.store().exists());
+}
+
+/// A P12 whose configured password is unset (env var missing) or stale (changed on the node by
+/// `nodectl passwd12`): the backup is still taken, marked, and every reader shows the mark until
+/// a backup whose check passes replaces it.
+#[test]
+fn a_p12_whose_password_is_unset_or_stale_is_still_backed_up_and_marked() {
+    let fleet = Fleet::new(&["n1"]);
+    let p12 = legacy_p12("current-password");
+    let path = fleet.put("n1", "home/nodeadmin/tessellation/n1.p12", &p12, 0o400);
+    let metrics = fleet.dir.join("metrics.prom");
+    fleet.write_config_with(
+        &format!("metrics_file: {}\n", metrics.display()),
+        &fleet.node_yaml(
+            "n1",
+            fleet.node("n1").port,
+            &path,
+            "        password: {env: N1_P12_PASSWORD}\n",
+        ),
+    );
+    let identity = fleet.age_identity.display().to_string();
+    for (env, why) in [
+        (None, "could not be read"),
+        (Some("old-password"), "wrong password"),
+    ] {
+        for root in [fleet.store(), fleet.replica()] {
+            let _ = fs::remove_dir_all(&root);
+        }
+        // A replica root exists as a mounted one would: coldkeep never creates it.
+        fs::create_dir(fleet.replica()).unwrap();
+        let env: Vec<(&str, &str)> = env.iter().map(|v| ("N1_P12_PASSWORD", *v)).collect();
+        let out = fleet.run_with_env(&["backup", "--json"], &env);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let o = &report["outcomes"][0];
+        assert_eq!(o["ok"], true, "{o}");
+        assert!(o["identity_unchecked"].as_str().unwrap().contains(why), "{o}");
+        assert_eq!(age_files(&fleet.store()).len(), 1, "stored");
+
+        // list, status, metrics and verify show the mark.
+        let (_, listed) = fleet.run_json(&["list", "--json"]);
+        assert!(
+            listed["artifacts"][0]["identity_unchecked"]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{listed}"
+        );
+        let out = fleet.run(&["list"]);
+        assert!(
+            text(&out.stdout).contains("identity NOT checked"),
+            "{}",
+            text(&out.stdout)
+        );
+        let out = fleet.run(&["status"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("without its identity checked"),
+            "{}",
+            text(&out.stdout)
+        );
+        let prom = fs::read_to_string(&metrics).unwrap();
+        assert!(
+            prom.contains("coldkeep_backup_identity_unchecked{node=\"n1\",keystore=\"p12\"} 1"),
+            "{prom}"
+        );
+        let out = fleet.run_with_env(&["verify", "--identity", &identity], &env);
+        assert!(
+            text(&out.stdout).contains("identity not checked when stored"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+
+    // The password fixed: a new artifact (the marked one is not reused for the same bytes),
+    // and every reader is clear again.
+    let env = [("N1_P12_PASSWORD", "current-password")];
+    let out = fleet.run_with_env(&["backup", "--json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["outcomes"][0]["identity_unchecked"].is_null(), "{report}");
+    assert_eq!(report["outcomes"][0]["unchanged"], Value::Null, "{report}");
+    assert_eq!(age_files(&fleet.store()).len(), 2);
+    // Which of two artifacts of the same second is the newest is the store's business (1 s
+    // created_at); the readers are checked on a store holding only the checked one.
+    for root in [fleet.store(), fleet.replica()] {
+        fs::remove_dir_all(&root).unwrap();
+    }
+    fs::create_dir(fleet.replica()).unwrap();
+    let out = fleet.run_with_env(&["backup"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = fleet.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("coldkeep_backup_identity_unchecked{node=\"n1\",keystore=\"p12\"} 0"),
+        "{prom}"
+    );
+    // Unchanged now: reused, still clear.
+    let out = fleet.run_with_env(&["backup", "--json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(age_files(&fleet.store()).len(), 1);
+}
+
+/// The real case behind the mark: the newest artifact was checked, then the P12 password's env
+/// var goes missing while the P12 stays the same. The checked artifact is reused (the bytes are
+/// the same), and the run's failed check still reaches status, the metrics and every hook.
+#[test]
+fn an_unchanged_p12_whose_password_went_missing_is_flagged_by_status_metrics_and_hooks() {
+    let fleet = Fleet::new(&["n1"]);
+    let path = fleet.put(
+        "n1",
+        "home/nodeadmin/tessellation/n1.p12",
+        &legacy_p12("current-password"),
+        0o400,
+    );
+    let metrics = fleet.dir.join("metrics.prom");
+    let log = fleet.dir.join("hooks.log");
+    let top = format!(
+        "metrics_file: {metrics}\nhooks:\n  \
+         on_success: ['echo \"success $COLDKEEP_STATUS $COLDKEEP_KEYSTORE $COLDKEEP_ARTIFACT\" >> {log}']\n  \
+         on_failure: ['echo \"failure $COLDKEEP_STATUS $COLDKEEP_KEYSTORE $COLDKEEP_ARTIFACT $COLDKEEP_ERROR\" >> {log}']\n  \
+         on_run_success: ['echo \"run-success $COLDKEEP_STATUS $COLDKEEP_FAILED\" >> {log}']\n  \
+         on_run_failure: ['echo \"run-failure $COLDKEEP_STATUS $COLDKEEP_FAILED $COLDKEEP_ERROR\" >> {log}']\n",
+        metrics = metrics.display(),
+        log = log.display()
+    );
+    fleet.write_config_with(
+        &top,
+        &fleet.node_yaml(
+            "n1",
+            fleet.node("n1").port,
+            &path,
+            "        password: {env: N1_P12_PASSWORD}\n",
+        ),
+    );
+    let gauge = "coldkeep_backup_identity_unchecked{node=\"n1\",keystore=\"p12\"}";
+    let take_log = || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let _ = fs::remove_file(&log);
+        text
+    };
+
+    // Checked: stored, every reader clear, the success hooks.
+    let good = [("N1_P12_PASSWORD", "current-password")];
+    let out = fleet.run_with_env(&["backup", "--json"], &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["outcomes"][0]["id"].as_str().unwrap().to_string();
+    assert!(report["outcomes"][0]["identity_unchecked"].is_null(), "{report}");
+    assert_eq!(fleet.run(&["status"]).status.code(), Some(0));
+    assert!(
+        fs::read_to_string(&metrics)
+            .unwrap()
+            .contains(&format!("{gauge} 0"))
+    );
+    let hooks = take_log();
+    assert!(hooks.contains(&format!("success success p12 {id}")), "{hooks}");
+    assert!(hooks.contains("run-success success 0"), "{hooks}");
+
+    // The env var gone, the P12 the same: the checked artifact is reused, and the failed check
+    // is what every reader reports.
+    let out = fleet.run(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &report["outcomes"][0];
+    assert_eq!(o["unchanged"], true, "{o}");
+    assert_eq!(o["id"], id.as_str(), "the checked artifact is reused: {o}");
+    assert!(
+        o["identity_unchecked"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read"),
+        "{o}"
+    );
+    assert_eq!(age_files(&fleet.store()).len(), 1);
+    let out = fleet.run(&["status"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the last backup was taken without its identity checked")
+            && stdout.contains("could not be read"),
+        "{stdout}"
+    );
+    let (code, statuses) = fleet.run_json(&["status", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(statuses[0]["ok"], false, "{statuses}");
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains(&format!("{gauge} 1")), "{prom}");
+    let hooks = take_log();
+    assert!(
+        hooks.contains(&format!(
+            "failure failure p12 {id} backed up ({id}) but its identity was not checked"
+        )),
+        "on_failure with the reused artifact: {hooks}"
+    );
+    assert!(!hooks.contains("success success"), "{hooks}");
+    assert!(
+        hooks.contains("run-failure failure 1 n1/p12: backed up"),
+        "on_run_failure counts it: {hooks}"
+    );
+
+    // The password back: the checked artifact is reused again, and every reader is clear.
+    let out = fleet.run_with_env(&["backup", "--json"], &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(age_files(&fleet.store()).len(), 1);
+    assert_eq!(fleet.run(&["status"]).status.code(), Some(0));
+    assert!(
+        fs::read_to_string(&metrics)
+            .unwrap()
+            .contains(&format!("{gauge} 0"))
+    );
+    let hooks = take_log();
+    assert!(hooks.contains("run-success success 0"), "{hooks}");
 }

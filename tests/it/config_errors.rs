@@ -45,6 +45,20 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.encryption.recipients.len(), 1);
 }
 
+/// A long run of comments where the parser looks ahead (commented-out example nodes at the end,
+/// as `init` writes the file) is not a parse error ("too many buffered comments" before).
+#[test]
+fn long_commented_blocks_parse() {
+    let comments = "#   - name: example\n".repeat(200);
+    let head =
+        format!("store:\n  path: /var/lib/coldkeep\nencryption:\n  recipients: [{RECIPIENT}]\n{SIGNING}");
+    // No node yet (init's output), and one added after the examples.
+    let c = parse(&format!("{head}nodes:\n{comments}")).unwrap();
+    assert!(c.nodes.is_empty());
+    let c = parse(&format!("{head}nodes:\n{comments}{NODE}{comments}")).unwrap();
+    assert_eq!(c.nodes.len(), 1);
+}
+
 #[test]
 fn node_settings_override_ssh_defaults() {
     let text = format!(

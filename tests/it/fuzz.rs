@@ -186,6 +186,41 @@ fn bitbox02_backup_parser() {
 }
 
 #[test]
+fn bitbox02_device_answers() {
+    use coldkeep::hid::bitbox02::framing;
+    use prost::Message;
+    // The firmware's answer to 'i' (`_api_info`): "v9.21.0", platform, edition, unlocked, initialized.
+    let info = b"\x07v9.21.0\x00\x00\x01\x01".to_vec();
+    let list = bitbox_api::pb::Response {
+        response: Some(bitbox_api::pb::response::Response::ListBackups(
+            bitbox_api::pb::ListBackupsResponse {
+                info: (0..3)
+                    .map(|i| bitbox_api::pb::BackupInfo {
+                        id: format!("{i:064x}"),
+                        timestamp: 1_601_281_809,
+                        name: "My BitBox".into(),
+                    })
+                    .collect(),
+            },
+        )),
+    }
+    .encode_to_vec();
+    let reports = |msg: &[u8]| -> Vec<u8> { framing::encode(framing::HWW_CMD, msg).unwrap().concat() };
+    let record = serde_json::to_vec(&coldkeep::store::DeviceCheck::new(
+        "treasury",
+        "bitbox02",
+        "usb /dev/hidraw3".into(),
+        coldkeep::store::CheckResult::Found,
+    ))
+    .unwrap();
+    fuzz(
+        "bitbox02_device",
+        vec![reports(&info), reports(&list), info, list, record],
+        fuzzing::bitbox02_device,
+    );
+}
+
+#[test]
 fn nodectl_config_reader() {
     let seeds = vec![
         support::fleet::cn_config("/home/nodeadmin/tessellation/", "n.p12", None).into_bytes(),

@@ -400,3 +400,135 @@ fn the_man_pages_render_without_warnings() {
         assert!(top.contains(&format!("coldkeep-{sub}(1)")), "{sub} in {top}");
     }
 }
+
+#[test]
+fn init_identity_out_into_a_missing_folder_is_one_clear_error_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fs::create_dir_all(dir.join("home")).unwrap();
+    let out = coldkeep(
+        dir,
+        &[
+            "--config",
+            "coldkeep.yaml",
+            "init",
+            "--store",
+            "store",
+            "--identity-out",
+            "/media/not-mounted-usb/coldkeep-key.txt",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the folder /media/not-mounted-usb does not exist"),
+        "{err}"
+    );
+    // One cause, said once (it used to print the OS error twice).
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("home")], "nothing created");
+}
+
+/// The first node of a new config, found by `discover --host` before any node is configured:
+/// init, then discover, then the printed entry pasted at the end of the file is a config that
+/// checks and backs up.
+#[test]
+fn init_then_discover_bootstraps_the_first_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ssh_dir = dir.join("home/.ssh");
+    fs::create_dir_all(&ssh_dir).unwrap();
+    fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.join("coldkeep.yaml");
+    let c = config.to_str().unwrap();
+    let out = coldkeep(
+        dir,
+        &[
+            "--config",
+            c,
+            "init",
+            "--store",
+            dir.join("store").to_str().unwrap(),
+            "--recipient",
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+
+    // A node laid out by nodectl (here readable by the SSH user: no sudo in this test), its host
+    // key and the SSH key where the template's ssh: defaults look (the test's own HOME).
+    let sandbox = Sandbox::new(&dir.join("ssh")).unwrap();
+    let node = sandbox.start_node("v1", false).unwrap();
+    let key_dir = node.root.join("home/nodeadmin/tessellation");
+    fs::create_dir_all(&key_dir).unwrap();
+    fs::write(key_dir.join("nodeadmin-node.p12"), legacy_p12("pw-0123456789")).unwrap();
+    let cn = node.root.join("var/tessellation/nodectl/cn-config.yaml");
+    fs::create_dir_all(cn.parent().unwrap()).unwrap();
+    let text_cn = coldkeep::testkit::nodectl::install(
+        &coldkeep::testkit::nodectl::reference(coldkeep::testkit::nodectl::MAINNET),
+        &coldkeep::testkit::nodectl::Install {
+            nodeadmin: "nodeadmin",
+            key_location: &key_dir.display().to_string(),
+            key_name: "nodeadmin-node.p12",
+            passphrase: "pw-0123456789",
+        },
+    );
+    fs::write(&cn, text_cn).unwrap();
+    let host_pub = fs::read_to_string(format!("{}.pub", node.host_key.display())).unwrap();
+    let mut fields = host_pub.split_whitespace();
+    fs::write(
+        ssh_dir.join("known_hosts"),
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            node.port,
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let key = ssh_dir.join("id_ed25519");
+    fs::copy(&sandbox.client_key, &key).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let port = node.port.to_string();
+    let out = coldkeep(
+        dir,
+        &[
+            "--config",
+            c,
+            "discover",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--user",
+            &sandbox.user,
+            "--name",
+            "validator-1",
+            "--nodectl-config",
+            cn.to_str().unwrap(),
+            "--acra-dir",
+            "/nonexistent",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let entry = text(&out.stdout);
+    assert!(entry.contains("  - name: \"validator-1\""), "{entry}");
+    let mut f = fs::OpenOptions::new().append(true).open(&config).unwrap();
+    f.write_all(entry.as_bytes()).unwrap();
+    drop(f);
+    let out = coldkeep(dir, &["--config", c, "config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let out = coldkeep(dir, &["--config", c, "backup"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(
+        age_files(&dir.join("store")).len(),
+        2,
+        "the P12 and cn-config.yaml"
+    );
+}

@@ -15,8 +15,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// The documented config template, compiled in so `init` writes exactly what the README shows.
-pub const TEMPLATE: &str = include_str!("../config/coldkeep.yaml");
+mod template;
+
+pub use template::{TEMPLATE, render_config};
 
 /// Where the store goes when `--store` is not given (the template's and the package's path).
 pub const DEFAULT_STORE: &str = "/var/lib/coldkeep/store";
@@ -83,6 +84,21 @@ pub enum InitError {
         .0.display()
     )]
     StoreNotEmpty(PathBuf),
+    /// The folder `--identity-out` names does not exist (or is not a folder).
+    #[error(
+        "--identity-out {}: the folder {} {why}; create it (or mount the medium the key goes to) and run \
+         init again. Nothing was written.",
+        .identity.display(),
+        .folder.display()
+    )]
+    IdentityFolder {
+        /// The identity path.
+        identity: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+        /// `does not exist`, `is not a folder`.
+        why: &'static str,
+    },
     /// The store path is a symbolic link: init never follows one there.
     #[error(
         "store {} is a symbolic link: init never follows a link at the store path (whoever owns the \
@@ -126,8 +142,9 @@ pub enum InitError {
     /// The generated config does not validate (a bug: nothing was written).
     #[error("the generated config does not validate (nothing was written): {0}")]
     Invalid(#[source] ConfigError),
-    /// A filesystem operation failed (what this run had created was removed again).
-    #[error("{what} {}: {source}", .path.display())]
+    /// A filesystem operation failed (what this run had created was removed again). The OS
+    /// error is the source, printed once after this by the error chain.
+    #[error("{what} {}", .path.display())]
     Io {
         /// What was being done.
         what: &'static str,
@@ -213,6 +230,22 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             identity: identity.clone(),
             store,
         });
+    }
+    if let Some(identity) = &identity_path {
+        let folder = identity.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let why = match fs::metadata(&folder) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some("is not a folder"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+            Err(e) => return Err(io("checking", &folder)(e)),
+        };
+        if let Some(why) = why {
+            return Err(InitError::IdentityFolder {
+                identity: identity.clone(),
+                folder,
+                why,
+            });
+        }
     }
     for path in [&signing_key, &allowed_signers] {
         if inside(path, &store) {
@@ -475,85 +508,6 @@ fn write_new(file: &NewFile, created: &mut Created) -> Result<(), InitError> {
     f.write_all(&file.contents)
         .and_then(|()| f.sync_all())
         .map_err(io("writing", &file.path))
-}
-
-/// A double-quoted YAML scalar (JSON strings are valid YAML); `${` would be expanded as a
-/// variable by the config loader, so such paths are refused.
-fn quoted_path(path: &Path) -> Result<String, InitError> {
-    match path.to_str() {
-        Some(s) if !s.contains("${") => Ok(serde_json::to_string(s).expect("a string serialises")),
-        _ => Err(InitError::UnusablePath(path.to_path_buf())),
-    }
-}
-
-/// Fills the template: the store path, the recipients, the signing key and allowed_signers paths
-/// (`signing`: key, allowed_signers), and `nodes:` with the examples commented out (so the file is
-/// valid before any node is added, and adding one is uncommenting).
-pub fn render_config(
-    template: &str,
-    store: &Path,
-    recipients: &[String],
-    signing: (&Path, &Path),
-) -> Result<String, InitError> {
-    let mut out = format!(
-        "# Written by `coldkeep init` on {} from the documented template. Add your nodes at the\n\
-         # end, then run `coldkeep config check` and `coldkeep backup --dry-run`.\n#\n",
-        chrono::Utc::now().format("%Y-%m-%d")
-    );
-    let mut lines = template.lines().peekable();
-    let (mut store_done, mut recipients_done, mut nodes_done) = (false, false, false);
-    let (mut key_done, mut allowed_done) = (false, false);
-    let mut section = "";
-    while let Some(line) = lines.next() {
-        if !line.starts_with([' ', '#']) && !line.is_empty() {
-            section = line.split(':').next().unwrap_or("");
-        }
-        if section == "store" && !store_done && line.trim_start().starts_with("path:") {
-            out.push_str(&format!("  path: {}\n", quoted_path(store)?));
-            store_done = true;
-        } else if section == "signing" && !key_done && line.starts_with("  key:") {
-            out.push_str(&format!("  key: {}\n", quoted_path(signing.0)?));
-            key_done = true;
-        } else if section == "signing" && !allowed_done && line.starts_with("  allowed_signers:") {
-            out.push_str(&format!("  allowed_signers: {}\n", quoted_path(signing.1)?));
-            allowed_done = true;
-        } else if section == "encryption" && !recipients_done && line == "  recipients:" {
-            out.push_str("  recipients:\n");
-            while lines.peek().is_some_and(|l| l.starts_with("    - ")) {
-                lines.next();
-            }
-            for r in recipients {
-                let quoted = serde_json::to_string(r).expect("a string serialises");
-                out.push_str(&format!("    - {quoted}\n"));
-            }
-            recipients_done = true;
-        } else if line == "nodes:" {
-            out.push_str(
-                "# Nodes to back up. Examples (remove the leading `#` and edit); a node overrides any\n\
-                 # `ssh:` setting above, and its host key must be in known_hosts (or pinned with\n\
-                 # `host_key:`) before the first backup.\nnodes:\n",
-            );
-            for rest in lines.by_ref() {
-                out.push_str(&format!("#{rest}\n"));
-            }
-            nodes_done = true;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    for (done, what) in [
-        (store_done, "`store.path`"),
-        (recipients_done, "`encryption.recipients`"),
-        (key_done, "`signing.key`"),
-        (allowed_done, "`signing.allowed_signers`"),
-        (nodes_done, "`nodes:`"),
-    ] {
-        if !done {
-            return Err(InitError::Template(what));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

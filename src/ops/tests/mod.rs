@@ -15,6 +15,8 @@ use crate::store::Store;
 use age::secrecy::ExposeSecret;
 use std::path::PathBuf;
 
+mod marked;
+
 const P12: &str = "/home/nodeadmin/tessellation/key.p12";
 const KEYS: &str = "/etc/acra/keys";
 const PUBLIC: &str = "/etc/acra/public";
@@ -85,6 +87,7 @@ impl Fixture {
             from_node: None,
             identity: self.identity.clone(),
             replace: false,
+            accept_passphrase_mismatch: false,
         }
     }
 
@@ -779,4 +782,96 @@ fn restore_acra_into_missing_directories_gives_them_the_recorded_service_owner()
     node.mkdirs("/etc/acra");
     let plan = restore::plan(&src, &node, false).unwrap();
     assert!(plan.owner.unwrap().contains("no single named owner"));
+}
+
+// ---- a node that decides writes itself (the node helper's policy) ----
+
+fn policy(owner: Option<&str>, max_mode: u32, refused: Option<&str>) -> crate::remote::WriteRule {
+    crate::remote::WriteRule {
+        owner: owner.map(str::to_string),
+        max_mode,
+        refused: refused.map(str::to_string),
+    }
+}
+
+#[test]
+fn a_node_policy_that_refuses_the_keystore_stops_the_plan_and_an_identical_file_needs_nothing() {
+    let fx = Fixture::new();
+    let bytes = p12_bytes();
+    let src = p12_source_with(&fx, &bytes);
+    let node = node_with_p12(b"other bytes", 0o400);
+    node.set_write_rule(policy(
+        None,
+        0,
+        Some("the node's policy does not allow restoring keystore `p12`"),
+    ));
+    let before = node.fs();
+    let err = restore::plan(&src, &node, false).unwrap_err().to_string();
+    assert!(
+        err.contains("does not allow restoring") && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(node.fs(), before);
+    // Nothing to write: the refusal does not matter.
+    let same = node_with_p12(&bytes, 0o400);
+    same.set_write_rule(policy(None, 0, Some("refused")));
+    let plan = restore::plan(&src, &same, false).unwrap();
+    assert_eq!(plan.action, RestoreAction::AlreadyInPlace);
+}
+
+#[test]
+fn a_node_policy_names_the_owner_of_a_new_file_and_caps_its_mode() {
+    let fx = Fixture::new();
+    let bytes = p12_bytes();
+    let src = p12_source_moded(&fx, &bytes, 0o600);
+    let node = FakeNode::new();
+    node.mkdirs("/home/nodeadmin/tessellation");
+    node.set_write_rule(policy(Some("root:root"), 0o400, None));
+    let plan = restore::plan(&src, &node, false).unwrap();
+    assert_eq!(plan.owner.as_deref(), Some("root:root (the node's policy)"));
+    assert_eq!(
+        plan.steps,
+        [Step::Upload {
+            path: P12.into(),
+            mode: "0400".into(),
+            keep_owner: false,
+            owner: Some("root:root".into()),
+        }]
+    );
+    // A replaced file: its owner is kept, and the plan says the policy requires it.
+    let existing = node_with_p12(b"other bytes", 0o644);
+    existing.set_write_rule(policy(Some("root:root"), 0o440, None));
+    let plan = restore::plan(&src, &existing, false).unwrap();
+    assert_eq!(plan.mode, "0400", "0644 & 0600 (backup) & 0440 (policy)");
+    assert!(
+        plan.owner.as_deref().unwrap().contains("requires root:root"),
+        "{:?}",
+        plan.owner
+    );
+}
+
+#[test]
+fn a_node_policy_caps_the_modes_of_a_restored_acra_tree() {
+    let fx = Fixture::new();
+    let (src, _) = acra_source(&fx, false);
+    let node = FakeNode::new();
+    node.mkdirs("/etc/acra");
+    node.set_write_rule(policy(Some("acra:acra"), 0o600, None));
+    let plan = restore::plan(&src, &node, false).unwrap();
+    let Step::SwapTree { files, owner, .. } = &plan.steps[0] else {
+        panic!("{:?}", plan.steps);
+    };
+    assert!(
+        files.contains(&("Alice_storage.pub".into(), "0600".into())),
+        "{files:?}"
+    );
+    assert_eq!(owner, &None, "the node's policy gives the owner");
+    assert!(
+        plan.owner
+            .as_deref()
+            .unwrap()
+            .contains("acra:acra (the node's policy)"),
+        "{:?}",
+        plan.owner
+    );
 }
