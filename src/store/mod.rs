@@ -421,7 +421,7 @@ impl Store {
                 if !has(i, sidecar) {
                     problems.push(Problem {
                         path: entry.path(),
-                        message: "signature without a sidecar (an interrupted write; safe to delete)".into(),
+                        message: "signature without a sidecar (an interrupted write; safe to delete, and removed by a later backup, prune or import once it is an hour old)".into(),
                         interrupted: true,
                     });
                 }
@@ -477,7 +477,7 @@ impl Store {
                 if !has(i, &(id.to_string() + ".json")) {
                     problems.push(Problem {
                         path: entry.path(),
-                        message: "ciphertext without a sidecar (an interrupted write; safe to delete)".into(),
+                        message: "ciphertext without a sidecar (an interrupted write; safe to delete, and removed by a later backup, prune or import once it is an hour old)".into(),
                         interrupted: true,
                     });
                 }

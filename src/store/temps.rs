@@ -129,25 +129,36 @@ pub fn remove_if_stale(path: &Path, name: &str, stale: Duration) -> bool {
     }
     match std::fs::remove_file(path) {
         Ok(()) => {
-            tracing::info!(path = %path.display(), "removed a temp file left by an interrupted write");
+            tracing::info!(path = %path.display(), "removed a file left by an interrupted write");
             true
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), "cannot remove a stale temp file: {e}");
+            tracing::warn!(path = %path.display(), "cannot remove a file left by an interrupted write: {e}");
             false
         }
     }
 }
 
+/// Whether the `.age` or `.json.sig` at `path` (named `name`) has its sidecar now (looked at
+/// again under the lock: the listing that named it may be older).
+fn has_sidecar(path: &Path, name: &str) -> bool {
+    let id = name
+        .strip_suffix(".age")
+        .or_else(|| name.strip_suffix(".json.sig"));
+    id.is_none_or(|id| path.with_file_name(format!("{id}.json")).exists())
+}
+
 impl Store {
-    /// Removes the temp files among `problems` (a listing's) that writers now gone left behind
-    /// (see the module doc), under the writer lock; returns how many.
+    /// Removes what interrupted writes left among `problems` (a listing's), under the writer
+    /// lock: temp files of writers now gone (see the module doc), and a `.age` or `.json.sig`
+    /// without a sidecar (a write killed between claiming its id and putting its sidecar in,
+    /// or a removal cut short) once it is older than any write takes; never listed, never
+    /// used, so nothing is lost. Returns how many.
     pub fn remove_stale_temps(&self, problems: &[Problem]) -> Result<usize, StoreError> {
         let temps: Vec<(&Path, &str)> = problems
             .iter()
             .filter(|p| p.interrupted)
             .filter_map(|p| Some((p.path.as_path(), p.path.file_name()?.to_str()?)))
-            .filter(|(_, name)| is_temp(name))
             .collect();
         if temps.is_empty() {
             return Ok(0);
@@ -156,6 +167,7 @@ impl Store {
         let stale = stale_after(self.lock_wait);
         Ok(temps
             .into_iter()
+            .filter(|(path, name)| is_temp(name) || !has_sidecar(path, name))
             .filter(|(path, name)| remove_if_stale(path, name, stale))
             .count())
     }

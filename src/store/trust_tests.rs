@@ -229,6 +229,19 @@ fn temp_files_of_gone_writers_are_removed_and_others_kept() {
     for p in &kept {
         assert!(p.exists(), "{}", p.display());
     }
+    // A ciphertext and a signature without a sidecar (a write killed after claiming its id):
+    // removed once older than any write takes, kept while recent.
+    let orphans = [
+        plant(&s.primary, "20261122T000000Z-00000000.age", true),
+        plant(&s.replicas[0], "20261122T000000Z-00000000.json.sig", true),
+    ];
+    let recent = plant(&s.primary, "20261122T000001Z-00000001.age", false);
+    // One whose sidecar came in after the listing was taken: kept.
+    let late = plant(&s.primary, "20261122T000002Z-00000002.age", true);
+    let listing = s.list(None).unwrap();
+    fs::write(late.with_file_name("20261122T000002Z-00000002.json"), b"{}").unwrap();
+    assert_eq!(s.remove_stale_temps(&listing.problems).unwrap(), 2);
+    assert!(orphans.iter().all(|p| !p.exists()) && recent.exists() && late.exists());
     // The run state's directory, which listings do not read.
     let state_dir = s.primary.join(STATE_DIR);
     fs::create_dir_all(&state_dir).unwrap();
