@@ -68,7 +68,7 @@ impl CheckResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceCheck {
-    /// Always [`ROLE`].
+    /// Always `ROLE`.
     pub role: String,
     /// Record format (1).
     pub format: u32,
