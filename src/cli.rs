@@ -237,10 +237,18 @@ pub struct VerifyArgs {
     /// Compare the latest backup with the file the node has now (needs one --node)
     #[arg(long, requires = "nodes")]
     pub live: bool,
-    /// Adopt a store that predates signing: sign each unsigned artifact that passes deep
-    /// verification with --identity (never one with a bad or foreign signature)
-    #[arg(long, requires = "identity", conflicts_with = "live")]
+    /// Adopt a store that predates signing: sign each unsigned artifact made before --before
+    /// that passes deep verification with --identity (never one with a bad or foreign signature,
+    /// nor one made after signing began); the candidates are shown first and confirmed
+    #[arg(long, requires_all = ["identity", "before"], conflicts_with = "live")]
     pub sign_unsigned: bool,
+    /// With --sign-unsigned: only artifacts made before this time (RFC 3339, or a date
+    /// YYYY-MM-DD meaning its start in UTC), e.g. when you started signing
+    #[arg(long, value_name = "TIME", requires = "sign_unsigned", value_parser = parse_time)]
+    pub before: Option<chrono::DateTime<chrono::Utc>>,
+    /// With --sign-unsigned: sign the candidates without asking (for scripts)
+    #[arg(long, requires = "sign_unsigned")]
+    pub yes: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -662,6 +670,16 @@ pub struct CheckArgs {
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--before`: RFC 3339 (`2026-01-31T12:00:00Z`), or a date (`2026-01-31`, its start in UTC).
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("{text:?} is not a time (2026-01-31T12:00:00Z) or a date (2026-01-31)"))
 }
 
 #[cfg(test)]

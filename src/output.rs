@@ -115,6 +115,54 @@ fn write_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`print_json_list`] written an element at a time, for lists too long to hold: the same
+/// document (byte for byte), each element with `"schema": 1` first. [`JsonList::finish`]
+/// closes it.
+pub struct JsonList<W: Write = std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    out: W,
+    empty: bool,
+}
+
+impl JsonList {
+    /// Opens the list on stdout (buffered).
+    pub fn start() -> anyhow::Result<JsonList> {
+        JsonList::on(std::io::BufWriter::new(std::io::stdout().lock()))
+    }
+}
+
+impl<W: Write> JsonList<W> {
+    /// Opens the list on `out`.
+    pub fn on(mut out: W) -> anyhow::Result<JsonList<W>> {
+        out.write_all(b"[")?;
+        Ok(JsonList { out, empty: true })
+    }
+
+    /// Writes one element, indented as a pretty-printed list's.
+    pub fn item<T: Serialize>(&mut self, doc: &T) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&Versioned {
+            schema: JSON_SCHEMA,
+            doc,
+        })?;
+        self.out.write_all(if self.empty { b"\n" } else { b",\n" })?;
+        self.empty = false;
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                self.out.write_all(b"\n")?;
+            }
+            self.out.write_all(b"  ")?;
+            self.out.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Closes the list (and the line), flushes it and gives back the writer.
+    pub fn finish(mut self) -> anyhow::Result<W> {
+        self.out.write_all(if self.empty { b"]\n" } else { b"\n]\n" })?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
 /// Formats a byte count for humans (`996 B`, `1.5 KiB`).
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

@@ -6,11 +6,33 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
-/// Worker threads for store listings: the cores, at most 8. Asked once: the answer reads
-/// cgroup files each time (it showed in the profile of a large listing).
+/// Worker threads for store listings: the cores (at most 8), or the config's `jobs` when that
+/// is more (see [`set_width`]). Asked once: the core count reads cgroup files each time (it
+/// showed in the profile of a large listing).
 pub fn threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8));
+    cores.max(WIDTH.load(Ordering::Relaxed))
+}
+
+static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+static WIDTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Lists the store `jobs` wide (at most 32): a first listing reads every sidecar and its
+/// signature, from a disk that may be cold (a store restored from tape, a replica), and more
+/// reads in flight than cores keeps the disk busy; with a warm cache it costs little more.
+pub fn set_width(jobs: usize) {
+    WIDTH.store(jobs.min(32), Ordering::Relaxed);
+}
+
+thread_local! {
+    /// Set on [`map_ordered`]'s workers: work they do is already spread over the threads.
+    static IN_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is one of [`map_ordered`]'s workers (nested work then stays on it:
+/// threads of its own would only compete with the other workers).
+pub fn in_worker() -> bool {
+    IN_WORKER.with(std::cell::Cell::get)
 }
 
 /// Calls `f` on every item on up to [`threads`] threads and `sink` on each result in item
@@ -49,6 +71,7 @@ fn map_ordered_on<I: Sync, T: Send>(
             let tx = tx.clone();
             let (next, taken, f) = (&next, &taken, &f);
             scope.spawn(move || {
+                IN_WORKER.with(|w| w.set(true));
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(i) else { break };

@@ -127,13 +127,67 @@ impl Signer {
     }
 }
 
-/// One `allowed_signers` line: who, which namespaces, which key.
+/// One `allowed_signers` line: who, which namespaces, which key, and when it may have signed.
 #[derive(Debug, Clone)]
 struct Entry {
     principals: String,
     /// `None` = every namespace (no `namespaces=` option).
     namespaces: Option<Vec<String>>,
     key: PublicKey,
+    /// `valid-after=`: the key vouches for nothing dated before this (Unix seconds).
+    valid_after: Option<i64>,
+    /// `valid-before=`: nor for anything dated after this (Unix seconds, inclusive, as OpenSSH).
+    valid_before: Option<i64>,
+    /// An Ed25519 key, decoded once: checking a signature otherwise decodes (decompresses) the
+    /// key again each time, a tenth of the first listing of a large store.
+    ed25519: Option<ed25519_dalek::VerifyingKey>,
+}
+
+impl Entry {
+    /// Whether this line trusts the key for something dated `at` (whole seconds, as OpenSSH's
+    /// `-Overify-time`; both bounds inclusive).
+    fn valid_at(&self, at: i64) -> bool {
+        self.valid_after.is_none_or(|t| at >= t) && self.valid_before.is_none_or(|t| at <= t)
+    }
+
+    /// `from ... until ...` for messages.
+    fn window(&self) -> String {
+        let show = |t: Option<i64>| {
+            t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        };
+        match (show(self.valid_after), show(self.valid_before)) {
+            (Some(a), Some(b)) => format!("from {a} until {b}"),
+            (Some(a), None) => format!("from {a}"),
+            (None, Some(b)) => format!("until {b}"),
+            (None, None) => "always".into(),
+        }
+    }
+}
+
+/// An OpenSSH absolute time as `valid-after`/`valid-before` take it (`YYYYMMDD`,
+/// `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS`), in UTC: with a `Z` (or `UTC`) suffix only. Without one
+/// OpenSSH reads local time, which would make the same file mean another time on another host.
+fn parse_time(value: &str) -> Result<i64, String> {
+    let digits = value
+        .strip_suffix('Z')
+        .or_else(|| value.strip_suffix('z'))
+        .or_else(|| value.strip_suffix("UTC"))
+        .ok_or_else(|| format!("time {value:?} must end in Z (UTC): without it OpenSSH reads local time"))?;
+    let format = match digits.len() {
+        8 => "%Y%m%d",
+        12 => "%Y%m%d%H%M",
+        14 => "%Y%m%d%H%M%S",
+        _ => return Err(format!("time {value:?} is not YYYYMMDD[HHMM[SS]]Z")),
+    };
+    let parsed = if digits.len() == 8 {
+        chrono::NaiveDate::parse_from_str(digits, format).map(|d| d.and_time(chrono::NaiveTime::MIN))
+    } else {
+        chrono::NaiveDateTime::parse_from_str(digits, format)
+    };
+    parsed
+        .map(|t| t.and_utc().timestamp())
+        .map_err(|_| format!("time {value:?} is not a valid YYYYMMDD[HHMM[SS]]Z"))
 }
 
 /// The keys whose signatures are trusted (OpenSSH `allowed_signers`). Several keys may be
@@ -202,8 +256,10 @@ impl AllowedSigners {
     }
 
     /// Parses allowed_signers text; errors carry the 1-based line. Comments and blank lines are
-    /// skipped. Options: `namespaces="..."` is honoured; `cert-authority`, `valid-after` and
-    /// `valid-before` are refused rather than silently ignored.
+    /// skipped. Options: `namespaces="..."`, and `valid-after="..."` / `valid-before="..."` (UTC
+    /// times, applied to each artifact's signed `created_at`: a rotated-out key can be trusted
+    /// for what it signed before the rotation only); `cert-authority` and anything else are
+    /// refused rather than silently ignored.
     pub fn parse(text: &str) -> Result<AllowedSigners, (usize, String)> {
         let mut entries = Vec::new();
         for (i, raw) in text.lines().enumerate() {
@@ -223,26 +279,53 @@ impl AllowedSigners {
                 (o, r.trim_start())
             };
             let mut namespaces = None;
+            let (mut valid_after, mut valid_before) = (None, None);
             for opt in split_options(options) {
                 let (name, value) = opt.split_once('=').unwrap_or((opt, ""));
-                match name.to_ascii_lowercase().as_str() {
+                let name = name.to_ascii_lowercase();
+                match name.as_str() {
                     "namespaces" => {
                         let v = value.trim_matches('"');
                         namespaces = Some(v.split(',').map(|s| s.trim().to_string()).collect());
                     }
+                    "valid-after" | "valid-before" => {
+                        // Quoted, as OpenSSH requires (it refuses the line otherwise).
+                        let Some(v) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+                            return Err(fail(format!(
+                                "`{name}` needs a quoted time, e.g. {name}=\"20260101Z\""
+                            )));
+                        };
+                        let t = parse_time(v).map_err(|m| fail(format!("`{name}`: {m}")))?;
+                        let slot = if name == "valid-after" {
+                            &mut valid_after
+                        } else {
+                            &mut valid_before
+                        };
+                        if slot.replace(t).is_some() {
+                            return Err(fail(format!("`{name}` given twice")));
+                        }
+                    }
                     other => {
                         return Err(fail(format!(
-                            "option `{other}` is not supported by coldkeep (only `namespaces=`)"
+                            "option `{other}` is not supported by coldkeep (only `namespaces=`, \
+                             `valid-after=` and `valid-before=`)"
                         )));
                     }
                 }
             }
             let key = PublicKey::from_openssh(key_text)
                 .map_err(|e| fail(format!("not a valid public key: {e}")))?;
+            let ed25519 = key
+                .key_data()
+                .ed25519()
+                .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.0).ok());
             entries.push(Entry {
                 principals,
                 namespaces,
                 key,
+                valid_after,
+                valid_before,
+                ed25519,
             });
         }
         if entries.is_empty() {
@@ -251,16 +334,26 @@ impl AllowedSigners {
         Ok(AllowedSigners { entries })
     }
 
-    /// Whether this file trusts `signer` for the coldkeep namespace (so written artifacts verify).
+    /// Whether this file trusts `signer` for the coldkeep namespace now (so what it signs now
+    /// verifies).
     pub fn trusts(&self, signer: &Signer) -> bool {
         let data = signer.key.public_key().key_data();
+        let now = chrono::Utc::now().timestamp();
         self.entries
             .iter()
-            .any(|e| e.key.key_data() == data && allows_namespace(e))
+            .any(|e| e.key.key_data() == data && allows_namespace(e) && e.valid_at(now))
     }
 
-    /// Checks `signature` (armored SSHSIG, `None` when there is no .sig file) over `message`.
-    pub fn verify(&self, message: &[u8], signature: Option<&[u8]>) -> Verdict {
+    /// Checks `signature` (armored SSHSIG, `None` when there is no .sig file) over `message`,
+    /// which says it was made at `at` (an artifact's signed `created_at`): the key must be
+    /// allowed for the coldkeep namespace by a line whose `valid-after`/`valid-before` window
+    /// holds `at`, as `ssh-keygen -Y verify -Overify-time=<at>` decides.
+    pub fn verify(
+        &self,
+        message: &[u8],
+        signature: Option<&[u8]>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Verdict {
         let Some(signature) = signature else {
             return Verdict::Unsigned;
         };
@@ -271,22 +364,54 @@ impl AllowedSigners {
         if sig.namespace() != NAMESPACE {
             return Verdict::Bad(format!("namespace {:?}, expected {NAMESPACE:?}", sig.namespace()));
         }
-        let Some(entry) = self
+        let listed: Vec<&Entry> = self
             .entries
             .iter()
-            .find(|e| e.key.key_data() == sig.public_key() && allows_namespace(e))
-        else {
+            .filter(|e| e.key.key_data() == sig.public_key() && allows_namespace(e))
+            .collect();
+        let fingerprint = || sig.public_key().fingerprint(HashAlg::Sha256).to_string();
+        let Some(first) = listed.first() else {
             return Verdict::Foreign {
-                fingerprint: sig.public_key().fingerprint(HashAlg::Sha256).to_string(),
+                fingerprint: fingerprint(),
             };
         };
-        match entry.key.verify(NAMESPACE, message, &sig) {
-            Ok(()) => Verdict::Valid {
+        let when = at.timestamp();
+        let Some(entry) = listed.iter().find(|e| e.valid_at(when)) else {
+            return Verdict::Bad(format!(
+                "signed by {}, which allowed_signers trusts only {}; the artifact is dated {}",
+                fingerprint(),
+                first.window(),
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        };
+        if entry_verifies(entry, message, &sig) {
+            Verdict::Valid {
                 principal: entry.principals.clone(),
-            },
-            Err(_) => Verdict::Bad("signature does not match the sidecar (edited?)".into()),
+            }
+        } else {
+            Verdict::Bad("signature does not match the sidecar (edited?)".into())
         }
     }
+}
+
+/// Whether `sig` (by `entry`'s key, for the coldkeep namespace: checked by the caller) is a
+/// signature of `message`. An Ed25519 signature is checked with the key decoded once, over the
+/// same signed data and with the same (non-strict) check as `ssh-key`'s own verification, which
+/// every other case (an unusual reserved field, another algorithm) goes through.
+fn entry_verifies(entry: &Entry, message: &[u8], sig: &SshSig) -> bool {
+    if let Some(key) = &entry.ed25519
+        && sig.algorithm() == Algorithm::Ed25519
+        && sig.reserved().is_empty()
+    {
+        let Ok(data) = SshSig::signed_data(NAMESPACE, sig.hash_alg(), message) else {
+            return false;
+        };
+        let Ok(signature) = ed25519_dalek::Signature::from_slice(sig.signature_bytes()) else {
+            return false;
+        };
+        return ed25519_dalek::Verifier::verify(key, &data, &signature).is_ok();
+    }
+    entry.key.verify(NAMESPACE, message, sig).is_ok()
 }
 
 fn allows_namespace(e: &Entry) -> bool {
@@ -355,7 +480,13 @@ impl AllowedSigners {
         for e in &self.entries {
             let key = e.key.to_openssh().unwrap_or_default();
             let namespaces = e.namespaces.as_ref().map(|n| n.join(","));
-            for field in [e.principals.as_str(), namespaces.as_deref().unwrap_or("*"), &key] {
+            let window = format!("{:?}..{:?}", e.valid_after, e.valid_before);
+            for field in [
+                e.principals.as_str(),
+                namespaces.as_deref().unwrap_or("*"),
+                &key,
+                &window,
+            ] {
                 h.update((field.len() as u64).to_le_bytes());
                 h.update(field.as_bytes());
             }
@@ -391,11 +522,122 @@ impl Keys {
         label.extend_from_slice(&self.allowed.digest());
         self.signer.derive_key(&label)
     }
+
+    /// The keyed hash of plaintext that sidecars and output carry instead of a plain SHA-256
+    /// (see [`crate::digest::Keyed`]): derived from the signing key alone (not bound to
+    /// allowed_signers, so adding a key does not make every stored file look changed).
+    pub fn keyed_hash(&self) -> crate::digest::Keyed {
+        crate::digest::Keyed::new(self.signer.derive_key(b"coldkeep keyed plaintext hash v1\0"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        text.parse().unwrap()
+    }
+
+    /// valid-after / valid-before bound the key in time, inclusive at both ends (as
+    /// `ssh-keygen -Y verify -Overify-time` decides; the CLI test checks them against it).
+    #[test]
+    fn key_windows_apply_to_the_time_the_artifact_claims() {
+        let (old, new) = (Signer::generate(), Signer::generate());
+        let text = format!(
+            "old valid-before=\"20260101000000Z\",namespaces=\"coldkeep-artifact\" {}\n\
+             new valid-after=\"20260101Z\" {}\n",
+            old.public_line(),
+            new.public_line()
+        );
+        let allowed = AllowedSigners::parse(&text).unwrap();
+        let by_old = old.sign(b"m");
+        assert!(
+            allowed
+                .verify(b"m", Some(&by_old), at("2025-12-31T23:59:59Z"))
+                .is_valid()
+        );
+        assert!(
+            allowed
+                .verify(b"m", Some(&by_old), at("2026-01-01T00:00:00Z"))
+                .is_valid()
+        );
+        let late = allowed.verify(b"m", Some(&by_old), at("2026-01-01T00:00:01Z"));
+        assert!(
+            matches!(&late, Verdict::Bad(m) if m.contains("until 2026-01-01 00:00:00")),
+            "{late:?}"
+        );
+        // Sub-second created_at counts by its whole second, as -Overify-time does.
+        assert!(
+            allowed
+                .verify(b"m", Some(&by_old), at("2026-01-01T00:00:00.9Z"))
+                .is_valid()
+        );
+        let by_new = new.sign(b"m");
+        assert!(
+            !allowed
+                .verify(b"m", Some(&by_new), at("2025-12-31T23:59:59Z"))
+                .is_valid()
+        );
+        assert!(
+            allowed
+                .verify(b"m", Some(&by_new), at("2026-01-01T00:00:00Z"))
+                .is_valid()
+        );
+        // The window is part of what a cached verdict is bound to.
+        let widened = AllowedSigners::parse(&text.replace("20260101000000Z", "20270101000000Z")).unwrap();
+        assert_ne!(allowed.digest(), widened.digest());
+        // Local times (no Z), unquoted values and repeats are refused.
+        for bad in [
+            "valid-before=\"20260101\"",
+            "valid-before=20260101Z",
+            "valid-after=\"2026-01-01\"",
+            "valid-after=\"20260101Z\",valid-after=\"20260102Z\"",
+        ] {
+            let e = AllowedSigners::parse(&format!("p {bad} {}\n", old.public_line())).unwrap_err();
+            assert!(e.1.contains("valid-"), "{bad}: {e:?}");
+        }
+    }
+
+    /// The Ed25519 check with the key decoded once decides as ssh-key's own verification on
+    /// genuine, edited and forged signatures.
+    #[test]
+    fn the_decoded_key_check_agrees_with_ssh_key() {
+        let (s, other) = (Signer::generate(), Signer::generate());
+        let allowed = allowed_for(&s, "");
+        let entry = &allowed.entries[0];
+        assert!(entry.ed25519.is_some());
+        for i in 0..50u32 {
+            let msg = format!("{{\"n\":{i}}}\n").into_bytes();
+            let good = SshSig::from_pem(s.sign(&msg)).unwrap();
+            let mut edited = msg.clone();
+            edited[2] ^= 1;
+            // Another key's signature presented with this key's public half.
+            let forged_pem = other.sign(&msg);
+            let forged = SshSig::from_pem(&forged_pem).unwrap();
+            let forged = SshSig::new(
+                s.key.public_key().key_data().clone(),
+                NAMESPACE,
+                forged.hash_alg(),
+                forged.signature().clone(),
+            )
+            .unwrap();
+            for (m, sig) in [(&msg, &good), (&edited, &good), (&msg, &forged)] {
+                assert_eq!(
+                    entry_verifies(entry, m, sig),
+                    entry.key.verify(NAMESPACE, m, sig).is_ok(),
+                    "{i}"
+                );
+            }
+            assert!(entry_verifies(entry, &msg, &good));
+            assert!(!entry_verifies(entry, &edited, &good));
+            assert!(!entry_verifies(entry, &msg, &forged));
+        }
+    }
 
     fn allowed_for(s: &Signer, opts: &str) -> AllowedSigners {
         AllowedSigners::parse(&format!("# test\nops@example {opts}{}\n", s.public_line())).unwrap()
@@ -407,17 +649,20 @@ mod tests {
         let allowed = allowed_for(&s, "");
         let sig = s.sign(b"{\"a\":1}\n");
         assert_eq!(
-            allowed.verify(b"{\"a\":1}\n", Some(&sig)),
+            allowed.verify(b"{\"a\":1}\n", Some(&sig), now()),
             Verdict::Valid {
                 principal: "ops@example".into()
             }
         );
         assert!(matches!(
-            allowed.verify(b"{\"a\":2}\n", Some(&sig)),
+            allowed.verify(b"{\"a\":2}\n", Some(&sig), now()),
             Verdict::Bad(_)
         ));
-        assert_eq!(allowed.verify(b"x", None), Verdict::Unsigned);
-        assert!(matches!(allowed.verify(b"x", Some(b"junk")), Verdict::Bad(_)));
+        assert_eq!(allowed.verify(b"x", None, now()), Verdict::Unsigned);
+        assert!(matches!(
+            allowed.verify(b"x", Some(b"junk"), now()),
+            Verdict::Bad(_)
+        ));
     }
 
     #[test]
@@ -426,18 +671,18 @@ mod tests {
         let other = Signer::generate();
         let sig = other.sign(b"m");
         assert!(matches!(
-            allowed_for(&s, "").verify(b"m", Some(&sig)),
+            allowed_for(&s, "").verify(b"m", Some(&sig), now()),
             Verdict::Foreign { .. }
         ));
         // The key is listed, but only for another namespace.
         let git_only = allowed_for(&s, "namespaces=\"git,file\" ");
         assert!(!git_only.trusts(&s));
         assert!(matches!(
-            git_only.verify(b"m", Some(&s.sign(b"m"))),
+            git_only.verify(b"m", Some(&s.sign(b"m")), now()),
             Verdict::Foreign { .. }
         ));
         let ours = allowed_for(&s, "namespaces=\"git,coldkeep-*\" ");
-        assert!(ours.trusts(&s) && ours.verify(b"m", Some(&s.sign(b"m"))).is_valid());
+        assert!(ours.trusts(&s) && ours.verify(b"m", Some(&s.sign(b"m")), now()).is_valid());
     }
 
     #[test]
@@ -445,8 +690,8 @@ mod tests {
         let (old, new) = (Signer::generate(), Signer::generate());
         let both = AllowedSigners::parse(&format!("old {}\nnew {}\n", old.public_line(), new.public_line()))
             .unwrap();
-        assert!(both.verify(b"m", Some(&old.sign(b"m"))).is_valid());
-        assert!(both.verify(b"m", Some(&new.sign(b"m"))).is_valid());
+        assert!(both.verify(b"m", Some(&old.sign(b"m")), now()).is_valid());
+        assert!(both.verify(b"m", Some(&new.sign(b"m")), now()).is_valid());
     }
 
     #[test]

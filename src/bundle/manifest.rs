@@ -29,8 +29,15 @@ pub struct FileEntry {
     pub size: u64,
     /// Unix permission bits on the node.
     pub mode: u32,
-    /// Lowercase hex SHA-256 of the plaintext.
+    /// Lowercase hex SHA-256 of the plaintext: in the manifest inside the ciphertext (deep
+    /// checks), and in sidecars from before keyed hashes; empty (not written) in a sidecar whose
+    /// entry has `hmac`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// Keyed hash of the plaintext (HMAC-SHA256, key id in the manifest's `hash_key`): what the
+    /// sidecar says about the file instead of its SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<String>,
     /// Owner and group on the node, so a restore that creates the file can give it back its
     /// owner (absent in artifacts from before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,7 +89,12 @@ pub struct Manifest {
     #[serde(default)]
     /// A regular backup, or what a restore replaced.
     pub purpose: Purpose,
-    /// When the material was fetched (UTC, whole seconds).
+    /// What the artifact is for (absent in artifacts from before it was recorded: see
+    /// [`Manifest::role`]); listings check it against where the artifact lies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<super::Role>,
+    /// When the material was fetched (UTC, to the microsecond; whole seconds in artifacts from
+    /// before: see [`created_now`]).
     pub created_at: DateTime<Utc>,
     /// The coldkeep version that wrote it.
     pub coldkeep_version: String,
@@ -101,6 +113,10 @@ pub struct Manifest {
     pub identity: Option<Identity>,
     /// The recipients it was encrypted to.
     pub recipients: Vec<String>,
+    /// Id of the key the `hmac` fields were made with (see [`crate::digest::Keyed`]); absent in
+    /// artifacts from before keyed hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
     /// Set when the material was stored although a check of it failed (a P12 whose configured
     /// password is unset or stale, one that is not a PKCS#12 file): why its identity was not
     /// checked. A backup is never skipped because a check failed; it is marked, and `list`,
@@ -125,7 +141,53 @@ pub struct Sidecar {
     pub seen_unchanged_at: Option<DateTime<Utc>>,
 }
 
+/// The `created_at` of an artifact made now. To the microsecond, not the second: artifacts are
+/// ordered by it (the newest backup is the one restored, reused and kept), and two backups of one
+/// keystore within the same second were ordered by their ids' hash digits, so the older could
+/// come out as the newest. The artifact id keeps whole seconds.
+pub fn created_now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
+impl Manifest {
+    /// The manifest as the sidecar carries it: without the plaintext SHA-256 of a file (or of a
+    /// `kind: file` identity) that has its keyed hash. An unkeyed hash of a guessable file in a
+    /// plaintext sidecar is an offline guessing oracle; the manifest inside the ciphertext keeps
+    /// them for deep checks. A manifest from before keyed hashes is unchanged.
+    pub fn public(&self) -> Manifest {
+        let mut m = self.clone();
+        for f in m.files.iter_mut().filter(|f| f.hmac.is_some()) {
+            f.sha256.clear();
+        }
+        if let Some(crate::material::Identity::File(f)) = &mut m.identity
+            && f.hmac.is_some()
+        {
+            f.sha256 = None;
+        }
+        m
+    }
+
+    /// Puts the keyed hash of each file (and of a `kind: file` identity) beside its SHA-256, and
+    /// the key's id in `hash_key`. `data` are the files' bytes, in the order of `files`.
+    pub fn add_keyed_hashes(&mut self, data: &[&[u8]], keyed: &crate::digest::Keyed) {
+        for (f, bytes) in self.files.iter_mut().zip(data) {
+            f.hmac = Some(keyed.hex(bytes));
+        }
+        if let (Some(crate::material::Identity::File(f)), [one]) = (&mut self.identity, data) {
+            f.hmac = Some(keyed.hex(one));
+        }
+        self.hash_key = Some(keyed.id().to_string());
+    }
+}
+
 impl Sidecar {
+    /// Whether `inner`, the manifest found inside the ciphertext, is the one this sidecar
+    /// describes (the sidecar carries its [`Manifest::public`] form).
+    pub fn describes_inner(&self, inner: &Manifest) -> bool {
+        inner.public() == self.manifest
+    }
+
     /// Whether two sidecars describe the same artifact (ignoring `seen_unchanged_at`).
     pub fn same_artifact(&self, other: &Sidecar) -> bool {
         self.manifest == other.manifest

@@ -4,8 +4,10 @@
 //! safe names, manifest first, every file present once with the manifest's size and hash.
 
 mod manifest;
+pub mod role;
 
-pub use manifest::{DirEntry, FORMAT_VERSION, FileEntry, FileOwner, Manifest, Purpose, Sidecar};
+pub use manifest::{DirEntry, FORMAT_VERSION, FileEntry, FileOwner, Manifest, Purpose, Sidecar, created_now};
+pub use role::{ArtifactKind, Role};
 
 use crate::config::Recipient;
 use std::io::{Read, Write};
@@ -68,6 +70,9 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
     /// Lowercase hex SHA-256 of `ciphertext`.
     pub sha256: String,
+    /// The manifest as sealed inside (with the keyed hashes); the sidecar carries its
+    /// [`Manifest::public`] form.
+    pub manifest: Manifest,
 }
 
 /// A decrypted, checked bundle.
@@ -153,16 +158,19 @@ pub fn file_entry(path: &str, remote_path: &str, data: &[u8], mode: u32) -> File
         size: data.len() as u64,
         mode,
         sha256: crate::digest::sha256_hex(data),
+        hmac: None,
         owner: None,
     }
 }
 
 /// Tars the manifest and files in memory and encrypts to every recipient.
-/// `manifest.files` must describe `files` exactly (checked).
+/// `manifest.files` must describe `files` exactly (checked). With `keyed`, the manifest gets
+/// every file's keyed hash first (what its sidecar shows instead of the SHA-256).
 pub fn seal(
     manifest: &Manifest,
     files: &[PlainFile],
     recipients: &[Recipient],
+    keyed: Option<&crate::digest::Keyed>,
 ) -> Result<Sealed, BundleError> {
     if recipients.is_empty() {
         return Err(BundleError::Encrypt("no recipients".into()));
@@ -182,7 +190,12 @@ pub fn seal(
         }
         check_name(&f.entry.path)?;
     }
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| BundleError::Invalid(e.to_string()))?;
+    let mut manifest = manifest.clone();
+    if let Some(keyed) = keyed {
+        let data: Vec<&[u8]> = files.iter().map(|f| &f.data[..]).collect();
+        manifest.add_keyed_hashes(&data, keyed);
+    }
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::Invalid(e.to_string()))?;
     // Reserve the whole tar up front so no reallocation leaves plaintext behind unwiped.
     let block = |n: usize| 512 + n.div_ceil(512) * 512;
     let capacity = block(json.len()) + files.iter().map(|f| block(f.data.len())).sum::<usize>() + 1024;
@@ -209,7 +222,11 @@ pub fn seal(
         .map_err(|e| BundleError::Encrypt(e.to_string()))?;
     writer.finish().map_err(|e| BundleError::Encrypt(e.to_string()))?;
     let sha256 = crate::digest::sha256_hex(&ciphertext);
-    Ok(Sealed { ciphertext, sha256 })
+    Ok(Sealed {
+        ciphertext,
+        sha256,
+        manifest,
+    })
 }
 
 fn append<W: Write>(

@@ -10,6 +10,7 @@ fn manifest(files: &[PlainFile]) -> Manifest {
         keystore: "p12".into(),
         kind: "p12".into(),
         purpose: Purpose::Backup,
+        role: None,
         created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap(),
         coldkeep_version: "test".into(),
         host: "127.0.0.1:22".into(),
@@ -18,6 +19,7 @@ fn manifest(files: &[PlainFile]) -> Manifest {
         dirs: Vec::new(),
         identity: None,
         recipients: vec![],
+        hash_key: None,
         identity_unchecked: None,
     }
 }
@@ -65,7 +67,7 @@ fn seal_then_open_round_trips() {
     let (ids, r) = keypair();
     let files = vec![plain("v1.p12", b"\x30\x80key bytes")];
     let m = manifest(&files);
-    let sealed = seal(&m, &files, &[r]).unwrap();
+    let sealed = seal(&m, &files, &[r], None).unwrap();
     assert_eq!(sealed.sha256, crate::digest::sha256_hex(&sealed.ciphertext));
     assert!(
         !sealed.ciphertext.windows(9).any(|w| w == b"key bytes"),
@@ -83,11 +85,11 @@ fn wrong_identity_and_damage_are_refused() {
     let (_, r) = keypair();
     let (other, _) = keypair();
     let files = vec![plain("v1.p12", b"data")];
-    let sealed = seal(&manifest(&files), &files, std::slice::from_ref(&r)).unwrap();
+    let sealed = seal(&manifest(&files), &files, std::slice::from_ref(&r), None).unwrap();
     let e = open(&sealed.ciphertext, &other).err().unwrap().to_string();
     assert!(e.contains("none of the given identities"), "{e}");
     let (ids, r) = keypair();
-    let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
+    let sealed = seal(&manifest(&files), &files, &[r], None).unwrap();
     let mut flipped = sealed.ciphertext.clone();
     let last = flipped.len() - 5;
     flipped[last] ^= 1;
@@ -106,7 +108,7 @@ fn seal_refuses_manifest_that_does_not_match() {
     let files = vec![plain("a.p12", b"a")];
     let mut m = manifest(&files);
     m.files[0].sha256 = "00".into();
-    assert!(seal(&m, &files, &[r]).is_err());
+    assert!(seal(&m, &files, &[r], None).is_err());
 }
 
 #[test]
@@ -173,7 +175,7 @@ fn identities_load_from_age_and_ssh_files() {
     std::fs::set_permissions(&age_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let r = Recipient::parse(&id.to_public().to_string()).unwrap();
     let files = vec![plain("v1.p12", b"data")];
-    let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
+    let sealed = seal(&manifest(&files), &files, &[r], None).unwrap();
     open(&sealed.ciphertext, &Identities::from_file(&age_file).unwrap()).unwrap();
 
     let ssh_key = dir.path().join("id_ed25519");
@@ -184,7 +186,7 @@ fn identities_load_from_age_and_ssh_files() {
     if status.is_ok_and(|s| s.success()) {
         let public = std::fs::read_to_string(ssh_key.with_extension("pub")).unwrap();
         let r = Recipient::parse(&public).unwrap();
-        let sealed = seal(&manifest(&files), &files, &[r]).unwrap();
+        let sealed = seal(&manifest(&files), &files, &[r], None).unwrap();
         open(&sealed.ciphertext, &Identities::from_file(&ssh_key).unwrap()).unwrap();
     }
     let junk = dir.path().join("junk");
@@ -193,4 +195,49 @@ fn identities_load_from_age_and_ssh_files() {
     let e = Identities::from_file(&junk).err().unwrap().to_string();
     assert!(e.contains("neither an age identity file"), "{e}");
     assert!(Identities::from_file(&dir.path().join("missing")).is_err());
+}
+
+/// What the sidecar carries of a manifest: keyed hashes, never a plaintext SHA-256 (kept inside
+/// for deep checks); a manifest from before keyed hashes is carried as it is.
+#[test]
+fn sealing_adds_keyed_hashes_and_the_public_manifest_drops_plain_ones() {
+    let files = vec![plain("pass.txt", b"hunter2\n")];
+    let mut m = manifest(&files);
+    m.identity = Some(crate::material::Identity::File(crate::material::FileIdentity {
+        size: 8,
+        sha256: None,
+        hmac: None,
+    }));
+    let legacy = m.public();
+    assert_eq!(legacy, m, "no keyed hash, nothing dropped");
+    let keyed = crate::digest::Keyed::new(zeroize::Zeroizing::new([7u8; 32]));
+    let (_, r) = keypair();
+    let sealed = seal(&m, &files, &[r], Some(&keyed)).unwrap();
+    let inner = &sealed.manifest;
+    assert_eq!(inner.hash_key.as_deref(), Some(keyed.id()));
+    assert_eq!(inner.files[0].sha256, crate::digest::sha256_hex(b"hunter2\n"));
+    assert_eq!(
+        inner.files[0].hmac.as_deref(),
+        Some(keyed.hex(b"hunter2\n").as_str())
+    );
+    let public = inner.public();
+    assert_eq!(public.files[0].sha256, "");
+    let text = serde_json::to_string(&public).unwrap();
+    assert!(!text.contains(&crate::digest::sha256_hex(b"hunter2\n")), "{text}");
+    assert!(!text.contains("\"sha256\""), "{text}");
+    let sidecar = Sidecar {
+        manifest: public,
+        ciphertext_sha256: sealed.sha256.clone(),
+        ciphertext_size: sealed.ciphertext.len() as u64,
+        seen_unchanged_at: None,
+    };
+    assert!(sidecar.describes_inner(inner));
+    let mut edited = inner.clone();
+    edited.files[0].hmac = Some(keyed.hex(b"other"));
+    assert!(!sidecar.describes_inner(&edited));
+    // Another key, another id: a reader can tell whose hashes these are.
+    assert_ne!(
+        crate::digest::Keyed::new(zeroize::Zeroizing::new([8u8; 32])).id(),
+        keyed.id()
+    );
 }

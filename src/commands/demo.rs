@@ -130,6 +130,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
             identity: Some(identity_file.clone()),
             live: false,
             sign_unsigned: false,
+            before: None,
+            yes: false,
             json: false,
         },
     )?;
@@ -144,6 +146,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
             identity: None,
             live: true,
             sign_unsigned: false,
+            before: None,
+            yes: false,
             json: false,
         },
     )?;

@@ -36,8 +36,13 @@ pub struct ListedArtifact {
     #[serde(skip_serializing_if = "Option::is_none")]
     /// The public identity (as the sidecar has it).
     pub identity: Option<Box<serde_json::value::RawValue>>,
-    /// Paths of the `.age` files that exist (primary first).
+    /// Paths of the copies that are there and validly signed (primary first): the copies
+    /// `verify` counts as good, so the count agrees with it.
     pub copies: Vec<PathBuf>,
+    /// Copies that are there but whose sidecar is not validly signed (edited, unsigned,
+    /// foreign): never used; `verify` names the same.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_copies: Vec<BadCopy>,
     /// How many store roots there are (primary + replicas).
     pub roots: usize,
     /// The last time a backup found the same material (and stored nothing new).
@@ -65,12 +70,21 @@ impl ListedArtifact {
             created_at: m.created_at,
             size: a.sidecar.ciphertext_size,
             files: m.files.into_iter().map(|f| f.path).collect(),
-            identity: m.identity,
+            identity: shown_identity(m.identity),
             roots: a.copies.len(),
+            bad_copies: a
+                .copies
+                .iter()
+                .filter(|c| c.present && !c.signature.is_valid())
+                .map(|c| BadCopy {
+                    sidecar: c.sidecar_path.clone(),
+                    signature: c.signature.to_string(),
+                })
+                .collect(),
             copies: a
                 .copies
                 .into_iter()
-                .filter(|c| c.present)
+                .filter(|c| c.present && c.signature.is_valid())
                 .map(|c| c.age_path)
                 .collect(),
             seen_unchanged_at: a.sidecar.seen_unchanged_at,
@@ -79,6 +93,27 @@ impl ListedArtifact {
             signature_detail: a.signature.to_string(),
         }
     }
+}
+
+/// The identity as a sidecar has it, except the plain SHA-256 that sidecars of `kind: file`
+/// artifacts from before keyed hashes carry (never printed: a guessing oracle).
+fn shown_identity(raw: Option<Box<serde_json::value::RawValue>>) -> Option<Box<serde_json::value::RawValue>> {
+    let raw = raw?;
+    match serde_json::from_str::<Identity>(raw.get()) {
+        Ok(Identity::File(f)) if f.sha256.is_some() => {
+            serde_json::value::to_raw_value(&Identity::File(f.shown())).ok()
+        }
+        _ => Some(raw),
+    }
+}
+
+/// A copy of a listed artifact that is there but not validly signed.
+#[derive(Debug, Serialize)]
+pub struct BadCopy {
+    /// The copy's sidecar.
+    pub sidecar: PathBuf,
+    /// Its signature verdict in words.
+    pub signature: String,
 }
 
 /// One keystore's share of the listing, built on a worker thread (see
@@ -189,7 +224,17 @@ fn part(listing: Result<Listing<Summary>, StoreError>, json: bool) -> Part {
                 "{}/{}/{}: {} (never used: not restored, reused, repaired from or kept)",
                 a.node, a.keystore, a.id, a.signature_detail
             ));
-        } else if a.purpose == Purpose::Backup {
+        } else {
+            // A trusted artifact's copy that is not (the next backup replaces it).
+            part.problems.extend(a.bad_copies.iter().map(|c| {
+                format!(
+                    "{}: {} (this copy is not used; the next backup writes it again)",
+                    c.sidecar.display(),
+                    c.signature
+                )
+            }));
+        }
+        if a.signature == "valid" && a.purpose == Purpose::Backup {
             let place = Some((a.node.clone(), a.keystore.clone()));
             if ArtifactKind::Acra.is(&a.kind) {
                 part.acra = place;

@@ -53,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let path = crate::config::resolve_path(cli.config.as_deref())?;
     let mut config = Config::load(&path)?;
     config.store.lock_wait = cli.lock_wait;
+    // Store listings run `jobs` wide (see `par::set_width`).
+    crate::par::set_width(config.jobs);
     match &cli.command {
         Command::Backup(args) => backup::run(&config, args),
         Command::Prune(args) => prune::run(&config, args),

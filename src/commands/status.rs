@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::Exit;
 use crate::ops::hardware_checks::{self, HardwareStatus};
 use crate::output::{Table, print_json_list};
-use crate::store::{RunState, VerifyState};
+use crate::store::{RunState, Store, VerifyState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -44,7 +44,8 @@ pub struct KeystoreStatus {
 /// Runs `coldkeep status`.
 pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<Exit> {
     let statuses = status(config, args.max_age, Utc::now())?;
-    let verify = RunState::load(&config.store.path)?.verify;
+    // An unauthenticated state file already made every keystore a problem (above).
+    let verify = RunState::load_checked(&Store::new(&config.store))?.and_then(|s| s.verify);
     if args.json {
         print_json_list(&statuses)?;
     } else {
@@ -70,7 +71,9 @@ pub fn status(
     max_age: Option<std::time::Duration>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<KeystoreStatus>> {
-    let state = RunState::load(&config.store.path)?;
+    // A state file that does not authenticate is never read as state, and never OK.
+    let checked = RunState::load_checked(&Store::new(&config.store))?;
+    let state = checked.clone().unwrap_or_default();
     // The store reduced per keystore (status shows a few fields; it acts on nothing).
     let seen = crate::ops::artifact::seen_per_keystore(config)?;
     let mut out = Vec::new();
@@ -104,6 +107,9 @@ pub fn status(
             let age_ms = fresh_at.map(|t| (now - t).num_milliseconds());
             let age = age_ms.map(|ms| ms / 1000);
             let mut problems = Vec::new();
+            if checked.is_none() {
+                problems.push(crate::store::NOT_AUTHENTIC.to_string());
+            }
             if newest.is_none() {
                 problems.push("no backup in the store".to_string());
             }

@@ -172,6 +172,14 @@ pub(super) struct RawKeystore {
     pub retention: Option<S<RawRetention>>,
 }
 
+/// What parsing a secret may say; none quotes anything from the file (config errors on a
+/// secret's lines keep only these, see `validate::yaml_error`).
+pub(super) const SECRET_MESSAGES: [&str; 3] = [
+    "a secret takes exactly one of `env` or `file`",
+    "a secret's source must be `env` or `file` (the key written is not shown)",
+    "a secret needs `env: NAME` or `file: PATH`",
+];
+
 /// A secret reference, or an inline value (which validation rejects without echoing it).
 pub(super) enum RawSecret {
     Inline,
@@ -204,22 +212,23 @@ impl<'de> Deserialize<'de> for RawSecret {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
                 let mut found = None;
+                // Keys are wiped: a secret pasted as a mapping key (`password: {hunter2}`) is
+                // still a secret, and is never quoted in an error.
                 while let Some(key) = map.next_key::<String>()? {
+                    let key = zeroize::Zeroizing::new(key);
+                    if !matches!(key.as_str(), "env" | "file") {
+                        return Err(de::Error::custom(SECRET_MESSAGES[1]));
+                    }
                     let value: String = map.next_value()?;
                     if found.is_some() {
-                        return Err(de::Error::custom("a secret takes exactly one of `env` or `file`"));
+                        return Err(de::Error::custom(SECRET_MESSAGES[0]));
                     }
                     found = Some(match key.as_str() {
                         "env" => RawSecret::Env(value),
-                        "file" => RawSecret::File(value),
-                        other => {
-                            return Err(de::Error::custom(format!(
-                                "unknown secret source `{other}`, expected `env` or `file`"
-                            )));
-                        }
+                        _ => RawSecret::File(value),
                     });
                 }
-                found.ok_or_else(|| de::Error::custom("a secret needs `env: NAME` or `file: PATH`"))
+                found.ok_or_else(|| de::Error::custom(SECRET_MESSAGES[2]))
             }
         }
         d.deserialize_any(V)

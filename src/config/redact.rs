@@ -5,11 +5,98 @@
 //! the lines of a block nested under such a key (a `{env: ..}` mapping written as a block, or a
 //! `|` literal holding a pasted secret), nor the values of such keys inside inline `{...}`
 //! mappings.
+//!
+//! The snippets and parser errors of config errors are made here, so every line shown passes
+//! through the redaction.
+
+use super::ConfigError;
+use std::path::Path;
 
 /// Whether a mapping key names a secret.
 pub(super) fn is_secret_key(key: &str) -> bool {
     let k = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
     k == "master_key" || k.contains("password") || k.contains("passphrase")
+}
+
+/// A parser error as a located [`ConfigError`], its snippet redacted (see [`snippet`]).
+pub(super) fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError {
+    let bare = e.without_snippet().to_string();
+    // The library appends its own position; we print ours in front instead.
+    let message = match bare.rfind(" at line ") {
+        Some(i) => bare[..i].to_string(),
+        None => bare,
+    };
+    let (line, mut column) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .unwrap_or((0, 0));
+    let mut message = message;
+    // On (or under) a secret key the parser's message may quote what is there (an unknown
+    // mapping key, a duplicate key): only the messages coldkeep itself writes for secrets,
+    // which quote nothing, are kept. The column is not past where the redaction starts.
+    if let Some((_, at)) = secret_line(text, line) {
+        if !super::raw::SECRET_MESSAGES.contains(&message.as_str()) {
+            message = "not a valid secret: write `{env: NAME}` or `{file: PATH}` (details withheld: this \
+                       line is under a secret key)"
+                .to_string();
+        }
+        column = column.min(at);
+    }
+    let snippet = (line > 0).then(|| snippet(text, line, column, false));
+    ConfigError {
+        file: source.to_path_buf(),
+        line,
+        column,
+        message,
+        snippet,
+    }
+}
+
+/// The source line with a caret under `column`. A line that holds or is nested under a secret
+/// key shows nothing past the key; on other lines secret values in inline mappings are
+/// redacted, and `redact` (the caller is unsure about the line) hides all of it.
+pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> String {
+    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let mut col = column.max(1);
+    let shown = match secret_line(text, line) {
+        Some((shown, at)) => {
+            col = col.min(at);
+            shown
+        }
+        None if redact => {
+            let indent = src.len() - src.trim_start().len();
+            col = col.min(indent + 1);
+            format!("{}<redacted>", &src[..indent])
+        }
+        None => redact_line(text, line),
+    };
+    let gutter = line.to_string().len();
+    format!(
+        "{:>gutter$} | {shown}\n{:>gutter$} | {}^",
+        line,
+        "",
+        " ".repeat(col - 1)
+    )
+}
+
+/// Line `line` (1-based) of `text` when it holds or is nested under a secret key: what may be
+/// shown of it (the key and nothing past it, or only its indentation) and the 1-based column
+/// an error on it may point at (where the redaction starts: a column further right would tell
+/// the secret's length). `None` for other lines.
+pub(super) fn secret_line(text: &str, line: usize) -> Option<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let src = lines.get(line.wrapping_sub(1))?;
+    let indent = indent_of(src);
+    if under_secret_key(&lines, line - 1) {
+        return Some((format!("{}<redacted>", &src[..indent]), indent + 1));
+    }
+    let key = key_of(src).filter(|k| is_secret_key(k))?;
+    // The text up to and including the key's colon, as written (`- ` and quotes kept).
+    let upto = src.find(key).map(|at| at + key.len() + 1).unwrap_or(indent);
+    let head = &src[..upto.min(src.len())];
+    Some((format!("{head} <redacted>"), head.chars().count() + 2))
 }
 
 /// Line `line` (1-based) of `text`, safe to print.
@@ -114,6 +201,23 @@ fn redact_inline(src: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_line_shows_nothing_past_its_key_and_points_no_further() {
+        let text =
+            "ks:\n  password: {S3cr3tPassw0rd}\n  - identity_passphrase:\n      hunter2: 1\n  host: h\n";
+        assert_eq!(
+            secret_line(text, 2),
+            Some(("  password: <redacted>".to_string(), 13))
+        );
+        assert_eq!(
+            secret_line(text, 3),
+            Some(("  - identity_passphrase: <redacted>".to_string(), 26))
+        );
+        assert_eq!(secret_line(text, 4), Some(("      <redacted>".to_string(), 7)));
+        assert_eq!(secret_line(text, 5), None);
+        assert_eq!(secret_line(text, 9), None);
+    }
 
     #[test]
     fn block_values_under_secret_keys_are_hidden() {

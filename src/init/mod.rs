@@ -99,6 +99,14 @@ pub enum InitError {
         /// `does not exist`, `is not a folder`.
         why: &'static str,
     },
+    /// The store path is a symbolic link: init never follows one there.
+    #[error(
+        "store {} is a symbolic link: init never follows a link at the store path (whoever owns the \
+         link could make root change its target's mode and get the signing key); give the directory it \
+         points to",
+        .0.display()
+    )]
+    StoreIsSymlink(PathBuf),
     /// The identity would sit beside the backups it opens.
     #[error(
         "the identity {} would be inside the store {}: keep the key that decrypts the backups apart \
@@ -205,11 +213,14 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             return Err(InitError::Exists(path.clone()));
         }
     }
-    // Followed if a symlink: pointing the store at another disk this way is common.
-    let store_created = match fs::metadata(&store) {
+    // Never followed: a link planted at the store path would make root chmod its target and
+    // hand the signing key to the link's owner. An existing store is checked again on the
+    // handle opened without following links (`open_store`).
+    let store_created = match fs::symlink_metadata(&store) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => return Err(io("checking", &store)(e)),
-        Ok(meta) if meta.is_dir() && is_empty_dir(&store)? => false,
+        Ok(meta) if meta.file_type().is_symlink() => return Err(InitError::StoreIsSymlink(store)),
+        Ok(meta) if meta.is_dir() && is_empty_dir(&open_store(&store)?)? => false,
         Ok(_) => return Err(InitError::StoreNotEmpty(store)),
     };
     if let Some(identity) = &identity_path
@@ -333,8 +344,51 @@ fn inside(file: &Path, dir: &Path) -> bool {
     }
 }
 
-fn is_empty_dir(dir: &Path) -> Result<bool, InitError> {
-    Ok(fs::read_dir(dir).map_err(io("reading", dir))?.next().is_none())
+/// Opens the store directory without following a link at its path: everything init does to
+/// the store (emptiness check, mode, owner) then works on this handle, never on the path again.
+fn open_store(store: &Path) -> Result<StoreDir, InitError> {
+    let handle = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(store)
+        .map_err(|e| {
+            // A link gives ELOOP, or ENOTDIR when it names no directory.
+            let link = fs::symlink_metadata(store).is_ok_and(|m| m.file_type().is_symlink());
+            match e.raw_os_error() {
+                Some(libc::ELOOP) => InitError::StoreIsSymlink(store.to_path_buf()),
+                Some(libc::ENOTDIR) if link => InitError::StoreIsSymlink(store.to_path_buf()),
+                Some(libc::ENOTDIR) => InitError::StoreNotEmpty(store.to_path_buf()),
+                _ => io("opening", store)(e),
+            }
+        })?;
+    Ok(StoreDir {
+        path: store.to_path_buf(),
+        handle,
+    })
+}
+
+/// The store directory as opened by [`open_store`].
+struct StoreDir {
+    path: PathBuf,
+    handle: fs::File,
+}
+
+impl StoreDir {
+    /// Owner and group of what was opened (not of whatever the path names now).
+    fn owner(&self) -> Result<(u32, u32), InitError> {
+        let meta = self.handle.metadata().map_err(io("reading", &self.path))?;
+        Ok((meta.uid(), meta.gid()))
+    }
+}
+
+/// Whether the opened directory is empty (listed through its handle, via /proc/self/fd).
+fn is_empty_dir(dir: &StoreDir) -> Result<bool, InitError> {
+    use std::os::fd::AsRawFd;
+    let through = PathBuf::from(format!("/proc/self/fd/{}", dir.handle.as_raw_fd()));
+    Ok(fs::read_dir(&through)
+        .map_err(io("reading", &dir.path))?
+        .next()
+        .is_none())
 }
 
 /// What this run created, removed again on failure (newest first).
@@ -370,7 +424,7 @@ fn write_all(
     for file in others {
         write_new(file, created)?;
     }
-    if store_created {
+    let dir = if store_created {
         fs::create_dir_all(store.parent().unwrap_or(Path::new("/"))).map_err(io("creating", store))?;
         // 0700 from the start: no chmod by path afterwards, which would follow a symlink
         // swapped in by whoever owns the parent (see `adopt_parent_owner`).
@@ -379,12 +433,19 @@ fn write_all(
             .create(store)
             .map_err(io("creating", store))?;
         created.store = Some(store.to_path_buf());
-        adopt_parent_owner(store)?;
+        let dir = open_store(store)?;
+        adopt_parent_owner(&dir)?;
+        dir
     } else {
-        fs::set_permissions(store, fs::Permissions::from_mode(0o700)).map_err(io("chmod 0700", store))?;
-    }
+        let dir = open_store(store)?;
+        dir.handle
+            .set_permissions(fs::Permissions::from_mode(0o700))
+            .map_err(io("chmod 0700", store))?;
+        dir
+    };
+    let owner = dir.owner()?;
     for file in others.iter().filter(|f| f.store_owned) {
-        share_owner(store, &file.path)?;
+        share_owner(owner, &file.path)?;
     }
     write_new(config, created)
 }
@@ -392,28 +453,29 @@ fn write_all(
 /// Run as root to set up a service user's store (the package's `/var/lib/coldkeep` belongs to the
 /// `coldkeep` user), a new store takes the owner of its parent directory, so the service can
 /// write it; otherwise it would be root's and every backup would fail. The parent's owner can
-/// swap the new directory for a symlink before the chown, so nothing here follows a symlink: a
-/// swapped-in link only has its own owner changed.
-fn adopt_parent_owner(dir: &Path) -> Result<(), InitError> {
-    let Some(parent) = dir.parent() else {
+/// swap the new directory for a symlink before it is opened: [`open_store`] refuses one, and the
+/// chown goes through the handle of the directory this run made.
+fn adopt_parent_owner(dir: &StoreDir) -> Result<(), InitError> {
+    let Some(parent) = dir.path.parent() else {
         return Ok(());
     };
-    let own = fs::symlink_metadata(dir).map_err(io("reading", dir))?;
+    let (uid, _) = dir.owner()?;
     let above = fs::metadata(parent).map_err(io("reading", parent))?;
-    if own.uid() == 0 && above.uid() != 0 {
-        std::os::unix::fs::lchown(dir, Some(above.uid()), Some(above.gid())).map_err(io("chown", dir))?;
+    if uid == 0 && above.uid() != 0 {
+        std::os::unix::fs::fchown(&dir.handle, Some(above.uid()), Some(above.gid()))
+            .map_err(io("chown", &dir.path))?;
     }
     Ok(())
 }
 
 /// Run as root for a service user's store, the signing key takes the store's owner (still 0600):
-/// the service signs every artifact it writes, so it must be able to read the key.
-/// The chown goes through a handle opened without following links, on the file this run
-/// created (root's, one link): if whoever can write the config's directory swapped in a symlink
-/// or another file, root hands nothing over.
-fn share_owner(store: &Path, file: &Path) -> Result<(), InitError> {
+/// the service signs every artifact it writes, so it must be able to read the key. The owner is
+/// the one of the store as opened (never of a link at its path), and the chown goes through a
+/// handle opened without following links, on the file this run created (root's, one link): if
+/// whoever can write the config's directory swapped in a symlink or another file, root hands
+/// nothing over.
+fn share_owner((uid, gid): (u32, u32), file: &Path) -> Result<(), InitError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let owner = fs::symlink_metadata(store).map_err(io("reading", store))?;
     let handle = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -425,9 +487,8 @@ fn share_owner(store: &Path, file: &Path) -> Result<(), InitError> {
             "not the file this run created (replaced while init ran?)",
         )));
     }
-    if own.uid() == 0 && owner.uid() != 0 {
-        std::os::unix::fs::fchown(&handle, Some(owner.uid()), Some(owner.gid()))
-            .map_err(io("chown", file))?;
+    if own.uid() == 0 && uid != 0 {
+        std::os::unix::fs::fchown(&handle, Some(uid), Some(gid)).map_err(io("chown", file))?;
     }
     Ok(())
 }

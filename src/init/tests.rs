@@ -122,16 +122,22 @@ fn as_root_a_new_store_belongs_to_the_owner_of_its_parent() {
 }
 
 #[test]
-fn an_existing_empty_store_or_a_symlink_to_one_is_used_and_made_0700() {
+fn an_existing_empty_store_is_used_and_made_0700_but_a_symlink_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(dir.path());
     let disk = dir.path().join("other-disk");
     fs::create_dir(&disk).unwrap();
     fs::set_permissions(&disk, fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink(&disk, &o.store).unwrap();
+    assert!(matches!(init(&o), Err(InitError::StoreIsSymlink(_))));
+    assert_eq!(mode(&disk), 0o755, "the link's target is not touched");
+    assert!(!o.config.exists() && !dir.path().join("etc/signing_key").exists());
+    fs::remove_file(&o.store).unwrap();
+    fs::create_dir(&o.store).unwrap();
+    fs::set_permissions(&o.store, fs::Permissions::from_mode(0o755)).unwrap();
     let out = init(&o).unwrap();
     assert!(!out.store_created);
-    assert_eq!(mode(&disk), 0o700);
+    assert_eq!(mode(&o.store), 0o700);
 }
 
 #[test]
@@ -171,7 +177,11 @@ fn the_key_is_refused_inside_the_store_however_the_store_path_is_spelled() {
         o.identity_out = Some(disk.join("key.txt"));
         let r = init(&o);
         assert!(
-            matches!(r, Err(InitError::IdentityInStore { .. })),
+            // (A store path that is a link is refused before anything else.)
+            matches!(
+                r,
+                Err(InitError::IdentityInStore { .. } | InitError::StoreIsSymlink(_))
+            ),
             "{store:?}: {:?}",
             r.map(|_| ())
         );
@@ -200,7 +210,7 @@ fn handing_the_new_store_over_never_follows_a_swapped_in_symlink() {
     // The state right after the swap: the store path is now the service user's symlink.
     let store = service.join("store");
     std::os::unix::fs::symlink(&victim, &store).unwrap();
-    let _ = adopt_parent_owner(&store);
+    assert!(matches!(open_store(&store), Err(InitError::StoreIsSymlink(_))));
     let meta = fs::metadata(&victim).unwrap();
     assert_eq!(
         (meta.uid(), meta.gid()),
@@ -227,7 +237,7 @@ fn handing_the_signing_key_over_never_follows_a_swapped_in_symlink() {
     fs::write(&victim, "root:secret").unwrap();
     let key = dir.path().join("signing_key");
     std::os::unix::fs::symlink(&victim, &key).unwrap();
-    assert!(share_owner(&store, &key).is_err());
+    assert!(share_owner((4242, 4242), &key).is_err());
     let meta = fs::metadata(&victim).unwrap();
     assert_eq!(
         (meta.uid(), meta.gid()),
@@ -237,7 +247,7 @@ fn handing_the_signing_key_over_never_follows_a_swapped_in_symlink() {
     // The real file is handed over.
     fs::remove_file(&key).unwrap();
     fs::write(&key, "key").unwrap();
-    share_owner(&store, &key).unwrap();
+    share_owner((4242, 4242), &key).unwrap();
     assert_eq!(fs::metadata(&key).unwrap().uid(), 4242);
 }
 

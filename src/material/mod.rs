@@ -33,14 +33,28 @@ pub enum Identity {
     File(FileIdentity),
 }
 
-/// What identifies a plain file: its size and SHA-256 (no secret: a digest of a high-entropy
-/// or already-known file).
+/// What identifies a plain file: its size, and its keyed hash (never a plain SHA-256 outside
+/// the ciphertext: a passphrase file or a template-plus-secret config is guessable offline).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileIdentity {
     /// Bytes.
     pub size: u64,
-    /// Lowercase hex SHA-256.
-    pub sha256: String,
+    /// Lowercase hex SHA-256: only in artifacts from before keyed hashes (read, never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Keyed hash (see [`crate::digest::Keyed`]), set when the artifact is sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<String>,
+}
+
+impl FileIdentity {
+    /// The identity as output may show it: the plain SHA-256 of an older artifact left out.
+    pub fn shown(&self) -> FileIdentity {
+        FileIdentity {
+            sha256: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl Identity {
@@ -52,11 +66,10 @@ impl Identity {
             Identity::AcraMasterKey(m) => format!("acra v{} master key {}", m.version, m.key_id),
             Identity::OnlyKey(o) => o.short(),
             Identity::BitBox02(b) => b.short(),
-            Identity::File(f) => format!(
-                "file, {} bytes, sha256 {}…",
-                f.size,
-                &f.sha256[..12.min(f.sha256.len())]
-            ),
+            Identity::File(f) => match &f.hmac {
+                Some(h) => format!("file, {} bytes, keyed hash {}…", f.size, &h[..12.min(h.len())]),
+                None => format!("file, {} bytes", f.size),
+            },
         }
     }
 }

@@ -99,7 +99,7 @@ pub fn open_verified(store: &Store, artifact: &Artifact, ids: &Identities) -> an
         }
         let opened = bundle::open(&ciphertext, ids)
             .with_context(|| format!("artifact {} ({})", artifact.id, copy.age_path.display()))?;
-        if opened.manifest != artifact.sidecar.manifest {
+        if !artifact.sidecar.describes_inner(&opened.manifest) {
             bail!(
                 "artifact {}: the manifest inside differs from the sidecar {} (edited?); refusing it",
                 artifact.id,

@@ -11,6 +11,7 @@ use crate::bundle::{self, PlainFile, Purpose};
 use crate::config::{Config, KeystoreConfig, NodeConfig};
 use crate::material::{Identity, acra};
 use crate::remote::Node;
+use crate::store::batch::{Batch, Ticket};
 use crate::store::{Artifact, Store};
 use anyhow::Context;
 use serde::Serialize;
@@ -46,6 +47,10 @@ pub struct KeystoreOutcome {
     /// Nothing new was stored: the newest artifact already holds this material.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unchanged: bool,
+    /// The artifact written through the run's group commit: `ok` holds only once the batch
+    /// committed it (see [`backup`]).
+    #[serde(skip)]
+    pub ticket: Option<Ticket>,
 }
 
 /// The whole run's report.
@@ -119,23 +124,49 @@ pub fn backup(config: &Config, nodes: &[&NodeConfig], options: Options) -> Backu
         );
         bar
     });
+    // New artifacts become durable (and listed) through one group commit for the run (see
+    // `store::batch`): no outcome says "written" before its round succeeded.
+    let batch = Batch::start();
     let per_node = run_parallel(nodes, config.jobs, |node| {
-        let outcomes = backup_node(config, &store, node, options);
+        let outcomes = backup_node(config, &store, node, options, &batch);
         if let Some(bar) = &bar {
             bar.inc(1);
         }
         outcomes
     });
+    let waited = std::time::Instant::now();
+    let committed = batch.finish();
+    tracing::debug!(
+        rounds = committed.rounds,
+        artifacts = committed.committed,
+        waited_ms = waited.elapsed().as_millis() as u64,
+        "store writes committed"
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let mut outcomes: Vec<KeystoreOutcome> = per_node.into_iter().flatten().collect();
+    for o in &mut outcomes {
+        if let Some(Err(e)) = o.ticket.map(|t| committed.result(t)) {
+            let cause = format!("writing the artifact {}: {e}", o.id.as_deref().unwrap_or("-"));
+            tracing::warn!(node = %o.node, keystore = %o.keystore, error = %cause, "keystore failed");
+            o.ok = false;
+            o.error = Some(cause);
+        }
+    }
     BackupReport {
         dry_run: options.dry_run,
-        outcomes: per_node.into_iter().flatten().collect(),
+        outcomes,
     }
 }
 
-fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Options) -> Vec<KeystoreOutcome> {
+fn backup_node(
+    config: &Config,
+    store: &Store,
+    node: &NodeConfig,
+    options: Options,
+    batch: &Batch,
+) -> Vec<KeystoreOutcome> {
     let _span = tracing::info_span!("node", node = %node.name).entered();
     let dry_run = options.dry_run;
     // The node's before hooks decide whether it is backed up at all (maintenance, a check that
@@ -162,11 +193,17 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                 .collect();
         }
     };
-    let existing = match store.list(Some(&node.name)) {
+    // The node's artifacts as summaries (light), then the whole sidecar of each keystore's
+    // newest backup: all the unchanged check and reuse need.
+    let existing = match store.list_summaries(Some(&node.name)) {
         Ok(listing) => {
-            // Copies missing from a root (offline replica, interrupted run) are written again.
+            // Copies missing from a root (offline replica, interrupted run) are written again,
+            // and temp files of interrupted writes whose writers are gone removed.
             let mut repaired = 0;
             if !options.dry_run {
+                if let Err(e) = store.remove_stale_temps(&listing.problems) {
+                    tracing::warn!("cannot remove stale temp files: {e}");
+                }
                 for a in &listing.artifacts {
                     match store.repair_missing(a) {
                         Ok(n) => repaired += n,
@@ -174,13 +211,18 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                     }
                 }
             }
-            match repaired {
+            let listed = match repaired {
                 0 => listing.artifacts,
                 _ => store
-                    .list(Some(&node.name))
+                    .list_summaries(Some(&node.name))
                     .map(|l| l.artifacts)
                     .unwrap_or(listing.artifacts),
-            }
+            };
+            node.keystores
+                .iter()
+                .filter_map(|ks| super::artifact::latest(&listed, &node.name, &ks.name))
+                .filter_map(|a| store.whole(a))
+                .collect::<Vec<Artifact>>()
         }
         Err(e) => {
             let cause = format!("reading the store: {e}");
@@ -193,13 +235,14 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
     };
     let mut outcomes = Vec::new();
     for ks in &node.keystores {
-        let result = backup_keystore(config, store, node, ks, &session, &existing, options);
+        let result = backup_keystore(config, store, node, ks, &session, &existing, options, Some(batch));
         match result {
             Ok(Backed {
                 id,
                 size,
                 identity,
                 unchanged,
+                ticket,
                 unchecked,
             }) => {
                 tracing::info!(keystore = %ks.name, id = id.as_deref().unwrap_or("-"), "backed up");
@@ -228,6 +271,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                     warnings,
                     identity_unchecked: unchecked,
                     unchanged,
+                    ticket,
                 });
                 if ks.master_key.is_some() {
                     outcomes.push(backup_master_key(
@@ -236,7 +280,7 @@ fn backup_node(config: &Config, store: &Store, node: &NodeConfig, options: Optio
                         ks,
                         acra_version,
                         &session,
-                        dry_run,
+                        write(dry_run, Some(batch)),
                     ));
                 }
             }
@@ -261,17 +305,30 @@ pub struct Backed {
     pub identity: Option<Identity>,
     /// True when the newest artifact already holds this material and nothing new was stored.
     pub unchanged: bool,
+    /// A new artifact written through a batch: its ticket.
+    pub ticket: Option<Ticket>,
     /// Why the material's identity could not be checked now (it was stored all the same).
     pub unchecked: Option<String>,
 }
 
+/// How a run writes: not at all on a dry run, else through its batch (or at once).
+fn write(dry_run: bool, batch: Option<&Batch>) -> keystore::Write<'_> {
+    match (dry_run, batch) {
+        (true, _) => keystore::Write::DryRun,
+        (false, Some(batch)) => keystore::Write::Batched(batch),
+        (false, None) => keystore::Write::Now,
+    }
+}
+
 /// Fetches one keystore from `session` and either reuses the newest artifact (the same files,
-/// every copy intact, the same recipients; not with `force`) or seals and stores a new one.
+/// every copy intact, the same recipients; not with `force`) or seals and stores a new one,
+/// through `batch` when given (then durable once it commits), else at once.
 ///
 /// A check of the material that fails (the configured P12 password unset or stale) never skips
 /// the backup: a new artifact is marked with why its identity was not checked. An artifact so
 /// marked is reused only while the same check fails the same way, so the mark goes away with
 /// the cause (and says the current one).
+#[allow(clippy::too_many_arguments)]
 pub fn backup_keystore(
     config: &Config,
     store: &Store,
@@ -280,16 +337,21 @@ pub fn backup_keystore(
     session: &dyn Node,
     existing: &[Artifact],
     options: Options,
+    batch: Option<&Batch>,
 ) -> anyhow::Result<Backed> {
     let dry_run = options.dry_run;
     // Bounded memory across parallel jobs (see src/memory.rs): held until the keystore is stored.
     let _memory =
         crate::memory::Budget::global().reserve(crate::memory::PEAK_FACTOR.saturating_mul(ks.max_size));
     let fetched = keystore::fetch(session, ks)?;
-    // The same files as the newest backup: record that it was seen, store nothing new.
+    // The same files as the newest backup: record that it was seen, store nothing new. Only a
+    // sidecar with keyed hashes by this key counts: one from before them (plain SHA-256s) is
+    // followed by a new artifact, so a store moves to sidecars without plaintext hashes.
     if !options.force
         && let Some(latest) = super::artifact::latest(existing, &node.name, &ks.name)
-        && keystore::same_files(&fetched.files, &latest.sidecar.manifest)
+        && let Some(keyed) = store.keyed_hash()
+        && latest.sidecar.manifest.hash_key.is_some()
+        && keystore::same_files(&fetched.files, &latest.sidecar.manifest, &keyed) == Some(true)
         && (latest.sidecar.manifest.identity_unchecked.is_none()
             || latest.sidecar.manifest.identity_unchecked == fetched.unchecked)
         && reusable(store, latest, &config.encryption.recipients)
@@ -302,6 +364,7 @@ pub fn backup_keystore(
             size: latest.sidecar.ciphertext_size,
             identity: fetched.identity,
             unchanged: true,
+            ticket: None,
             unchecked: fetched.unchecked,
         });
     }
@@ -316,18 +379,19 @@ pub fn backup_keystore(
     );
     manifest.dirs = fetched.dirs.clone();
     manifest.identity_unchecked = fetched.unchecked.clone();
-    let (id, size) = keystore::seal_and_store(
+    let stored = keystore::seal_and_store(
         store,
         &config.encryption.recipients,
         manifest,
         &fetched.files,
-        dry_run,
+        write(dry_run, batch),
     )?;
     Ok(Backed {
-        id,
-        size,
+        id: stored.id,
+        size: stored.size,
         identity: fetched.identity,
         unchanged: false,
+        ticket: stored.ticket,
         unchecked: fetched.unchecked,
     })
 }
@@ -340,8 +404,9 @@ fn backup_master_key(
     ks: &KeystoreConfig,
     keystore_version: Option<u8>,
     session: &dyn Node,
-    dry_run: bool,
+    write: keystore::Write<'_>,
 ) -> KeystoreOutcome {
+    let dry_run = matches!(write, keystore::Write::DryRun);
     let name = master_key::report_name(&ks.name);
     let result = (|| -> anyhow::Result<KeystoreOutcome> {
         let secret = ks.master_key.as_ref().context("no master_key configured")?;
@@ -362,8 +427,11 @@ fn backup_master_key(
         let store = Store::master_keys(&config.store).context("no store.master_key_store configured")?;
         let mut listing = store.list(Some(&node.name))?;
         // Same repair rules as the keystore store: missing master-key replica copies are written
-        // again (never into a missing replica root).
+        // again (never into a missing replica root), gone writers' temp files removed.
         if !dry_run {
+            if let Err(e) = store.remove_stale_temps(&listing.problems) {
+                tracing::warn!("cannot remove stale temp files: {e}");
+            }
             let repaired: usize = listing
                 .artifacts
                 .iter()
@@ -392,6 +460,7 @@ fn backup_master_key(
             warnings,
             identity_unchecked: None,
             unchanged: false,
+            ticket: None,
         };
         if let Some(existing) = same {
             // Seen unchanged now: `status` counts it as backed up at this run, as for keystores.
@@ -421,15 +490,16 @@ fn backup_master_key(
             Some(Identity::AcraMasterKey(identity)),
             Purpose::Backup,
         );
-        let (id, size) = keystore::seal_and_store(
+        let stored = keystore::seal_and_store(
             &store,
             &config.encryption.master_key_recipients,
             manifest,
             &files,
-            dry_run,
+            write,
         )?;
-        outcome.id = id;
-        outcome.size = Some(size);
+        outcome.id = stored.id;
+        outcome.size = Some(stored.size);
+        outcome.ticket = stored.ticket;
         Ok(outcome)
     })();
     result.unwrap_or_else(|err| {
@@ -476,5 +546,6 @@ fn failed(node: &NodeConfig, keystore: &str, error: String) -> KeystoreOutcome {
         warnings: Vec::new(),
         identity_unchecked: None,
         unchanged: false,
+        ticket: None,
     }
 }

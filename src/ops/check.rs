@@ -99,7 +99,8 @@ pub fn read_local_nodectl(path: &std::path::Path) -> anyhow::Result<NodectlConfi
         "{} is too large for a cn-config.yaml",
         path.display()
     );
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
     nodectl::parse(&text).with_context(|| path.display().to_string())
 }
 
@@ -346,7 +347,7 @@ fn nodectl_from_node(session: &dyn Node, path: &str) -> Result<NodectlConfig, St
     let file = session
         .fetch(path, nodectl::MAX_SIZE)
         .map_err(|e| format!("nodectl config: {e}"))?;
-    nodectl::parse(&String::from_utf8_lossy(&file.bytes)).map_err(|e| format!("{path}: {e}"))
+    nodectl::parse(&nodectl::text_of(&file.bytes)).map_err(|e| format!("{path}: {e}"))
 }
 
 /// Decrypts the backup and, with a configured password, opens the P12: alias and node id.

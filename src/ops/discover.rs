@@ -133,7 +133,7 @@ pub fn discover(session: &dyn Node, places: &Places) -> Found {
     let cn = &places.cn_config;
     let cn_shown = crate::text::escape_control(cn);
     match session.fetch(cn, nodectl::MAX_SIZE) {
-        Ok(file) => match nodectl::parse(&String::from_utf8_lossy(&file.bytes)) {
+        Ok(file) => match nodectl::parse(&nodectl::text_of(&file.bytes)) {
             Ok(config) => nodectl_keystores(session, places, &config, &mut found),
             Err(e) => {
                 found.notes.push(format!("{cn_shown}: {e}"));

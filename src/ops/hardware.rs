@@ -7,7 +7,6 @@ use crate::error::UsageError;
 use crate::material::Identity;
 use crate::store::{Artifact, Store};
 use anyhow::{Context, bail};
-use chrono::{SubsecRound, Utc};
 
 /// Checks a hardware key's name (it becomes a store directory).
 pub fn check_name(name: &str) -> Result<(), UsageError> {
@@ -41,7 +40,9 @@ pub fn store_backup(
         keystore: name.to_string(),
         kind: kind.to_string(),
         purpose: Purpose::Backup,
-        created_at: Utc::now().trunc_subsecs(0),
+        role: crate::bundle::ArtifactKind::parse(kind)
+            .and_then(|k| crate::bundle::Role::of(k, Purpose::Backup)),
+        created_at: crate::bundle::created_now(),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: source.to_string(),
         host_key: String::new(),
@@ -49,22 +50,28 @@ pub fn store_backup(
         dirs: Vec::new(),
         identity: Some(identity),
         recipients: Vec::new(),
+        hash_key: None,
         identity_unchecked: None,
     };
     let store = Store::new(&config.store);
-    // Copies a killed import left missing are written again first.
-    for a in store
-        .list(Some(HARDWARE_NODE))?
-        .artifacts
-        .iter()
-        .filter(|a| a.keystore == name)
-    {
+    // Copies a killed import left missing are written again first, its temp files removed.
+    let listing = store.list(Some(HARDWARE_NODE))?;
+    if let Err(e) = store.remove_stale_temps(&listing.problems) {
+        tracing::warn!("cannot remove stale temp files: {e}");
+    }
+    for a in listing.artifacts.iter().filter(|a| a.keystore == name) {
         if let Err(e) = store.repair_missing(a) {
             tracing::warn!(artifact = %a.id, "cannot write a missing copy: {e}");
         }
     }
-    let (id, size) = keystore::seal_and_store(&store, &config.encryption.recipients, manifest, files, false)?;
-    Ok((id.unwrap_or_default(), size))
+    let stored = keystore::seal_and_store(
+        &store,
+        &config.encryption.recipients,
+        manifest,
+        files,
+        keystore::Write::Now,
+    )?;
+    Ok((stored.id.unwrap_or_default(), stored.size))
 }
 
 /// Picks a hardware key's artifact of `kind`: `latest` of `name`, or an id (prefix).

@@ -3,11 +3,12 @@
 use super::vocab::ArtifactKind;
 use crate::bundle::{self, FORMAT_VERSION, Manifest, PlainFile, Purpose, Sidecar};
 use crate::config::{Config, KeystoreConfig, KeystoreKind, NodeConfig, Recipient};
+use crate::digest::Keyed;
 use crate::material::{Identity, acra, p12};
 use crate::remote::{FetchedTree, Node, RemoteFile, TreeLimits};
 use crate::store::Store;
+use crate::store::batch::{Batch, Ticket};
 use anyhow::{Context, bail};
-use chrono::{SubsecRound, Utc};
 use zeroize::Zeroizing;
 
 /// Material fetched from a node, in memory only.
@@ -42,9 +43,11 @@ pub fn identify(ks: &KeystoreConfig, bytes: &[u8]) -> anyhow::Result<Identity> {
     match ks.kind {
         KeystoreKind::P12 => {}
         KeystoreKind::File => {
+            // The keyed hash is added when the artifact is sealed (it needs the store's key).
             return Ok(Identity::File(crate::material::FileIdentity {
                 size: bytes.len() as u64,
-                sha256: crate::digest::sha256_hex(bytes),
+                sha256: None,
+                hmac: None,
             }));
         }
         KeystoreKind::Acra => bail!("keystore {} is not a single file", ks.name),
@@ -248,7 +251,8 @@ pub fn manifest(
         keystore: keystore.to_string(),
         kind: kind.as_str().to_string(),
         purpose,
-        created_at: Utc::now().trunc_subsecs(0),
+        role: bundle::Role::of(kind, purpose),
+        created_at: crate::bundle::created_now(),
         coldkeep_version: env!("CARGO_PKG_VERSION").to_string(),
         host: format!("{}:{}", node.host, node.port),
         host_key: session_host_key.to_string(),
@@ -256,32 +260,61 @@ pub fn manifest(
         dirs: Vec::new(),
         identity,
         recipients: Vec::new(),
+        hash_key: None,
         identity_unchecked: None,
     }
 }
 
+/// How [`seal_and_store`] writes the artifact.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// Not at all (a dry run: the size is still measured).
+    DryRun,
+    /// Durably before returning (a pre-restore copy, an import: what follows relies on it).
+    Now,
+    /// Through a backup run's group commit: durable once the batch says so.
+    Batched(&'a Batch),
+}
+
+/// What [`seal_and_store`] stored.
+#[derive(Debug)]
+pub struct Stored {
+    /// The artifact id (none on a dry run).
+    pub id: Option<String>,
+    /// Ciphertext size in bytes.
+    pub size: u64,
+    /// With [`Write::Batched`]: what to ask the batch's result about.
+    pub ticket: Option<Ticket>,
+}
+
 /// Encrypts files to `recipients` (recorded in the manifest) and writes the artifact into
-/// `store`; returns its id (none on a dry run) and size.
+/// `store` as `write` says.
 pub fn seal_and_store(
     store: &Store,
     recipients: &[Recipient],
     mut manifest: Manifest,
     files: &[PlainFile],
-    dry_run: bool,
-) -> anyhow::Result<(Option<String>, u64)> {
+    write: Write<'_>,
+) -> anyhow::Result<Stored> {
     manifest.recipients = recipients.iter().map(|r| r.as_str().to_string()).collect();
-    let sealed = bundle::seal(&manifest, files, recipients)?;
+    let keyed = store.keyed_hash();
+    let sealed = bundle::seal(&manifest, files, recipients, keyed.as_ref())?;
     let size = sealed.ciphertext.len() as u64;
-    if dry_run {
-        return Ok((None, size));
-    }
     let sidecar = Sidecar {
-        manifest,
+        manifest: sealed.manifest.public(),
         ciphertext_sha256: sealed.sha256,
         ciphertext_size: size,
         seen_unchanged_at: None,
     };
-    Ok((Some(store.write(&sidecar, &sealed.ciphertext)?), size))
+    let (id, ticket) = match write {
+        Write::DryRun => (None, None),
+        Write::Now => (Some(store.write(&sidecar, &sealed.ciphertext)?), None),
+        Write::Batched(batch) => {
+            let (id, ticket) = store.write_batched(batch, &sidecar, sealed.ciphertext)?;
+            (Some(id), Some(ticket))
+        }
+    };
+    Ok(Stored { id, size, ticket })
 }
 
 /// Stores what a restore is about to replace as a `pre-restore` artifact; returns its id.
@@ -303,25 +336,67 @@ pub fn save_pre_restore(
         identity,
         Purpose::PreRestore,
     );
-    let (id, _) = seal_and_store(store, &config.encryption.recipients, manifest, files, false)
+    let stored = seal_and_store(store, &config.encryption.recipients, manifest, files, Write::Now)
         .context("saving what is on the node before replacing it (nothing was changed on the node)")?;
-    Ok(id.unwrap_or_default())
+    Ok(stored.id.unwrap_or_default())
 }
 
-/// Whether fetched files are exactly the ones a manifest lists (names, hashes and modes).
-pub fn same_files(files: &[PlainFile], manifest: &Manifest) -> bool {
-    let mut live: Vec<(&str, &str, u32)> = files
+/// How fetched files compare with what a stored manifest records: by keyed hash when the
+/// sidecar has them, by SHA-256 in one from before keyed hashes (a live check may still compare
+/// those; a backup never reuses one, see [`crate::ops::backup`]).
+pub struct Digests<'a> {
+    keyed: &'a Keyed,
+    by_hmac: bool,
+}
+
+impl<'a> Digests<'a> {
+    /// The comparison for `manifest`; `None` when its keyed hashes were made with another key
+    /// (the signing key was rotated): they cannot be compared.
+    pub fn of(manifest: &Manifest, keyed: &'a Keyed) -> Option<Digests<'a>> {
+        match manifest.hash_key.as_deref() {
+            Some(id) if id != keyed.id() => None,
+            recorded => Some(Digests {
+                keyed,
+                by_hmac: recorded.is_some(),
+            }),
+        }
+    }
+
+    /// A fetched file's digest, comparable with [`Digests::stored`].
+    pub fn live(&self, f: &PlainFile) -> String {
+        if self.by_hmac {
+            self.keyed.hex(&f.data)
+        } else {
+            f.entry.sha256.clone()
+        }
+    }
+
+    /// A stored entry's digest.
+    pub fn stored<'e>(&self, e: &'e bundle::FileEntry) -> &'e str {
+        if self.by_hmac {
+            e.hmac.as_deref().unwrap_or_default()
+        } else {
+            &e.sha256
+        }
+    }
+}
+
+/// Whether fetched files are exactly the ones a manifest lists (names, contents and modes);
+/// `None` when the manifest's keyed hashes were made with another key.
+pub fn same_files(files: &[PlainFile], manifest: &Manifest, keyed: &Keyed) -> Option<bool> {
+    let digests = Digests::of(manifest, keyed)?;
+    let mut live: Vec<(&str, String, u32)> = files
         .iter()
-        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str(), f.entry.mode))
+        .map(|f| (f.entry.path.as_str(), digests.live(f), f.entry.mode))
         .collect();
-    let mut stored: Vec<(&str, &str, u32)> = manifest
+    let mut stored: Vec<(&str, String, u32)> = manifest
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str(), f.mode))
+        .map(|f| (f.path.as_str(), digests.stored(f).to_string(), f.mode))
         .collect();
     live.sort();
     stored.sort();
-    live == stored
+    Some(live == stored)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! node in unit tests as well as against a real sshd in the integration tests.
 
 pub mod acra_master;
+pub mod adopt;
 pub mod artifact;
 pub mod backup;
 pub mod bitbox02_device;

@@ -206,7 +206,7 @@ pub fn check_all(
             let (Some(p12_file), Some(cn_file)) = (p12_opened.files.first(), cn_opened.files.first()) else {
                 continue;
             };
-            let Ok(config) = nodectl::parse(&String::from_utf8_lossy(&cn_file.data)) else {
+            let Ok(config) = nodectl::parse(&nodectl::text_of(&cn_file.data)) else {
                 continue;
             };
             for p in profile_checks(&config, &ks.path, &p12_file.data, None) {

@@ -29,47 +29,68 @@ pub struct Pruned {
     pub error: Option<String>,
 }
 
-/// Plans (and unless `dry_run`, applies) retention for every keystore in the store. Keystores no
-/// longer in the config are kept whole. Each removal takes the store lock.
+/// Plans (and unless `dry_run`, applies) retention for every keystore in the store; returns
+/// every artifact's fate (see [`prune_each`], which streams them instead).
+pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Result<Vec<Pruned>> {
+    let mut results = Vec::new();
+    prune_each(config, node, dry_run, |p| results.push(p))?;
+    Ok(results)
+}
+
+/// Plans (and unless `dry_run`, applies) retention for every keystore in the store, calling
+/// `emit` with each artifact's fate as it is known. Keystores no longer in the config are kept
+/// whole. Each removal takes the store lock.
 ///
 /// The store is listed a keystore at a time on every core, from the summary index, and each
-/// keystore's plan is made as its listing arrives, keeping only the decisions and the artifacts
-/// to remove (a store of 100,000 artifacts is never held at once). Nothing is removed unless
-/// every keystore could be listed and planned; each removal then checks the sidecar on disk
-/// first ([`Store::remove`]).
-pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Result<Vec<Pruned>> {
+/// keystore's plan is made as its listing arrives. What is kept (and, on a dry run, what would
+/// go), and the artifacts without a valid signature (never counted, never removed), are emitted
+/// at once, so memory is bounded by the listing's window, not by the store (300,000 artifacts
+/// held 270 MiB). The artifacts to remove are held until every keystore is planned: nothing is
+/// removed unless every keystore could be listed and planned; each removal then checks the
+/// sidecar on disk first ([`Store::remove`]) and is emitted with its result.
+pub fn prune_each(
+    config: &Config,
+    node: Option<&str>,
+    dry_run: bool,
+    mut emit: impl FnMut(Pruned),
+) -> anyhow::Result<()> {
     let store = Store::new(&config.store);
     let keystores = store.keystores(node)?;
-    let mut results = Vec::new();
-    let mut untrusted = Vec::new();
-    // (index into `results`, the artifact) of each planned removal.
-    let mut doomed: Vec<(usize, Artifact<Summary>)> = Vec::new();
+    // The planned removals: each one's fate (emitted once removed) and the artifact.
+    let mut doomed: Vec<(Pruned, Artifact<Summary>)> = Vec::new();
     let mut first_error = None;
     crate::par::map_ordered(
         &keystores,
         64,
         |(n, ks)| {
             let listing = store.list_keystore::<Summary>(n, ks)?;
+            // Temp files of interrupted writes whose writers are gone (never on a dry run).
+            if !dry_run && let Err(e) = store.remove_stale_temps(&listing.problems) {
+                tracing::warn!("cannot remove stale temp files: {e}");
+            }
             let planned = plan_keystore(config, &store, listing.artifacts);
             Ok::<_, crate::store::StoreError>((planned, listing.untrusted))
         },
         |planned| match planned {
             Ok((planned, listed_untrusted)) => {
                 for (pruned, artifact) in planned {
-                    if let Some(a) = artifact {
-                        doomed.push((results.len(), a));
+                    match artifact {
+                        Some(a) if !dry_run => doomed.push((pruned, a)),
+                        _ => emit(pruned),
                     }
-                    results.push(pruned);
                 }
-                untrusted.extend(listed_untrusted.iter().map(|a| Pruned {
-                    node: a.node.clone(),
-                    keystore: a.keystore.clone(),
-                    id: a.id.clone(),
-                    created_at: a.sidecar.manifest.created_at,
-                    keep: true,
-                    reasons: vec![super::signatures::untrusted_reason(a)],
-                    error: None,
-                }));
+                // Never counted above, never removed: reported for a human to look at.
+                for a in &listed_untrusted {
+                    emit(Pruned {
+                        node: a.node.clone(),
+                        keystore: a.keystore.clone(),
+                        id: a.id.clone(),
+                        created_at: a.sidecar.manifest.created_at,
+                        keep: true,
+                        reasons: vec![super::signatures::untrusted_reason(a)],
+                        error: None,
+                    });
+                }
             }
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -79,19 +100,16 @@ pub fn prune(config: &Config, node: Option<&str>, dry_run: bool) -> anyhow::Resu
     if let Some(e) = first_error {
         return Err(e.into());
     }
-    if !dry_run {
-        for (at, a) in doomed {
-            match store.remove(&a) {
-                Ok(()) => {
-                    tracing::info!(node = %a.node, keystore = %a.keystore, id = %a.id, "removed by retention")
-                }
-                Err(e) => results[at].error = Some(e.to_string()),
+    for (mut pruned, a) in doomed {
+        match store.remove(&a) {
+            Ok(()) => {
+                tracing::info!(node = %a.node, keystore = %a.keystore, id = %a.id, "removed by retention")
             }
+            Err(e) => pruned.error = Some(e.to_string()),
         }
+        emit(pruned);
     }
-    // Never counted above, never removed: reported for a human to look at.
-    results.append(&mut untrusted);
-    Ok(results)
+    Ok(())
 }
 
 /// One keystore's plan for its validly signed artifacts: each one's fate, with the artifact

@@ -225,8 +225,7 @@ fn plan_p12(src: &Source, session: &dyn Node) -> anyhow::Result<RestorePlan> {
     let mut warnings = Vec::new();
     if let Some(cn_config) = &ks.nodectl_config {
         let text = match session.fetch(cn_config, nodectl::MAX_SIZE) {
-            // It holds the passphrase: wiped when dropped.
-            Ok(f) => zeroize::Zeroizing::new(String::from_utf8_lossy(&f.bytes).into_owned()),
+            Ok(f) => nodectl::text_of(&f.bytes),
             Err(RemoteError::NotFound { .. }) => bail!(
                 "nodectl config {cn_config} does not exist on {}: install the node with nodectl first, \
                  using the same P12 file name ({want_name}), then restore",

@@ -92,7 +92,7 @@ pub fn scheduled_verify(config: &Config) -> anyhow::Result<StoreCheck> {
     let started = Instant::now();
     // Signatures are checked as `coldkeep verify` checks them; adopting unsigned artifacts stays
     // an operator's decision (`verify --sign-unsigned`), never the daemon's.
-    let check = verify_store(config, None, ids.as_ref(), false)?;
+    let check = verify_store(config, None, ids.as_ref())?;
     super::run_state::record_verify(config, &check, ids.is_some(), started.elapsed())?;
     Ok(check)
 }

@@ -18,10 +18,9 @@ use std::time::Duration;
 /// and runs the hooks. Problems are logged; they never turn a good run into a failure.
 pub fn record(config: &Config, report: &BackupReport, took: Duration) {
     let now = Utc::now();
-    let root = &config.store.path;
     let store = Store::new(&config.store);
     let state = store.lock().and_then(|_lock| {
-        let mut state = RunState::load(root)?;
+        let mut state = RunState::load_for_update(&store)?;
         for o in &report.outcomes {
             let entry = state.entry(&o.node, &o.keystore);
             if o.ok {
@@ -37,7 +36,7 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
             }
         }
         state.last_run_seconds = Some(took.as_secs_f64());
-        state.save(root)?;
+        state.save(&store)?;
         Ok(state)
     });
     match state {
@@ -56,7 +55,6 @@ pub fn record(config: &Config, report: &BackupReport, took: Duration) {
 /// Records a scheduled verification in the state file (under the store lock) and rewrites the
 /// metrics file, so `status` and the `coldkeep_verify_*` metrics show it.
 pub fn record_verify(config: &Config, check: &StoreCheck, deep: bool, took: Duration) -> anyhow::Result<()> {
-    let root = &config.store.path;
     let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in check.artifacts.iter().filter(|c| !c.ok) {
         let entry = bad.entry(format!("{}/{}", c.node, c.keystore)).or_default();
@@ -90,9 +88,9 @@ pub fn record_verify(config: &Config, check: &StoreCheck, deep: bool, took: Dura
     let state = {
         let store = Store::new(&config.store);
         let _lock = store.lock()?;
-        let mut state = RunState::load(root)?;
+        let mut state = RunState::load_for_update(&store)?;
         state.verify = Some(verify);
-        state.save(root)?;
+        state.save(&store)?;
         state
     };
     if let Some(path) = &config.metrics_file {
@@ -263,7 +261,9 @@ pub fn refresh_metrics(config: &Config) -> anyhow::Result<()> {
     let Some(path) = &config.metrics_file else {
         return Ok(());
     };
-    write_metrics(config, &RunState::load(&config.store.path)?, path)
+    // A state file that does not authenticate claims nothing in the metrics either.
+    let state = RunState::load_checked(&Store::new(&config.store))?.unwrap_or_default();
+    write_metrics(config, &state, path)
 }
 
 /// Writes the metrics file atomically (temp file + rename), readable by node_exporter (0644;

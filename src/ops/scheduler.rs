@@ -256,6 +256,7 @@ pub fn guard_batch(config: &Config, names: &[String], batch: impl FnOnce()) -> b
                 warnings: Vec::new(),
                 identity_unchecked: None,
                 unchanged: false,
+                ticket: None,
             })
         })
         .collect();
@@ -551,11 +552,15 @@ mod panic_tests {
              nodes:\n  - name: n1\n    host: h\n    keystores:\n      - name: p12\n        kind: p12\n        path: /k.p12\n",
             store.display()
         );
-        let config = Config::parse(&text, Path::new("/t.yaml")).unwrap();
+        let mut config = Config::parse(&text, Path::new("/t.yaml")).unwrap();
+        // The run state is authenticated with a key derived from the signing key.
+        let signer = crate::sign::Signer::generate();
+        let allowed = crate::sign::AllowedSigners::parse(&format!("t {}", signer.public_line())).unwrap();
+        config.store.keys = Some(std::sync::Arc::new(crate::sign::Keys { signer, allowed }));
         let names = vec!["n1".to_string()];
         assert!(!guard_batch(&config, &names, || {}));
         assert!(guard_batch(&config, &names, || panic!("boom in a batch")));
-        let state = crate::store::RunState::load(&store).unwrap();
+        let state = crate::store::RunState::load(&crate::store::Store::new(&config.store)).unwrap();
         let entry = state.keystores.get("n1/p12").expect("the failure is recorded");
         assert!(entry.last_failure.is_some());
         assert!(

@@ -5,11 +5,14 @@ use super::keystore;
 use super::vocab::ArtifactKind;
 use crate::bundle::{self, Identities, Manifest, Opened, PlainFile};
 use crate::config::{Config, KeystoreKind, NodeConfig};
-use crate::digest::sha256_hex;
+use crate::digest::{Keyed, sha256_hex};
 use crate::material::{Identity, acra};
 use crate::remote::Node;
+use crate::sign::Verdict;
 use crate::store::{Artifact, Store};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// What kind of problem a verification found: the label of `coldkeep_verify_problems{kind=...}`,
 /// so alerts can tell bit rot (hash) from a lost copy (missing) or a tampered sidecar.
@@ -109,22 +112,49 @@ impl StoreCheck {
 }
 
 /// Checks every artifact of the store, its replicas and the master-key store (only the named
-/// nodes' when `names` is given), signatures included, and when deep the P12 passphrases ([`check_signed`]: untrusted artifacts are
-/// checked too, so a forgery is reported rather than skipped); deep (decrypting in memory) when
-/// identities are given. `sign_unsigned` adopts a store that predates signing (`coldkeep verify
-/// --sign-unsigned`; the daemon never does).
+/// nodes' when `names` is given), signatures included, and when deep the P12 passphrases
+/// ([`check_signed`]: untrusted artifacts are checked too, so a forgery is reported rather than
+/// skipped); deep (decrypting in memory) when identities are given. Never signs anything
+/// (adopting a store that predates signing is [`super::adopt`]).
 pub fn verify_store(
     config: &Config,
     names: Option<&[String]>,
     ids: Option<&Identities>,
-    sign_unsigned: bool,
 ) -> anyhow::Result<StoreCheck> {
+    Ok(check_store(config, names, ids)?.0)
+}
+
+/// What [`check_store`] saw besides the check, for adoption ([`super::adopt`]).
+pub(crate) struct Seen {
+    /// The keystore store and the master-key store (when configured), as listed.
+    pub stores: [Option<Store>; 2],
+    /// Artifacts with at least one unsigned copy: which store, the artifact, and whether it
+    /// passed deep verification (everything but its signatures).
+    pub unsigned: Vec<(usize, Artifact, bool)>,
+    /// Per (store, node, keystore): when its oldest validly signed artifact was made.
+    pub oldest_signed: BTreeMap<(usize, String, String), DateTime<Utc>>,
+    /// When the newest validly signed artifact of either store was made.
+    pub newest_signed: Option<DateTime<Utc>>,
+}
+
+/// [`verify_store`], and what adoption needs to know about the store.
+pub(crate) fn check_store(
+    config: &Config,
+    names: Option<&[String]>,
+    ids: Option<&Identities>,
+) -> anyhow::Result<(StoreCheck, Seen)> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
     // The primary store's trusted artifacts: the passphrase check reads the newest of them.
     let mut backups = Vec::new();
-    let stores = [Some(Store::new(&config.store)), Store::master_keys(&config.store)];
-    for (i, store) in stores
+    let mut seen = Seen {
+        stores: [Some(Store::new(&config.store)), Store::master_keys(&config.store)],
+        unsigned: Vec::new(),
+        oldest_signed: BTreeMap::new(),
+        newest_signed: None,
+    };
+    for (i, store) in seen
+        .stores
         .iter()
         .enumerate()
         .filter_map(|(i, s)| Some((i, s.as_ref()?)))
@@ -137,12 +167,25 @@ pub fn verify_store(
                 .collect::<Result<Vec<_>, _>>()?,
         };
         for part in parts {
-            artifacts.extend(
-                part.artifacts
+            for a in &part.artifacts {
+                let at = a.sidecar.manifest.created_at;
+                let oldest = seen
+                    .oldest_signed
+                    .entry((i, a.node.clone(), a.keystore.clone()))
+                    .or_insert(at);
+                *oldest = (*oldest).min(at);
+                seen.newest_signed = seen.newest_signed.max(Some(at));
+            }
+            for a in part.artifacts.iter().chain(&part.untrusted) {
+                let (check, deep_ok) = check_signed(config, store, a, ids);
+                artifacts.push(check);
+                if a.copies
                     .iter()
-                    .chain(&part.untrusted)
-                    .map(|a| check_signed(config, store, a, ids, sign_unsigned)),
-            );
+                    .any(|c| c.present && c.signature == Verdict::Unsigned)
+                {
+                    seen.unsigned.push((i, a.clone(), deep_ok));
+                }
+            }
             problems.extend(part.problems);
             if i == 0 {
                 backups.extend(part.artifacts);
@@ -150,7 +193,7 @@ pub fn verify_store(
         }
     }
     let passphrases = ids
-        .zip(stores[0].as_ref())
+        .zip(seen.stores[0].as_ref())
         .map(|(ids, store)| {
             let nodes: Vec<&NodeConfig> = config
                 .nodes
@@ -162,12 +205,13 @@ pub fn verify_store(
         .unwrap_or_default();
     let (warnings, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.interrupted);
     let describe = |p: crate::store::Problem| format!("{}: {}", p.path.display(), p.message);
-    Ok(StoreCheck {
+    let check = StoreCheck {
         artifacts,
         passphrases,
         store_problems: problems.into_iter().map(describe).collect(),
         store_warnings: warnings.into_iter().map(describe).collect(),
-    })
+    };
+    Ok((check, seen))
 }
 
 /// The result of checking one artifact.
@@ -201,24 +245,24 @@ pub struct ArtifactCheck {
 }
 
 /// [`verify_artifact`], then the copies' signatures: an artifact without a valid signature on
-/// every present copy fails, each copy named. With `sign_unsigned`, a store that predates
-/// signing is adopted (see [`super::signatures::report`]).
+/// every present copy fails, each copy named. Also says whether everything but the signatures
+/// passed deep verification (what adoption requires, see [`super::adopt`]).
 pub fn check_signed(
     config: &Config,
     store: &Store,
     a: &Artifact,
     ids: Option<&Identities>,
-    sign_unsigned: bool,
-) -> ArtifactCheck {
+) -> (ArtifactCheck, bool) {
     let mut check = verify_artifact(config, store, a, ids);
-    let signatures = super::signatures::report(store, a, check.ok && check.deep, sign_unsigned);
+    // A copy missing from a root (an offline replica) says nothing against the contents.
+    let deep_ok = check.deep && check.kinds.iter().all(|k| *k == ProblemKind::Missing);
+    let signatures = super::signatures::report(a);
     check
         .kinds
-        .extend(signatures.problems.iter().map(|_| ProblemKind::Signature));
-    check.problems.extend(signatures.problems);
-    check.signed_now = signatures.signed > 0;
+        .extend(signatures.iter().map(|_| ProblemKind::Signature));
+    check.problems.extend(signatures);
     check.ok = check.problems.is_empty();
-    check
+    (check, deep_ok)
 }
 
 /// Checks every copy of one artifact, and its contents when identities are given.
@@ -325,10 +369,11 @@ pub fn verify_artifact(
 /// Decrypts in memory and compares contents with the sidecar; returns the problems found.
 fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identities) -> Vec<String> {
     let mut problems = Vec::new();
-    if opened.manifest != a.sidecar.manifest {
+    if !a.sidecar.describes_inner(&opened.manifest) {
         problems
             .push("the manifest inside the artifact differs from the sidecar: the sidecar was edited".into());
     }
+    problems.extend(keyed_hash_problems(config, &opened));
     let ks = config
         .node(&a.node)
         .and_then(|n| n.keystores.iter().find(|k| k.name == a.keystore));
@@ -397,6 +442,36 @@ fn check_contents(config: &Config, a: &Artifact, opened: Opened, ids: &Identitie
     problems
 }
 
+/// The keyed hashes the artifact records, recomputed from its decrypted files when they were
+/// made with this agent's key (another key's, after a rotation, cannot be checked here; the
+/// files' SHA-256s inside were checked when the bundle was opened).
+fn keyed_hash_problems(config: &Config, opened: &Opened) -> Vec<String> {
+    let Some(keyed) = config.store.keys.as_ref().map(|k| k.keyed_hash()) else {
+        return Vec::new();
+    };
+    let m = &opened.manifest;
+    if m.hash_key.as_deref() != Some(keyed.id()) {
+        return Vec::new();
+    }
+    let mut problems: Vec<String> = opened
+        .files
+        .iter()
+        .filter(|f| f.entry.hmac.as_deref() != Some(keyed.hex(&f.data).as_str()))
+        .map(|f| {
+            format!(
+                "{}: its recorded keyed hash does not match its contents",
+                f.entry.path
+            )
+        })
+        .collect();
+    if let (Some(Identity::File(id)), [one]) = (&m.identity, &opened.files[..])
+        && id.hmac.as_deref() != Some(keyed.hex(&one.data).as_str())
+    {
+        problems.push("the identity's keyed hash does not match the file".into());
+    }
+    problems
+}
+
 /// With the v2 master key at hand (from the config, or the newest master-key artifact that these
 /// identities open), recomputes every key ring's HMAC signature.
 fn check_acra_rings(config: &Config, a: &Artifact, opened: &Opened, ids: &Identities) -> Vec<String> {
@@ -455,24 +530,28 @@ pub struct LiveCheck {
     pub detail: String,
 }
 
-/// `sha256 <hex>` for one file, `<n> files` for a tree.
-fn file_summary(files: &[PlainFile]) -> String {
+/// `keyed hash <12 hex>…` for one file, `<n> files` for a tree: never a plain SHA-256 of
+/// plaintext (see [`crate::digest::Keyed`]).
+fn file_summary(files: &[PlainFile], keyed: &Keyed) -> String {
     match files {
-        [one] => format!("sha256 {}", one.entry.sha256),
+        [one] => {
+            let h = keyed.hex(&one.data);
+            format!("keyed hash {}…", &h[..12])
+        }
         many => format!("{} files", many.len()),
     }
 }
 
 /// Which files of a tree changed, appeared or disappeared since the backup.
-fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
+fn tree_difference(files: &[PlainFile], m: &Manifest, digests: &keystore::Digests) -> String {
     let stored: std::collections::HashMap<&str, &str> = m
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .map(|f| (f.path.as_str(), digests.stored(f)))
         .collect();
-    let live: std::collections::HashMap<&str, &str> = files
+    let live: std::collections::HashMap<&str, String> = files
         .iter()
-        .map(|f| (f.entry.path.as_str(), f.entry.sha256.as_str()))
+        .map(|f| (f.entry.path.as_str(), digests.live(f)))
         .collect();
     let mut parts = Vec::new();
     let mut list = |what: &str, mut names: Vec<&str>| {
@@ -490,7 +569,7 @@ fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
     list(
         "changed",
         live.iter()
-            .filter(|(p, h)| stored.get(*p).is_some_and(|s| s != *h))
+            .filter(|(p, h)| stored.get(*p).is_some_and(|s| s != h))
             .map(|(p, _)| *p)
             .collect(),
     );
@@ -513,10 +592,14 @@ fn tree_difference(files: &[PlainFile], m: &Manifest) -> String {
 }
 
 /// Compares each of a node's keystores as the node has it now with its newest backup in
-/// `artifacts` (the node's listing).
-pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]) -> Vec<LiveCheck> {
-    node
-        .keystores
+/// `artifacts` (the node's listing); `keyed` is the store's keyed hash (what sidecars record).
+pub fn live_checks(
+    node: &NodeConfig,
+    session: &dyn Node,
+    artifacts: &[Artifact],
+    keyed: &Keyed,
+) -> Vec<LiveCheck> {
+    node.keystores
         .iter()
         .map(|ks| {
             let latest = super::artifact::latest(artifacts, &node.name, &ks.name);
@@ -532,52 +615,78 @@ pub fn live_checks(node: &NodeConfig, session: &dyn Node, artifacts: &[Artifact]
                 (_, Err(e)) => format!("cannot read the live file: {e:#}"),
                 (Some(a), Ok(live)) => {
                     let m = &a.sidecar.manifest;
-                    if keystore::same_files(&live.files, m) {
-                        check.matches = true;
-                        format!(
-                            "matches: the live {} byte-identical to backup {} ({})",
-                            if ks.kind != KeystoreKind::Acra { "file is" } else { "keystore is" },
-                            a.id,
-                            file_summary(&live.files)
-                        )
-                    } else if ks.kind == KeystoreKind::Acra {
-                        format!(
-                            "DIFFERS from backup {}: {}; take a new backup",
-                            a.id,
-                            tree_difference(&live.files, m)
-                        )
-                    } else {
-                        let live_sha = file_summary(&live.files);
-                        let backup_sha = m.files.first().map(|f| f.sha256.as_str()).unwrap_or("-");
-                        let same_key = live.unchecked.is_none()
-                            && live.identity.is_some()
-                            && m.identity == live.identity
-                            && ks.password.is_some();
-                        format!(
-                            "DIFFERS: live {live_sha}, backup {} has {backup_sha}; {}",
-                            a.id,
-                            if same_key {
-                                "the identity (alias, certificate, node id) is the same, so the file was rewritten \
-                                 (new password?): take a new backup"
-                                    .to_string()
-                            } else if let Some(why) = &live.unchecked {
-                                format!("the live file's identity could not be checked: {why}")
-                            } else if ks.password.is_some() {
-                                format!(
-                                    "the node uses a different key ({}) than the backup ({})",
-                                    live.identity.as_ref().map(|i| i.short()).unwrap_or_default(),
-                                    m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
-                                )
-                            } else {
-                                "configure the keystore's password to compare identities".to_string()
-                            }
-                        )
+                    match keystore::Digests::of(m, keyed) {
+                        None => format!(
+                            "cannot compare: backup {} records keyed hashes made with another signing key \
+                             (rotated?); take a new backup",
+                            a.id
+                        ),
+                        Some(digests) => {
+                            let same = keystore::same_files(&live.files, m, keyed) == Some(true);
+                            check.matches = same;
+                            live_detail(ks, a, &live, &digests, same, keyed)
+                        }
                     }
                 }
             };
             check
         })
         .collect()
+}
+
+/// What a live check says about one keystore's fetched material and its newest backup `a`.
+fn live_detail(
+    ks: &crate::config::KeystoreConfig,
+    a: &Artifact,
+    live: &keystore::Fetched,
+    digests: &keystore::Digests,
+    same: bool,
+    keyed: &Keyed,
+) -> String {
+    let m = &a.sidecar.manifest;
+    if same {
+        return format!(
+            "matches: the live {} byte-identical to backup {} ({})",
+            if ks.kind != KeystoreKind::Acra {
+                "file is"
+            } else {
+                "keystore is"
+            },
+            a.id,
+            file_summary(&live.files, keyed)
+        );
+    }
+    if ks.kind == KeystoreKind::Acra {
+        return format!(
+            "DIFFERS from backup {}: {}; take a new backup",
+            a.id,
+            tree_difference(&live.files, m, digests)
+        );
+    }
+    let same_key = live.unchecked.is_none()
+        && live.identity.is_some()
+        && m.identity == live.identity
+        && ks.password.is_some();
+    format!(
+        "DIFFERS: the live file ({}) is not backup {}; {}",
+        file_summary(&live.files, keyed),
+        a.id,
+        if same_key {
+            "the identity (alias, certificate, node id) is the same, so the file was rewritten \
+             (new password?): take a new backup"
+                .to_string()
+        } else if let Some(why) = &live.unchecked {
+            format!("the live file's identity could not be checked: {why}")
+        } else if ks.password.is_some() {
+            format!(
+                "the node uses a different key ({}) than the backup ({})",
+                live.identity.as_ref().map(|i| i.short()).unwrap_or_default(),
+                m.identity.as_ref().map(|i| i.short()).unwrap_or_default()
+            )
+        } else {
+            "configure the keystore's password to compare identities".to_string()
+        }
+    )
 }
 
 #[cfg(test)]

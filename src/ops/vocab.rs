@@ -1,79 +1,16 @@
-//! The words commands and reports share, as types: artifact kinds, restore actions, outcome
-//! statuses, and the one place that names master-key artifacts.
+//! The words commands and reports share, as types: artifact kinds (re-exported from their place
+//! beside the roles, `crate::bundle::role`), restore actions, outcome statuses, and the one place
+//! that names master-key artifacts.
 //!
 //! Why types: these strings were glued together and compared in many files; a typo there was a
 //! silent mismatch. The serialized strings are exactly the ones stored in sidecars and printed in
 //! `--json` before, so old sidecars and scripts keep working.
 
-use crate::config::KeystoreKind;
 use serde::Serialize;
 
-/// What an artifact holds, as stored in the manifest's `kind` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ArtifactKind {
-    /// A PKCS#12 keystore file.
-    P12,
-    /// An Acra keystore tree.
-    Acra,
-    /// An Acra master key (kept in the separate master-key store).
-    AcraMasterKey,
-    /// An OnlyKey backup.
-    Onlykey,
-    /// A BitBox02 backup.
-    Bitbox02,
-    /// Any single file (`kind: file`: nodectl's cn-config.yaml, ...).
-    File,
-}
-
-impl ArtifactKind {
-    /// Every kind, for parsing and listing.
-    pub const ALL: [ArtifactKind; 6] = [
-        ArtifactKind::P12,
-        ArtifactKind::Acra,
-        ArtifactKind::AcraMasterKey,
-        ArtifactKind::Onlykey,
-        ArtifactKind::Bitbox02,
-        ArtifactKind::File,
-    ];
-
-    /// The string stored in manifests (unchanged since format 1).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ArtifactKind::P12 => "p12",
-            ArtifactKind::Acra => "acra",
-            ArtifactKind::AcraMasterKey => "acra-master-key",
-            ArtifactKind::Onlykey => "onlykey",
-            ArtifactKind::Bitbox02 => "bitbox02",
-            ArtifactKind::File => "file",
-        }
-    }
-
-    /// The kind a manifest's `kind` string names; `None` for a kind this version does not know.
-    pub fn parse(text: &str) -> Option<ArtifactKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-
-    /// The kind a configured keystore's backups have.
-    pub fn of_keystore(kind: KeystoreKind) -> ArtifactKind {
-        match kind {
-            KeystoreKind::P12 => ArtifactKind::P12,
-            KeystoreKind::Acra => ArtifactKind::Acra,
-            KeystoreKind::File => ArtifactKind::File,
-        }
-    }
-
-    /// Whether a manifest's `kind` string is this kind.
-    pub fn is(self, text: &str) -> bool {
-        self.as_str() == text
-    }
-}
-
-impl std::fmt::Display for ArtifactKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What an artifact holds: defined beside the roles it may have (see [`crate::bundle::role`]),
+/// which the store checks every listed artifact against.
+pub use crate::bundle::ArtifactKind;
 
 /// Master-key artifacts are stored under their keystore's name in the master-key store; runs,
 /// `status`, metrics and `list` report them as `<keystore>:master-key`. This is the one place
@@ -158,20 +95,6 @@ impl OutcomeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kinds_keep_their_stored_strings() {
-        let strings: Vec<&str> = ArtifactKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(
-            strings,
-            ["p12", "acra", "acra-master-key", "onlykey", "bitbox02", "file"]
-        );
-        for k in ArtifactKind::ALL {
-            assert_eq!(ArtifactKind::parse(k.as_str()), Some(k));
-            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
-        }
-        assert_eq!(ArtifactKind::parse("p13"), None);
-    }
 
     #[test]
     fn actions_serialize_as_before() {

@@ -273,14 +273,14 @@ pub enum RemoteError {
         /// Standard error.
         stderr: String,
     },
-    #[error("read back of {path} does not match what was written (sha256 {expected} vs {got})")]
+    #[error("read back of {path} does not match what was written")]
     /// What was read back differs from what was written.
     ReadBackMismatch {
         /// The path concerned.
         path: String,
-        /// What was expected.
+        /// SHA-256 of what was written (for a debugger; never printed: a hash of key material).
         expected: String,
-        /// What was found.
+        /// SHA-256 of what was read back (never printed).
         got: String,
     },
     #[error("SSH error during {during}: {detail}")]

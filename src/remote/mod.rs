@@ -449,7 +449,14 @@ impl Session {
         let capacity = usize::try_from(size_hint).unwrap_or(0).min(16 * 1024 * 1024);
         let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
         crate::harden::lock_in_memory(&bytes);
-        let mut chunk = Zeroizing::new(vec![0u8; 32 * 1024]);
+        // Sized to the file (key files are a few KiB): a 32 KiB buffer zeroed and wiped for
+        // each of an Acra tree's files cost 0.03 s of CPU in a 32-node backup (bench --quick,
+        // 0.34 to 0.31 s). A file that grew since its size was read is still read whole.
+        let chunk_len = usize::try_from(size_hint)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .clamp(512, 32 * 1024);
+        let mut chunk = Zeroizing::new(vec![0u8; chunk_len]);
         let deadline = self.read_deadline();
         loop {
             self.check_deadline(deadline, &during)?;

@@ -68,7 +68,7 @@ impl CheckResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceCheck {
-    /// Always [`ROLE`].
+    /// Always `ROLE`.
     pub role: String,
     /// Record format (1).
     pub format: u32,
@@ -167,7 +167,7 @@ impl Store {
     /// Signs `check` and writes it to the primary and every replica (every root is tried; the
     /// first failure is returned). Returns the record's id.
     pub fn record_device_check(&self, check: &DeviceCheck) -> Result<String, StoreError> {
-        if !super::safe_component(&check.device) || check.role != ROLE {
+        if !super::write::safe_component(&check.device) || check.role != ROLE {
             return Err(StoreError::Invalid {
                 path: self.primary.clone(),
                 message: format!("not a device-check record for a valid name: {:?}", check.device),
@@ -262,8 +262,16 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(format!("its signature: {e}")),
         };
+        // allowed_signers' key windows apply to the time the record says it was made (signed
+        // with it); a record whose time cannot be read is judged at the present, and refused
+        // below as no record.
+        #[derive(Deserialize)]
+        struct Made {
+            checked_at: DateTime<Utc>,
+        }
+        let at = serde_json::from_slice::<Made>(&bytes).map_or_else(|_| Utc::now(), |m| m.checked_at);
         let verdict = match &self.keys {
-            Some(keys) => keys.allowed.verify(&bytes, signature.as_deref()),
+            Some(keys) => keys.allowed.verify(&bytes, signature.as_deref(), at),
             None => Verdict::Bad("no allowed_signers loaded".into()),
         };
         if !verdict.is_valid() {

@@ -3,6 +3,7 @@
 use super::*;
 use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
 use chrono::TimeZone;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::PermissionsExt;
 
 fn sidecar(ciphertext: &[u8]) -> Sidecar {
@@ -13,6 +14,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             keystore: "p12".into(),
             kind: "p12".into(),
             purpose: Purpose::Backup,
+            role: None,
             created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap(),
             coldkeep_version: "test".into(),
             host: "h:22".into(),
@@ -21,6 +23,7 @@ fn sidecar(ciphertext: &[u8]) -> Sidecar {
             dirs: Vec::new(),
             identity: None,
             recipients: vec![],
+            hash_key: None,
             identity_unchecked: None,
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
@@ -34,6 +37,7 @@ fn store(dir: &Path, replica: &Path) -> Store {
         lock_wait: std::time::Duration::from_secs(1),
         primary: dir.join("primary"),
         replicas: vec![replica.to_path_buf()],
+        holds: Holds::Keystores,
         keys: super::tests::test_keys(),
     }
 }

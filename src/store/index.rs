@@ -227,6 +227,14 @@ impl Listed for Sidecar {
         self.manifest.purpose
     }
 
+    fn kind(&self) -> &str {
+        &self.manifest.kind
+    }
+
+    fn role(&self) -> Option<crate::bundle::Role> {
+        self.manifest.role
+    }
+
     fn describes(&self, on_disk: &Sidecar) -> bool {
         on_disk.same_artifact(self)
     }
@@ -454,18 +462,23 @@ impl<'a> DirIndex<'a> {
     fn write(&self, file: &IndexFile<'_>) -> std::io::Result<()> {
         let body = serde_json::to_vec(file)?;
         let tag = hex::encode(mac(&self.key, self.dir, self.file, &body).finalize().into_bytes());
+        let mut bytes = format!("{MAGIC} {tag}\n").into_bytes();
+        bytes.extend_from_slice(&body);
         let target = self.dir.join(self.file);
+        if overwrite_own(&target, &bytes)? {
+            return Ok(());
+        }
+        // (The index file's name starts with a dot: `.<name>.tmp-...` for the others.)
         let temp = self
             .dir
-            .join(format!("{}.tmp-{:08x}", self.file, rand::random::<u32>()));
+            .join(super::temps::name_for(self.file.trim_start_matches('.')));
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&temp)?;
-            f.write_all(format!("{MAGIC} {tag}\n").as_bytes())?;
-            f.write_all(&body)?;
+            f.write_all(&bytes)?;
             std::fs::rename(&temp, &target)
         })();
         if result.is_err() {
@@ -473,6 +486,33 @@ impl<'a> DirIndex<'a> {
         }
         result
     }
+}
+
+/// Rewrites the index file at `path` in place when it is this process's own: a regular file,
+/// not a link (opened without following one), with no other name (so no other file shares its
+/// inode), owned by this user. `Ok(false)` when it is not (absent, or anything else: the caller
+/// writes a new file and renames it over, which replaces the name, never a target). In place,
+/// a listing after each backup costs no new file; a reader that meets a half-written index
+/// finds its MAC wrong and reads the sidecars instead, as for any index it cannot trust.
+fn overwrite_own(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(_) => return Ok(false),
+    };
+    let meta = f.metadata()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.nlink() != 1 || meta.uid() != me {
+        return Ok(false);
+    }
+    f.write_all_at(bytes, 0)?;
+    f.set_len(bytes.len() as u64)?;
+    Ok(true)
 }
 
 /// Test support: pretends the index of `dir` was built `secs` seconds later than it was, so

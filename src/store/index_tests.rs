@@ -3,7 +3,7 @@
 
 use super::tests::{sidecar, store, test_keys};
 use super::*;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
 /// The agent's index key of `s`.
 fn key(s: &Store) -> zeroize::Zeroizing<[u8; 32]> {

@@ -5,6 +5,7 @@
 //! directory): a crash never leaves a listed artifact that is not whole, at most leftovers
 //! that listings name as such.
 
+pub mod batch;
 mod device_checks;
 mod index;
 mod lock;
@@ -12,20 +13,23 @@ pub mod retention;
 mod signed;
 mod state;
 mod summary;
+pub mod temps;
+mod write;
+
+pub(crate) use write::{create_private_dirs, write_atomic};
 
 pub use device_checks::{CheckResult, DeviceCheck, DeviceChecks, Untrusted};
 pub use index::{INDEX_FILE, IndexStats};
 pub use lock::{LOCK_FILE, StoreLock};
-pub use state::{KeystoreState, RunState, STATE_DIR, VerifyState};
+pub use state::{KeystoreState, NOT_AUTHENTIC, RunState, STATE_DIR, VerifyState};
 pub use summary::{FileName, Listed, SUMMARY_INDEX_FILE, Summary, SummaryManifest};
 
 use crate::bundle::Sidecar;
+pub use crate::bundle::role::Holds;
 use crate::config::StoreConfig;
 use crate::sign::{Keys, Verdict};
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a store operation failed; always names the path.
@@ -63,6 +67,8 @@ pub struct Store {
     pub lock_wait: std::time::Duration,
     /// Signs what is written and checks what is read; `None` = cannot write, trusts nothing.
     pub keys: Option<std::sync::Arc<Keys>>,
+    /// What this store holds: every listed artifact's role must belong where it lies.
+    pub holds: Holds,
 }
 
 /// One stored copy (primary or replica) of an artifact.
@@ -155,6 +161,7 @@ impl Store {
             replicas: cfg.replicas.clone(),
             lock_wait: cfg.lock_wait,
             keys: cfg.keys.clone(),
+            holds: Holds::Keystores,
         }
     }
 
@@ -165,6 +172,7 @@ impl Store {
             replicas: cfg.master_key_replicas.clone(),
             lock_wait: cfg.lock_wait,
             keys: cfg.keys.clone(),
+            holds: Holds::MasterKeys,
         })
     }
 
@@ -173,7 +181,7 @@ impl Store {
     /// returns how many copies were written. A copy with a bad or missing signature counts as
     /// missing and is replaced; good copies are not touched. The sidecar and its signature are
     /// copied byte for byte.
-    pub fn repair_missing(&self, artifact: &Artifact) -> Result<usize, StoreError> {
+    pub fn repair_missing<S: Listed>(&self, artifact: &Artifact<S>) -> Result<usize, StoreError> {
         if artifact
             .copies
             .iter()
@@ -233,83 +241,15 @@ impl Store {
         std::iter::once(&self.primary).chain(&self.replicas)
     }
 
-    /// Writes the artifact to the primary and every replica; returns its id. The id is the
-    /// sidecar's `created_at` stamp plus the first 8 hex digits of the ciphertext hash.
-    /// Every root is attempted; the first failure is returned after trying the rest.
-    pub fn write(&self, sidecar: &Sidecar, ciphertext: &[u8]) -> Result<String, StoreError> {
-        let m = &sidecar.manifest;
-        for (what, name) in [("node", &m.node), ("keystore", &m.keystore)] {
-            if !safe_component(name) {
-                return Err(StoreError::Invalid {
-                    path: self.primary.clone(),
-                    message: format!("{what} name {name:?} cannot be a directory name"),
-                });
-            }
-        }
-        let id = artifact_id(m.created_at, &sidecar.ciphertext_sha256);
-        let mut json = serde_json::to_vec_pretty(sidecar).map_err(|e| StoreError::Invalid {
-            path: self.primary.clone(),
-            message: format!("cannot serialise sidecar: {e}"),
-        })?;
-        json.push(b'\n');
-        let signature = self.sign(&json)?;
-        let mut first_error = None;
-        for root in self.roots() {
-            if root != &self.primary && !root.is_dir() {
-                // Never created: an unmounted replica must not fill the disk underneath it. The
-                // copy is listed as missing, and the next run writes it once the root is back.
-                tracing::warn!(
-                    root = %root.display(),
-                    "replica root missing (not mounted?); copy not written, the next run repairs it"
-                );
-                continue;
-            }
-            let result = (|| {
-                let dir = root.join(&m.node).join(&m.keystore);
-                create_private_dirs(root, &dir)?;
-                let age_path = dir.join(format!("{id}.age"));
-                let json_path = dir.join(format!("{id}.json"));
-                // Written and synced under temp names before the lock: parallel workers sync at
-                // the same time (the file system commits them together) instead of one after
-                // another, which made a fleet backup wait on the disk rather than on its nodes.
-                let [age, sig, sidecar] = [
-                    stage(&dir, &age_path, ciphertext)?,
-                    stage(&dir, &crate::sign::sig_path(&json_path), &signature)?,
-                    stage(&dir, &json_path, &json)?,
-                ];
-                {
-                    // The id is claimed under the lock: the .age and .sig are put in place; any
-                    // other writer of the same id then finds the .age and refuses.
-                    let _lock = self.lock()?;
-                    if age_path.exists() || json_path.exists() {
-                        return Err(StoreError::Invalid {
-                            path: age_path,
-                            message: "an artifact with this id already exists; not overwriting".into(),
-                        });
-                    }
-                    age.commit()?;
-                    sig.commit()?;
-                }
-                // The sidecar goes in only once the ciphertext and signature are durable, so a
-                // crash can never leave a listed (signed) artifact without its ciphertext; the
-                // write is reported done after the second directory sync.
-                sync_dir(&dir)?;
-                sidecar.commit()?;
-                sync_dir(&dir)
-            })();
-            if let Err(e) = result {
-                tracing::error!(root = %root.display(), "store write failed: {e}");
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(id),
-        }
-    }
-
     /// Lists artifacts (all, or one node's), merging copies across primary and replicas.
     pub fn list(&self, node: Option<&str>) -> Result<Listing, StoreError> {
+        self.list_of(node)
+    }
+
+    /// [`Store::list`] with [`Summary`]s: what a backup reads of a node's store before its
+    /// work (the newest artifact's whole sidecar is then read by [`Store::whole`]); an Acra
+    /// keystore's whole sidecars are ten times the size.
+    pub fn list_summaries(&self, node: Option<&str>) -> Result<Listing<Summary>, StoreError> {
         self.list_of(node)
     }
 
@@ -318,17 +258,21 @@ impl Store {
         let keystores = self.keystores(node)?;
         let mut listing = Listing::default();
         let mut first_error = None;
-        crate::par::map_ordered(
-            &keystores,
-            256,
-            |(n, ks)| self.list_keystore::<S>(n, ks),
-            |one| match one {
-                Ok(one) => listing.append(one),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            },
-        );
+        let mut sink = |one| match one {
+            Ok(one) => listing.append(one),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        };
+        // One node's few keystores (what a backup job lists, beside the others) on this thread:
+        // threads of their own cost more than they save there.
+        if keystores.len() <= 4 {
+            for (n, ks) in &keystores {
+                sink(self.list_keystore::<S>(n, ks));
+            }
+        } else {
+            crate::par::map_ordered(&keystores, 256, |(n, ks)| self.list_keystore::<S>(n, ks), sink);
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(listing),
@@ -469,19 +413,15 @@ impl Store {
             if name == INDEX_FILE || name == SUMMARY_INDEX_FILE {
                 continue;
             }
-            if name.starts_with('.') && name.contains(".tmp-") {
-                problems.push(Problem {
-                    path: entry.path(),
-                    message: "temp file of a write in progress, or left by an interrupted one (safe to delete when no backup is running)".into(),
-                    interrupted: true,
-                });
+            if temps::is_temp(name) {
+                problems.push(self.temp_problem(entry, name));
                 continue;
             }
             if let Some(sidecar) = name.strip_suffix(crate::sign::SIG_SUFFIX) {
                 if !has(i, sidecar) {
                     problems.push(Problem {
                         path: entry.path(),
-                        message: "signature without a sidecar (an interrupted write; safe to delete)".into(),
+                        message: "signature without a sidecar (an interrupted write; safe to delete, and removed by a later backup, prune or import once it is an hour old)".into(),
                         interrupted: true,
                     });
                 }
@@ -512,7 +452,21 @@ impl Store {
                         ),
                         interrupted: false,
                     }),
-                    Ok((s, verdict)) => found.push((id.to_string(), (s, has_age, verdict))),
+                    Ok((s, verdict)) => match crate::bundle::role::check_placement(
+                        self.holds.place(n),
+                        s.kind(),
+                        s.purpose(),
+                        s.role(),
+                    ) {
+                        Ok(_) => found.push((id.to_string(), (s, has_age, verdict))),
+                        // Signed, but not what this directory holds (a master-key backup copied
+                        // into a keystore's directory names the same node and keystore).
+                        Err(why) => problems.push(Problem {
+                            path: entry.path(),
+                            message: format!("not listed: {why}"),
+                            interrupted: false,
+                        }),
+                    },
                     Err(e) => problems.push(Problem {
                         path: entry.path(),
                         message: format!("unreadable sidecar: {e}"),
@@ -523,7 +477,7 @@ impl Store {
                 if !has(i, &(id.to_string() + ".json")) {
                     problems.push(Problem {
                         path: entry.path(),
-                        message: "ciphertext without a sidecar (an interrupted write; safe to delete)".into(),
+                        message: "ciphertext without a sidecar (an interrupted write; safe to delete, and removed by a later backup, prune or import once it is an hour old)".into(),
                         interrupted: true,
                     });
                 }
@@ -699,101 +653,11 @@ fn file_in(dir: &Path, id: &str, ext: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn safe_component(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Creates `dir` and its missing parents below (and including) `root` with mode 0700.
-pub(crate) fn create_private_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
-    crate::config::perms::check_store_root(root).map_err(|message| StoreError::Invalid {
-        path: root.to_path_buf(),
-        message,
-    })?;
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    while !cur.exists() {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) if cur != root => cur = p,
-            _ => break,
-        }
-    }
-    if !root.exists() && !missing.iter().any(|m| m == root) {
-        missing.push(root.to_path_buf());
-    }
-    for d in missing.iter().rev() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(d)
-            .map_err(io(d))?;
-        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io(d))?;
-    }
-    Ok(())
-}
-
-/// Temp file (0600) in the same directory, fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> Result<(), StoreError> {
-    stage(dir, target, data)?.commit()?;
-    sync_dir(dir)
-}
-
-/// A file written and synced under a temp name beside its target, not yet in place; removed
-/// when dropped uncommitted.
-struct Staged {
-    temp: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-/// Writes `data` to a new 0600 temp file in `dir` (named after `target`) and syncs it.
-fn stage(dir: &Path, target: &Path, data: &[u8]) -> Result<Staged, StoreError> {
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
-    let temp = dir.join(format!(".{name}.tmp-{:08x}", rand::random::<u32>()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io(&temp))?;
-    // Only a file this call created is removed on failure.
-    let staged = Staged {
-        temp,
-        target: target.to_path_buf(),
-        committed: false,
-    };
-    f.write_all(data).map_err(io(&staged.temp))?;
-    f.sync_all().map_err(io(&staged.temp))?;
-    Ok(staged)
-}
-
-impl Staged {
-    /// Renames the file into place (the caller syncs the directory).
-    fn commit(mut self) -> Result<(), StoreError> {
-        fs::rename(&self.temp, &self.target).map_err(io(&self.target))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.temp);
-        }
-    }
-}
-
-/// Syncs a directory, so renames in it survive a crash.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 fn read_sidecar(path: &Path) -> Result<Sidecar, StoreError> {
@@ -833,4 +697,8 @@ mod hardening_tests;
 mod tests;
 
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 mod index_tests;
+#[cfg(test)]
+mod trust_tests;

@@ -73,6 +73,12 @@ impl Store {
         }
     }
 
+    /// The keyed hash this store's sidecars carry instead of plaintext SHA-256 (`None` without
+    /// keys: such a store cannot write).
+    pub fn keyed_hash(&self) -> Option<crate::digest::Keyed> {
+        self.keys.as_ref().map(|k| k.keyed_hash())
+    }
+
     /// Checks a sidecar's bytes and its `.sig` against allowed_signers, and its `created_at`.
     pub(super) fn verdict(&self, sidecar_path: &Path, bytes: &[u8], sidecar: &Sidecar) -> Verdict {
         let sig = match fs::read(sig_path(sidecar_path)) {
@@ -81,15 +87,22 @@ impl Store {
             Err(e) => return Verdict::Bad(format!("cannot read the signature: {e}")),
         };
         timed(
-            self.signature_verdict(bytes, sig.as_deref()),
+            self.signature_verdict(bytes, sig.as_deref(), sidecar.manifest.created_at),
             sidecar.manifest.created_at,
         )
     }
 
-    /// The signature check alone (what the index may cache: it does not depend on the time).
-    fn signature_verdict(&self, bytes: &[u8], sig: Option<&[u8]>) -> Verdict {
+    /// The signature check alone, against allowed_signers' key windows at the sidecar's signed
+    /// `created_at` (what the index may cache: it depends on the content and allowed_signers,
+    /// which both key the cache, not on the clock).
+    fn signature_verdict(
+        &self,
+        bytes: &[u8],
+        sig: Option<&[u8]>,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Verdict {
         match &self.keys {
-            Some(keys) => keys.allowed.verify(bytes, sig),
+            Some(keys) => keys.allowed.verify(bytes, sig, created_at),
             None => Verdict::Bad("no allowed_signers loaded".into()),
         }
     }
@@ -121,7 +134,7 @@ impl Store {
         let content = super::index::content_sha256(&bytes, sig.as_deref());
         let verdict = match known {
             Some((hash, verdict)) if *hash == content => verdict.clone(),
-            _ => self.signature_verdict(&bytes, sig.as_deref()),
+            _ => self.signature_verdict(&bytes, sig.as_deref(), sidecar.manifest.created_at),
         };
         Ok(Checked {
             sidecar,
@@ -136,7 +149,11 @@ impl Store {
         &self,
         items: &[(PathBuf, Option<(String, Verdict)>)],
     ) -> Vec<Result<Checked, StoreError>> {
-        let threads = crate::par::threads().min(items.len().div_ceil(32));
+        // Inside a listing's worker the other keystores already keep every thread busy.
+        let threads = match crate::par::in_worker() {
+            true => 1,
+            false => crate::par::threads().min(items.len().div_ceil(32)),
+        };
         let one = |(p, known): &(PathBuf, Option<(String, Verdict)>)| self.check_sidecar(p, known.as_ref());
         if threads <= 1 {
             return items.iter().map(one).collect();
@@ -234,12 +251,12 @@ impl Store {
 
     /// The bytes of a copy that is validly signed (checked again now, under the caller's lock),
     /// whose ciphertext matches its sidecar and which is the listed artifact.
-    pub(super) fn signed_source(&self, artifact: &Artifact) -> Option<Source> {
+    pub(super) fn signed_source<S: Listed>(&self, artifact: &Artifact<S>) -> Option<Source> {
         artifact.copies.iter().find_map(|c| {
             let sidecar = fs::read(&c.sidecar_path).ok()?;
             let parsed: Sidecar = serde_json::from_slice(&sidecar).ok()?;
             if !self.verdict(&c.sidecar_path, &sidecar, &parsed).is_valid()
-                || !parsed.same_artifact(&artifact.sidecar)
+                || !artifact.sidecar.describes(&parsed)
             {
                 return None;
             }
@@ -253,6 +270,28 @@ impl Store {
                 sidecar,
                 signature,
             })
+        })
+    }
+
+    /// The whole sidecar of an artifact listed as a summary: read again from its first present,
+    /// validly signed copy that the summary describes (its signature checked now). For what acts
+    /// on the newest artifact of a keystore after a light listing (a backup's unchanged check).
+    pub fn whole<S: Listed>(&self, artifact: &Artifact<S>) -> Option<Artifact> {
+        let sidecar = artifact
+            .copies
+            .iter()
+            .filter(|c| c.present && c.signature.is_valid())
+            .find_map(|c| {
+                let (sidecar, verdict) = self.read_signed_sidecar(&c.sidecar_path).ok()?;
+                (verdict.is_valid() && artifact.sidecar.describes(&sidecar)).then_some(sidecar)
+            })?;
+        Some(Artifact {
+            node: artifact.node.clone(),
+            keystore: artifact.keystore.clone(),
+            id: artifact.id.clone(),
+            sidecar,
+            copies: artifact.copies.clone(),
+            signature: artifact.signature.clone(),
         })
     }
 

@@ -5,7 +5,7 @@
 //! the index. [`Summary`] is that lighter view: parsed straight from the index's cached JSON,
 //! skipping what it does not hold.
 
-use crate::bundle::{Purpose, Sidecar};
+use crate::bundle::{Purpose, Role, Sidecar};
 use crate::material::Identity;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,10 @@ pub trait Listed: Sized + Send {
     fn ciphertext_sha256(&self) -> &str;
     /// Backup or pre-restore (only backups count as the newest).
     fn purpose(&self) -> Purpose;
+    /// The artifact kind (`p12`, `acra-master-key`, ...).
+    fn kind(&self) -> &str;
+    /// The role the sidecar records (`None` in artifacts from before roles were recorded).
+    fn role(&self) -> Option<Role>;
     /// Whether this listed view still describes `on_disk`, a sidecar read again before a
     /// change (removal, the intact check of retention): the index may be stale or wrong.
     fn describes(&self, on_disk: &Sidecar) -> bool;
@@ -67,6 +71,9 @@ pub struct SummaryManifest {
     pub kind: String,
     /// Backup or pre-restore.
     pub purpose: Purpose,
+    /// What the artifact is for, when recorded.
+    #[serde(default)]
+    pub role: Option<Role>,
     /// When the material was fetched.
     pub created_at: DateTime<Utc>,
     /// The files inside (their names only).
@@ -110,6 +117,8 @@ struct SummaryManifestRef<'a> {
     keystore: &'a str,
     kind: &'a str,
     purpose: Purpose,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
     created_at: DateTime<Utc>,
     files: Vec<FileNameRef<'a>>,
     identity: &'a Option<Identity>,
@@ -137,6 +146,7 @@ impl Listed for Summary {
                 keystore: &m.keystore,
                 kind: &m.kind,
                 purpose: m.purpose,
+                role: m.role,
                 created_at: m.created_at,
                 files: m.files.iter().map(|f| FileNameRef { path: &f.path }).collect(),
                 identity: &m.identity,
@@ -157,6 +167,7 @@ impl Listed for Summary {
                 keystore: m.keystore,
                 kind: m.kind,
                 purpose: m.purpose,
+                role: m.role,
                 created_at: m.created_at,
                 files: m.files.into_iter().map(|f| FileName { path: f.path }).collect(),
                 identity: m
@@ -191,13 +202,21 @@ impl Listed for Summary {
         self.manifest.purpose
     }
 
+    fn kind(&self) -> &str {
+        &self.manifest.kind
+    }
+
+    fn role(&self) -> Option<Role> {
+        self.manifest.role
+    }
+
     /// The ciphertext hash (signed with the rest, and covering the bundle inside) with the
     /// names, kind, purpose, time and size.
     fn describes(&self, on_disk: &Sidecar) -> bool {
         let (m, d) = (&self.manifest, &on_disk.manifest);
         self.ciphertext_sha256 == on_disk.ciphertext_sha256
             && self.ciphertext_size == on_disk.ciphertext_size
-            && (&m.node, &m.keystore, &m.kind, m.purpose, m.created_at)
-                == (&d.node, &d.keystore, &d.kind, d.purpose, d.created_at)
+            && (&m.node, &m.keystore, &m.kind, m.purpose, m.role, m.created_at)
+                == (&d.node, &d.keystore, &d.kind, d.purpose, d.role, d.created_at)
     }
 }

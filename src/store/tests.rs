@@ -1,6 +1,7 @@
 use super::*;
 use crate::bundle::{FORMAT_VERSION, Manifest, Purpose};
 use chrono::TimeZone;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::MetadataExt;
 
 pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
@@ -11,6 +12,7 @@ pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
             keystore: "p12".into(),
             kind: "p12".into(),
             purpose: Purpose::Backup,
+            role: None,
             created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, second).unwrap(),
             coldkeep_version: "test".into(),
             host: "h:22".into(),
@@ -19,6 +21,7 @@ pub(super) fn sidecar(node: &str, second: u32, ciphertext: &[u8]) -> Sidecar {
             dirs: Vec::new(),
             identity: None,
             recipients: vec![],
+            hash_key: None,
             identity_unchecked: None,
         },
         ciphertext_sha256: crate::digest::sha256_hex(ciphertext),
@@ -46,6 +49,7 @@ pub(super) fn store(dir: &Path) -> Store {
         primary: dir.join("primary"),
         replicas: vec![dir.join("replica")],
         keys: test_keys(),
+        holds: Holds::Keystores,
     }
 }
 
@@ -122,6 +126,7 @@ fn write_error_names_the_path() {
         lock_wait: std::time::Duration::from_secs(5),
         primary: blocker.join("store"),
         replicas: vec![],
+        holds: Holds::Keystores,
         keys: test_keys(),
     };
     let e = s.write(&sidecar("v1", 0, b"c"), b"c").unwrap_err().to_string();

@@ -135,7 +135,8 @@ pub fn signature_seeds() -> Vec<Vec<u8>> {
 
 /// `.json.sig` files as the store reads them (SSHSIG armor), and allowed_signers text.
 pub fn signature(data: &[u8]) {
-    let _ = fuzz_keys().allowed.verify(FUZZ_MESSAGE, Some(data));
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time");
+    let _ = fuzz_keys().allowed.verify(FUZZ_MESSAGE, Some(data), at);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = crate::sign::AllowedSigners::parse(text);
     }

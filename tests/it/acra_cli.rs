@@ -333,7 +333,7 @@ fn store_master_key_at(s: &Setup, master: &str, at: chrono::DateTime<chrono::Utc
         &config.encryption.master_key_recipients,
         manifest,
         &files,
-        false,
+        keystore::Write::Now,
     )
     .unwrap();
 }

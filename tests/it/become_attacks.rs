@@ -350,12 +350,21 @@ fn requests_with_paths_unlisted_keystores_and_malformed_or_oversized_frames_are_
     assert!(!stderr.contains("evil"), "{stderr}");
 }
 
+/// The artifact files in a keystore directory (not the listing's index caches, dot files that a
+/// listing may write).
+fn artifact_files(dir: &std::path::Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .count()
+}
+
 #[test]
 fn the_keys_directory_swapped_for_a_link_to_etc_shadow_or_a_hard_link_fails_that_keystore_alone() {
     let (s, _rules) = armed();
     let tess = nodectl_layout(&s);
     let store_p12 = s.fleet.store().join("a").join("p12");
-    let before = fs::read_dir(&store_p12).unwrap().count();
+    let before = artifact_files(&store_p12);
     // The SSH user swaps the directory for one of its own holding the key's name as a link.
     let out = as_user(
         LOGIN_USER,
@@ -375,7 +384,7 @@ fn the_keys_directory_swapped_for_a_link_to_etc_shadow_or_a_hard_link_fails_that
         }
     }
     assert_eq!(
-        fs::read_dir(&store_p12).unwrap().count(),
+        artifact_files(&store_p12),
         before,
         "nothing stored for the keystore"
     );
@@ -400,7 +409,7 @@ fn the_keys_directory_swapped_for_a_link_to_etc_shadow_or_a_hard_link_fails_that
         p12["error"].as_str().unwrap().contains("2 names (a hard link"),
         "{p12}"
     );
-    assert_eq!(fs::read_dir(&store_p12).unwrap().count(), before);
+    assert_eq!(artifact_files(&store_p12), before);
     s.fleet.assert_not_on_local_disk(&[&b"root only ".repeat(8)]);
     // A restore over the hard link is refused by the helper too: the root file is untouched.
     let mut h = Helper::start(&s.h, true);

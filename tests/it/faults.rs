@@ -302,6 +302,14 @@ fn kill_9_during_writes_leaves_a_store_that_verifies_and_a_next_run_that_works()
     // The next run succeeds and writes any copy a killed run left missing: then all verifies.
     let out = s.fleet.run(&["backup", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // ...and removes the temp files the killed runs left (their writers are gone).
+    let left: Vec<std::path::PathBuf> = [s.fleet.store(), s.fleet.replica()]
+        .iter()
+        .flat_map(|root| walkdir::WalkDir::new(root).into_iter().filter_map(Result::ok))
+        .filter(|e| coldkeep::store::temps::is_temp(&e.file_name().to_string_lossy()))
+        .map(|e| e.into_path())
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
     let out = s
         .fleet
         .run(&["verify", "--identity", s.fleet.age_identity.to_str().unwrap()]);

@@ -53,3 +53,4 @@ mod restore_cli;
 mod restore_races;
 mod sftp_fallback;
 mod signing;
+mod store_trust;

@@ -30,10 +30,30 @@ fn unchanged_material_is_recorded_not_duplicated_and_force_stores_anyway() {
 
     assert_eq!(run(&f, &["backup", "--force"]).0, 0);
     assert_eq!(age_files(&f.store()).len(), 2);
-    // A damaged copy of the newest artifact is not reused: a fresh artifact replaces it.
-    let mut replica = age_files(&f.replica());
-    replica.sort();
-    fs::write(replica.last().unwrap(), b"truncated").unwrap();
+    // A damaged copy of the newest artifact is not reused: a fresh artifact replaces it. (The
+    // newest by created_at: two artifacts made within one second sort by name in any order.)
+    let (_, list) = f.run_json(&["list", "--json"]);
+    let newest = list["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|a| {
+            a["created_at"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        })
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let replica = age_files(&f.replica());
+    let copy = replica
+        .iter()
+        .find(|p| p.to_string_lossy().contains(&newest))
+        .unwrap();
+    fs::write(copy, b"truncated").unwrap();
     let (code, out) = run(&f, &["backup", "--json"]);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("\"unchanged\": true"), "{out}");

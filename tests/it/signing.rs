@@ -229,7 +229,13 @@ fn acra_artifact_made_with_stock_age_and_the_public_recipient_is_refused() {
     let genuine: Value = serde_json::from_slice(&fs::read(&sidecars(&f.replica())[0]).unwrap()).unwrap();
     let work = f.dir.join("attacker");
     let mut manifest = genuine.clone();
-    for field in ["ciphertext_sha256", "ciphertext_size", "seen_unchanged_at"] {
+    // Keyed hashes need the agent's key: the forgery says it predates them (plain SHA-256s).
+    for field in [
+        "ciphertext_sha256",
+        "ciphertext_size",
+        "seen_unchanged_at",
+        "hash_key",
+    ] {
         manifest.as_object_mut().unwrap().remove(field);
     }
     let when = chrono::Utc::now() + chrono::Duration::seconds(60);
@@ -246,6 +252,7 @@ fn acra_artifact_made_with_stock_age_and_the_public_recipient_is_refused() {
             fs::Permissions::from_mode(file["mode"].as_u64().unwrap() as u32),
         )
         .unwrap();
+        file.as_object_mut().unwrap().remove("hmac");
         file["sha256"] = Value::from(sha256_hex(&evil));
         file["size"] = Value::from(evil.len());
         names.push(rel);
@@ -583,7 +590,19 @@ fn adopting_an_old_store_signs_only_what_passes_deep_verification() {
     assert_eq!(code, 1, "{out}");
 
     let identity = f.age_identity.to_str().unwrap();
-    let (code, out) = run(&f, &["verify", "--identity", identity, "--sign-unsigned"]);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let (code, out) = run(
+        &f,
+        &[
+            "verify",
+            "--identity",
+            identity,
+            "--sign-unsigned",
+            "--before",
+            &now,
+            "--yes",
+        ],
+    );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("signed now"), "{out}");
     assert!(out.contains(&edited) && out.contains("not signed"), "{out}");

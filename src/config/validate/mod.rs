@@ -31,63 +31,9 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
     // looks ahead, and a config whose example nodes are commented out (as `init` writes it)
     // failed with "too many buffered comments".
     let options = serde_saphyr::options! { emit_comments: false };
-    let raw: RawConfig =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_error(&e, text, source))?;
+    let raw: RawConfig = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| super::redact::yaml_error(&e, text, source))?;
     Validator { text, source }.config(raw)
-}
-
-fn yaml_error(e: &serde_saphyr::Error, text: &str, source: &Path) -> ConfigError {
-    let bare = e.without_snippet().to_string();
-    // The library appends its own position; we print ours in front instead.
-    let message = match bare.rfind(" at line ") {
-        Some(i) => bare[..i].to_string(),
-        None => bare,
-    };
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line() as usize, l.column() as usize))
-        .unwrap_or((0, 0));
-    // Type errors on a secret line must not echo the value: show no snippet when unsure.
-    let snippet = (line > 0).then(|| snippet(text, line, column, looks_secret(text, line)));
-    ConfigError {
-        file: source.to_path_buf(),
-        line,
-        column,
-        message,
-        snippet,
-    }
-}
-
-fn looks_secret(text: &str, line: usize) -> bool {
-    text.lines().nth(line - 1).is_some_and(|l| {
-        let key = l.trim_start().trim_start_matches("- ");
-        key.starts_with("password") || key.starts_with("identity_passphrase") || key.starts_with("passphrase")
-    })
-}
-
-/// The source line with a caret under `column`; `redact` hides everything from the column on.
-pub(super) fn snippet(text: &str, line: usize, column: usize, redact: bool) -> String {
-    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
-        return String::new();
-    };
-    let col = column.max(1);
-    let shown = if redact {
-        let cut = src
-            .char_indices()
-            .nth(col - 1)
-            .map(|(i, _)| i)
-            .unwrap_or(src.len());
-        format!("{}<redacted>", &src[..cut])
-    } else {
-        super::redact::redact_line(text, line)
-    };
-    let gutter = line.to_string().len();
-    format!(
-        "{:>gutter$} | {shown}\n{:>gutter$} | {}^",
-        line,
-        "",
-        " ".repeat(col - 1)
-    )
 }
 
 pub(super) struct Validator<'a> {
@@ -101,13 +47,17 @@ impl Validator<'_> {
     }
 
     fn located(&self, at: &Location, message: impl Into<String>, redact: bool) -> ConfigError {
-        let (line, column) = (at.line() as usize, at.column() as usize);
+        let (line, mut column) = (at.line() as usize, at.column() as usize);
+        // Never a column past where a secret line's redaction starts (it would tell its length).
+        if let Some((_, limit)) = super::redact::secret_line(self.text, line) {
+            column = column.min(limit);
+        }
         ConfigError {
             file: self.source.to_path_buf(),
             line,
             column,
             message: message.into(),
-            snippet: (line > 0).then(|| snippet(self.text, line, column, redact)),
+            snippet: (line > 0).then(|| super::redact::snippet(self.text, line, column, redact)),
         }
     }
 

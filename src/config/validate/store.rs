@@ -2,7 +2,7 @@
 
 use super::super::raw::{RawConfig, RawSigning, S};
 use super::super::{ConfigError, EncryptionConfig, Recipient, SigningConfig, StoreConfig};
-use super::{Validator, resolve, snippet};
+use super::{Validator, resolve};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -178,7 +178,7 @@ impl Validator<'_> {
                     line: i + 1,
                     column: 1,
                     message: m,
-                    snippet: Some(snippet(&text, i + 1, 1, false)),
+                    snippet: Some(crate::config::redact::snippet(&text, i + 1, 1, false)),
                 })?;
                 add(parsed, format!("{}:{} (recipients_file)", path.display(), i + 1));
             }

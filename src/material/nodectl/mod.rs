@@ -1,7 +1,7 @@
 //! nodectl's `cn-config.yaml`: which P12 each profile uses, under which alias, with which
 //! passphrase, resolved the way nodectl v2.19 itself resolves them.
 //!
-//! Read as nodectl reads it ([`yaml`]: PyYAML's YAML 1.1, a duplicated key keeps its last value
+//! Read as nodectl reads it (`yaml`: PyYAML's YAML 1.1, a duplicated key keeps its last value
 //! with a warning). Then, per profile:
 //! - Formats. nodectl_yaml v2.1.1 (nodectl 2.13+): under `nodectl:` one mapping per profile with
 //!   flat `p12_nodeadmin`, `p12_key_location`, `p12_key_name`, `p12_passphrase`, and a
@@ -476,4 +476,10 @@ impl From<&Profile> for P12Location {
             alias: esc(&p.alias),
         }
     }
+}
+
+/// cn-config.yaml bytes as text to parse, wiped when dropped (it holds the P12 passphrase;
+/// bytes that are not UTF-8 are replaced, as `String::from_utf8_lossy` does).
+pub fn text_of(bytes: &[u8]) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(String::from_utf8_lossy(bytes).into_owned())
 }

@@ -33,10 +33,10 @@ impl Fixture {
             &self.config.encryption.recipients,
             manifest,
             &files,
-            false,
+            keystore::Write::Now,
         )
         .unwrap()
-        .0
+        .id
         .unwrap()
     }
 }

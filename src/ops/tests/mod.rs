@@ -97,7 +97,7 @@ impl Fixture {
         let cfg = self.config.node("n1").unwrap();
         let ks = &cfg.keystores[0];
         let existing = store.list(Some("n1")).map(|l| l.artifacts).unwrap_or_default();
-        backup_keystore(&self.config, &store, cfg, ks, node, &existing, options)
+        backup_keystore(&self.config, &store, cfg, ks, node, &existing, options, None)
     }
 
     /// Stores an Acra backup with these files (`keys/...`, `public/...`).
@@ -135,7 +135,7 @@ impl Fixture {
             &self.config.encryption.recipients,
             manifest,
             &files,
-            false,
+            keystore::Write::Now,
         )
         .unwrap();
     }
@@ -202,6 +202,62 @@ fn backup_reuses_the_newest_artifact_only_for_the_same_files() {
         .unwrap();
     assert!(!forced.unchanged);
     assert_eq!(count(), 3);
+}
+
+/// Sidecars carry keyed hashes (no plain SHA-256 of the plaintext), made with the signing key:
+/// after the key is rotated they cannot be compared, so the next backup stores a new artifact
+/// rather than trusting a hash it cannot check.
+#[test]
+fn backup_compares_keyed_hashes_and_a_rotated_signing_key_stores_anew() {
+    let mut fx = Fixture::new();
+    let bytes = p12_bytes();
+    let node = node_with_p12(&bytes, 0o400);
+    let first = fx.backup_p12(&node, Options::default()).unwrap();
+    let listed = fx.store().list(Some("n1")).unwrap().artifacts;
+    let m = &listed[0].sidecar.manifest;
+    let keyed = fx.config.store.keys.as_ref().unwrap().keyed_hash();
+    assert_eq!(m.hash_key.as_deref(), Some(keyed.id()));
+    assert_eq!(m.files[0].sha256, "", "no plain hash in the sidecar");
+    assert_eq!(m.files[0].hmac.as_deref(), Some(keyed.hex(&bytes).as_str()));
+    let on_disk = std::fs::read_to_string(&listed[0].copies[0].sidecar_path).unwrap();
+    assert!(!on_disk.contains(&crate::digest::sha256_hex(&bytes)), "{on_disk}");
+    assert!(fx.backup_p12(&node, Options::default()).unwrap().unchanged);
+    // A new signing key, the old one still trusted: old artifacts stay valid, but their keyed
+    // hashes are another key's.
+    let old = fx.config.store.keys.clone().unwrap();
+    let signer = crate::sign::Signer::generate();
+    let allowed = crate::sign::AllowedSigners::parse(&format!(
+        "old {}\nnew {}",
+        old.signer.public_line(),
+        signer.public_line()
+    ))
+    .unwrap();
+    fx.config.store.keys = Some(std::sync::Arc::new(crate::sign::Keys { signer, allowed }));
+    assert_eq!(fx.store().list(Some("n1")).unwrap().artifacts.len(), 1);
+    let next = fx.backup_p12(&node, Options::default()).unwrap();
+    assert!(!next.unchanged && next.id != first.id);
+    assert!(fx.backup_p12(&node, Options::default()).unwrap().unchanged);
+}
+
+/// Backups made within one second are ordered as they were made: `latest` (what restore, reuse
+/// and retention take as the newest) is always the last one written.
+#[test]
+fn backups_within_one_second_order_oldest_first() {
+    let fx = Fixture::new();
+    let node = FakeNode::new();
+    let mut written = Vec::new();
+    for _ in 0..6 {
+        node.put(P12, &p12_bytes(), 0o400);
+        written.push(fx.backup_p12(&node, Options::default()).unwrap().id.unwrap());
+        let listed = fx.store().list(Some("n1")).unwrap().artifacts;
+        let latest = super::artifact::latest(&listed, "n1", "p12").unwrap();
+        assert_eq!(Some(&latest.id), written.last(), "{written:?}");
+    }
+    let listed = fx.store().list(Some("n1")).unwrap().artifacts;
+    let mut by_time: Vec<&crate::store::Artifact> = listed.iter().collect();
+    by_time.sort_by_key(|a| a.sidecar.manifest.created_at);
+    let order: Vec<&String> = by_time.iter().map(|a| &a.id).collect();
+    assert_eq!(order, written.iter().collect::<Vec<_>>());
 }
 
 #[test]
